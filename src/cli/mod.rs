@@ -1,0 +1,34 @@
+//! The command-line front end: each subcommand parses nothing itself (see `config`), opens
+//! what it needs, calls the store and index layers, and prints text or JSON.
+
+mod bench;
+mod pool;
+mod search;
+mod vectors;
+
+use crate::config::{Cli, Command};
+use crate::error::Result;
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    if cli.threads > 0 {
+        // Fails only if a pool was already built, which is fine: the first one wins.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(cli.threads)
+            .build_global();
+    }
+    match cli.command {
+        Command::Pool(cmd) => pool::run(&cli.data_dir, cmd),
+        Command::Vectors(cmd) => vectors::run(&cli.data_dir, cmd),
+        Command::Search(args) => search::run(&cli.data_dir, args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+/// Prints a value as one line of JSON.
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("serialising plain data cannot fail")
+    );
+}

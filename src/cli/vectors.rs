@@ -1,0 +1,110 @@
+//! `dcd vectors import`: reads a vector file (plus optional keys and labels) and appends it to
+//! a pool in durable batches, then brings the index up to date.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::config::{ImportArgs, VectorsCommand};
+use crate::error::{Error, Result};
+use crate::formats::{read_lines, read_vectors};
+use crate::index::graph::HnswParams;
+use crate::index::manager::{self, Engine};
+use crate::store::{NewItem, Store};
+use crate::types::Matrix;
+
+pub(super) fn run(data_dir: &Path, cmd: VectorsCommand) -> Result<()> {
+    match cmd {
+        VectorsCommand::Import(args) => import(data_dir, args),
+    }
+}
+
+fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
+    if args.batch == 0 {
+        return Err(Error::Usage("--batch must be at least 1".into()));
+    }
+    let store = Store::open(data_dir)?;
+    let mut pool = store.open_pool(&args.pool)?;
+    let vectors = read_vectors(&args.file)?;
+    let n = vectors.rows;
+    let keys = match &args.keys {
+        Some(p) => Some(lines_for(p, n, "keys")?),
+        None => None,
+    };
+    let labels = match &args.labels {
+        Some(p) => Some(lines_for(p, n, "labels")?),
+        None => None,
+    };
+    let stem = args
+        .file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("vectors")
+        .to_string();
+    let t = Instant::now();
+    let first = pool.len();
+    for start in (0..n).step_by(args.batch) {
+        let end = (start + args.batch).min(n);
+        let items: Vec<NewItem> = (start..end)
+            .map(|i| NewItem {
+                key: keys
+                    .as_ref()
+                    .map_or_else(|| format!("{stem}#{i}"), |k| k[i].clone()),
+                label: labels
+                    .as_ref()
+                    .map(|l| l[i].clone())
+                    .filter(|l| !l.is_empty()),
+                content_hash: None,
+                metadata: None,
+            })
+            .collect();
+        let batch = Matrix::new(
+            end - start,
+            vectors.dim,
+            vectors.data[start * vectors.dim..end * vectors.dim].to_vec(),
+        );
+        pool.append(&batch, &items).inspect_err(|_| {
+            if start > 0 {
+                tracing::warn!(
+                    committed_rows = start,
+                    "import stopped; rows before the failing batch are stored"
+                );
+            }
+        })?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "imported {n} vectors into {} (rows {first}..{}) in {secs:.2}s",
+        args.pool,
+        pool.len()
+    );
+    if !args.no_index && args.index.engine == Engine::Native {
+        let t = Instant::now();
+        let params = HnswParams {
+            m: args.index.m,
+            ef_construction: args.index.ef_construction,
+            ..HnswParams::default()
+        };
+        let index = manager::open(&pool, Engine::Native, params)?;
+        println!(
+            "index covers {} rows ({:.2}s)",
+            index.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn lines_for(path: &Path, n: usize, what: &str) -> Result<Vec<String>> {
+    let mut lines = read_lines(path)?;
+    if lines.len() == n + 1 && lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    if lines.len() != n {
+        return Err(Error::Usage(format!(
+            "{} has {} {what} lines but the vector file has {n} rows; give one line per vector",
+            path.display(),
+            lines.len()
+        )));
+    }
+    Ok(lines)
+}

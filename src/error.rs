@@ -1,0 +1,49 @@
+//! The crate-level error: one variant per layer, so callers (the CLI now, the gRPC layer
+//! later) classify failures in one place.
+
+use crate::formats::FormatError;
+use crate::index::IndexError;
+use crate::store::StoreError;
+
+/// Any failure of a dcd operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage layer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Index layer.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Reading or writing a vector file.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Command-line arguments that do not fit together.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// True when the caller's input was at fault (not the machine or the data on disk).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::Format(_) => true,
+            Error::Store(e) => !matches!(
+                e,
+                StoreError::Io { .. }
+                    | StoreError::Catalog { .. }
+                    | StoreError::CatalogUnreadable { .. }
+                    | StoreError::CorruptVectorFile { .. }
+                    | StoreError::TruncatedVectorFile { .. }
+            ),
+            Error::Index(e) => !matches!(
+                e,
+                IndexError::Io { .. }
+                    | IndexError::CorruptIndexFile { .. }
+                    | IndexError::Backend(_)
+            ),
+        }
+    }
+}
+
+/// Result with the crate error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,172 @@
+//! Opens the index of a pool: loads it from the pool folder, catches it up with rows the store
+//! committed since it was saved, and rebuilds it (with a log line) when the file is missing,
+//! damaged or belongs to other data. Never fails because of the index file itself.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use super::exact::ExactIndex;
+use super::graph::{persist, HnswGraph, HnswParams};
+use super::hnsw::HnswRsIndex;
+use super::{AnnIndex, IndexError};
+use crate::store::Pool;
+
+/// File name of the native graph inside a pool folder.
+pub const GRAPH_FILE: &str = "hnsw.graph";
+
+/// Which engine answers searches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// dcd's compact HNSW (default; saved in the pool folder).
+    Native,
+    /// The hnsw_rs crate (rebuilt on open).
+    HnswRs,
+    /// Brute force, exact.
+    Exact,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Native => "native",
+            Engine::HnswRs => "hnsw-rs",
+            Engine::Exact => "exact",
+        })
+    }
+}
+
+impl FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "native" | "native-hnsw" => Ok(Engine::Native),
+            "hnsw-rs" | "hnsw_rs" => Ok(Engine::HnswRs),
+            "exact" => Ok(Engine::Exact),
+            other => Err(format!(
+                "unknown engine {other:?}: use native, hnsw-rs or exact"
+            )),
+        }
+    }
+}
+
+/// Builds an engine over `vectors` from scratch.
+pub fn build(
+    engine: Engine,
+    vectors: crate::types::VectorView<'_>,
+    params: HnswParams,
+) -> Result<Box<dyn AnnIndex>, IndexError> {
+    Ok(match engine {
+        Engine::Native => Box::new(HnswGraph::build(vectors, params)?),
+        Engine::HnswRs => Box::new(HnswRsIndex::build(vectors, params)?),
+        Engine::Exact => Box::new(ExactIndex::build(vectors)),
+    })
+}
+
+/// Path of the native graph of a pool.
+pub fn graph_path(pool: &Pool) -> PathBuf {
+    pool.dir().join(GRAPH_FILE)
+}
+
+/// Opens the pool's index for `engine`, repairing as described in the module header.
+/// `params` apply when a graph has to be built; a saved graph keeps its own.
+pub fn open(
+    pool: &Pool,
+    engine: Engine,
+    params: HnswParams,
+) -> Result<Box<dyn AnnIndex>, IndexError> {
+    params.validate()?;
+    let vectors = pool.vectors();
+    match engine {
+        Engine::Exact => Ok(Box::new(ExactIndex::build(vectors))),
+        Engine::HnswRs => {
+            let t = Instant::now();
+            let idx = HnswRsIndex::build(vectors, params)?;
+            tracing::info!(pool = %pool.record().name, rows = idx.len(), secs = t.elapsed().as_secs_f32(), "built hnsw_rs index");
+            Ok(Box::new(idx))
+        }
+        Engine::Native => {
+            let path = graph_path(pool);
+            let loaded = if path.exists() {
+                match HnswGraph::load(&path, pool.dim()) {
+                    Ok(g) if g.len() > pool.len() => {
+                        tracing::warn!(path = %path.display(), index_rows = g.len(), pool_rows = pool.len(), "index is ahead of the store; rebuilding it");
+                        None
+                    }
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "index file unusable; rebuilding it from the vectors");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let mut graph = match loaded {
+                Some(g) => g,
+                None => HnswGraph::new(pool.dim(), params)?,
+            };
+            catch_up(pool, &mut graph)?;
+            Ok(Box::new(graph))
+        }
+    }
+}
+
+/// Indexes the rows the store committed beyond the index, then saves it if it changed.
+pub fn catch_up(pool: &Pool, index: &mut dyn AnnIndex) -> Result<(), IndexError> {
+    let (have, want) = (index.len(), pool.len());
+    if have == want && (!index.persistent() || graph_path(pool).exists()) {
+        return Ok(());
+    }
+    let t = Instant::now();
+    index.extend(pool.vectors())?;
+    tracing::info!(
+        pool = %pool.record().name,
+        engine = index.engine(),
+        from = have,
+        to = want,
+        secs = t.elapsed().as_secs_f32(),
+        "index caught up with the store"
+    );
+    if index.persistent() {
+        index.save(&graph_path(pool))?;
+    }
+    Ok(())
+}
+
+/// What is on disk for a pool's native index, for `pool info`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct IndexStatus {
+    /// Rows the saved graph covers (None: no usable file).
+    pub indexed_rows: Option<usize>,
+    /// Parameters the saved graph was built with.
+    pub params: Option<HnswParams>,
+    /// Why there is no usable file, if so.
+    pub problem: Option<String>,
+}
+
+/// Reads the saved graph's header.
+pub fn status(pool: &Pool) -> IndexStatus {
+    let path = graph_path(pool);
+    if !path.exists() {
+        return IndexStatus {
+            indexed_rows: None,
+            params: None,
+            problem: Some("no index file yet (built on first search)".into()),
+        };
+    }
+    match persist::peek(&path) {
+        Ok((rows, params)) => IndexStatus {
+            indexed_rows: Some(rows),
+            params: Some(params),
+            problem: None,
+        },
+        Err(e) => IndexStatus {
+            indexed_rows: None,
+            params: None,
+            problem: Some(e),
+        },
+    }
+}

@@ -1,0 +1,405 @@
+//! The SQLite catalog: pools and their items (key, weak label, content hash, metadata).
+//!
+//! The catalog's `row_count` is the commit point of an append: a row exists once the
+//! transaction that raised it has committed (WAL, `synchronous=FULL`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::error::StoreError;
+use crate::types::{Dtype, Metric, RowId};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pools (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    dim         INTEGER NOT NULL,
+    dtype       TEXT NOT NULL,
+    metric      TEXT NOT NULL,
+    backbone    TEXT,
+    created_at  INTEGER NOT NULL,
+    row_count   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS items (
+    pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+    row_id       INTEGER NOT NULL,
+    key          TEXT NOT NULL,
+    label        TEXT,
+    content_hash TEXT,
+    metadata     TEXT,
+    PRIMARY KEY (pool_id, row_id),
+    UNIQUE (pool_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_label ON items (pool_id, label);
+CREATE INDEX IF NOT EXISTS items_by_hash ON items (pool_id, content_hash);
+";
+
+/// A pool as recorded in the catalog.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PoolRecord {
+    /// Catalog id.
+    #[serde(skip)]
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Storage element type.
+    pub dtype: Dtype,
+    /// Distance.
+    pub metric: Metric,
+    /// Backbone that made the vectors, if any (e.g. `dino-vits16`).
+    pub backbone: Option<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: i64,
+    /// Committed rows.
+    pub rows: u64,
+}
+
+/// What a caller supplies for one new item; the row id is assigned by the store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewItem {
+    /// External key or URI, unique in the pool.
+    pub key: String,
+    /// Weak (noisy) label.
+    pub label: Option<String>,
+    /// Content hash of the source (e.g. hex SHA-256 of the image bytes).
+    pub content_hash: Option<String>,
+    /// A JSON document.
+    pub metadata: Option<String>,
+}
+
+/// A stored item.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Item {
+    /// Row id of its vector.
+    pub row: RowId,
+    /// External key or URI.
+    pub key: String,
+    /// Weak label.
+    pub label: Option<String>,
+    /// Content hash.
+    pub content_hash: Option<String>,
+    /// JSON metadata.
+    pub metadata: Option<String>,
+}
+
+/// The catalog connection.
+pub struct Catalog {
+    conn: Connection,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog and checks that it is one of ours.
+    pub fn open(path: &Path) -> Result<Catalog, StoreError> {
+        let unreadable = |e: rusqlite::Error| StoreError::CatalogUnreadable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(unreadable)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+             PRAGMA busy_timeout=5000;",
+        )
+        .map_err(unreadable)?;
+        conn.execute_batch(SCHEMA).map_err(unreadable)?;
+        let version: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unreadable)?;
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(unreadable)?;
+            }
+            Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) => {
+                return Err(StoreError::CatalogUnreadable {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "schema version {v}, this build reads version {SCHEMA_VERSION}"
+                    ),
+                })
+            }
+        }
+        Ok(Catalog { conn })
+    }
+
+    /// Inserts a pool record; the name must be free.
+    pub fn insert_pool(
+        &mut self,
+        name: &str,
+        dim: usize,
+        dtype: Dtype,
+        metric: Metric,
+        backbone: Option<&str>,
+        created_at: i64,
+    ) -> Result<PoolRecord, StoreError> {
+        let res = self.conn.execute(
+            "INSERT INTO pools (name, dim, dtype, metric, backbone, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                name,
+                dim as i64,
+                dtype.name(),
+                metric.name(),
+                backbone,
+                created_at
+            ],
+        );
+        match res {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::PoolExists { name: name.into() })
+            }
+            Err(e) => return Err(StoreError::catalog("creating a pool")(e)),
+        }
+        self.pool(name)?
+            .ok_or_else(|| StoreError::PoolNotFound { name: name.into() })
+    }
+
+    /// Looks a pool up by name.
+    pub fn pool(&self, name: &str) -> Result<Option<PoolRecord>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count
+                 FROM pools WHERE name = ?1",
+                [name],
+                row_to_pool,
+            )
+            .optional()
+            .map_err(StoreError::catalog("reading a pool"))?
+            .transpose()
+    }
+
+    /// All pools, by name.
+    pub fn pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count
+                 FROM pools ORDER BY name",
+            )
+            .map_err(StoreError::catalog("listing pools"))?;
+        let rows = stmt
+            .query_map([], row_to_pool)
+            .map_err(StoreError::catalog("listing pools"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r.map_err(StoreError::catalog("listing pools"))??);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a pool and its items; returns false when there was none.
+    pub fn delete_pool(&mut self, name: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM pools WHERE name = ?1", [name])
+            .map_err(StoreError::catalog("deleting a pool"))?;
+        Ok(n > 0)
+    }
+
+    /// Records items for rows `first_row..` and raises the pool's committed count, in one
+    /// transaction. A duplicate key rolls everything back.
+    pub fn commit_items(
+        &mut self,
+        pool: &PoolRecord,
+        first_row: u64,
+        items: &[NewItem],
+    ) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::catalog("starting an append"))?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO items (pool_id, row_id, key, label, content_hash, metadata)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(StoreError::catalog("appending items"))?;
+            for (i, it) in items.iter().enumerate() {
+                let res = ins.execute(params![
+                    pool.id,
+                    (first_row + i as u64) as i64,
+                    it.key,
+                    it.label,
+                    it.content_hash,
+                    it.metadata
+                ]);
+                match res {
+                    Ok(_) => {}
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        return Err(StoreError::DuplicateKey {
+                            pool: pool.name.clone(),
+                            key: it.key.clone(),
+                        })
+                    }
+                    Err(e) => return Err(StoreError::catalog("appending items")(e)),
+                }
+            }
+        }
+        let new_count = first_row + items.len() as u64;
+        let updated = tx
+            .execute(
+                "UPDATE pools SET row_count = ?1 WHERE id = ?2 AND row_count = ?3",
+                params![new_count as i64, pool.id, first_row as i64],
+            )
+            .map_err(StoreError::catalog("committing an append"))?;
+        if updated != 1 {
+            return Err(StoreError::PoolNotFound {
+                name: pool.name.clone(),
+            });
+        }
+        tx.commit()
+            .map_err(StoreError::catalog("committing an append"))?;
+        Ok(new_count)
+    }
+
+    /// Items of the given rows, in the order asked; rows that do not exist are skipped.
+    pub fn items(&self, pool_id: i64, rows: &[RowId]) -> Result<Vec<Item>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT row_id, key, label, content_hash, metadata FROM items
+                 WHERE pool_id = ?1 AND row_id = ?2",
+            )
+            .map_err(StoreError::catalog("reading items"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for &row in rows {
+            let item = stmt
+                .query_row(params![pool_id, row as i64], row_to_item)
+                .optional()
+                .map_err(StoreError::catalog("reading items"))?;
+            out.extend(item);
+        }
+        Ok(out)
+    }
+
+    /// The row holding `key`, if any.
+    pub fn row_of_key(&self, pool_id: i64, key: &str) -> Result<Option<RowId>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT row_id FROM items WHERE pool_id = ?1 AND key = ?2",
+                params![pool_id, key],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|v| v as RowId))
+            .map_err(StoreError::catalog("looking up a key"))
+    }
+
+    /// Rows whose weak label is one of `labels`, ascending.
+    pub fn rows_with_labels(
+        &self,
+        pool_id: i64,
+        labels: &[String],
+    ) -> Result<Vec<RowId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT row_id FROM items WHERE pool_id = ?1 AND label = ?2 ORDER BY row_id",
+            )
+            .map_err(StoreError::catalog("filtering by label"))?;
+        let mut out = Vec::new();
+        for label in labels {
+            let rows = stmt
+                .query_map(params![pool_id, label], |r| r.get::<_, i64>(0))
+                .map_err(StoreError::catalog("filtering by label"))?;
+            for r in rows {
+                out.push(r.map_err(StoreError::catalog("filtering by label"))? as RowId);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Count of items per weak label (unlabelled items under the empty string).
+    pub fn label_histogram(&self, pool_id: i64) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(label, ''), COUNT(*) FROM items WHERE pool_id = ?1 GROUP BY 1",
+            )
+            .map_err(StoreError::catalog("counting labels"))?;
+        let rows = stmt
+            .query_map([pool_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(StoreError::catalog("counting labels"))?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (label, n) = r.map_err(StoreError::catalog("counting labels"))?;
+            out.insert(label, n as u64);
+        }
+        Ok(out)
+    }
+
+    /// Number of item rows recorded for a pool (equals its committed count when healthy).
+    pub fn item_count(&self, pool_id: i64) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM items WHERE pool_id = ?1",
+                [pool_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(StoreError::catalog("counting items"))
+    }
+}
+
+fn row_to_pool(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<PoolRecord, StoreError>> {
+    let dtype: String = r.get(3)?;
+    let metric: String = r.get(4)?;
+    let name: String = r.get(1)?;
+    let bad = |what: String| StoreError::CatalogUnreadable {
+        path: PathBuf::from("catalog.sqlite"),
+        reason: format!("pool {name:?}: {what}"),
+    };
+    let dtype = match dtype.parse::<Dtype>() {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(bad(e))),
+    };
+    let metric = match metric.parse::<Metric>() {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(bad(e))),
+    };
+    Ok(Ok(PoolRecord {
+        id: r.get(0)?,
+        name,
+        dim: r.get::<_, i64>(2)? as usize,
+        dtype,
+        metric,
+        backbone: r.get(5)?,
+        created_at: r.get(6)?,
+        rows: r.get::<_, i64>(7)? as u64,
+    }))
+}
+
+fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    Ok(Item {
+        row: r.get::<_, i64>(0)? as RowId,
+        key: r.get(1)?,
+        label: r.get(2)?,
+        content_hash: r.get(3)?,
+        metadata: r.get(4)?,
+    })
+}

@@ -1,0 +1,151 @@
+//! Errors of the storage layer. Each variant names what was wrong and how to fix it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading or writing a pool on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data directory.
+    #[error("data directory {path} is in use by another dcd process; stop it or pass a different --data-dir")]
+    DataDirLocked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// A pool name that cannot be used as a directory name.
+    #[error("invalid pool name {name:?}: {reason}")]
+    InvalidPoolName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// `create` with a name that is taken.
+    #[error("pool {name:?} already exists; pick another name or delete it first (dcd pool delete {name})")]
+    PoolExists {
+        /// The taken name.
+        name: String,
+    },
+    /// A pool that is not in the catalog.
+    #[error("no pool named {name:?}; list pools with `dcd pool list`")]
+    PoolNotFound {
+        /// The missing name.
+        name: String,
+    },
+    /// Pool dimension 0 or absurdly large.
+    #[error("invalid dimension {dim}: a pool's dimension must be between 1 and {max}")]
+    InvalidDimension {
+        /// The rejected dimension.
+        dim: usize,
+        /// Largest accepted dimension.
+        max: usize,
+    },
+    /// Vectors whose length is not the pool's dimension.
+    #[error("dimension mismatch: pool {pool:?} stores {expected}-d vectors but got {got}-d; embed with the pool's backbone or create a pool with --dim {got}")]
+    DimensionMismatch {
+        /// Pool name.
+        pool: String,
+        /// The pool's dimension.
+        expected: usize,
+        /// The offered dimension.
+        got: usize,
+    },
+    /// NaN or ±Inf inside a vector.
+    #[error("vector {row} has a non-finite value (NaN or Inf) at position {col}; nothing was stored. Clean the input (e.g. np.nan_to_num) and retry")]
+    NonFinite {
+        /// Row within the offered batch.
+        row: usize,
+        /// Column of the first bad value.
+        col: usize,
+    },
+    /// The number of item records does not match the number of vectors.
+    #[error(
+        "{items} item records for {vectors} vectors: give exactly one key/label record per vector"
+    )]
+    ItemCountMismatch {
+        /// Item records offered.
+        items: usize,
+        /// Vectors offered.
+        vectors: usize,
+    },
+    /// An external key already present in the pool (or twice in one batch).
+    #[error("key {key:?} already exists in pool {pool:?}; keys are unique per pool. Use distinct keys or delete the pool first")]
+    DuplicateKey {
+        /// Pool name.
+        pool: String,
+        /// The repeated key.
+        key: String,
+    },
+    /// Metadata that is not a JSON document.
+    #[error("metadata of key {key:?} is not valid JSON: {reason}")]
+    InvalidMetadata {
+        /// The item's key.
+        key: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// A pool would exceed the row-id space.
+    #[error("pool {pool:?} would hold {rows} rows, more than the {max} a pool can address; split the data over several pools")]
+    PoolFull {
+        /// Pool name.
+        pool: String,
+        /// Rows it would hold.
+        rows: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A vector file whose header is not ours, damaged, or of another version.
+    #[error("vector file {path} is not a valid dcd vector file: {reason}")]
+    CorruptVectorFile {
+        /// The file.
+        path: PathBuf,
+        /// What check failed.
+        reason: String,
+    },
+    /// A vector file holding fewer rows than the catalog has committed.
+    #[error("vector file {path} holds {found} rows but the catalog committed {committed}; the file was truncated outside dcd. Restore it from a backup or re-import the pool")]
+    TruncatedVectorFile {
+        /// The file.
+        path: PathBuf,
+        /// Rows the file holds.
+        found: u64,
+        /// Rows the catalog committed.
+        committed: u64,
+    },
+    /// The SQLite catalog cannot be opened or read.
+    #[error("catalog {path} is unreadable ({reason}); restore it from a backup or point --data-dir elsewhere")]
+    CatalogUnreadable {
+        /// The catalog file.
+        path: PathBuf,
+        /// SQLite's message.
+        reason: String,
+    },
+    /// A catalog operation failed.
+    #[error("catalog error while {action}: {source}")]
+    Catalog {
+        /// What was being done.
+        action: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// File system error.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+
+    pub(crate) fn catalog(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Catalog { action, source }
+    }
+}

@@ -1,0 +1,345 @@
+//! Pool storage on disk: a data directory holding the SQLite catalog and one folder per pool
+//! with its `vectors.bin` (and index files, which the index layer manages).
+//!
+//! ```text
+//! <data-dir>/catalog.sqlite
+//! <data-dir>/LOCK
+//! <data-dir>/pools/<name>/vectors.bin
+//! ```
+
+mod catalog;
+mod error;
+mod header;
+mod vectors;
+
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+pub use catalog::{Item, NewItem, PoolRecord};
+pub use error::StoreError;
+pub use header::VectorHeader;
+pub use vectors::VectorFile;
+
+use crate::types::{Dtype, Matrix, Metric, RowId, VectorView};
+use catalog::Catalog;
+
+/// Largest dimension a pool accepts.
+pub const MAX_DIM: usize = 65_536;
+/// Largest row count a pool can address (row ids are u32).
+pub const MAX_ROWS: u64 = u32::MAX as u64;
+
+/// What `create_pool` needs.
+#[derive(Clone, Debug)]
+pub struct PoolSpec {
+    /// Unique name: letters, digits, `_`, `-`, `.`; 1 to 64 characters.
+    pub name: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Storage element type.
+    pub dtype: Dtype,
+    /// Backbone id the vectors come from, if any.
+    pub backbone: Option<String>,
+}
+
+/// The data directory: catalog plus pool folders, locked for this process.
+pub struct Store {
+    root: PathBuf,
+    catalog: Arc<Mutex<Catalog>>,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens or creates the data directory at `root`, taking its lock.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(root.join("pools")).map_err(StoreError::io(root))?;
+        let lock_path = root.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::DataDirLocked {
+                    path: root.to_owned(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path)(e)),
+        }
+        let catalog = Catalog::open(&root.join("catalog.sqlite"))?;
+        Ok(Store {
+            root: root.to_owned(),
+            catalog: Arc::new(Mutex::new(catalog)),
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Folder of the pool `name`.
+    pub fn pool_dir(&self, name: &str) -> PathBuf {
+        self.root.join("pools").join(name)
+    }
+
+    /// Creates an empty pool.
+    pub fn create_pool(&self, spec: &PoolSpec) -> Result<PoolRecord, StoreError> {
+        validate_pool_name(&spec.name)?;
+        if spec.dim == 0 || spec.dim > MAX_DIM {
+            return Err(StoreError::InvalidDimension {
+                dim: spec.dim,
+                max: MAX_DIM,
+            });
+        }
+        let mut catalog = self.catalog.lock();
+        if catalog.pool(&spec.name)?.is_some() {
+            return Err(StoreError::PoolExists {
+                name: spec.name.clone(),
+            });
+        }
+        let dir = self.pool_dir(&spec.name);
+        if dir.exists() {
+            // A folder with no catalog row is what an interrupted create or delete leaves.
+            tracing::warn!(dir = %dir.display(), "removing a pool folder the catalog does not know");
+            std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        VectorFile::create(&dir.join("vectors.bin"), spec.dim, spec.dtype)?;
+        // The catalog row comes last: a crash before it leaves only a folder that the next
+        // create of that name clears.
+        catalog.insert_pool(
+            &spec.name,
+            spec.dim,
+            spec.dtype,
+            Metric::L2,
+            spec.backbone.as_deref(),
+            now_unix(),
+        )
+    }
+
+    /// All pools.
+    pub fn pools(&self) -> Result<Vec<PoolRecord>, StoreError> {
+        self.catalog.lock().pools()
+    }
+
+    /// One pool's record.
+    pub fn pool_record(&self, name: &str) -> Result<PoolRecord, StoreError> {
+        self.catalog
+            .lock()
+            .pool(name)?
+            .ok_or_else(|| StoreError::PoolNotFound { name: name.into() })
+    }
+
+    /// Deletes a pool: catalog first (the commit point), then its folder.
+    pub fn delete_pool(&self, name: &str) -> Result<(), StoreError> {
+        validate_pool_name(name)?;
+        if !self.catalog.lock().delete_pool(name)? {
+            return Err(StoreError::PoolNotFound { name: name.into() });
+        }
+        let dir = self.pool_dir(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Opens a pool for reading and appending, repairing an interrupted append.
+    pub fn open_pool(&self, name: &str) -> Result<Pool, StoreError> {
+        validate_pool_name(name)?;
+        let record = self.pool_record(name)?;
+        let dir = self.pool_dir(name);
+        let vectors = VectorFile::open(&dir.join("vectors.bin"), record.rows)?;
+        if vectors.dim() != record.dim || vectors.dtype() != record.dtype {
+            return Err(StoreError::CorruptVectorFile {
+                path: vectors.path().to_owned(),
+                reason: format!(
+                    "header says {}-d {}, catalog says {}-d {}",
+                    vectors.dim(),
+                    vectors.dtype(),
+                    record.dim,
+                    record.dtype
+                ),
+            });
+        }
+        Ok(Pool {
+            record,
+            dir,
+            vectors,
+            catalog: Arc::clone(&self.catalog),
+        })
+    }
+}
+
+/// An open pool.
+pub struct Pool {
+    record: PoolRecord,
+    dir: PathBuf,
+    vectors: VectorFile,
+    catalog: Arc<Mutex<Catalog>>,
+}
+
+impl Pool {
+    /// The catalog record (row count kept current by `append`).
+    pub fn record(&self) -> &PoolRecord {
+        &self.record
+    }
+
+    /// The pool's folder (index files live here too).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Committed rows.
+    pub fn len(&self) -> usize {
+        self.record.rows as usize
+    }
+
+    /// True when the pool holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.record.rows == 0
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.record.dim
+    }
+
+    /// Committed vectors, straight from the memory map.
+    pub fn vectors(&self) -> VectorView<'_> {
+        self.vectors.view()
+    }
+
+    /// Appends vectors with their items durably; returns the new rows. Either the whole batch
+    /// is stored or none of it, and a rejected batch leaves the pool as it was.
+    pub fn append(
+        &mut self,
+        vectors: &Matrix,
+        items: &[NewItem],
+    ) -> Result<Range<u64>, StoreError> {
+        if vectors.dim != self.record.dim {
+            return Err(StoreError::DimensionMismatch {
+                pool: self.record.name.clone(),
+                expected: self.record.dim,
+                got: vectors.dim,
+            });
+        }
+        if items.len() != vectors.rows {
+            return Err(StoreError::ItemCountMismatch {
+                items: items.len(),
+                vectors: vectors.rows,
+            });
+        }
+        if let Some((row, col)) = vectors.first_non_finite() {
+            return Err(StoreError::NonFinite { row, col });
+        }
+        for it in items {
+            if let Some(meta) = &it.metadata {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(meta) {
+                    return Err(StoreError::InvalidMetadata {
+                        key: it.key.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        let start = self.record.rows;
+        let end = start + vectors.rows as u64;
+        if end > MAX_ROWS {
+            return Err(StoreError::PoolFull {
+                pool: self.record.name.clone(),
+                rows: end,
+                max: MAX_ROWS,
+            });
+        }
+        if vectors.rows == 0 {
+            return Ok(start..start);
+        }
+        let pending = self.vectors.write_pending(&vectors.data)?;
+        debug_assert_eq!(pending, end);
+        let committed = self.catalog.lock().commit_items(&self.record, start, items);
+        match committed {
+            Ok(count) => {
+                self.record.rows = count;
+                self.vectors.publish(count)?;
+                Ok(start..end)
+            }
+            Err(e) => {
+                self.vectors.discard_pending()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Items of the given rows.
+    pub fn items(&self, rows: &[RowId]) -> Result<Vec<Item>, StoreError> {
+        self.catalog.lock().items(self.record.id, rows)
+    }
+
+    /// The row stored under `key`.
+    pub fn row_of_key(&self, key: &str) -> Result<Option<RowId>, StoreError> {
+        self.catalog.lock().row_of_key(self.record.id, key)
+    }
+
+    /// Rows whose weak label is one of `labels`.
+    pub fn rows_with_labels(&self, labels: &[String]) -> Result<Vec<RowId>, StoreError> {
+        self.catalog.lock().rows_with_labels(self.record.id, labels)
+    }
+
+    /// Items per weak label.
+    pub fn label_histogram(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        self.catalog.lock().label_histogram(self.record.id)
+    }
+
+    /// Checks that catalog rows and vector rows agree; returns the count.
+    pub fn verify(&self) -> Result<u64, StoreError> {
+        let items = self.catalog.lock().item_count(self.record.id)?;
+        let rows = self.vectors.count();
+        if items != self.record.rows || rows != self.record.rows {
+            return Err(StoreError::CorruptVectorFile {
+                path: self.vectors.path().to_owned(),
+                reason: format!(
+                    "catalog count {}, item rows {items}, vector rows {rows}",
+                    self.record.rows
+                ),
+            });
+        }
+        Ok(rows)
+    }
+}
+
+fn validate_pool_name(name: &str) -> Result<(), StoreError> {
+    let reason = if name.is_empty() || name.len() > 64 {
+        Some("use 1 to 64 characters")
+    } else if name.starts_with('.') {
+        Some("a name may not start with '.'")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        Some("use only ASCII letters, digits, '_', '-' and '.'")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidPoolName {
+            name: name.into(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,280 @@
+//! Pool storage: create/list/delete, durable appends, and every bad input leaving the pool
+//! as it was.
+
+use dcd::store::{NewItem, PoolSpec, Store, StoreError};
+use dcd::synth;
+use dcd::types::{Dtype, Matrix};
+
+fn spec(name: &str, dim: usize, dtype: Dtype) -> PoolSpec {
+    PoolSpec {
+        name: name.into(),
+        dim,
+        dtype,
+        backbone: None,
+    }
+}
+
+fn items(prefix: &str, n: usize) -> Vec<NewItem> {
+    (0..n)
+        .map(|i| NewItem {
+            key: format!("{prefix}{i}"),
+            label: Some(format!("label{}", i % 3)),
+            content_hash: None,
+            metadata: Some(format!("{{\"i\": {i}}}")),
+        })
+        .collect()
+}
+
+#[test]
+fn create_append_reopen_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_pool(&spec("p1", 8, Dtype::F32)).unwrap();
+        let mut pool = store.open_pool("p1").unwrap();
+        let v = synth::uniform(10, 8, 1);
+        assert_eq!(pool.append(&v, &items("a", 10)).unwrap(), 0..10);
+        let w = synth::uniform(5, 8, 2);
+        assert_eq!(pool.append(&w, &items("b", 5)).unwrap(), 10..15);
+        assert_eq!(pool.len(), 15);
+        assert_eq!(pool.vectors().row_f32(12), w.row(2));
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let pool = store.open_pool("p1").unwrap();
+    assert_eq!(pool.verify().unwrap(), 15);
+    assert_eq!(pool.vectors().row_f32(3), synth::uniform(10, 8, 1).row(3));
+    let it = &pool.items(&[11]).unwrap()[0];
+    assert_eq!(it.key, "b1");
+    assert_eq!(it.label.as_deref(), Some("label1"));
+    assert_eq!(pool.row_of_key("a7").unwrap(), Some(7));
+    assert_eq!(
+        pool.rows_with_labels(&["label0".into()]).unwrap(),
+        vec![0, 3, 6, 9, 10, 13]
+    );
+    assert_eq!(pool.label_histogram().unwrap()["label2"], 4);
+    drop(pool);
+    assert_eq!(store.pools().unwrap().len(), 1);
+    store.delete_pool("p1").unwrap();
+    assert!(store.pools().unwrap().is_empty());
+    assert!(!dir.path().join("pools/p1").exists());
+    assert!(matches!(
+        store.open_pool("p1"),
+        Err(StoreError::PoolNotFound { .. })
+    ));
+}
+
+#[test]
+fn f16_pools_store_half_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_pool(&spec("h", 16, Dtype::F16)).unwrap();
+    let mut pool = store.open_pool("h").unwrap();
+    let v = synth::uniform(4, 16, 3);
+    pool.append(&v, &items("k", 4)).unwrap();
+    let back = pool.vectors().row_f32(2);
+    for (a, b) in back.iter().zip(v.row(2)) {
+        assert!((a - b).abs() <= 1e-3, "{a} vs {b}");
+    }
+    let bytes = std::fs::metadata(dir.path().join("pools/h/vectors.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(bytes, 64 + 4 * 16 * 2);
+}
+
+#[test]
+fn bad_pool_specs_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for bad in ["", ".hidden", "a/b", "../x", "space name", &"x".repeat(65)] {
+        let e = store.create_pool(&spec(bad, 4, Dtype::F32)).unwrap_err();
+        assert!(
+            matches!(e, StoreError::InvalidPoolName { .. }),
+            "{bad:?}: {e}"
+        );
+    }
+    let e = store.create_pool(&spec("zero", 0, Dtype::F32)).unwrap_err();
+    assert!(e.to_string().contains("between 1 and"), "{e}");
+    store.create_pool(&spec("dup", 4, Dtype::F32)).unwrap();
+    let e = store.create_pool(&spec("dup", 4, Dtype::F32)).unwrap_err();
+    assert!(matches!(e, StoreError::PoolExists { .. }));
+    assert!(e.to_string().contains("dcd pool delete dup"), "{e}");
+    assert!(matches!(
+        store.delete_pool("nope"),
+        Err(StoreError::PoolNotFound { .. })
+    ));
+}
+
+#[test]
+fn rejected_batches_leave_the_pool_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_pool(&spec("p", 4, Dtype::F32)).unwrap();
+    let mut pool = store.open_pool("p").unwrap();
+    pool.append(&synth::uniform(3, 4, 1), &items("a", 3))
+        .unwrap();
+
+    let e = pool
+        .append(&synth::uniform(2, 5, 1), &items("x", 2))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::DimensionMismatch {
+                expected: 4,
+                got: 5,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let mut nan = synth::uniform(2, 4, 1);
+    nan.data[5] = f32::NAN;
+    let e = pool.append(&nan, &items("x", 2)).unwrap_err();
+    assert!(matches!(e, StoreError::NonFinite { row: 1, col: 1 }), "{e}");
+    let mut inf = synth::uniform(1, 4, 1);
+    inf.data[0] = f32::INFINITY;
+    assert!(matches!(
+        pool.append(&inf, &items("x", 1)),
+        Err(StoreError::NonFinite { .. })
+    ));
+
+    let e = pool
+        .append(&synth::uniform(2, 4, 1), &items("x", 1))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::ItemCountMismatch { .. }), "{e}");
+
+    // A key already stored: the vector bytes written for the batch must be rolled back too.
+    let e = pool
+        .append(&synth::uniform(2, 4, 9), &items("a", 2))
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::DuplicateKey { ref key, .. } if key == "a0"),
+        "{e}"
+    );
+    // A key repeated inside one batch.
+    let mut twice = items("n", 2);
+    twice[1].key = "n0".into();
+    assert!(matches!(
+        pool.append(&synth::uniform(2, 4, 9), &twice),
+        Err(StoreError::DuplicateKey { .. })
+    ));
+
+    let mut bad_meta = items("m", 1);
+    bad_meta[0].metadata = Some("{not json".into());
+    assert!(matches!(
+        pool.append(&synth::uniform(1, 4, 9), &bad_meta),
+        Err(StoreError::InvalidMetadata { .. })
+    ));
+
+    assert_eq!(pool.len(), 3);
+    assert_eq!(pool.verify().unwrap(), 3);
+    let len = std::fs::metadata(dir.path().join("pools/p/vectors.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(len, 64 + 3 * 4 * 4, "rolled-back bytes must be gone");
+    // And the pool still takes good data afterwards.
+    pool.append(&synth::uniform(1, 4, 5), &items("ok", 1))
+        .unwrap();
+    drop(pool);
+    assert_eq!(store.open_pool("p").unwrap().verify().unwrap(), 4);
+}
+
+#[test]
+fn uncommitted_tail_is_truncated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_pool(&spec("p", 4, Dtype::F32)).unwrap();
+    let mut pool = store.open_pool("p").unwrap();
+    pool.append(&synth::uniform(3, 4, 1), &items("a", 3))
+        .unwrap();
+    drop(pool);
+    // What a crash between the vector write and the catalog commit leaves behind.
+    let path = dir.path().join("pools/p/vectors.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[7u8; 40]);
+    std::fs::write(&path, &bytes).unwrap();
+    let pool = store.open_pool("p").unwrap();
+    assert_eq!(pool.verify().unwrap(), 3);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 + 3 * 16);
+}
+
+#[test]
+fn damaged_files_give_errors_that_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_pool(&spec("t", 4, Dtype::F32)).unwrap();
+    let mut pool = store.open_pool("t").unwrap();
+    pool.append(&synth::uniform(3, 4, 1), &items("a", 3))
+        .unwrap();
+    drop(pool);
+    let path = dir.path().join("pools/t/vectors.bin");
+    let good = std::fs::read(&path).unwrap();
+
+    std::fs::write(&path, &good[..64 + 16]).unwrap();
+    let e = store.open_pool("t").err().unwrap();
+    assert!(
+        matches!(
+            e,
+            StoreError::TruncatedVectorFile {
+                found: 1,
+                committed: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    let mut foreign = good.clone();
+    foreign[..8].copy_from_slice(b"NOTOURS!");
+    std::fs::write(&path, &foreign).unwrap();
+    let e = store.open_pool("t").err().unwrap();
+    assert!(e.to_string().contains("not a valid dcd vector file"), "{e}");
+
+    let mut flipped = good.clone();
+    flipped[16] ^= 0xff; // the dimension, covered by the checksum
+    std::fs::write(&path, &flipped).unwrap();
+    let e = store.open_pool("t").err().unwrap();
+    assert!(e.to_string().contains("checksum"), "{e}");
+
+    std::fs::write(&path, &good).unwrap();
+    assert_eq!(store.open_pool("t").unwrap().verify().unwrap(), 3);
+}
+
+#[test]
+fn an_unreadable_catalog_is_reported_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("catalog.sqlite"),
+        b"this is not sqlite, just bytes",
+    )
+    .unwrap();
+    let e = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(e, StoreError::CatalogUnreadable { .. }), "{e}");
+    assert!(e.to_string().contains("restore it from a backup"), "{e}");
+    let bytes = std::fs::read(dir.path().join("catalog.sqlite")).unwrap();
+    assert_eq!(bytes, b"this is not sqlite, just bytes");
+}
+
+#[test]
+fn a_data_dir_is_locked_to_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).unwrap();
+    let e = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(e, StoreError::DataDirLocked { .. }), "{e}");
+    drop(first);
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn a_stale_folder_without_catalog_row_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path().join("pools/left")).unwrap();
+    std::fs::write(dir.path().join("pools/left/vectors.bin"), b"junk").unwrap();
+    store.create_pool(&spec("left", 4, Dtype::F32)).unwrap();
+    let mut pool = store.open_pool("left").unwrap();
+    pool.append(&Matrix::new(1, 4, vec![1.0; 4]), &items("a", 1))
+        .unwrap();
+    assert_eq!(pool.verify().unwrap(), 1);
+}
