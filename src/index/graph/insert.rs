@@ -108,13 +108,6 @@ impl HnswGraph {
         cands.sort();
         let mut kept = Vec::with_capacity(cap);
         self.select_neighbors(vectors, &cands, cap, &mut kept, s);
-        if level == 0 {
-            for c in &cands {
-                if !kept.iter().any(|k| k.id == c.id) {
-                    self.pruned[c.id as usize].store(true, Ordering::Relaxed);
-                }
-            }
-        }
         s.neighbors.clear();
         s.neighbors.extend(kept.iter().map(|c| c.id));
         self.set_neighbors(node, level, &s.neighbors);

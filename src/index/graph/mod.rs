@@ -17,7 +17,7 @@ mod repair;
 mod search;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use rand::{Rng, SeedableRng};
@@ -98,8 +98,6 @@ pub struct HnswGraph {
     links0: Vec<AtomicU32>,
     upper: Vec<Box<[AtomicU32]>>,
     locks: Vec<Mutex<()>>,
-    /// Set when a node loses an in-link to pruning; such nodes are checked by `repair`.
-    pruned: Vec<AtomicBool>,
     entry: RwLock<Option<Entry>>,
     /// Held by an insert that raises the top layer, as hnswlib does.
     top_lock: Mutex<()>,
@@ -116,7 +114,6 @@ impl HnswGraph {
             links0: Vec::new(),
             upper: Vec::new(),
             locks: Vec::new(),
-            pruned: Vec::new(),
             entry: RwLock::new(None),
             top_lock: Mutex::new(()),
         })
@@ -201,7 +198,6 @@ impl HnswGraph {
             self.upper
                 .push((0..level as usize * w).map(|_| AtomicU32::new(0)).collect());
             self.locks.push(Mutex::new(()));
-            self.pruned.push(AtomicBool::new(false));
         }
     }
 
@@ -264,11 +260,7 @@ impl AnnIndex for HnswGraph {
             .into_par_iter()
             .with_min_len(16)
             .for_each(|i| this.insert(vectors, i as u32));
-        let mut check: Vec<u32> = (0..start as u32)
-            .filter(|&r| this.pruned[r as usize].swap(false, Ordering::Relaxed))
-            .collect();
-        check.extend(start as u32..end as u32);
-        let lost = this.repair(vectors, check);
+        let lost = this.repair(vectors, start as u32..end as u32);
         if !lost.is_empty() {
             tracing::warn!(rows = lost.len(), "rows a search cannot reach after repair");
         }

@@ -169,9 +169,6 @@ fn parse(bytes: &[u8], dim: usize) -> Result<HnswGraph, String> {
         links0,
         upper,
         locks: (0..n).map(|_| Mutex::new(())).collect(),
-        pruned: (0..n)
-            .map(|_| std::sync::atomic::AtomicBool::new(false))
-            .collect(),
         entry: RwLock::new(entry),
         top_lock: Mutex::new(()),
     })

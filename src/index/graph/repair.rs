@@ -1,7 +1,8 @@
 //! Reachability repair. The neighbour heuristic can prune every in-link of a node, leaving a
 //! point that no search reaches (hnsw_rs issue #32 reports this for parallel builds). After
-//! each `extend`, the rows that were added or lost an in-link are searched for themselves;
-//! each one that is not found gets a layer-0 link from its nearest reachable neighbours.
+//! each `extend`, every new row is searched for itself (a narrow beam first, the check beam
+//! only for those it misses), and every node without a layer-0 in-link is found by a scan of
+//! the link array; each lost row gets links from its nearest neighbours and is checked again.
 
 use std::sync::atomic::Ordering;
 
@@ -13,6 +14,8 @@ use crate::types::VectorView;
 
 /// Beam used to decide whether a row finds itself.
 const CHECK_EF: usize = 64;
+/// Cheap first beam: most rows are found with it, and only misses pay for `CHECK_EF`.
+const QUICK_EF: usize = 16;
 /// Nearest neighbours that receive a link to a lost row.
 const LINKS_PER_REPAIR: usize = 2;
 /// Check-and-link rounds before giving up (a round rarely leaves anything behind).
@@ -26,40 +29,59 @@ impl HnswGraph {
         hits.first().is_some_and(|h| h.id == r || h.distance == 0.0)
     }
 
-    /// Checks `candidates` and links in those that cannot be found. Returns rows still lost.
-    pub(super) fn repair(&self, vectors: VectorView<'_>, mut candidates: Vec<u32>) -> Vec<u32> {
-        let ef = CHECK_EF.max(self.params.ef_search);
-        for _ in 0..ROUNDS {
-            let lost: Vec<u32> = candidates
-                .into_par_iter()
-                .filter(|&r| !self.finds_itself(vectors, r, ef))
-                .collect();
-            if lost.is_empty() {
-                return lost;
+    /// Nodes no other node links to on layer 0 (the entry point aside).
+    pub(super) fn orphans(&self) -> Vec<u32> {
+        let n = self.levels.len();
+        let mut linked = vec![false; n];
+        let w = self.m0() + 1;
+        for group in self.links0.chunks_exact(w) {
+            let count = (group[0].load(Ordering::Acquire) as usize).min(w - 1);
+            for a in &group[1..=count] {
+                linked[a.load(Ordering::Relaxed) as usize] = true;
             }
-            tracing::debug!(rows = lost.len(), "linking rows no search reached");
-            for &r in &lost {
-                self.link_in(vectors, r);
-            }
-            candidates = lost;
         }
-        candidates
-            .into_iter()
-            .filter(|&r| !self.finds_itself(vectors, r, ef))
+        let entry = self.entry().map(|e| e.node);
+        (0..n as u32)
+            .filter(|&r| !linked[r as usize] && Some(r) != entry)
             .collect()
     }
 
-    /// Adds `r` to the layer-0 lists of its nearest found neighbours, replacing their farthest
-    /// neighbour when a list is full.
-    fn link_in(&self, vectors: VectorView<'_>, r: u32) {
+    /// Finds the lost rows among `new_rows` and the orphans, links them in, and checks them
+    /// again; returns rows still not found after a few rounds.
+    pub(super) fn repair(&self, vectors: VectorView<'_>, new_rows: std::ops::Range<u32>) -> Vec<u32> {
+        let ef = CHECK_EF.max(self.params.ef_search);
+        let mut lost: Vec<u32> = new_rows
+            .into_par_iter()
+            .filter(|&r| !self.finds_itself(vectors, r, QUICK_EF) && !self.finds_itself(vectors, r, ef))
+            .chain(self.orphans())
+            .collect();
+        lost.sort_unstable();
+        lost.dedup();
+        for _ in 0..ROUNDS {
+            if lost.is_empty() {
+                break;
+            }
+            tracing::debug!(rows = lost.len(), "linking rows no other row links to");
+            for &r in &lost {
+                self.link_in(vectors, r, ef);
+            }
+            lost = lost
+                .into_par_iter()
+                .filter(|&r| !self.finds_itself(vectors, r, ef))
+                .chain(self.orphans())
+                .collect();
+            lost.sort_unstable();
+            lost.dedup();
+        }
+        lost
+    }
+
+    /// Adds `r` to the layer-0 lists of the best nodes a search for it returns with beam `ef`,
+    /// replacing their farthest neighbour when a list is full. Every node in a final beam was
+    /// expanded, so the same search then meets `r`.
+    fn link_in(&self, vectors: VectorView<'_>, r: u32, ef: usize) {
         let q = vectors.row_f32(r as usize);
-        let hits = self.knn(
-            vectors,
-            &q,
-            LINKS_PER_REPAIR + 1,
-            self.params.ef_construction,
-            None,
-        );
+        let hits = self.knn(vectors, &q, LINKS_PER_REPAIR + 1, ef, None);
         let cap = self.m0();
         for h in hits.iter().filter(|h| h.id != r).take(LINKS_PER_REPAIR) {
             let e = h.id;
@@ -88,7 +110,6 @@ impl HnswGraph {
             });
             if let Some(i) = farthest {
                 slot[i + 1].store(r, Ordering::Relaxed);
-                self.pruned[ids[i] as usize].store(true, Ordering::Relaxed);
             }
         }
     }

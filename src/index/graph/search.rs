@@ -46,6 +46,7 @@ pub(super) struct Scratch {
     candidates: BinaryHeap<Reverse<Scored>>,
     pub(super) results: BinaryHeap<Scored>,
     pub(super) neighbors: Vec<u32>,
+    fresh: Vec<u32>,
     row_buf: Vec<f32>,
     pub(super) query_buf: Vec<f32>,
     pub(super) pair_a: Vec<f32>,
@@ -58,6 +59,7 @@ thread_local! {
         candidates: BinaryHeap::new(),
         results: BinaryHeap::new(),
         neighbors: Vec::new(),
+        fresh: Vec::new(),
         row_buf: Vec::new(),
         query_buf: Vec::new(),
         pair_a: Vec::new(),
@@ -166,18 +168,17 @@ impl HnswGraph {
             if c.dist > bound {
                 break;
             }
+            // Mark and prefetch every new neighbour first, so the row loads overlap.
             self.neighbors_into(c.id, level, &mut s.neighbors);
-            if let Some(&first) = s.neighbors.first() {
-                prefetch_row(vectors, first);
+            s.fresh.clear();
+            for &nb in &s.neighbors {
+                if !s.visited.test_and_set(nb) {
+                    prefetch_row(vectors, nb);
+                    s.fresh.push(nb);
+                }
             }
-            for i in 0..s.neighbors.len() {
-                let nb = s.neighbors[i];
-                if let Some(&next) = s.neighbors.get(i + 1) {
-                    prefetch_row(vectors, next);
-                }
-                if s.visited.test_and_set(nb) {
-                    continue;
-                }
+            for i in 0..s.fresh.len() {
+                let nb = s.fresh[i];
                 let d = dist(vectors, q, nb, &mut s.row_buf);
                 if d < bound || s.results.len() < ef {
                     s.candidates.push(Reverse(Scored { dist: d, id: nb }));
