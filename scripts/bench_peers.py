@@ -176,14 +176,16 @@ def cmd_exact(a):
     n, dim = base.shape
     index = faiss.IndexFlatL2(dim)
     index.add(base)
+    batch = max(1, min(a.batch or len(queries), len(queries)))
     best = float("inf")
     for _ in range(max(1, a.repeat)):
         t = time.perf_counter()
-        index.search(queries, a.k)
+        for s in range(0, len(queries), batch):
+            index.search(queries[s:s + batch], a.k)
         best = min(best, time.perf_counter() - t)
     print(json.dumps({
         "library": "faiss", "engine": "IndexFlatL2", "dtype": "f32", "n": n, "dim": dim,
-        "queries": len(queries), "k": a.k, "threads": threads, "seconds": best,
+        "queries": len(queries), "batch": batch, "k": a.k, "threads": threads, "seconds": best,
         "qps": len(queries) / best, "gflops": 2.0 * len(queries) * n * dim / best / 1e9,
     }))
 
@@ -218,8 +220,10 @@ def cmd_compare(a):
             if a.exact_queries:
                 exact_q = a.exact_queries
             ex = ["--base", files["base"], "--queries", exact_q, "--k", str(a.k)]
-            reports.append(run_json([a.dcd, "--threads", str(threads), "bench", "exact", *ex, "--json"], env))
-            reports.append(run_json([*me, "exact", "--library", "faiss", *ex, "--threads", str(threads)]))
+            for batch in a.exact_batches.split(","):
+                b = ["--batch", batch] if batch != "all" else []
+                reports.append(run_json([a.dcd, "--threads", str(threads), "bench", "exact", *ex, *b, "--json"], env))
+                reports.append(run_json([*me, "exact", "--library", "faiss", *ex, *b, "--threads", str(threads)]))
         ann = [*common, "--gt", files["gt"], "--m", str(a.m), "--ef-construction", str(a.ef_construction),
                "--ef", a.ef]
         for engine in a.engines.split(","):
@@ -238,8 +242,8 @@ def cmd_compare(a):
 def print_table(reports, target):
     print(f"\n## exact (queries/s, GFLOP/s)")
     for r in [r for r in reports if r["engine"] in ("exact", "IndexFlatL2")]:
-        print(f"{r['library']:<8} n={r['n']} d={r['dim']} q={r['queries']} threads={r['threads']}: "
-              f"{r['qps']:.1f} q/s  {r['gflops']:.1f} GFLOP/s")
+        print(f"{r['library']:<8} n={r['n']} d={r['dim']} q={r['queries']} batch={r['batch']} "
+              f"threads={r['threads']}: {r['qps']:.1f} q/s  {r['gflops']:.1f} GFLOP/s")
     print(f"\n## ANN: queries/s at recall@k = {target}, build seconds, peak RSS MB")
     ann = [r for r in reports if "results" in r]
     for threads in sorted({r["threads"] for r in ann}):
@@ -254,12 +258,12 @@ def print_table(reports, target):
             print(f"threads={threads} {r['library']:<8} {r['engine']:<14} {qs} q/s {ratio:<16} "
                   f"build {r['build_seconds']:7.1f}s ({build})  RSS {r['peak_rss_mb']:7.0f} MB "
                   f"(vectors {r['vector_mb']:.0f} MB)")
-    # And the pairwise exact ratio.
-    for threads in sorted({r["threads"] for r in reports}):
-        ours = next((r for r in reports if r["engine"] == "exact" and r["threads"] == threads), None)
-        faiss = next((r for r in reports if r["engine"] == "IndexFlatL2" and r["threads"] == threads), None)
-        if ours and faiss:
-            print(f"exact threads={threads}: dcd / faiss = {ours['qps'] / faiss['qps']:.2f}")
+    # And the pairwise exact ratios.
+    for r in [r for r in reports if r["engine"] == "exact"]:
+        faiss = next((f for f in reports if f["engine"] == "IndexFlatL2" and f["threads"] == r["threads"]
+                      and f["batch"] == r["batch"]), None)
+        if faiss:
+            print(f"exact batch={r['batch']} threads={r['threads']}: dcd / faiss = {r['qps'] / faiss['qps']:.2f}")
 
 
 def cmd_plot(a):
@@ -314,6 +318,7 @@ def main():
             s.add_argument("--ef", default="10,20,40,80,160")
         else:
             s.add_argument("--repeat", type=int, default=3)
+            s.add_argument("--batch", type=int, help="queries per search call (default: all)")
 
     c = sub.add_parser("compare", help="run dcd and the peers in one run; print ratios")
     c.add_argument("--data", required=True, help="folder with base.fvecs, queries.fvecs, gt.ivecs")
@@ -327,6 +332,7 @@ def main():
     c.add_argument("--peers", default="hnswlib,faiss")
     c.add_argument("--exact-queries", help="query file for the exact runs (default: the ANN queries)")
     c.add_argument("--skip-exact", action="store_true")
+    c.add_argument("--exact-batches", default="all,1", help="queries per exact search call")
     c.add_argument("--target-recall", type=float, default=0.95)
     c.add_argument("--out", default="results.jsonl")
 

@@ -251,6 +251,9 @@ pub struct BenchExactArgs {
     /// Timed repetitions (the best is reported).
     #[arg(long, env = "DCD_BENCH_REPEAT", default_value_t = 3)]
     pub repeat: usize,
+    /// Queries per search call (1: one query at a time; default: all in one batch).
+    #[arg(long, env = "DCD_BENCH_BATCH")]
+    pub batch: Option<usize>,
     /// Store the base as f16 before searching.
     #[arg(long, env = "DCD_DTYPE", default_value = "f32")]
     pub dtype: Dtype,

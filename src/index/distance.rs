@@ -126,7 +126,8 @@ mod x86 {
         // SAFETY: as in `l2_avx512`, every lane read is below n.
         unsafe {
             while i + 32 <= n {
-                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
                 acc1 = _mm512_fmadd_ps(
                     _mm512_loadu_ps(pa.add(i + 16)),
                     _mm512_loadu_ps(pb.add(i + 16)),
@@ -135,7 +136,8 @@ mod x86 {
                 i += 32;
             }
             if i + 16 <= n {
-                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
                 i += 16;
             }
             if i < n {
@@ -172,7 +174,10 @@ mod x86 {
         unsafe {
             while i + 16 <= n {
                 let d0 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-                let d1 = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)));
+                let d1 = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                );
                 acc0 = _mm256_fmadd_ps(d0, d0, acc0);
                 acc1 = _mm256_fmadd_ps(d1, d1, acc1);
                 i += 16;
@@ -202,7 +207,8 @@ mod x86 {
         // SAFETY: as in `l2_avx2`, every lane read is below n.
         unsafe {
             while i + 16 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
                 acc1 = _mm256_fmadd_ps(
                     _mm256_loadu_ps(pa.add(i + 8)),
                     _mm256_loadu_ps(pb.add(i + 8)),
@@ -211,7 +217,8 @@ mod x86 {
                 i += 16;
             }
             if i + 8 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
                 i += 8;
             }
         }
@@ -340,7 +347,10 @@ mod tests {
             let a: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let b: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let fast = l2_squared(&a, &b);
-            assert!((fast - l2_portable(&a, &b)).abs() <= 1e-5 * fast.max(1.0), "dim {dim}");
+            assert!(
+                (fast - l2_portable(&a, &b)).abs() <= 1e-5 * fast.max(1.0),
+                "dim {dim}"
+            );
             let want = naive(&a, &b);
             assert!(
                 (fast as f64 - want).abs() <= 1e-5 * want.max(1.0),

@@ -48,11 +48,17 @@ impl HnswGraph {
 
     /// Finds the lost rows among `new_rows` and the orphans, links them in, and checks them
     /// again; returns rows still not found after a few rounds.
-    pub(super) fn repair(&self, vectors: VectorView<'_>, new_rows: std::ops::Range<u32>) -> Vec<u32> {
+    pub(super) fn repair(
+        &self,
+        vectors: VectorView<'_>,
+        new_rows: std::ops::Range<u32>,
+    ) -> Vec<u32> {
         let ef = CHECK_EF.max(self.params.ef_search);
         let mut lost: Vec<u32> = new_rows
             .into_par_iter()
-            .filter(|&r| !self.finds_itself(vectors, r, QUICK_EF) && !self.finds_itself(vectors, r, ef))
+            .filter(|&r| {
+                !self.finds_itself(vectors, r, QUICK_EF) && !self.finds_itself(vectors, r, ef)
+            })
             .chain(self.orphans())
             .collect();
         lost.sort_unstable();

@@ -72,26 +72,39 @@ pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
-/// Asks the CPU to start loading row `id` of the pool.
+/// Cache lines of a row to prefetch; the hardware prefetcher streams the rest.
+const PREFETCH_LINES: usize = 4;
+
+/// Asks the CPU to start loading `bytes` bytes (up to `PREFETCH_LINES` lines) at `ptr`.
+#[inline(always)]
+fn prefetch(ptr: *const i8, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in 0..bytes.div_ceil(64).min(PREFETCH_LINES) {
+        // SAFETY: a prefetch is a hint that never faults, whatever the address; callers pass
+        // addresses inside a live slice anyway. SSE is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                ptr.wrapping_add(line * 64),
+                std::arch::x86_64::_MM_HINT_T0,
+            )
+        };
+    }
+}
+
+/// Starts loading row `id` of the pool.
 #[inline(always)]
 fn prefetch_row(vectors: &VectorView<'_>, id: u32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let ptr = match *vectors {
-            VectorView::F32 { data, dim } => {
-                data.as_ptr().wrapping_add(id as usize * dim) as *const i8
-            }
-            VectorView::F16 { data, dim } => {
-                data.as_ptr().wrapping_add(id as usize * dim) as *const i8
-            }
-        };
-        // SAFETY: a prefetch is a hint that never faults, whatever the address; `ptr` is the
-        // start of a row inside the view anyway. SSE is part of the x86_64 baseline.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(ptr, std::arch::x86_64::_MM_HINT_T0);
-            std::arch::x86_64::_mm_prefetch(ptr.wrapping_add(64), std::arch::x86_64::_MM_HINT_T0);
-        }
-    }
+    let (ptr, bytes) = match *vectors {
+        VectorView::F32 { data, dim } => (
+            data.as_ptr().wrapping_add(id as usize * dim) as *const i8,
+            dim * 4,
+        ),
+        VectorView::F16 { data, dim } => (
+            data.as_ptr().wrapping_add(id as usize * dim) as *const i8,
+            dim * 2,
+        ),
+    };
+    prefetch(ptr, bytes);
 }
 
 #[inline]
@@ -181,6 +194,9 @@ impl HnswGraph {
                 let nb = s.fresh[i];
                 let d = dist(vectors, q, nb, &mut s.row_buf);
                 if d < bound || s.results.len() < ef {
+                    // Its links are read when it is expanded; start loading them now.
+                    let slot = self.slot(nb, level);
+                    prefetch(slot.as_ptr() as *const i8, slot.len() * 4);
                     s.candidates.push(Reverse(Scored { dist: d, id: nb }));
                     if filter.is_none_or(|f| f.allows(nb)) {
                         s.results.push(Scored { dist: d, id: nb });
