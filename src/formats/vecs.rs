@@ -6,18 +6,27 @@ use std::path::Path;
 use super::FormatError;
 use crate::types::Matrix;
 
-fn read_rows(path: &Path) -> Result<(usize, usize, Vec<[u8; 4]>), FormatError> {
-    let bytes = std::fs::read(path).map_err(|source| FormatError::Io {
+/// Reads every row of an fvecs/ivecs file as raw 4-byte values, streaming so that peak memory
+/// is the values alone (not the file plus the values).
+fn read_rows<T>(
+    path: &Path,
+    decode: fn([u8; 4]) -> T,
+) -> Result<(usize, usize, Vec<T>), FormatError> {
+    use std::io::Read;
+    let io = |source| FormatError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    if bytes.is_empty() {
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len() as usize;
+    if len == 0 {
         return Ok((0, 0, Vec::new()));
     }
-    if bytes.len() < 4 {
-        return Err(FormatError::malformed(path, "shorter than one row header"));
-    }
-    let dim = i32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut head = [0u8; 4];
+    r.read_exact(&mut head)
+        .map_err(|_| FormatError::malformed(path, "shorter than one row header"))?;
+    let dim = i32::from_le_bytes(head);
     if dim <= 0 || dim > 1 << 20 {
         return Err(FormatError::malformed(
             path,
@@ -26,29 +35,33 @@ fn read_rows(path: &Path) -> Result<(usize, usize, Vec<[u8; 4]>), FormatError> {
     }
     let dim = dim as usize;
     let row_bytes = 4 * (dim + 1);
-    if bytes.len() % row_bytes != 0 {
+    if len % row_bytes != 0 {
         return Err(FormatError::malformed(
             path,
-            format!(
-                "{} bytes is not a whole number of {dim}-d rows ({row_bytes} bytes each): truncated?",
-                bytes.len()
-            ),
+            format!("{len} bytes is not a whole number of {dim}-d rows ({row_bytes} bytes each): truncated?"),
         ));
     }
-    let rows = bytes.len() / row_bytes;
-    let mut out = Vec::with_capacity(rows * dim);
-    for (r, row) in bytes.chunks_exact(row_bytes).enumerate() {
+    let rows = len / row_bytes;
+    let mut out: Vec<T> = Vec::with_capacity(rows * dim);
+    let mut row = vec![0u8; row_bytes];
+    for r_i in 0..rows {
+        if r_i == 0 {
+            row[..4].copy_from_slice(&head);
+            r.read_exact(&mut row[4..]).map_err(io)?;
+        } else {
+            r.read_exact(&mut row).map_err(io)?;
+        }
         let d = i32::from_le_bytes(row[0..4].try_into().expect("4 bytes"));
         if d as usize != dim {
             return Err(FormatError::malformed(
                 path,
-                format!("row {r} declares dimension {d}, the first row {dim}"),
+                format!("row {r_i} declares dimension {d}, the first row {dim}"),
             ));
         }
         out.extend(
             row[4..]
                 .chunks_exact(4)
-                .map(|c| <[u8; 4]>::try_from(c).expect("4 bytes")),
+                .map(|c| decode(c.try_into().expect("4 bytes"))),
         );
     }
     Ok((rows, dim, out))
@@ -56,18 +69,13 @@ fn read_rows(path: &Path) -> Result<(usize, usize, Vec<[u8; 4]>), FormatError> {
 
 /// Reads an `.fvecs` file.
 pub fn read_fvecs(path: &Path) -> Result<Matrix, FormatError> {
-    let (rows, dim, raw) = read_rows(path)?;
-    Ok(Matrix::new(
-        rows,
-        dim,
-        raw.into_iter().map(f32::from_le_bytes).collect(),
-    ))
+    let (rows, dim, values) = read_rows(path, f32::from_le_bytes)?;
+    Ok(Matrix::new(rows, dim, values))
 }
 
 /// Reads an `.ivecs` file as rows of i32.
 pub fn read_ivecs(path: &Path) -> Result<(usize, usize, Vec<i32>), FormatError> {
-    let (rows, dim, raw) = read_rows(path)?;
-    Ok((rows, dim, raw.into_iter().map(i32::from_le_bytes).collect()))
+    read_rows(path, i32::from_le_bytes)
 }
 
 fn write_rows<T: Copy>(

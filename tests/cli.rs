@@ -1,0 +1,386 @@
+//! The `dcd` binary end to end: pools, imports, searches and benchmarks as a user runs them,
+//! and the errors a user sees for bad input (exit code 2, a sentence that says what to do).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use dcd::formats::{write_fvecs, write_npy};
+use dcd::synth::{self, ClusterSpec};
+use serde_json::Value;
+
+fn dcd(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dcd"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("DCD_LOG", "warn")
+        .output()
+        .expect("run dcd")
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = dcd(data, args);
+    assert!(
+        out.status.success(),
+        "dcd {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail as the user's mistake; returns its stderr.
+fn user_error(data: &Path, args: &[&str]) -> String {
+    let out = dcd(data, args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "dcd {args:?}: {err}");
+    err
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn pool_lifecycle_import_and_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = ClusterSpec {
+        dim: 32,
+        clusters: 10,
+        seed: 4,
+    };
+    let vectors = spec.sample(3000, 0);
+    let npy = tmp.path().join("feats.npy");
+    write_npy(&npy, &vectors).unwrap();
+    let keys: String = (0..3000)
+        .map(|i| format!("file:///pool/img_{i}.jpg\n"))
+        .collect();
+    let labels: String = (0..3000)
+        .map(|i| format!("{}\n", ["cat", "dog", "fox"][i % 3]))
+        .collect();
+    std::fs::write(tmp.path().join("keys.txt"), keys).unwrap();
+    std::fs::write(tmp.path().join("labels.txt"), labels).unwrap();
+
+    ok(
+        &data,
+        &[
+            "pool",
+            "create",
+            "pets",
+            "--dim",
+            "32",
+            "--backbone",
+            "dino-vits16",
+        ],
+    );
+    let out = ok(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "pets",
+            "--file",
+            npy.to_str().unwrap(),
+            "--keys",
+            tmp.path().join("keys.txt").to_str().unwrap(),
+            "--labels",
+            tmp.path().join("labels.txt").to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("imported 3000 vectors"), "{out}");
+    assert!(out.contains("index covers 3000 rows"), "{out}");
+
+    let list: Value = serde_json::from_str(&ok(&data, &["pool", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["name"], "pets");
+    assert_eq!(list[0]["rows"], 3000);
+    assert_eq!(list[0]["backbone"], "dino-vits16");
+    let info: Value =
+        serde_json::from_str(&ok(&data, &["pool", "info", "pets", "--json"])).unwrap();
+    assert_eq!(info["labels"]["dog"], 1000);
+    assert_eq!(info["index"]["indexed_rows"], 3000);
+    assert!(ok(&data, &["pool", "info", "pets"]).contains("native hnsw, 3000 rows"));
+
+    // Stored items as queries: each finds itself first, by HNSW and exactly.
+    for extra in [&[][..], &["--exact"][..]] {
+        let mut args = vec![
+            "search",
+            "--pool",
+            "pets",
+            "--key",
+            "file:///pool/img_7.jpg",
+            "--key",
+            "file:///pool/img_8.jpg",
+            "--k",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        let res = json_lines(&ok(&data, &args));
+        assert_eq!(res.len(), 2);
+        assert_eq!(res[0]["hits"][0]["key"], "file:///pool/img_7.jpg");
+        assert_eq!(res[0]["hits"][0]["distance"], 0.0);
+        assert_eq!(res[1]["hits"][0]["row"], 8);
+        assert_eq!(res[1]["hits"].as_array().unwrap().len(), 5);
+    }
+
+    // A query file and a label filter.
+    let q = tmp.path().join("q.fvecs");
+    write_fvecs(&q, &spec.sample(4, 1)).unwrap();
+    let res = json_lines(&ok(
+        &data,
+        &[
+            "search",
+            "--pool",
+            "pets",
+            "--queries",
+            q.to_str().unwrap(),
+            "--k",
+            "7",
+            "--label",
+            "fox",
+        ],
+    ));
+    assert_eq!(res.len(), 4);
+    for r in &res {
+        let hits = r["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 7);
+        assert!(hits.iter().all(|h| h["label"] == "fox"));
+        let d: Vec<f64> = hits
+            .iter()
+            .map(|h| h["distance"].as_f64().unwrap())
+            .collect();
+        assert!(d.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    ok(&data, &["pool", "delete", "pets"]);
+    assert_eq!(ok(&data, &["pool", "list", "--json"]).trim(), "[]");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let good = tmp.path().join("good.fvecs");
+    write_fvecs(&good, &synth::uniform(50, 8, 1)).unwrap();
+    let g = good.to_str().unwrap();
+
+    let e = user_error(&data, &["vectors", "import", "--pool", "nope", "--file", g]);
+    assert!(
+        e.contains("no pool named \"nope\"") && e.contains("dcd pool list"),
+        "{e}"
+    );
+    let e = user_error(&data, &["pool", "create", "bad/name", "--dim", "8"]);
+    assert!(e.contains("invalid pool name"), "{e}");
+
+    ok(&data, &["pool", "create", "p", "--dim", "8"]);
+    let e = user_error(&data, &["search", "--pool", "p", "--queries", g]);
+    assert!(e.contains("pool is empty"), "{e}");
+    ok(&data, &["vectors", "import", "--pool", "p", "--file", g]);
+    let e = user_error(&data, &["pool", "create", "p", "--dim", "8"]);
+    assert!(e.contains("already exists"), "{e}");
+
+    // Re-importing the same file: duplicate keys, nothing added.
+    let e = user_error(&data, &["vectors", "import", "--pool", "p", "--file", g]);
+    assert!(e.contains("already exists in pool"), "{e}");
+
+    let wide = tmp.path().join("wide.npy");
+    write_npy(&wide, &synth::uniform(3, 9, 1)).unwrap();
+    let e = user_error(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            wide.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("dimension mismatch") && e.contains("8-d") && e.contains("9-d"),
+        "{e}"
+    );
+
+    let mut nan = synth::uniform(3, 8, 2);
+    nan.data[10] = f32::NAN;
+    let nan_file = tmp.path().join("nan.npy");
+    write_npy(&nan_file, &nan).unwrap();
+    let e = user_error(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            nan_file.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("non-finite"), "{e}");
+
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = tmp.path().join("cut.fvecs");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let e = user_error(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            cut.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("truncated"), "{e}");
+    let txt = tmp.path().join("v.csv");
+    std::fs::write(&txt, "1,2,3").unwrap();
+    let e = user_error(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            txt.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("unsupported vector file"), "{e}");
+    let junk = tmp.path().join("junk.npy");
+    std::fs::write(&junk, b"not numpy at all").unwrap();
+    let e = user_error(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            junk.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("not a readable .npy"), "{e}");
+
+    let fresh = tmp.path().join("fresh.fvecs");
+    write_fvecs(&fresh, &synth::uniform(5, 8, 3)).unwrap();
+    let keys = tmp.path().join("keys.txt");
+    std::fs::write(&keys, "a\nb\n").unwrap();
+    let e = user_error(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            fresh.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("2 keys lines") && e.contains("5 rows"), "{e}");
+
+    let e = user_error(
+        &data,
+        &["search", "--pool", "p", "--queries", g, "--k", "0"],
+    );
+    assert!(e.contains("between 1 and 10000"), "{e}");
+    let e = user_error(
+        &data,
+        &["search", "--pool", "p", "--queries", wide.to_str().unwrap()],
+    );
+    assert!(e.contains("dimension mismatch"), "{e}");
+    let e = user_error(&data, &["search", "--pool", "p", "--key", "missing"]);
+    assert!(e.contains("no item with key"), "{e}");
+
+    let info: Value = serde_json::from_str(&ok(&data, &["pool", "info", "p", "--json"])).unwrap();
+    assert_eq!(
+        info["pool"]["rows"], 50,
+        "no failed command may change the pool"
+    );
+}
+
+#[test]
+fn benchmark_commands_print_the_documented_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("set");
+    let data = tmp.path().join("unused");
+    ok(
+        &data,
+        &[
+            "bench",
+            "gen",
+            "--out",
+            out.to_str().unwrap(),
+            "--n",
+            "2000",
+            "--queries",
+            "50",
+            "--dim",
+            "16",
+            "--gt-k",
+            "20",
+        ],
+    );
+    let p = |f: &str| out.join(f).to_str().unwrap().to_string();
+    for engine in ["native", "hnsw-rs"] {
+        let r: Value = serde_json::from_str(&ok(
+            &data,
+            &[
+                "--threads",
+                "2",
+                "bench",
+                "ann",
+                "--base",
+                &p("base.fvecs"),
+                "--queries",
+                &p("queries.fvecs"),
+                "--gt",
+                &p("gt.ivecs"),
+                "--k",
+                "10",
+                "--m",
+                "8",
+                "--ef-construction",
+                "64",
+                "--ef",
+                "10,80",
+                "--engine",
+                engine,
+                "--json",
+            ],
+        ))
+        .unwrap();
+        assert_eq!(r["n"], 2000);
+        assert_eq!(r["threads"], 2);
+        assert!(r["build_seconds"].as_f64().unwrap() > 0.0);
+        assert!(r["peak_rss_mb"].as_f64().unwrap() > 0.0);
+        let res = r["results"].as_array().unwrap();
+        assert_eq!(res.len(), 2);
+        assert!(res[1]["recall"].as_f64().unwrap() >= 0.95, "{engine}: {r}");
+        assert!(res[0]["qps"].as_f64().unwrap() > 0.0);
+    }
+    let r: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "bench",
+            "exact",
+            "--base",
+            &p("base.fvecs"),
+            "--queries",
+            &p("queries.fvecs"),
+            "--k",
+            "10",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(r["queries"], 50);
+    assert!(r["gflops"].as_f64().unwrap() > 0.0 && r["qps"].as_f64().unwrap() > 0.0);
+    // Ground truth written by gen is exact: the exact engine recalls all of it.
+    let gt = dcd::formats::read_ivecs(&out.join("gt.ivecs")).unwrap();
+    assert_eq!((gt.0, gt.1), (50, 20));
+}
