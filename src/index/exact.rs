@@ -14,7 +14,9 @@ use rayon::prelude::*;
 
 use super::distance::{distance_to_row, l2_squared, norm_squared, row_norm};
 use super::topk::TopK;
-use super::{validate_queries, validate_query, AnnIndex, IndexError, RowFilter, SearchParams};
+use super::{
+    check_extend, validate_queries, validate_query, AnnIndex, IndexError, RowFilter, SearchParams,
+};
 use crate::types::{Matrix, Neighbor, RowId, VectorView};
 
 /// Rows per rayon task in the single-query scan.
@@ -81,12 +83,7 @@ impl AnnIndex for ExactIndex {
     }
 
     fn extend(&mut self, vectors: VectorView<'_>) -> Result<(), IndexError> {
-        if vectors.len() < self.len() {
-            return Err(IndexError::AheadOfStore {
-                index_rows: self.len(),
-                pool_rows: vectors.len(),
-            });
-        }
+        check_extend(self.len(), self.dim, &vectors)?;
         self.extend_norms(vectors);
         Ok(())
     }

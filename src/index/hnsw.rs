@@ -12,7 +12,7 @@ use hnsw_rs::prelude::{Hnsw, Neighbour};
 
 use super::distance::l2_squared;
 use super::graph::HnswParams;
-use super::{validate_query, AnnIndex, IndexError, SearchParams};
+use super::{check_extend, validate_query, AnnIndex, IndexError, SearchParams};
 use crate::types::{Neighbor, RowId, VectorView};
 
 /// hnsw_rs only dumps graphs built with its maximum layer count.
@@ -84,13 +84,8 @@ impl AnnIndex for HnswRsIndex {
     }
 
     fn extend(&mut self, vectors: VectorView<'_>) -> Result<(), IndexError> {
+        check_extend(self.len, self.dim, &vectors)?;
         let (start, end) = (self.len, vectors.len());
-        if end < start {
-            return Err(IndexError::AheadOfStore {
-                index_rows: start,
-                pool_rows: end,
-            });
-        }
         let dim = self.dim;
         // hnsw_rs copies each slice it is given, so convert in chunks to bound the extra memory.
         const CHUNK: usize = 65_536;

@@ -146,6 +146,29 @@ pub trait AnnIndex: Send + Sync {
     fn save(&self, path: &Path) -> Result<(), IndexError>;
 }
 
+/// Checks that `vectors` can extend an index of `index_rows` rows of `dim` dimensions: same
+/// dimension, and at least as many rows (an index never covers rows the pool lacks).
+pub fn check_extend(
+    index_rows: usize,
+    dim: usize,
+    vectors: &VectorView<'_>,
+) -> Result<(), IndexError> {
+    if vectors.len() < index_rows {
+        return Err(IndexError::AheadOfStore {
+            index_rows,
+            pool_rows: vectors.len(),
+        });
+    }
+    if vectors.dim() != dim {
+        return Err(IndexError::DimensionMismatch {
+            expected: dim,
+            got: vectors.dim(),
+            query: 0,
+        });
+    }
+    Ok(())
+}
+
 /// Checks `k` and one query.
 pub fn validate_query(
     dim: usize,

@@ -42,13 +42,7 @@ impl VectorFile {
             .and_then(|_| file.sync_all())
             .map_err(StoreError::io(path))?;
         sync_parent(path)?;
-        let map = map_file(&file, path)?;
-        Ok(VectorFile {
-            path: path.to_owned(),
-            file,
-            header,
-            map,
-        })
+        VectorFile::mapped(path, file, header)
     }
 
     /// Opens an existing file and brings it in line with `committed` rows: extra bytes from an
@@ -93,6 +87,10 @@ impl VectorFile {
                 .and_then(|_| file.sync_data())
                 .map_err(StoreError::io(path))?;
         }
+        VectorFile::mapped(path, file, header)
+    }
+
+    fn mapped(path: &Path, file: File, header: VectorHeader) -> Result<VectorFile, StoreError> {
         let map = map_file(&file, path)?;
         Ok(VectorFile {
             path: path.to_owned(),

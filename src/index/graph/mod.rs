@@ -23,7 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use super::{exact, validate_query, AnnIndex, IndexError, SearchParams};
+use super::{check_extend, exact, validate_query, AnnIndex, IndexError, SearchParams};
 use crate::types::{Neighbor, RowId, VectorView};
 
 /// Highest layer a node may get (the file format stores levels in a byte).
@@ -231,21 +231,8 @@ impl AnnIndex for HnswGraph {
     }
 
     fn extend(&mut self, vectors: VectorView<'_>) -> Result<(), IndexError> {
-        let start = self.len();
-        let end = vectors.len();
-        if end < start {
-            return Err(IndexError::AheadOfStore {
-                index_rows: start,
-                pool_rows: end,
-            });
-        }
-        if vectors.dim() != self.dim {
-            return Err(IndexError::DimensionMismatch {
-                expected: self.dim,
-                got: vectors.dim(),
-                query: 0,
-            });
-        }
+        check_extend(self.len(), self.dim, &vectors)?;
+        let (start, end) = (self.len(), vectors.len());
         if end == start {
             return Ok(());
         }

@@ -107,15 +107,7 @@ fn parse(bytes: &[u8], dim: usize) -> Result<HnswGraph, String> {
             "built for {file_dim}-d vectors, the pool is {dim}-d"
         ));
     }
-    let params = HnswParams {
-        m: r.u32()? as usize,
-        ef_construction: r.u32()? as usize,
-        ef_search: r.u32()? as usize,
-        seed: {
-            r.u32()?;
-            r.u64()?
-        },
-    };
+    let params = read_params(&mut r)?;
     params.validate().map_err(|e| e.to_string())?;
     let n = r.u64()? as usize;
     let entry_node = r.u32()?;
@@ -205,16 +197,22 @@ pub(crate) fn peek(path: &Path) -> Result<(usize, HnswParams), String> {
     if head[..8] != MAGIC {
         return Err("not a dcd HNSW file (wrong magic)".into());
     }
-    let mut r = Reader { b: &head, pos: 12 };
-    r.u32()?;
-    let params = HnswParams {
-        m: r.u32()? as usize,
-        ef_construction: r.u32()? as usize,
-        ef_search: r.u32()? as usize,
-        seed: {
-            r.u32()?;
-            r.u64()?
-        },
-    };
+    let mut r = Reader { b: &head, pos: 16 };
+    let params = read_params(&mut r)?;
     Ok((r.u64()? as usize, params))
+}
+
+/// The parameter block that follows the dimension: m, ef_construction, ef_search, a reserved
+/// u32, the seed.
+fn read_params(r: &mut Reader<'_>) -> Result<HnswParams, String> {
+    let m = r.u32()? as usize;
+    let ef_construction = r.u32()? as usize;
+    let ef_search = r.u32()? as usize;
+    r.u32()?;
+    Ok(HnswParams {
+        m,
+        ef_construction,
+        ef_search,
+        seed: r.u64()?,
+    })
 }
