@@ -35,7 +35,7 @@ fn read_rows<T>(
     }
     let dim = dim as usize;
     let row_bytes = 4 * (dim + 1);
-    if len % row_bytes != 0 {
+    if !len.is_multiple_of(row_bytes) {
         return Err(FormatError::malformed(
             path,
             format!("{len} bytes is not a whole number of {dim}-d rows ({row_bytes} bytes each): truncated?"),
