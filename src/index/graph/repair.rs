@@ -29,20 +29,24 @@ impl HnswGraph {
         hits.first().is_some_and(|h| h.id == r || h.distance == 0.0)
     }
 
-    /// Nodes no other node links to on layer 0 (the entry point aside).
-    pub(super) fn orphans(&self) -> Vec<u32> {
-        let n = self.levels.len();
-        let mut linked = vec![false; n];
+    /// Layer-0 in-degree of every node.
+    fn in_degrees(&self) -> Vec<u32> {
+        let mut deg = vec![0u32; self.levels.len()];
         let w = self.m0() + 1;
         for group in self.links0.chunks_exact(w) {
             let count = (group[0].load(Ordering::Acquire) as usize).min(w - 1);
             for a in &group[1..=count] {
-                linked[a.load(Ordering::Relaxed) as usize] = true;
+                deg[a.load(Ordering::Relaxed) as usize] += 1;
             }
         }
+        deg
+    }
+
+    /// Nodes no other node links to on layer 0 (the entry point aside).
+    fn orphans(&self, deg: &[u32]) -> Vec<u32> {
         let entry = self.entry().map(|e| e.node);
-        (0..n as u32)
-            .filter(|&r| !linked[r as usize] && Some(r) != entry)
+        (0..deg.len() as u32)
+            .filter(|&r| deg[r as usize] == 0 && Some(r) != entry)
             .collect()
     }
 
@@ -54,12 +58,13 @@ impl HnswGraph {
         new_rows: std::ops::Range<u32>,
     ) -> Vec<u32> {
         let ef = CHECK_EF.max(self.params.ef_search);
+        let mut deg = self.in_degrees();
         let mut lost: Vec<u32> = new_rows
             .into_par_iter()
             .filter(|&r| {
                 !self.finds_itself(vectors, r, QUICK_EF) && !self.finds_itself(vectors, r, ef)
             })
-            .chain(self.orphans())
+            .chain(self.orphans(&deg))
             .collect();
         lost.sort_unstable();
         lost.dedup();
@@ -67,14 +72,14 @@ impl HnswGraph {
             if lost.is_empty() {
                 break;
             }
-            tracing::debug!(rows = lost.len(), "linking rows no other row links to");
+            tracing::debug!(rows = lost.len(), "linking in rows a search does not reach");
             for &r in &lost {
-                self.link_in(vectors, r, ef);
+                self.link_in(vectors, r, ef, &mut deg);
             }
             lost = lost
                 .into_par_iter()
                 .filter(|&r| !self.finds_itself(vectors, r, ef))
-                .chain(self.orphans())
+                .chain(self.orphans(&deg))
                 .collect();
             lost.sort_unstable();
             lost.dedup();
@@ -82,14 +87,19 @@ impl HnswGraph {
         lost
     }
 
-    /// Adds `r` to the layer-0 lists of the best nodes a search for it returns with beam `ef`,
-    /// replacing their farthest neighbour when a list is full. Every node in a final beam was
-    /// expanded, so the same search then meets `r`.
-    fn link_in(&self, vectors: VectorView<'_>, r: u32, ef: usize) {
+    /// Adds `r` to the layer-0 lists of the best nodes a search for it returns with beam `ef`.
+    /// Every node in a final beam was expanded, so the same search then meets `r`. A full list
+    /// gives up its farthest neighbour among those with another in-link, so no node is
+    /// orphaned; a list whose every neighbour hangs on it alone is skipped for the next hit.
+    fn link_in(&self, vectors: VectorView<'_>, r: u32, ef: usize, deg: &mut [u32]) {
         let q = vectors.row_f32(r as usize);
-        let hits = self.knn(vectors, &q, LINKS_PER_REPAIR + 1, ef, None);
+        let hits = self.knn(vectors, &q, 2 * LINKS_PER_REPAIR + 1, ef, None);
         let cap = self.m0();
-        for h in hits.iter().filter(|h| h.id != r).take(LINKS_PER_REPAIR) {
+        let mut linked = 0;
+        for h in hits.iter().filter(|h| h.id != r) {
+            if linked == LINKS_PER_REPAIR {
+                break;
+            }
             let e = h.id;
             let _g = self.locks[e as usize].lock();
             let slot = self.slot(e, 0);
@@ -99,23 +109,30 @@ impl HnswGraph {
                 .map(|a| a.load(Ordering::Relaxed))
                 .collect();
             if ids.contains(&r) {
+                linked += 1;
                 continue;
             }
             if count < cap {
                 slot[count + 1].store(r, Ordering::Relaxed);
                 slot[0].store(count as u32 + 1, Ordering::Release);
+                deg[r as usize] += 1;
+                linked += 1;
                 continue;
             }
             let e_row = vectors.row_f32(e as usize);
             let farthest = with_scratch(|s| {
                 ids.iter()
                     .enumerate()
+                    .filter(|&(_, &o)| deg[o as usize] > 1)
                     .map(|(i, &o)| (i, dist(&vectors, &e_row, o, &mut s.pair_b)))
                     .max_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|(i, _)| i)
             });
             if let Some(i) = farthest {
+                deg[ids[i] as usize] -= 1;
+                deg[r as usize] += 1;
                 slot[i + 1].store(r, Ordering::Relaxed);
+                linked += 1;
             }
         }
     }
