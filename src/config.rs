@@ -158,6 +158,9 @@ pub struct SearchArgs {
     /// Only return items with one of these weak labels (repeatable).
     #[arg(long, env = "DCD_LABEL")]
     pub label: Vec<String>,
+    /// Serve the saved HNSW links from a memory map instead of reading them in.
+    #[arg(long, env = "DCD_MMAP_INDEX")]
+    pub mmap_index: bool,
     #[command(flatten)]
     pub index: IndexArgs,
 }

@@ -104,7 +104,7 @@ fn pool_lifecycle_import_and_search() {
     assert!(ok(&data, &["pool", "info", "pets"]).contains("native hnsw, 3000 rows"));
 
     // Stored items as queries: each finds itself first, by HNSW and exactly.
-    for extra in [&[][..], &["--exact"][..]] {
+    for extra in [&[][..], &["--exact"][..], &["--mmap-index"][..]] {
         let mut args = vec![
             "search",
             "--pool",

@@ -215,7 +215,7 @@ fn saved_graphs_reload_identically() {
     let graph = HnswGraph::build(view, HnswParams::default()).unwrap();
     let path = dir.path().join("g.graph");
     graph.save(&path).unwrap();
-    let back = HnswGraph::load(&path, 16).unwrap();
+    let back = HnswGraph::load(&path, 16, false).unwrap();
     assert_eq!(back.params(), graph.params());
     for q in queries.iter_rows() {
         assert_eq!(
@@ -223,19 +223,46 @@ fn saved_graphs_reload_identically() {
             back.search(view, q, &SearchParams::k(K)).unwrap()
         );
     }
-    let e = HnswGraph::load(&path, 17).err().unwrap();
+    let e = HnswGraph::load(&path, 17, false).err().unwrap();
     assert!(e.to_string().contains("16-d"), "{e}");
+
+    // Memory-mapped links answer the same, save the same bytes, and grow by copying out.
+    let mapped = HnswGraph::load(&path, 16, true).unwrap();
+    assert!(mapped.is_mapped() && !back.is_mapped());
+    for q in queries.iter_rows() {
+        assert_eq!(
+            back.search(view, q, &SearchParams::k(K)).unwrap(),
+            mapped.search(view, q, &SearchParams::k(K)).unwrap()
+        );
+    }
+    let again = dir.path().join("again.graph");
+    mapped.save(&again).unwrap();
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&path).unwrap()
+    );
+    let mut more = base.data.clone();
+    more.extend(dcd::synth::uniform(500, 16, 9).data);
+    let mut grown = HnswGraph::load(&path, 16, true).unwrap();
+    grown.extend(VectorView::f32(&more, 16)).unwrap();
+    assert!(!grown.is_mapped());
+    assert_eq!(grown.len(), 4_500);
+
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
-        HnswGraph::load(&path, 16),
+        HnswGraph::load(&path, 16, false),
+        Err(IndexError::CorruptIndexFile { .. })
+    ));
+    assert!(matches!(
+        HnswGraph::load(&path, 16, true),
         Err(IndexError::CorruptIndexFile { .. })
     ));
     std::fs::write(&path, &bytes[..100]).unwrap();
     assert!(matches!(
-        HnswGraph::load(&path, 16),
+        HnswGraph::load(&path, 16, false),
         Err(IndexError::CorruptIndexFile { .. })
     ));
 }
@@ -304,7 +331,7 @@ fn the_manager_catches_up_and_rebuilds_missing_or_damaged_indexes() {
         let index = manager::open(&pool, Engine::Native, HnswParams::default()).unwrap();
         assert_eq!(index.len(), 3_000);
         assert!(
-            HnswGraph::load(&path, 16).is_ok(),
+            HnswGraph::load(&path, 16, false).is_ok(),
             "the rebuilt index is saved again"
         );
     }
@@ -314,6 +341,16 @@ fn the_manager_catches_up_and_rebuilds_missing_or_damaged_indexes() {
             .unwrap()
             .len(),
         3_000
+    );
+    let mapped = manager::open_with(&pool, Engine::Native, HnswParams::default(), true).unwrap();
+    assert_eq!(mapped.len(), 3_000);
+    assert!(
+        recall(
+            mapped.as_ref(),
+            pool.vectors(),
+            &queries,
+            &SearchParams::k(K)
+        ) >= 0.95
     );
 
     // An index from a bigger pool (ahead of the store) is rebuilt too.

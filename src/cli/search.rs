@@ -70,7 +70,7 @@ pub(super) fn run(data_dir: &Path, args: SearchArgs) -> Result<()> {
         ef_construction: args.index.ef_construction,
         ..HnswParams::default()
     };
-    let index = manager::open(&pool, engine, params)?;
+    let index = manager::open_with(&pool, engine, params, args.mmap_index)?;
     let search = SearchParams {
         k: args.k,
         ef: args.ef,

@@ -77,6 +77,18 @@ pub fn open(
     engine: Engine,
     params: HnswParams,
 ) -> Result<Box<dyn AnnIndex>, IndexError> {
+    open_with(pool, engine, params, false)
+}
+
+/// As [`open`]; with `mmap`, a saved native graph serves its layer-0 links from a private
+/// memory map of its file instead of reading them in (paged in as searches touch them). A
+/// graph that must catch up with the store is copied into memory as it grows.
+pub fn open_with(
+    pool: &Pool,
+    engine: Engine,
+    params: HnswParams,
+    mmap: bool,
+) -> Result<Box<dyn AnnIndex>, IndexError> {
     params.validate()?;
     let vectors = pool.vectors();
     match engine {
@@ -90,7 +102,7 @@ pub fn open(
         Engine::Native => {
             let path = graph_path(pool);
             let loaded = if path.exists() {
-                match HnswGraph::load(&path, pool.dim()) {
+                match HnswGraph::load(&path, pool.dim(), mmap) {
                     Ok(g) if g.len() > pool.len() => {
                         tracing::warn!(path = %path.display(), index_rows = g.len(), pool_rows = pool.len(), "index is ahead of the store; rebuilding it");
                         None

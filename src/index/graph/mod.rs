@@ -12,6 +12,7 @@
 //! - [`persist`]: the on-disk format with a checksum.
 
 mod insert;
+mod links;
 pub(crate) mod persist;
 mod repair;
 mod search;
@@ -19,6 +20,7 @@ mod search;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use links::LinkStore;
 use parking_lot::{Mutex, RwLock};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -95,7 +97,7 @@ pub struct HnswGraph {
     params: HnswParams,
     dim: usize,
     levels: Vec<u8>,
-    links0: Vec<AtomicU32>,
+    links0: LinkStore,
     upper: Vec<Box<[AtomicU32]>>,
     locks: Vec<Mutex<()>>,
     entry: RwLock<Option<Entry>>,
@@ -111,7 +113,7 @@ impl HnswGraph {
             params,
             dim,
             levels: Vec::new(),
-            links0: Vec::new(),
+            links0: LinkStore::Owned(Vec::new()),
             upper: Vec::new(),
             locks: Vec::new(),
             entry: RwLock::new(None),
@@ -189,12 +191,13 @@ impl HnswGraph {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.params.seed ^ start as u64);
         let w0 = self.m0() + 1;
         let w = self.params.m + 1;
-        self.links0.reserve((n - start) * w0);
+        let links0 = self.links0.make_owned();
+        links0.reserve((n - start) * w0);
         for _ in start..n {
             let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
             let level = ((-u.ln() * mult).floor() as u64).min(MAX_LEVEL as u64) as u8;
             self.levels.push(level);
-            self.links0.extend((0..w0).map(|_| AtomicU32::new(0)));
+            links0.extend((0..w0).map(|_| AtomicU32::new(0)));
             self.upper
                 .push((0..level as usize * w).map(|_| AtomicU32::new(0)).collect());
             self.locks.push(Mutex::new(()));
@@ -212,8 +215,15 @@ impl HnswGraph {
     }
 
     /// Loads a graph written by [`AnnIndex::save`], checking it against the pool's dimension.
-    pub fn load(path: &Path, dim: usize) -> Result<HnswGraph, IndexError> {
-        persist::load(path, dim)
+    /// With `mmap`, the layer-0 links stay in a private memory map of the file (paged in on
+    /// use) instead of being read into memory.
+    pub fn load(path: &Path, dim: usize, mmap: bool) -> Result<HnswGraph, IndexError> {
+        persist::load(path, dim, mmap)
+    }
+
+    /// True when the layer-0 links are served from a memory map.
+    pub fn is_mapped(&self) -> bool {
+        self.links0.is_mapped()
     }
 }
 

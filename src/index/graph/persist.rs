@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::links::LinkStore;
 use super::{Entry, HnswGraph, HnswParams, MAX_LEVEL};
 use crate::index::{write_atomically, IndexError};
 
@@ -39,7 +40,7 @@ pub(super) fn save(g: &HnswGraph, path: &Path) -> Result<(), IndexError> {
     b.extend_from_slice(&level.to_le_bytes());
     b.extend_from_slice(&g.levels);
     b.resize(b.len().next_multiple_of(4), 0);
-    for a in &g.links0 {
+    for a in g.links0.iter() {
         b.extend_from_slice(&a.load(Ordering::Relaxed).to_le_bytes());
     }
     for list in &g.upper {
@@ -77,15 +78,31 @@ impl Reader<'_> {
     }
 }
 
-pub(super) fn load(path: &Path, dim: usize) -> Result<HnswGraph, IndexError> {
-    let bytes = std::fs::read(path).map_err(IndexError::io(path))?;
-    parse(&bytes, dim).map_err(|reason| IndexError::CorruptIndexFile {
+pub(super) fn load(path: &Path, dim: usize, mmap: bool) -> Result<HnswGraph, IndexError> {
+    let corrupt = |reason| IndexError::CorruptIndexFile {
         path: path.to_owned(),
         reason,
-    })
+    };
+    if !mmap {
+        let bytes = std::fs::read(path).map_err(IndexError::io(path))?;
+        return parse(&bytes, dim, true).map(|(g, _)| g).map_err(corrupt);
+    }
+    let file = std::fs::File::open(path).map_err(IndexError::io(path))?;
+    // SAFETY: a private copy-on-write mapping: our writes never reach the file, and dcd replaces
+    // graph files by rename (`write_atomically`), never in place, so the bytes under the map do
+    // not change while it lives.
+    let map =
+        unsafe { memmap2::MmapOptions::new().map_copy(&file) }.map_err(IndexError::io(path))?;
+    let (mut graph, links_at) = parse(&map, dim, false).map_err(corrupt)?;
+    let slots = graph.levels.len() * (2 * graph.params.m + 1);
+    graph.links0 = LinkStore::mapped(map, links_at, slots)
+        .ok_or_else(|| corrupt("layer-0 links are misaligned for mapping".into()))?;
+    Ok(graph)
 }
 
-fn parse(bytes: &[u8], dim: usize) -> Result<HnswGraph, String> {
+/// Checks and decodes a graph file. Returns the graph and the byte offset of its layer-0 slots;
+/// without `own_links` those slots are checked but left out (the caller maps them).
+fn parse(bytes: &[u8], dim: usize, own_links: bool) -> Result<(HnswGraph, usize), String> {
     if bytes.len() < 8 + 4 || bytes[..8] != MAGIC {
         return Err("not a dcd HNSW file (wrong magic)".into());
     }
@@ -119,10 +136,19 @@ fn parse(bytes: &[u8], dim: usize) -> Result<HnswGraph, String> {
     }
     let w0 = 2 * params.m + 1;
     let w = params.m + 1;
-    let links0 = read_slots(&mut r, n * w0, w0, n)?;
+    let links_at = r.pos;
+    let raw0 = r.take(n * w0 * 4)?;
+    check_slots(raw0, w0, n)?;
+    let links0 = LinkStore::Owned(if own_links {
+        to_atomics(raw0)
+    } else {
+        Vec::new()
+    });
     let mut upper = Vec::with_capacity(n);
     for &l in &levels {
-        upper.push(read_slots(&mut r, l as usize * w, w, n)?.into_boxed_slice());
+        let raw = r.take(l as usize * w * 4)?;
+        check_slots(raw, w, n)?;
+        upper.push(to_atomics(raw).into_boxed_slice());
     }
     if r.pos != body.len() {
         return Err("trailing bytes after the graph".into());
@@ -154,7 +180,7 @@ fn parse(bytes: &[u8], dim: usize) -> Result<HnswGraph, String> {
             }
         }
     }
-    Ok(HnswGraph {
+    let graph = HnswGraph {
         params,
         dim,
         levels,
@@ -163,28 +189,27 @@ fn parse(bytes: &[u8], dim: usize) -> Result<HnswGraph, String> {
         locks: (0..n).map(|_| Mutex::new(())).collect(),
         entry: RwLock::new(entry),
         top_lock: Mutex::new(()),
-    })
+    };
+    Ok((graph, links_at))
 }
 
-/// Reads `len` u32 slots made of `[count, ids...]` groups of width `w`, checking them.
-fn read_slots(
-    r: &mut Reader<'_>,
-    len: usize,
-    w: usize,
-    n: usize,
-) -> Result<Vec<AtomicU32>, String> {
-    let raw = r.take(len * 4)?;
-    let vals: Vec<u32> = raw
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
-    for group in vals.chunks_exact(w) {
-        let count = group[0] as usize;
-        if count >= w || group[1..=count].iter().any(|&id| id as usize >= n) {
+/// Checks u32 slots made of `[count, ids...]` groups of width `w`: counts fit, ids are rows.
+fn check_slots(raw: &[u8], w: usize, n: usize) -> Result<(), String> {
+    let word = |i: usize| u32::from_le_bytes(raw[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    for g in 0..raw.len() / (4 * w) {
+        let base = g * w;
+        let count = word(base) as usize;
+        if count >= w || (1..=count).any(|j| word(base + j) as usize >= n) {
             return Err("a neighbour list is out of range".into());
         }
     }
-    Ok(vals.into_iter().map(AtomicU32::new).collect())
+    Ok(())
+}
+
+fn to_atomics(raw: &[u8]) -> Vec<AtomicU32> {
+    raw.chunks_exact(4)
+        .map(|c| AtomicU32::new(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
+        .collect()
 }
 
 /// Rows and parameters of a saved graph, read from its header only.
