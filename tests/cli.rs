@@ -165,6 +165,8 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     let good = tmp.path().join("good.fvecs");
     write_fvecs(&good, &synth::uniform(50, 8, 1)).unwrap();
     let g = good.to_str().unwrap();
+    let import_err =
+        |file: &str| user_error(&data, &["vectors", "import", "--pool", "p", "--file", file]);
 
     let e = user_error(&data, &["vectors", "import", "--pool", "nope", "--file", g]);
     assert!(
@@ -182,22 +184,12 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     assert!(e.contains("already exists"), "{e}");
 
     // Re-importing the same file: duplicate keys, nothing added.
-    let e = user_error(&data, &["vectors", "import", "--pool", "p", "--file", g]);
+    let e = import_err(g);
     assert!(e.contains("already exists in pool"), "{e}");
 
     let wide = tmp.path().join("wide.npy");
     write_npy(&wide, &synth::uniform(3, 9, 1)).unwrap();
-    let e = user_error(
-        &data,
-        &[
-            "vectors",
-            "import",
-            "--pool",
-            "p",
-            "--file",
-            wide.to_str().unwrap(),
-        ],
-    );
+    let e = import_err(wide.to_str().unwrap());
     assert!(
         e.contains("dimension mismatch") && e.contains("8-d") && e.contains("9-d"),
         "{e}"
@@ -207,61 +199,21 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     nan.data[10] = f32::NAN;
     let nan_file = tmp.path().join("nan.npy");
     write_npy(&nan_file, &nan).unwrap();
-    let e = user_error(
-        &data,
-        &[
-            "vectors",
-            "import",
-            "--pool",
-            "p",
-            "--file",
-            nan_file.to_str().unwrap(),
-        ],
-    );
+    let e = import_err(nan_file.to_str().unwrap());
     assert!(e.contains("non-finite"), "{e}");
 
     let bytes = std::fs::read(&good).unwrap();
     let cut = tmp.path().join("cut.fvecs");
     std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
-    let e = user_error(
-        &data,
-        &[
-            "vectors",
-            "import",
-            "--pool",
-            "p",
-            "--file",
-            cut.to_str().unwrap(),
-        ],
-    );
+    let e = import_err(cut.to_str().unwrap());
     assert!(e.contains("truncated"), "{e}");
     let txt = tmp.path().join("v.csv");
     std::fs::write(&txt, "1,2,3").unwrap();
-    let e = user_error(
-        &data,
-        &[
-            "vectors",
-            "import",
-            "--pool",
-            "p",
-            "--file",
-            txt.to_str().unwrap(),
-        ],
-    );
+    let e = import_err(txt.to_str().unwrap());
     assert!(e.contains("unsupported vector file"), "{e}");
     let junk = tmp.path().join("junk.npy");
     std::fs::write(&junk, b"not numpy at all").unwrap();
-    let e = user_error(
-        &data,
-        &[
-            "vectors",
-            "import",
-            "--pool",
-            "p",
-            "--file",
-            junk.to_str().unwrap(),
-        ],
-    );
+    let e = import_err(junk.to_str().unwrap());
     assert!(e.contains("not a readable .npy"), "{e}");
 
     let fresh = tmp.path().join("fresh.fvecs");

@@ -60,12 +60,11 @@ impl Deref for LinkStore {
         match self {
             LinkStore::Owned(v) => v,
             LinkStore::Mapped { map, start, len } => {
-                // SAFETY: `mapped` checked that `start..start + 4 * len` lies inside the map and
-                // is aligned for AtomicU32, which has the size and layout of a u32; the file is
-                // little-endian like the target. The mapping is private and writable, owned by
-                // `self`, so the slice lives no longer than the map and writes through the
-                // atomics stay in this process (dcd replaces graph files by rename, never in
-                // place, so the file under the map does not change).
+                // `mapped` checked that `start..start + 4 * len` lies inside the map and is
+                // aligned for AtomicU32 (the size and layout of a u32) on a little-endian target.
+                // The private writable map is owned by `self`, so the slice cannot outlive it, and
+                // atomic writes stay in this process; graph files are replaced by rename only.
+                // SAFETY: the range, alignment, layout and lifetime are as stated above.
                 unsafe {
                     std::slice::from_raw_parts(map.as_ptr().add(*start) as *const AtomicU32, *len)
                 }

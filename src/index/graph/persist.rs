@@ -88,11 +88,11 @@ pub(super) fn load(path: &Path, dim: usize, mmap: bool) -> Result<HnswGraph, Ind
         return parse(&bytes, dim, true).map(|(g, _)| g).map_err(corrupt);
     }
     let file = std::fs::File::open(path).map_err(IndexError::io(path))?;
-    // SAFETY: a private copy-on-write mapping: our writes never reach the file, and dcd replaces
-    // graph files by rename (`write_atomically`), never in place, so the bytes under the map do
-    // not change while it lives.
-    let map =
-        unsafe { memmap2::MmapOptions::new().map_copy(&file) }.map_err(IndexError::io(path))?;
+    // Our writes never reach a private copy-on-write map, and dcd replaces graph files by
+    // rename (`write_atomically`), never in place.
+    // SAFETY: so the bytes under the map do not change while it lives.
+    let map = unsafe { memmap2::MmapOptions::new().map_copy(&file) };
+    let map = map.map_err(IndexError::io(path))?;
     let (mut graph, links_at) = parse(&map, dim, false).map_err(corrupt)?;
     let slots = graph.levels.len() * (2 * graph.params.m + 1);
     graph.links0 = LinkStore::mapped(map, links_at, slots)
