@@ -100,17 +100,6 @@ impl VectorFile {
         })
     }
 
-    /// Reads only the header of a file, for inspection tools.
-    pub fn read_header(path: &Path) -> Result<VectorHeader, StoreError> {
-        let file = File::open(path).map_err(StoreError::io(path))?;
-        let mut raw = [0u8; HEADER_LEN];
-        let got = file.read_at(&mut raw, 0).map_err(StoreError::io(path))?;
-        VectorHeader::decode(&raw[..got]).map_err(|reason| StoreError::CorruptVectorFile {
-            path: path.to_owned(),
-            reason,
-        })
-    }
-
     /// Published rows.
     pub fn count(&self) -> u64 {
         self.header.count

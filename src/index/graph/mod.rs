@@ -133,17 +133,6 @@ impl HnswGraph {
         self.params
     }
 
-    /// Changes the default search beam.
-    pub fn set_ef_search(&mut self, ef: usize) -> Result<(), IndexError> {
-        let p = HnswParams {
-            ef_search: ef,
-            ..self.params
-        };
-        p.validate()?;
-        self.params = p;
-        Ok(())
-    }
-
     fn m0(&self) -> usize {
         2 * self.params.m
     }
