@@ -211,6 +211,11 @@ fn bad_input_gets_a_clear_error_and_loses_nothing() {
     std::fs::write(&txt, "1,2,3").unwrap();
     let e = import_err(txt.to_str().unwrap());
     assert!(e.contains("unsupported vector file"), "{e}");
+    let npy_bytes = std::fs::read(&wide).unwrap();
+    let cut_npy = tmp.path().join("cut.npy");
+    std::fs::write(&cut_npy, &npy_bytes[..npy_bytes.len() - 5]).unwrap();
+    let e = import_err(cut_npy.to_str().unwrap());
+    assert!(e.contains("truncated"), "{e}");
     let junk = tmp.path().join("junk.npy");
     std::fs::write(&junk, b"not numpy at all").unwrap();
     let e = import_err(junk.to_str().unwrap());

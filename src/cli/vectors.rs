@@ -6,11 +6,10 @@ use std::time::Instant;
 
 use crate::config::{ImportArgs, VectorsCommand};
 use crate::error::{Error, Result};
-use crate::formats::{read_lines, read_vectors};
+use crate::formats::{read_lines, VectorStream};
 use crate::index::graph::HnswParams;
 use crate::index::manager::{self, Engine};
 use crate::store::{NewItem, Store};
-use crate::types::Matrix;
 
 pub(super) fn run(data_dir: &Path, cmd: VectorsCommand) -> Result<()> {
     match cmd {
@@ -24,8 +23,8 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
     }
     let store = Store::open(data_dir)?;
     let mut pool = store.open_pool(&args.pool)?;
-    let vectors = read_vectors(&args.file)?;
-    let n = vectors.rows;
+    let mut vectors = VectorStream::open(&args.file)?;
+    let n = vectors.rows();
     let keys = match &args.keys {
         Some(p) => Some(lines_for(p, n, "keys")?),
         None => None,
@@ -42,8 +41,9 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
         .to_string();
     let t = Instant::now();
     let first = pool.len();
-    for start in (0..n).step_by(args.batch) {
-        let end = (start + args.batch).min(n);
+    let mut start = 0;
+    while let Some(batch) = vectors.next_batch(args.batch)? {
+        let end = start + batch.rows;
         let items: Vec<NewItem> = (start..end)
             .map(|i| NewItem {
                 key: keys
@@ -57,11 +57,6 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
                 metadata: None,
             })
             .collect();
-        let batch = Matrix::new(
-            end - start,
-            vectors.dim,
-            vectors.data[start * vectors.dim..end * vectors.dim].to_vec(),
-        );
         pool.append(&batch, &items).inspect_err(|_| {
             if start > 0 {
                 tracing::warn!(
@@ -70,6 +65,7 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
                 );
             }
         })?;
+        start = end;
     }
     let secs = t.elapsed().as_secs_f64();
     println!(

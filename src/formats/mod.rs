@@ -1,14 +1,15 @@
 //! Vector file formats read and written by the CLI and benchmarks: `.fvecs` / `.ivecs`
 //! (the TEXMEX layout: per row a little-endian i32 dimension, then the values) and NumPy
-//! `.npy` (2-D, C order, float32 / float16 / float64).
+//! `.npy` (2-D, C order, float32 / float16 / float64). Imports stream them in batches
+//! ([`VectorStream`]); both formats are checked against their headers before any row is read.
 
 mod npy;
 mod vecs;
 
 use std::path::{Path, PathBuf};
 
-pub use npy::{read_npy, write_npy};
-pub use vecs::{read_fvecs, read_ivecs, write_fvecs, write_ivecs};
+pub use npy::write_npy;
+pub use vecs::{read_ivecs, write_fvecs, write_ivecs};
 
 use crate::types::Matrix;
 
@@ -51,15 +52,103 @@ impl FormatError {
     }
 }
 
-/// Reads `.npy` or `.fvecs` by extension.
-pub fn read_vectors(path: &Path) -> Result<Matrix, FormatError> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => read_npy(path),
-        Some("fvecs") => read_fvecs(path),
-        _ => Err(FormatError::Unsupported {
+/// A vector file read in batches of rows, so an import never holds the whole file.
+pub struct VectorStream {
+    path: PathBuf,
+    source: Source,
+    rows: usize,
+    dim: usize,
+    read: usize,
+}
+
+enum Source {
+    Vecs(vecs::VecsReader),
+    Npy(npy::NpyValues),
+}
+
+impl VectorStream {
+    /// Opens `.npy` or `.fvecs` by extension and checks its header.
+    pub fn open(path: &Path) -> Result<VectorStream, FormatError> {
+        let (source, rows, dim) = match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => {
+                let (rows, dim, values) = npy::open_npy(path)?;
+                (Source::Npy(values), rows, dim)
+            }
+            Some("fvecs") => {
+                let r = vecs::VecsReader::open(path)?;
+                let (rows, dim) = (r.rows, r.dim);
+                (Source::Vecs(r), rows, dim)
+            }
+            _ => {
+                return Err(FormatError::Unsupported {
+                    path: path.to_owned(),
+                })
+            }
+        };
+        Ok(VectorStream {
             path: path.to_owned(),
-        }),
+            source,
+            rows,
+            dim,
+            read: 0,
+        })
     }
+
+    /// Rows in the file.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The next up to `max_rows` rows (None at the end).
+    pub fn next_batch(&mut self, max_rows: usize) -> Result<Option<Matrix>, FormatError> {
+        let n = max_rows.max(1).min(self.rows - self.read);
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut data = Vec::with_capacity(n * self.dim);
+        match &mut self.source {
+            Source::Vecs(r) => {
+                for _ in 0..n {
+                    r.next_row(&self.path, f32::from_le_bytes, &mut data)?;
+                }
+            }
+            Source::Npy(values) => {
+                for _ in 0..n * self.dim {
+                    match values.next() {
+                        Some(Ok(v)) => data.push(v),
+                        Some(Err(e)) => {
+                            return Err(FormatError::malformed(
+                                &self.path,
+                                format!("data does not match the header ({e}): truncated?"),
+                            ))
+                        }
+                        None => {
+                            return Err(FormatError::malformed(
+                                &self.path,
+                                "data is shorter than the header says: truncated?",
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        self.read += n;
+        Ok(Some(Matrix::new(n, self.dim, data)))
+    }
+}
+
+/// Reads a whole `.npy` or `.fvecs` file.
+pub fn read_vectors(path: &Path) -> Result<Matrix, FormatError> {
+    let mut stream = VectorStream::open(path)?;
+    let (rows, dim) = (stream.rows(), stream.dim());
+    Ok(stream
+        .next_batch(rows)?
+        .unwrap_or_else(|| Matrix::new(0, dim, Vec::new())))
 }
 
 /// Reads a text file with one entry per line (keys or labels), trailing newline optional.
@@ -72,4 +161,63 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, FormatError> {
         .lines()
         .map(|l| l.trim_end_matches('\r').to_string())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use npyz::WriterBuilder;
+
+    fn write_typed<T: npyz::AutoSerialize + Copy>(path: &Path, rows: u64, dim: u64, v: &[T]) {
+        let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[rows, dim])
+            .writer(file)
+            .begin_nd()
+            .unwrap();
+        w.extend(v.iter().copied()).unwrap();
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn npy_float64_and_float16_read_as_f32_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<f64> = (0..21).map(|i| i as f64 * 0.5).collect();
+        let p64 = dir.path().join("a.npy");
+        write_typed(&p64, 7, 3, &values);
+        let p16 = dir.path().join("h.npy");
+        let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f64(v)).collect();
+        write_typed(&p16, 7, 3, &halves);
+        for p in [&p64, &p16] {
+            let mut s = VectorStream::open(p).unwrap();
+            assert_eq!((s.rows(), s.dim()), (7, 3));
+            let mut got = Vec::new();
+            let mut sizes = Vec::new();
+            while let Some(b) = s.next_batch(3).unwrap() {
+                sizes.push(b.rows);
+                got.extend(b.data);
+            }
+            assert_eq!(sizes, vec![3, 3, 1]);
+            assert_eq!(got, values.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        }
+        let ints = dir.path().join("i.npy");
+        write_typed(&ints, 2, 2, &[1i32, 2, 3, 4]);
+        let e = VectorStream::open(&ints).err().unwrap();
+        assert!(e.to_string().contains("astype(np.float32)"), "{e}");
+    }
+
+    #[test]
+    fn fvecs_round_trip_and_row_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = crate::synth::uniform(5, 4, 1);
+        let p = dir.path().join("v.fvecs");
+        write_fvecs(&p, &m).unwrap();
+        assert_eq!(read_vectors(&p).unwrap(), m);
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[20..24].copy_from_slice(&5i32.to_le_bytes()); // row 1 claims 5 dimensions
+        std::fs::write(&p, &bytes).unwrap();
+        let e = read_vectors(&p).unwrap_err();
+        assert!(e.to_string().contains("row 1 declares dimension 5"), "{e}");
+    }
 }

@@ -1,81 +1,119 @@
 //! `.fvecs` and `.ivecs`: rows of `[dim: i32 LE][dim values LE]`.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
 use super::FormatError;
 use crate::types::Matrix;
 
-/// Reads every row of an fvecs/ivecs file as raw 4-byte values, streaming so that peak memory
-/// is the values alone (not the file plus the values).
-fn read_rows<T>(
-    path: &Path,
-    decode: fn([u8; 4]) -> T,
-) -> Result<(usize, usize, Vec<T>), FormatError> {
-    use std::io::Read;
-    let io = |source| FormatError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len() as usize;
-    if len == 0 {
-        return Ok((0, 0, Vec::new()));
-    }
-    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut head = [0u8; 4];
-    r.read_exact(&mut head)
-        .map_err(|_| FormatError::malformed(path, "shorter than one row header"))?;
-    let dim = i32::from_le_bytes(head);
-    if dim <= 0 || dim > 1 << 20 {
-        return Err(FormatError::malformed(
-            path,
-            format!("first row declares dimension {dim}; not an fvecs/ivecs file?"),
-        ));
-    }
-    let dim = dim as usize;
-    let row_bytes = 4 * (dim + 1);
-    if !len.is_multiple_of(row_bytes) {
-        return Err(FormatError::malformed(
-            path,
-            format!("{len} bytes is not a whole number of {dim}-d rows ({row_bytes} bytes each): truncated?"),
-        ));
-    }
-    let rows = len / row_bytes;
-    let mut out: Vec<T> = Vec::with_capacity(rows * dim);
-    let mut row = vec![0u8; row_bytes];
-    for r_i in 0..rows {
-        if r_i == 0 {
-            row[..4].copy_from_slice(&head);
-            r.read_exact(&mut row[4..]).map_err(io)?;
-        } else {
-            r.read_exact(&mut row).map_err(io)?;
+/// A row-at-a-time reader of an fvecs/ivecs file whose size was checked against its dimension.
+pub(super) struct VecsReader {
+    reader: BufReader<File>,
+    row: Vec<u8>,
+    first: Option<[u8; 4]>,
+    pub(super) dim: usize,
+    pub(super) rows: usize,
+    next: usize,
+}
+
+impl VecsReader {
+    pub(super) fn open(path: &Path) -> Result<VecsReader, FormatError> {
+        let io = |source| FormatError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len() as usize;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        if len == 0 {
+            return Ok(VecsReader {
+                reader,
+                row: Vec::new(),
+                first: None,
+                dim: 0,
+                rows: 0,
+                next: 0,
+            });
         }
-        let d = i32::from_le_bytes(row[0..4].try_into().expect("4 bytes"));
-        if d as usize != dim {
+        let mut head = [0u8; 4];
+        reader
+            .read_exact(&mut head)
+            .map_err(|_| FormatError::malformed(path, "shorter than one row header"))?;
+        let dim = i32::from_le_bytes(head);
+        if dim <= 0 || dim > 1 << 20 {
             return Err(FormatError::malformed(
                 path,
-                format!("row {r_i} declares dimension {d}, the first row {dim}"),
+                format!("first row declares dimension {dim}; not an fvecs/ivecs file?"),
+            ));
+        }
+        let dim = dim as usize;
+        let row_bytes = 4 * (dim + 1);
+        if !len.is_multiple_of(row_bytes) {
+            return Err(FormatError::malformed(
+                path,
+                format!(
+                    "{len} bytes is not a whole number of {dim}-d rows ({row_bytes} bytes each): truncated?"
+                ),
+            ));
+        }
+        Ok(VecsReader {
+            reader,
+            row: vec![0u8; row_bytes],
+            first: Some(head),
+            dim,
+            rows: len / row_bytes,
+            next: 0,
+        })
+    }
+
+    /// Decodes the next row's values into `out`; false at the end.
+    pub(super) fn next_row<T>(
+        &mut self,
+        path: &Path,
+        decode: fn([u8; 4]) -> T,
+        out: &mut Vec<T>,
+    ) -> Result<bool, FormatError> {
+        if self.next == self.rows {
+            return Ok(false);
+        }
+        let io = |source| FormatError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match self.first.take() {
+            Some(head) => {
+                self.row[..4].copy_from_slice(&head);
+                self.reader.read_exact(&mut self.row[4..]).map_err(io)?;
+            }
+            None => self.reader.read_exact(&mut self.row).map_err(io)?,
+        }
+        let d = i32::from_le_bytes(self.row[0..4].try_into().expect("4 bytes"));
+        if d as usize != self.dim {
+            return Err(FormatError::malformed(
+                path,
+                format!(
+                    "row {} declares dimension {d}, the first row {}",
+                    self.next, self.dim
+                ),
             ));
         }
         out.extend(
-            row[4..]
+            self.row[4..]
                 .chunks_exact(4)
                 .map(|c| decode(c.try_into().expect("4 bytes"))),
         );
+        self.next += 1;
+        Ok(true)
     }
-    Ok((rows, dim, out))
-}
-
-/// Reads an `.fvecs` file.
-pub fn read_fvecs(path: &Path) -> Result<Matrix, FormatError> {
-    let (rows, dim, values) = read_rows(path, f32::from_le_bytes)?;
-    Ok(Matrix::new(rows, dim, values))
 }
 
 /// Reads an `.ivecs` file as rows of i32.
 pub fn read_ivecs(path: &Path) -> Result<(usize, usize, Vec<i32>), FormatError> {
-    read_rows(path, i32::from_le_bytes)
+    let mut r = VecsReader::open(path)?;
+    let mut out = Vec::with_capacity(r.rows * r.dim);
+    while r.next_row(path, i32::from_le_bytes, &mut out)? {}
+    Ok((r.rows, r.dim, out))
 }
 
 fn write_rows<T: Copy>(
@@ -88,7 +126,7 @@ fn write_rows<T: Copy>(
         path: path.to_owned(),
         source,
     };
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let mut w = std::io::BufWriter::new(File::create(path).map_err(io)?);
     for row in values.chunks_exact(dim.max(1)) {
         w.write_all(&(dim as i32).to_le_bytes()).map_err(io)?;
         for &v in row {
