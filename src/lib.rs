@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod features;
 pub mod formats;
 pub mod index;
 pub mod store;
