@@ -178,3 +178,65 @@ fn resize_crop_and_normalise_follow_torchvision() {
         }
     }
 }
+
+fn read_expected(path: &std::path::Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.shape(), &[3, 32, 32]);
+    npy.into_vec::<f32>().unwrap()
+}
+
+/// Parity with torchvision's PIL path (Resize(40), CenterCrop(32), ToTensor, Normalize) on the
+/// fixtures that `scripts/make_preprocess_fixtures.py` writes.
+#[test]
+fn matches_torchvision_on_committed_fixtures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess");
+    let mut worst = Vec::new();
+    for name in [
+        "landscape.png",
+        "portrait.png",
+        "grey.png",
+        "rgba.png",
+        "photo.jpg",
+    ] {
+        for (tag, interpolation) in [
+            ("bilinear", Interpolation::Bilinear),
+            ("bicubic", Interpolation::Bicubic),
+        ] {
+            let p = Preprocess {
+                resize: 40,
+                crop: 32,
+                interpolation,
+                mean: IMAGENET_MEAN,
+                std: IMAGENET_STD,
+            };
+            let got = p.run_file(&dir.join(name)).unwrap();
+            let want = read_expected(&dir.join(format!("{name}.{tag}.npy")));
+            let max = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let mean = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f32>()
+                / got.len() as f32;
+            worst.push(format!("{name} {tag}: max {max:.4} mean {mean:.5}"));
+            // One 8-bit level is 1/255/0.224 = 0.0175 after normalisation. PNGs decode to the same
+            // pixels, so only rounding remains; JPEG decoders (zune-jpeg here, libjpeg under PIL)
+            // differ by up to two levels.
+            let (max_ok, mean_ok) = if name.ends_with(".jpg") {
+                (0.036, 0.01)
+            } else {
+                (0.018, 0.001)
+            };
+            assert!(
+                max <= max_ok && mean <= mean_ok,
+                "{name} {tag}: max abs diff {max}, mean {mean}"
+            );
+        }
+    }
+    println!("{}", worst.join("\n"));
+}

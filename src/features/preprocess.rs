@@ -206,24 +206,28 @@ fn classify(e: image::ImageError) -> ImageError {
     }
 }
 
-/// Antialiased resize of RGB bytes to `w x h` (PIL-style convolution).
+/// Antialiased resize of RGB bytes to `w x h` (PIL-style convolution). Like PIL, the width is
+/// resampled first and the height second through an 8-bit intermediate; with overshooting
+/// filters (bicubic) the order changes the result at hard edges.
 fn resize(img: &RgbImage, w: u32, h: u32, interpolation: Interpolation) -> Vec<u8> {
-    if (w, h) == (img.width, img.height) {
-        return img.data.clone();
-    }
     let filter = match interpolation {
         Interpolation::Bilinear => fir::FilterType::Bilinear,
         Interpolation::Bicubic => fir::FilterType::CatmullRom,
     };
-    let src = fir::images::ImageRef::new(img.width, img.height, &img.data, fir::PixelType::U8x3)
-        .expect("buffer size matches width * height * 3");
-    let mut dst = fir::images::Image::new(w, h, fir::PixelType::U8x3);
-    fir::Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(filter)),
-        )
-        .expect("same pixel type and non-empty images");
-    dst.into_vec()
+    let options = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(filter));
+    let mut resizer = fir::Resizer::new();
+    let mut pass = |data: &[u8], from: (u32, u32), to: (u32, u32)| -> Vec<u8> {
+        if from == to {
+            return data.to_vec();
+        }
+        let src = fir::images::ImageRef::new(from.0, from.1, data, fir::PixelType::U8x3)
+            .expect("buffer size matches width * height * 3");
+        let mut dst = fir::images::Image::new(to.0, to.1, fir::PixelType::U8x3);
+        resizer
+            .resize(&src, &mut dst, &options)
+            .expect("same pixel type and non-empty images");
+        dst.into_vec()
+    };
+    let wide = pass(&img.data, (img.width, img.height), (w, img.height));
+    pass(&wide, (w, img.height), (w, h))
 }
