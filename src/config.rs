@@ -174,6 +174,53 @@ pub enum BenchCommand {
     Exact(BenchExactArgs),
     /// Write a clustered, embedding-like dataset: base.fvecs, queries.fvecs, gt.ivecs.
     Gen(BenchGenArgs),
+    /// Backbone throughput: images/s for decode+preprocess and for the forward pass, apart.
+    Embed(BenchEmbedArgs),
+}
+
+/// Which backbone and weights; shared by the commands that run a model.
+#[derive(Debug, Args, Clone)]
+pub struct BackboneArgs {
+    /// Registry name (dino-vits16, dinov2-vits14, resnet50, mobilenetv2, ...).
+    #[arg(long, env = "DCD_BACKBONE")]
+    pub backbone: String,
+    /// Weights: a .safetensors/.pth file, a model directory, or a Hugging Face model id in the
+    /// local hub cache (default: the backbone's usual model id).
+    #[arg(long, env = "DCD_WEIGHTS")]
+    pub weights: Option<String>,
+    /// ViT feature: the CLS token, or CLS followed by the mean patch token (twice as wide).
+    #[arg(long, env = "DCD_POOLING", default_value = "cls", value_parser = ["cls", "cls-mean-patch"])]
+    pub pooling: String,
+}
+
+/// `dcd bench embed`
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    #[command(flatten)]
+    pub model: BackboneArgs,
+    /// Use random weights in the backbone's shapes instead of loading any.
+    #[arg(long, env = "DCD_RANDOM_WEIGHTS", conflicts_with = "weights")]
+    pub random_weights: bool,
+    /// Batch sizes to time the forward pass at, comma-separated.
+    #[arg(
+        long,
+        env = "DCD_BENCH_BATCH",
+        value_delimiter = ',',
+        default_value = "1,8,32"
+    )]
+    pub batch: Vec<usize>,
+    /// Images timed for decode+preprocess (a generated 500x375 JPEG unless --image is given).
+    #[arg(long, env = "DCD_BENCH_IMAGES", default_value_t = 200)]
+    pub images: usize,
+    /// An image file to time decode+preprocess on.
+    #[arg(long, env = "DCD_BENCH_IMAGE")]
+    pub image: Option<PathBuf>,
+    /// Minimum seconds per forward measurement (after one warm-up batch).
+    #[arg(long, env = "DCD_BENCH_SECONDS", default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Print one JSON document instead of text.
+    #[arg(long, env = "DCD_JSON")]
+    pub json: bool,
 }
 
 /// `dcd bench gen`

@@ -1,6 +1,7 @@
 //! The crate-level error: one variant per layer, so callers (the CLI now, the gRPC layer
 //! later) classify failures in one place.
 
+use crate::features::FeatureError;
 use crate::formats::FormatError;
 use crate::index::IndexError;
 use crate::store::StoreError;
@@ -17,9 +18,18 @@ pub enum Error {
     /// Reading or writing a vector file.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// Loading or running a backbone (boxed: its variants carry names and shapes).
+    #[error(transparent)]
+    Feature(Box<FeatureError>),
     /// Command-line arguments that do not fit together.
     #[error("{0}")]
     Usage(String),
+}
+
+impl From<FeatureError> for Error {
+    fn from(e: FeatureError) -> Self {
+        Error::Feature(Box::new(e))
+    }
 }
 
 impl Error {
@@ -27,6 +37,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Usage(_) | Error::Format(_) => true,
+            Error::Feature(e) => !matches!(**e, FeatureError::Tensor(_)),
             Error::Store(e) => !matches!(
                 e,
                 StoreError::Io { .. }

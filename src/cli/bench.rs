@@ -24,6 +24,7 @@ pub(super) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Ann(args) => ann(args),
         BenchCommand::Exact(args) => exact(args),
         BenchCommand::Gen(args) => generate(args),
+        BenchCommand::Embed(args) => super::bench_embed::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! what it needs, calls the store and index layers, and prints text or JSON.
 
 mod bench;
+mod bench_embed;
 mod pool;
 mod search;
 mod vectors;
@@ -12,6 +13,8 @@ use crate::error::Result;
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     if cli.threads > 0 {
+        // candle sizes its GEMM parallelism from this variable; set before any thread starts.
+        std::env::set_var("RAYON_NUM_THREADS", cli.threads.to_string());
         // Fails only if a pool was already built, which is fine: the first one wins.
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(cli.threads)

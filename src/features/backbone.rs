@@ -223,3 +223,22 @@ impl FeatureExtractor for Backbone {
         }
     }
 }
+
+/// The backbone named on the command line: loaded from its weights, or random when asked.
+pub fn backbone_from_args(
+    args: &crate::config::BackboneArgs,
+    random_weights: bool,
+) -> FeatureResult<Backbone> {
+    let opts = LoadOptions {
+        device: Device::Cpu,
+        pooling: match args.pooling.as_str() {
+            "cls-mean-patch" => VitPooling::ClsMeanPatch,
+            _ => VitPooling::Cls,
+        },
+    };
+    if random_weights {
+        Backbone::random(&args.backbone, 0, &opts)
+    } else {
+        Backbone::load(&args.backbone, args.weights.as_deref(), &opts)
+    }
+}

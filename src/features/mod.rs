@@ -2,6 +2,7 @@
 //! (safetensors, PyTorch `.pth`, the local Hugging Face cache), and running it.
 
 pub mod backbone;
+pub mod cpu;
 pub mod error;
 pub mod hub;
 pub mod models;

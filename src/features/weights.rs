@@ -46,9 +46,11 @@ impl Weights {
                 .into_iter()
                 .collect(),
             "pth" | "pt" | "bin" | "ckpt" | "tar" => pth::read(path).map_err(unreadable)?,
-            other => return Err(unreadable(format!(
+            other => {
+                return Err(unreadable(format!(
                 "unknown weights extension `.{other}`; use .safetensors or a PyTorch .pth/.pt/.bin"
-            ))),
+            )))
+            }
         };
         if tensors.is_empty() {
             return Err(unreadable("the file holds no tensors".into()));

@@ -3,6 +3,9 @@
 
 use candle_core::{Module, Tensor, D};
 
+use crate::features::cpu::conv::ConvOp;
+use crate::features::cpu::linear::LinearOp;
+use crate::features::cpu::Epilogue;
 use crate::features::error::FeatureResult;
 use crate::features::weights::Weights;
 
@@ -37,6 +40,8 @@ pub struct ConvBn {
     bias: Tensor,
     geometry: ConvGeometry,
     act: Act,
+    /// The CPU kernel, for ungrouped convs of a CPU model.
+    cpu: Option<ConvOp>,
 }
 
 impl ConvBn {
@@ -71,11 +76,29 @@ impl ConvBn {
         if let Some(cb) = conv_bias {
             bias = (bias + (cb * &scale)?)?;
         }
+        let cpu = if weight.device().is_cpu() && geometry.groups == 1 {
+            Some(ConvOp::new(
+                weight.flatten_all()?.to_vec1()?,
+                bias.to_vec1()?,
+                in_per_group,
+                k,
+                geometry.stride,
+                geometry.padding,
+                match act {
+                    Act::Linear => Epilogue::Bias,
+                    Act::Relu => Epilogue::BiasRelu,
+                    Act::Relu6 => Epilogue::BiasRelu6,
+                },
+            ))
+        } else {
+            None
+        };
         Ok(ConvBn {
             weight,
             bias,
             geometry,
             act,
+            cpu,
         })
     }
 
@@ -86,6 +109,9 @@ impl ConvBn {
 
     /// Applies conv + folded BN + activation to an NCHW batch.
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
+        if let Some(op) = &self.cpu {
+            return Ok(x.contiguous()?.apply_op1_no_bwd(op)?);
+        }
         let g = self.geometry;
         let y = x.conv2d(&self.weight, g.padding, g.stride, 1, g.groups)?;
         let y = y.broadcast_add(&self.bias.reshape((1, self.out_channels(), 1, 1))?)?;
@@ -101,6 +127,8 @@ impl ConvBn {
 pub struct Linear {
     weight_t: Tensor,
     bias: Tensor,
+    gelu: bool,
+    cpu: Option<LinearOp>,
 }
 
 impl Linear {
@@ -111,11 +139,42 @@ impl Linear {
         Linear::new(weight, bias)
     }
 
+    /// Like [`Linear::load`], followed by the exact GELU.
+    pub fn load_gelu(
+        w: &Weights,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> FeatureResult<Linear> {
+        let mut l = Linear::load(w, name, in_dim, out_dim)?;
+        l.gelu = true;
+        if let Some(op) = l.cpu.as_mut() {
+            op.set_epilogue(Epilogue::BiasGelu);
+        }
+        Ok(l)
+    }
+
     /// From a weight (out × in) and bias (out).
     pub fn new(weight: Tensor, bias: Tensor) -> FeatureResult<Linear> {
         // Kept transposed and contiguous so every call is a plain row-major GEMM.
         let weight_t = weight.t()?.contiguous()?;
-        Ok(Linear { weight_t, bias })
+        let cpu = if weight_t.device().is_cpu() {
+            let (in_dim, _) = weight_t.dims2()?;
+            Some(LinearOp::new(
+                weight_t.flatten_all()?.to_vec1()?,
+                bias.to_vec1()?,
+                in_dim,
+                Epilogue::Bias,
+            ))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight_t,
+            bias,
+            gelu: false,
+            cpu,
+        })
     }
 
     /// Output width.
@@ -125,13 +184,17 @@ impl Linear {
 
     /// Applies the layer.
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
+        if let Some(op) = &self.cpu {
+            return Ok(x.contiguous()?.apply_op1_no_bwd(op)?);
+        }
         let dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
         let y = x2.matmul(&self.weight_t)?.broadcast_add(&self.bias)?;
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap() = self.out_dim();
-        Ok(y.reshape(out_dims)?)
+        let y = y.reshape(out_dims)?;
+        Ok(if self.gelu { y.gelu_erf()? } else { y })
     }
 }
 

@@ -166,7 +166,7 @@ impl Vit {
                         scale1: None,
                         norm2: LayerNorm::load(w, &format!("{p}.layernorm_after"), width, eps)?,
                         mlp: Mlp::Gelu {
-                            fc1: Linear::load(
+                            fc1: Linear::load_gelu(
                                 w,
                                 &format!("{p}.intermediate.dense"),
                                 width,
@@ -197,7 +197,7 @@ impl Vit {
                     } else {
                         let hidden = w.require_shape(&format!("{p}.mlp.fc1.weight"))?[0];
                         Mlp::Gelu {
-                            fc1: Linear::load(w, &format!("{p}.mlp.fc1"), width, hidden)?,
+                            fc1: Linear::load_gelu(w, &format!("{p}.mlp.fc1"), width, hidden)?,
                             fc2: Linear::load(w, &format!("{p}.mlp.fc2"), hidden, width)?,
                         }
                     };
@@ -315,7 +315,7 @@ impl Vit {
         let x = (x + y)?;
         let h = blk.norm2.forward(&x)?;
         let mut y = match &blk.mlp {
-            Mlp::Gelu { fc1, fc2 } => fc2.forward(&fc1.forward(&h)?.gelu_erf()?)?,
+            Mlp::Gelu { fc1, fc2 } => fc2.forward(&fc1.forward(&h)?)?,
             Mlp::SwiGlu { w_in, w_out } => {
                 let hh = w_in.forward(&h)?;
                 let half = hh.dim(D::Minus1)? / 2;
