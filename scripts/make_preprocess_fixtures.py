@@ -69,7 +69,10 @@ def main():
         decoded = Image.open(path)
         for tag, resample in (("bilinear", Image.BILINEAR), ("bicubic", Image.BICUBIC)):
             np.save(os.path.join(OUT, f"{name}.{tag}.npy"), torchvision_eval(decoded, resample))
-    print(f"wrote {len(images)} images and their tensors to {os.path.normpath(OUT)}")
+    # A CMYK JPEG of the decoded photo (tests/preprocess.rs compares the two decodes).
+    Image.open(os.path.join(OUT, "photo.jpg")).convert("RGB").convert("CMYK").save(
+        os.path.join(OUT, "cmyk.jpg"), quality=92)
+    print(f"wrote {len(images)} images and their tensors, and cmyk.jpg, to {os.path.normpath(OUT)}")
 
 
 if __name__ == "__main__":

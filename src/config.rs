@@ -42,6 +42,8 @@ pub enum Command {
     Vectors(VectorsCommand),
     /// k-NN search in a pool; prints JSON lines, one per query.
     Search(SearchArgs),
+    /// Embed images with a backbone into a .npy file (one row per image that decoded).
+    Embed(EmbedArgs),
     /// Benchmarks with the interface similarity-search people script against.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -191,6 +193,31 @@ pub struct BackboneArgs {
     /// ViT feature: the CLS token, or CLS followed by the mean patch token (twice as wide).
     #[arg(long, env = "DCD_POOLING", default_value = "cls", value_parser = ["cls", "cls-mean-patch"])]
     pub pooling: String,
+}
+
+/// `dcd embed`
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub model: BackboneArgs,
+    /// Image files or folders (searched recursively for .jpg .jpeg .png .webp .bmp .tif .tiff .gif).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Output .npy (float32, rows in the order of the images that embedded).
+    #[arg(long, env = "DCD_OUT")]
+    pub out: PathBuf,
+    /// Where to write the image path of each row (default: the output with .keys.txt).
+    #[arg(long, env = "DCD_KEYS_OUT")]
+    pub keys_out: Option<PathBuf>,
+    /// Most images per forward pass.
+    #[arg(long, env = "DCD_BATCH", default_value_t = 16)]
+    pub batch: usize,
+    /// Milliseconds the batcher waits to fill a batch.
+    #[arg(long, env = "DCD_MAX_WAIT_MS", default_value_t = 5)]
+    pub max_wait_ms: u64,
+    /// Decode threads (default: one per core).
+    #[arg(long, env = "DCD_DECODE_THREADS")]
+    pub decode_threads: Option<usize>,
 }
 
 /// `dcd bench embed`

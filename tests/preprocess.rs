@@ -240,3 +240,25 @@ fn matches_torchvision_on_committed_fixtures() {
     }
     println!("{}", worst.join("\n"));
 }
+
+/// A CMYK JPEG (as Photoshop and print pipelines write) decodes to the same colours as the
+/// RGB photo it was converted from (PIL's RGB→CMYK, `scripts/make_preprocess_fixtures.py`).
+#[test]
+fn cmyk_jpeg_decodes_to_rgb() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess");
+    let cmyk = decode(&std::fs::read(dir.join("cmyk.jpg")).unwrap()).unwrap();
+    let rgb = decode(&std::fs::read(dir.join("photo.jpg")).unwrap()).unwrap();
+    assert_eq!((cmyk.width, cmyk.height), (rgb.width, rgb.height));
+    let mean_abs: f64 = cmyk
+        .data
+        .iter()
+        .zip(&rgb.data)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .sum::<f64>()
+        / rgb.data.len() as f64;
+    println!("CMYK vs RGB mean |diff| {mean_abs:.2} levels");
+    assert!(
+        mean_abs < 6.0,
+        "CMYK JPEG colours are off by {mean_abs} levels on average"
+    );
+}

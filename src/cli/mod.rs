@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_embed;
+mod embed;
 mod pool;
 mod search;
 mod vectors;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Pool(cmd) => pool::run(&cli.data_dir, cmd),
         Command::Vectors(cmd) => vectors::run(&cli.data_dir, cmd),
         Command::Search(args) => search::run(&cli.data_dir, args),
+        Command::Embed(args) => embed::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod error;
 pub mod hub;
 pub mod models;
+pub mod pipeline;
 pub mod preprocess;
 pub mod pth;
 pub mod random;

@@ -44,6 +44,12 @@ pub enum ImageError {
     /// The decoder failed (truncated or damaged data).
     #[error("the image data is corrupt or truncated: {0}")]
     Corrupt(String),
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Unreadable(String),
+    /// Decoded fine, but the model could not embed it (its batch failed or the model stopped).
+    #[error("not embedded: {0}")]
+    NotEmbedded(String),
 }
 
 /// An [`ImageError`] with the file it came from.
@@ -117,7 +123,7 @@ impl Preprocess {
     pub fn run_file(&self, path: &Path) -> Result<Vec<f32>, ImageFileError> {
         let bytes = std::fs::read(path).map_err(|e| ImageFileError {
             path: path.to_owned(),
-            error: ImageError::Corrupt(format!("cannot read the file: {e}")),
+            error: ImageError::Unreadable(e.to_string()),
         })?;
         self.run(&bytes).map_err(|error| ImageFileError {
             path: path.to_owned(),
