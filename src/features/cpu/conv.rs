@@ -52,6 +52,12 @@ impl ConvOp {
         }
     }
 
+    /// The same conv with another activation.
+    pub fn with_epilogue(mut self, epilogue: Epilogue) -> ConvOp {
+        self.epilogue = epilogue;
+        self
+    }
+
     fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         let f = |s: usize| (s + 2 * self.padding - self.kernel) / self.stride + 1;
         (f(h), f(w))

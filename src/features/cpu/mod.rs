@@ -5,6 +5,7 @@
 
 pub mod conv;
 pub mod linear;
+pub mod nhwc;
 
 use candle_core::{CpuStorage, Layout};
 

@@ -5,8 +5,9 @@ use candle_core::{Module, Tensor, D};
 
 use crate::features::cpu::conv::ConvOp;
 use crate::features::cpu::linear::LinearOp;
+use crate::features::cpu::nhwc::ConvNhwc;
 use crate::features::cpu::Epilogue;
-use crate::features::error::FeatureResult;
+use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
 
 /// Activation applied after a convolution.
@@ -33,6 +34,22 @@ pub struct ConvGeometry {
     pub groups: usize,
 }
 
+/// Memory order of the activations a CPU conv consumes and produces. Other devices always
+/// run candle's NCHW ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelOrder {
+    /// (N, C, H, W), PyTorch's.
+    First,
+    /// (N, H, W, C): one GEMM per conv over the whole batch (the ResNets').
+    Last,
+}
+
+enum CpuConv {
+    None,
+    First(ConvOp),
+    Last(ConvNhwc),
+}
+
 /// A convolution whose following BatchNorm has been folded into its weight and bias:
 /// `w' = w·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`. Inference only.
 pub struct ConvBn {
@@ -40,20 +57,30 @@ pub struct ConvBn {
     bias: Tensor,
     geometry: ConvGeometry,
     act: Act,
-    /// The CPU kernel, for ungrouped convs of a CPU model.
-    cpu: Option<ConvOp>,
+    cpu: CpuConv,
+}
+
+fn epilogue(act: Act) -> Epilogue {
+    match act {
+        Act::Linear => Epilogue::Bias,
+        Act::Relu => Epilogue::BiasRelu,
+        Act::Relu6 => Epilogue::BiasRelu6,
+    }
 }
 
 impl ConvBn {
     /// Loads `conv` (`{conv}.weight`, optional `{conv}.bias`) and `bn`
     /// (`{bn}.weight/bias/running_mean/running_var`) and folds them. Channel counts are read
-    /// off the conv weight; the geometry comes from the architecture.
+    /// off the conv weight; the geometry comes from the architecture. `act` is applied last
+    /// (after the residual in [`ConvBn::forward_residual`]). On CPU, ungrouped convs run
+    /// dcd's kernels in `order`.
     pub fn load(
         w: &Weights,
         conv: &str,
         bn: &str,
         geometry: ConvGeometry,
         act: Act,
+        order: ChannelOrder,
     ) -> FeatureResult<ConvBn> {
         let shape = w.require_shape(&format!("{conv}.weight"))?;
         let (out_ch, in_per_group) = (shape[0], shape.get(1).copied().unwrap_or(0));
@@ -76,22 +103,35 @@ impl ConvBn {
         if let Some(cb) = conv_bias {
             bias = (bias + (cb * &scale)?)?;
         }
-        let cpu = if weight.device().is_cpu() && geometry.groups == 1 {
-            Some(ConvOp::new(
-                weight.flatten_all()?.to_vec1()?,
-                bias.to_vec1()?,
-                in_per_group,
-                k,
-                geometry.stride,
-                geometry.padding,
-                match act {
-                    Act::Linear => Epilogue::Bias,
-                    Act::Relu => Epilogue::BiasRelu,
-                    Act::Relu6 => Epilogue::BiasRelu6,
-                },
-            ))
+        let cpu = if !weight.device().is_cpu() || geometry.groups != 1 {
+            if order == ChannelOrder::Last {
+                return Err(FeatureError::Config(format!(
+                    "{conv}: channels-last needs an ungrouped conv on CPU"
+                )));
+            }
+            CpuConv::None
         } else {
-            None
+            let (g, wv, bv) = (geometry, weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
+            match order {
+                ChannelOrder::First => CpuConv::First(ConvOp::new(
+                    wv,
+                    bv,
+                    in_per_group,
+                    k,
+                    g.stride,
+                    g.padding,
+                    epilogue(act),
+                )),
+                ChannelOrder::Last => CpuConv::Last(ConvNhwc::from_oihw(
+                    &wv,
+                    bv,
+                    in_per_group,
+                    k,
+                    g.stride,
+                    g.padding,
+                    epilogue(act),
+                )),
+            }
         };
         Ok(ConvBn {
             weight,
@@ -107,14 +147,41 @@ impl ConvBn {
         self.weight.dims()[0]
     }
 
-    /// Applies conv + folded BN + activation to an NCHW batch.
+    /// Applies conv + folded BN + activation.
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
-        if let Some(op) = &self.cpu {
-            return Ok(x.contiguous()?.apply_op1_no_bwd(op)?);
+        match &self.cpu {
+            CpuConv::First(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
+            CpuConv::Last(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
+            CpuConv::None => self.activate(self.conv_bias(x)?),
         }
+    }
+
+    /// `act(conv(x) + bias + residual)`, the end of a residual block.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> FeatureResult<Tensor> {
+        match &self.cpu {
+            CpuConv::Last(op) => Ok(x
+                .contiguous()?
+                .apply_op2_no_bwd(&residual.contiguous()?, op)?),
+            _ => {
+                let y = match &self.cpu {
+                    CpuConv::First(op) => {
+                        let linear = op.clone().with_epilogue(Epilogue::Bias);
+                        x.contiguous()?.apply_op1_no_bwd(&linear)?
+                    }
+                    _ => self.conv_bias(x)?,
+                };
+                self.activate((y + residual)?)
+            }
+        }
+    }
+
+    fn conv_bias(&self, x: &Tensor) -> FeatureResult<Tensor> {
         let g = self.geometry;
         let y = x.conv2d(&self.weight, g.padding, g.stride, 1, g.groups)?;
-        let y = y.broadcast_add(&self.bias.reshape((1, self.out_channels(), 1, 1))?)?;
+        Ok(y.broadcast_add(&self.bias.reshape((1, self.out_channels(), 1, 1))?)?)
+    }
+
+    fn activate(&self, y: Tensor) -> FeatureResult<Tensor> {
         Ok(match self.act {
             Act::Linear => y,
             Act::Relu => y.relu()?,

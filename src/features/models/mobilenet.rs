@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 
-use super::layers::{global_avg_pool, Act, ConvBn, ConvGeometry, Linear};
+use super::layers::{global_avg_pool, Act, ChannelOrder, ConvBn, ConvGeometry, Linear};
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
 
@@ -43,7 +43,14 @@ impl MobileNetV2 {
     /// Loads the network; channel widths come from the checkpoint (any width multiplier).
     pub fn load(w: &mut Weights) -> FeatureResult<MobileNetV2> {
         w.expect_layout(LAYOUT, "features.0.0.weight");
-        let stem = ConvBn::load(w, "features.0.0", "features.0.1", conv(3, 2, 1), Act::Relu6)?;
+        let stem = ConvBn::load(
+            w,
+            "features.0.0",
+            "features.0.1",
+            conv(3, 2, 1),
+            Act::Relu6,
+            ChannelOrder::First,
+        )?;
         let mut blocks = Vec::with_capacity(BLOCK_STRIDES.len());
         let mut in_ch = stem.out_channels();
         for (i, &stride) in BLOCK_STRIDES.iter().enumerate() {
@@ -61,6 +68,7 @@ impl MobileNetV2 {
                     &format!("{p}.{e}.1"),
                     conv(1, 1, 1),
                     Act::Relu6,
+                    ChannelOrder::First,
                 )?),
                 None => None,
             };
@@ -71,6 +79,7 @@ impl MobileNetV2 {
                 &format!("{p}.{dw}.1"),
                 conv(3, stride, hidden),
                 Act::Relu6,
+                ChannelOrder::First,
             )?;
             let project = ConvBn::load(
                 w,
@@ -78,6 +87,7 @@ impl MobileNetV2 {
                 &format!("{p}.{pw_bn}"),
                 conv(1, 1, 1),
                 Act::Linear,
+                ChannelOrder::First,
             )?;
             let out_ch = project.out_channels();
             blocks.push(InvertedResidual {
@@ -94,6 +104,7 @@ impl MobileNetV2 {
             "features.18.1",
             conv(1, 1, 1),
             Act::Relu6,
+            ChannelOrder::First,
         )?;
         let classifier = match w.shape("classifier.1.weight") {
             Some(s) if s.len() == 2 => Some(Linear::load(w, "classifier.1", s[1], s[0])?),

@@ -6,7 +6,8 @@
 
 use candle_core::Tensor;
 
-use super::layers::{global_avg_pool, Act, ConvBn, ConvGeometry};
+use super::layers::{global_avg_pool, Act, ChannelOrder, ConvBn, ConvGeometry};
+use crate::features::cpu::nhwc::MaxPool3x3s2;
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
 
@@ -33,6 +34,7 @@ pub struct ResNet {
     blocks: Vec<Block>,
     depths: Vec<usize>,
     dim: usize,
+    order: ChannelOrder,
 }
 
 fn geom(kernel: usize, stride: usize) -> ConvGeometry {
@@ -49,7 +51,12 @@ impl ResNet {
     /// for ResNet-50) is checked against the checkpoint when given.
     pub fn load(w: &mut Weights, expected: Option<([usize; 4], bool)>) -> FeatureResult<ResNet> {
         w.expect_layout(LAYOUT, "conv1.weight");
-        let stem = ConvBn::load(w, "conv1", "bn1", geom(7, 2), Act::Relu)?;
+        let order = if w.device().is_cpu() {
+            ChannelOrder::Last
+        } else {
+            ChannelOrder::First
+        };
+        let stem = ConvBn::load(w, "conv1", "bn1", geom(7, 2), Act::Relu, order)?;
         let mut depths = Vec::new();
         let mut blocks = Vec::new();
         let mut dim = stem.out_channels();
@@ -65,6 +72,7 @@ impl ResNet {
                         &format!("{p}.downsample.1"),
                         geom(1, stride),
                         Act::Linear,
+                        order,
                     )?)
                 } else {
                     None
@@ -75,7 +83,8 @@ impl ResNet {
                         &format!("{p}.conv3"),
                         &format!("{p}.bn3"),
                         geom(1, 1),
-                        Act::Linear,
+                        Act::Relu, // after the residual add
+                        order,
                     )?;
                     dim = conv3.out_channels();
                     Block::Bottleneck {
@@ -85,6 +94,7 @@ impl ResNet {
                             &format!("{p}.bn1"),
                             geom(1, 1),
                             Act::Relu,
+                            order,
                         )?,
                         conv2: ConvBn::load(
                             w,
@@ -92,6 +102,7 @@ impl ResNet {
                             &format!("{p}.bn2"),
                             geom(3, stride),
                             Act::Relu,
+                            order,
                         )?,
                         conv3,
                         downsample,
@@ -102,7 +113,8 @@ impl ResNet {
                         &format!("{p}.conv2"),
                         &format!("{p}.bn2"),
                         geom(3, 1),
-                        Act::Linear,
+                        Act::Relu, // after the residual add
+                        order,
                     )?;
                     dim = conv2.out_channels();
                     Block::Basic {
@@ -112,6 +124,7 @@ impl ResNet {
                             &format!("{p}.bn1"),
                             geom(3, stride),
                             Act::Relu,
+                            order,
                         )?,
                         conv2,
                         downsample,
@@ -143,6 +156,7 @@ impl ResNet {
             blocks,
             depths,
             dim,
+            order,
         })
     }
 
@@ -158,12 +172,21 @@ impl ResNet {
 
     /// Pooled features of an NCHW batch: (N, dim).
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
-        let x = self.stem.forward(x)?;
-        // Zero padding is exact here: the input is post-ReLU, so every window's max is ≥ 0.
-        let mut x = x
-            .pad_with_zeros(2, 1, 1)?
-            .pad_with_zeros(3, 1, 1)?
-            .max_pool2d_with_stride(3, 2)?;
+        let last = self.order == ChannelOrder::Last;
+        let x = if last {
+            x.permute((0, 2, 3, 1))?.contiguous()?
+        } else {
+            x.clone()
+        };
+        let x = self.stem.forward(&x)?;
+        let mut x = if last {
+            x.apply_op1_no_bwd(&MaxPool3x3s2)?
+        } else {
+            // Zero padding is exact here: the input is post-ReLU, so every window's max is ≥ 0.
+            x.pad_with_zeros(2, 1, 1)?
+                .pad_with_zeros(3, 1, 1)?
+                .max_pool2d_with_stride(3, 2)?
+        };
         for block in &self.blocks {
             x = match block {
                 Block::Basic {
@@ -171,12 +194,11 @@ impl ResNet {
                     conv2,
                     downsample,
                 } => {
-                    let y = conv2.forward(&conv1.forward(&x)?)?;
                     let identity = match downsample {
                         Some(d) => d.forward(&x)?,
-                        None => x,
+                        None => x.clone(),
                     };
-                    (y + identity)?.relu()?
+                    conv2.forward_residual(&conv1.forward(&x)?, &identity)?
                 }
                 Block::Bottleneck {
                     conv1,
@@ -184,15 +206,19 @@ impl ResNet {
                     conv3,
                     downsample,
                 } => {
-                    let y = conv3.forward(&conv2.forward(&conv1.forward(&x)?)?)?;
                     let identity = match downsample {
                         Some(d) => d.forward(&x)?,
-                        None => x,
+                        None => x.clone(),
                     };
-                    (y + identity)?.relu()?
+                    conv3.forward_residual(&conv2.forward(&conv1.forward(&x)?)?, &identity)?
                 }
             };
         }
-        global_avg_pool(&x)
+        if last {
+            let (n, h, w, c) = x.dims4()?;
+            Ok(x.reshape((n, h * w, c))?.mean(1)?)
+        } else {
+            global_avg_pool(&x)
+        }
     }
 }
