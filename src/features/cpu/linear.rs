@@ -5,6 +5,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
+use super::math::with_wide_simd;
 use super::{contiguous_f32, gemm, Epilogue};
 
 /// A linear layer's weights laid out for the kernel: `w_t` is in × out, row-major.
@@ -80,10 +81,12 @@ impl CustomOp1 for LinearOp {
 
 impl LinearOp {
     fn finish(&self, y: &mut [f32]) {
-        for row in y.chunks_exact_mut(self.out_dim) {
-            for (v, b) in row.iter_mut().zip(self.bias.iter()) {
-                *v = self.epilogue.apply(*v + b);
+        with_wide_simd(|| {
+            for row in y.chunks_exact_mut(self.out_dim) {
+                for (v, b) in row.iter_mut().zip(self.bias.iter()) {
+                    *v = self.epilogue.apply(*v + b);
+                }
             }
-        }
+        })
     }
 }

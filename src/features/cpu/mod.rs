@@ -5,6 +5,7 @@
 
 pub mod conv;
 pub mod linear;
+pub mod math;
 pub mod nhwc;
 
 use candle_core::{CpuStorage, Layout};
@@ -23,34 +24,15 @@ pub enum Epilogue {
 }
 
 impl Epilogue {
-    #[inline]
+    #[inline(always)]
     fn apply(self, v: f32) -> f32 {
         match self {
             Epilogue::Bias => v,
             Epilogue::BiasRelu => v.max(0.0),
             Epilogue::BiasRelu6 => v.clamp(0.0, 6.0),
-            Epilogue::BiasGelu => 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Epilogue::BiasGelu => math::gelu(v),
         }
     }
-}
-
-/// erf(x) to within 1.5e-7 absolute (Abramowitz & Stegun 7.1.26), branch-light: libm's erff
-/// was a sixth of a ViT's forward time.
-#[inline]
-pub fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_72,
-        1.421_413_8,
-        -1.453_152_1,
-        1.061_405_4,
-    ];
-    let ax = x.abs();
-    let t = 1.0 / (1.0 + P * ax);
-    let poly = ((((A[4] * t + A[3]) * t + A[2]) * t + A[1]) * t + A[0]) * t;
-    let y = 1.0 - poly * (-ax * ax).exp();
-    y.copysign(x)
 }
 
 /// The f32 values of a contiguous CPU tensor.

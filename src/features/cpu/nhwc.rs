@@ -11,6 +11,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
+use super::math::with_wide_simd;
 use super::{contiguous_f32, gemm, Epilogue};
 
 /// Largest gathered patch buffer per task, in floats (4 MiB).
@@ -169,22 +170,23 @@ impl ConvNhwc {
                     });
                 }
                 let res = residual.map(|r| &r[r0 * o..][..m * o]);
-                for (i, row) in yt.chunks_exact_mut(o).enumerate() {
-                    match res {
-                        Some(r) => {
-                            for ((v, b), r) in
-                                row.iter_mut().zip(self.bias.iter()).zip(&r[i * o..][..o])
-                            {
-                                *v = self.epilogue.apply(*v + b + r);
+                with_wide_simd(|| {
+                    for (i, row) in yt.chunks_exact_mut(o).enumerate() {
+                        match res {
+                            Some(r) => {
+                                let r = &r[i * o..][..o];
+                                for ((v, b), r) in row.iter_mut().zip(self.bias.iter()).zip(r) {
+                                    *v = self.epilogue.apply(*v + b + r);
+                                }
                             }
-                        }
-                        None => {
-                            for (v, b) in row.iter_mut().zip(self.bias.iter()) {
-                                *v = self.epilogue.apply(*v + b);
+                            None => {
+                                for (v, b) in row.iter_mut().zip(self.bias.iter()) {
+                                    *v = self.epilogue.apply(*v + b);
+                                }
                             }
                         }
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(y), Shape::from((n, oh, ow, o))))
     }

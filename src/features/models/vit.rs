@@ -8,6 +8,7 @@
 use candle_core::{Tensor, D};
 
 use super::layers::{LayerNorm, Linear};
+use crate::features::cpu::math::SoftmaxLastDim;
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
 
@@ -306,7 +307,12 @@ impl Vit {
         let q = (qkv.get(0)? * (1.0 / (dh as f64).sqrt()))?;
         let k = qkv.get(1)?;
         let v = qkv.get(2)?;
-        let att = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let scores = q.matmul(&k.t()?)?;
+        let att = if scores.device().is_cpu() {
+            scores.apply_op1_no_bwd(&SoftmaxLastDim)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         let mut y = blk.proj.forward(&ctx)?;
         if let Some(s) = &blk.scale1 {
