@@ -1,8 +1,9 @@
-//! `y = x·Wᵀ + b` (with an optional activation) over the rows of a contiguous CPU tensor.
+//! `y = act(x·Wᵀ + b)` over the rows of a contiguous CPU tensor, and the residual form
+//! `y = r + γ ⊙ (x·Wᵀ + b)` that ends a transformer sub-block (γ: DINOv2's layer scale).
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::with_wide_simd;
@@ -13,6 +14,7 @@ use super::{contiguous_f32, gemm, Epilogue};
 pub struct LinearOp {
     w_t: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
+    scale: Option<Arc<Vec<f32>>>,
     in_dim: usize,
     out_dim: usize,
     epilogue: Epilogue,
@@ -26,6 +28,7 @@ impl LinearOp {
         LinearOp {
             w_t: Arc::new(w_t),
             bias: Arc::new(bias),
+            scale: None,
             in_dim,
             out_dim,
             epilogue,
@@ -35,6 +38,83 @@ impl LinearOp {
     /// Changes the activation applied after the bias.
     pub fn set_epilogue(&mut self, epilogue: Epilogue) {
         self.epilogue = epilogue;
+    }
+
+    /// Sets the per-output scale γ used by the residual form.
+    pub fn set_scale(&mut self, scale: Vec<f32>) {
+        assert_eq!(scale.len(), self.out_dim, "layer scale size");
+        self.scale = Some(Arc::new(scale));
+    }
+
+    fn run(
+        &self,
+        x: &[f32],
+        dims: &[usize],
+        residual: Option<&[f32]>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if dims.last() != Some(&self.in_dim) {
+            candle_core::bail!("linear expects last dim {}, got {dims:?}", self.in_dim);
+        }
+        let rows = x.len() / self.in_dim;
+        let (k, n) = (self.in_dim, self.out_dim);
+        if let Some(r) = residual {
+            if r.len() != rows * n {
+                candle_core::bail!("residual has {} values, the output {}", r.len(), rows * n);
+            }
+        }
+        let mut y = vec![0f32; rows * n];
+        let threads = rayon::current_num_threads();
+        if threads > 1 && rows >= MIN_ROWS_PER_TASK * threads {
+            let per_task = rows.div_ceil(threads);
+            y.par_chunks_mut(per_task * n)
+                .zip(x.par_chunks(per_task * k))
+                .enumerate()
+                .for_each(|(t, (yb, xb))| {
+                    let m = xb.len() / k;
+                    gemm(m, n, k, xb, k, &self.w_t, n, yb, n, 1);
+                    self.finish(yb, residual.map(|r| &r[t * per_task * n..][..m * n]));
+                });
+        } else {
+            gemm(rows, n, k, x, k, &self.w_t, n, &mut y, n, threads);
+            self.finish(&mut y, residual);
+        }
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().unwrap() = n;
+        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+    }
+
+    fn finish(&self, y: &mut [f32], residual: Option<&[f32]>) {
+        with_wide_simd(|| match (residual, &self.scale) {
+            (None, _) => {
+                for row in y.chunks_exact_mut(self.out_dim) {
+                    for (v, b) in row.iter_mut().zip(self.bias.iter()) {
+                        *v = self.epilogue.apply(*v + b);
+                    }
+                }
+            }
+            (Some(r), None) => {
+                for (row, rr) in y
+                    .chunks_exact_mut(self.out_dim)
+                    .zip(r.chunks_exact(self.out_dim))
+                {
+                    for ((v, b), r) in row.iter_mut().zip(self.bias.iter()).zip(rr) {
+                        *v = r + self.epilogue.apply(*v + b);
+                    }
+                }
+            }
+            (Some(r), Some(g)) => {
+                for (row, rr) in y
+                    .chunks_exact_mut(self.out_dim)
+                    .zip(r.chunks_exact(self.out_dim))
+                {
+                    for (((v, b), r), g) in
+                        row.iter_mut().zip(self.bias.iter()).zip(rr).zip(g.iter())
+                    {
+                        *v = r + g * self.epilogue.apply(*v + b);
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -51,42 +131,27 @@ impl CustomOp1 for LinearOp {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout)?;
-        let dims = layout.dims();
-        if dims.last() != Some(&self.in_dim) {
-            candle_core::bail!("linear expects last dim {}, got {dims:?}", self.in_dim);
-        }
-        let rows = x.len() / self.in_dim;
-        let (k, n) = (self.in_dim, self.out_dim);
-        let mut y = vec![0f32; rows * n];
-        let threads = rayon::current_num_threads();
-        if threads > 1 && rows >= MIN_ROWS_PER_TASK * threads {
-            let per_task = rows.div_ceil(threads);
-            y.par_chunks_mut(per_task * n)
-                .zip(x.par_chunks(per_task * k))
-                .for_each(|(yb, xb)| {
-                    let m = xb.len() / k;
-                    gemm(m, n, k, xb, k, &self.w_t, n, yb, n, 1);
-                    self.finish(yb);
-                });
-        } else {
-            gemm(rows, n, k, x, k, &self.w_t, n, &mut y, n, threads);
-            self.finish(&mut y);
-        }
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().unwrap() = n;
-        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+        self.run(contiguous_f32(storage, layout)?, layout.dims(), None)
     }
 }
 
-impl LinearOp {
-    fn finish(&self, y: &mut [f32]) {
-        with_wide_simd(|| {
-            for row in y.chunks_exact_mut(self.out_dim) {
-                for (v, b) in row.iter_mut().zip(self.bias.iter()) {
-                    *v = self.epilogue.apply(*v + b);
-                }
-            }
-        })
+/// The residual form: first argument the layer input, second the residual stream.
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "dcd-linear-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run(
+            contiguous_f32(s1, l1)?,
+            l1.dims(),
+            Some(contiguous_f32(s2, l2)?),
+        )
     }
 }

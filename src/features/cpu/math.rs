@@ -86,10 +86,16 @@ fn max_lanes(row: &[f32]) -> f32 {
 /// Softmax of each `n`-long row of `block`, in place.
 #[inline(always)]
 fn softmax_rows(block: &mut [f32], n: usize) {
+    softmax_rows_scaled(block, n, 1.0)
+}
+
+/// Softmax of `scale · row` for each `n`-long row of `block`, in place (`scale` > 0).
+#[inline(always)]
+pub fn softmax_rows_scaled(block: &mut [f32], n: usize, scale: f32) {
     for row in block.chunks_exact_mut(n) {
         let max = max_lanes(row);
         // Separate passes: a running sum in the exp loop would keep it scalar.
-        row.iter_mut().for_each(|v| *v = exp(*v - max));
+        row.iter_mut().for_each(|v| *v = exp((*v - max) * scale));
         let inv = 1.0 / sum_lanes(row);
         row.iter_mut().for_each(|v| *v *= inv);
     }

@@ -3,6 +3,7 @@
 //! kernels need a nightly compiler; these ops use `gemm` 0.19's (`x86-v4`, picked at run time)
 //! and fuse bias and activation into one pass over the output while it is in cache.
 
+pub mod attention;
 pub mod conv;
 pub mod linear;
 pub mod math;

@@ -195,6 +195,8 @@ pub struct Linear {
     weight_t: Tensor,
     bias: Tensor,
     gelu: bool,
+    /// Per-output scale of the residual form (DINOv2's layer scale).
+    scale: Option<Tensor>,
     cpu: Option<LinearOp>,
 }
 
@@ -240,8 +242,32 @@ impl Linear {
             weight_t,
             bias,
             gelu: false,
+            scale: None,
             cpu,
         })
+    }
+
+    /// Sets γ of [`Linear::forward_residual`].
+    pub fn with_scale(mut self, scale: Option<Tensor>) -> FeatureResult<Linear> {
+        if let (Some(op), Some(g)) = (self.cpu.as_mut(), scale.as_ref()) {
+            op.set_scale(g.to_vec1()?);
+        }
+        self.scale = scale;
+        Ok(self)
+    }
+
+    /// `residual + γ ⊙ layer(x)` (γ = 1 unless set), one fused pass on CPU.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> FeatureResult<Tensor> {
+        if let Some(op) = &self.cpu {
+            return Ok(x
+                .contiguous()?
+                .apply_op2_no_bwd(&residual.contiguous()?, op)?);
+        }
+        let mut y = self.forward(x)?;
+        if let Some(g) = &self.scale {
+            y = y.broadcast_mul(g)?;
+        }
+        Ok((residual + y)?)
     }
 
     /// Output width.

@@ -8,7 +8,7 @@
 use candle_core::{Tensor, D};
 
 use super::layers::{LayerNorm, Linear};
-use crate::features::cpu::math::SoftmaxLastDim;
+use crate::features::cpu::attention::SelfAttention;
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
 
@@ -72,14 +72,14 @@ enum Mlp {
     SwiGlu { w_in: Linear, w_out: Linear },
 }
 
+/// A pre-norm block; the layer scales (DINOv2) live in `proj` and the MLP's last layer, which
+/// add their output to the residual stream themselves.
 struct Block {
     norm1: LayerNorm,
     qkv: Linear,
     proj: Linear,
-    scale1: Option<Tensor>,
     norm2: LayerNorm,
     mlp: Mlp,
-    scale2: Option<Tensor>,
 }
 
 /// A ViT trunk that returns pooled features.
@@ -164,7 +164,6 @@ impl Vit {
                         norm1: LayerNorm::load(w, &format!("{p}.layernorm_before"), width, eps)?,
                         qkv: Linear::new(qkv_w, qkv_b)?,
                         proj,
-                        scale1: None,
                         norm2: LayerNorm::load(w, &format!("{p}.layernorm_after"), width, eps)?,
                         mlp: Mlp::Gelu {
                             fc1: Linear::load_gelu(
@@ -175,10 +174,11 @@ impl Vit {
                             )?,
                             fc2: Linear::load(w, &format!("{p}.output.dense"), hidden, width)?,
                         },
-                        scale2: None,
                     }
                 }
                 VitFamily::Dinov2 => {
+                    let scale1 = w.get(&format!("{p}.layer_scale1.lambda1"), &[width])?;
+                    let scale2 = w.get(&format!("{p}.layer_scale2.lambda1"), &[width])?;
                     let mlp = if w.contains(&format!("{p}.mlp.weights_in.weight")) {
                         let two_hidden = w.require_shape(&format!("{p}.mlp.weights_in.weight"))?[0];
                         Mlp::SwiGlu {
@@ -193,23 +193,23 @@ impl Vit {
                                 &format!("{p}.mlp.weights_out"),
                                 two_hidden / 2,
                                 width,
-                            )?,
+                            )?
+                            .with_scale(Some(scale2))?,
                         }
                     } else {
                         let hidden = w.require_shape(&format!("{p}.mlp.fc1.weight"))?[0];
                         Mlp::Gelu {
                             fc1: Linear::load_gelu(w, &format!("{p}.mlp.fc1"), width, hidden)?,
-                            fc2: Linear::load(w, &format!("{p}.mlp.fc2"), hidden, width)?,
+                            fc2: Linear::load(w, &format!("{p}.mlp.fc2"), hidden, width)?
+                                .with_scale(Some(scale2))?,
                         }
                     };
                     Block {
                         norm1: LayerNorm::load(w, &format!("{p}.norm1"), width, eps)?,
                         qkv: Linear::new(qkv_w, qkv_b)?,
-                        proj,
-                        scale1: Some(w.get(&format!("{p}.layer_scale1.lambda1"), &[width])?),
+                        proj: proj.with_scale(Some(scale1))?,
                         norm2: LayerNorm::load(w, &format!("{p}.norm2"), width, eps)?,
                         mlp,
-                        scale2: Some(w.get(&format!("{p}.layer_scale2.lambda1"), &[width])?),
                     }
                 }
             };
@@ -296,44 +296,40 @@ impl Vit {
     }
 
     fn block_forward(&self, blk: &Block, x: &Tensor) -> FeatureResult<Tensor> {
-        let (b, t, d) = x.dims3()?;
+        let qkv = blk.qkv.forward(&blk.norm1.forward(x)?)?;
+        let ctx = if qkv.device().is_cpu() {
+            qkv.apply_op1_no_bwd(&SelfAttention { heads: self.heads })?
+        } else {
+            self.attention(&qkv)?
+        };
+        let x = blk.proj.forward_residual(&ctx, x)?;
+        let h = blk.norm2.forward(&x)?;
+        match &blk.mlp {
+            Mlp::Gelu { fc1, fc2 } => fc2.forward_residual(&fc1.forward(&h)?, &x),
+            Mlp::SwiGlu { w_in, w_out } => {
+                let hh = w_in.forward(&h)?;
+                let half = hh.dim(D::Minus1)? / 2;
+                let gated = (candle_nn::ops::silu(&hh.narrow(D::Minus1, 0, half)?)?
+                    * hh.narrow(D::Minus1, half, half)?)?;
+                w_out.forward_residual(&gated, &x)
+            }
+        }
+    }
+
+    /// Attention with candle's ops (non-CPU devices): (B, T, 3D) → (B, T, D).
+    fn attention(&self, qkv: &Tensor) -> FeatureResult<Tensor> {
+        let (b, t, three_d) = qkv.dims3()?;
+        let d = three_d / 3;
         let (heads, dh) = (self.heads, d / self.heads);
-        let qkv = blk
-            .qkv
-            .forward(&blk.norm1.forward(x)?)?
+        let qkv = qkv
             .reshape((b, t, 3, heads, dh))?
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
         let q = (qkv.get(0)? * (1.0 / (dh as f64).sqrt()))?;
         let k = qkv.get(1)?;
         let v = qkv.get(2)?;
-        let scores = q.matmul(&k.t()?)?;
-        let att = if scores.device().is_cpu() {
-            scores.apply_op1_no_bwd(&SoftmaxLastDim)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
-        let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        let mut y = blk.proj.forward(&ctx)?;
-        if let Some(s) = &blk.scale1 {
-            y = y.broadcast_mul(s)?;
-        }
-        let x = (x + y)?;
-        let h = blk.norm2.forward(&x)?;
-        let mut y = match &blk.mlp {
-            Mlp::Gelu { fc1, fc2 } => fc2.forward(&fc1.forward(&h)?)?,
-            Mlp::SwiGlu { w_in, w_out } => {
-                let hh = w_in.forward(&h)?;
-                let half = hh.dim(D::Minus1)? / 2;
-                let gated = (candle_nn::ops::silu(&hh.narrow(D::Minus1, 0, half)?)?
-                    * hh.narrow(D::Minus1, half, half)?)?;
-                w_out.forward(&gated)?
-            }
-        };
-        if let Some(s) = &blk.scale2 {
-            y = y.broadcast_mul(s)?;
-        }
-        Ok((x + y)?)
+        let att = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        Ok(att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?)
     }
 }
 
