@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
-use super::math::{softmax_rows_scaled, with_wide_simd};
+use super::math::softmax_rows_scaled;
 
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -103,7 +103,7 @@ impl CustomOp1 for SelfAttention {
                     s.resize(t * t, 0.0);
                     // S (t×t) = Q (t×dh, rows 3d apart) · Kᵀ (dh×t: element (e, j) at k[j·3d + e]).
                     gemm_strided(t, t, dh, q, (three_d, 1), k, (1, three_d), &mut s, t);
-                    with_wide_simd(|| softmax_rows_scaled(&mut s, t, scale));
+                    softmax_rows_scaled(&mut s, t, scale);
                     // O (t×dh) = P (t×t) · V (t×dh, rows 3d apart).
                     gemm_strided(t, dh, t, &s, (t, 1), v, (three_d, 1), &mut out, dh);
                 });

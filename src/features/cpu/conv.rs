@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-use super::math::with_wide_simd;
+use super::math::epilogue_channels;
 use super::{contiguous_f32, gemm, Epilogue};
 
 /// A convolution's weights and geometry.
@@ -119,14 +119,7 @@ impl ConvOp {
             cols
         };
         gemm(self.out_ch, n, kk, &self.weight, kk, rhs, n, y, n, threads);
-        with_wide_simd(|| {
-            for (o, row) in y.chunks_exact_mut(n).enumerate() {
-                let b = self.bias[o];
-                for v in row.iter_mut() {
-                    *v = self.epilogue.apply(*v + b);
-                }
-            }
-        });
+        epilogue_channels(y, n, &self.bias, self.epilogue);
     }
 }
 

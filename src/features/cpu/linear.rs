@@ -1,12 +1,12 @@
 //! `y = act(x·Wᵀ + b)` over the rows of a contiguous CPU tensor, and the residual form
-//! `y = r + γ ⊙ (x·Wᵀ + b)` that ends a transformer sub-block (γ: DINOv2's layer scale).
+//! `y = r + γ ⊙ (x·Wᵀ + b)` that ends a transformer sub-block (γ: DINOv2's layer scale, or 1).
 
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
-use super::math::with_wide_simd;
+use super::math::epilogue_rows;
 use super::{contiguous_f32, gemm, Epilogue};
 
 /// A linear layer's weights laid out for the kernel: `w_t` is in × out, row-major.
@@ -84,37 +84,8 @@ impl LinearOp {
     }
 
     fn finish(&self, y: &mut [f32], residual: Option<&[f32]>) {
-        with_wide_simd(|| match (residual, &self.scale) {
-            (None, _) => {
-                for row in y.chunks_exact_mut(self.out_dim) {
-                    for (v, b) in row.iter_mut().zip(self.bias.iter()) {
-                        *v = self.epilogue.apply(*v + b);
-                    }
-                }
-            }
-            (Some(r), None) => {
-                for (row, rr) in y
-                    .chunks_exact_mut(self.out_dim)
-                    .zip(r.chunks_exact(self.out_dim))
-                {
-                    for ((v, b), r) in row.iter_mut().zip(self.bias.iter()).zip(rr) {
-                        *v = r + self.epilogue.apply(*v + b);
-                    }
-                }
-            }
-            (Some(r), Some(g)) => {
-                for (row, rr) in y
-                    .chunks_exact_mut(self.out_dim)
-                    .zip(r.chunks_exact(self.out_dim))
-                {
-                    for (((v, b), r), g) in
-                        row.iter_mut().zip(self.bias.iter()).zip(rr).zip(g.iter())
-                    {
-                        *v = r + g * self.epilogue.apply(*v + b);
-                    }
-                }
-            }
-        })
+        let scale = self.scale.as_deref().map(Vec::as_slice);
+        epilogue_rows(y, self.out_dim, &self.bias, residual, scale, self.epilogue);
     }
 }
 

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::{contiguous_f32, Epilogue};
 
 /// eˣ to about 2 ulp for x in [−87, 88] (clamped outside): Cody–Waite reduction by ln 2 and a
 /// degree-6 Taylor polynomial on |r| ≤ ln2/2.
@@ -56,7 +56,7 @@ pub fn gelu(x: f32) -> f32 {
 
 /// Σ row in eight interleaved partial sums, which vectorise (a single running sum cannot be
 /// reordered by the compiler).
-#[inline]
+#[inline(always)]
 fn sum_lanes(row: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let mut chunks = row.chunks_exact(8);
@@ -69,7 +69,7 @@ fn sum_lanes(row: &[f32]) -> f32 {
 }
 
 /// max(row) in eight interleaved lanes (`f32::max`'s NaN rule keeps a fold scalar).
-#[inline]
+#[inline(always)]
 fn max_lanes(row: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let mut chunks = row.chunks_exact(8);
@@ -83,52 +83,140 @@ fn max_lanes(row: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
-/// Softmax of each `n`-long row of `block`, in place.
-#[inline(always)]
-fn softmax_rows(block: &mut [f32], n: usize) {
-    softmax_rows_scaled(block, n, 1.0)
+/// True when the CPU runs AVX-512 F/DQ/VL (checked once; std caches the answer).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
-/// Softmax of `scale · row` for each `n`-long row of `block`, in place (`scale` > 0).
-#[inline(always)]
-pub fn softmax_rows_scaled(block: &mut [f32], n: usize, scale: f32) {
-    for row in block.chunks_exact_mut(n) {
-        let max = max_lanes(row);
-        // Separate passes: a running sum in the exp loop would keep it scalar.
-        row.iter_mut().for_each(|v| *v = exp((*v - max) * scale));
-        let inv = 1.0 / sum_lanes(row);
-        row.iter_mut().for_each(|v| *v *= inv);
+/// True when the CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Defines `fn name(args)` whose body is compiled three times (AVX-512, AVX2+FMA, baseline)
+/// and picked at run time, so elementwise loops vectorise 16 or 8 wide instead of 4. The body
+/// must only call `#[inline(always)]` helpers for them to share its instruction set.
+macro_rules! wide_simd_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                if $crate::features::cpu::math::has_avx512() {
+                    // SAFETY: the CPU has the features `avx512` is compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if $crate::features::cpu::math::has_avx2() {
+                    // SAFETY: the CPU has the features `avx2` is compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+wide_simd_fn! {
+    /// Softmax of `scale · row` for each `n`-long row of `block`, in place (`scale` > 0).
+    pub fn softmax_rows_scaled(block: &mut [f32], n: usize, scale: f32) {
+        for row in block.chunks_exact_mut(n) {
+            let max = max_lanes(row);
+            // Separate passes: a running sum in the exp loop would keep it scalar.
+            row.iter_mut().for_each(|v| *v = exp((*v - max) * scale));
+            let inv = 1.0 / sum_lanes(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
     }
 }
 
-/// Runs `f` compiled for AVX-512 or AVX2+FMA when the CPU has them (checked once and cached by
-/// std), else for baseline x86-64: the elementwise loops vectorise 16 or 8 wide instead of 4.
 #[inline(always)]
-pub fn with_wide_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
+fn apply_rows(
+    y: &mut [f32],
+    width: usize,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    scale: Option<&[f32]>,
+    act: impl Fn(f32) -> f32,
+) {
+    match (residual, scale) {
+        (None, _) => {
+            for row in y.chunks_exact_mut(width) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v = act(*v + b);
+                }
+            }
         }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
+        (Some(r), None) => {
+            for (row, rr) in y.chunks_exact_mut(width).zip(r.chunks_exact(width)) {
+                for ((v, b), r) in row.iter_mut().zip(bias).zip(rr) {
+                    *v = act(*v + b + r);
+                }
+            }
         }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the CPU has the features the function is compiled for (checked above).
-            return unsafe { avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above, for AVX2 and FMA.
-            return unsafe { avx2(f) };
+        (Some(r), Some(g)) => {
+            for (row, rr) in y.chunks_exact_mut(width).zip(r.chunks_exact(width)) {
+                for (((v, b), r), g) in row.iter_mut().zip(bias).zip(rr).zip(g) {
+                    *v = r + g * act(*v + b);
+                }
+            }
         }
     }
-    f()
+}
+
+wide_simd_fn! {
+    /// The GEMM epilogue on `width`-wide rows: `act(y + bias)`; with a residual
+    /// `act(y + bias + r)` (a ResNet block's end), or with a residual and a scale
+    /// `r + γ ⊙ act(y + bias)` (a DINOv2 sub-block's end, where act is the identity).
+    pub fn epilogue_rows(
+        y: &mut [f32],
+        width: usize,
+        bias: &[f32],
+        residual: Option<&[f32]>,
+        scale: Option<&[f32]>,
+        epilogue: Epilogue,
+    ) {
+        match epilogue {
+            Epilogue::Bias => apply_rows(y, width, bias, residual, scale, |v| v),
+            Epilogue::BiasRelu => apply_rows(y, width, bias, residual, scale, |v| if v > 0.0 { v } else { 0.0 }),
+            Epilogue::BiasRelu6 => apply_rows(y, width, bias, residual, scale, |v| v.clamp(0.0, 6.0)),
+            Epilogue::BiasGelu => apply_rows(y, width, bias, residual, scale, gelu),
+        }
+    }
+}
+
+wide_simd_fn! {
+    /// The epilogue of a channels-first conv: row `o` (one output channel) gets `act(y + bias[o])`.
+    pub fn epilogue_channels(y: &mut [f32], plane: usize, bias: &[f32], epilogue: Epilogue) {
+        for (row, &b) in y.chunks_exact_mut(plane).zip(bias) {
+            match epilogue {
+                Epilogue::Bias => row.iter_mut().for_each(|v| *v += b),
+                Epilogue::BiasRelu => row.iter_mut().for_each(|v| {
+                    let x = *v + b;
+                    *v = if x > 0.0 { x } else { 0.0 };
+                }),
+                Epilogue::BiasRelu6 => row.iter_mut().for_each(|v| *v = (*v + b).clamp(0.0, 6.0)),
+                Epilogue::BiasGelu => row.iter_mut().for_each(|v| *v = gelu(*v + b)),
+            }
+        }
+    }
 }
 
 /// Softmax over the last dimension of a contiguous CPU tensor.
@@ -150,7 +238,7 @@ impl CustomOp1 for SoftmaxLastDim {
         let mut y = x.to_vec();
         if n > 0 {
             y.par_chunks_mut(n * 64)
-                .for_each(|block| with_wide_simd(|| softmax_rows(block, n)));
+                .for_each(|block| softmax_rows_scaled(block, n, 1.0));
         }
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }

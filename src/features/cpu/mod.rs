@@ -24,18 +24,6 @@ pub enum Epilogue {
     BiasGelu,
 }
 
-impl Epilogue {
-    #[inline(always)]
-    fn apply(self, v: f32) -> f32 {
-        match self {
-            Epilogue::Bias => v,
-            Epilogue::BiasRelu => v.max(0.0),
-            Epilogue::BiasRelu6 => v.clamp(0.0, 6.0),
-            Epilogue::BiasGelu => math::gelu(v),
-        }
-    }
-}
-
 /// The f32 values of a contiguous CPU tensor.
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     let data = match storage {

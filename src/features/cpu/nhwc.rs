@@ -11,7 +11,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
-use super::math::with_wide_simd;
+use super::math::epilogue_rows;
 use super::{contiguous_f32, gemm, Epilogue};
 
 /// Largest gathered patch buffer per task, in floats (4 MiB).
@@ -170,23 +170,7 @@ impl ConvNhwc {
                     });
                 }
                 let res = residual.map(|r| &r[r0 * o..][..m * o]);
-                with_wide_simd(|| {
-                    for (i, row) in yt.chunks_exact_mut(o).enumerate() {
-                        match res {
-                            Some(r) => {
-                                let r = &r[i * o..][..o];
-                                for ((v, b), r) in row.iter_mut().zip(self.bias.iter()).zip(r) {
-                                    *v = self.epilogue.apply(*v + b + r);
-                                }
-                            }
-                            None => {
-                                for (v, b) in row.iter_mut().zip(self.bias.iter()) {
-                                    *v = self.epilogue.apply(*v + b);
-                                }
-                            }
-                        }
-                    }
-                });
+                epilogue_rows(yt, o, &self.bias, res, None, self.epilogue);
             });
         Ok((CpuStorage::F32(y), Shape::from((n, oh, ow, o))))
     }

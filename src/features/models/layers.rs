@@ -258,6 +258,10 @@ impl Linear {
 
     /// `residual + γ ⊙ layer(x)` (γ = 1 unless set), one fused pass on CPU.
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> FeatureResult<Tensor> {
+        debug_assert!(
+            !self.gelu,
+            "the residual form is for projections without activation"
+        );
         if let Some(op) = &self.cpu {
             return Ok(x
                 .contiguous()?
