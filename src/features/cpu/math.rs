@@ -133,6 +133,7 @@ macro_rules! wide_simd_fn {
         }
     };
 }
+pub(crate) use wide_simd_fn;
 
 wide_simd_fn! {
     /// Softmax of `scale · row` for each `n`-long row of `block`, in place (`scale` > 0).

@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod depthwise;
 pub mod linear;
 pub mod math;
 pub mod nhwc;

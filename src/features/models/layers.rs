@@ -4,6 +4,7 @@
 use candle_core::{Module, Tensor, D};
 
 use crate::features::cpu::conv::ConvOp;
+use crate::features::cpu::depthwise::DepthwiseOp;
 use crate::features::cpu::linear::LinearOp;
 use crate::features::cpu::nhwc::ConvNhwc;
 use crate::features::cpu::Epilogue;
@@ -47,6 +48,7 @@ pub enum ChannelOrder {
 enum CpuConv {
     None,
     First(ConvOp),
+    Depthwise(DepthwiseOp),
     Last(ConvNhwc),
 }
 
@@ -103,7 +105,17 @@ impl ConvBn {
         if let Some(cb) = conv_bias {
             bias = (bias + (cb * &scale)?)?;
         }
-        let cpu = if !weight.device().is_cpu() || geometry.groups != 1 {
+        let depthwise = geometry.groups == out_ch && in_per_group == 1 && geometry.groups > 1;
+        let cpu = if weight.device().is_cpu() && depthwise && order == ChannelOrder::First {
+            CpuConv::Depthwise(DepthwiseOp::new(
+                weight.flatten_all()?.to_vec1()?,
+                bias.to_vec1()?,
+                k,
+                geometry.stride,
+                geometry.padding,
+                epilogue(act),
+            ))
+        } else if !weight.device().is_cpu() || geometry.groups != 1 {
             if order == ChannelOrder::Last {
                 return Err(FeatureError::Config(format!(
                     "{conv}: channels-last needs an ungrouped conv on CPU"
@@ -151,6 +163,7 @@ impl ConvBn {
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
         match &self.cpu {
             CpuConv::First(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
+            CpuConv::Depthwise(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
             CpuConv::Last(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
             CpuConv::None => self.activate(self.conv_bias(x)?),
         }
