@@ -9,6 +9,8 @@ same thread count, same batch, random weights, in one run; prints images/s and r
 Models: ResNet-50 (torchvision), DINO ViT-S/16 (transformers ViTModel, facebook/dino-vits16
 config), DINOv2-S/14 (transformers Dinov2Model, facebook/dinov2-small config, 224 input).
 Each is exported to ONNX (opset 17) from the same PyTorch module that is timed eagerly.
+Also decode + preprocess of one 500x375 JPEG (the chelsea photo resized), one core:
+PIL + torchvision's transforms vs dcd.
 """
 import argparse
 import json
@@ -61,6 +63,28 @@ def timed(fn, seconds):
     return calls, time.perf_counter() - t0
 
 
+def preprocess_row(args, tmp):
+    """Single-core decode+preprocess of a 500x375 photo JPEG: PIL+torchvision vs dcd."""
+    from PIL import Image
+    import torchvision.transforms as T
+    photo = Image.open(os.path.join(ROOT, "tests", "fixtures", "backbones", "chelsea.jpg")).resize((500, 375))
+    path = os.path.join(tmp, "photo500x375.jpg")
+    photo.save(path, quality=90)
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    torch.set_num_threads(1)
+    calls, wall = timed(lambda: tf(Image.open(path).convert("RGB")), 3.0)
+    torch.set_num_threads(args.threads)
+    pil = calls / wall
+    out = subprocess.run([args.dcd, "--threads", "1", "bench", "embed", "--backbone", "resnet18", "--random-weights",
+                          "--batch", "1", "--seconds", "0.1", "--image", path, "--images", "1000", "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    dcd = json.loads(out)["preprocess"]["per_core_images_per_s"]
+    print(f"{'preprocess':14s} dcd {dcd:6.0f}  PIL+torchvision {pil:6.0f} images/s per core  dcd/PIL {dcd / pil:.2f}",
+          flush=True)
+    return dict(model="decode+preprocess 500x375 JPEG", threads=1, dcd=dcd, pil_torchvision=pil, dcd_over_pil=dcd / pil)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -73,6 +97,8 @@ def main():
     torch.set_num_threads(args.threads)
     import onnxruntime as ort
     rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(preprocess_row(args, tmp))
     for name in args.models.split(","):
         model = build(name).eval()
         x = torch.randn(args.batch, 3, 224, 224)
