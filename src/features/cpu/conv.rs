@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::epilogue_channels;
-use super::{contiguous_f32, gemm, Epilogue};
+use super::{contiguous_f32, gemm, Epilogue, Window};
 
 /// A convolution's weights and geometry.
 #[derive(Clone, Debug)]
@@ -18,9 +18,7 @@ pub struct ConvOp {
     bias: Arc<Vec<f32>>,
     in_ch: usize,
     out_ch: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    window: Window,
     epilogue: Epilogue,
 }
 
@@ -30,12 +28,11 @@ impl ConvOp {
         weight: Vec<f32>,
         bias: Vec<f32>,
         in_ch: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
+        window: Window,
         epilogue: Epilogue,
     ) -> ConvOp {
         let out_ch = bias.len();
+        let kernel = window.kernel;
         assert_eq!(
             weight.len(),
             out_ch * in_ch * kernel * kernel,
@@ -46,9 +43,7 @@ impl ConvOp {
             bias: Arc::new(bias),
             in_ch,
             out_ch,
-            kernel,
-            stride,
-            padding,
+            window,
             epilogue,
         }
     }
@@ -59,19 +54,19 @@ impl ConvOp {
         self
     }
 
-    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        let f = |s: usize| (s + 2 * self.padding - self.kernel) / self.stride + 1;
-        (f(h), f(w))
-    }
-
-    fn is_pointwise(&self) -> bool {
-        self.kernel == 1 && self.stride == 1 && self.padding == 0
-    }
-
     /// Lays out the receptive fields of one image as rows of `cols` (I·k·k × OH·OW).
-    fn im2col(&self, x: &[f32], h: usize, w: usize, cols: &mut [f32]) {
-        let (oh, ow) = self.out_size(h, w);
-        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
+    fn im2col(
+        &self,
+        x: &[f32],
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        cols: &mut [f32],
+    ) {
+        let (k, s, p) = (
+            self.window.kernel,
+            self.window.stride,
+            self.window.padding as isize,
+        );
         for c in 0..self.in_ch {
             let plane = &x[c * h * w..][..h * w];
             for ky in 0..k {
@@ -102,20 +97,19 @@ impl ConvOp {
     fn one_image(
         &self,
         x: &[f32],
-        h: usize,
-        w: usize,
+        hw: (usize, usize),
+        (oh, ow): (usize, usize),
         y: &mut [f32],
         cols: &mut Vec<f32>,
         threads: usize,
     ) {
-        let (oh, ow) = self.out_size(h, w);
-        let kk = self.in_ch * self.kernel * self.kernel;
+        let kk = self.in_ch * self.window.kernel * self.window.kernel;
         let n = oh * ow;
-        let rhs: &[f32] = if self.is_pointwise() {
+        let rhs: &[f32] = if self.window.is_pointwise() {
             x
         } else {
             cols.resize(kk * n, 0.0);
-            self.im2col(x, h, w, cols);
+            self.im2col(x, hw, (oh, ow), cols);
             cols
         };
         gemm(self.out_ch, n, kk, &self.weight, kk, rhs, n, y, n, threads);
@@ -138,13 +132,7 @@ impl CustomOp1 for ConvOp {
         if c != self.in_ch {
             candle_core::bail!("conv expects {} input channels, got {c}", self.in_ch);
         }
-        if h + 2 * self.padding < self.kernel || w + 2 * self.padding < self.kernel {
-            candle_core::bail!(
-                "conv input {h}x{w} is smaller than its {0}x{0} kernel",
-                self.kernel
-            );
-        }
-        let (oh, ow) = self.out_size(h, w);
+        let (oh, ow) = self.window.output(h, w)?;
         let out_len = self.out_ch * oh * ow;
         let mut y = vec![0f32; b * out_len];
         let threads = rayon::current_num_threads();
@@ -152,12 +140,12 @@ impl CustomOp1 for ConvOp {
             y.par_chunks_mut(out_len)
                 .zip(x.par_chunks(c * h * w))
                 .for_each_init(Vec::new, |cols, (yi, xi)| {
-                    self.one_image(xi, h, w, yi, cols, 1)
+                    self.one_image(xi, (h, w), (oh, ow), yi, cols, 1)
                 });
         } else {
             let mut cols = Vec::new();
             for (yi, xi) in y.chunks_mut(out_len).zip(x.chunks(c * h * w)) {
-                self.one_image(xi, h, w, yi, &mut cols, threads);
+                self.one_image(xi, (h, w), (oh, ow), yi, &mut cols, threads);
             }
         }
         Ok((CpuStorage::F32(y), Shape::from((b, self.out_ch, oh, ow))))

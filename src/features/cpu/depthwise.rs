@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::{epilogue_channels, wide_simd_fn};
-use super::{contiguous_f32, Epilogue};
+use super::{contiguous_f32, Epilogue, Window};
 
 thread_local! {
     static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -20,9 +20,7 @@ thread_local! {
 pub struct DepthwiseOp {
     weight: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    window: Window,
     epilogue: Epilogue,
 }
 
@@ -31,22 +29,18 @@ impl DepthwiseOp {
     pub fn new(
         weight: Vec<f32>,
         bias: Vec<f32>,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
+        window: Window,
         epilogue: Epilogue,
     ) -> DepthwiseOp {
         assert_eq!(
             weight.len(),
-            bias.len() * kernel * kernel,
+            bias.len() * window.kernel * window.kernel,
             "depthwise weight size"
         );
         DepthwiseOp {
             weight: Arc::new(weight),
             bias: Arc::new(bias),
-            kernel,
-            stride,
-            padding,
+            window,
             epilogue,
         }
     }
@@ -94,11 +88,8 @@ impl CustomOp1 for DepthwiseOp {
                 self.bias.len()
             );
         }
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
-        if h + 2 * p < k || w + 2 * p < k {
-            candle_core::bail!("depthwise input {h}x{w} is smaller than its {k}x{k} kernel");
-        }
-        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let (k, s, p) = (self.window.kernel, self.window.stride, self.window.padding);
+        let (oh, ow) = self.window.output(h, w)?;
         let (ph, pw) = (h + 2 * p, w + 2 * p);
         let mut y = vec![0f32; n * c * oh * ow];
         y.par_chunks_mut(oh * ow)

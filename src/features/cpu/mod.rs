@@ -25,6 +25,34 @@ pub enum Epilogue {
     BiasGelu,
 }
 
+/// A square convolution window: kernel side, stride and zero padding on each side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Kernel side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+impl Window {
+    /// Output height and width for an `h`×`w` input; an error when the padded input is
+    /// smaller than the kernel.
+    pub fn output(&self, h: usize, w: usize) -> candle_core::Result<(usize, usize)> {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        if h + 2 * p < k || w + 2 * p < k {
+            candle_core::bail!("input {h}x{w} is smaller than the {k}x{k} kernel");
+        }
+        Ok(((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1))
+    }
+
+    /// True for a 1×1 stride-1 unpadded window: the input is its own patch matrix.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.padding == 0
+    }
+}
+
 /// The f32 values of a contiguous CPU tensor.
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     let data = match storage {

@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::epilogue_rows;
-use super::{contiguous_f32, gemm, Epilogue};
+use super::{contiguous_f32, gemm, Epilogue, Window};
 
 /// Largest gathered patch buffer per task, in floats (4 MiB).
 const PATCH_BUDGET: usize = 1 << 20;
@@ -29,9 +29,7 @@ pub struct ConvNhwc {
     bias: Arc<Vec<f32>>,
     in_ch: usize,
     out_ch: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    window: Window,
     /// Applied after the bias (and after the residual, when there is one).
     epilogue: Epilogue,
 }
@@ -42,13 +40,11 @@ impl ConvNhwc {
         oihw: &[f32],
         bias: Vec<f32>,
         in_ch: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
+        window: Window,
         epilogue: Epilogue,
     ) -> ConvNhwc {
         let out_ch = bias.len();
-        let kk = kernel * kernel;
+        let kk = window.kernel * window.kernel;
         assert_eq!(oihw.len(), out_ch * in_ch * kk, "conv weight size");
         let mut weight = vec![0f32; kk * in_ch * out_ch];
         for o in 0..out_ch {
@@ -63,22 +59,9 @@ impl ConvNhwc {
             bias: Arc::new(bias),
             in_ch,
             out_ch,
-            kernel,
-            stride,
-            padding,
+            window,
             epilogue,
         }
-    }
-
-    /// The same conv with another activation (e.g. ReLU after a residual add).
-    pub fn with_epilogue(mut self, epilogue: Epilogue) -> ConvNhwc {
-        self.epilogue = epilogue;
-        self
-    }
-
-    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        let f = |s: usize| (s + 2 * self.padding - self.kernel) / self.stride + 1;
-        (f(h), f(w))
     }
 
     /// Writes the patch of output pixel `row` (flat over N·OH·OW) into `dst` (k·k·C).
@@ -98,11 +81,15 @@ impl ConvNhwc {
         let (n, rem) = (row / (oh * ow), row % (oh * ow));
         let (oy, ox) = (rem / ow, rem % ow);
         let image = &x[n * h * w * c..][..h * w * c];
-        let k = self.kernel;
+        let Window {
+            kernel: k,
+            stride,
+            padding,
+        } = self.window;
         for ky in 0..k {
-            let iy = (oy * self.stride + ky) as isize - self.padding as isize;
+            let iy = (oy * stride + ky) as isize - padding as isize;
             for kx in 0..k {
-                let ix = (ox * self.stride + kx) as isize - self.padding as isize;
+                let ix = (ox * stride + kx) as isize - padding as isize;
                 let d = &mut dst[(ky * k + kx) * c..][..c];
                 if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
                     d.fill(0.0);
@@ -125,13 +112,7 @@ impl ConvNhwc {
         if c != self.in_ch {
             candle_core::bail!("conv expects {} input channels, got {c}", self.in_ch);
         }
-        if h + 2 * self.padding < self.kernel || w + 2 * self.padding < self.kernel {
-            candle_core::bail!(
-                "conv input {h}x{w} is smaller than its {0}x{0} kernel",
-                self.kernel
-            );
-        }
-        let (oh, ow) = self.out_size(h, w);
+        let (oh, ow) = self.window.output(h, w)?;
         let (rows, o) = (n * oh * ow, self.out_ch);
         if let Some(r) = residual {
             if r.len() != rows * o {
@@ -142,8 +123,8 @@ impl ConvNhwc {
                 );
             }
         }
-        let k = self.kernel * self.kernel * c;
-        let direct = self.kernel == 1 && self.stride == 1 && self.padding == 0;
+        let k = self.window.kernel * self.window.kernel * c;
+        let direct = self.window.is_pointwise();
         let threads = rayon::current_num_threads().max(1);
         let cap = if direct {
             usize::MAX

@@ -7,7 +7,7 @@ use crate::features::cpu::conv::ConvOp;
 use crate::features::cpu::depthwise::DepthwiseOp;
 use crate::features::cpu::linear::LinearOp;
 use crate::features::cpu::nhwc::ConvNhwc;
-use crate::features::cpu::Epilogue;
+use crate::features::cpu::{Epilogue, Window};
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
 
@@ -105,14 +105,17 @@ impl ConvBn {
         if let Some(cb) = conv_bias {
             bias = (bias + (cb * &scale)?)?;
         }
+        let window = Window {
+            kernel: k,
+            stride: geometry.stride,
+            padding: geometry.padding,
+        };
         let depthwise = geometry.groups == out_ch && in_per_group == 1 && geometry.groups > 1;
         let cpu = if weight.device().is_cpu() && depthwise && order == ChannelOrder::First {
             CpuConv::Depthwise(DepthwiseOp::new(
                 weight.flatten_all()?.to_vec1()?,
                 bias.to_vec1()?,
-                k,
-                geometry.stride,
-                geometry.padding,
+                window,
                 epilogue(act),
             ))
         } else if !weight.device().is_cpu() || geometry.groups != 1 {
@@ -123,24 +126,16 @@ impl ConvBn {
             }
             CpuConv::None
         } else {
-            let (g, wv, bv) = (geometry, weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
+            let (wv, bv) = (weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
             match order {
-                ChannelOrder::First => CpuConv::First(ConvOp::new(
-                    wv,
-                    bv,
-                    in_per_group,
-                    k,
-                    g.stride,
-                    g.padding,
-                    epilogue(act),
-                )),
+                ChannelOrder::First => {
+                    CpuConv::First(ConvOp::new(wv, bv, in_per_group, window, epilogue(act)))
+                }
                 ChannelOrder::Last => CpuConv::Last(ConvNhwc::from_oihw(
                     &wv,
                     bv,
                     in_per_group,
-                    k,
-                    g.stride,
-                    g.padding,
+                    window,
                     epilogue(act),
                 )),
             }
