@@ -306,6 +306,15 @@ fn unknown_backbones_and_missing_files_are_clear() {
     .err()
     .unwrap();
     assert!(matches!(err, FeatureError::WeightsNotFound { .. }), "{err}");
+    // A missing relative path is a path error, never a model id to download.
+    let err = Backbone::load(
+        "resnet50",
+        Some("weights/model.pth"),
+        &LoadOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("no such file"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.pth");
     std::fs::write(&junk, b"not a checkpoint at all").unwrap();

@@ -1,7 +1,9 @@
 //! Where weights come from: a file, a directory (a saved Hugging Face model or a folder with
 //! one checkpoint), or a model id such as `facebook/dino-vits16` looked up in the local Hugging
-//! Face hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
-//! dcd never downloads: fetch a model once with `huggingface-cli download ORG/NAME`.
+//! Face hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`) and,
+//! when it is not there, downloaded into that cache (hf-hub; `$HF_ENDPOINT` and the cached
+//! token are honoured). `HF_HUB_OFFLINE=1` forbids the download, as in `huggingface_hub`.
+//! These variables are read here rather than in `config` because they are the hub's own.
 
 use std::path::{Path, PathBuf};
 
@@ -39,9 +41,7 @@ pub fn resolve(spec: &str) -> FeatureResult<Checkpoint> {
             ),
         });
     }
-    let looks_like_id =
-        spec.split('/').count() == 2 && !spec.starts_with('.') && !spec.contains('\\');
-    if !looks_like_id {
+    if !looks_like_model_id(spec) {
         return Err(FeatureError::WeightsNotFound {
             what: spec.to_string(),
             hint: "no such file or directory; give a .safetensors/.pth path, a model directory or a Hugging Face model id (ORG/NAME)".into(),
@@ -49,17 +49,73 @@ pub fn resolve(spec: &str) -> FeatureResult<Checkpoint> {
     }
     let cache = hub_cache_dir();
     let model_dir = cache.join(format!("models--{}", spec.replace('/', "--")));
-    let snapshot = snapshot_dir(&model_dir);
-    snapshot
-        .as_deref()
-        .and_then(in_directory)
-        .ok_or_else(|| FeatureError::WeightsNotFound {
+    if let Some(found) = snapshot_dir(&model_dir).as_deref().and_then(in_directory) {
+        return Ok(found);
+    }
+    let offline =
+        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    if offline {
+        return Err(FeatureError::WeightsNotFound {
             what: spec.to_string(),
             hint: format!(
-                "not in the local Hugging Face cache ({}); fetch it once with `huggingface-cli download {spec}` (or set HF_HUB_CACHE), or pass --weights PATH",
+                "not in the local Hugging Face cache ({}) and HF_HUB_OFFLINE forbids downloading; fetch it once with `huggingface-cli download {spec}` (or set HF_HUB_CACHE), or pass --weights PATH",
                 model_dir.display()
             ),
-        })
+        });
+    }
+    download(spec, &cache).map_err(|reason| FeatureError::WeightsNotFound {
+        what: spec.to_string(),
+        hint: format!(
+            "not in the local Hugging Face cache ({}) and the download failed: {reason}; check the model id and the network (or HF_ENDPOINT), fetch it with `huggingface-cli download {spec}`, or pass --weights PATH",
+            model_dir.display()
+        ),
+    })
+}
+
+/// Downloads `config.json` (when the model has one) and the first checkpoint file found into
+/// the hub cache layout; the error is a reason for the user.
+fn download(id: &str, cache: &Path) -> Result<Checkpoint, String> {
+    use std::io::IsTerminal;
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_cache_dir(cache.to_path_buf())
+        .with_progress(std::io::stderr().is_terminal())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let repo = api.model(id.to_string());
+    let mut last_error = String::new();
+    for name in &CHECKPOINT_NAMES[..2] {
+        tracing::info!(
+            model = id,
+            file = name,
+            "downloading from the Hugging Face hub"
+        );
+        match repo.get(name) {
+            Ok(weights) => {
+                let config = repo.get("config.json").ok();
+                return Ok(Checkpoint { weights, config });
+            }
+            Err(e) => last_error = format!("{name}: {e}"),
+        }
+    }
+    Err(last_error)
+}
+
+/// `ORG/NAME` with hub-legal characters, not a missing local path such as `weights/m.pth`
+/// (which must fail as a path, not trigger a download).
+fn looks_like_model_id(spec: &str) -> bool {
+    let Some((org, name)) = spec.split_once('/') else {
+        return false;
+    };
+    let legal = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let weights_ext = [".safetensors", ".pth", ".pt", ".bin", ".ckpt"]
+        .iter()
+        .any(|e| name.ends_with(e));
+    legal(org) && legal(name) && !weights_ext && !Path::new(org).is_dir()
 }
 
 /// The hub cache directory, from the same variables as `huggingface_hub`.
