@@ -1,11 +1,8 @@
 //! Branch-free elementwise functions that the compiler vectorises (libm's `expf` and `erff`
-//! are scalar calls and were a sixth of a ViT's forward time), and the row softmax built
-//! on them.
+//! are scalar calls and were a sixth of a ViT's forward time), the row softmax and GEMM
+//! epilogues built on them, and the macro that compiles such loops per instruction set.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
-use rayon::prelude::*;
-
-use super::{contiguous_f32, Epilogue};
+use super::Epilogue;
 
 /// eˣ to about 2 ulp for x in [−87, 88] (clamped outside): Cody–Waite reduction by ln 2 and a
 /// degree-6 Taylor polynomial on |r| ≤ ln2/2.
@@ -112,12 +109,12 @@ macro_rules! wide_simd_fn {
             {
                 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn avx512($($arg: $ty),*) {
+                fn avx512($($arg: $ty),*) {
                     generic($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) {
+                fn avx2($($arg: $ty),*) {
                     generic($($arg),*)
                 }
                 if $crate::features::cpu::math::has_avx512() {
@@ -217,31 +214,6 @@ wide_simd_fn! {
                 Epilogue::BiasGelu => row.iter_mut().for_each(|v| *v = gelu(*v + b)),
             }
         }
-    }
-}
-
-/// Softmax over the last dimension of a contiguous CPU tensor.
-#[derive(Clone, Copy, Debug)]
-pub struct SoftmaxLastDim;
-
-impl CustomOp1 for SoftmaxLastDim {
-    fn name(&self) -> &'static str {
-        "dcd-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout)?;
-        let n = *layout.dims().last().unwrap_or(&1);
-        let mut y = x.to_vec();
-        if n > 0 {
-            y.par_chunks_mut(n * 64)
-                .for_each(|block| softmax_rows_scaled(block, n, 1.0));
-        }
-        Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Building blocks shared by the backbones: convolutions with their BatchNorm folded in at
 //! load, linear layers, activations.
 
-use candle_core::{Module, Tensor, D};
+use candle_core::{Tensor, D};
 
 use crate::features::cpu::conv::ConvOp;
 use crate::features::cpu::depthwise::DepthwiseOp;
@@ -300,12 +300,6 @@ impl Linear {
         *out_dims.last_mut().unwrap() = self.out_dim();
         let y = y.reshape(out_dims)?;
         Ok(if self.gelu { y.gelu_erf()? } else { y })
-    }
-}
-
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        Linear::forward(self, x).map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 }
 
