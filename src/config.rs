@@ -193,6 +193,12 @@ pub struct BackboneArgs {
     /// ViT feature: the CLS token, or CLS followed by the mean patch token (twice as wide).
     #[arg(long, env = "DCD_POOLING", default_value = "cls", value_parser = ["cls", "cls-mean-patch"])]
     pub pooling: String,
+    /// Where the model runs: cpu, or cuda / cuda:N (needs a dcd built with --features cuda).
+    #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Model precision: f32, or f16/bf16 (for CUDA; on CPU they are slow).
+    #[arg(long, env = "DCD_PRECISION", default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    pub precision: String,
 }
 
 /// `dcd embed`

@@ -8,7 +8,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use candle_core::Device;
 use dcd::features::pipeline::{Embedder, ImageInput, PipelineConfig};
 use dcd::features::preprocess::ImageError;
 use dcd::features::{Backbone, FeatureExtractor, LoadOptions};
@@ -93,7 +92,7 @@ fn pipeline_matches_direct_forward_and_keeps_order_around_bad_images() {
             ImageInput::Bytes { bytes, .. } => pre
                 .run(bytes)
                 .ok()
-                .map(|px| model.embed_pixels(px, 1, &Device::Cpu).unwrap().data),
+                .map(|px| model.embed_pixels(px, 1).unwrap().data),
             ImageInput::Path(_) => None,
         })
         .collect();
@@ -142,7 +141,7 @@ fn concurrent_callers_share_batches_and_each_gets_its_own_results() {
     let solo: Vec<Vec<f32>> = (0..24u32)
         .map(|i| {
             let px = pre.run(&image_bytes(i, image::ImageFormat::Png)).unwrap();
-            model.embed_pixels(px, 1, &Device::Cpu).unwrap().data
+            model.embed_pixels(px, 1).unwrap().data
         })
         .collect();
     let model: Arc<dyn FeatureExtractor> = Arc::new(model);
@@ -257,6 +256,26 @@ fn dcd_embed_writes_vectors_and_row_paths_and_skips_bad_files() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // No CUDA in this build (or no GPU here): a clear refusal, not a crash.
+    let o = dcd(&[
+        "embed",
+        "--backbone",
+        "dino-vit",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--device",
+        "cuda",
+        imgs.to_str().unwrap(),
+        "--out",
+        tmp.path().join("gpu.npy").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no CUDA device"));
     // A folder without images.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

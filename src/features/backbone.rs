@@ -1,7 +1,7 @@
 //! [`FeatureExtractor`], the one interface the rest of dcd sees, and [`Backbone`], which
 //! builds a registry entry's model from its weights.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::error::{FeatureError, FeatureResult};
 use super::hub;
@@ -11,7 +11,7 @@ use super::models::vit::{Vit, VitConfig, VitPooling};
 use super::preprocess::Preprocess;
 use super::random;
 use super::registry::{self, Arch, BackboneSpec};
-use super::weights::Weights;
+use super::weights::{Placement, Weights};
 use crate::types::Matrix;
 
 /// A frozen network that maps preprocessed images to feature vectors.
@@ -20,11 +20,14 @@ pub trait FeatureExtractor: Send + Sync {
     fn dim(&self) -> usize;
     /// Side of the square input, in pixels.
     fn input_side(&self) -> usize;
-    /// Features of a `(N, 3, side, side)` batch: `(N, dim)`.
+    /// The device the model runs on.
+    fn device(&self) -> &Device;
+    /// Features of a `(N, 3, side, side)` batch (any float dtype, on the model's device):
+    /// `(N, dim)` in the model's dtype.
     fn embed(&self, batch: &Tensor) -> FeatureResult<Tensor>;
 
-    /// Features of `n` CHW images laid end to end in `pixels`, as rows.
-    fn embed_pixels(&self, pixels: Vec<f32>, n: usize, device: &Device) -> FeatureResult<Matrix> {
+    /// Features of `n` CHW images laid end to end in `pixels`, as f32 rows.
+    fn embed_pixels(&self, pixels: Vec<f32>, n: usize) -> FeatureResult<Matrix> {
         let s = self.input_side();
         if pixels.len() != n * 3 * s * s {
             return Err(FeatureError::Config(format!(
@@ -32,7 +35,7 @@ pub trait FeatureExtractor: Send + Sync {
                 pixels.len()
             )));
         }
-        let batch = Tensor::from_vec(pixels, (n, 3, s, s), device)?;
+        let batch = Tensor::from_vec(pixels, (n, 3, s, s), self.device())?;
         let out = self.embed(&batch)?.to_device(&Device::Cpu)?;
         let data: Vec<f32> = out
             .to_dtype(candle_core::DType::F32)?
@@ -47,6 +50,9 @@ pub trait FeatureExtractor: Send + Sync {
 pub struct LoadOptions {
     /// Where the model runs.
     pub device: Device,
+    /// Precision: f32 (dcd's CPU kernels on CPU), or f16/bf16 (meant for CUDA; on CPU they
+    /// run candle's generic ops, slowly).
+    pub dtype: DType,
     /// For ViTs: CLS alone, or CLS and the mean patch token.
     pub pooling: VitPooling,
 }
@@ -55,7 +61,17 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             device: Device::Cpu,
+            dtype: DType::F32,
             pooling: VitPooling::Cls,
+        }
+    }
+}
+
+impl LoadOptions {
+    fn placement(&self) -> Placement {
+        Placement {
+            device: self.device.clone(),
+            dtype: self.dtype,
         }
     }
 }
@@ -71,6 +87,7 @@ pub struct Backbone {
     spec: &'static BackboneSpec,
     model: Model,
     source: String,
+    placement: Placement,
 }
 
 impl Backbone {
@@ -105,7 +122,7 @@ impl Backbone {
             }
             None => None,
         };
-        let mut w = Weights::read(&ckpt.weights, &opts.device)?;
+        let mut w = Weights::read(&ckpt.weights, &opts.placement())?;
         Backbone::from_weights(spec, &mut w, config.as_ref(), opts)
     }
 
@@ -113,8 +130,11 @@ impl Backbone {
     pub fn random(name: &str, seed: u64, opts: &LoadOptions) -> FeatureResult<Backbone> {
         let spec = registry::lookup(name)?;
         let tensors = random::checkpoint(spec, seed)?;
-        let mut w =
-            Weights::from_tensors(tensors, format!("random weights for {name}"), &opts.device);
+        let mut w = Weights::from_tensors(
+            tensors,
+            format!("random weights for {name}"),
+            &opts.placement(),
+        );
         Backbone::from_weights(spec, &mut w, None, opts)
     }
 
@@ -125,6 +145,13 @@ impl Backbone {
         config: Option<&serde_json::Value>,
         opts: &LoadOptions,
     ) -> FeatureResult<Backbone> {
+        let convnet = !matches!(spec.arch, Arch::Vit { .. });
+        if convnet && opts.device.is_cpu() && opts.dtype == DType::BF16 {
+            return Err(FeatureError::Config(format!(
+                "{}: bf16 convolutions do not run on CPU (candle has no CPU bf16 matmul); use f32 on CPU, or bf16 on CUDA",
+                spec.name
+            )));
+        }
         let model = match spec.arch {
             Arch::Vit {
                 family,
@@ -175,6 +202,7 @@ impl Backbone {
             spec,
             model,
             source: w.source().to_string(),
+            placement: w.placement().clone(),
         })
     }
 
@@ -196,7 +224,7 @@ impl Backbone {
     /// ImageNet logits from features, for backbones whose checkpoint has a classifier.
     pub fn logits(&self, features: &Tensor) -> FeatureResult<Option<Tensor>> {
         match &self.model {
-            Model::MobileNet(m) => m.logits(features),
+            Model::MobileNet(m) => m.logits(&self.placement.place(features)?),
             _ => Ok(None),
         }
     }
@@ -215,7 +243,13 @@ impl FeatureExtractor for Backbone {
         self.spec.preprocess.crop as usize
     }
 
+    fn device(&self) -> &Device {
+        &self.placement.device
+    }
+
     fn embed(&self, batch: &Tensor) -> FeatureResult<Tensor> {
+        let batch = self.placement.place(batch)?;
+        let batch = &batch;
         match &self.model {
             Model::Vit(m) => m.forward(batch),
             Model::ResNet(m) => m.forward(batch),
@@ -229,8 +263,37 @@ pub fn backbone_from_args(
     args: &crate::config::BackboneArgs,
     random_weights: bool,
 ) -> FeatureResult<Backbone> {
+    let device = match args.device.as_str() {
+        "cpu" => Device::Cpu,
+        spec => {
+            let ordinal = spec
+                .strip_prefix("cuda")
+                .map(|r| r.strip_prefix(':').unwrap_or(r))
+                .and_then(|r| {
+                    if r.is_empty() {
+                        Some(0)
+                    } else {
+                        r.parse().ok()
+                    }
+                })
+                .ok_or_else(|| {
+                    FeatureError::Config(format!("--device {spec}: use cpu, cuda or cuda:N"))
+                })?;
+            Device::new_cuda(ordinal).map_err(|e| {
+                FeatureError::Config(format!(
+                    "--device {spec}: no CUDA device available ({e}); use --device cpu, or a dcd built with --features cuda on a machine with a GPU"
+                ))
+            })?
+        }
+    };
+    let dtype = match args.precision.as_str() {
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        _ => DType::F32,
+    };
     let opts = LoadOptions {
-        device: Device::Cpu,
+        device,
+        dtype,
         pooling: match args.pooling.as_str() {
             "cls-mean-patch" => VitPooling::ClsMeanPatch,
             _ => VitPooling::Cls,

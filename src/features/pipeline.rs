@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
-
 use super::backbone::FeatureExtractor;
 use super::preprocess::{ImageError, ImageFileError, Preprocess};
 
@@ -222,7 +220,7 @@ fn run_batcher(
         for job in &mut batch {
             pixels.append(&mut job.pixels);
         }
-        let result = pool.install(|| model.embed_pixels(pixels, n, &Device::Cpu));
+        let result = pool.install(|| model.embed_pixels(pixels, n));
         match result {
             Ok(m) => {
                 // Counted before replying, so a caller that got its results sees them.

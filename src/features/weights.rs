@@ -20,17 +20,38 @@ const KNOWN_PREFIXES: [&str; 6] = [
     "encoder.",
 ];
 
+/// Where and in which precision a model's tensors live.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// The device.
+    pub device: Device,
+    /// Storage and compute type: f32, or f16/bf16 (meant for CUDA).
+    pub dtype: DType,
+}
+
+impl Placement {
+    /// True when dcd's own CPU kernels run the model (f32 on CPU); otherwise candle's ops do.
+    pub fn fast_cpu(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::F32
+    }
+
+    /// `t` converted to the model's dtype on its device.
+    pub fn place(&self, t: &Tensor) -> FeatureResult<Tensor> {
+        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+}
+
 /// The tensors of one checkpoint.
 pub struct Weights {
     tensors: HashMap<String, Tensor>,
     source: String,
     layout: String,
-    device: Device,
+    placement: Placement,
 }
 
 impl Weights {
     /// Reads every tensor of a `.safetensors`, `.pth`, `.pt` or `.bin` (PyTorch) file.
-    pub fn read(path: &Path, device: &Device) -> FeatureResult<Weights> {
+    pub fn read(path: &Path, placement: &Placement) -> FeatureResult<Weights> {
         let unreadable = |reason: String| FeatureError::WeightsUnreadable {
             path: path.to_path_buf(),
             reason,
@@ -58,7 +79,7 @@ impl Weights {
         Ok(Weights::from_tensors(
             tensors,
             path.display().to_string(),
-            device,
+            placement,
         ))
     }
 
@@ -66,13 +87,13 @@ impl Weights {
     pub fn from_tensors(
         tensors: impl IntoIterator<Item = (String, Tensor)>,
         source: String,
-        device: &Device,
+        placement: &Placement,
     ) -> Weights {
         Weights {
             tensors: tensors.into_iter().collect(),
             source,
             layout: "model's".into(),
-            device: device.clone(),
+            placement: placement.clone(),
         }
     }
 
@@ -131,7 +152,9 @@ impl Weights {
         self.shape(name).ok_or_else(|| self.missing(name, &[]))
     }
 
-    /// The tensor `name` as f32 on the model's device, checked to have `shape`.
+    /// The tensor `name` as f32 on the model's device, checked to have `shape` (f32 so that
+    /// load-time arithmetic such as BatchNorm folding is exact; [`Placement::place`] then
+    /// converts what the model keeps).
     pub fn get(&self, name: &str, shape: &[usize]) -> FeatureResult<Tensor> {
         let t = self
             .tensors
@@ -146,7 +169,7 @@ impl Weights {
                 layout: self.layout.clone(),
             });
         }
-        Ok(t.to_dtype(DType::F32)?.to_device(&self.device)?)
+        Ok(t.to_dtype(DType::F32)?.to_device(&self.placement.device)?)
     }
 
     /// Like [`Weights::get`] for a tensor whose shape the caller reads off the checkpoint.
@@ -164,8 +187,8 @@ impl Weights {
         }
     }
 
-    /// The device tensors are put on.
-    pub fn device(&self) -> &Device {
-        &self.device
+    /// Where the model's tensors go.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 }

@@ -9,7 +9,7 @@ use crate::features::cpu::linear::LinearOp;
 use crate::features::cpu::nhwc::ConvNhwc;
 use crate::features::cpu::{Epilogue, Window};
 use crate::features::error::{FeatureError, FeatureResult};
-use crate::features::weights::Weights;
+use crate::features::weights::{Placement, Weights};
 
 /// Activation applied after a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,17 +111,18 @@ impl ConvBn {
             padding: geometry.padding,
         };
         let depthwise = geometry.groups == out_ch && in_per_group == 1 && geometry.groups > 1;
-        let cpu = if weight.device().is_cpu() && depthwise && order == ChannelOrder::First {
+        let placement = w.placement();
+        let cpu = if placement.fast_cpu() && depthwise && order == ChannelOrder::First {
             CpuConv::Depthwise(DepthwiseOp::new(
                 weight.flatten_all()?.to_vec1()?,
                 bias.to_vec1()?,
                 window,
                 epilogue(act),
             ))
-        } else if !weight.device().is_cpu() || geometry.groups != 1 {
+        } else if !placement.fast_cpu() || geometry.groups != 1 {
             if order == ChannelOrder::Last {
                 return Err(FeatureError::Config(format!(
-                    "{conv}: channels-last needs an ungrouped conv on CPU"
+                    "{conv}: channels-last needs an ungrouped f32 conv on CPU"
                 )));
             }
             CpuConv::None
@@ -141,8 +142,8 @@ impl ConvBn {
             }
         };
         Ok(ConvBn {
-            weight,
-            bias,
+            weight: placement.place(&weight)?,
+            bias: placement.place(&bias)?,
             geometry,
             act,
             cpu,
@@ -213,7 +214,7 @@ impl Linear {
     pub fn load(w: &Weights, name: &str, in_dim: usize, out_dim: usize) -> FeatureResult<Linear> {
         let weight = w.get(&format!("{name}.weight"), &[out_dim, in_dim])?;
         let bias = w.get(&format!("{name}.bias"), &[out_dim])?;
-        Linear::new(weight, bias)
+        Linear::new(weight, bias, w.placement())
     }
 
     /// Like [`Linear::load`], followed by the exact GELU.
@@ -231,11 +232,11 @@ impl Linear {
         Ok(l)
     }
 
-    /// From a weight (out × in) and bias (out).
-    pub fn new(weight: Tensor, bias: Tensor) -> FeatureResult<Linear> {
+    /// From a weight (out × in) and bias (out) in f32, kept as `placement` says.
+    pub fn new(weight: Tensor, bias: Tensor, placement: &Placement) -> FeatureResult<Linear> {
         // Kept transposed and contiguous so every call is a plain row-major GEMM.
         let weight_t = weight.t()?.contiguous()?;
-        let cpu = if weight_t.device().is_cpu() {
+        let cpu = if placement.fast_cpu() {
             let (in_dim, _) = weight_t.dims2()?;
             Some(LinearOp::new(
                 weight_t.flatten_all()?.to_vec1()?,
@@ -247,20 +248,20 @@ impl Linear {
             None
         };
         Ok(Linear {
-            weight_t,
-            bias,
+            weight_t: placement.place(&weight_t)?,
+            bias: placement.place(&bias)?,
             gelu: false,
             scale: None,
             cpu,
         })
     }
 
-    /// Sets γ of [`Linear::forward_residual`].
-    pub fn with_scale(mut self, scale: Option<Tensor>) -> FeatureResult<Linear> {
-        if let (Some(op), Some(g)) = (self.cpu.as_mut(), scale.as_ref()) {
-            op.set_scale(g.to_vec1()?);
+    /// Sets γ (f32) of [`Linear::forward_residual`].
+    pub fn with_scale(mut self, scale: Tensor) -> FeatureResult<Linear> {
+        if let Some(op) = self.cpu.as_mut() {
+            op.set_scale(scale.to_vec1()?);
         }
-        self.scale = scale;
+        self.scale = Some(scale.to_dtype(self.bias.dtype())?);
         Ok(self)
     }
 
@@ -313,9 +314,10 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Loads `{name}.weight` and `{name}.bias` of width `dim`.
     pub fn load(w: &Weights, name: &str, dim: usize, eps: f64) -> FeatureResult<LayerNorm> {
+        let p = w.placement();
         Ok(LayerNorm {
-            weight: w.get(&format!("{name}.weight"), &[dim])?,
-            bias: w.get(&format!("{name}.bias"), &[dim])?,
+            weight: p.place(&w.get(&format!("{name}.weight"), &[dim])?)?,
+            bias: p.place(&w.get(&format!("{name}.bias"), &[dim])?)?,
             eps: eps as f32,
         })
     }

@@ -51,7 +51,7 @@ impl ResNet {
     /// for ResNet-50) is checked against the checkpoint when given.
     pub fn load(w: &mut Weights, expected: Option<([usize; 4], bool)>) -> FeatureResult<ResNet> {
         w.expect_layout(LAYOUT, "conv1.weight");
-        let order = if w.device().is_cpu() {
+        let order = if w.placement().fast_cpu() {
             ChannelOrder::Last
         } else {
             ChannelOrder::First

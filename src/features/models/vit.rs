@@ -162,7 +162,7 @@ impl Vit {
                     let hidden = w.require_shape(&format!("{p}.intermediate.dense.weight"))?[0];
                     Block {
                         norm1: LayerNorm::load(w, &format!("{p}.layernorm_before"), width, eps)?,
-                        qkv: Linear::new(qkv_w, qkv_b)?,
+                        qkv: Linear::new(qkv_w, qkv_b, w.placement())?,
                         proj,
                         norm2: LayerNorm::load(w, &format!("{p}.layernorm_after"), width, eps)?,
                         mlp: Mlp::Gelu {
@@ -194,20 +194,20 @@ impl Vit {
                                 two_hidden / 2,
                                 width,
                             )?
-                            .with_scale(Some(scale2))?,
+                            .with_scale(scale2)?,
                         }
                     } else {
                         let hidden = w.require_shape(&format!("{p}.mlp.fc1.weight"))?[0];
                         Mlp::Gelu {
                             fc1: Linear::load_gelu(w, &format!("{p}.mlp.fc1"), width, hidden)?,
                             fc2: Linear::load(w, &format!("{p}.mlp.fc2"), hidden, width)?
-                                .with_scale(Some(scale2))?,
+                                .with_scale(scale2)?,
                         }
                     };
                     Block {
                         norm1: LayerNorm::load(w, &format!("{p}.norm1"), width, eps)?,
-                        qkv: Linear::new(qkv_w, qkv_b)?,
-                        proj: proj.with_scale(Some(scale1))?,
+                        qkv: Linear::new(qkv_w, qkv_b, w.placement())?,
+                        proj: proj.with_scale(scale1)?,
                         norm2: LayerNorm::load(w, &format!("{p}.norm2"), width, eps)?,
                         mlp,
                     }
@@ -219,14 +219,15 @@ impl Vit {
             w.require_shape("encoder.layer.0.attention.attention.query.weight")?;
         }
         let norm = LayerNorm::load(w, "layernorm", width, eps)?;
+        let p = w.placement();
         Ok(Vit {
             patch,
             width,
             heads: config.heads,
-            patch_weight_t,
-            patch_bias,
-            cls_plus_pos,
-            patch_pos,
+            patch_weight_t: p.place(&patch_weight_t)?,
+            patch_bias: p.place(&patch_bias)?,
+            cls_plus_pos: p.place(&cls_plus_pos)?,
+            patch_pos: p.place(&patch_pos)?,
             blocks,
             norm,
             config,
@@ -297,7 +298,7 @@ impl Vit {
 
     fn block_forward(&self, blk: &Block, x: &Tensor) -> FeatureResult<Tensor> {
         let qkv = blk.qkv.forward(&blk.norm1.forward(x)?)?;
-        let ctx = if qkv.device().is_cpu() {
+        let ctx = if qkv.device().is_cpu() && qkv.dtype() == candle_core::DType::F32 {
             qkv.apply_op1_no_bwd(&SelfAttention { heads: self.heads })?
         } else {
             self.attention(&qkv)?
