@@ -209,20 +209,8 @@ fn dcd_embed_writes_vectors_and_row_paths_and_skips_bad_files() {
     }
     std::fs::write(imgs.join("broken.jpg"), b"\xff\xd8\xff\xe0 not really").unwrap();
     std::fs::write(imgs.join("notes.txt"), b"ignored: not an image extension").unwrap();
-    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/dino-tiny");
     let out = tmp.path().join("feats.npy");
-    let o = dcd(&[
-        "embed",
-        "--backbone",
-        "dino-vit",
-        "--weights",
-        weights.to_str().unwrap(),
-        imgs.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch",
-        "2",
-    ]);
+    let o = embed_tiny(&[imgs.as_path()], &out, &["--batch", "2"]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -240,16 +228,11 @@ fn dcd_embed_writes_vectors_and_row_paths_and_skips_bad_files() {
     );
 
     // Only bad images: nothing to write, a user error.
-    let o = dcd(&[
-        "embed",
-        "--backbone",
-        "dino-vit",
-        "--weights",
-        weights.to_str().unwrap(),
-        imgs.join("broken.jpg").to_str().unwrap(),
-        "--out",
-        tmp.path().join("none.npy").to_str().unwrap(),
-    ]);
+    let o = embed_tiny(
+        &[&imgs.join("broken.jpg")],
+        &tmp.path().join("none.npy"),
+        &[],
+    );
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -257,18 +240,11 @@ fn dcd_embed_writes_vectors_and_row_paths_and_skips_bad_files() {
         String::from_utf8_lossy(&o.stderr)
     );
     // No CUDA in this build (or no GPU here): a clear refusal, not a crash.
-    let o = dcd(&[
-        "embed",
-        "--backbone",
-        "dino-vit",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--device",
-        "cuda",
-        imgs.to_str().unwrap(),
-        "--out",
-        tmp.path().join("gpu.npy").to_str().unwrap(),
-    ]);
+    let o = embed_tiny(
+        &[imgs.as_path()],
+        &tmp.path().join("gpu.npy"),
+        &["--device", "cuda"],
+    );
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -279,18 +255,25 @@ fn dcd_embed_writes_vectors_and_row_paths_and_skips_bad_files() {
     // A folder without images.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = dcd(&[
+    let o = embed_tiny(&[empty.as_path()], &tmp.path().join("x.npy"), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no images found"));
+}
+
+/// `dcd embed` with the tiny DINO fixture, the given inputs and output, and extra flags.
+fn embed_tiny(inputs: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones/dino-tiny");
+    let mut args = vec![
         "embed",
         "--backbone",
         "dino-vit",
         "--weights",
         weights.to_str().unwrap(),
-        empty.to_str().unwrap(),
-        "--out",
-        "x.npy",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no images found"));
+    ];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend(extra);
+    dcd(&args)
 }
 
 #[test]
