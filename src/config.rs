@@ -44,9 +44,189 @@ pub enum Command {
     Search(SearchArgs),
     /// Embed images with a backbone into a .npy file (one row per image that decoded).
     Embed(EmbedArgs),
+    /// Serve the gRPC API (pools, ingestion jobs, search, debug-train sets).
+    Serve(ServeArgs),
+    /// Ingest an ImageFolder tree or a CSV/JSONL manifest into a pool (resumable).
+    Ingest(IngestArgs),
+    /// Build a debug-train set: the pool items nearest to some error samples.
+    DebugSet(DebugSetArgs),
+    /// Turn a debug-train set into CSV, JSONL, or an ImageFolder of symlinks or copies.
+    Export(ExportArgs),
+    /// Write one self-contained HTML page showing what each error sample found.
+    Report(ReportArgs),
     /// Benchmarks with the interface similarity-search people script against.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Where `dcd serve` listens and what it allows.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, env = "DCD_ADDR", default_value = "127.0.0.1:50051")]
+    pub addr: std::net::SocketAddr,
+    /// Directory clients may make the server read (ingestion jobs, weights); repeatable.
+    /// Without one, server-side paths are refused.
+    #[arg(long = "allow-root", env = "DCD_ALLOW_ROOT", value_delimiter = ',')]
+    pub allow_root: Vec<PathBuf>,
+    /// Require `authorization: Bearer <key>` on every call (health checks stay open).
+    #[arg(long, env = "DCD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key, serves gRPC over TLS.
+    #[arg(long, env = "DCD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "DCD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9100).
+    #[arg(long, env = "DCD_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Requests served at once; beyond it, RESOURCE_EXHAUSTED.
+    #[arg(long, env = "DCD_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Largest gRPC message in MiB, both ways (an image upload, a search answer).
+    #[arg(long, env = "DCD_MAX_MESSAGE_MIB", default_value_t = 64)]
+    pub max_message_mib: usize,
+    /// Longest any request may take, in seconds (0: only the client's deadline applies).
+    #[arg(long, env = "DCD_REQUEST_TIMEOUT_S", default_value_t = 0)]
+    pub request_timeout_s: u64,
+    #[command(flatten)]
+    pub runtime: ModelRuntimeArgs,
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+/// Where models run and how images are batched.
+#[derive(Debug, Args, Clone)]
+pub struct ModelRuntimeArgs {
+    /// Where models run: cpu, or cuda / cuda:N (needs a dcd built with --features cuda).
+    #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Model precision: f32, or f16/bf16 (for CUDA).
+    #[arg(long, env = "DCD_PRECISION", default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    pub precision: String,
+    /// Most images per forward pass.
+    #[arg(long, env = "DCD_BATCH", default_value_t = 16)]
+    pub batch: usize,
+}
+
+/// Local data dir or a server.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Talk to a dcd server (e.g. http://127.0.0.1:50051) instead of the local --data-dir.
+    #[arg(long, env = "DCD_SERVER")]
+    pub server: Option<String>,
+    /// API key for --server.
+    #[arg(long, env = "DCD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// `dcd ingest`
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Pool to fill.
+    #[arg(long, env = "DCD_POOL")]
+    pub pool: String,
+    /// Create the pool with this backbone if it does not exist.
+    #[arg(long, env = "DCD_BACKBONE")]
+    pub backbone: Option<String>,
+    /// Weights for --backbone (a .safetensors/.pth file, a model directory or a model id).
+    #[arg(long, env = "DCD_WEIGHTS")]
+    pub weights: Option<String>,
+    /// ViT feature for --backbone: cls or cls-mean-patch.
+    #[arg(long, env = "DCD_POOLING")]
+    pub pooling: Option<String>,
+    /// An ImageFolder tree (subfolder = weak label) or a .csv/.jsonl manifest.
+    pub source: PathBuf,
+    /// Print the job as JSON at the end instead of a summary line.
+    #[arg(long, env = "DCD_JSON")]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub runtime: ModelRuntimeArgs,
+}
+
+/// `dcd debug-set`
+#[derive(Debug, Args)]
+pub struct DebugSetArgs {
+    /// Pool to draw from.
+    #[arg(long, env = "DCD_POOL")]
+    pub pool: String,
+    /// Error samples: image files or folders of images, .npy/.fvecs vector files.
+    #[arg(long, env = "DCD_ERRORS", required = true, num_args = 1.., value_delimiter = ',')]
+    pub errors: Vec<PathBuf>,
+    /// Neighbours per error sample.
+    #[arg(long, env = "DCD_K", default_value_t = 50)]
+    pub k: usize,
+    /// union, round_robin or global_top.
+    #[arg(long, env = "DCD_MERGE", default_value = "union")]
+    pub merge: crate::debugset::Merge,
+    /// Most items in the set.
+    #[arg(long, env = "DCD_BUDGET")]
+    pub budget: Option<usize>,
+    /// Drop items farther than this squared ℓ2 distance from every error sample.
+    #[arg(long, env = "DCD_MAX_DISTANCE")]
+    pub max_distance: Option<f32>,
+    /// Only items with one of these weak labels (repeatable).
+    #[arg(long, env = "DCD_LABEL")]
+    pub label: Vec<String>,
+    /// A file of keys (one per line) never to return, e.g. a held-out set.
+    #[arg(long, env = "DCD_EXCLUDE")]
+    pub exclude: Option<PathBuf>,
+    /// Exact search instead of HNSW.
+    #[arg(long, env = "DCD_EXACT")]
+    pub exact: bool,
+    /// Fetch 4k HNSW candidates and re-rank them by exact distance.
+    #[arg(long, env = "DCD_EXACT_RERANK")]
+    pub exact_rerank: bool,
+    /// HNSW search beam.
+    #[arg(long, env = "DCD_EF")]
+    pub ef: Option<usize>,
+    /// List an item once per error sample that found it.
+    #[arg(long, env = "DCD_KEEP_DUPLICATES")]
+    pub keep_duplicates: bool,
+    /// Output: .jsonl or .csv (a .summary.json is written beside it).
+    #[arg(long, env = "DCD_OUT")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub runtime: ModelRuntimeArgs,
+}
+
+/// `dcd export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A debug-train set written by `dcd debug-set` (.jsonl).
+    #[arg(long, env = "DCD_SET")]
+    pub set: PathBuf,
+    /// Output: a .csv or .jsonl file, or a folder for --format imagefolder.
+    #[arg(long, env = "DCD_OUT")]
+    pub out: PathBuf,
+    /// csv, jsonl, or imagefolder (one subfolder per weak label, for torchvision's ImageFolder).
+    #[arg(long, env = "DCD_FORMAT", default_value = "imagefolder", value_parser = ["csv", "jsonl", "imagefolder"])]
+    pub format: String,
+    /// For imagefolder: copy the images instead of symlinking them.
+    #[arg(long, env = "DCD_COPY")]
+    pub copy: bool,
+}
+
+/// `dcd report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A debug-train set written by `dcd debug-set` (.jsonl).
+    #[arg(long, env = "DCD_SET")]
+    pub set: PathBuf,
+    /// The HTML page to write.
+    #[arg(long, env = "DCD_OUT")]
+    pub out: PathBuf,
+    /// Pool images shown per error sample.
+    #[arg(long, env = "DCD_REPORT_PER_ERROR", default_value_t = 12)]
+    pub per_error: usize,
+    /// Thumbnail side in pixels.
+    #[arg(long, env = "DCD_REPORT_THUMB", default_value_t = 128)]
+    pub thumb: u32,
 }
 
 /// `dcd pool ...`

@@ -4,6 +4,7 @@
 use crate::features::FeatureError;
 use crate::formats::FormatError;
 use crate::index::IndexError;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 /// Any failure of a dcd operation.
@@ -21,6 +22,9 @@ pub enum Error {
     /// Loading or running a backbone (boxed: its variants carry names and shapes).
     #[error(transparent)]
     Feature(Box<FeatureError>),
+    /// A request the service refuses.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
     /// Command-line arguments that do not fit together.
     #[error("{0}")]
     Usage(String),
@@ -37,6 +41,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Usage(_) | Error::Format(_) => true,
+            Error::Service(e) => !matches!(e, ServiceError::ShuttingDown),
             Error::Feature(e) => !matches!(**e, FeatureError::Tensor(_)),
             Error::Store(e) => !matches!(
                 e,

@@ -71,6 +71,8 @@ fn kill9_at_random_moments_never_loses_committed_rows() {
         let store = Store::open(dir.path()).unwrap();
         store
             .create_pool(&PoolSpec {
+                weights: None,
+                pooling: None,
                 name: "crash".into(),
                 dim: DIM,
                 dtype: Dtype::F32,

@@ -270,6 +270,8 @@ fn saved_graphs_reload_identically() {
 fn pool_with(store: &Store, name: &str, m: &Matrix) -> dcd::store::Pool {
     store
         .create_pool(&PoolSpec {
+            weights: None,
+            pooling: None,
             name: name.into(),
             dim: m.dim,
             dtype: Dtype::F32,

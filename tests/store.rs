@@ -7,6 +7,8 @@ use dcd::types::{Dtype, Matrix};
 
 fn spec(name: &str, dim: usize, dtype: Dtype) -> PoolSpec {
     PoolSpec {
+        weights: None,
+        pooling: None,
         name: name.into(),
         dim,
         dtype,

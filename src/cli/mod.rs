@@ -3,8 +3,12 @@
 
 mod bench;
 mod bench_embed;
+mod debug_set;
 mod embed;
+mod export;
+mod ingest;
 mod pool;
+mod report;
 mod search;
 mod vectors;
 
@@ -26,6 +30,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Vectors(cmd) => vectors::run(&cli.data_dir, cmd),
         Command::Search(args) => search::run(&cli.data_dir, args),
         Command::Embed(args) => embed::run(args),
+        Command::Serve(args) => crate::app::serve(&cli.data_dir, args),
+        Command::Ingest(args) => ingest::run(&cli.data_dir, args),
+        Command::DebugSet(args) => debug_set::run(&cli.data_dir, args),
+        Command::Export(args) => export::run(args),
+        Command::Report(args) => report::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

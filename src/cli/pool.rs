@@ -17,6 +17,8 @@ pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
             backbone,
         } => {
             let rec = store.create_pool(&PoolSpec {
+                weights: None,
+                pooling: None,
                 name,
                 dim,
                 dtype,

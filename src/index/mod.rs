@@ -50,6 +50,31 @@ impl RowFilter {
         RowFilter { bits, count }
     }
 
+    /// Allows every row of a pool of `pool_len`.
+    pub fn all(pool_len: usize) -> RowFilter {
+        let mut bits = vec![u64::MAX; pool_len.div_ceil(64)];
+        if !pool_len.is_multiple_of(64) {
+            if let Some(last) = bits.last_mut() {
+                *last = (1u64 << (pool_len % 64)) - 1;
+            }
+        }
+        RowFilter {
+            bits,
+            count: pool_len,
+        }
+    }
+
+    /// Disallows `row`.
+    pub fn remove(&mut self, row: RowId) {
+        let r = row as usize;
+        if let Some(w) = self.bits.get_mut(r / 64) {
+            if *w & (1 << (r % 64)) != 0 {
+                *w &= !(1 << (r % 64));
+                self.count -= 1;
+            }
+        }
+    }
+
     /// True when `row` may be returned.
     #[inline]
     pub fn allows(&self, row: RowId) -> bool {

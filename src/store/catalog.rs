@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::error::StoreError;
 use crate::types::{Dtype, Metric, RowId};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS pools (
     metric      TEXT NOT NULL,
     backbone    TEXT,
     created_at  INTEGER NOT NULL,
-    row_count   INTEGER NOT NULL DEFAULT 0
+    row_count   INTEGER NOT NULL DEFAULT 0,
+    weights     TEXT,
+    pooling     TEXT
 );
 CREATE TABLE IF NOT EXISTS items (
     pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
@@ -37,6 +39,12 @@ CREATE TABLE IF NOT EXISTS items (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_by_label ON items (pool_id, label);
 CREATE INDEX IF NOT EXISTS items_by_hash ON items (pool_id, content_hash);
+";
+
+/// Version 1 catalogs lack the model columns and the job tables (added by `JOBS_SCHEMA`).
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE pools ADD COLUMN weights TEXT;
+ALTER TABLE pools ADD COLUMN pooling TEXT;
 ";
 
 /// A pool as recorded in the catalog.
@@ -55,6 +63,10 @@ pub struct PoolRecord {
     pub metric: Metric,
     /// Backbone that made the vectors, if any (e.g. `dino-vits16`).
     pub backbone: Option<String>,
+    /// Where the backbone's weights come from (path or model id; None: the backbone's default).
+    pub weights: Option<String>,
+    /// ViT pooling (`cls` or `cls-mean-patch`; None for raw-vector pools and convnets).
+    pub pooling: Option<String>,
     /// Creation time, seconds since the Unix epoch.
     pub created_at: i64,
     /// Committed rows.
@@ -91,7 +103,7 @@ pub struct Item {
 
 /// The catalog connection.
 pub struct Catalog {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl Catalog {
@@ -107,6 +119,13 @@ impl Catalog {
              PRAGMA busy_timeout=5000;",
         )
         .map_err(unreadable)?;
+        let fresh: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'pools'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(unreadable)?;
         conn.execute_batch(SCHEMA).map_err(unreadable)?;
         let version: Option<String> = conn
             .query_row(
@@ -117,7 +136,7 @@ impl Catalog {
             .optional()
             .map_err(unreadable)?;
         match version {
-            None => {
+            None if fresh == 0 => {
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                     [SCHEMA_VERSION.to_string()],
@@ -125,38 +144,52 @@ impl Catalog {
                 .map_err(unreadable)?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some(v) => {
+            Some(v) if v == "1" => {
+                let tx = conn.unchecked_transaction().map_err(unreadable)?;
+                tx.execute_batch(MIGRATE_1_TO_2).map_err(unreadable)?;
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(unreadable)?;
+                tx.commit().map_err(unreadable)?;
+                tracing::info!(path = %path.display(), "catalog upgraded to schema version 2");
+            }
+            v => {
+                let v = v.unwrap_or_else(|| "none".into());
                 return Err(StoreError::CatalogUnreadable {
                     path: path.to_owned(),
                     reason: format!(
                         "schema version {v}, this build reads version {SCHEMA_VERSION}"
                     ),
-                })
+                });
             }
         }
+        conn.execute_batch(super::jobs::JOBS_SCHEMA)
+            .map_err(unreadable)?;
         Ok(Catalog { conn })
     }
 
     /// Inserts a pool record; the name must be free.
     pub fn insert_pool(
         &mut self,
-        name: &str,
-        dim: usize,
-        dtype: Dtype,
+        spec: &super::PoolSpec,
         metric: Metric,
-        backbone: Option<&str>,
         created_at: i64,
     ) -> Result<PoolRecord, StoreError> {
+        let name = spec.name.as_str();
         let res = self.conn.execute(
-            "INSERT INTO pools (name, dim, dtype, metric, backbone, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO pools (name, dim, dtype, metric, backbone, created_at, weights, pooling)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 name,
-                dim as i64,
-                dtype.name(),
+                spec.dim as i64,
+                spec.dtype.name(),
                 metric.name(),
-                backbone,
-                created_at
+                spec.backbone,
+                created_at,
+                spec.weights,
+                spec.pooling
             ],
         );
         match res {
@@ -176,7 +209,7 @@ impl Catalog {
     pub fn pool(&self, name: &str) -> Result<Option<PoolRecord>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count
+                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count, weights, pooling
                  FROM pools WHERE name = ?1",
                 [name],
                 row_to_pool,
@@ -191,7 +224,7 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count
+                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count, weights, pooling
                  FROM pools ORDER BY name",
             )
             .map_err(StoreError::catalog("listing pools"))?;
@@ -221,11 +254,15 @@ impl Catalog {
         pool: &PoolRecord,
         first_row: u64,
         items: &[NewItem],
+        job: Option<&super::JobBatch<'_>>,
     ) -> Result<u64, StoreError> {
         let tx = self
             .conn
             .transaction()
             .map_err(StoreError::catalog("starting an append"))?;
+        if let Some(job) = job {
+            super::jobs::record_entries(&tx, job)?;
+        }
         {
             let mut ins = tx
                 .prepare_cached(
@@ -304,6 +341,53 @@ impl Catalog {
             .optional()
             .map(|o| o.map(|v| v as RowId))
             .map_err(StoreError::catalog("looking up a key"))
+    }
+
+    /// Which of `keys` are stored in the pool.
+    pub fn existing_keys(
+        &self,
+        pool_id: i64,
+        keys: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM items WHERE pool_id = ?1 AND key = ?2")
+            .map_err(StoreError::catalog("looking up keys"))?;
+        let mut out = std::collections::HashSet::new();
+        for &key in keys {
+            if stmt
+                .exists(params![pool_id, key])
+                .map_err(StoreError::catalog("looking up keys"))?
+            {
+                out.insert(key.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each hash stored in the pool, the key of (one) item holding it.
+    pub fn keys_by_hash(
+        &self,
+        pool_id: i64,
+        hashes: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key FROM items WHERE pool_id = ?1 AND content_hash = ?2 LIMIT 1",
+            )
+            .map_err(StoreError::catalog("looking up content hashes"))?;
+        let mut out = std::collections::HashMap::new();
+        for &hash in hashes {
+            let key: Option<String> = stmt
+                .query_row(params![pool_id, hash], |r| r.get(0))
+                .optional()
+                .map_err(StoreError::catalog("looking up content hashes"))?;
+            if let Some(key) = key {
+                out.insert(hash.to_owned(), key);
+            }
+        }
+        Ok(out)
     }
 
     /// Rows whose weak label is one of `labels`, ascending.
@@ -391,6 +475,8 @@ fn row_to_pool(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<PoolRecord, Sto
         backbone: r.get(5)?,
         created_at: r.get(6)?,
         rows: r.get::<_, i64>(7)? as u64,
+        weights: r.get(8)?,
+        pooling: r.get(9)?,
     }))
 }
 

@@ -31,6 +31,12 @@ pub enum StoreError {
         /// The missing name.
         name: String,
     },
+    /// No job with that id.
+    #[error("no ingestion job {id:?}; list a pool's jobs with `dcd pool info`")]
+    JobNotFound {
+        /// The id asked for.
+        id: String,
+    },
     /// Pool dimension 0 or absurdly large.
     #[error("invalid dimension {dim}: a pool's dimension must be between 1 and {max}")]
     InvalidDimension {

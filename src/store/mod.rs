@@ -10,6 +10,7 @@
 mod catalog;
 mod error;
 mod header;
+mod jobs;
 mod vectors;
 
 use std::fs::{File, OpenOptions};
@@ -22,6 +23,7 @@ use parking_lot::Mutex;
 pub use catalog::{Item, NewItem, PoolRecord};
 pub use error::StoreError;
 pub use header::VectorHeader;
+pub use jobs::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobSource, JobState, JobTally};
 pub use vectors::VectorFile;
 
 use crate::types::{Dtype, Matrix, Metric, RowId, VectorView};
@@ -43,6 +45,24 @@ pub struct PoolSpec {
     pub dtype: Dtype,
     /// Backbone id the vectors come from, if any.
     pub backbone: Option<String>,
+    /// The backbone's weights (path or model id; None: its default).
+    pub weights: Option<String>,
+    /// ViT pooling recorded with the backbone.
+    pub pooling: Option<String>,
+}
+
+impl PoolSpec {
+    /// A pool of raw vectors, with no model.
+    pub fn raw(name: &str, dim: usize, dtype: Dtype) -> PoolSpec {
+        PoolSpec {
+            name: name.into(),
+            dim,
+            dtype,
+            backbone: None,
+            weights: None,
+            pooling: None,
+        }
+    }
 }
 
 /// The data directory: catalog plus pool folders, locked for this process.
@@ -115,14 +135,7 @@ impl Store {
         VectorFile::create(&dir.join("vectors.bin"), spec.dim, spec.dtype)?;
         // The catalog row comes last: a crash before it leaves only a folder that the next
         // create of that name clears.
-        catalog.insert_pool(
-            &spec.name,
-            spec.dim,
-            spec.dtype,
-            Metric::L2,
-            spec.backbone.as_deref(),
-            now_unix(),
-        )
+        catalog.insert_pool(spec, Metric::L2, now_unix())
     }
 
     /// All pools.
@@ -149,6 +162,68 @@ impl Store {
             std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
         }
         Ok(())
+    }
+
+    /// Creates a pending ingestion job for `pool`; returns its record.
+    pub fn create_job(&self, pool: &str, source: &JobSource) -> Result<JobRecord, StoreError> {
+        use rand::Rng;
+        let record = self.pool_record(pool)?;
+        let id = format!("job-{:016x}", rand::thread_rng().gen::<u64>());
+        let mut catalog = self.catalog.lock();
+        catalog.insert_job(&id, record.id, source, now_unix())?;
+        catalog
+            .job(&id)?
+            .ok_or_else(|| StoreError::JobNotFound { id: id.clone() })
+    }
+
+    /// One job with its tally.
+    pub fn job(&self, id: &str) -> Result<JobRecord, StoreError> {
+        self.catalog
+            .lock()
+            .job(id)?
+            .ok_or_else(|| StoreError::JobNotFound { id: id.into() })
+    }
+
+    /// Jobs that are pending or were running when the process stopped.
+    pub fn unfinished_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.catalog.lock().unfinished_jobs()
+    }
+
+    /// A pool's jobs, newest first.
+    pub fn jobs_of_pool(&self, pool: &str) -> Result<Vec<JobRecord>, StoreError> {
+        let record = self.pool_record(pool)?;
+        self.catalog.lock().jobs_of_pool(record.id)
+    }
+
+    /// Moves a job to `state`.
+    pub fn set_job_state(
+        &self,
+        id: &str,
+        state: JobState,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.catalog
+            .lock()
+            .set_job_state(id, state, error, now_unix())
+    }
+
+    /// Records the size of a job's source.
+    pub fn set_job_total(&self, id: &str, total: u64) -> Result<(), StoreError> {
+        self.catalog.lock().set_job_total(id, total)
+    }
+
+    /// Keys the job has already dealt with.
+    pub fn job_done_keys(&self, id: &str) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.catalog.lock().job_done_keys(id)
+    }
+
+    /// The job's failed and duplicate entries (key, outcome, detail), at most `limit`.
+    pub fn job_problems(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.catalog.lock().job_problems(id, limit)
     }
 
     /// Opens a pool for reading and appending, repairing an interrupted append.
@@ -224,6 +299,18 @@ impl Pool {
         vectors: &Matrix,
         items: &[NewItem],
     ) -> Result<Range<u64>, StoreError> {
+        self.append_for_job(vectors, items, None)
+    }
+
+    /// As [`Pool::append`], and records what an ingestion job did with each of its source
+    /// entries in the same transaction, so a job resumed after a crash neither loses nor
+    /// repeats an entry.
+    pub fn append_for_job(
+        &mut self,
+        vectors: &Matrix,
+        items: &[NewItem],
+        job: Option<&JobBatch<'_>>,
+    ) -> Result<Range<u64>, StoreError> {
         if vectors.dim != self.record.dim {
             return Err(StoreError::DimensionMismatch {
                 pool: self.record.name.clone(),
@@ -260,11 +347,17 @@ impl Pool {
             });
         }
         if vectors.rows == 0 {
+            if let Some(job) = job {
+                self.catalog.lock().record_job_entries(job)?;
+            }
             return Ok(start..start);
         }
         let pending = self.vectors.write_pending(&vectors.data)?;
         debug_assert_eq!(pending, end);
-        let committed = self.catalog.lock().commit_items(&self.record, start, items);
+        let committed = self
+            .catalog
+            .lock()
+            .commit_items(&self.record, start, items, job);
         match committed {
             Ok(count) => {
                 self.record.rows = count;
@@ -286,6 +379,22 @@ impl Pool {
     /// The row stored under `key`.
     pub fn row_of_key(&self, key: &str) -> Result<Option<RowId>, StoreError> {
         self.catalog.lock().row_of_key(self.record.id, key)
+    }
+
+    /// Which of `keys` are already stored.
+    pub fn existing_keys(
+        &self,
+        keys: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.catalog.lock().existing_keys(self.record.id, keys)
+    }
+
+    /// The key of an item with each of these content hashes, where one is stored.
+    pub fn keys_by_hash(
+        &self,
+        hashes: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.catalog.lock().keys_by_hash(self.record.id, hashes)
     }
 
     /// Rows whose weak label is one of `labels`.

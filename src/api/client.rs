@@ -1,0 +1,281 @@
+//! A blocking client for the CLI's `--server` mode: the same domain types as the local
+//! service in and out, gRPC underneath.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use super::pb;
+use super::pb::dcd_client::DcdClient;
+use crate::debugset::{Finding, Merge, Quantiles};
+use crate::error::{Error, Result};
+use crate::service::{DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, QueryInput};
+use crate::store::{JobRecord, JobSource, JobState, JobTally};
+
+/// A connection to a dcd server.
+pub struct RemoteService {
+    runtime: tokio::runtime::Runtime,
+    client: DcdClient<Channel>,
+    api_key: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+/// A job as the server reports it, with its first problems.
+#[derive(Clone, Debug)]
+pub struct RemoteJob {
+    /// The record.
+    pub record: JobRecord,
+    /// (key, reason) of failed and duplicate entries.
+    pub problems: Vec<(String, String)>,
+}
+
+fn remote_error(s: Status) -> Error {
+    Error::Usage(format!(
+        "the server answered {:?}: {}",
+        s.code(),
+        s.message()
+    ))
+}
+
+impl RemoteService {
+    /// Connects to `url` (http:// or https://).
+    pub fn connect(url: &str, api_key: Option<&str>) -> Result<RemoteService> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| {
+            Error::Usage(format!(
+                "--server {url}: {e}; use e.g. http://127.0.0.1:50051"
+            ))
+        })?;
+        let channel = runtime.block_on(endpoint.connect()).map_err(|e| {
+            Error::Usage(format!(
+                "cannot connect to {url}: {e}; is `dcd serve` running there?"
+            ))
+        })?;
+        let api_key = api_key
+            .map(|k| {
+                format!("Bearer {k}")
+                    .parse()
+                    .map_err(|_| Error::Usage("the API key must be printable ASCII".into()))
+            })
+            .transpose()?;
+        Ok(RemoteService {
+            runtime,
+            client: DcdClient::new(channel)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+            api_key,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        if let Some(k) = &self.api_key {
+            r.metadata_mut().insert("authorization", k.clone());
+        }
+        r
+    }
+
+    /// Creates the pool unless it exists.
+    pub fn ensure_pool(
+        &mut self,
+        name: &str,
+        backbone: Option<&str>,
+        weights: Option<&str>,
+        pooling: Option<&str>,
+    ) -> Result<()> {
+        let get = self.request(pb::GetPoolRequest { name: name.into() });
+        match self.runtime.block_on(self.client.get_pool(get)) {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == Code::NotFound && backbone.is_some() => {}
+            Err(s) => return Err(remote_error(s)),
+        }
+        let create = self.request(pb::CreatePoolRequest {
+            name: name.into(),
+            backbone: backbone.unwrap_or_default().into(),
+            weights: weights.unwrap_or_default().into(),
+            pooling: pooling.unwrap_or_default().into(),
+            ..Default::default()
+        });
+        self.runtime
+            .block_on(self.client.create_pool(create))
+            .map_err(remote_error)?;
+        Ok(())
+    }
+
+    /// Starts (or resumes) an ingestion job over a server-side path.
+    pub fn start_job(&mut self, pool: &str, source: &JobSource) -> Result<RemoteJob> {
+        let path = source.path().to_string_lossy().into_owned();
+        let source = match source {
+            JobSource::Folder(_) => pb::start_ingest_job_request::Source::Folder(path),
+            JobSource::Manifest(_) => pb::start_ingest_job_request::Source::Manifest(path),
+        };
+        let req = self.request(pb::StartIngestJobRequest {
+            pool: pool.into(),
+            source: Some(source),
+        });
+        let job = self
+            .runtime
+            .block_on(self.client.start_ingest_job(req))
+            .map_err(remote_error)?
+            .into_inner();
+        Ok(job_of(job))
+    }
+
+    /// Follows a job until it ends, calling `progress` on each update.
+    pub fn watch_job(
+        &mut self,
+        id: &str,
+        mut progress: impl FnMut(&RemoteJob),
+    ) -> Result<RemoteJob> {
+        let req = self.request(pb::WatchJobRequest { id: id.into() });
+        let client = &mut self.client;
+        self.runtime.block_on(async move {
+            let mut stream = client
+                .watch_job(req)
+                .await
+                .map_err(remote_error)?
+                .into_inner();
+            let mut last = None;
+            while let Some(job) = stream.message().await.map_err(remote_error)? {
+                let job = job_of(job);
+                progress(&job);
+                last = Some(job);
+            }
+            last.ok_or_else(|| Error::Usage("the server closed the job feed without a word".into()))
+        })
+    }
+
+    /// Builds a debug-train set on the server.
+    pub fn debug_set(&mut self, req: &DebugSetRequest) -> Result<DebugSetResult> {
+        let wire = pb::BuildDebugSetRequest {
+            pool: req.pool.clone(),
+            errors: req
+                .errors
+                .iter()
+                .map(|q| pb::Query {
+                    source: Some(match q {
+                        QueryInput::Image { bytes, .. } => pb::query::Source::Image(bytes.clone()),
+                        QueryInput::Vector(v) => {
+                            pb::query::Source::Vector(pb::Vector { values: v.clone() })
+                        }
+                        QueryInput::Key(k) => pb::query::Source::ItemKey(k.clone()),
+                    }),
+                })
+                .collect(),
+            errors_pool: req.errors_pool.clone().unwrap_or_default(),
+            k: req.k as u32,
+            merge: match req.merge.merge {
+                Merge::Union => pb::Merge::Union,
+                Merge::RoundRobin => pb::Merge::RoundRobin,
+                Merge::GlobalTop => pb::Merge::GlobalTop,
+            } as i32,
+            budget: req.merge.budget.map(|b| b as u32),
+            max_distance: req.merge.max_distance,
+            labels: req.labels.clone(),
+            exclude_keys: req.exclude_keys.clone(),
+            exact_rerank: req.exact_rerank,
+            exact: req.exact,
+            ef: req.ef.unwrap_or(0) as u32,
+            keep_duplicates: req.merge.keep_duplicates,
+        };
+        let r = self.request(wire);
+        let client = &mut self.client;
+        let (items, summary) = self.runtime.block_on(async move {
+            let mut stream = client
+                .stream_debug_set(r)
+                .await
+                .map_err(remote_error)?
+                .into_inner();
+            let mut items = Vec::new();
+            let mut summary = None;
+            while let Some(chunk) = stream.message().await.map_err(remote_error)? {
+                match chunk.part {
+                    Some(pb::debug_set_chunk::Part::Items(i)) => items.extend(i.items),
+                    Some(pb::debug_set_chunk::Part::Summary(s)) => summary = Some(s),
+                    None => {}
+                }
+            }
+            Ok::<_, Error>((items, summary))
+        })?;
+        let summary =
+            summary.ok_or_else(|| Error::Usage("the server sent no summary for the set".into()))?;
+        Ok(DebugSetResult {
+            items: items
+                .into_iter()
+                .map(|i| DebugItem {
+                    row: i.row as u32,
+                    key: i.key,
+                    label: Some(i.label).filter(|l| !l.is_empty()),
+                    best_distance: i.best_distance,
+                    found_by: i
+                        .found_by
+                        .iter()
+                        .map(|f| Finding {
+                            error: f.error_index as usize,
+                            rank: f.rank as usize,
+                            distance: f.distance,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            coverage: summary
+                .coverage
+                .iter()
+                .map(|c| ErrorCoverage {
+                    found: c.found as usize,
+                    kept: c.kept as usize,
+                    nearest: (c.found > 0).then_some(c.nearest),
+                    error: Some(c.error.clone()).filter(|e| !e.is_empty()),
+                })
+                .collect(),
+            label_counts: summary.label_counts.into_iter().collect::<BTreeMap<_, _>>(),
+            distances: summary.distances.map(|q| Quantiles {
+                min: q.min,
+                p10: q.p10,
+                p50: q.p50,
+                p90: q.p90,
+                max: q.max,
+            }),
+            request: req.clone(),
+            backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
+            engine: summary.engine,
+            pool_items: summary.pool_items,
+            excluded: summary.excluded as usize,
+        })
+    }
+}
+
+fn job_of(j: pb::Job) -> RemoteJob {
+    let state = match pb::JobState::try_from(j.state) {
+        Ok(pb::JobState::Running) => JobState::Running,
+        Ok(pb::JobState::Succeeded) => JobState::Succeeded,
+        Ok(pb::JobState::Failed) => JobState::Failed,
+        Ok(pb::JobState::Cancelled) => JobState::Cancelled,
+        _ => JobState::Pending,
+    };
+    let source = Path::new(&j.source).to_owned();
+    RemoteJob {
+        record: JobRecord {
+            id: j.id,
+            pool: j.pool,
+            source: JobSource::Folder(source),
+            state,
+            total: j.total,
+            error: Some(j.error).filter(|e| !e.is_empty()),
+            created_at: j.created_unix_ms / 1000,
+            finished_at: (j.finished_unix_ms > 0).then_some(j.finished_unix_ms / 1000),
+            tally: JobTally {
+                stored: j.stored,
+                duplicates: j.duplicates,
+                failed: j.failed,
+                present: j.present,
+            },
+        },
+        problems: j.errors.into_iter().map(|e| (e.key, e.reason)).collect(),
+    }
+}

@@ -1,0 +1,262 @@
+//! Conversions between the generated wire types and the service's domain types.
+
+use tonic::Status;
+
+use super::pb;
+use crate::debugset::{Finding, Merge, MergeParams, Quantiles};
+use crate::service::{
+    DebugItem, DebugSetRequest, DebugSetResult, Hit, IngestItem, ItemContent, PoolDetails,
+    QueryInput, StreamSummary,
+};
+use crate::store::{JobRecord, JobState, PoolRecord};
+use crate::types::Dtype;
+
+pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("invalid {field}: {reason}"))
+}
+
+pub fn dtype(d: i32) -> Result<Dtype, Status> {
+    match pb::Dtype::try_from(d) {
+        Ok(pb::Dtype::Unspecified | pb::Dtype::F32) => Ok(Dtype::F32),
+        Ok(pb::Dtype::F16) => Ok(Dtype::F16),
+        Err(_) => Err(invalid(
+            "dtype",
+            format!("{d} is not a dtype; use DTYPE_F32 or DTYPE_F16"),
+        )),
+    }
+}
+
+fn dtype_pb(d: Dtype) -> pb::Dtype {
+    match d {
+        Dtype::F32 => pb::Dtype::F32,
+        Dtype::F16 => pb::Dtype::F16,
+    }
+}
+
+pub fn pool(r: &PoolRecord) -> pb::Pool {
+    pb::Pool {
+        name: r.name.clone(),
+        dim: r.dim as u32,
+        dtype: dtype_pb(r.dtype) as i32,
+        backbone: r.backbone.clone().unwrap_or_default(),
+        items: r.rows,
+        created_unix_ms: r.created_at * 1000,
+        weights: r.weights.clone().unwrap_or_default(),
+        pooling: r.pooling.clone().unwrap_or_default(),
+    }
+}
+
+pub fn pool_details(d: &PoolDetails, jobs: Vec<pb::Job>) -> pb::PoolDetails {
+    let unlabelled = d.labels.get("").copied().unwrap_or(0);
+    let indexed = d.index.indexed_rows.unwrap_or(0) as u64;
+    pb::PoolDetails {
+        pool: Some(pool(&d.record)),
+        label_counts: d
+            .labels
+            .iter()
+            .filter(|(l, _)| !l.is_empty())
+            .map(|(l, n)| (l.clone(), *n))
+            .collect(),
+        unlabelled,
+        index: Some(pb::IndexState {
+            engine: "native".into(),
+            indexed_items: indexed,
+            up_to_date: d.index.indexed_rows.is_some() && indexed == d.record.rows,
+            m: d.index.params.map_or(0, |p| p.m as u32),
+            ef_construction: d.index.params.map_or(0, |p| p.ef_construction as u32),
+            problem: d.index.problem.clone().unwrap_or_default(),
+        }),
+        jobs,
+    }
+}
+
+pub fn query(i: usize, q: pb::Query) -> Result<QueryInput, Status> {
+    match q.source {
+        Some(pb::query::Source::Image(bytes)) => Ok(QueryInput::Image {
+            name: format!("query {i}"),
+            bytes,
+        }),
+        Some(pb::query::Source::Vector(v)) => Ok(QueryInput::Vector(v.values)),
+        Some(pb::query::Source::ItemKey(k)) => Ok(QueryInput::Key(k)),
+        None => Err(invalid(
+            "queries",
+            format!("query {i} is empty: set image, vector or item_key"),
+        )),
+    }
+}
+
+pub fn hit(h: Hit) -> pb::Hit {
+    pb::Hit {
+        row: h.row as u64,
+        key: h.key,
+        label: h.label.unwrap_or_default(),
+        distance: h.distance,
+    }
+}
+
+pub fn ingest_item(item: pb::IngestItem) -> Result<IngestItem, Status> {
+    let content = match item.content {
+        Some(pb::ingest_item::Content::Image(b)) => ItemContent::Image(b),
+        Some(pb::ingest_item::Content::Vector(v)) => ItemContent::Vector(v.values),
+        None => {
+            return Err(invalid(
+                "items",
+                format!("item {:?} has no content: set image or vector", item.key),
+            ))
+        }
+    };
+    Ok(IngestItem {
+        key: item.key,
+        label: Some(item.label).filter(|l| !l.is_empty()),
+        metadata: Some(item.metadata_json).filter(|m| !m.is_empty()),
+        content,
+    })
+}
+
+pub fn ingest_summary(s: StreamSummary) -> pb::IngestSummary {
+    pb::IngestSummary {
+        received: s.received,
+        stored: s.stored,
+        duplicates: s.duplicates,
+        failed: s.failed,
+        errors: s
+            .errors
+            .into_iter()
+            .map(|(key, reason)| pb::ItemError { key, reason })
+            .collect(),
+        pool_items: s.pool_items,
+        present: s.present,
+    }
+}
+
+pub fn job(j: &JobRecord, problems: Vec<(String, String, String)>) -> pb::Job {
+    let state = match j.state {
+        JobState::Pending => pb::JobState::Pending,
+        JobState::Running => pb::JobState::Running,
+        JobState::Succeeded => pb::JobState::Succeeded,
+        JobState::Failed => pb::JobState::Failed,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    };
+    pb::Job {
+        id: j.id.clone(),
+        pool: j.pool.clone(),
+        state: state as i32,
+        total: j.total,
+        done: j.tally.done(),
+        stored: j.tally.stored,
+        duplicates: j.tally.duplicates,
+        failed: j.tally.failed,
+        errors: problems
+            .into_iter()
+            .map(|(key, outcome, detail)| pb::ItemError {
+                key,
+                reason: if outcome == "duplicate" {
+                    format!("duplicate of {detail}")
+                } else {
+                    detail
+                },
+            })
+            .collect(),
+        error: j.error.clone().unwrap_or_default(),
+        created_unix_ms: j.created_at * 1000,
+        finished_unix_ms: j.finished_at.unwrap_or(0) * 1000,
+        present: j.tally.present,
+        source: j.source.path().display().to_string(),
+    }
+}
+
+pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest, Status> {
+    let merge = match pb::Merge::try_from(r.merge) {
+        Ok(pb::Merge::Unspecified | pb::Merge::Union) => Merge::Union,
+        Ok(pb::Merge::RoundRobin) => Merge::RoundRobin,
+        Ok(pb::Merge::GlobalTop) => Merge::GlobalTop,
+        Err(_) => return Err(invalid("merge", format!("{} is not a merge mode", r.merge))),
+    };
+    let errors = r
+        .errors
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, q)| query(i, q))
+        .collect::<Result<_, _>>()?;
+    Ok(DebugSetRequest {
+        pool: r.pool.clone(),
+        errors,
+        errors_pool: Some(r.errors_pool.clone()).filter(|p| !p.is_empty()),
+        k: r.k as usize,
+        merge: MergeParams {
+            merge,
+            budget: r.budget.map(|b| b as usize),
+            max_distance: r.max_distance,
+            keep_duplicates: r.keep_duplicates,
+        },
+        labels: r.labels.clone(),
+        exclude_keys: r.exclude_keys.clone(),
+        exact: r.exact,
+        exact_rerank: r.exact_rerank,
+        ef: Some(r.ef as usize).filter(|&e| e > 0),
+    })
+}
+
+fn finding(f: &Finding) -> pb::Finding {
+    pb::Finding {
+        error_index: f.error as u32,
+        rank: f.rank as u32,
+        distance: f.distance,
+    }
+}
+
+pub fn debug_item(i: DebugItem) -> pb::DebugItem {
+    pb::DebugItem {
+        row: i.row as u64,
+        key: i.key,
+        label: i.label.unwrap_or_default(),
+        best_distance: i.best_distance,
+        found_by: i.found_by.iter().map(finding).collect(),
+    }
+}
+
+fn quantiles(q: Quantiles) -> pb::Quantiles {
+    pb::Quantiles {
+        min: q.min,
+        p10: q.p10,
+        p50: q.p50,
+        p90: q.p90,
+        max: q.max,
+    }
+}
+
+/// The summary, with the request echoed as applied (defaults filled in).
+pub fn debug_set_summary(
+    r: &DebugSetResult,
+    wire: &pb::BuildDebugSetRequest,
+) -> pb::DebugSetSummary {
+    let mut applied = wire.clone();
+    applied.errors.clear();
+    applied.merge = match r.request.merge.merge {
+        Merge::Union => pb::Merge::Union,
+        Merge::RoundRobin => pb::Merge::RoundRobin,
+        Merge::GlobalTop => pb::Merge::GlobalTop,
+    } as i32;
+    pb::DebugSetSummary {
+        coverage: r
+            .coverage
+            .iter()
+            .enumerate()
+            .map(|(i, c)| pb::ErrorCoverage {
+                error_index: i as u32,
+                found: c.found as u32,
+                kept: c.kept as u32,
+                nearest: c.nearest.unwrap_or(0.0),
+                error: c.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+        label_counts: r.label_counts.clone().into_iter().collect(),
+        distances: r.distances.map(quantiles),
+        parameters: Some(applied),
+        backbone: r.backbone.clone().unwrap_or_default(),
+        engine: r.engine.clone(),
+        pool_items: r.pool_items,
+        excluded: r.excluded as u32,
+    }
+}

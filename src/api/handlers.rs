@@ -1,0 +1,466 @@
+//! The `dcd.v1.Dcd` service: each handler validates and converts the request, runs the
+//! service call on the blocking pool (never on tonic's async threads) under the in-flight
+//! limit, and converts the answer back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::{self, invalid};
+use super::metrics::Metrics;
+use super::pb;
+use crate::error::Result;
+use crate::ingest;
+use crate::service::{CreatePool, ModelKey, SearchRequest, Service, StreamIngest};
+use crate::store::JobSource;
+
+/// Items per message of a streamed debug-train set.
+const DEBUG_SET_CHUNK: usize = 1000;
+/// Failed and duplicate entries listed in a job.
+const JOB_ERRORS: usize = 100;
+
+type RpcStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
+
+/// The gRPC front of a [`Service`].
+#[derive(Clone)]
+pub struct DcdApi {
+    service: Arc<Service>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl DcdApi {
+    /// Serves `service`, refusing requests beyond `max_in_flight` at once.
+    pub fn new(service: Arc<Service>, max_in_flight: usize, metrics: Arc<Metrics>) -> DcdApi {
+        DcdApi {
+            service,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_in_flight: max_in_flight.max(1),
+            metrics,
+        }
+    }
+
+    fn permit(&self) -> std::result::Result<OwnedSemaphorePermit, Status> {
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the server is at its limit of {} requests in flight; retry with backoff, or start it with a higher --max-in-flight",
+                self.max_in_flight
+            ))
+        })?;
+        self.metrics
+            .in_flight
+            .set((self.max_in_flight - self.in_flight.available_permits()) as i64);
+        Ok(permit)
+    }
+
+    /// Runs `f` on the blocking pool under a permit, with the caller's tracing span.
+    async fn blocking<T, F>(&self, method: &'static str, f: F) -> std::result::Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Arc<Service>) -> Result<T> + Send + 'static,
+    {
+        let permit = match self.permit() {
+            Ok(p) => p,
+            Err(s) => {
+                self.metrics.observe(method, s.code(), 0.0);
+                return Err(s);
+            }
+        };
+        let service = self.service.clone();
+        let span = tracing::Span::current();
+        let started = std::time::Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            let _permit = permit;
+            f(&service)
+        })
+        .await;
+        let result = match joined {
+            Ok(r) => r.map_err(Status::from),
+            Err(e) => Err(Status::internal(format!(
+                "the request's worker failed: {e}"
+            ))),
+        };
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.metrics
+            .observe(method, code, started.elapsed().as_secs_f64());
+        self.metrics
+            .in_flight
+            .set((self.max_in_flight - self.in_flight.available_permits()) as i64);
+        result
+    }
+}
+
+fn job_message(service: &Service, id: &str) -> Result<pb::Job> {
+    let record = service.store().job(id)?;
+    let problems = service.store().job_problems(id, JOB_ERRORS)?;
+    Ok(convert::job(&record, problems))
+}
+
+#[tonic::async_trait]
+impl pb::dcd_server::Dcd for DcdApi {
+    async fn create_pool(
+        &self,
+        request: Request<pb::CreatePoolRequest>,
+    ) -> std::result::Result<Response<pb::Pool>, Status> {
+        let r = request.into_inner();
+        let req = CreatePool {
+            name: r.name,
+            backbone: Some(r.backbone).filter(|b| !b.is_empty()),
+            weights: Some(r.weights).filter(|w| !w.is_empty()),
+            pooling: Some(r.pooling).filter(|p| !p.is_empty()),
+            dim: Some(r.dim as usize).filter(|&d| d > 0),
+            dtype: convert::dtype(r.dtype)?,
+        };
+        let record = self
+            .blocking("CreatePool", move |s| s.create_pool(&req))
+            .await?;
+        Ok(Response::new(convert::pool(&record)))
+    }
+
+    async fn list_pools(
+        &self,
+        _request: Request<pb::ListPoolsRequest>,
+    ) -> std::result::Result<Response<pb::ListPoolsResponse>, Status> {
+        let pools = self.blocking("ListPools", |s| s.list_pools()).await?;
+        Ok(Response::new(pb::ListPoolsResponse {
+            pools: pools.iter().map(convert::pool).collect(),
+        }))
+    }
+
+    async fn get_pool(
+        &self,
+        request: Request<pb::GetPoolRequest>,
+    ) -> std::result::Result<Response<pb::PoolDetails>, Status> {
+        let name = request.into_inner().name;
+        let details = self
+            .blocking("GetPool", move |s| {
+                let d = s.pool_details(&name)?;
+                let jobs = s
+                    .store()
+                    .jobs_of_pool(&name)?
+                    .iter()
+                    .map(|j| job_message(s, &j.id))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(convert::pool_details(&d, jobs))
+            })
+            .await?;
+        Ok(Response::new(details))
+    }
+
+    async fn delete_pool(
+        &self,
+        request: Request<pb::DeletePoolRequest>,
+    ) -> std::result::Result<Response<pb::DeletePoolResponse>, Status> {
+        let name = request.into_inner().name;
+        let items = self
+            .blocking("DeletePool", move |s| s.delete_pool(&name))
+            .await?;
+        Ok(Response::new(pb::DeletePoolResponse {
+            items_deleted: items,
+        }))
+    }
+
+    async fn ingest(
+        &self,
+        request: Request<Streaming<pb::IngestItem>>,
+    ) -> std::result::Result<Response<pb::IngestSummary>, Status> {
+        let mut stream = request.into_inner();
+        let first = match stream.next().await {
+            Some(item) => item?,
+            None => {
+                return Err(invalid(
+                    "items",
+                    "the stream is empty: send at least one item",
+                ))
+            }
+        };
+        if first.pool.is_empty() {
+            return Err(invalid(
+                "pool",
+                "set the pool on the first item of the stream",
+            ));
+        }
+        // The blocking side commits batches while this side keeps reading the stream; the
+        // bounded channel holds the client back when the store is the slower.
+        let (tx, mut rx) = mpsc::channel::<pb::IngestItem>(4096);
+        let pool = first.pool.clone();
+        let worker = self.blocking("Ingest", move |s| {
+            let mut ingest = StreamIngest::start(s.clone(), &pool)?;
+            while let Some(item) = rx.blocking_recv() {
+                if !item.pool.is_empty() && item.pool != pool {
+                    return Err(crate::service::ServiceError::InvalidArgument {
+                        field: "pool",
+                        reason: format!(
+                            "one stream fills one pool: it started with {pool:?} and an item names {:?}",
+                            item.pool
+                        ),
+                    }
+                    .into());
+                }
+                let item = convert::ingest_item(item).map_err(|st| {
+                    crate::service::ServiceError::InvalidArgument {
+                        field: "items",
+                        reason: st.message().to_owned(),
+                    }
+                })?;
+                ingest.push(item)?;
+            }
+            ingest.finish()
+        });
+        let feed = async move {
+            if tx.send(first).await.is_err() {
+                return Ok(());
+            }
+            while let Some(item) = stream.next().await {
+                let item = item?;
+                if tx.send(item).await.is_err() {
+                    // The worker stopped (its error is the answer).
+                    break;
+                }
+            }
+            Ok::<(), Status>(())
+        };
+        let (summary, fed) = tokio::join!(worker, feed);
+        let summary = summary?;
+        fed?;
+        self.metrics.vectors_stored.inc_by(summary.stored);
+        Ok(Response::new(convert::ingest_summary(summary)))
+    }
+
+    async fn start_ingest_job(
+        &self,
+        request: Request<pb::StartIngestJobRequest>,
+    ) -> std::result::Result<Response<pb::Job>, Status> {
+        let r = request.into_inner();
+        let source = match r.source {
+            Some(pb::start_ingest_job_request::Source::Folder(f)) => JobSource::Folder(f.into()),
+            Some(pb::start_ingest_job_request::Source::Manifest(m)) => {
+                JobSource::Manifest(m.into())
+            }
+            None => return Err(invalid("source", "set folder or manifest")),
+        };
+        let pool = r.pool;
+        let job = self
+            .blocking("StartIngestJob", move |s| {
+                let job = ingest::start(s, &pool, source)?;
+                job_message(s, &job.id)
+            })
+            .await?;
+        Ok(Response::new(job))
+    }
+
+    type WatchJobStream = RpcStream<pb::Job>;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> std::result::Result<Response<Self::WatchJobStream>, Status> {
+        let id = request.into_inner().id;
+        let rx = {
+            let id = id.clone();
+            self.blocking("WatchJob", move |s| ingest::watch(s, &id))
+                .await?
+        };
+        let (tx, out) = mpsc::channel(4);
+        let service = self.service.clone();
+        tokio::spawn(async move {
+            let mut rx = rx;
+            loop {
+                let (s, id2) = (service.clone(), id.clone());
+                let msg = tokio::task::spawn_blocking(move || job_message(&s, &id2)).await;
+                let msg = match msg {
+                    Ok(Ok(m)) => Ok(m),
+                    Ok(Err(e)) => Err(Status::from(e)),
+                    Err(e) => Err(Status::internal(e.to_string())),
+                };
+                let done = msg.as_ref().map_or(true, |m| {
+                    !matches!(
+                        pb::JobState::try_from(m.state),
+                        Ok(pb::JobState::Pending | pb::JobState::Running)
+                    )
+                });
+                if tx.send(msg).await.is_err() || done {
+                    break;
+                }
+                if rx.changed().await.is_err() {
+                    // The job thread ended: send the final record, then stop.
+                    let (s, id2) = (service.clone(), id.clone());
+                    if let Ok(Ok(m)) =
+                        tokio::task::spawn_blocking(move || job_message(&s, &id2)).await
+                    {
+                        let _ = tx.send(Ok(m)).await;
+                    }
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> std::result::Result<Response<pb::Job>, Status> {
+        let id = request.into_inner().id;
+        let job = self
+            .blocking("GetJob", move |s| job_message(s, &id))
+            .await?;
+        Ok(Response::new(job))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> std::result::Result<Response<pb::Job>, Status> {
+        let id = request.into_inner().id;
+        let job = self
+            .blocking("CancelJob", move |s| {
+                ingest::cancel(s, &id)?;
+                job_message(s, &id)
+            })
+            .await?;
+        Ok(Response::new(job))
+    }
+
+    async fn embed(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> std::result::Result<Response<pb::EmbedResponse>, Status> {
+        let r = request.into_inner();
+        if r.images.is_empty() {
+            return Err(invalid("images", "send at least one image"));
+        }
+        let model = r
+            .model
+            .ok_or_else(|| invalid("model", "set backbone or pool"))?;
+        let images = r.images;
+        let response = self
+            .blocking("Embed", move |s| {
+                let embedder = match model {
+                    pb::embed_request::Model::Backbone(b) => s.models().get(&ModelKey {
+                        backbone: b,
+                        weights: None,
+                        pooling: "cls".into(),
+                    })?,
+                    pb::embed_request::Model::Pool(p) => {
+                        let record = s.pool(&p)?.record();
+                        s.pool_model(&record)?
+                    }
+                };
+                let inputs = images
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, bytes)| crate::features::pipeline::ImageInput::Bytes {
+                        name: format!("image {i}"),
+                        bytes,
+                    })
+                    .collect();
+                let results = embedder.embed(inputs);
+                Ok(pb::EmbedResponse {
+                    dim: embedder.dim() as u32,
+                    results: results
+                        .into_iter()
+                        .map(|r| pb::EmbedResult {
+                            outcome: Some(match r {
+                                Ok(values) => {
+                                    pb::embed_result::Outcome::Vector(pb::Vector { values })
+                                }
+                                Err(e) => pb::embed_result::Outcome::Error(e.to_string()),
+                            }),
+                        })
+                        .collect(),
+                })
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> std::result::Result<Response<pb::SearchResponse>, Status> {
+        let r = request.into_inner();
+        let queries = r
+            .queries
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| convert::query(i, q))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let req = SearchRequest {
+            pool: r.pool,
+            queries,
+            k: r.k as usize,
+            ef: Some(r.ef as usize).filter(|&e| e > 0),
+            exact: r.exact,
+            labels: r.labels,
+        };
+        let (results, _engine) = self.blocking("Search", move |s| s.search(&req)).await?;
+        Ok(Response::new(pb::SearchResponse {
+            results: results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(hits) => pb::QueryResult {
+                        hits: hits.into_iter().map(convert::hit).collect(),
+                        error: String::new(),
+                    },
+                    Err(error) => pb::QueryResult {
+                        hits: Vec::new(),
+                        error,
+                    },
+                })
+                .collect(),
+        }))
+    }
+
+    async fn build_debug_set(
+        &self,
+        request: Request<pb::BuildDebugSetRequest>,
+    ) -> std::result::Result<Response<pb::DebugSet>, Status> {
+        let wire = request.into_inner();
+        let req = convert::debug_set_request(&wire)?;
+        let result = self
+            .blocking("BuildDebugSet", move |s| s.build_debug_set(&req))
+            .await?;
+        let summary = convert::debug_set_summary(&result, &wire);
+        Ok(Response::new(pb::DebugSet {
+            items: result.items.into_iter().map(convert::debug_item).collect(),
+            summary: Some(summary),
+        }))
+    }
+
+    type StreamDebugSetStream = RpcStream<pb::DebugSetChunk>;
+
+    async fn stream_debug_set(
+        &self,
+        request: Request<pb::BuildDebugSetRequest>,
+    ) -> std::result::Result<Response<Self::StreamDebugSetStream>, Status> {
+        let wire = request.into_inner();
+        let req = convert::debug_set_request(&wire)?;
+        let result = self
+            .blocking("StreamDebugSet", move |s| s.build_debug_set(&req))
+            .await?;
+        let summary = convert::debug_set_summary(&result, &wire);
+        let mut chunks: Vec<std::result::Result<pb::DebugSetChunk, Status>> = Vec::new();
+        let mut items = result.items.into_iter().map(convert::debug_item).peekable();
+        while items.peek().is_some() {
+            let part: Vec<pb::DebugItem> = items.by_ref().take(DEBUG_SET_CHUNK).collect();
+            chunks.push(Ok(pb::DebugSetChunk {
+                part: Some(pb::debug_set_chunk::Part::Items(pb::DebugItems {
+                    items: part,
+                })),
+            }));
+        }
+        chunks.push(Ok(pb::DebugSetChunk {
+            part: Some(pb::debug_set_chunk::Part::Summary(summary)),
+        }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+}

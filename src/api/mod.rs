@@ -1,0 +1,145 @@
+//! The gRPC server (tonic): the `dcd.v1.Dcd` service, gRPC health and reflection, optional
+//! bearer-token auth and TLS, message size and in-flight limits, and Prometheus metrics.
+//! The only module that sees tonic, prost or generated types.
+
+pub mod auth;
+pub mod client;
+mod convert;
+mod handlers;
+pub mod metrics;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use handlers::DcdApi;
+
+use crate::service::Service;
+
+/// Generated messages, client and server of `dcd.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("dcd.v1");
+
+    /// The encoded descriptor set of `dcd.v1`, for the reflection service.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/dcd_v1_descriptor.bin"));
+}
+
+/// A cloneable shutdown signal: flips once, every waiter sees it.
+#[derive(Clone)]
+pub struct Shutdown(pub tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Resolves once shutdown has begun.
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|&v| v).await;
+    }
+}
+
+/// Server limits and security.
+#[derive(Debug)]
+pub struct ServerOptions {
+    /// Requests served at once; more get RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+    /// Largest request or response message, bytes.
+    pub max_message_bytes: usize,
+    /// Bearer token required on every `dcd.v1` call (health stays open).
+    pub api_key: Option<String>,
+    /// PEM certificate chain and key for TLS.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Upper bound on any request's time (clients' own deadlines apply when shorter).
+    pub request_timeout: Option<Duration>,
+    /// Where to serve Prometheus metrics.
+    pub metrics_listener: Option<TcpListener>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_in_flight: 64,
+            max_message_bytes: 64 << 20,
+            api_key: None,
+            tls: None,
+            request_timeout: None,
+            metrics_listener: None,
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` flips; then stops taking requests, lets
+/// the running ones finish, and stops the ingestion jobs at their next commit (they resume
+/// on the next start).
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    options: ServerOptions,
+    shutdown: Shutdown,
+) -> crate::error::Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let metrics = Arc::new(metrics::Metrics::default());
+    if let Some(l) = options.metrics_listener {
+        tracing::info!(addr = ?l.local_addr().ok(), "serving Prometheus metrics");
+        tokio::spawn(metrics::serve(
+            l,
+            metrics.clone(),
+            service.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let api = DcdApi::new(service.clone(), options.max_in_flight, metrics);
+    let dcd = pb::dcd_server::DcdServer::new(api)
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    let dcd = tonic::service::interceptor::InterceptedService::new(
+        dcd,
+        auth::BearerAuth::new(options.api_key.clone()),
+    );
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::dcd_server::DcdServer<DcdApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| crate::service::ServiceError::Internal {
+            what: format!("reflection service: {e}"),
+        })?;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &options.tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| crate::service::ServiceError::InvalidArgument {
+                field: "tls",
+                reason: format!("the certificate or key is not usable: {e}"),
+            })?;
+    }
+    if let Some(t) = options.request_timeout {
+        builder = builder.timeout(t);
+    }
+    tracing::info!(addr = ?addr, tls = options.tls.is_some(), auth = options.api_key.is_some(), "dcd serving gRPC");
+    let mut stop = shutdown.clone();
+    let result = builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(dcd)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stop.wait().await;
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await;
+    let jobs = service.clone();
+    let _ = tokio::task::spawn_blocking(move || jobs.jobs().shutdown()).await;
+    result.map_err(|e| {
+        crate::service::ServiceError::Internal {
+            what: format!("the gRPC server stopped: {e}"),
+        }
+        .into()
+    })
+}

@@ -1,0 +1,98 @@
+//! The one place errors become gRPC statuses. Every variant of every layer's error is named
+//! here (no catch-all arm), so a new variant cannot reach a client with the wrong code.
+
+use tonic::{Code, Status};
+
+use crate::error::Error;
+use crate::features::FeatureError;
+use crate::formats::FormatError;
+use crate::index::IndexError;
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = code_of(&e);
+        if code == Code::Internal || code == Code::Unavailable {
+            tracing::error!(error = %e, "request failed on the server side");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+/// The gRPC code of an error.
+pub fn code_of(e: &Error) -> Code {
+    match e {
+        Error::Store(e) => store_code(e),
+        Error::Index(e) => index_code(e),
+        Error::Format(e) => match e {
+            FormatError::Unsupported { .. } | FormatError::Malformed { .. } => {
+                Code::InvalidArgument
+            }
+            FormatError::Io { .. } => Code::Internal,
+        },
+        Error::Feature(e) => feature_code(e),
+        Error::Service(e) => service_code(e),
+        Error::Usage(_) => Code::InvalidArgument,
+    }
+}
+
+fn store_code(e: &StoreError) -> Code {
+    match e {
+        StoreError::PoolNotFound { .. } | StoreError::JobNotFound { .. } => Code::NotFound,
+        StoreError::PoolExists { .. } | StoreError::DuplicateKey { .. } => Code::AlreadyExists,
+        StoreError::InvalidPoolName { .. }
+        | StoreError::InvalidDimension { .. }
+        | StoreError::DimensionMismatch { .. }
+        | StoreError::NonFinite { .. }
+        | StoreError::ItemCountMismatch { .. }
+        | StoreError::InvalidMetadata { .. } => Code::InvalidArgument,
+        StoreError::PoolFull { .. } => Code::ResourceExhausted,
+        StoreError::DataDirLocked { .. } => Code::Unavailable,
+        StoreError::CorruptVectorFile { .. }
+        | StoreError::TruncatedVectorFile { .. }
+        | StoreError::CatalogUnreadable { .. } => Code::DataLoss,
+        StoreError::Catalog { .. } | StoreError::Io { .. } => Code::Internal,
+    }
+}
+
+fn index_code(e: &IndexError) -> Code {
+    match e {
+        IndexError::InvalidK { .. }
+        | IndexError::DimensionMismatch { .. }
+        | IndexError::NonFiniteQuery { .. }
+        | IndexError::InvalidParameter { .. } => Code::InvalidArgument,
+        IndexError::EmptyPool => Code::FailedPrecondition,
+        IndexError::AheadOfStore { .. }
+        | IndexError::CorruptIndexFile { .. }
+        | IndexError::Backend(_)
+        | IndexError::Io { .. } => Code::Internal,
+    }
+}
+
+fn feature_code(e: &FeatureError) -> Code {
+    match e {
+        FeatureError::UnknownBackbone { .. } | FeatureError::Config(_) => Code::InvalidArgument,
+        FeatureError::WeightsNotFound { .. } => Code::NotFound,
+        FeatureError::WeightsUnreadable { .. }
+        | FeatureError::MissingTensor { .. }
+        | FeatureError::TensorShape { .. } => Code::FailedPrecondition,
+        FeatureError::Tensor(_) => Code::Internal,
+    }
+}
+
+fn service_code(e: &ServiceError) -> Code {
+    match e {
+        ServiceError::InvalidArgument { .. }
+        | ServiceError::NothingUsable { .. }
+        | ServiceError::BadManifest { .. }
+        | ServiceError::NoImages { .. } => Code::InvalidArgument,
+        ServiceError::NoModel { .. }
+        | ServiceError::IncompatiblePools { .. }
+        | ServiceError::JobFinished { .. } => Code::FailedPrecondition,
+        ServiceError::KeyNotFound { .. } | ServiceError::PathUnreadable { .. } => Code::NotFound,
+        ServiceError::PathNotAllowed { .. } => Code::PermissionDenied,
+        ServiceError::Internal { .. } => Code::Internal,
+        ServiceError::ShuttingDown => Code::Unavailable,
+    }
+}

@@ -1,0 +1,132 @@
+//! The composition root: builds the service from the settings and runs the server until
+//! Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{self, ServerOptions, Shutdown};
+use crate::config::{IndexArgs, ModelRuntimeArgs, ServeArgs};
+use crate::error::{Error, Result};
+use crate::features::pipeline::PipelineConfig;
+use crate::index::graph::HnswParams;
+use crate::service::{AllowedRoots, ModelSettings, Service, ServiceSettings};
+
+/// Service settings from the command line.
+pub fn settings(
+    roots: AllowedRoots,
+    runtime: &ModelRuntimeArgs,
+    index: Option<&IndexArgs>,
+) -> ServiceSettings {
+    let mut params = HnswParams::default();
+    if let Some(i) = index {
+        params.m = i.m;
+        params.ef_construction = i.ef_construction;
+    }
+    ServiceSettings {
+        roots,
+        index: params,
+        models: ModelSettings {
+            device: runtime.device.clone(),
+            precision: runtime.precision.clone(),
+            pipeline: PipelineConfig {
+                max_batch: runtime.batch.max(1),
+                queue: 4 * runtime.batch.max(1),
+                ..PipelineConfig::default()
+            },
+        },
+    }
+}
+
+/// `dcd serve`: opens the data dir, resumes unfinished jobs, serves until a signal.
+pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
+    let roots = AllowedRoots::only(&args.allow_root)?;
+    let service = Service::open(data_dir, settings(roots, &args.runtime, Some(&args.index)))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p)
+                    .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))
+            };
+            Some((read(c)?, read(k)?))
+        }
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("dcd-rpc")
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
+        let metrics_listener = match args.metrics_addr {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| Error::Usage(format!("cannot listen on {a} for metrics: {e}")))?,
+            ),
+            None => None,
+        };
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Usage(format!("cannot read the bound address: {e}")))?;
+        // One line on stdout that scripts (and the Python tests) read to find the port.
+        println!("dcd listening on {local}");
+        let resumed = {
+            let s = service.clone();
+            tokio::task::spawn_blocking(move || crate::ingest::resume_unfinished(&s))
+                .await
+                .map_err(|e| Error::Usage(format!("resuming jobs: {e}")))??
+        };
+        if !resumed.is_empty() {
+            tracing::info!(jobs = resumed.len(), "resumed unfinished ingestion jobs");
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = tx.send(true);
+        });
+        let options = ServerOptions {
+            max_in_flight: args.max_in_flight,
+            max_message_bytes: args.max_message_mib.max(1) << 20,
+            api_key: args.api_key.clone(),
+            tls,
+            request_timeout: (args.request_timeout_s > 0)
+                .then(|| Duration::from_secs(args.request_timeout_s)),
+            metrics_listener,
+        };
+        run(listener, service, options, Shutdown(rx)).await
+    })
+}
+
+/// Serves `service` on `listener` until `shutdown`.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    options: ServerOptions,
+    shutdown: Shutdown,
+) -> Result<()> {
+    api::serve(listener, service, options, shutdown).await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,182 @@
+//! `dcd debug-set`: send error samples (images or vectors), get the debug-train set, write it
+//! as JSONL or CSV with a `.summary.json` beside it (coverage, labels, distances, and the
+//! parameters that rebuild the same set).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::api::client::RemoteService;
+use crate::config::DebugSetArgs;
+use crate::debugset::MergeParams;
+use crate::error::{Error, Result};
+use crate::service::{AllowedRoots, DebugSetRequest, DebugSetResult, QueryInput, Service};
+
+/// The summary file written beside a set.
+pub fn summary_path(set: &Path) -> PathBuf {
+    set.with_extension("summary.json")
+}
+
+/// Error samples from files: images (folders expanded), and .npy/.fvecs rows.
+fn error_samples(paths: &[PathBuf]) -> Result<(Vec<QueryInput>, Vec<String>)> {
+    let mut queries = Vec::new();
+    let mut names = Vec::new();
+    let (vector_files, image_paths): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.iter().cloned().partition(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "npy" | "fvecs"))
+        });
+    for f in vector_files {
+        let m = crate::formats::read_vectors(&f)?;
+        for (i, row) in m.iter_rows().enumerate() {
+            queries.push(QueryInput::Vector(row.to_vec()));
+            names.push(format!("{}#{i}", f.display()));
+        }
+    }
+    if !image_paths.is_empty() {
+        for p in super::embed::collect_images(&image_paths)? {
+            let bytes = std::fs::read(&p)
+                .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))?;
+            let abs = std::path::absolute(&p).unwrap_or(p);
+            names.push(abs.display().to_string());
+            queries.push(QueryInput::Image {
+                name: abs.display().to_string(),
+                bytes,
+            });
+        }
+    }
+    if queries.is_empty() {
+        return Err(Error::Usage(
+            "no error samples found: give image files or folders, or .npy/.fvecs vectors".into(),
+        ));
+    }
+    Ok((queries, names))
+}
+
+pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
+    let format = match args.out.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") => "jsonl",
+        Some("csv") => "csv",
+        _ => {
+            return Err(Error::Usage(format!(
+                "--out {}: name a .jsonl or .csv file",
+                args.out.display()
+            )))
+        }
+    };
+    let (errors, names) = error_samples(&args.errors)?;
+    let exclude_keys = match &args.exclude {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => Vec::new(),
+    };
+    let req = DebugSetRequest {
+        pool: args.pool.clone(),
+        errors,
+        errors_pool: None,
+        k: args.k,
+        merge: MergeParams {
+            merge: args.merge,
+            budget: args.budget,
+            max_distance: args.max_distance,
+            keep_duplicates: args.keep_duplicates,
+        },
+        labels: args.label.clone(),
+        exclude_keys,
+        exact: args.exact,
+        exact_rerank: args.exact_rerank,
+        ef: args.ef,
+    };
+    let started = std::time::Instant::now();
+    let result = match &args.target.server {
+        Some(url) => {
+            RemoteService::connect(url, args.target.api_key.as_deref())?.debug_set(&req)?
+        }
+        None => {
+            let settings = crate::app::settings(AllowedRoots::Any, &args.runtime, None);
+            Service::open(data_dir, settings)?.build_debug_set(&req)?
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    write_set(&args.out, format, &result)?;
+    let summary = serde_json::json!({
+        "errors": names,
+        "items": result.items.len(),
+        "coverage": result.coverage,
+        "label_counts": result.label_counts,
+        "distances": result.distances,
+        "request": result.request,
+        "backbone": result.backbone,
+        "engine": result.engine,
+        "pool_items": result.pool_items,
+        "excluded": result.excluded,
+    });
+    let summary_file = summary_path(&args.out);
+    std::fs::write(
+        &summary_file,
+        serde_json::to_string_pretty(&summary).expect("plain data serialises"),
+    )
+    .map_err(|e| Error::Usage(format!("cannot write {}: {e}", summary_file.display())))?;
+    for (i, c) in result.coverage.iter().enumerate() {
+        if let Some(e) = &c.error {
+            eprintln!("error sample {} ({}) skipped: {e}", i, names[i]);
+        }
+    }
+    let unused = result
+        .coverage
+        .iter()
+        .filter(|c| c.error.is_none() && c.kept == 0)
+        .count();
+    println!(
+        "debug-train set: {} items from pool {} ({} error samples, {} found nothing kept) in {:.2} s -> {} (+ {})",
+        result.items.len(),
+        args.pool,
+        names.len(),
+        unused,
+        secs,
+        args.out.display(),
+        summary_file.display()
+    );
+    Ok(())
+}
+
+fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
+    let io = |e: std::io::Error| Error::Usage(format!("cannot write {}: {e}", out.display()));
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
+    match format {
+        "jsonl" => {
+            for item in &result.items {
+                serde_json::to_writer(&mut w, item).expect("plain data serialises");
+                w.write_all(b"\n").map_err(io)?;
+            }
+        }
+        _ => {
+            let mut csv = csv::Writer::from_writer(w);
+            csv.write_record(["key", "label", "best_distance", "row", "found_by"])
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            for item in &result.items {
+                let found: Vec<String> = item
+                    .found_by
+                    .iter()
+                    .map(|f| format!("{}@{}", f.error, f.rank))
+                    .collect();
+                csv.write_record([
+                    item.key.as_str(),
+                    item.label.as_deref().unwrap_or(""),
+                    &item.best_distance.to_string(),
+                    &item.row.to_string(),
+                    &found.join(";"),
+                ])
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            }
+            csv.flush().map_err(io)?;
+            return Ok(());
+        }
+    }
+    w.flush().map_err(io)
+}

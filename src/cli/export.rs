@@ -1,0 +1,146 @@
+//! `dcd export`: a debug-train set (.jsonl from `dcd debug-set`) as CSV, JSONL, or an
+//! ImageFolder tree (one subfolder per weak label, symlinks or copies) that torchvision's
+//! `ImageFolder` loads as it is.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::config::ExportArgs;
+use crate::error::{Error, Result};
+
+/// One item of a set file, as written by `dcd debug-set`.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub struct SetItem {
+    /// Pool row.
+    pub row: u32,
+    /// Item key (the image path for ingested folders).
+    pub key: String,
+    /// Weak label.
+    pub label: Option<String>,
+    /// Smallest distance to an error sample.
+    pub best_distance: f32,
+    /// Which error samples found it.
+    pub found_by: Vec<crate::debugset::Finding>,
+}
+
+/// Reads a set file.
+pub fn read_set(path: &Path) -> Result<Vec<SetItem>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                Error::Usage(format!(
+                    "{} line {}: not a debug-set item ({e}); give the .jsonl written by `dcd debug-set`",
+                    path.display(),
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A folder name for a weak label (path separators and dots made safe).
+fn label_dir(label: Option<&str>) -> String {
+    let l = label.filter(|l| !l.is_empty()).unwrap_or("unlabelled");
+    let safe: String = l
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c == '\0' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if safe == "." || safe == ".." {
+        format!("_{safe}")
+    } else {
+        safe
+    }
+}
+
+pub(super) fn run(args: ExportArgs) -> Result<()> {
+    let items = read_set(&args.set)?;
+    let io =
+        |p: &Path, e: std::io::Error| Error::Usage(format!("cannot write {}: {e}", p.display()));
+    match args.format.as_str() {
+        "jsonl" => {
+            let mut text = String::new();
+            for it in &items {
+                text.push_str(&serde_json::to_string(it).expect("plain data serialises"));
+                text.push('\n');
+            }
+            std::fs::write(&args.out, text).map_err(|e| io(&args.out, e))?;
+        }
+        "csv" => {
+            let mut w =
+                csv::Writer::from_path(&args.out).map_err(|e| Error::Usage(e.to_string()))?;
+            w.write_record(["path", "label", "distance"])
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            for it in &items {
+                w.write_record([
+                    it.key.as_str(),
+                    it.label.as_deref().unwrap_or(""),
+                    &it.best_distance.to_string(),
+                ])
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            }
+            w.flush().map_err(|e| io(&args.out, e))?;
+        }
+        _ => {
+            let (made, missing) = image_folder(&items, &args.out, args.copy)?;
+            for key in &missing {
+                eprintln!("skipped {key}: not a file on this machine");
+            }
+            println!(
+                "exported {made} images into {} ({}); {} skipped",
+                args.out.display(),
+                if args.copy { "copies" } else { "symlinks" },
+                missing.len()
+            );
+            return Ok(());
+        }
+    }
+    println!("exported {} items to {}", items.len(), args.out.display());
+    Ok(())
+}
+
+/// Writes `out/<label>/<row>_<file name>` for every item whose key is a readable file.
+fn image_folder(items: &[SetItem], out: &Path, copy: bool) -> Result<(usize, Vec<String>)> {
+    let io =
+        |p: &Path, e: std::io::Error| Error::Usage(format!("cannot write {}: {e}", p.display()));
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let mut made = 0;
+    let mut missing = Vec::new();
+    let mut seen = HashSet::new();
+    for it in items {
+        let src = PathBuf::from(&it.key);
+        if !src.is_file() || !seen.insert(it.row) {
+            if !src.is_file() {
+                missing.push(it.key.clone());
+            }
+            continue;
+        }
+        let dir = out.join(label_dir(it.label.as_deref()));
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let name = src
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let dst = dir.join(format!("{}_{name}", it.row));
+        if dst.symlink_metadata().is_ok() {
+            std::fs::remove_file(&dst).map_err(|e| io(&dst, e))?;
+        }
+        if copy {
+            std::fs::copy(&src, &dst).map_err(|e| io(&dst, e))?;
+        } else {
+            let abs = src.canonicalize().map_err(|e| io(&src, e))?;
+            std::os::unix::fs::symlink(&abs, &dst).map_err(|e| io(&dst, e))?;
+        }
+        made += 1;
+    }
+    Ok((made, missing))
+}

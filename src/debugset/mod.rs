@@ -1,0 +1,81 @@
+//! The debug-train set, as a pure computation: given each error sample's nearest pool rows
+//! (already filtered by label and exclusions, best first), merge them into one set with a
+//! budget, a distance cap and de-duplication, remembering which error samples found each row
+//! at which rank. No I/O: the service layer runs the searches and fetches the items.
+
+mod merge;
+mod summary;
+
+pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding};
+pub use summary::{quantiles, Quantiles};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How the per-error-sample neighbour lists become one set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    /// Every error sample's `k` nearest, de-duplicated; over the budget, the nearest are kept.
+    #[default]
+    Union,
+    /// Rank 1 of every error sample, then rank 2, ... until the budget: each error sample
+    /// gets its fair share even when some have much closer neighbours than others.
+    RoundRobin,
+    /// The `budget` rows nearest to any error sample (each sample is searched `budget` deep).
+    GlobalTop,
+}
+
+impl Merge {
+    /// Name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Merge::Union => "union",
+            Merge::RoundRobin => "round_robin",
+            Merge::GlobalTop => "global_top",
+        }
+    }
+}
+
+impl fmt::Display for Merge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Merge {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.replace('-', "_").as_str() {
+            "union" => Ok(Merge::Union),
+            "round_robin" => Ok(Merge::RoundRobin),
+            "global_top" => Ok(Merge::GlobalTop),
+            other => Err(format!(
+                "unknown merge {other:?}: use union, round_robin or global_top"
+            )),
+        }
+    }
+}
+
+/// Parameters of the merge.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct MergeParams {
+    /// Merge strategy.
+    pub merge: Merge,
+    /// Most rows in the set (None: no limit beyond the lists themselves).
+    pub budget: Option<usize>,
+    /// Rows farther than this (squared ℓ2) from every error sample are dropped.
+    pub max_distance: Option<f32>,
+    /// List a row once per error sample that found it instead of once.
+    pub keep_duplicates: bool,
+}
+
+impl MergeParams {
+    /// How deep each error sample must be searched for this merge, given `k` per sample.
+    pub fn search_depth(&self, k: usize) -> usize {
+        match (self.merge, self.budget) {
+            (Merge::GlobalTop, Some(b)) => b,
+            _ => k,
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Errors of the service layer: requests that do not fit together, resources that ran out,
+//! and paths the server may not read. Store, index and model errors pass through unchanged.
+
+use std::path::PathBuf;
+
+/// A request the service refuses, or a limit it hit.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A required field is empty or a value is out of its range.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The field, as named in the API.
+        field: &'static str,
+        /// What was wrong and how to fix it.
+        reason: String,
+    },
+    /// The request needs images embedded but the pool has no backbone.
+    #[error("pool {pool:?} stores raw vectors and has no backbone, so it cannot embed images; send vectors, or create the pool with a backbone")]
+    NoModel {
+        /// The pool.
+        pool: String,
+    },
+    /// An item key that is not in the pool.
+    #[error("no item with key {key:?} in pool {pool:?}")]
+    KeyNotFound {
+        /// The pool searched.
+        pool: String,
+        /// The key.
+        key: String,
+    },
+    /// Two pools whose vectors cannot be compared.
+    #[error("pools {a:?} ({a_space}) and {b:?} ({b_space}) live in different feature spaces; take error samples from a pool embedded with the same backbone")]
+    IncompatiblePools {
+        /// First pool.
+        a: String,
+        /// Its dimension and backbone.
+        a_space: String,
+        /// Second pool.
+        b: String,
+        /// Its dimension and backbone.
+        b_space: String,
+    },
+    /// None of the error samples or queries could be used.
+    #[error("none of the {count} {what} could be used: {first}")]
+    NothingUsable {
+        /// "error samples" or "queries".
+        what: &'static str,
+        /// How many were sent.
+        count: usize,
+        /// Why the first one failed.
+        first: String,
+    },
+    /// A server-side path outside the allowed roots.
+    #[error("{path} is outside the directories this server may read ({roots}); start dcd serve with --allow-root covering it")]
+    PathNotAllowed {
+        /// The path asked for (resolved).
+        path: PathBuf,
+        /// The allowed roots, listed.
+        roots: String,
+    },
+    /// A server-side path that does not exist or cannot be read.
+    #[error("cannot read {path}: {reason}")]
+    PathUnreadable {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// A manifest line that cannot be parsed.
+    #[error("manifest {path} line {line}: {reason}")]
+    BadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A folder or manifest with nothing to ingest.
+    #[error(
+        "{path} holds no images (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif){hint}"
+    )]
+    NoImages {
+        /// The folder or manifest.
+        path: PathBuf,
+        /// Extra advice.
+        hint: String,
+    },
+    /// A job that cannot be cancelled or resumed in its state.
+    #[error("job {id} is already {state}")]
+    JobFinished {
+        /// The job.
+        id: String,
+        /// Its final state.
+        state: String,
+    },
+    /// The machine refused a resource (threads, files) the service needs.
+    #[error("{what}")]
+    Internal {
+        /// What failed.
+        what: String,
+    },
+    /// The server is shutting down.
+    #[error("the server is shutting down; retry against the next instance")]
+    ShuttingDown,
+}

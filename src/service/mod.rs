@@ -1,0 +1,250 @@
+//! The service: what `dcd serve` answers and what the local CLI runs, as plain Rust calls on
+//! domain types. It owns the store, the open pools with their indexes, the loaded models and
+//! the ingestion jobs. Every call blocks (I/O, forward passes, searches): the gRPC layer runs
+//! them off its async threads.
+
+mod error;
+mod ingest;
+mod models;
+mod paths;
+mod pools;
+mod query;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+pub use error::ServiceError;
+pub use ingest::{content_hash_bytes, IngestItem, ItemContent, StreamIngest, StreamSummary};
+pub use models::{ModelCache, ModelKey, ModelSettings};
+pub use paths::AllowedRoots;
+pub use pools::PoolHandle;
+pub use query::{
+    DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, Hit, QueryInput, SearchRequest,
+};
+
+use crate::error::Result;
+use crate::index::graph::HnswParams;
+use crate::index::manager::{self, IndexStatus};
+use crate::store::{PoolRecord, PoolSpec, Store, StoreError};
+use crate::types::Dtype;
+
+/// How the service runs.
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    /// Directories whose files the server may read for jobs.
+    pub roots: AllowedRoots,
+    /// HNSW parameters for new indexes.
+    pub index: HnswParams,
+    /// Model placement and batching.
+    pub models: ModelSettings,
+}
+
+/// A pool as reported to callers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PoolDetails {
+    /// The catalog record.
+    pub record: PoolRecord,
+    /// Items per weak label ("" for unlabelled).
+    pub labels: BTreeMap<String, u64>,
+    /// The saved index.
+    pub index: IndexStatus,
+}
+
+/// What `create_pool` needs: a backbone (the dimension follows) or a raw dimension.
+#[derive(Clone, Debug)]
+pub struct CreatePool {
+    /// Name.
+    pub name: String,
+    /// Registry backbone; None for a pool of raw vectors.
+    pub backbone: Option<String>,
+    /// Weights of the backbone (path or model id).
+    pub weights: Option<String>,
+    /// ViT pooling (`cls` or `cls-mean-patch`).
+    pub pooling: Option<String>,
+    /// Dimension: required without a backbone; checked against it with one.
+    pub dim: Option<usize>,
+    /// Storage type.
+    pub dtype: Dtype,
+}
+
+/// The service.
+pub struct Service {
+    store: Store,
+    settings: ServiceSettings,
+    pools: Mutex<HashMap<String, Arc<PoolHandle>>>,
+    models: ModelCache,
+    jobs: crate::ingest::Jobs,
+    images_embedded: std::sync::atomic::AtomicU64,
+}
+
+impl Service {
+    /// Opens the data directory and resumes the jobs a previous run left unfinished.
+    pub fn open(data_dir: &std::path::Path, settings: ServiceSettings) -> Result<Arc<Service>> {
+        let store = Store::open(data_dir)?;
+        let models = ModelCache::new(settings.models.clone());
+        let service = Arc::new(Service {
+            store,
+            settings,
+            pools: Mutex::new(HashMap::new()),
+            models,
+            jobs: crate::ingest::Jobs::default(),
+            images_embedded: std::sync::atomic::AtomicU64::new(0),
+        });
+        Ok(service)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// Loaded models.
+    pub fn models(&self) -> &ModelCache {
+        &self.models
+    }
+
+    /// The job registry.
+    pub fn jobs(&self) -> &crate::ingest::Jobs {
+        &self.jobs
+    }
+
+    /// The open pool `name`.
+    pub fn pool(&self, name: &str) -> Result<Arc<PoolHandle>> {
+        if name.is_empty() {
+            return Err(ServiceError::InvalidArgument {
+                field: "pool",
+                reason: "name the pool (list them with ListPools / dcd pool list)".into(),
+            }
+            .into());
+        }
+        let mut pools = self.pools.lock();
+        if let Some(p) = pools.get(name) {
+            return Ok(p.clone());
+        }
+        let pool = self.store.open_pool(name)?;
+        let handle = Arc::new(PoolHandle::new(pool, self.settings.index));
+        pools.insert(name.to_owned(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Creates a pool; with a backbone, its dimension is the model's (which loads it).
+    pub fn create_pool(&self, req: &CreatePool) -> Result<PoolRecord> {
+        let (dim, pooling) = match &req.backbone {
+            Some(backbone) => {
+                let pooling = req.pooling.clone().unwrap_or_else(|| "cls".into());
+                if !matches!(pooling.as_str(), "cls" | "cls-mean-patch") {
+                    return Err(ServiceError::InvalidArgument {
+                        field: "pooling",
+                        reason: format!("{pooling:?}: use cls or cls-mean-patch"),
+                    }
+                    .into());
+                }
+                let key = ModelKey {
+                    backbone: backbone.clone(),
+                    weights: req.weights.clone(),
+                    pooling: pooling.clone(),
+                };
+                let dim = self.models.dim(&key)?;
+                if let Some(d) = req.dim.filter(|&d| d != dim) {
+                    return Err(ServiceError::InvalidArgument {
+                        field: "dim",
+                        reason: format!(
+                            "{backbone} gives {dim}-d features, not {d}; leave the dimension out"
+                        ),
+                    }
+                    .into());
+                }
+                (dim, Some(pooling))
+            }
+            None => {
+                if req.weights.is_some() {
+                    return Err(ServiceError::InvalidArgument {
+                        field: "weights",
+                        reason: "weights need a backbone; name one, or leave the weights out for a raw-vector pool".into(),
+                    }
+                    .into());
+                }
+                let dim = req.dim.ok_or(ServiceError::InvalidArgument {
+                    field: "dim",
+                    reason: "a pool without a backbone needs its vector dimension (e.g. 384)"
+                        .into(),
+                })?;
+                (dim, None)
+            }
+        };
+        Ok(self.store.create_pool(&PoolSpec {
+            name: req.name.clone(),
+            dim,
+            dtype: req.dtype,
+            backbone: req.backbone.clone(),
+            weights: req.weights.clone(),
+            pooling,
+        })?)
+    }
+
+    /// All pools.
+    pub fn list_pools(&self) -> Result<Vec<PoolRecord>> {
+        Ok(self.store.pools()?)
+    }
+
+    /// One pool with its label histogram and index state.
+    pub fn pool_details(&self, name: &str) -> Result<PoolDetails> {
+        let handle = self.pool(name)?;
+        let open = handle.read();
+        Ok(PoolDetails {
+            record: open.pool.record().clone(),
+            labels: open.pool.label_histogram()?,
+            index: manager::status(&open.pool),
+        })
+    }
+
+    /// Deletes a pool, cancelling its jobs first; returns how many items it held.
+    pub fn delete_pool(&self, name: &str) -> Result<u64> {
+        let record = self.store.pool_record(name)?;
+        self.jobs.cancel_pool(name);
+        self.pools.lock().remove(name);
+        match self.store.delete_pool(name) {
+            Ok(()) => Ok(record.rows),
+            Err(StoreError::PoolNotFound { .. }) => {
+                Err(StoreError::PoolNotFound { name: name.into() }.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The embedding pipeline of a pool's backbone.
+    pub fn pool_model(
+        &self,
+        record: &PoolRecord,
+    ) -> Result<Arc<crate::features::pipeline::Embedder>> {
+        let key = ModelKey::of_pool(record).ok_or_else(|| ServiceError::NoModel {
+            pool: record.name.clone(),
+        })?;
+        self.models.get(&key)
+    }
+
+    /// Images embedded since start (requests and jobs).
+    pub fn images_embedded(&self) -> u64 {
+        self.images_embedded
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts embedded images.
+    pub fn count_embedded(&self, n: usize) {
+        self.images_embedded
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Paths the server may read.
+    pub fn check_path(&self, path: &std::path::Path) -> Result<PathBuf> {
+        Ok(self.settings.roots.check(path)?)
+    }
+}

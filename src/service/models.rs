@@ -1,0 +1,102 @@
+//! Backbones the service has loaded, one embedding pipeline each, shared by every request
+//! and job that embeds with that model. Loaded on first use; loading is slow (weights from
+//! disk), so each model loads once even when many requests ask for it at the same moment.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::Result;
+use crate::features::backbone::backbone_from_args;
+use crate::features::pipeline::{Embedder, PipelineConfig};
+use crate::features::FeatureExtractor;
+use crate::store::PoolRecord;
+
+/// Which model, as recorded with a pool.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelKey {
+    /// Registry name.
+    pub backbone: String,
+    /// Weights path or model id (None: the registry default).
+    pub weights: Option<String>,
+    /// ViT pooling.
+    pub pooling: String,
+}
+
+impl ModelKey {
+    /// The model a pool's vectors come from, if it has one.
+    pub fn of_pool(record: &PoolRecord) -> Option<ModelKey> {
+        Some(ModelKey {
+            backbone: record.backbone.clone()?,
+            weights: record.weights.clone(),
+            pooling: record.pooling.clone().unwrap_or_else(|| "cls".into()),
+        })
+    }
+}
+
+/// Where and how models run.
+#[derive(Clone, Debug)]
+pub struct ModelSettings {
+    /// `cpu`, `cuda`, `cuda:N`.
+    pub device: String,
+    /// `f32`, `f16`, `bf16`.
+    pub precision: String,
+    /// Batching pipeline sizes.
+    pub pipeline: PipelineConfig,
+}
+
+/// A model's slot: empty until its first use has loaded it.
+type Slot = Arc<Mutex<Option<Arc<Embedder>>>>;
+
+/// Loaded models.
+pub struct ModelCache {
+    settings: ModelSettings,
+    loaded: Mutex<HashMap<ModelKey, Slot>>,
+}
+
+impl ModelCache {
+    /// An empty cache.
+    pub fn new(settings: ModelSettings) -> ModelCache {
+        ModelCache {
+            settings,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pipeline for `key`, loading the model on first use.
+    pub fn get(&self, key: &ModelKey) -> Result<Arc<Embedder>> {
+        let slot = self.loaded.lock().entry(key.clone()).or_default().clone();
+        // Holding the slot (not the map) while loading lets other models load meanwhile.
+        let mut slot = slot.lock();
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.clone());
+        }
+        let args = crate::config::BackboneArgs {
+            backbone: key.backbone.clone(),
+            weights: key.weights.clone(),
+            pooling: key.pooling.clone(),
+            device: self.settings.device.clone(),
+            precision: self.settings.precision.clone(),
+        };
+        let started = std::time::Instant::now();
+        let model = backbone_from_args(&args, false)?;
+        let preprocess = *model.preprocess();
+        let model: Arc<dyn FeatureExtractor> = Arc::new(model);
+        let (embedder, _) =
+            Embedder::start(model, preprocess, &self.settings.pipeline).map_err(|e| {
+                super::ServiceError::Internal {
+                    what: format!("cannot start the embedding threads: {e}"),
+                }
+            })?;
+        tracing::info!(backbone = %key.backbone, weights = ?key.weights, secs = started.elapsed().as_secs_f32(), "model loaded");
+        let embedder = Arc::new(embedder);
+        *slot = Some(embedder.clone());
+        Ok(embedder)
+    }
+
+    /// The feature width of `key` (loads the model).
+    pub fn dim(&self, key: &ModelKey) -> Result<usize> {
+        Ok(self.get(key)?.dim())
+    }
+}

@@ -1,0 +1,470 @@
+//! Searches and debug-train sets: turning queries (image bytes, vectors, stored items) into
+//! vectors in the pool's feature space, running them through the pool's index with the
+//! label and exclusion filters, and assembling the debug-train set with its summary.
+
+use std::collections::BTreeMap;
+
+use super::{PoolHandle, Service, ServiceError};
+use crate::debugset::{self, Finding, MergeParams, Quantiles};
+use crate::error::Result;
+use crate::features::pipeline::ImageInput;
+use crate::index::distance::distance_to_row;
+use crate::index::manager::Engine;
+use crate::index::{IndexError, RowFilter, SearchParams, MAX_K};
+use crate::types::{Matrix, Neighbor, RowId};
+
+/// One query or error sample.
+#[derive(Clone, Debug)]
+pub enum QueryInput {
+    /// An encoded image, embedded with the pool's backbone.
+    Image {
+        /// Shown in errors.
+        name: String,
+        /// The file's bytes.
+        bytes: Vec<u8>,
+    },
+    /// A vector in the pool's feature space.
+    Vector(Vec<f32>),
+    /// An item already stored (in the pool, or in the debug set's errors pool).
+    Key(String),
+}
+
+/// A k-NN search.
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    /// Pool to search.
+    pub pool: String,
+    /// The queries.
+    pub queries: Vec<QueryInput>,
+    /// Neighbours per query.
+    pub k: usize,
+    /// HNSW beam (None: the index default).
+    pub ef: Option<usize>,
+    /// Brute force instead of HNSW.
+    pub exact: bool,
+    /// Only items with one of these weak labels (empty: all).
+    pub labels: Vec<String>,
+}
+
+/// One neighbour.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Hit {
+    /// Pool row.
+    pub row: RowId,
+    /// Item key (URI).
+    pub key: String,
+    /// Weak label.
+    pub label: Option<String>,
+    /// Squared ℓ2 distance.
+    pub distance: f32,
+}
+
+/// A debug-train set request.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DebugSetRequest {
+    /// The pool to draw from.
+    pub pool: String,
+    /// Error samples.
+    #[serde(skip)]
+    pub errors: Vec<QueryInput>,
+    /// Where `QueryInput::Key` error samples live (None: `pool`).
+    pub errors_pool: Option<String>,
+    /// Neighbours per error sample.
+    pub k: usize,
+    /// Merge, budget, distance cap, duplicates.
+    pub merge: MergeParams,
+    /// Only items with one of these weak labels.
+    pub labels: Vec<String>,
+    /// Keys never returned (e.g. a held-out set).
+    pub exclude_keys: Vec<String>,
+    /// Brute force instead of HNSW.
+    pub exact: bool,
+    /// Widen the HNSW candidates 4x and re-rank them by exact distance.
+    pub exact_rerank: bool,
+    /// HNSW beam (None: the index default).
+    pub ef: Option<usize>,
+}
+
+/// An item of the debug-train set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DebugItem {
+    /// Pool row.
+    pub row: RowId,
+    /// Item key (URI).
+    pub key: String,
+    /// Weak label.
+    pub label: Option<String>,
+    /// Smallest distance to an error sample.
+    pub best_distance: f32,
+    /// Which error samples found it, at which rank.
+    pub found_by: Vec<Finding>,
+}
+
+/// What the set does for one error sample.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ErrorCoverage {
+    /// Neighbours found within the distance cap.
+    pub found: usize,
+    /// Of them in the set.
+    pub kept: usize,
+    /// Distance to its nearest neighbour.
+    pub nearest: Option<f32>,
+    /// Why this error sample could not be used (its image did not decode, ...).
+    pub error: Option<String>,
+}
+
+/// A debug-train set and its summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DebugSetResult {
+    /// The items, in the merge's order.
+    pub items: Vec<DebugItem>,
+    /// One per error sample, in request order.
+    pub coverage: Vec<ErrorCoverage>,
+    /// Items per weak label ("" for unlabelled).
+    pub label_counts: BTreeMap<String, u64>,
+    /// Best distances of the items.
+    pub distances: Option<Quantiles>,
+    /// The request as applied (defaults filled in).
+    pub request: DebugSetRequest,
+    /// Backbone of the pool (None: raw vectors).
+    pub backbone: Option<String>,
+    /// Search engine used.
+    pub engine: String,
+    /// Items in the pool when the set was built.
+    pub pool_items: u64,
+    /// Exclusion keys that matched a pool item.
+    pub excluded: usize,
+}
+
+/// Per query: its vector, or why it has none.
+type Resolved = Vec<std::result::Result<Vec<f32>, String>>;
+
+/// Per query: its hits, or why it has none.
+pub type SearchOutcome = Vec<std::result::Result<Vec<Hit>, String>>;
+
+impl Service {
+    /// k-NN search; one result (or per-query error) per query, and the engine used.
+    pub fn search(&self, req: &SearchRequest) -> Result<(SearchOutcome, &'static str)> {
+        check_k(req.k)?;
+        let handle = self.pool(&req.pool)?;
+        let resolved = self.resolve(&handle, &handle, &req.queries, "queries")?;
+        let engine = if req.exact {
+            Engine::Exact
+        } else {
+            Engine::Native
+        };
+        let ready = handle.ready(engine)?;
+        let pool = ready.pool();
+        let filter = label_filter(pool, &req.labels, &[])?.map(|(f, _)| f);
+        let params = SearchParams {
+            k: req.k,
+            ef: req.ef,
+            filter: filter.as_ref(),
+        };
+        let lists = run_queries(&ready, &resolved, &params, false)?;
+        let mut out = Vec::with_capacity(lists.len());
+        for r in lists {
+            out.push(match r {
+                Ok(list) => Ok(hits(pool, &list)?),
+                Err(e) => Err(e),
+            });
+        }
+        Ok((out, ready.index().engine()))
+    }
+
+    /// Builds a debug-train set.
+    pub fn build_debug_set(&self, req: &DebugSetRequest) -> Result<DebugSetResult> {
+        check_k(req.k)?;
+        if req.merge.budget == Some(0) {
+            return Err(ServiceError::InvalidArgument {
+                field: "budget",
+                reason: "a budget must be at least 1 (leave it out for no limit)".into(),
+            }
+            .into());
+        }
+        if let Some(d) = req.merge.max_distance {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(ServiceError::InvalidArgument {
+                    field: "max_distance",
+                    reason: format!(
+                        "{d} must be a positive squared distance (leave it out for no cap)"
+                    ),
+                }
+                .into());
+            }
+        }
+        let depth = req.merge.search_depth(req.k);
+        if depth > MAX_K {
+            return Err(ServiceError::InvalidArgument {
+                field: "budget",
+                reason: format!(
+                    "global_top searches each error sample as deep as the budget ({depth}); keep it at most {MAX_K}"
+                ),
+            }
+            .into());
+        }
+        let handle = self.pool(&req.pool)?;
+        let key_pool = match &req.errors_pool {
+            Some(name) if name != &req.pool => {
+                let other = self.pool(name)?;
+                check_same_space(&handle, &other)?;
+                other
+            }
+            _ => handle.clone(),
+        };
+        let resolved = self.resolve(&handle, &key_pool, &req.errors, "error samples")?;
+        let engine = if req.exact {
+            Engine::Exact
+        } else {
+            Engine::Native
+        };
+        let ready = handle.ready(engine)?;
+        let pool = ready.pool();
+        let (filter, excluded) = match label_filter(pool, &req.labels, &req.exclude_keys)? {
+            Some((f, n)) => (Some(f), n),
+            None => (None, 0),
+        };
+        let params = SearchParams {
+            k: depth,
+            ef: req.ef,
+            filter: filter.as_ref(),
+        };
+        let lists = run_queries(&ready, &resolved, &params, req.exact_rerank && !req.exact)?;
+        let usable: Vec<Vec<Neighbor>> = lists
+            .iter()
+            .map(|r| r.clone().unwrap_or_default())
+            .collect();
+        let assembled = debugset::assemble(&usable, &req.merge);
+        let rows: Vec<RowId> = assembled.entries.iter().map(|e| e.row).collect();
+        let items = pool.items(&rows)?;
+        let mut label_counts = BTreeMap::new();
+        let mut out = Vec::with_capacity(items.len());
+        for (entry, item) in assembled.entries.into_iter().zip(items) {
+            *label_counts
+                .entry(item.label.clone().unwrap_or_default())
+                .or_insert(0) += 1;
+            out.push(DebugItem {
+                row: entry.row,
+                key: item.key,
+                label: item.label,
+                best_distance: entry.best_distance,
+                found_by: entry.found_by,
+            });
+        }
+        let best: Vec<f32> = out.iter().map(|i| i.best_distance).collect();
+        let coverage = assembled
+            .coverage
+            .into_iter()
+            .zip(&lists)
+            .map(|(c, r)| ErrorCoverage {
+                found: c.found,
+                kept: c.kept,
+                nearest: c.nearest,
+                error: r.as_ref().err().cloned(),
+            })
+            .collect();
+        Ok(DebugSetResult {
+            items: out,
+            coverage,
+            label_counts,
+            distances: debugset::quantiles(&best),
+            request: req.clone(),
+            backbone: pool.record().backbone.clone(),
+            engine: ready.index().engine().to_string(),
+            pool_items: pool.len() as u64,
+            excluded,
+        })
+    }
+
+    /// Turns queries into vectors of `target`'s space; keys are looked up in `key_pool`.
+    /// Images that fail give a per-query error; a wrong vector or unknown key fails the call.
+    fn resolve(
+        &self,
+        target: &PoolHandle,
+        key_pool: &PoolHandle,
+        queries: &[QueryInput],
+        what: &'static str,
+    ) -> Result<Resolved> {
+        if queries.is_empty() {
+            return Err(ServiceError::InvalidArgument {
+                field: if what == "queries" {
+                    "queries"
+                } else {
+                    "errors"
+                },
+                reason: format!(
+                    "send at least one of the {what} (image bytes, a vector or an item key)"
+                ),
+            }
+            .into());
+        }
+        let record = target.record();
+        let mut out: Resolved = Vec::with_capacity(queries.len());
+        let mut images = Vec::new();
+        for (i, q) in queries.iter().enumerate() {
+            match q {
+                QueryInput::Vector(v) => {
+                    crate::index::validate_query(record.dim, v, 1, i)?;
+                    out.push(Ok(v.clone()));
+                }
+                QueryInput::Key(key) => {
+                    let open = key_pool.read();
+                    let row =
+                        open.pool
+                            .row_of_key(key)?
+                            .ok_or_else(|| ServiceError::KeyNotFound {
+                                pool: open.pool.record().name.clone(),
+                                key: key.clone(),
+                            })?;
+                    out.push(Ok(open.pool.vectors().row_f32(row as usize)));
+                }
+                QueryInput::Image { name, bytes } => {
+                    images.push((i, name.clone(), bytes.clone()));
+                    out.push(Err(String::new()));
+                }
+            }
+        }
+        if !images.is_empty() {
+            let model = self.pool_model(&record)?;
+            self.count_embedded(images.len());
+            let inputs = images
+                .iter()
+                .map(|(_, name, bytes)| ImageInput::Bytes {
+                    name: name.clone(),
+                    bytes: bytes.clone(),
+                })
+                .collect();
+            for ((i, _, _), r) in images.iter().zip(model.embed(inputs)) {
+                out[*i] = r.map_err(|e| e.to_string());
+            }
+        }
+        if out.iter().all(|r| r.is_err()) {
+            let first = out[0].as_ref().err().cloned().unwrap_or_default();
+            return Err(ServiceError::NothingUsable {
+                what,
+                count: out.len(),
+                first,
+            }
+            .into());
+        }
+        Ok(out)
+    }
+}
+
+fn check_k(k: usize) -> Result<()> {
+    if k == 0 || k > MAX_K {
+        return Err(IndexError::InvalidK { k, max: MAX_K }.into());
+    }
+    Ok(())
+}
+
+fn check_same_space(a: &PoolHandle, b: &PoolHandle) -> Result<()> {
+    let (ra, rb) = (a.record(), b.record());
+    if ra.dim != rb.dim || ra.backbone != rb.backbone || ra.pooling != rb.pooling {
+        let space = |r: &crate::store::PoolRecord| {
+            format!(
+                "{}-d, {}",
+                r.dim,
+                r.backbone.as_deref().unwrap_or("raw vectors")
+            )
+        };
+        return Err(ServiceError::IncompatiblePools {
+            a: ra.name.clone(),
+            a_space: space(&ra),
+            b: rb.name.clone(),
+            b_space: space(&rb),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The allowed rows for a label filter minus excluded keys, and how many keys matched.
+fn label_filter(
+    pool: &crate::store::Pool,
+    labels: &[String],
+    exclude_keys: &[String],
+) -> Result<Option<(RowFilter, usize)>> {
+    if labels.is_empty() && exclude_keys.is_empty() {
+        return Ok(None);
+    }
+    let n = pool.len();
+    let mut filter = if labels.is_empty() {
+        RowFilter::all(n)
+    } else {
+        RowFilter::from_rows(pool.rows_with_labels(labels)?, n)
+    };
+    let mut excluded = 0;
+    for key in exclude_keys {
+        if let Some(row) = pool.row_of_key(key)? {
+            excluded += 1;
+            filter.remove(row);
+        }
+    }
+    Ok(Some((filter, excluded)))
+}
+
+/// Searches every usable query; with `rerank`, 4x the candidates re-ranked exactly.
+fn run_queries(
+    ready: &super::pools::ReadyPool<'_>,
+    resolved: &Resolved,
+    params: &SearchParams<'_>,
+    rerank: bool,
+) -> Result<Vec<std::result::Result<Vec<Neighbor>, String>>> {
+    let pool = ready.pool();
+    let dim = pool.dim();
+    let usable: Vec<usize> = (0..resolved.len())
+        .filter(|&i| resolved[i].is_ok())
+        .collect();
+    let mut data = Vec::with_capacity(usable.len() * dim);
+    for &i in &usable {
+        data.extend_from_slice(resolved[i].as_ref().expect("usable"));
+    }
+    let queries = Matrix::new(usable.len(), dim, data);
+    let wide = SearchParams {
+        k: if rerank {
+            (params.k * 4).min(MAX_K)
+        } else {
+            params.k
+        },
+        ef: params.ef,
+        filter: params.filter,
+    };
+    let mut lists = ready
+        .index()
+        .search_batch(pool.vectors(), &queries, &wide)?;
+    if rerank {
+        let view = pool.vectors();
+        for (list, q) in lists.iter_mut().zip(queries.iter_rows()) {
+            let mut scratch = Vec::new();
+            for n in list.iter_mut() {
+                n.distance = distance_to_row(&view, q, n.id as usize, &mut scratch);
+            }
+            list.sort_by(|a, b| a.rank_cmp(b));
+            list.truncate(params.k);
+        }
+    }
+    let mut out: Vec<std::result::Result<Vec<Neighbor>, String>> = resolved
+        .iter()
+        .map(|r| r.as_ref().map(|_| Vec::new()).map_err(Clone::clone))
+        .collect();
+    for (i, list) in usable.into_iter().zip(lists) {
+        out[i] = Ok(list);
+    }
+    Ok(out)
+}
+
+fn hits(pool: &crate::store::Pool, list: &[Neighbor]) -> Result<Vec<Hit>> {
+    let rows: Vec<RowId> = list.iter().map(|n| n.id).collect();
+    let items = pool.items(&rows)?;
+    Ok(list
+        .iter()
+        .zip(items)
+        .map(|(n, it)| Hit {
+            row: n.id,
+            key: it.key,
+            label: it.label,
+            distance: n.distance,
+        })
+        .collect())
+}

@@ -1,0 +1,427 @@
+//! Ingestion jobs in the catalog: one row per job, and one row per source entry the job has
+//! dealt with (stored, duplicate, failed, already present). Entry rows are written in the same
+//! transaction as the items they produced, so after a crash a job resumes exactly where its
+//! last commit left it: every entry is either done (and recorded) or not started.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::catalog::Catalog;
+use super::error::StoreError;
+
+pub(super) const JOBS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id           TEXT PRIMARY KEY,
+    pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+    source_kind  TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    total        INTEGER NOT NULL DEFAULT 0,
+    error        TEXT,
+    created_at   INTEGER NOT NULL,
+    finished_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS job_entries (
+    job_id   TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    key      TEXT NOT NULL,
+    outcome  TEXT NOT NULL,
+    detail   TEXT,
+    PRIMARY KEY (job_id, key)
+) WITHOUT ROWID;
+";
+
+/// Where a job's images come from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
+pub enum JobSource {
+    /// ImageFolder layout: each subfolder's name is the weak label of the images in it.
+    Folder(PathBuf),
+    /// A CSV or JSONL manifest of (path, label, metadata).
+    Manifest(PathBuf),
+}
+
+impl JobSource {
+    fn kind(&self) -> &'static str {
+        match self {
+            JobSource::Folder(_) => "folder",
+            JobSource::Manifest(_) => "manifest",
+        }
+    }
+
+    /// The folder or manifest file.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            JobSource::Folder(p) | JobSource::Manifest(p) => p,
+        }
+    }
+}
+
+/// Life cycle of a job. `Running` survives a crash; the next start resumes such jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Created, not started.
+    Pending,
+    /// Started (or interrupted by a crash, to be resumed).
+    Running,
+    /// Every entry dealt with.
+    Succeeded,
+    /// Stopped by an error that is not about one entry (see the job's error).
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl JobState {
+    /// True once the job will not run again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "pending" => JobState::Pending,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            other => return Err(format!("unknown job state {other:?}")),
+        })
+    }
+}
+
+/// What a job did with one source entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryOutcome {
+    /// Embedded and stored as a new item.
+    Stored,
+    /// Same content as an item already in the pool (its key).
+    Duplicate(String),
+    /// Could not be read or decoded (why).
+    Failed(String),
+    /// Its key was already in the pool before this job reached it.
+    Present,
+}
+
+impl EntryOutcome {
+    fn parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            EntryOutcome::Stored => ("stored", None),
+            EntryOutcome::Duplicate(of) => ("duplicate", Some(of)),
+            EntryOutcome::Failed(why) => ("failed", Some(why)),
+            EntryOutcome::Present => ("present", None),
+        }
+    }
+}
+
+/// One source entry and its outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobEntry {
+    /// The entry's key (its URI in the pool).
+    pub key: String,
+    /// What happened to it.
+    pub outcome: EntryOutcome,
+}
+
+/// The entries a commit settles for a job.
+#[derive(Clone, Copy, Debug)]
+pub struct JobBatch<'a> {
+    /// Job id.
+    pub job_id: &'a str,
+    /// Entries dealt with in this commit.
+    pub entries: &'a [JobEntry],
+}
+
+/// Entries per outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobTally {
+    /// New items stored.
+    pub stored: u64,
+    /// Entries whose content was already stored under another key.
+    pub duplicates: u64,
+    /// Entries that could not be read or decoded.
+    pub failed: u64,
+    /// Entries whose key was already in the pool.
+    pub present: u64,
+}
+
+impl JobTally {
+    /// Entries dealt with so far.
+    pub fn done(&self) -> u64 {
+        self.stored + self.duplicates + self.failed + self.present
+    }
+}
+
+/// A job as recorded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct JobRecord {
+    /// Unique id.
+    pub id: String,
+    /// Pool it fills.
+    pub pool: String,
+    /// Folder or manifest.
+    pub source: JobSource,
+    /// Where it stands.
+    pub state: JobState,
+    /// Entries in the source (0 until listed).
+    pub total: u64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: i64,
+    /// When it reached a final state.
+    pub finished_at: Option<i64>,
+    /// Entries per outcome.
+    pub tally: JobTally,
+}
+
+pub(super) fn record_entries(tx: &Transaction<'_>, batch: &JobBatch<'_>) -> Result<(), StoreError> {
+    let mut ins = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO job_entries (job_id, key, outcome, detail) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(StoreError::catalog("recording job progress"))?;
+    for e in batch.entries {
+        let (outcome, detail) = e.outcome.parts();
+        ins.execute(params![batch.job_id, e.key, outcome, detail])
+            .map_err(StoreError::catalog("recording job progress"))?;
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Records entries that stored nothing (all failed, duplicate or present).
+    pub fn record_job_entries(&mut self, batch: &JobBatch<'_>) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(StoreError::catalog("recording job progress"))?;
+        record_entries(&tx, batch)?;
+        tx.commit()
+            .map_err(StoreError::catalog("recording job progress"))
+    }
+
+    /// Creates a pending job.
+    pub fn insert_job(
+        &mut self,
+        id: &str,
+        pool_id: i64,
+        source: &JobSource,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO jobs (id, pool_id, source_kind, source, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+                params![
+                    id,
+                    pool_id,
+                    source.kind(),
+                    source.path().to_string_lossy(),
+                    now
+                ],
+            )
+            .map_err(StoreError::catalog("creating a job"))?;
+        Ok(())
+    }
+
+    /// Sets a job's state (and error, and finish time for final states).
+    pub fn set_job_state(
+        &mut self,
+        id: &str,
+        state: JobState,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let finished = state.is_final().then_some(now);
+        self.conn
+            .execute(
+                "UPDATE jobs SET state = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+                params![id, state.name(), error, finished],
+            )
+            .map_err(StoreError::catalog("updating a job"))?;
+        Ok(())
+    }
+
+    /// Records how many entries the job's source holds.
+    pub fn set_job_total(&mut self, id: &str, total: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET total = ?2 WHERE id = ?1",
+                params![id, total as i64],
+            )
+            .map_err(StoreError::catalog("updating a job"))?;
+        Ok(())
+    }
+
+    /// One job, with its tally.
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let found = self
+            .conn
+            .query_row(&format!("{JOB_SELECT} WHERE j.id = ?1"), [id], row_to_job)
+            .optional()
+            .map_err(StoreError::catalog("reading a job"))?;
+        match found {
+            Some(job) => {
+                let mut job = job?;
+                job.tally = self.job_tally(id)?;
+                Ok(Some(job))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Jobs not in a final state, oldest first (to resume after a restart).
+    pub fn unfinished_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.jobs_where(
+            "j.state IN ('pending', 'running') ORDER BY j.created_at, j.id",
+            [],
+        )
+    }
+
+    /// All jobs of a pool, newest first.
+    pub fn jobs_of_pool(&self, pool_id: i64) -> Result<Vec<JobRecord>, StoreError> {
+        self.jobs_where("j.pool_id = ?1 ORDER BY j.created_at DESC, j.id", [pool_id])
+    }
+
+    fn jobs_where<P: rusqlite::Params>(
+        &self,
+        clause: &str,
+        params: P,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{JOB_SELECT} WHERE {clause}"))
+            .map_err(StoreError::catalog("listing jobs"))?;
+        let rows = stmt
+            .query_map(params, row_to_job)
+            .map_err(StoreError::catalog("listing jobs"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let mut job = r.map_err(StoreError::catalog("listing jobs"))??;
+            job.tally = self.job_tally(&job.id)?;
+            out.push(job);
+        }
+        Ok(out)
+    }
+
+    /// Entries per outcome.
+    pub fn job_tally(&self, id: &str) -> Result<JobTally, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT outcome, COUNT(*) FROM job_entries WHERE job_id = ?1 GROUP BY 1",
+            )
+            .map_err(StoreError::catalog("counting job entries"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(StoreError::catalog("counting job entries"))?;
+        let mut t = JobTally::default();
+        for r in rows {
+            let (outcome, n) = r.map_err(StoreError::catalog("counting job entries"))?;
+            match outcome.as_str() {
+                "stored" => t.stored = n,
+                "duplicate" => t.duplicates = n,
+                "failed" => t.failed = n,
+                _ => t.present = n,
+            }
+        }
+        Ok(t)
+    }
+
+    /// The job's failed and duplicate entries: (key, outcome, detail), at most `limit`.
+    pub fn job_problems(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key, outcome, COALESCE(detail, '') FROM job_entries
+                 WHERE job_id = ?1 AND outcome IN ('failed', 'duplicate') ORDER BY key LIMIT ?2",
+            )
+            .map_err(StoreError::catalog("listing job problems"))?;
+        let rows = stmt
+            .query_map(params![id, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(StoreError::catalog("listing job problems"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::catalog("listing job problems"))
+    }
+
+    /// Keys of the entries the job has dealt with.
+    pub fn job_done_keys(&self, id: &str) -> Result<HashSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key FROM job_entries WHERE job_id = ?1")
+            .map_err(StoreError::catalog("reading job progress"))?;
+        let rows = stmt
+            .query_map([id], |r| r.get::<_, String>(0))
+            .map_err(StoreError::catalog("reading job progress"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::catalog("reading job progress"))
+    }
+}
+
+const JOB_SELECT: &str = "SELECT j.id, p.name, j.source_kind, j.source, j.state, j.total, j.error,
+    j.created_at, j.finished_at FROM jobs j JOIN pools p ON p.id = j.pool_id";
+
+fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord, StoreError>> {
+    let id: String = r.get(0)?;
+    let kind: String = r.get(2)?;
+    let path = PathBuf::from(r.get::<_, String>(3)?);
+    let source = match kind.as_str() {
+        "folder" => JobSource::Folder(path),
+        _ => JobSource::Manifest(path),
+    };
+    let state = match r.get::<_, String>(4)?.parse::<JobState>() {
+        Ok(s) => s,
+        Err(reason) => {
+            return Ok(Err(StoreError::CatalogUnreadable {
+                path: PathBuf::from("catalog.sqlite"),
+                reason: format!("job {id}: {reason}"),
+            }))
+        }
+    };
+    Ok(Ok(JobRecord {
+        id,
+        pool: r.get(1)?,
+        source,
+        state,
+        total: r.get::<_, i64>(5)? as u64,
+        error: r.get(6)?,
+        created_at: r.get(7)?,
+        finished_at: r.get(8)?,
+        tally: JobTally::default(),
+    }))
+}

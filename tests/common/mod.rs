@@ -1,0 +1,157 @@
+//! Shared helpers of the service tests: a real server on 127.0.0.1:0 over a temporary data
+//! dir, generated image pools, and a client.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dcd::api::pb::dcd_client::DcdClient;
+use dcd::api::{ServerOptions, Shutdown};
+use dcd::config::ModelRuntimeArgs;
+use dcd::service::{AllowedRoots, Service};
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+
+/// The tiny random-weight ResNet fixture (a real torchvision-layout checkpoint).
+pub fn tiny_resnet() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/backbones/resnet-tiny.pth")
+        .display()
+        .to_string()
+}
+
+/// The tiny random-weight DINO ViT fixture (a Hugging Face `ViTModel` folder).
+pub fn tiny_dino() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/backbones/dino-tiny")
+        .display()
+        .to_string()
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub service: Arc<Service>,
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<dcd::Result<()>>,
+}
+
+impl TestServer {
+    /// Starts the real server on 127.0.0.1:0 over `data_dir`, allowing reads below `root`.
+    pub async fn start(data_dir: &Path, root: &Path, options: ServerOptions) -> TestServer {
+        let runtime = ModelRuntimeArgs {
+            device: "cpu".into(),
+            precision: "f32".into(),
+            batch: 8,
+        };
+        let roots = AllowedRoots::only(&[root.to_owned()]).unwrap();
+        let settings = dcd::app::settings(roots, &runtime, None);
+        let service = Service::open(data_dir, settings).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(dcd::app::run(
+            listener,
+            service.clone(),
+            options,
+            Shutdown(rx),
+        ));
+        TestServer {
+            addr,
+            service,
+            stop,
+            handle,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> DcdClient<Channel> {
+        for _ in 0..50 {
+            if let Ok(c) = DcdClient::connect(self.url()).await {
+                return c.max_decoding_message_size(64 << 20);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("server did not come up");
+    }
+
+    /// Graceful shutdown; returns the server's result.
+    pub async fn stop(self) -> dcd::Result<()> {
+        let _ = self.stop.send(true);
+        self.handle.await.unwrap()
+    }
+}
+
+/// A distinctive image (the "failing slice"): black-and-yellow diagonal stripes of a random
+/// period and phase, colours jittered.
+pub fn stripes(rng: &mut impl Rng, side: u32) -> image::RgbImage {
+    let period = rng.gen_range(6..12);
+    let a = [
+        rng.gen_range(0..40),
+        rng.gen_range(0..40),
+        rng.gen_range(0..40),
+    ];
+    let b = [
+        rng.gen_range(215..=255),
+        rng.gen_range(190..=230),
+        rng.gen_range(0..40),
+    ];
+    let phase = rng.gen_range(0..period);
+    image::RgbImage::from_fn(side, side, |x, y| {
+        let on = ((x + y + phase) / (period / 2).max(1)) % 2 == 0;
+        image::Rgb(if on { a } else { b })
+    })
+}
+
+/// An ordinary image: a smooth two-colour gradient with a soft blob.
+pub fn smooth(rng: &mut impl Rng, side: u32) -> image::RgbImage {
+    let c0: [f32; 3] = [rng.gen(), rng.gen(), rng.gen()];
+    let c1: [f32; 3] = [rng.gen(), rng.gen(), rng.gen()];
+    let (bx, by) = (
+        rng.gen_range(0.0..side as f32),
+        rng.gen_range(0.0..side as f32),
+    );
+    let r = rng.gen_range(side as f32 / 6.0..side as f32 / 2.0);
+    let angle: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+    image::RgbImage::from_fn(side, side, |x, y| {
+        let t = ((x as f32 * angle.cos() + y as f32 * angle.sin()) / side as f32 * 0.5 + 0.5)
+            .clamp(0.0, 1.0);
+        let d = ((x as f32 - bx).powi(2) + (y as f32 - by).powi(2)).sqrt();
+        let blob = (1.0 - d / r).clamp(0.0, 1.0) * 0.5;
+        let px = |i: usize| (((c0[i] * (1.0 - t) + c1[i] * t) + blob).min(1.0) * 255.0) as u8;
+        image::Rgb([px(0), px(1), px(2)])
+    })
+}
+
+/// PNG bytes of an image.
+pub fn png(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Writes an ImageFolder pool: `pattern` stripe images mixed into `ordinary` smooth ones,
+/// under labels drawn at random (weak labels: noisy, unrelated to the pattern). Returns
+/// the stripe images' paths.
+pub fn write_pool(root: &Path, pattern: usize, ordinary: usize, seed: u64) -> Vec<PathBuf> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let labels = ["cat", "dog", "car", "tree"];
+    let mut stripe_paths = Vec::new();
+    for i in 0..pattern + ordinary {
+        let label = labels[rng.gen_range(0..labels.len())];
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("img{i:05}.png"));
+        let img = if i < pattern {
+            stripe_paths.push(path.clone());
+            stripes(&mut rng, 48)
+        } else {
+            smooth(&mut rng, 48)
+        };
+        img.save(&path).unwrap();
+    }
+    stripe_paths
+}
