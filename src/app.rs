@@ -73,6 +73,9 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
             .map_err(|e| Error::Usage(format!("cannot read the bound address: {e}")))?;
         // One line on stdout that scripts (and the Python tests) read to find the port.
         println!("dcd listening on {local}");
+        if let Some(m) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!("dcd metrics on http://{m}/metrics");
+        }
         let resumed = {
             let s = service.clone();
             tokio::task::spawn_blocking(move || crate::ingest::resume_unfinished(&s))

@@ -1,0 +1,376 @@
+"""A small typed wrapper over the generated gRPC stubs: plain dataclasses in and out."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+
+import grpc
+import numpy as np
+
+from ._pb import dcd_pb2 as pb
+from ._pb import dcd_pb2_grpc as rpc
+
+_MERGES = {"union": pb.MERGE_UNION, "round_robin": pb.MERGE_ROUND_ROBIN, "global_top": pb.MERGE_GLOBAL_TOP}
+_DTYPES = {"f32": pb.DTYPE_F32, "f16": pb.DTYPE_F16}
+_JOB_STATES = {
+    pb.JOB_STATE_PENDING: "pending",
+    pb.JOB_STATE_RUNNING: "running",
+    pb.JOB_STATE_SUCCEEDED: "succeeded",
+    pb.JOB_STATE_FAILED: "failed",
+    pb.JOB_STATE_CANCELLED: "cancelled",
+}
+
+
+class DcdError(Exception):
+    """A call the server refused: `code` is the gRPC status name (e.g. "INVALID_ARGUMENT")."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Key:
+    """An error sample or query that is an item already stored, by its key."""
+
+    key: str
+
+
+@dataclass
+class Item:
+    """One item to ingest: an image (bytes or a local path) or a vector."""
+
+    key: str = ""
+    label: str = ""
+    metadata: Optional[dict] = None
+    image: Union[bytes, str, os.PathLike, None] = None
+    vector: Optional[np.ndarray] = None
+
+
+@dataclass
+class Pool:
+    name: str
+    dim: int
+    dtype: str
+    backbone: str
+    items: int
+    label_counts: Dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class IngestSummary:
+    received: int
+    stored: int
+    duplicates: int
+    present: int
+    failed: int
+    errors: List[tuple]
+    pool_items: int
+
+
+@dataclass
+class Job:
+    id: str
+    pool: str
+    state: str
+    total: int
+    done: int
+    stored: int
+    duplicates: int
+    failed: int
+    present: int
+    errors: List[tuple]
+    error: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Hit:
+    row: int
+    key: str
+    label: str
+    distance: float
+
+
+@dataclass
+class Finding:
+    error_index: int
+    rank: int
+    distance: float
+
+
+@dataclass
+class DebugItem:
+    row: int
+    key: str
+    label: str
+    best_distance: float
+    found_by: List[Finding]
+
+
+@dataclass
+class Coverage:
+    error_index: int
+    found: int
+    kept: int
+    nearest: float
+    error: str
+
+
+@dataclass
+class DebugSet:
+    items: List[DebugItem]
+    coverage: List[Coverage]
+    label_counts: Dict[str, int]
+    distances: Dict[str, float]
+    backbone: str
+    engine: str
+    pool_items: int
+
+    @property
+    def keys(self) -> List[str]:
+        return [i.key for i in self.items]
+
+
+ErrorSample = Union[str, os.PathLike, bytes, np.ndarray, Key]
+
+
+def _wrap(err: grpc.RpcError) -> DcdError:
+    return DcdError(err.code().name, err.details() or "")
+
+
+def _queries(samples: Iterable[ErrorSample]) -> List[pb.Query]:
+    out = []
+    for s in samples:
+        if isinstance(s, Key):
+            out.append(pb.Query(item_key=s.key))
+        elif isinstance(s, bytes):
+            out.append(pb.Query(image=s))
+        elif isinstance(s, np.ndarray):
+            rows = s.reshape(1, -1) if s.ndim == 1 else s
+            for row in np.asarray(rows, dtype=np.float32):
+                out.append(pb.Query(vector=pb.Vector(values=row.tolist())))
+        else:
+            path = pathlib.Path(s)
+            if path.suffix == ".npy":
+                out.extend(_queries([np.load(path)]))
+            elif path.is_dir():
+                exts = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+                files = sorted(p for p in path.rglob("*") if p.suffix.lower() in exts)
+                out.extend(pb.Query(image=p.read_bytes()) for p in files)
+            else:
+                out.append(pb.Query(image=path.read_bytes()))
+    return out
+
+
+def _job(j: pb.Job) -> Job:
+    return Job(
+        id=j.id, pool=j.pool, state=_JOB_STATES.get(j.state, "pending"), total=j.total,
+        done=j.done, stored=j.stored, duplicates=j.duplicates, failed=j.failed,
+        present=j.present, errors=[(e.key, e.reason) for e in j.errors], error=j.error,
+    )
+
+
+class Client:
+    """A connection to `dcd serve`.
+
+    `url` is host:port (or http://host:port); `api_key` is sent as a bearer token; `tls`
+    (or an https:// url) connects with TLS, trusting `root_certificates` (PEM) when given.
+    `timeout` is the deadline, in seconds, of every call.
+    """
+
+    def __init__(self, url: str = "127.0.0.1:50051", api_key: Optional[str] = None,
+                 tls: bool = False, root_certificates: Optional[bytes] = None,
+                 timeout: Optional[float] = None, max_message_mib: int = 64):
+        target = url
+        for prefix in ("http://", "https://"):
+            if target.startswith(prefix):
+                tls = tls or prefix == "https://"
+                target = target[len(prefix):]
+        options = [("grpc.max_receive_message_length", max_message_mib << 20),
+                   ("grpc.max_send_message_length", max_message_mib << 20)]
+        if tls:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = rpc.DcdStub(self._channel)
+        self._metadata = [("authorization", f"Bearer {api_key}")] if api_key else []
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, **kw):
+        try:
+            return method(request, metadata=self._metadata, timeout=kw.get("timeout", self._timeout))
+        except grpc.RpcError as e:
+            raise _wrap(e) from None
+
+    # Pools.
+    def create_pool(self, name: str, backbone: Optional[str] = None, dim: Optional[int] = None,
+                    dtype: str = "f32", weights: Optional[str] = None,
+                    pooling: Optional[str] = None) -> Pool:
+        """A pool of images embedded by `backbone`, or of raw `dim`-d vectors."""
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype {dtype!r}: use f32 or f16")
+        p = self._call(self._stub.CreatePool, pb.CreatePoolRequest(
+            name=name, backbone=backbone or "", dim=dim or 0, dtype=_DTYPES[dtype],
+            weights=weights or "", pooling=pooling or ""))
+        return self._pool(p)
+
+    def get_pool(self, name: str) -> Pool:
+        d = self._call(self._stub.GetPool, pb.GetPoolRequest(name=name))
+        pool = self._pool(d.pool)
+        pool.label_counts = dict(d.label_counts)
+        return pool
+
+    def list_pools(self) -> List[Pool]:
+        return [self._pool(p) for p in self._call(self._stub.ListPools, pb.ListPoolsRequest()).pools]
+
+    def delete_pool(self, name: str) -> int:
+        return self._call(self._stub.DeletePool, pb.DeletePoolRequest(name=name)).items_deleted
+
+    @staticmethod
+    def _pool(p: pb.Pool) -> Pool:
+        dtype = "f16" if p.dtype == pb.DTYPE_F16 else "f32"
+        return Pool(name=p.name, dim=p.dim, dtype=dtype, backbone=p.backbone, items=p.items)
+
+    # Ingestion.
+    def ingest(self, pool: str, items: Iterable[Item]) -> IngestSummary:
+        """Streams items (images or vectors) into `pool`; committed in batches as they arrive."""
+
+        def messages() -> Iterator[pb.IngestItem]:
+            import json
+
+            for i, it in enumerate(items):
+                msg = pb.IngestItem(pool=pool if i == 0 else "", key=it.key, label=it.label,
+                                    metadata_json=json.dumps(it.metadata) if it.metadata else "")
+                if it.vector is not None:
+                    msg.vector.values.extend(np.asarray(it.vector, dtype=np.float32).ravel().tolist())
+                elif isinstance(it.image, bytes):
+                    msg.image = it.image
+                elif it.image is not None:
+                    msg.image = pathlib.Path(it.image).read_bytes()
+                    if not msg.key:
+                        msg.key = str(pathlib.Path(it.image).resolve())
+                yield msg
+
+        try:
+            s = self._stub.Ingest(messages(), metadata=self._metadata, timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise _wrap(e) from None
+        return IngestSummary(received=s.received, stored=s.stored, duplicates=s.duplicates,
+                             present=s.present, failed=s.failed,
+                             errors=[(e.key, e.reason) for e in s.errors], pool_items=s.pool_items)
+
+    def ingest_vectors(self, pool: str, vectors: np.ndarray, keys: Sequence[str],
+                       labels: Optional[Sequence[str]] = None) -> IngestSummary:
+        """Streams the rows of a 2-D array with their keys (and weak labels)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(keys) != len(vectors):
+            raise ValueError("give a 2-D array and one key per row")
+        labels = labels if labels is not None else [""] * len(keys)
+        return self.ingest(pool, (Item(key=k, label=l, vector=v)
+                                  for k, l, v in zip(keys, labels, vectors)))
+
+    def ingest_folder(self, pool: str, folder: Union[str, os.PathLike], wait: bool = True,
+                      progress: Optional[Callable[[Job], None]] = None) -> Job:
+        """Starts a server-side job over an ImageFolder tree (or a .csv/.jsonl manifest) at
+        an absolute path on the server, below one of its --allow-root directories. With
+        `wait`, follows it to the end, calling `progress` on each update."""
+        path = str(folder)
+        req = (pb.StartIngestJobRequest(pool=pool, manifest=path)
+               if path.endswith((".csv", ".jsonl", ".ndjson"))
+               else pb.StartIngestJobRequest(pool=pool, folder=path))
+        job = _job(self._call(self._stub.StartIngestJob, req))
+        if not wait:
+            return job
+        try:
+            for update in self._stub.WatchJob(pb.WatchJobRequest(id=job.id), metadata=self._metadata):
+                job = _job(update)
+                if progress:
+                    progress(job)
+        except grpc.RpcError as e:
+            raise _wrap(e) from None
+        return job
+
+    def get_job(self, job_id: str) -> Job:
+        return _job(self._call(self._stub.GetJob, pb.GetJobRequest(id=job_id)))
+
+    def cancel_job(self, job_id: str) -> Job:
+        return _job(self._call(self._stub.CancelJob, pb.CancelJobRequest(id=job_id)))
+
+    # Features and neighbours.
+    def embed(self, images: Sequence[Union[bytes, str, os.PathLike]], pool: Optional[str] = None,
+              backbone: Optional[str] = None) -> np.ndarray:
+        """Feature vectors of images (rows of NaN for images that did not decode)."""
+        data = [i if isinstance(i, bytes) else pathlib.Path(i).read_bytes() for i in images]
+        req = pb.EmbedRequest(images=data, pool=pool) if pool else pb.EmbedRequest(images=data, backbone=backbone or "")
+        r = self._call(self._stub.Embed, req)
+        out = np.full((len(data), r.dim), np.nan, dtype=np.float32)
+        for i, res in enumerate(r.results):
+            if res.WhichOneof("outcome") == "vector":
+                out[i] = res.vector.values
+        return out
+
+    def search(self, pool: str, queries: Iterable[ErrorSample], k: int = 10, exact: bool = False,
+               ef: int = 0, labels: Sequence[str] = ()) -> List[List[Hit]]:
+        r = self._call(self._stub.Search, pb.SearchRequest(
+            pool=pool, queries=_queries(queries), k=k, exact=exact, ef=ef, labels=list(labels)))
+        return [[Hit(h.row, h.key, h.label, h.distance) for h in q.hits] for q in r.results]
+
+    def debug_set(self, pool: str, errors: Iterable[ErrorSample], k: int = 50,
+                  merge: str = "union", budget: Optional[int] = None,
+                  max_distance: Optional[float] = None, labels: Sequence[str] = (),
+                  exclude: Sequence[str] = (), exact: bool = False, exact_rerank: bool = False,
+                  ef: int = 0, errors_pool: str = "", keep_duplicates: bool = False,
+                  stream: bool = False) -> DebugSet:
+        """The pool items nearest to the error samples: image paths or bytes, vectors
+        (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items."""
+        if merge not in _MERGES:
+            raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
+        req = pb.BuildDebugSetRequest(
+            pool=pool, errors=_queries(errors), errors_pool=errors_pool, k=k,
+            merge=_MERGES[merge], labels=list(labels), exclude_keys=list(exclude),
+            exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates)
+        if budget is not None:
+            req.budget = budget
+        if max_distance is not None:
+            req.max_distance = max_distance
+        if stream:
+            items, summary = [], None
+            try:
+                for chunk in self._stub.StreamDebugSet(req, metadata=self._metadata, timeout=self._timeout):
+                    if chunk.WhichOneof("part") == "items":
+                        items.extend(chunk.items.items)
+                    else:
+                        summary = chunk.summary
+            except grpc.RpcError as e:
+                raise _wrap(e) from None
+        else:
+            r = self._call(self._stub.BuildDebugSet, req)
+            items, summary = r.items, r.summary
+        q = summary.distances
+        return DebugSet(
+            items=[DebugItem(i.row, i.key, i.label, i.best_distance,
+                             [Finding(f.error_index, f.rank, f.distance) for f in i.found_by])
+                   for i in items],
+            coverage=[Coverage(c.error_index, c.found, c.kept, c.nearest, c.error) for c in summary.coverage],
+            label_counts=dict(summary.label_counts),
+            distances={"min": q.min, "p10": q.p10, "p50": q.p50, "p90": q.p90, "max": q.max},
+            backbone=summary.backbone, engine=summary.engine, pool_items=summary.pool_items,
+        )

@@ -1,0 +1,55 @@
+"""Starts a real `dcd serve` (the binary named by DCD_BIN, else target/debug/dcd) on a free
+loopback port over a temporary data dir, for each test that asks for it."""
+
+import os
+import pathlib
+import signal
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+
+def _binary() -> str:
+    path = os.environ.get("DCD_BIN") or str(REPO / "target" / "debug" / "dcd")
+    if not pathlib.Path(path).exists():
+        pytest.fail(f"{path} not found: build dcd first (cargo build) or set DCD_BIN")
+    return path
+
+
+class Server:
+    def __init__(self, tmp: pathlib.Path, *extra: str):
+        self.root = tmp
+        self.proc = subprocess.Popen(
+            [_binary(), "--data-dir", str(tmp / "data"), "--log", "warn", "serve",
+             "--addr", "127.0.0.1:0", "--allow-root", str(tmp), *extra],
+            stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("dcd listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"dcd serve did not start: {line!r}")
+        self.url = line.split()[-1]
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    assert s.stop() == 0, "graceful shutdown exits 0"
+
+
+@pytest.fixture
+def server_with_key(tmp_path):
+    s = Server(tmp_path, "--api-key", "k3y")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def tiny_dino() -> str:
+    return str(REPO / "tests" / "fixtures" / "backbones" / "dino-tiny")

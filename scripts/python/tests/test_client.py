@@ -1,0 +1,128 @@
+"""The Python client against a real server: vectors and images end to end, with the debug-train
+set's precision asserted on generated pools, and errors surfacing as DcdError codes."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcd_client import Client, DcdError, Item, Key
+
+DIM = 32
+
+
+def vector_pool(rng):
+    centers = rng.uniform(-4, 4, size=(20, DIM))
+    group = rng.uniform(-4, 4, size=DIM)
+    rows, keys, labels = [], [], []
+    for i in range(2000):
+        if i % 10 == 0:
+            rows.append(group + rng.uniform(-1, 1, DIM))
+            keys.append(f"group/{i}")
+        else:
+            rows.append(centers[rng.integers(20)] + rng.uniform(-1, 1, DIM))
+            keys.append(f"bg/{i}")
+        labels.append(["cat", "dog", "car"][rng.integers(3)])
+    return np.array(rows, dtype=np.float32), keys, labels, group
+
+
+def test_vectors_end_to_end(server):
+    rng = np.random.default_rng(0)
+    vectors, keys, labels, group = vector_pool(rng)
+    with Client(server.url) as dcd:
+        pool = dcd.create_pool("vecs", dim=DIM)
+        assert (pool.dim, pool.items) == (DIM, 0)
+        summary = dcd.ingest_vectors("vecs", vectors, keys, labels)
+        assert (summary.stored, summary.pool_items) == (2000, 2000)
+        errors = group + rng.uniform(-1, 1, size=(6, DIM))
+        found = dcd.debug_set("vecs", errors=[errors], k=20)
+        precision = sum(k.startswith("group/") for k in found.keys) / len(found.items)
+        assert precision >= 0.95, precision
+        assert len(found.coverage) == 6 and all(c.kept == 20 for c in found.coverage)
+        assert sum(found.label_counts.values()) == len(found.items)
+        streamed = dcd.debug_set("vecs", errors=[errors], k=20, stream=True)
+        assert streamed.keys == found.keys
+        rr = dcd.debug_set("vecs", errors=[errors], k=20, merge="round_robin", budget=12)
+        assert len(rr.items) == 12
+        by_key = dcd.debug_set("vecs", errors=[Key("group/10")], k=5)
+        assert by_key.items[0].key == "group/10" and by_key.items[0].best_distance == 0.0
+        hits = dcd.search("vecs", [vectors[3]], k=3)
+        assert hits[0][0].key == keys[3]
+        assert dcd.get_pool("vecs").items == 2000
+        assert [p.name for p in dcd.list_pools()] == ["vecs"]
+
+
+def stripes(rng, side=48):
+    period = int(rng.integers(6, 12))
+    a = rng.integers(0, 40, 3)
+    b = [rng.integers(215, 256), rng.integers(190, 231), rng.integers(0, 40)]
+    y, x = np.mgrid[0:side, 0:side]
+    on = ((x + y + int(rng.integers(0, period))) // max(period // 2, 1)) % 2 == 0
+    return np.where(on[..., None], a, b).astype(np.uint8)
+
+
+def smooth(rng, side=48):
+    c0, c1 = rng.random(3), rng.random(3)
+    y, x = np.mgrid[0:side, 0:side] / side
+    t = np.clip(x * 0.5 + y * 0.5, 0, 1)[..., None]
+    return ((c0 * (1 - t) + c1 * t) * 255).astype(np.uint8)
+
+
+def test_images_folder_job_and_debug_set(server, tiny_dino):
+    rng = np.random.default_rng(1)
+    root = server.root / "pool"
+    pattern = set()
+    for i in range(150):
+        label = ["cat", "dog", "car"][rng.integers(3)]
+        (root / label).mkdir(parents=True, exist_ok=True)
+        path = root / label / f"{i}.png"
+        Image.fromarray(stripes(rng) if i < 30 else smooth(rng)).save(path)
+        if i < 30:
+            pattern.add(str(path.resolve()))
+    (root / "cat" / "broken.png").write_bytes(b"not an image")
+    errors_dir = server.root / "errors"
+    errors_dir.mkdir()
+    for i in range(4):
+        Image.fromarray(stripes(rng)).save(errors_dir / f"e{i}.png")
+    with Client(server.url) as dcd:
+        pool = dcd.create_pool("imgs", backbone="dino-vit", weights=tiny_dino)
+        updates = []
+        job = dcd.ingest_folder("imgs", root, progress=updates.append)
+        assert job.state == "succeeded", job
+        assert (job.total, job.stored, job.failed) == (151, 150, 1)
+        assert any(k.endswith("broken.png") for k, _ in job.errors)
+        assert updates
+        found = dcd.debug_set("imgs", errors=[errors_dir, b"garbage"], k=8)
+        precision = len(pattern.intersection(found.keys)) / len(found.items)
+        assert precision >= 0.9, precision
+        assert found.coverage[4].error, "the garbage error sample is reported"
+        vecs = dcd.embed([errors_dir / "e0.png", b"nope"], pool="imgs")
+        assert vecs.shape == (2, pool.dim) and np.isfinite(vecs[0]).all() and np.isnan(vecs[1]).all()
+        one = dcd.ingest("imgs", [Item(key="extra", label="x", image=errors_dir / "e1.png")])
+        assert one.stored == 1
+
+
+def test_errors_are_dcd_errors(server):
+    with Client(server.url) as dcd:
+        with pytest.raises(DcdError) as e:
+            dcd.debug_set("nope", errors=[np.zeros(4)], k=5)
+        assert e.value.code == "NOT_FOUND" and "no pool named" in e.value.message
+        dcd.create_pool("p", dim=4)
+        dcd.ingest_vectors("p", np.eye(4, dtype=np.float32), ["a", "b", "c", "d"])
+        with pytest.raises(DcdError) as e:
+            dcd.debug_set("p", errors=[np.zeros(4)], k=0)
+        assert e.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(DcdError) as e:
+            dcd.debug_set("p", errors=[np.zeros(3)], k=2)
+        assert e.value.code == "INVALID_ARGUMENT" and "dimension" in e.value.message
+        with pytest.raises(DcdError) as e:
+            dcd.ingest_folder("p", "/etc")
+        assert e.value.code == "PERMISSION_DENIED"
+
+
+def test_api_key(server_with_key):
+    with Client(server_with_key.url) as dcd:
+        with pytest.raises(DcdError) as e:
+            dcd.list_pools()
+        assert e.value.code == "UNAUTHENTICATED"
+    with Client(server_with_key.url, api_key="k3y") as dcd:
+        assert dcd.list_pools() == []

@@ -1,0 +1,317 @@
+//! The service from the command line: `dcd ingest` and `dcd debug-set` locally and against
+//! `dcd serve` (graceful SIGTERM, metrics), then `dcd export` and `dcd report` on the set.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rand::SeedableRng;
+
+fn dcd(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dcd"));
+    c.arg("--data-dir").arg(data).args(["--log", "warn"]);
+    c
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    pool: std::path::PathBuf,
+    errors: std::path::PathBuf,
+    stripes: std::collections::HashSet<String>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let pool = root.join("pool");
+    let stripes = common::write_pool(&pool, 30, 90, 5)
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap().display().to_string())
+        .collect();
+    let errors = root.join("errors");
+    std::fs::create_dir_all(&errors).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+    for i in 0..3 {
+        common::stripes(&mut rng, 48)
+            .save(errors.join(format!("e{i}.png")))
+            .unwrap();
+    }
+    Fixture {
+        _dir: dir,
+        root,
+        pool,
+        errors,
+        stripes,
+    }
+}
+
+fn precision(set: &Path, stripes: &std::collections::HashSet<String>) -> f64 {
+    let text = std::fs::read_to_string(set).unwrap();
+    let keys: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(!keys.is_empty());
+    keys.iter().filter(|k| stripes.contains(*k)).count() as f64 / keys.len() as f64
+}
+
+#[test]
+fn local_ingest_debug_set_export_and_report() {
+    let f = fixture();
+    let data = f.root.join("data");
+    let out = run_ok(
+        dcd(&data)
+            .args([
+                "ingest",
+                "--pool",
+                "p",
+                "--backbone",
+                "dino-vit",
+                "--weights",
+            ])
+            .arg(common::tiny_dino())
+            .arg(&f.pool),
+    );
+    assert!(out.contains("succeeded: 120 stored"), "{out}");
+    let set = f.root.join("set.jsonl");
+    let out = run_ok(
+        dcd(&data)
+            .args(["debug-set", "--pool", "p", "--k", "6", "--errors"])
+            .arg(&f.errors)
+            .arg("--out")
+            .arg(&set),
+    );
+    assert!(out.contains("debug-train set:"), "{out}");
+    let p = precision(&set, &f.stripes);
+    assert!(p >= 0.9, "precision {p}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.root.join("set.summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["errors"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["request"]["k"], 6);
+    assert_eq!(summary["backbone"], "dino-vit");
+
+    // CSV too.
+    let csv = f.root.join("set.csv");
+    run_ok(
+        dcd(&data)
+            .args(["debug-set", "--pool", "p", "--k", "6", "--errors"])
+            .arg(&f.errors)
+            .arg("--out")
+            .arg(&csv),
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("key,label,best_distance,row,found_by"));
+
+    let folder = f.root.join("export");
+    let out = run_ok(
+        dcd(&data)
+            .args(["export", "--set"])
+            .arg(&set)
+            .arg("--out")
+            .arg(&folder),
+    );
+    assert!(out.contains("exported"), "{out}");
+    let mut linked = 0;
+    for label in std::fs::read_dir(&folder).unwrap() {
+        for file in std::fs::read_dir(label.unwrap().path()).unwrap() {
+            let p = file.unwrap().path();
+            assert!(p.symlink_metadata().unwrap().file_type().is_symlink());
+            assert!(
+                image::open(&p).is_ok(),
+                "{} opens through the link",
+                p.display()
+            );
+            linked += 1;
+        }
+    }
+    assert_eq!(
+        linked,
+        std::fs::read_to_string(&set).unwrap().lines().count()
+    );
+    let copies = f.root.join("copies");
+    run_ok(
+        dcd(&data)
+            .args(["export", "--copy", "--set"])
+            .arg(&set)
+            .arg("--out")
+            .arg(&copies),
+    );
+    let exported_csv = f.root.join("export.csv");
+    run_ok(
+        dcd(&data)
+            .args(["export", "--format", "csv", "--set"])
+            .arg(&set)
+            .arg("--out")
+            .arg(&exported_csv),
+    );
+    assert!(std::fs::read_to_string(&exported_csv)
+        .unwrap()
+        .starts_with("path,label,distance"));
+
+    let html = f.root.join("report.html");
+    run_ok(
+        dcd(&data)
+            .args(["report", "--set"])
+            .arg(&set)
+            .arg("--out")
+            .arg(&html),
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<h2>Error sample").count(), 3);
+    assert!(page.matches("data:image/jpeg;base64,").count() >= 3 + 6);
+    assert!(!page.contains("src=\"/"), "self-contained: no file links");
+
+    // Bad input.
+    let out = dcd(&data)
+        .args(["debug-set", "--pool", "p", "--k", "0", "--errors"])
+        .arg(&f.errors)
+        .arg("--out")
+        .arg(&set)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("k = 0"));
+    let empty = f.root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = dcd(&data)
+        .args(["ingest", "--pool", "p"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no images"));
+    let out = dcd(&data)
+        .args(["ingest", "--pool", "nope"])
+        .arg(&f.pool)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--backbone"));
+}
+
+fn http_get(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn cli_against_a_server_and_graceful_shutdown() {
+    let f = fixture();
+    let mut server = dcd(&f.root.join("server-data"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--allow-root",
+        ])
+        .arg(&f.root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let metrics = lines.next().unwrap().unwrap();
+    let metrics_addr = metrics
+        .trim_start_matches("dcd metrics on http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let url = format!("http://{addr}");
+    let scratch = f.root.join("client-data");
+    let out = run_ok(
+        dcd(&scratch)
+            .args([
+                "ingest",
+                "--server",
+                &url,
+                "--pool",
+                "p",
+                "--backbone",
+                "dino-vit",
+                "--weights",
+            ])
+            .arg(common::tiny_dino())
+            .arg(&f.pool),
+    );
+    assert!(out.contains("succeeded: 120 stored"), "{out}");
+    let set = f.root.join("remote.jsonl");
+    run_ok(
+        dcd(&scratch)
+            .args([
+                "debug-set",
+                "--server",
+                &url,
+                "--pool",
+                "p",
+                "--k",
+                "6",
+                "--errors",
+            ])
+            .arg(&f.errors)
+            .arg("--out")
+            .arg(&set),
+    );
+    let p = precision(&set, &f.stripes);
+    assert!(p >= 0.9, "precision {p}");
+    let page = http_get(&metrics_addr);
+    assert!(
+        page.contains("dcd_requests_total{method=\"StreamDebugSet\",code=\"Ok\"} 1"),
+        "{page}"
+    );
+    assert!(page.contains("dcd_pool_vectors 120"), "{page}");
+    assert!(page.contains("dcd_images_embedded_total"), "{page}");
+    // A path outside the allowed root is refused.
+    let out = dcd(&scratch)
+        .args(["ingest", "--server", &url, "--pool", "p", "/etc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PermissionDenied"));
+    // SIGTERM: graceful, exit 0.
+    sigterm(server.id());
+    assert!(server.wait().unwrap().success());
+}
+
+fn sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
