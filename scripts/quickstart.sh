@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, for now: build dcd, make a 50k x 384 clustered "embedding" file, put it in a
+# A vector-engine demo: build dcd, make a 50k x 384 clustered "embedding" file, put it in a
 # pool (durable vectors + SQLite catalog + HNSW index), and search it. Safe to run twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."

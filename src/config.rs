@@ -358,6 +358,9 @@ pub enum BenchCommand {
     Gen(BenchGenArgs),
     /// Backbone throughput: images/s for decode+preprocess and for the forward pass, apart.
     Embed(BenchEmbedArgs),
+    /// The gRPC service on loopback: vector ingest, BuildDebugSet latency (gRPC vs
+    /// in-process), and a fixed-time load of concurrent clients.
+    Service(BenchServiceArgs),
 }
 
 /// Which backbone and weights; shared by the commands that run a model.
@@ -434,6 +437,43 @@ pub struct BenchEmbedArgs {
     /// Print one JSON document instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,
+}
+
+/// `dcd bench service`
+#[derive(Debug, Args)]
+pub struct BenchServiceArgs {
+    /// Work directory for the benchmark's data dir (a pool of the same size is reused).
+    #[arg(long, env = "DCD_BENCH_OUT", default_value = "bench-out/service")]
+    pub out: PathBuf,
+    /// Pool vectors.
+    #[arg(long, env = "DCD_BENCH_N", default_value_t = 1_000_000)]
+    pub n: usize,
+    /// Dimension.
+    #[arg(long, env = "DCD_DIM", default_value_t = 384)]
+    pub dim: usize,
+    /// Error samples per BuildDebugSet.
+    #[arg(long, env = "DCD_BENCH_ERRORS", default_value_t = 100)]
+    pub errors: usize,
+    /// Neighbours per error sample.
+    #[arg(long, env = "DCD_K", default_value_t = 50)]
+    pub k: usize,
+    /// BuildDebugSet calls timed each way.
+    #[arg(long, env = "DCD_BENCH_REPEAT", default_value_t = 50)]
+    pub repeat: usize,
+    /// Concurrent clients in the load phase (0: skip it).
+    #[arg(long, env = "DCD_BENCH_CLIENTS", default_value_t = 32)]
+    pub clients: usize,
+    /// Seconds of load.
+    #[arg(long, env = "DCD_BENCH_SECONDS", default_value_t = 60.0)]
+    pub seconds: f64,
+    /// The server's in-flight limit during the benchmark.
+    #[arg(long, env = "DCD_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Print one JSON document instead of text.
+    #[arg(long, env = "DCD_JSON")]
+    pub json: bool,
+    #[command(flatten)]
+    pub index: IndexArgs,
 }
 
 /// `dcd bench gen`

@@ -884,3 +884,42 @@ async fn auth_in_flight_limit_health_and_reflection() {
     assert!(list.service.iter().any(|s| s.name == "dcd.v1.Dcd"));
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_and_refuses_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let options = ServerOptions {
+        tls: Some((
+            cert_pem.clone().into_bytes(),
+            cert.signing_key.serialize_pem().into_bytes(),
+        )),
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start(&dir.path().join("data"), dir.path(), options).await;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+        .domain_name("localhost");
+    let mut channel = None;
+    for _ in 0..50 {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", server.addr))
+            .unwrap()
+            .tls_config(tls.clone())
+            .unwrap();
+        if let Ok(c) = endpoint.connect().await {
+            channel = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut client = pb::dcd_client::DcdClient::new(channel.expect("TLS connection"));
+    client.list_pools(pb::ListPoolsRequest {}).await.unwrap();
+    // A plaintext client gets no answer from the TLS port.
+    let plain = match pb::dcd_client::DcdClient::connect(server.url()).await {
+        Ok(mut c) => c.list_pools(pb::ListPoolsRequest {}).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(plain, "plaintext must not be served on a TLS port");
+    server.stop().await.unwrap();
+}

@@ -280,3 +280,38 @@ fn a_stale_folder_without_catalog_row_is_replaced() {
         .unwrap();
     assert_eq!(pool.verify().unwrap(), 1);
 }
+
+#[test]
+fn a_version_1_catalog_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut pool = store
+            .create_pool(&spec("old", 2, Dtype::F32))
+            .and_then(|_| store.open_pool("old"))
+            .unwrap();
+        pool.append(&Matrix::new(3, 2, vec![0.0; 6]), &items("k", 3))
+            .unwrap();
+    }
+    // Turn the catalog back into what the version-1 schema wrote.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+        conn.execute_batch(
+            "DROP TABLE job_entries; DROP TABLE jobs;
+             ALTER TABLE pools DROP COLUMN weights; ALTER TABLE pools DROP COLUMN pooling;
+             UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let pool = store.open_pool("old").unwrap();
+    assert_eq!(pool.verify().unwrap(), 3);
+    assert_eq!(pool.record().weights, None);
+    let job = store
+        .create_job("old", &dcd::store::JobSource::Folder("/x".into()))
+        .unwrap();
+    assert_eq!(
+        store.job(&job.id).unwrap().state,
+        dcd::store::JobState::Pending
+    );
+}

@@ -31,16 +31,21 @@ pub struct DcdApi {
     service: Arc<Service>,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    /// Requests computing at once; the others admitted wait for a slot. A few per core keep
+    /// every core busy without a thread (and an allocator heap) per request.
+    compute: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
 impl DcdApi {
     /// Serves `service`, refusing requests beyond `max_in_flight` at once.
     pub fn new(service: Arc<Service>, max_in_flight: usize, metrics: Arc<Metrics>) -> DcdApi {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         DcdApi {
             service,
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             max_in_flight: max_in_flight.max(1),
+            compute: Arc::new(Semaphore::new(2 * cores)),
             metrics,
         }
     }
@@ -58,8 +63,24 @@ impl DcdApi {
         Ok(permit)
     }
 
-    /// Runs `f` on the blocking pool under a permit, with the caller's tracing span.
+    /// Runs `f` on the blocking pool under an in-flight permit and a compute slot, with the
+    /// caller's tracing span.
     async fn blocking<T, F>(&self, method: &'static str, f: F) -> std::result::Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Arc<Service>) -> Result<T> + Send + 'static,
+    {
+        self.run_blocking(method, true, f).await
+    }
+
+    /// As [`DcdApi::blocking`]; `compute: false` for calls that mostly wait (an ingest
+    /// stream waits on its client) and must not hold a compute slot meanwhile.
+    async fn run_blocking<T, F>(
+        &self,
+        method: &'static str,
+        compute: bool,
+        f: F,
+    ) -> std::result::Result<T, Status>
     where
         T: Send + 'static,
         F: FnOnce(&Arc<Service>) -> Result<T> + Send + 'static,
@@ -71,12 +92,24 @@ impl DcdApi {
                 return Err(s);
             }
         };
+        let started = std::time::Instant::now();
+        let slot = if compute {
+            Some(
+                self.compute
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Status::unavailable("the server is shutting down"))?,
+            )
+        } else {
+            None
+        };
         let service = self.service.clone();
         let span = tracing::Span::current();
-        let started = std::time::Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
             let _permit = permit;
+            let _slot = slot;
             f(&service)
         })
         .await;
@@ -192,7 +225,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         // bounded channel holds the client back when the store is the slower.
         let (tx, mut rx) = mpsc::channel::<pb::IngestItem>(4096);
         let pool = first.pool.clone();
-        let worker = self.blocking("Ingest", move |s| {
+        let worker = self.run_blocking("Ingest", false, move |s| {
             let mut ingest = StreamIngest::start(s.clone(), &pool)?;
             while let Some(item) = rx.blocking_recv() {
                 if !item.pool.is_empty() && item.pool != pool {
@@ -426,14 +459,18 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::DebugSet>, Status> {
         let wire = request.into_inner();
         let req = convert::debug_set_request(&wire)?;
-        let result = self
-            .blocking("BuildDebugSet", move |s| s.build_debug_set(&req))
+        // The conversion runs on the blocking thread too: thousands of items are not free.
+        let set = self
+            .blocking("BuildDebugSet", move |s| {
+                let result = s.build_debug_set(&req)?;
+                let summary = convert::debug_set_summary(&result, &wire);
+                Ok(pb::DebugSet {
+                    items: result.items.into_iter().map(convert::debug_item).collect(),
+                    summary: Some(summary),
+                })
+            })
             .await?;
-        let summary = convert::debug_set_summary(&result, &wire);
-        Ok(Response::new(pb::DebugSet {
-            items: result.items.into_iter().map(convert::debug_item).collect(),
-            summary: Some(summary),
-        }))
+        Ok(Response::new(set))
     }
 
     type StreamDebugSetStream = RpcStream<pb::DebugSetChunk>;

@@ -25,6 +25,7 @@ pub(super) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Exact(args) => exact(args),
         BenchCommand::Gen(args) => generate(args),
         BenchCommand::Embed(args) => super::bench_embed::run(args),
+        BenchCommand::Service(args) => super::bench_service::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_embed;
+mod bench_service;
 mod debug_set;
 mod embed;
 mod export;

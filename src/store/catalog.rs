@@ -13,6 +13,17 @@ use crate::types::{Dtype, Metric, RowId};
 
 const SCHEMA_VERSION: i64 = 2;
 
+/// Keys or rows looked up per statement (SQLite binds at most 32 766 parameters).
+const LOOKUP_CHUNK: usize = 512;
+
+/// `?2, ?3, ...` for `n` parameters after the pool id.
+fn placeholders(n: usize) -> String {
+    (2..n + 2)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pools (
@@ -312,22 +323,31 @@ impl Catalog {
 
     /// Items of the given rows, in the order asked; rows that do not exist are skipped.
     pub fn items(&self, pool_id: i64, rows: &[RowId]) -> Result<Vec<Item>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT row_id, key, label, content_hash, metadata FROM items
-                 WHERE pool_id = ?1 AND row_id = ?2",
-            )
-            .map_err(StoreError::catalog("reading items"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for &row in rows {
-            let item = stmt
-                .query_row(params![pool_id, row as i64], row_to_item)
-                .optional()
+        let mut found: std::collections::HashMap<RowId, Item> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(LOOKUP_CHUNK) {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT row_id, key, label, content_hash, metadata FROM items
+                     WHERE pool_id = ?1 AND row_id IN ({})",
+                    placeholders(chunk.len())
+                ))
                 .map_err(StoreError::catalog("reading items"))?;
-            out.extend(item);
+            let params = std::iter::once(rusqlite::types::Value::Integer(pool_id)).chain(
+                chunk
+                    .iter()
+                    .map(|&r| rusqlite::types::Value::Integer(r as i64)),
+            );
+            let items = stmt
+                .query_map(rusqlite::params_from_iter(params), row_to_item)
+                .map_err(StoreError::catalog("reading items"))?;
+            for item in items {
+                let item = item.map_err(StoreError::catalog("reading items"))?;
+                found.insert(item.row, item);
+            }
         }
-        Ok(out)
+        Ok(rows.iter().filter_map(|r| found.get(r).cloned()).collect())
     }
 
     /// The row holding `key`, if any.
@@ -349,17 +369,27 @@ impl Catalog {
         pool_id: i64,
         keys: &[&str],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM items WHERE pool_id = ?1 AND key = ?2")
-            .map_err(StoreError::catalog("looking up keys"))?;
         let mut out = std::collections::HashSet::new();
-        for &key in keys {
-            if stmt
-                .exists(params![pool_id, key])
-                .map_err(StoreError::catalog("looking up keys"))?
-            {
-                out.insert(key.to_owned());
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT key FROM items WHERE pool_id = ?1 AND key IN ({})",
+                    placeholders(chunk.len())
+                ))
+                .map_err(StoreError::catalog("looking up keys"))?;
+            let params = std::iter::once(rusqlite::types::Value::Integer(pool_id)).chain(
+                chunk
+                    .iter()
+                    .map(|k| rusqlite::types::Value::Text((*k).to_owned())),
+            );
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(StoreError::catalog("looking up keys"))?;
+            for key in rows {
+                out.insert(key.map_err(StoreError::catalog("looking up keys"))?);
             }
         }
         Ok(out)

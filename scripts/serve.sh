@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: build dcd and serve its gRPC API on 127.0.0.1:50051 over ./dcd-data, letting
+# clients start ingestion jobs on folders below the current directory. Extra arguments go to
+# `dcd serve` (e.g. --allow-root /data --api-key KEY --metrics-addr 127.0.0.1:9100).
+# Stop it with Ctrl-C: running requests finish, ingestion jobs resume at the next start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DCD_DATA_DIR="${DCD_DATA_DIR:-./dcd-data}"
+cargo build --release --locked
+exec target/release/dcd serve --allow-root "${DCD_ALLOW_ROOT:-$PWD}" "$@"
