@@ -235,6 +235,8 @@ fn cli_against_a_server_and_graceful_shutdown() {
             "--allow-root",
         ])
         .arg(&f.root)
+        .arg("--allow-root")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

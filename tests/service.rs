@@ -248,6 +248,27 @@ async fn vector_pool_debug_set_comes_from_the_failing_group() {
         .unwrap()
         .into_inner();
     assert!(precision(&by_key.items, "group/") >= 0.95);
+    let deleted = client
+        .delete_pool(pb::DeletePoolRequest {
+            name: "failures".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.items_deleted, 3);
+    let gone = client
+        .get_pool(pb::GetPoolRequest {
+            name: "failures".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let pools = client
+        .list_pools(pb::ListPoolsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pools.pools.len(), 1);
 
     // The streamed variant carries the same items, then the summary.
     let mut stream = client.stream_debug_set(request).await.unwrap().into_inner();
@@ -290,6 +311,34 @@ async fn vector_pool_debug_set_comes_from_the_failing_group() {
     server.stop().await.unwrap();
 }
 
+/// Starts a folder job and follows its WatchJob feed to the end; returns the last update.
+async fn run_folder_job(
+    client: &mut pb::dcd_client::DcdClient<tonic::transport::Channel>,
+    pool: &str,
+    folder: &std::path::Path,
+) -> pb::Job {
+    let job = client
+        .start_ingest_job(pb::StartIngestJobRequest {
+            pool: pool.into(),
+            source: Some(pb::start_ingest_job_request::Source::Folder(
+                folder.display().to_string(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut feed = client
+        .watch_job(pb::WatchJobRequest { id: job.id })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(j) = feed.message().await.unwrap() {
+        last = Some(j);
+    }
+    last.expect("the feed sends at least the final state")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_pool_job_and_debug_set_find_the_pattern() {
     let dir = tempfile::tempdir().unwrap();
@@ -317,26 +366,7 @@ async fn image_pool_job_and_debug_set_find_the_pattern() {
         .unwrap()
         .into_inner();
     assert!(pool.dim > 0);
-    let job = client
-        .start_ingest_job(pb::StartIngestJobRequest {
-            pool: "imgs".into(),
-            source: Some(pb::start_ingest_job_request::Source::Folder(
-                root.display().to_string(),
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut feed = client
-        .watch_job(pb::WatchJobRequest { id: job.id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    while let Some(j) = feed.message().await.unwrap() {
-        last = Some(j);
-    }
-    let done = last.unwrap();
+    let done = run_folder_job(&mut client, "imgs", &root).await;
     assert_eq!(done.state, pb::JobState::Succeeded as i32, "{done:?}");
     assert_eq!(
         (done.total, done.stored, done.duplicates, done.failed),
@@ -419,26 +449,7 @@ async fn image_pool_job_and_debug_set_find_the_pattern() {
     ));
 
     // Starting the same job again finds everything present.
-    let again = client
-        .start_ingest_job(pb::StartIngestJobRequest {
-            pool: "imgs".into(),
-            source: Some(pb::start_ingest_job_request::Source::Folder(
-                root.display().to_string(),
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut feed = client
-        .watch_job(pb::WatchJobRequest { id: again.id })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    while let Some(j) = feed.message().await.unwrap() {
-        last = Some(j);
-    }
-    let again = last.unwrap();
+    let again = run_folder_job(&mut client, "imgs", &root).await;
     assert_eq!((again.stored, again.present), (0, 300), "{again:?}");
     server.stop().await.unwrap();
 }
@@ -692,6 +703,18 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
     )
     .await;
     assert_eq!(got, Code::InvalidArgument, "{msg}");
+    let (got, msg) = code_of(
+        client
+            .create_pool(pb::CreatePoolRequest {
+                name: "w".into(),
+                backbone: "resnet".into(),
+                weights: dir.path().join("outside/w.pth").display().to_string(),
+                ..Default::default()
+            })
+            .await,
+    )
+    .await;
+    assert_eq!(got, Code::PermissionDenied, "{msg}");
     let (got, msg) = code_of(
         client
             .create_pool(pb::CreatePoolRequest {

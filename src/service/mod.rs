@@ -137,6 +137,14 @@ impl Service {
 
     /// Creates a pool; with a backbone, its dimension is the model's (which loads it).
     pub fn create_pool(&self, req: &CreatePool) -> Result<PoolRecord> {
+        if let Some(w) = &req.weights {
+            // A weights path is a server-side file like any other: only below the roots.
+            // Model ids (org/name) resolve in the server's own hub cache.
+            let path = std::path::Path::new(w);
+            if path.is_absolute() || w.starts_with('.') || path.exists() {
+                self.settings.roots.check(path)?;
+            }
+        }
         let (dim, pooling) = match &req.backbone {
             Some(backbone) => {
                 let pooling = req.pooling.clone().unwrap_or_else(|| "cls".into());

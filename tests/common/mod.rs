@@ -37,14 +37,17 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts the real server on 127.0.0.1:0 over `data_dir`, allowing reads below `root`.
+    /// Starts the real server on 127.0.0.1:0 over `data_dir`, allowing reads below `root` and
+    /// the test fixtures.
     pub async fn start(data_dir: &Path, root: &Path, options: ServerOptions) -> TestServer {
         let runtime = ModelRuntimeArgs {
             device: "cpu".into(),
             precision: "f32".into(),
             batch: 8,
         };
-        let roots = AllowedRoots::only(&[root.to_owned()]).unwrap();
+        // The model fixtures are server-side files too.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let roots = AllowedRoots::only(&[root.to_owned(), fixtures]).unwrap();
         let settings = dcd::app::settings(roots, &runtime, None);
         let service = Service::open(data_dir, settings).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

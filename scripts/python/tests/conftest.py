@@ -23,7 +23,8 @@ class Server:
         self.root = tmp
         self.proc = subprocess.Popen(
             [_binary(), "--data-dir", str(tmp / "data"), "--log", "warn", "serve",
-             "--addr", "127.0.0.1:0", "--allow-root", str(tmp), *extra],
+             "--addr", "127.0.0.1:0", "--allow-root", str(tmp),
+             "--allow-root", str(REPO / "tests" / "fixtures"), *extra],
             stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("dcd listening on "):
