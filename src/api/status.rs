@@ -33,6 +33,14 @@ pub fn code_of(e: &Error) -> Code {
         },
         Error::Feature(e) => feature_code(e),
         Error::Service(e) => service_code(e),
+        #[cfg(feature = "cuda")]
+        Error::Gpu(e) => match e {
+            crate::gpu::GpuError::KTooLarge { .. } => Code::InvalidArgument,
+            crate::gpu::GpuError::NoDevice { .. } | crate::gpu::GpuError::NotCuda { .. } => {
+                Code::FailedPrecondition
+            }
+            crate::gpu::GpuError::Driver { .. } => Code::Internal,
+        },
         Error::Usage(_) => Code::InvalidArgument,
     }
 }

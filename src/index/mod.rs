@@ -89,6 +89,18 @@ impl RowFilter {
         self.count
     }
 
+    /// The bitmap as 32-bit words covering `len` rows (bit i of word w is row 32w + i), the
+    /// layout the GPU kernels read.
+    pub fn words32(&self, len: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity(len.div_ceil(32));
+        for w in &self.bits {
+            out.push(*w as u32);
+            out.push((*w >> 32) as u32);
+        }
+        out.resize(len.div_ceil(32), 0);
+        out
+    }
+
     /// Allowed rows, ascending.
     pub fn rows(&self) -> impl Iterator<Item = RowId> + '_ {
         self.bits.iter().enumerate().flat_map(|(w, &bits)| {
@@ -251,4 +263,26 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), IndexErr
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(IndexError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_allow_remove_and_export_32_bit_words() {
+        let mut f = RowFilter::all(70);
+        assert_eq!(f.count(), 70);
+        assert!(f.allows(69) && !f.allows(70));
+        f.remove(33);
+        f.remove(33);
+        assert_eq!(f.count(), 69);
+        let words = f.words32(70);
+        assert_eq!(words.len(), 3);
+        assert_eq!(words[0], u32::MAX);
+        assert_eq!(words[1], !(1u32 << 1));
+        assert_eq!(words[2], 0b11_1111);
+        let g = RowFilter::from_rows([0, 40], 70);
+        assert_eq!(g.words32(70), vec![1, 1 << 8, 0]);
+    }
 }

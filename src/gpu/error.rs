@@ -1,0 +1,48 @@
+//! Errors of the GPU path: the driver's failures as values, never panics.
+
+/// What went wrong on the GPU path.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// The device could not be opened (no such device, or no working driver).
+    #[error("CUDA device {ordinal} is not usable: {reason}; check `nvidia-smi`, pick another --device cuda:N, or use the CPU path (--device cpu)")]
+    NoDevice {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// The driver's words.
+        reason: String,
+    },
+    /// A driver call failed.
+    #[error("CUDA {what} failed: {reason}")]
+    Driver {
+        /// The operation.
+        what: &'static str,
+        /// The driver's words.
+        reason: String,
+    },
+    /// k above what one selection pass holds.
+    #[error(
+        "k = {k} is above the GPU path's {max}; ask for fewer neighbours or search on the CPU"
+    )]
+    KTooLarge {
+        /// Requested k.
+        k: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The tensor handed over lives elsewhere.
+    #[error("the GPU index needs a CUDA device, got {device}")]
+    NotCuda {
+        /// What was given.
+        device: String,
+    },
+}
+
+impl GpuError {
+    /// Wraps a driver error with the operation that failed.
+    pub fn driver(what: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> GpuError {
+        move |e| GpuError::Driver {
+            what,
+            reason: e.to_string(),
+        }
+    }
+}
