@@ -681,51 +681,45 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
     )
     .await;
     assert_eq!(got, Code::NotFound);
-    let (got, msg) = code_of(
-        client
-            .create_pool(pb::CreatePoolRequest {
+    let pool_cases = [
+        (
+            pb::CreatePoolRequest {
                 name: "p".into(),
                 dim: 4,
                 ..Default::default()
-            })
-            .await,
-    )
-    .await;
-    assert_eq!(got, Code::AlreadyExists, "{msg}");
-    let (got, msg) = code_of(
-        client
-            .create_pool(pb::CreatePoolRequest {
+            },
+            Code::AlreadyExists,
+        ),
+        (
+            pb::CreatePoolRequest {
                 name: "q".into(),
                 backbone: "resnet9000".into(),
                 ..Default::default()
-            })
-            .await,
-    )
-    .await;
-    assert_eq!(got, Code::InvalidArgument, "{msg}");
-    let (got, msg) = code_of(
-        client
-            .create_pool(pb::CreatePoolRequest {
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            pb::CreatePoolRequest {
                 name: "w".into(),
                 backbone: "resnet".into(),
                 weights: dir.path().join("outside/w.pth").display().to_string(),
                 ..Default::default()
-            })
-            .await,
-    )
-    .await;
-    assert_eq!(got, Code::PermissionDenied, "{msg}");
-    let (got, msg) = code_of(
-        client
-            .create_pool(pb::CreatePoolRequest {
+            },
+            Code::PermissionDenied,
+        ),
+        (
+            pb::CreatePoolRequest {
                 name: "bad name!".into(),
                 dim: 4,
                 ..Default::default()
-            })
-            .await,
-    )
-    .await;
-    assert_eq!(got, Code::InvalidArgument, "{msg}");
+            },
+            Code::InvalidArgument,
+        ),
+    ];
+    for (req, code) in pool_cases {
+        let (got, msg) = code_of(client.create_pool(req).await).await;
+        assert_eq!(got, code, "{msg}");
+    }
     // Nothing stored was lost: 500 items plus the one good vector before the bad one.
     let details = client
         .get_pool(pb::GetPoolRequest { name: "p".into() })

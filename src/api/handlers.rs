@@ -306,34 +306,31 @@ impl pb::dcd_server::Dcd for DcdApi {
         let service = self.service.clone();
         tokio::spawn(async move {
             let mut rx = rx;
+            // Progress comes from the job's own record (no catalog reads per update); the
+            // final update is read from the catalog, with the job's failed and duplicate entries.
             loop {
-                let (s, id2) = (service.clone(), id.clone());
-                let msg = tokio::task::spawn_blocking(move || job_message(&s, &id2)).await;
-                let msg = match msg {
-                    Ok(Ok(m)) => Ok(m),
-                    Ok(Err(e)) => Err(Status::from(e)),
-                    Err(e) => Err(Status::internal(e.to_string())),
-                };
-                let done = msg.as_ref().map_or(true, |m| {
-                    !matches!(
-                        pb::JobState::try_from(m.state),
-                        Ok(pb::JobState::Pending | pb::JobState::Running)
-                    )
-                });
-                if tx.send(msg).await.is_err() || done {
+                let record = rx.borrow_and_update().clone();
+                if record.state.is_final() {
                     break;
                 }
+                if tx
+                    .send(Ok(convert::job(&record, Vec::new())))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 if rx.changed().await.is_err() {
-                    // The job thread ended: send the final record, then stop.
-                    let (s, id2) = (service.clone(), id.clone());
-                    if let Ok(Ok(m)) =
-                        tokio::task::spawn_blocking(move || job_message(&s, &id2)).await
-                    {
-                        let _ = tx.send(Ok(m)).await;
-                    }
                     break;
                 }
             }
+            let (s, id2) = (service.clone(), id.clone());
+            let last = match tokio::task::spawn_blocking(move || job_message(&s, &id2)).await {
+                Ok(Ok(m)) => Ok(m),
+                Ok(Err(e)) => Err(Status::from(e)),
+                Err(e) => Err(Status::internal(e.to_string())),
+            };
+            let _ = tx.send(last).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }

@@ -284,10 +284,8 @@ impl GpuExact {
             .arg(&k32)
             .arg(&mut part_d)
             .arg(&mut part_i);
-        // SAFETY: the argument list matches `l2_topk_chunk_*` in kernels/l2_topk.cu (pool,
-        // n, dim, row_offset, queries, filter, rows, k, out_dist, out_ids); the outputs hold
-        // nq * chunks * k entries, the grid is chunks x nq, and the shared memory is the
-        // `rows` (distance, id) pairs the kernel indexes.
+        // SAFETY: arguments as `l2_topk_chunk_*` (kernels/l2_topk.cu) declares them; outputs
+        // of nq * chunks * k, grid chunks x nq, shared memory = the `rows` pairs it indexes.
         unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the distance kernel"))?;
         let mut out_d = self
             .stream

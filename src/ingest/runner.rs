@@ -50,7 +50,8 @@ fn run_inner(
     let job = store.job(id)?;
     store.set_job_state(id, JobState::Running, None)?;
     let entries = source::list(&job.source, &service.settings().roots)?;
-    store.set_job_total(id, entries.len() as u64)?;
+    let total = entries.len() as u64;
+    store.set_job_total(id, total)?;
     let done = store.job_done_keys(id)?;
     let todo: Vec<Entry> = entries
         .into_iter()
@@ -61,7 +62,10 @@ fn run_inner(
     let dim = handle.record().dim;
     let started = Instant::now();
     let mut processed = 0usize;
-    tx.send_replace(store.job(id)?);
+    // The tally as committed so far, kept up to date here rather than recounted from the
+    // catalog after every commit (a recount grows with the job).
+    let mut record = store.job(id)?;
+    tx.send_replace(record.clone());
     for chunk in todo.chunks(CHUNK) {
         if stop.load(Ordering::SeqCst) != RUN {
             return Ok(());
@@ -180,9 +184,18 @@ fn run_inner(
             }),
         )?;
         processed += chunk.len();
-        let mut record = store.job(id)?;
+        for e in &job_entries {
+            let t = &mut record.tally;
+            match e.outcome {
+                EntryOutcome::Stored => t.stored += 1,
+                EntryOutcome::Duplicate(_) => t.duplicates += 1,
+                EntryOutcome::Failed(_) => t.failed += 1,
+                EntryOutcome::Present => t.present += 1,
+            }
+        }
         record.state = JobState::Running;
-        tx.send_replace(record);
+        record.total = total;
+        tx.send_replace(record.clone());
         tracing::debug!(
             job = id,
             processed,
