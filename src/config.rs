@@ -560,6 +560,9 @@ pub struct BenchExactArgs {
     /// Store the base as f16 before searching.
     #[arg(long, env = "DCD_DTYPE", default_value = "f32")]
     pub dtype: Dtype,
+    /// Where to search: cpu, or cuda / cuda:N (dcd's fused kernels; a --features cuda build).
+    #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
+    pub device: String,
     /// Print one JSON document instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,

@@ -337,6 +337,23 @@ fn benchmark_commands_print_the_documented_json() {
     .unwrap();
     assert_eq!(r["queries"], 50);
     assert!(r["gflops"].as_f64().unwrap() > 0.0 && r["qps"].as_f64().unwrap() > 0.0);
+    // The GPU path is refused with the way out in a build without CUDA.
+    if !cfg!(feature = "cuda") {
+        let msg = user_error(
+            &data,
+            &[
+                "bench",
+                "exact",
+                "--base",
+                &p("base.fvecs"),
+                "--queries",
+                &p("queries.fvecs"),
+                "--device",
+                "cuda",
+            ],
+        );
+        assert!(msg.contains("--features cuda"), "{msg}");
+    }
     // Ground truth written by gen is exact: the exact engine recalls all of it.
     let gt = dcd::formats::read_ivecs(&out.join("gt.ivecs")).unwrap();
     assert_eq!((gt.0, gt.1), (50, 20));
