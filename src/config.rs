@@ -8,6 +8,14 @@ use clap::{Args, Parser, Subcommand};
 use crate::index::manager::Engine;
 use crate::types::Dtype;
 
+/// The ordinal of a `--device` value `cuda` or `cuda:N`; None for anything else.
+pub fn cuda_ordinal(spec: &str) -> Option<usize> {
+    match spec.strip_prefix("cuda")? {
+        "" => Some(0),
+        rest => rest.strip_prefix(':')?.parse().ok(),
+    }
+}
+
 /// dcd: find the pool images nearest to a model's failures (data-centric debugging).
 #[derive(Debug, Parser)]
 #[command(name = "dcd", version, about, long_about = None)]
@@ -566,4 +574,18 @@ pub struct BenchExactArgs {
     /// Print one JSON document instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cuda_ordinal;
+
+    #[test]
+    fn cuda_device_specs() {
+        assert_eq!(cuda_ordinal("cuda"), Some(0));
+        assert_eq!(cuda_ordinal("cuda:3"), Some(3));
+        for bad in ["cpu", "cuda:", "cuda:x", "cudax", "gpu:0"] {
+            assert_eq!(cuda_ordinal(bad), None, "{bad}");
+        }
+    }
 }

@@ -289,20 +289,9 @@ fn exact(args: BenchExactArgs) -> Result<()> {
 #[cfg(feature = "cuda")]
 fn gpu_exact(args: &BenchExactArgs, view: VectorView<'_>, batches: &[Matrix]) -> Result<f64> {
     use crate::gpu::{GpuDtype, GpuExact};
-    let ordinal = args
-        .device
-        .strip_prefix("cuda")
-        .map(|r| r.trim_start_matches(':'))
-        .and_then(|r| {
-            if r.is_empty() {
-                Some(0)
-            } else {
-                r.parse().ok()
-            }
-        })
-        .ok_or_else(|| {
-            Error::Usage(format!("--device {}: use cpu, cuda or cuda:N", args.device))
-        })?;
+    let ordinal = crate::config::cuda_ordinal(&args.device).ok_or_else(|| {
+        Error::Usage(format!("--device {}: use cpu, cuda or cuda:N", args.device))
+    })?;
     let device = crate::gpu::device(ordinal)?;
     let dtype = match args.dtype {
         Dtype::F32 => GpuDtype::F32,

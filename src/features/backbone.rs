@@ -266,19 +266,9 @@ pub fn backbone_from_args(
     let device = match args.device.as_str() {
         "cpu" => Device::Cpu,
         spec => {
-            let ordinal = spec
-                .strip_prefix("cuda")
-                .map(|r| r.strip_prefix(':').unwrap_or(r))
-                .and_then(|r| {
-                    if r.is_empty() {
-                        Some(0)
-                    } else {
-                        r.parse().ok()
-                    }
-                })
-                .ok_or_else(|| {
-                    FeatureError::Config(format!("--device {spec}: use cpu, cuda or cuda:N"))
-                })?;
+            let ordinal = crate::config::cuda_ordinal(spec).ok_or_else(|| {
+                FeatureError::Config(format!("--device {spec}: use cpu, cuda or cuda:N"))
+            })?;
             Device::new_cuda(ordinal).map_err(|e| {
                 FeatureError::Config(format!(
                     "--device {spec}: no CUDA device available ({e}); use --device cpu, or a dcd built with --features cuda on a machine with a GPU"
