@@ -25,6 +25,10 @@ pub fn settings(
     ServiceSettings {
         roots,
         index: params,
+        exact_device: runtime
+            .exact_device
+            .clone()
+            .unwrap_or_else(|| runtime.device.clone()),
         models: ModelSettings {
             device: runtime.device.clone(),
             precision: runtime.precision.clone(),

@@ -110,6 +110,11 @@ pub struct ModelRuntimeArgs {
     /// Where models run: cpu, or cuda / cuda:N (needs a dcd built with --features cuda).
     #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// Where exact searches, exact debug sets and exact re-ranking run: cpu, or cuda /
+    /// cuda:N (dcd's kernels, a copy of each pool on the GPU; needs --features cuda).
+    /// Default: the --device value.
+    #[arg(long, env = "DCD_EXACT_DEVICE")]
+    pub exact_device: Option<String>,
     /// Model precision: f32, or f16/bf16 (for CUDA).
     #[arg(long, env = "DCD_PRECISION", default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub precision: String,
@@ -550,28 +555,47 @@ pub struct BenchAnnArgs {
 /// `dcd bench exact`
 #[derive(Debug, Args)]
 pub struct BenchExactArgs {
-    /// Base vectors (.fvecs or .npy).
-    #[arg(long, env = "DCD_BENCH_BASE")]
-    pub base: PathBuf,
-    /// Query vectors (.fvecs or .npy).
-    #[arg(long, env = "DCD_BENCH_QUERIES")]
-    pub queries: PathBuf,
+    /// Base vectors (.fvecs or .npy); or --random.
+    #[arg(long, env = "DCD_BENCH_BASE", required_unless_present = "random")]
+    pub base: Option<PathBuf>,
+    /// Query vectors (.fvecs or .npy); or --random.
+    #[arg(long, env = "DCD_BENCH_QUERIES", required_unless_present = "random")]
+    pub queries: Option<PathBuf>,
+    /// Generate the pool instead of reading it: NxD uniform random vectors (e.g. 10000000x768),
+    /// and --random-queries queries like them.
+    #[arg(long, conflicts_with_all = ["base", "queries"])]
+    pub random: Option<String>,
+    /// Queries generated with --random.
+    #[arg(long, default_value_t = 1024)]
+    pub random_queries: usize,
     /// Neighbours per query.
     #[arg(long, env = "DCD_K", default_value_t = 10)]
     pub k: usize,
     /// Timed repetitions (the best is reported).
     #[arg(long, env = "DCD_BENCH_REPEAT", default_value_t = 3)]
     pub repeat: usize,
-    /// Queries per search call (1: one query at a time; default: all in one batch).
-    #[arg(long, env = "DCD_BENCH_BATCH")]
-    pub batch: Option<usize>,
-    /// Store the base as f16 before searching.
+    /// Queries per search call (1: one query at a time; default: all in one batch). Several,
+    /// comma-separated (1,64,1024), give one result each over the same resident pool.
+    #[arg(long, env = "DCD_BENCH_BATCH", value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// Most search calls timed per batch size and repetition (as many as fit in about a
+    /// second; the queries are cycled).
+    #[arg(long, default_value_t = 20)]
+    pub calls: usize,
+    /// Store the base as f16 before searching (bf16: the GPU path only).
     #[arg(long, env = "DCD_DTYPE", default_value = "f32")]
-    pub dtype: Dtype,
-    /// Where to search: cpu, or cuda / cuda:N (dcd's fused kernels; a --features cuda build).
+    pub dtype: String,
+    /// Where to search: cpu, or cuda / cuda:N (dcd's kernels; a --features cuda build).
     #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
     pub device: String,
-    /// Print one JSON document instead of text.
+    /// GPU plan: auto (dcd's heuristic), fused or gemm; several, comma-separated, give one
+    /// result each.
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    pub gpu_plan: Vec<String>,
+    /// GPU: the GEMM plan's tile of cross terms, in MiB (default: dcd's).
+    #[arg(long)]
+    pub gpu_tile_mib: Option<usize>,
+    /// Print one JSON document per batch size instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,
 }

@@ -56,6 +56,23 @@ impl ClusterSpec {
     }
 }
 
+/// As [`uniform`], generated in parallel in blocks of 4096 rows (each block its own seeded
+/// stream, so the result depends on the seed alone): benchmark pools of billions of floats.
+pub fn uniform_parallel(n: usize, dim: usize, seed: u64) -> Matrix {
+    use rayon::prelude::*;
+    const BLOCK: usize = 4096;
+    let mut data = vec![0.0f32; n * dim];
+    data.par_chunks_mut((BLOCK * dim).max(1))
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                seed ^ (b as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            chunk.iter_mut().for_each(|v| *v = rng.gen_range(-1.0..1.0));
+        });
+    Matrix::new(n, dim, data)
+}
+
 /// Uniform random vectors in [-1, 1), for tests that want no structure.
 pub fn uniform(n: usize, dim: usize, seed: u64) -> Matrix {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

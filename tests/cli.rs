@@ -353,6 +353,15 @@ fn benchmark_commands_print_the_documented_json() {
             ],
         );
         assert!(msg.contains("--features cuda"), "{msg}");
+        // And so is a server asked to keep its exact engine on a GPU.
+        let msg = user_error(
+            &data,
+            &["serve", "--addr", "127.0.0.1:0", "--exact-device", "cuda:1"],
+        );
+        assert!(
+            msg.contains("--exact-device cuda:1") && msg.contains("--exact-device cpu"),
+            "{msg}"
+        );
     }
     // Ground truth written by gen is exact: the exact engine recalls all of it.
     let gt = dcd::formats::read_ivecs(&out.join("gt.ivecs")).unwrap();

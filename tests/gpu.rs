@@ -78,54 +78,200 @@ fn agree(got: &[Vec<Neighbor>], want: &[Vec<Neighbor>], rel: f32, what: &str) {
     }
 }
 
-fn body(device: &str, search: Search<'_>) {
-    // Sizes that do not divide the kernels' block of rows, an odd dimension.
-    let base = synth::uniform(5003, 37, 1);
-    let queries = synth::uniform(7, 37, 2);
-    for elem in [Elem::F32, Elem::F16, Elem::BF16] {
-        let rel = match elem {
-            Elem::F32 => 1e-4,
-            Elem::F16 | Elem::BF16 => 1e-3,
-        };
-        for k in [1, 10, 100, 1024] {
-            let got = search(&base, elem, &queries, k, None);
-            let want = cpu(&base, elem, &queries, k, None);
-            agree(&got, &want, rel, &format!("{device} {elem:?} k={k}"));
+/// One body for every device and plan: `rel` is the distance tolerance per element type
+/// (the GEMM plan reads half-precision queries, so its f16/bf16 selection is looser).
+fn body(device: &str, search: Search<'_>, rel: fn(Elem) -> f32) {
+    // A dimension that defeats the 16-byte loads (37) and one that uses them (64); row counts
+    // that divide neither the kernels' rounds nor the test's segments.
+    for (rows, dim, nq) in [(5003, 37, 7), (4099, 64, 5)] {
+        let base = synth::uniform(rows, dim, 1);
+        let queries = synth::uniform(nq, dim, 2);
+        for elem in [Elem::F32, Elem::F16, Elem::BF16] {
+            let rel = rel(elem);
+            for k in [1, 10, 100, 1024, 3000] {
+                let got = search(&base, elem, &queries, k, None);
+                let want = cpu(&base, elem, &queries, k, None);
+                agree(
+                    &got,
+                    &want,
+                    rel,
+                    &format!("{device} {elem:?} d={dim} k={k}"),
+                );
+            }
+            let filter = RowFilter::from_rows((0..rows as u32).filter(|r| r % 3 == 0), rows);
+            let got = search(&base, elem, &queries, 50, Some(&filter));
+            assert!(
+                got.iter().flatten().all(|n| n.id % 3 == 0),
+                "{device}: the filter holds"
+            );
+            agree(
+                &got,
+                &cpu(&base, elem, &queries, 50, Some(&filter)),
+                rel,
+                &format!("{device} {elem:?} d={dim} filtered"),
+            );
         }
-        let filter = RowFilter::from_rows((0..5003).filter(|r| r % 3 == 0), 5003);
-        let got = search(&base, elem, &queries, 50, Some(&filter));
-        assert!(
-            got.iter().flatten().all(|n| n.id % 3 == 0),
-            "{device}: the filter holds"
-        );
-        agree(
-            &got,
-            &cpu(&base, elem, &queries, 50, Some(&filter)),
-            rel,
-            &format!("{device} {elem:?} filtered"),
-        );
+    }
+}
+
+fn exact_tolerance(elem: Elem) -> f32 {
+    match elem {
+        Elem::F32 => 1e-4,
+        Elem::F16 | Elem::BF16 => 1e-3,
+    }
+}
+
+/// Rows and distances of a search or debug set, for comparing devices.
+type Answer = Vec<Vec<(u32, f32)>>;
+
+/// The service's exact search, exact debug set and exact re-ranking with the exact engine on
+/// `exact_device`; also the engine it reports.
+fn service_answers(exact_device: &str) -> (Answer, String) {
+    use dcd::config::ModelRuntimeArgs;
+    use dcd::debugset::{Merge, MergeParams};
+    use dcd::service::{
+        AllowedRoots, CreatePool, DebugSetRequest, QueryInput, SearchRequest, Service,
+    };
+    use dcd::store::NewItem;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = ModelRuntimeArgs {
+        device: "cpu".into(),
+        exact_device: Some(exact_device.into()),
+        precision: "f32".into(),
+        batch: 8,
+    };
+    let service = Service::open(
+        dir.path(),
+        dcd::app::settings(AllowedRoots::Any, &runtime, None),
+    )
+    .unwrap();
+    service
+        .create_pool(&CreatePool {
+            name: "p".into(),
+            backbone: None,
+            weights: None,
+            pooling: None,
+            dim: Some(32),
+            dtype: dcd::types::Dtype::F32,
+        })
+        .unwrap();
+    let base = synth::uniform(3000, 32, 11);
+    let items: Vec<NewItem> = (0..3000)
+        .map(|i| NewItem {
+            key: format!("k{i}"),
+            ..NewItem::default()
+        })
+        .collect();
+    service
+        .pool("p")
+        .unwrap()
+        .append(&base, &items, None)
+        .unwrap();
+    let queries: Vec<QueryInput> = synth::uniform(4, 32, 12)
+        .iter_rows()
+        .map(|r| QueryInput::Vector(r.to_vec()))
+        .collect();
+    let (hits, engine) = service
+        .search(&SearchRequest {
+            pool: "p".into(),
+            queries: queries.clone(),
+            k: 10,
+            ef: None,
+            exact: true,
+            labels: vec![],
+        })
+        .unwrap();
+    let mut answer: Answer = hits
+        .into_iter()
+        .map(|h| h.unwrap().iter().map(|h| (h.row, h.distance)).collect())
+        .collect();
+    for (exact, exact_rerank) in [(true, false), (false, true)] {
+        let set = service
+            .build_debug_set(&DebugSetRequest {
+                pool: "p".into(),
+                errors: queries.clone(),
+                errors_pool: None,
+                k: 10,
+                merge: MergeParams {
+                    merge: Merge::Union,
+                    budget: None,
+                    max_distance: None,
+                    keep_duplicates: false,
+                },
+                labels: vec![],
+                exclude_keys: vec![],
+                exact,
+                exact_rerank,
+                ef: Some(200),
+            })
+            .unwrap();
+        answer.push(set.items.iter().map(|i| (i.row, i.best_distance)).collect());
+    }
+    (answer, engine)
+}
+
+fn same_answers(got: &Answer, want: &Answer, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        let rows = |a: &[(u32, f32)]| a.iter().map(|x| x.0).collect::<Vec<_>>();
+        assert_eq!(rows(g), rows(w), "{what}: rows");
+        for (a, b) in g.iter().zip(w) {
+            assert!(
+                (a.1 - b.1).abs() <= 1e-4 * b.1.max(1e-6),
+                "{what}: {a:?} vs {b:?}"
+            );
+        }
     }
 }
 
 #[test]
 fn exact_search_agrees_on_every_device() {
-    body("cpu", &cpu);
-    cuda::run(body);
+    body("cpu", &cpu, exact_tolerance);
+    cuda::run();
+}
+
+#[test]
+fn the_service_exact_path_agrees_on_every_device() {
+    let (cpu, engine) = service_answers("cpu");
+    assert_eq!(engine, "exact");
+    assert!(cpu.iter().all(|a| !a.is_empty()));
+    match cuda::service_device() {
+        Some(device) => {
+            let (gpu, engine) = service_answers(&device);
+            assert_eq!(engine, format!("exact-{device}"));
+            same_answers(&gpu, &cpu, "service on cuda");
+        }
+        None => println!("cuda: service check skipped (no CUDA build or device)"),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
 mod cuda {
-    pub fn run(_: fn(&str, super::Search<'_>)) {
+    pub fn run() {
         println!("cuda: skipped (built without --features cuda)");
+    }
+
+    pub fn service_device() -> Option<String> {
+        None
     }
 }
 
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::*;
-    use dcd::gpu::{GpuDtype, GpuExact};
+    use dcd::gpu::{GpuDtype, GpuExact, GpuPlan};
 
-    pub fn run(body: fn(&str, Search<'_>)) {
+    /// The GEMM plan's tolerance: its f16/bf16 cross terms use queries rounded to the pool's
+    /// type, so a row at the k-th place may trade with one whose true distance is this close.
+    fn gemm_tolerance(elem: Elem) -> f32 {
+        match elem {
+            Elem::F32 => 1e-4,
+            Elem::F16 => 5e-3,
+            Elem::BF16 => 2e-2,
+        }
+    }
+
+    pub fn run() {
         let device = match dcd::gpu::device(0) {
             Ok(d) => d,
             Err(e) => {
@@ -133,32 +279,71 @@ mod cuda {
                 return;
             }
         };
-        let search =
-            |base: &Matrix, elem: Elem, queries: &Matrix, k: usize, filter: Option<&RowFilter>| {
+        for plan in [GpuPlan::Fused, GpuPlan::Gemm] {
+            let search = |base: &Matrix,
+                          elem: Elem,
+                          queries: &Matrix,
+                          k: usize,
+                          filter: Option<&RowFilter>| {
                 let dtype = match elem {
                     Elem::F32 => GpuDtype::F32,
                     Elem::F16 => GpuDtype::F16,
                     Elem::BF16 => GpuDtype::BF16,
                 };
                 let view = VectorView::f32(&base.data, base.dim);
-                // Three segments, to exercise the merge of per-segment lists.
-                let index = GpuExact::with_segment_rows(&device, view, dtype, 2000).unwrap();
+                // Three segments, to exercise the merge of per-segment lists, and tiles
+                // narrower than a segment, to carry the GEMM plan's lists across tiles.
+                let mut index = GpuExact::with_segment_rows(&device, view, dtype, 2000).unwrap();
                 assert_eq!(index.segments(), 3);
-                index.search(queries, k, filter).unwrap()
+                index.limit_tile_columns(700);
+                let (got, used) = index.search_with(queries, k, filter, Some(plan)).unwrap();
+                assert_eq!(used, plan);
+                got
             };
-        body("cuda", &search);
-        // Bad input: k above the cap, wrong dimension, NaN.
+            let rel = match plan {
+                GpuPlan::Fused => exact_tolerance,
+                GpuPlan::Gemm => gemm_tolerance,
+            };
+            body(&format!("cuda {plan}"), &search, rel);
+        }
+        // The heuristic's own choice gives the same answers.
+        let base = synth::uniform(3000, 64, 5);
+        let many = synth::uniform(300, 64, 6);
+        let index = GpuExact::new(&device, VectorView::f32(&base.data, 64), GpuDtype::F32).unwrap();
+        assert_eq!(index.segments(), 1);
+        for q in [&synth::uniform(1, 64, 7), &many] {
+            let (got, plan) = index.search_with(q, 20, None, None).unwrap();
+            assert_eq!(plan, index.plan_for(q.rows));
+            agree(&got, &cpu(&base, Elem::F32, q, 20, None), 1e-4, "auto plan");
+        }
+        bad_input(&device);
+    }
+
+    /// `cuda:0` when a device is present.
+    pub fn service_device() -> Option<String> {
+        dcd::gpu::device(0).ok().map(|_| "cuda:0".to_string())
+    }
+
+    fn bad_input(device: &candle_core::Device) {
         let base = synth::uniform(100, 8, 3);
-        let index = GpuExact::new(&device, VectorView::f32(&base.data, 8), GpuDtype::F32).unwrap();
+        let index = GpuExact::new(device, VectorView::f32(&base.data, 8), GpuDtype::F32).unwrap();
         let q = synth::uniform(1, 8, 4);
-        assert!(index
-            .search(&q, 2000, None)
-            .unwrap_err()
-            .to_string()
-            .contains("above"));
-        assert!(index.search(&synth::uniform(1, 7, 4), 5, None).is_err());
+        let msg = |r: Result<Vec<Vec<Neighbor>>, dcd::error::Error>| r.unwrap_err().to_string();
+        assert!(msg(index.search(&q, 0, None)).contains("k"), "k = 0");
+        let too_many = index.max_k() + 1;
+        assert!(
+            msg(index.search(&q, too_many, None)).contains("above"),
+            "k above the cap"
+        );
+        assert!(
+            msg(index.search(&synth::uniform(1, 7, 4), 5, None)).contains("8"),
+            "dimension mismatch"
+        );
         let mut nan = q.clone();
         nan.data[3] = f32::NAN;
-        assert!(index.search(&nan, 5, None).is_err());
+        assert!(index.search(&nan, 5, None).is_err(), "NaN query");
+        // A device other than the one present.
+        let err = dcd::gpu::device(64).unwrap_err().to_string();
+        assert!(err.contains("64") && err.contains("--device"), "{err}");
     }
 }

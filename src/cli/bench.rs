@@ -14,7 +14,7 @@ use crate::index::graph::HnswParams;
 use crate::index::manager::{self, Engine};
 use crate::index::{AnnIndex, SearchParams};
 use crate::synth::ClusterSpec;
-use crate::types::{Dtype, Matrix, Neighbor, VectorView};
+use crate::types::{Matrix, Neighbor, VectorView};
 
 /// Minimum time spent timing one setting; passes over the queries repeat until it is reached.
 const MIN_TIMED: Duration = Duration::from_millis(1000);
@@ -198,124 +198,251 @@ fn ann(args: BenchAnnArgs) -> Result<()> {
 struct ExactReport {
     library: &'static str,
     engine: &'static str,
-    dtype: Dtype,
+    dtype: String,
     n: usize,
     dim: usize,
     queries: usize,
     batch: usize,
     k: usize,
     threads: usize,
-    kernel: &'static str,
+    kernel: String,
+    /// One pass over all the queries, in calls of `batch` (extrapolated from the timed calls).
     seconds: f64,
+    /// One search call of `batch` queries (best repetition's mean).
+    per_call_seconds: f64,
     qps: f64,
     gflops: f64,
 }
 
+/// The pool and queries of `dcd bench exact`: read, or generated with --random.
+fn exact_inputs(args: &BenchExactArgs) -> Result<(Matrix, Matrix)> {
+    match (&args.random, &args.base, &args.queries) {
+        (Some(spec), _, _) => {
+            let (n, dim) = spec
+                .split_once('x')
+                .and_then(|(n, d)| Some((n.parse::<usize>().ok()?, d.parse::<usize>().ok()?)))
+                .filter(|&(n, d)| n > 0 && d > 0)
+                .ok_or_else(|| {
+                    Error::Usage(format!("--random {spec}: expected NxD, e.g. 1000000x384"))
+                })?;
+            if args.random_queries == 0 {
+                return Err(Error::Usage("--random-queries must be at least 1".into()));
+            }
+            Ok((
+                crate::synth::uniform_parallel(n, dim, 1),
+                crate::synth::uniform_parallel(args.random_queries, dim, 2),
+            ))
+        }
+        (None, Some(base), Some(queries)) => Ok((read_vectors(base)?, read_vectors(queries)?)),
+        _ => Err(Error::Usage(
+            "give --base and --queries, or --random NxD".into(),
+        )),
+    }
+}
+
 fn exact(args: BenchExactArgs) -> Result<()> {
-    let base = read_vectors(&args.base)?;
-    let queries = read_vectors(&args.queries)?;
+    let (base, queries) = exact_inputs(&args)?;
     check_dims(&base, &queries)?;
-    let halves;
-    let view = match args.dtype {
-        Dtype::F32 => VectorView::f32(&base.data, base.dim),
-        Dtype::F16 => {
-            halves = to_f16(&base.data);
-            VectorView::F16 {
-                data: &halves,
-                dim: base.dim,
+    let sizes = if args.batch.is_empty() {
+        vec![queries.rows]
+    } else {
+        args.batch.clone()
+    };
+    let halves = (args.device == "cpu" && args.dtype == "f16").then(|| to_f16(&base.data));
+    let mut searcher = ExactSearcher::new(&args, &base, halves.as_deref())?;
+    let plans = if args.device == "cpu" {
+        vec!["auto".to_string()]
+    } else {
+        args.gpu_plan.clone()
+    };
+    for size in sizes {
+        let batch = size.clamp(1, queries.rows);
+        let batches: Vec<Matrix> = queries
+            .data
+            .chunks(batch * queries.dim)
+            .map(|c| Matrix::new(c.len() / queries.dim, queries.dim, c.to_vec()))
+            .collect();
+        for plan in &plans {
+            searcher.set_plan(plan)?;
+            let report = time_exact(&mut searcher, &args, &base, &batches, batch)?;
+            if args.json {
+                super::print_json(&report);
+            } else {
+                println!(
+                    "exact {} {} n={} d={} batch={} k={} kernel={}: {:.3} ms per call, {:.1} queries/s, {:.1} GFLOP/s",
+                    report.engine,
+                    report.dtype,
+                    report.n,
+                    report.dim,
+                    report.batch,
+                    report.k,
+                    report.kernel,
+                    report.per_call_seconds * 1e3,
+                    report.qps,
+                    report.gflops
+                );
             }
         }
-    };
-    let batch = args.batch.unwrap_or(queries.rows).clamp(1, queries.rows);
-    let batches: Vec<Matrix> = queries
-        .data
-        .chunks(batch * queries.dim)
-        .map(|c| Matrix::new(c.len() / queries.dim, queries.dim, c.to_vec()))
-        .collect();
-    let mut best = f64::INFINITY;
-    let (engine, kernel) = if args.device == "cpu" {
-        let index = ExactIndex::build(view);
-        let search = SearchParams::k(args.k);
-        for _ in 0..args.repeat.max(1) {
-            let t = Instant::now();
-            for b in &batches {
-                index.search_batch(view, b, &search)?;
-            }
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        ("exact", kernel_name())
-    } else {
-        best = gpu_exact(&args, view, &batches)?;
-        ("gpu-fused", "l2_topk")
-    };
-    let flops = 2.0 * queries.rows as f64 * base.rows as f64 * base.dim as f64;
-    let report = ExactReport {
-        library: "dcd",
-        engine,
-        dtype: args.dtype,
-        n: base.rows,
-        dim: base.dim,
-        queries: queries.rows,
-        batch,
-        k: args.k,
-        threads: rayon::current_num_threads(),
-        kernel,
-        seconds: best,
-        qps: queries.rows as f64 / best,
-        gflops: flops / best / 1e9,
-    };
-    if args.json {
-        super::print_json(&report);
-    } else {
-        println!(
-            "exact {} n={} d={} q={} batch={} k={} threads={}: {:.3}s, {:.1} queries/s, {:.1} GFLOP/s",
-            report.dtype,
-            report.n,
-            report.dim,
-            report.queries,
-            report.batch,
-            report.k,
-            report.threads,
-            report.seconds,
-            report.qps,
-            report.gflops
-        );
     }
     Ok(())
 }
 
-/// Best time over `--repeat` passes of the batches through dcd's CUDA kernels (the pool
-/// uploaded once, outside the timing; results copied back inside it).
-#[cfg(feature = "cuda")]
-fn gpu_exact(args: &BenchExactArgs, view: VectorView<'_>, batches: &[Matrix]) -> Result<f64> {
-    use crate::gpu::{GpuDtype, GpuExact};
-    let ordinal = crate::config::cuda_ordinal(&args.device).ok_or_else(|| {
-        Error::Usage(format!("--device {}: use cpu, cuda or cuda:N", args.device))
-    })?;
-    let device = crate::gpu::device(ordinal)?;
-    let dtype = match args.dtype {
-        Dtype::F32 => GpuDtype::F32,
-        Dtype::F16 => GpuDtype::F16,
-    };
-    let index = GpuExact::new(&device, view, dtype)?;
-    index.search(&batches[0], args.k, None)?;
+/// Best mean time per call over `--repeat` rounds of up to `--calls` calls (as many as fit in
+/// about a second), after a warm-up call.
+fn time_exact(
+    searcher: &mut ExactSearcher<'_>,
+    args: &BenchExactArgs,
+    base: &Matrix,
+    batches: &[Matrix],
+    batch: usize,
+) -> Result<ExactReport> {
+    searcher.search(&batches[0], args.k)?;
+    let t = Instant::now();
+    searcher.search(&batches[batches.len() - 1], args.k)?;
+    let once = t.elapsed().as_secs_f64().max(1e-6);
+    let calls = ((1.0 / once) as usize).clamp(1, args.calls.clamp(1, batches.len()));
     let mut best = f64::INFINITY;
+    let mut kernel = String::new();
     for _ in 0..args.repeat.max(1) {
         let t = Instant::now();
-        for b in batches {
-            index.search(b, args.k, None)?;
+        for b in batches.iter().cycle().take(calls) {
+            kernel = searcher.search(b, args.k)?;
         }
-        best = best.min(t.elapsed().as_secs_f64());
+        best = best.min(t.elapsed().as_secs_f64() / calls as f64);
     }
-    Ok(best)
+    let flops = 2.0 * batch as f64 * base.rows as f64 * base.dim as f64;
+    Ok(ExactReport {
+        library: "dcd",
+        engine: searcher.engine(),
+        dtype: args.dtype.clone(),
+        n: base.rows,
+        dim: base.dim,
+        queries: batches.iter().map(|b| b.rows).sum(),
+        batch,
+        k: args.k,
+        threads: rayon::current_num_threads(),
+        kernel,
+        seconds: best * batches.len() as f64,
+        per_call_seconds: best,
+        qps: batch as f64 / best,
+        gflops: flops / best / 1e9,
+    })
 }
 
-#[cfg(not(feature = "cuda"))]
-fn gpu_exact(args: &BenchExactArgs, _: VectorView<'_>, _: &[Matrix]) -> Result<f64> {
-    Err(Error::Usage(format!(
-        "--device {}: this dcd was built without CUDA; rebuild with --features cuda, or use --device cpu",
-        args.device
-    )))
+/// What `dcd bench exact` times: the CPU exact index or the GPU one, built once.
+enum ExactSearcher<'a> {
+    Cpu {
+        index: ExactIndex,
+        view: VectorView<'a>,
+    },
+    #[cfg(feature = "cuda")]
+    Gpu {
+        index: Box<crate::gpu::GpuExact>,
+        plan: Option<crate::gpu::GpuPlan>,
+    },
+}
+
+impl<'a> ExactSearcher<'a> {
+    /// `halves`: the base as f16 when the CPU path stores it so.
+    fn new(
+        args: &BenchExactArgs,
+        base: &'a Matrix,
+        halves: Option<&'a [half::f16]>,
+    ) -> Result<ExactSearcher<'a>> {
+        if args.device != "cpu" {
+            return Self::gpu(args, base);
+        }
+        let view = match (args.dtype.as_str(), halves) {
+            ("f32", _) => VectorView::f32(&base.data, base.dim),
+            ("f16", Some(data)) => VectorView::F16 {
+                data,
+                dim: base.dim,
+            },
+            (other, _) => {
+                return Err(Error::Usage(format!(
+                    "--dtype {other}: the CPU path stores f32 or f16"
+                )))
+            }
+        };
+        Ok(ExactSearcher::Cpu {
+            index: ExactIndex::build(view),
+            view,
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn gpu(args: &BenchExactArgs, base: &'a Matrix) -> Result<ExactSearcher<'a>> {
+        use crate::gpu::{GpuDtype, GpuExact};
+        let ordinal = crate::config::cuda_ordinal(&args.device).ok_or_else(|| {
+            Error::Usage(format!("--device {}: use cpu, cuda or cuda:N", args.device))
+        })?;
+        let dtype = match args.dtype.as_str() {
+            "f32" => GpuDtype::F32,
+            "f16" => GpuDtype::F16,
+            "bf16" => GpuDtype::BF16,
+            other => {
+                return Err(Error::Usage(format!(
+                    "--dtype {other}: use f32, f16 or bf16"
+                )))
+            }
+        };
+        let device = crate::gpu::device(ordinal)?;
+        let mut index = GpuExact::new(&device, VectorView::f32(&base.data, base.dim), dtype)?;
+        if let Some(mib) = args.gpu_tile_mib {
+            index.set_tile_bytes(mib << 20);
+        }
+        Ok(ExactSearcher::Gpu {
+            index: Box::new(index),
+            plan: None,
+        })
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn gpu(args: &BenchExactArgs, _: &'a Matrix) -> Result<ExactSearcher<'a>> {
+        Err(Error::Usage(format!(
+            "--device {}: this dcd was built without CUDA; rebuild with --features cuda, or use --device cpu",
+            args.device
+        )))
+    }
+
+    /// Forces the GPU plan for the next searches ("auto": the heuristic's); the CPU has one.
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn set_plan(&mut self, name: &str) -> Result<()> {
+        match self {
+            ExactSearcher::Cpu { .. } => Ok(()),
+            #[cfg(feature = "cuda")]
+            ExactSearcher::Gpu { plan, .. } => {
+                *plan = match name {
+                    "auto" => None,
+                    other => Some(other.parse().map_err(Error::Usage)?),
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// Searches one batch; returns the kernel (CPU) or plan (GPU) that ran.
+    fn search(&mut self, batch: &Matrix, k: usize) -> Result<String> {
+        match self {
+            ExactSearcher::Cpu { index, view, .. } => {
+                index.search_batch(*view, batch, &SearchParams::k(k))?;
+                Ok(kernel_name().to_string())
+            }
+            #[cfg(feature = "cuda")]
+            ExactSearcher::Gpu { index, plan } => {
+                let (_, used) = index.search_with(batch, k, None, *plan)?;
+                Ok(used.to_string())
+            }
+        }
+    }
+
+    fn engine(&self) -> &'static str {
+        match self {
+            ExactSearcher::Cpu { .. } => "exact",
+            #[cfg(feature = "cuda")]
+            ExactSearcher::Gpu { .. } => "gpu",
+        }
+    }
 }
 
 fn check_dims(base: &Matrix, queries: &Matrix) -> Result<()> {

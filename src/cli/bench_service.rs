@@ -11,6 +11,7 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
     let runtime_args = ModelRuntimeArgs {
         device: "cpu".into(),
         precision: "f32".into(),
+        exact_device: None,
         batch: 16,
     };
     let settings = crate::app::settings(AllowedRoots::only(&[])?, &runtime_args, Some(&args.index));

@@ -1,31 +1,39 @@
-//! Exact k-NN on the GPU with dcd's own kernels (`kernels/l2_topk.cu`, PTX built by build.rs):
-//! squared ℓ2 fused with per-query top-k, so the distance matrix never reaches global memory.
+//! Exact k-NN on the GPU with dcd's own kernels (`kernels/l2_topk.cu`, PTX built by build.rs).
 //! The pool is resident on the device (f32, f16 or bf16; distances accumulated in f32), split
-//! into segments that fit the free device memory, each searched with the same kernels and the
-//! per-segment lists merged on the host. Runs on candle's context and stream for the device,
-//! so the backbones and the search share one CUDA context.
+//! into segments that fit the free device memory, each searched on the device and the
+//! per-segment lists merged on the host. Two plans ([`GpuPlan`]): `fused` computes squared ℓ2
+//! and keeps each query's running top-k in one kernel, so no distance matrix exists at all;
+//! `gemm` gets the cross term of a pool tile from cuBLAS on the tensor cores and a fused
+//! add-norms-and-select kernel consumes the tile, then re-computes the chosen rows' distances
+//! exactly. [`GpuExact::plan_for`] picks by query batch size, from measurements on an H100.
+//! Runs on candle's context and stream for the device, so the backbones and the search share
+//! one CUDA context.
 
 mod error;
+mod gemm;
+mod kernels;
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream};
 use half::{bf16, f16};
 
 pub use error::GpuError;
 
+use self::gemm::{Gemm, GemmQueries};
+use self::kernels::{Kernels, Lists, Rows, SelectState};
 use crate::index::topk::TopK;
 use crate::index::{validate_queries, IndexError, RowFilter};
 use crate::types::{Matrix, Neighbor, VectorView};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/l2_topk.ptx"));
-
-/// Largest k one selection pass holds (half the rows a block sorts).
-pub const MAX_GPU_K: usize = 1024;
-/// Threads per block.
-const THREADS: u32 = 256;
-/// Partial lists (q x chunks x k pairs) kept under this many bytes per launch.
+/// Largest k one pass selects on an H100 (the running lists live in one block's shared
+/// memory; cards with less shared memory per block allow less, see [`GpuExact::max_k`]).
+pub const MAX_GPU_K: usize = 4096;
+/// Candidate pairs kept on the device per launch (nq x parts x k), in bytes.
 const PARTIAL_BYTES: usize = 256 << 20;
+/// The GEMM path's tile of cross terms (nq x cols f32): large enough that per-tile costs (a
+/// launch pair, each part's state in and out) stay small beside the tile's own traffic.
+const TILE_BYTES: usize = 128 << 20;
 /// Share of the free device memory the pool may take.
 const POOL_SHARE: f64 = 0.7;
 
@@ -40,28 +48,53 @@ pub enum GpuDtype {
     BF16,
 }
 
-enum Rows {
-    F32(CudaSlice<f32>),
-    F16(CudaSlice<f16>),
-    BF16(CudaSlice<bf16>),
+/// How a batch is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuPlan {
+    /// One kernel: ℓ2 on the CUDA cores with the top-k selection fused in.
+    Fused,
+    /// cuBLAS cross term on the tensor cores, fused add-norms-and-select, exact re-scoring.
+    Gemm,
+}
+
+impl std::fmt::Display for GpuPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GpuPlan::Fused => "fused",
+            GpuPlan::Gemm => "gemm",
+        })
+    }
+}
+
+impl std::str::FromStr for GpuPlan {
+    type Err = String;
+    fn from_str(s: &str) -> Result<GpuPlan, String> {
+        match s {
+            "fused" => Ok(GpuPlan::Fused),
+            "gemm" => Ok(GpuPlan::Gemm),
+            other => Err(format!("unknown GPU plan {other:?}: use fused or gemm")),
+        }
+    }
 }
 
 struct Segment {
     rows: Rows,
+    /// Squared norms of the rows as stored (the GEMM path's epilogue adds them).
+    norms: CudaSlice<f32>,
     first: usize,
     len: usize,
 }
 
 /// A pool resident on one GPU, searched exactly.
 pub struct GpuExact {
-    stream: Arc<CudaStream>,
-    chunk_f32: CudaFunction,
-    chunk_f16: CudaFunction,
-    chunk_bf16: CudaFunction,
-    merge: CudaFunction,
+    kernels: Kernels,
+    gemm: Gemm,
     segments: Vec<Segment>,
+    dtype: GpuDtype,
     dim: usize,
     len: usize,
+    max_tile_cols: usize,
+    tile_bytes: usize,
 }
 
 /// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses).
@@ -84,6 +117,14 @@ fn stream_of(device: &candle_core::Device) -> Result<Arc<CudaStream>, GpuError> 
     }
 }
 
+fn upload<T: cudarc::driver::DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    data: &[T],
+    what: &'static str,
+) -> Result<CudaSlice<T>, GpuError> {
+    stream.clone_htod(data).map_err(GpuError::driver(what))
+}
+
 impl GpuExact {
     /// Uploads `vectors` to `device` as `dtype`, in as many segments as free memory needs.
     pub fn new(
@@ -103,17 +144,11 @@ impl GpuExact {
         max_rows: usize,
     ) -> Result<GpuExact, GpuError> {
         let stream = stream_of(device)?;
-        let ctx = stream.context().clone();
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(PTX))
-            .map_err(GpuError::driver("loading dcd's kernels"))?;
-        let load = |name: &'static str| {
-            module
-                .load_function(name)
-                .map_err(GpuError::driver("finding a kernel"))
-        };
+        let kernels = Kernels::load(stream.clone())?;
+        let gemm = Gemm::new(stream.clone())?;
         let (n, dim) = (vectors.len(), vectors.dim());
-        let (free, _) = ctx
+        let (free, _) = stream
+            .context()
             .mem_get_info()
             .map_err(GpuError::driver("reading free memory"))?;
         let elem = match dtype {
@@ -121,9 +156,9 @@ impl GpuExact {
             GpuDtype::F16 | GpuDtype::BF16 => 2,
         };
         let budget = ((free as f64 * POOL_SHARE) as usize).max(elem * dim);
-        let per_segment = (budget / (elem * dim.max(1)))
+        let per_segment = (budget / ((elem + 4) * dim.max(1)))
             .min(max_rows)
-            .clamp(1, u32::MAX as usize);
+            .clamp(1, u32::MAX as usize / 2);
         let mut segments = Vec::new();
         let mut first = 0;
         let mut scratch = Vec::new();
@@ -131,41 +166,48 @@ impl GpuExact {
             let len = per_segment.min(n - first);
             scratch.resize(len * dim, 0.0f32);
             vectors.copy_rows_f32(first, first + len, &mut scratch);
-            let rows = match dtype {
-                GpuDtype::F32 => Rows::F32(
-                    stream
-                        .clone_htod(&scratch)
-                        .map_err(GpuError::driver("uploading the pool"))?,
-                ),
+            // Norms of the values as stored, so the GEMM path's |x|^2 + |q|^2 - 2<x, q> is the
+            // distance to the stored row.
+            let (rows, norms) = match dtype {
+                GpuDtype::F32 => {
+                    let norms = row_norms(&scratch, dim, |v| v);
+                    (
+                        Rows::F32(upload(&stream, &scratch, "uploading the pool")?),
+                        norms,
+                    )
+                }
                 GpuDtype::F16 => {
                     let h: Vec<f16> = scratch.iter().map(|&v| f16::from_f32(v)).collect();
-                    Rows::F16(
-                        stream
-                            .clone_htod(&h)
-                            .map_err(GpuError::driver("uploading the pool"))?,
-                    )
+                    let norms = row_norms(&h, dim, f16::to_f32);
+                    (Rows::F16(upload(&stream, &h, "uploading the pool")?), norms)
                 }
                 GpuDtype::BF16 => {
                     let h: Vec<bf16> = scratch.iter().map(|&v| bf16::from_f32(v)).collect();
-                    Rows::BF16(
-                        stream
-                            .clone_htod(&h)
-                            .map_err(GpuError::driver("uploading the pool"))?,
+                    let norms = row_norms(&h, dim, bf16::to_f32);
+                    (
+                        Rows::BF16(upload(&stream, &h, "uploading the pool")?),
+                        norms,
                     )
                 }
             };
-            segments.push(Segment { rows, first, len });
+            let norms = upload(&stream, &norms, "uploading row norms")?;
+            segments.push(Segment {
+                rows,
+                norms,
+                first,
+                len,
+            });
             first += len;
         }
         Ok(GpuExact {
-            chunk_f32: load("l2_topk_chunk_f32")?,
-            chunk_f16: load("l2_topk_chunk_f16")?,
-            chunk_bf16: load("l2_topk_chunk_bf16")?,
-            merge: load("merge_topk")?,
-            stream,
+            kernels,
+            gemm,
             segments,
+            dtype,
             dim,
             len: n,
+            max_tile_cols: usize::MAX,
+            tile_bytes: TILE_BYTES,
         })
     }
 
@@ -184,39 +226,109 @@ impl GpuExact {
         self.segments.len()
     }
 
+    /// Caps the GEMM plan's tiles at `cols` pool rows (tests use it to carry the running lists
+    /// across tiles on small pools; the default sizes tiles by [`TILE_BYTES`]).
+    pub fn limit_tile_columns(&mut self, cols: usize) {
+        self.max_tile_cols = cols.max(1);
+    }
+
+    /// Sets the GEMM plan's tile of cross terms to `bytes` (default [`TILE_BYTES`]; `dcd bench
+    /// exact --gpu-tile-mib` measures the trade between L2 residency and per-tile costs).
+    pub fn set_tile_bytes(&mut self, bytes: usize) {
+        self.tile_bytes = bytes.max(1 << 20);
+    }
+
+    /// Largest k one search selects on this device.
+    pub fn max_k(&self) -> usize {
+        self.kernels.max_k.min(MAX_GPU_K)
+    }
+
+    /// Element type of the resident pool.
+    pub fn dtype(&self) -> GpuDtype {
+        self.dtype
+    }
+
+    /// The plan [`GpuExact::search`] uses for a batch of `queries` queries: the tensor-core
+    /// path once the batch is large enough to pay for the tile round trip through memory.
+    pub fn plan_for(&self, queries: usize) -> GpuPlan {
+        let from = match self.dtype {
+            GpuDtype::F32 => GEMM_FROM_F32,
+            GpuDtype::F16 | GpuDtype::BF16 => GEMM_FROM_HALF,
+        };
+        if queries >= from {
+            GpuPlan::Gemm
+        } else {
+            GpuPlan::Fused
+        }
+    }
+
     /// The `k` nearest rows to each query, best first, ties by row id; only rows `filter`
-    /// allows when given.
+    /// allows when given. The plan is [`GpuExact::plan_for`]'s.
     pub fn search(
         &self,
         queries: &Matrix,
         k: usize,
         filter: Option<&RowFilter>,
     ) -> Result<Vec<Vec<Neighbor>>, crate::error::Error> {
+        Ok(self.search_with(queries, k, filter, None)?.0)
+    }
+
+    /// As [`GpuExact::search`] with the plan forced (or `None` for the heuristic's); returns
+    /// the plan used.
+    pub fn search_with(
+        &self,
+        queries: &Matrix,
+        k: usize,
+        filter: Option<&RowFilter>,
+        plan: Option<GpuPlan>,
+    ) -> Result<(Vec<Vec<Neighbor>>, GpuPlan), crate::error::Error> {
         validate_queries(self.dim, queries, k)?;
         if self.is_empty() {
             return Err(IndexError::EmptyPool.into());
         }
-        if k > MAX_GPU_K {
-            return Err(GpuError::KTooLarge { k, max: MAX_GPU_K }.into());
+        if k > self.max_k() {
+            return Err(GpuError::KTooLarge {
+                k,
+                max: self.max_k(),
+            }
+            .into());
         }
+        let plan = plan.unwrap_or_else(|| self.plan_for(queries.rows));
+        let stream = &self.kernels.stream;
         let bitmap = match filter {
-            Some(f) => Some(
-                self.stream
-                    .clone_htod(&f.words32(self.len))
-                    .map_err(GpuError::driver("uploading the filter"))?,
-            ),
+            Some(f) => Some(upload(
+                stream,
+                &f.words32(self.len),
+                "uploading the filter",
+            )?),
             None => None,
         };
         let mut heaps: Vec<TopK> = (0..queries.rows).map(|_| TopK::new(k)).collect();
-        for seg in &self.segments {
-            let k_seg = k.min(seg.len);
-            let rows = block_rows(k_seg);
-            let chunks = seg.len.div_ceil(rows);
-            let batch = (PARTIAL_BYTES / (chunks * k_seg * 8).max(1)).clamp(1, 65_535);
-            for start in (0..queries.rows).step_by(batch) {
-                let end = (start + batch).min(queries.rows);
-                let (dist, ids) =
-                    self.search_segment(seg, queries, start..end, k_seg, rows, bitmap.as_ref())?;
+        let batch = match plan {
+            GpuPlan::Fused => (PARTIAL_BYTES / (8 * k)).max(1),
+            // A tile at least 1024 columns wide.
+            GpuPlan::Gemm => (self.tile_bytes / (4 * 1024))
+                .min(PARTIAL_BYTES / (8 * k))
+                .max(1),
+        };
+        for start in (0..queries.rows).step_by(batch) {
+            let end = (start + batch).min(queries.rows);
+            let part = &queries.data[start * self.dim..end * self.dim];
+            let nq = end - start;
+            let q32 = upload(stream, part, "uploading queries")?;
+            let gemm_queries = match plan {
+                GpuPlan::Fused => None,
+                GpuPlan::Gemm => Some(self.gemm_queries(part)?),
+            };
+            for seg in &self.segments {
+                let k_seg = k.min(seg.len);
+                let lists = match &gemm_queries {
+                    None => self.fused_segment(seg, &q32, nq, k_seg, bitmap.as_ref())?,
+                    Some((gq, qn)) => {
+                        self.gemm_segment(seg, &q32, gq, qn, nq, k_seg, bitmap.as_ref())?
+                    }
+                };
+                let (dist, ids) = lists.download(stream)?;
                 for (qi, heap) in heaps[start..end].iter_mut().enumerate() {
                     for j in 0..k_seg {
                         let id = ids[qi * k_seg + j];
@@ -227,106 +339,173 @@ impl GpuExact {
                 }
             }
         }
-        Ok(heaps.into_iter().map(TopK::into_neighbors).collect())
+        Ok((heaps.into_iter().map(TopK::into_neighbors).collect(), plan))
     }
 
-    fn search_segment(
+    /// Replaces each list's distances by the exact squared ℓ2 of its rows to its query
+    /// (re-ranking HNSW candidates), computed where the rows live. Lists keep their order.
+    pub fn rescore(
+        &self,
+        queries: &Matrix,
+        lists: &mut [Vec<Neighbor>],
+    ) -> Result<(), crate::error::Error> {
+        validate_queries(self.dim, queries, 1)?;
+        if lists.len() != queries.rows {
+            return Err(crate::error::Error::Usage(format!(
+                "{} candidate lists for {} queries",
+                lists.len(),
+                queries.rows
+            )));
+        }
+        let width = lists.iter().map(Vec::len).max().unwrap_or(0);
+        if width == 0 {
+            return Ok(());
+        }
+        if let Some(n) = lists.iter().flatten().find(|n| n.id as usize >= self.len) {
+            return Err(IndexError::InvalidParameter {
+                name: "candidate row",
+                value: n.id.to_string(),
+                reason: "beyond the rows resident on the GPU",
+            }
+            .into());
+        }
+        let stream = &self.kernels.stream;
+        let nq = queries.rows;
+        let q32 = upload(stream, &queries.data, "uploading queries")?;
+        for seg in &self.segments {
+            let range = seg.first..seg.first + seg.len;
+            let mut ids = vec![u32::MAX; nq * width];
+            let mut any = false;
+            for (qi, list) in lists.iter().enumerate() {
+                for (j, n) in list.iter().enumerate() {
+                    if range.contains(&(n.id as usize)) {
+                        ids[qi * width + j] = n.id;
+                        any = true;
+                    }
+                }
+            }
+            if !any {
+                continue;
+            }
+            let mut rows = Lists {
+                ids: upload(stream, &ids, "uploading candidate rows")?,
+                dist: stream
+                    .alloc_zeros::<f32>(nq * width)
+                    .map_err(GpuError::driver("allocating distances"))?,
+                per_query: width,
+            };
+            self.kernels
+                .refine(&seg.rows, self.dim, seg.first, &q32, nq, &mut rows)?;
+            let (dist, _) = rows.download(stream)?;
+            for (qi, list) in lists.iter_mut().enumerate() {
+                for (j, n) in list.iter_mut().enumerate() {
+                    if ids[qi * width + j] != u32::MAX {
+                        n.distance = dist[qi * width + j];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The queries in the pool's element type and their squared norms as such.
+    fn gemm_queries(&self, part: &[f32]) -> Result<(GemmQueries, CudaSlice<f32>), GpuError> {
+        let stream = &self.kernels.stream;
+        let (queries, norms) = match self.dtype {
+            GpuDtype::F32 => (
+                GemmQueries::F32(upload(stream, part, "uploading queries")?),
+                row_norms(part, self.dim, |v| v),
+            ),
+            GpuDtype::F16 => {
+                let h: Vec<f16> = part.iter().map(|&v| f16::from_f32(v)).collect();
+                let norms = row_norms(&h, self.dim, f16::to_f32);
+                (
+                    GemmQueries::F16(upload(stream, &h, "uploading queries")?),
+                    norms,
+                )
+            }
+            GpuDtype::BF16 => {
+                let h: Vec<bf16> = part.iter().map(|&v| bf16::from_f32(v)).collect();
+                let norms = row_norms(&h, self.dim, bf16::to_f32);
+                (
+                    GemmQueries::BF16(upload(stream, &h, "uploading queries")?),
+                    norms,
+                )
+            }
+        };
+        Ok((queries, upload(stream, &norms, "uploading query norms")?))
+    }
+
+    /// The fused plan on one segment: nq x k lists, best first.
+    fn fused_segment(
         &self,
         seg: &Segment,
-        queries: &Matrix,
-        range: std::ops::Range<usize>,
+        queries: &CudaSlice<f32>,
+        nq: usize,
         k: usize,
-        rows: usize,
         filter: Option<&CudaSlice<u32>>,
-    ) -> Result<(Vec<f32>, Vec<u32>), GpuError> {
-        let nq = range.len();
-        let chunks = seg.len.div_ceil(rows);
-        let q = self
-            .stream
-            .clone_htod(&queries.data[range.start * self.dim..range.end * self.dim])
-            .map_err(GpuError::driver("uploading queries"))?;
-        let partial = nq * chunks * k;
-        let mut part_d = self
-            .stream
-            .alloc_zeros::<f32>(partial)
-            .map_err(GpuError::driver("allocating partial lists"))?;
-        let mut part_i = self
-            .stream
-            .alloc_zeros::<u32>(partial)
-            .map_err(GpuError::driver("allocating partial lists"))?;
-        let shared = (rows * 8) as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (chunks as u32, nq as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: shared,
-        };
-        let (n, dim, offset) = (seg.len as u32, self.dim as u32, seg.first as u32);
-        let (rows32, k32) = (rows as u32, k as u32);
-        let null: u64 = 0;
-        let func = match &seg.rows {
-            Rows::F32(_) => &self.chunk_f32,
-            Rows::F16(_) => &self.chunk_f16,
-            Rows::BF16(_) => &self.chunk_bf16,
-        };
-        let mut launch = self.stream.launch_builder(func);
-        match &seg.rows {
-            Rows::F32(r) => launch.arg(r),
-            Rows::F16(r) => launch.arg(r),
-            Rows::BF16(r) => launch.arg(r),
-        };
-        launch.arg(&n).arg(&dim).arg(&offset).arg(&q);
-        match filter {
-            Some(f) => launch.arg(f),
-            None => launch.arg(&null),
-        };
-        launch
-            .arg(&rows32)
-            .arg(&k32)
-            .arg(&mut part_d)
-            .arg(&mut part_i);
-        // SAFETY: arguments as `l2_topk_chunk_*` (kernels/l2_topk.cu) declares them; outputs
-        // of nq * chunks * k, grid chunks x nq, shared memory = the `rows` pairs it indexes.
-        unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the distance kernel"))?;
-        let mut out_d = self
-            .stream
-            .alloc_zeros::<f32>(nq * k)
-            .map_err(GpuError::driver("allocating results"))?;
-        let mut out_i = self
-            .stream
-            .alloc_zeros::<u32>(nq * k)
-            .map_err(GpuError::driver("allocating results"))?;
-        let lists = chunks as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (nq as u32, 1, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: shared,
-        };
-        let mut merge = self.stream.launch_builder(&self.merge);
-        merge
-            .arg(&part_d)
-            .arg(&part_i)
-            .arg(&lists)
-            .arg(&k32)
-            .arg(&rows32)
-            .arg(&mut out_d)
-            .arg(&mut out_i);
-        // SAFETY: matches `merge_topk` (in_dist, in_ids, lists, k, rows, out_dist, out_ids);
-        // the inputs hold nq * lists * k pairs, the outputs nq * k, rows >= 2k.
-        unsafe { merge.launch(cfg) }.map_err(GpuError::driver("launching the merge kernel"))?;
-        let dist = self
-            .stream
-            .clone_dtoh(&out_d)
-            .map_err(GpuError::driver("reading results"))?;
-        let ids = self
-            .stream
-            .clone_dtoh(&out_i)
-            .map_err(GpuError::driver("reading results"))?;
-        Ok((dist, ids))
+    ) -> Result<Lists, GpuError> {
+        let kernels = &self.kernels;
+        let shape = kernels.shape(Some(seg.rows.dtype()), nq, seg.len, k, PARTIAL_BYTES / 8)?;
+        let mut out = Lists::new(&kernels.stream, nq, shape.lists * k)?;
+        if shape.lists != shape.parts {
+            kernels.clear(&mut out)?;
+        }
+        kernels.scan(
+            &seg.rows, seg.len, self.dim, seg.first, queries, nq, filter, k, shape, &mut out,
+        )?;
+        kernels.merge(out, nq, k)
+    }
+
+    /// The tensor-core plan on one segment: tiles of cross terms from cuBLAS, each consumed by
+    /// the select kernel, then the lists merged and their distances recomputed exactly.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_segment(
+        &self,
+        seg: &Segment,
+        q32: &CudaSlice<f32>,
+        gq: &GemmQueries,
+        qnorm: &CudaSlice<f32>,
+        nq: usize,
+        k: usize,
+        filter: Option<&CudaSlice<u32>>,
+    ) -> Result<Lists, GpuError> {
+        let kernels = &self.kernels;
+        let stream = &kernels.stream;
+        let cols = (self.tile_bytes / (4 * nq))
+            .max(1024)
+            .min(self.max_tile_cols)
+            .min(seg.len);
+        let mut dots = stream
+            .alloc_zeros::<f32>(nq * cols)
+            .map_err(GpuError::driver("allocating the cross-term tile"))?;
+        let shape = kernels.shape(None, nq, cols, k, PARTIAL_BYTES / 8)?;
+        let mut state = SelectState::new(kernels, nq, k, shape)?;
+        let mut gthr = kernels.thresholds(nq)?;
+        for first in (0..seg.len).step_by(cols) {
+            let width = cols.min(seg.len - first);
+            self.gemm
+                .cross(stream, &seg.rows, first, width, self.dim, gq, nq, &mut dots)?;
+            let last = first + width == seg.len;
+            kernels.select(
+                &dots, width, first, seg.first, &seg.norms, qnorm, nq, filter, k, shape, &mut gthr,
+                &mut state, last,
+            )?;
+        }
+        let mut lists = kernels.merge(state.best, nq, k)?;
+        kernels.refine(&seg.rows, self.dim, seg.first, q32, nq, &mut lists)?;
+        Ok(lists)
     }
 }
 
-/// Rows one block sorts: a power of two at least twice k (so a merge step adds as many
-/// candidates as it keeps) and at least 2048.
-fn block_rows(k: usize) -> usize {
-    (2 * k).next_power_of_two().max(2048)
+/// Batches from which [`GpuExact::plan_for`] takes the tensor-core path: where the GEMM plan
+/// overtook the fused one on an H100 (1M rows, d 384 and 768, k 100; `scripts/bench_gpu.py
+/// --plans fused,gemm`).
+const GEMM_FROM_F32: usize = 8;
+const GEMM_FROM_HALF: usize = 4;
+
+fn row_norms<T: Copy>(data: &[T], dim: usize, to_f32: impl Fn(T) -> f32) -> Vec<f32> {
+    data.chunks(dim.max(1))
+        .map(|row| row.iter().map(|&v| to_f32(v) * to_f32(v)).sum())
+        .collect()
 }

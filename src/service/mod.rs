@@ -4,6 +4,7 @@
 //! them off its async threads.
 
 mod error;
+mod exact_device;
 mod ingest;
 mod models;
 mod paths;
@@ -40,6 +41,8 @@ pub struct ServiceSettings {
     pub index: HnswParams,
     /// Model placement and batching.
     pub models: ModelSettings,
+    /// Where exact searches and re-ranking run: `cpu`, `cuda` or `cuda:N`.
+    pub exact_device: String,
 }
 
 /// A pool as reported to callers.
@@ -78,12 +81,14 @@ pub struct Service {
     models: ModelCache,
     jobs: crate::ingest::Jobs,
     images_embedded: std::sync::atomic::AtomicU64,
+    exact_device: exact_device::ExactDevice,
 }
 
 impl Service {
     /// Opens the data directory and resumes the jobs a previous run left unfinished.
     pub fn open(data_dir: &std::path::Path, settings: ServiceSettings) -> Result<Arc<Service>> {
         let store = Store::open(data_dir)?;
+        let exact_device = exact_device::ExactDevice::open(&settings.exact_device)?;
         let models = ModelCache::new(settings.models.clone());
         let service = Arc::new(Service {
             store,
@@ -92,6 +97,7 @@ impl Service {
             models,
             jobs: crate::ingest::Jobs::default(),
             images_embedded: std::sync::atomic::AtomicU64::new(0),
+            exact_device,
         });
         Ok(service)
     }
@@ -130,7 +136,11 @@ impl Service {
             return Ok(p.clone());
         }
         let pool = self.store.open_pool(name)?;
-        let handle = Arc::new(PoolHandle::new(pool, self.settings.index));
+        let handle = Arc::new(PoolHandle::new(
+            pool,
+            self.settings.index,
+            self.exact_device.clone(),
+        ));
         pools.insert(name.to_owned(), handle.clone());
         Ok(handle)
     }

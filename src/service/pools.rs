@@ -1,22 +1,26 @@
 //! An open pool shared by requests: its store handle and its indexes behind one lock.
 //! Searches share the read side; appends and index catch-up take the write side. The native
 //! HNSW graph is opened (or built) on first use and caught up with the store lazily, so a
-//! search always covers every committed row.
+//! search always covers every committed row. With an exact device (`dcd serve --exact-device
+//! cuda`), the exact engine is a copy of the pool resident on that GPU, uploaded on first use
+//! and again after the pool grew; exact re-ranking computes its distances there too.
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard};
 
+use super::exact_device::ExactDevice;
 use crate::error::Result;
 use crate::index::exact::ExactIndex;
 use crate::index::graph::HnswParams;
 use crate::index::manager::{self, Engine};
-use crate::index::{AnnIndex, IndexError};
+use crate::index::{AnnIndex, IndexError, SearchParams};
 use crate::store::{JobBatch, NewItem, Pool, PoolRecord};
-use crate::types::Matrix;
+use crate::types::{Matrix, Neighbor};
 
 /// One open pool.
 pub struct PoolHandle {
     state: RwLock<OpenPool>,
     params: HnswParams,
+    device: ExactDevice,
 }
 
 /// What the lock guards.
@@ -25,6 +29,7 @@ pub struct OpenPool {
     pub pool: Pool,
     graph: Option<Box<dyn AnnIndex>>,
     exact: ExactIndex,
+    resident: Option<super::exact_device::Resident>,
 }
 
 /// A pool whose index covers every committed row, held for reading.
@@ -39,7 +44,7 @@ impl ReadyPool<'_> {
         &self.guard.pool
     }
 
-    /// The index asked for.
+    /// The index asked for (on the CPU; see [`ReadyPool::search_batch`] for the GPU).
     pub fn index(&self) -> &dyn AnnIndex {
         match self.engine {
             Engine::Exact => &self.guard.exact,
@@ -50,19 +55,71 @@ impl ReadyPool<'_> {
                 .expect("ready() opened the graph"),
         }
     }
+
+    /// The engine that answers, as reported to callers (`exact-cuda:0` for the GPU copy).
+    pub fn engine_name(&self) -> String {
+        match (&self.engine, &self.guard.resident) {
+            (Engine::Exact, Some(r)) => r.name(),
+            _ => self.index().engine().to_string(),
+        }
+    }
+
+    /// One list per query: the exact engine on the GPU when the pool is resident there,
+    /// else the index asked for.
+    pub fn search_batch(
+        &self,
+        queries: &Matrix,
+        params: &SearchParams<'_>,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        match (&self.engine, &self.guard.resident) {
+            (Engine::Exact, Some(r)) => r.search(queries, params),
+            _ => Ok(self
+                .index()
+                .search_batch(self.guard.pool.vectors(), queries, params)?),
+        }
+    }
+
+    /// Exact distances of `lists`' rows to their queries, re-sorted and cut to `k`: on the
+    /// GPU when a copy of the pool is resident there, else on the CPU.
+    pub fn rerank(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>], k: usize) -> Result<()> {
+        match &self.guard.resident {
+            Some(r) => r.rerank(queries, lists)?,
+            None => {
+                let view = self.guard.pool.vectors();
+                let mut scratch = Vec::new();
+                for (list, q) in lists.iter_mut().zip(queries.iter_rows()) {
+                    for n in list.iter_mut() {
+                        n.distance = crate::index::distance::distance_to_row(
+                            &view,
+                            q,
+                            n.id as usize,
+                            &mut scratch,
+                        );
+                    }
+                }
+            }
+        }
+        for list in lists.iter_mut() {
+            list.sort_by(|a, b| a.rank_cmp(b));
+            list.truncate(k);
+        }
+        Ok(())
+    }
 }
 
 impl PoolHandle {
-    /// Wraps a pool opened from the store.
-    pub fn new(pool: Pool, params: HnswParams) -> PoolHandle {
+    /// Wraps a pool opened from the store; `device` is where its exact engine runs.
+    pub fn new(pool: Pool, params: HnswParams, device: ExactDevice) -> PoolHandle {
         let exact = ExactIndex::new(pool.dim());
         PoolHandle {
             state: RwLock::new(OpenPool {
                 pool,
                 graph: None,
                 exact,
+                resident: None,
             }),
             params,
+            device,
         }
     }
 
@@ -76,16 +133,32 @@ impl PoolHandle {
         self.state.read()
     }
 
-    /// Read access with `engine`'s index caught up with the store.
-    pub fn ready(&self, engine: Engine) -> Result<ReadyPool<'_>> {
+    /// Read access with `engine`'s index caught up with the store (and, with an exact
+    /// device, the pool resident on it: exact searches and re-ranking run there).
+    pub fn ready(&self, engine: Engine, rerank: bool) -> Result<ReadyPool<'_>> {
         let guard = self.state.upgradable_read();
-        let behind = |s: &OpenPool| match engine {
-            Engine::Exact => s.exact.len() < s.pool.len(),
-            _ => s.graph.as_ref().is_none_or(|g| g.len() < s.pool.len()),
+        let on_device = self.device.is_gpu() && (engine == Engine::Exact || rerank);
+        let behind = |s: &OpenPool| {
+            let index = match engine {
+                Engine::Exact => !on_device && s.exact.len() < s.pool.len(),
+                _ => s.graph.as_ref().is_none_or(|g| g.len() < s.pool.len()),
+            };
+            let resident = on_device && s.resident.as_ref().is_none_or(|r| r.len() < s.pool.len());
+            index || resident
         };
         let guard = if behind(&guard) {
             let mut w = RwLockUpgradableReadGuard::upgrade(guard);
-            bring_up_to_date(&mut w, engine, self.params)?;
+            if engine != Engine::Exact || !on_device {
+                bring_up_to_date(&mut w, engine, self.params)?;
+            }
+            if on_device && !w.pool.is_empty() {
+                let stale = w.resident.as_ref().is_none_or(|r| r.len() < w.pool.len());
+                if stale {
+                    // Drop the old copy first: two copies of a large pool may not fit.
+                    w.resident = None;
+                    w.resident = Some(self.device.upload(&w.pool)?);
+                }
+            }
             parking_lot::RwLockWriteGuard::downgrade(w)
         } else {
             RwLockUpgradableReadGuard::downgrade(guard)
@@ -122,7 +195,9 @@ impl PoolHandle {
 }
 
 fn bring_up_to_date(state: &mut OpenPool, engine: Engine, params: HnswParams) -> Result<()> {
-    let OpenPool { pool, graph, exact } = state;
+    let OpenPool {
+        pool, graph, exact, ..
+    } = state;
     match engine {
         Engine::Exact => exact.extend(pool.vectors())?,
         _ => match graph {

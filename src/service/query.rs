@@ -8,7 +8,6 @@ use super::{PoolHandle, Service, ServiceError};
 use crate::debugset::{self, Finding, MergeParams, Quantiles};
 use crate::error::Result;
 use crate::features::pipeline::ImageInput;
-use crate::index::distance::distance_to_row;
 use crate::index::manager::Engine;
 use crate::index::{IndexError, RowFilter, SearchParams, MAX_K};
 use crate::types::{Matrix, Neighbor, RowId};
@@ -144,7 +143,7 @@ pub type SearchOutcome = Vec<std::result::Result<Vec<Hit>, String>>;
 
 impl Service {
     /// k-NN search; one result (or per-query error) per query, and the engine used.
-    pub fn search(&self, req: &SearchRequest) -> Result<(SearchOutcome, &'static str)> {
+    pub fn search(&self, req: &SearchRequest) -> Result<(SearchOutcome, String)> {
         check_k(req.k)?;
         let handle = self.pool(&req.pool)?;
         let resolved = self.resolve(&handle, &handle, &req.queries, "queries")?;
@@ -153,7 +152,7 @@ impl Service {
         } else {
             Engine::Native
         };
-        let ready = handle.ready(engine)?;
+        let ready = handle.ready(engine, false)?;
         let pool = ready.pool();
         let filter = label_filter(pool, &req.labels, &[])?.map(|(f, _)| f);
         let params = SearchParams {
@@ -169,7 +168,7 @@ impl Service {
                 Err(e) => Err(e),
             });
         }
-        Ok((out, ready.index().engine()))
+        Ok((out, ready.engine_name()))
     }
 
     /// Builds a debug-train set.
@@ -218,7 +217,8 @@ impl Service {
         } else {
             Engine::Native
         };
-        let ready = handle.ready(engine)?;
+        let rerank = req.exact_rerank && !req.exact;
+        let ready = handle.ready(engine, rerank)?;
         let pool = ready.pool();
         let (filter, excluded) = match label_filter(pool, &req.labels, &req.exclude_keys)? {
             Some((f, n)) => (Some(f), n),
@@ -229,7 +229,7 @@ impl Service {
             ef: req.ef,
             filter: filter.as_ref(),
         };
-        let lists = run_queries(&ready, &resolved, &params, req.exact_rerank && !req.exact)?;
+        let lists = run_queries(&ready, &resolved, &params, rerank)?;
         let usable: Vec<Vec<Neighbor>> = lists
             .iter()
             .map(|r| r.clone().unwrap_or_default())
@@ -270,7 +270,7 @@ impl Service {
             distances: debugset::quantiles(&best),
             request: req.clone(),
             backbone: pool.record().backbone.clone(),
-            engine: ready.index().engine().to_string(),
+            engine: ready.engine_name(),
             pool_items: pool.len() as u64,
             excluded,
         })
@@ -430,19 +430,9 @@ fn run_queries(
         ef: params.ef,
         filter: params.filter,
     };
-    let mut lists = ready
-        .index()
-        .search_batch(pool.vectors(), &queries, &wide)?;
+    let mut lists = ready.search_batch(&queries, &wide)?;
     if rerank {
-        let view = pool.vectors();
-        for (list, q) in lists.iter_mut().zip(queries.iter_rows()) {
-            let mut scratch = Vec::new();
-            for n in list.iter_mut() {
-                n.distance = distance_to_row(&view, q, n.id as usize, &mut scratch);
-            }
-            list.sort_by(|a, b| a.rank_cmp(b));
-            list.truncate(params.k);
-        }
+        ready.rerank(&queries, &mut lists, params.k)?;
     }
     let mut out: Vec<std::result::Result<Vec<Neighbor>, String>> = resolved
         .iter()

@@ -43,6 +43,7 @@ impl TestServer {
         let runtime = ModelRuntimeArgs {
             device: "cpu".into(),
             precision: "f32".into(),
+            exact_device: None,
             batch: 8,
         };
         // The model fixtures are server-side files too.
