@@ -45,6 +45,20 @@ pub(super) enum Rows {
 }
 
 impl Rows {
+    /// `len` zeroed elements of `dtype` (the staging buffer of streamed segments).
+    pub(super) fn zeros(
+        stream: &Arc<CudaStream>,
+        dtype: GpuDtype,
+        len: usize,
+    ) -> Result<Rows, GpuError> {
+        let alloc = GpuError::driver("allocating the staging buffer");
+        Ok(match dtype {
+            GpuDtype::F32 => Rows::F32(stream.alloc_zeros(len).map_err(alloc)?),
+            GpuDtype::F16 => Rows::F16(stream.alloc_zeros(len).map_err(alloc)?),
+            GpuDtype::BF16 => Rows::BF16(stream.alloc_zeros(len).map_err(alloc)?),
+        })
+    }
+
     pub(super) fn dtype(&self) -> GpuDtype {
         match self {
             Rows::F32(_) => GpuDtype::F32,
@@ -75,7 +89,7 @@ fn best_bytes(groups: usize, kp: usize) -> usize {
 }
 
 /// Lists one merge block folds; more are merged in a tree of such steps.
-const FANIN: usize = 32;
+const FANIN: usize = 128;
 
 /// Lists per query to allocate for `parts` block outputs: padded to a multiple of FANIN when
 /// the merge takes more than one step, so every step's blocks read whole groups.

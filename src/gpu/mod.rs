@@ -77,8 +77,21 @@ impl std::str::FromStr for GpuPlan {
     }
 }
 
+/// Where a segment's rows live: on the device, or (a pool larger than the device's share) on
+/// the host, copied into the staging buffer for each search.
+enum Place {
+    Device(Rows),
+    Host(HostRows),
+}
+
+enum HostRows {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
 struct Segment {
-    rows: Rows,
+    place: Place,
     /// Squared norms of the rows as stored (the GEMM path's epilogue adds them).
     norms: CudaSlice<f32>,
     first: usize,
@@ -90,6 +103,8 @@ pub struct GpuExact {
     kernels: Kernels,
     gemm: Gemm,
     segments: Vec<Segment>,
+    /// Device rows the host segments are copied into, one at a time.
+    staging: Option<std::sync::Mutex<Rows>>,
     dtype: GpuDtype,
     dim: usize,
     len: usize,
@@ -143,6 +158,19 @@ impl GpuExact {
         dtype: GpuDtype,
         max_rows: usize,
     ) -> Result<GpuExact, GpuError> {
+        Self::with_limits(device, vectors, dtype, max_rows, usize::MAX)
+    }
+
+    /// As [`GpuExact::with_segment_rows`], keeping at most `max_resident` segments on the
+    /// device; the others stay on the host and are streamed through a staging buffer at each
+    /// search, as happens on its own when the pool exceeds the device's share of memory.
+    pub fn with_limits(
+        device: &candle_core::Device,
+        vectors: VectorView<'_>,
+        dtype: GpuDtype,
+        max_rows: usize,
+        max_resident: usize,
+    ) -> Result<GpuExact, GpuError> {
         let stream = stream_of(device)?;
         let kernels = Kernels::load(stream.clone())?;
         let gemm = Gemm::new(stream.clone())?;
@@ -156,53 +184,71 @@ impl GpuExact {
             GpuDtype::F16 | GpuDtype::BF16 => 2,
         };
         let budget = ((free as f64 * POOL_SHARE) as usize).max(elem * dim);
-        let per_segment = (budget / ((elem + 4) * dim.max(1)))
+        // Rows the budget holds (with their norms); a pool beyond it keeps half the budget for
+        // the staging buffer its host segments pass through.
+        let fit = (budget / ((elem + 4) * dim.max(1))).max(1);
+        let per_segment = if n <= fit { fit } else { (fit / 2).max(1) }
             .min(max_rows)
             .clamp(1, u32::MAX as usize / 2);
+        let resident = if n <= fit {
+            usize::MAX
+        } else {
+            (fit - per_segment) / per_segment
+        }
+        .min(max_resident);
         let mut segments = Vec::new();
         let mut first = 0;
         let mut scratch = Vec::new();
         while first < n {
             let len = per_segment.min(n - first);
+            let on_device = segments.len() < resident;
             scratch.resize(len * dim, 0.0f32);
             vectors.copy_rows_f32(first, first + len, &mut scratch);
             // Norms of the values as stored, so the GEMM path's |x|^2 + |q|^2 - 2<x, q> is the
             // distance to the stored row.
-            let (rows, norms) = match dtype {
+            let (host, norms) = match dtype {
                 GpuDtype::F32 => {
                     let norms = row_norms(&scratch, dim, |v| v);
-                    (
-                        Rows::F32(upload(&stream, &scratch, "uploading the pool")?),
-                        norms,
-                    )
+                    (HostRows::F32(scratch.clone()), norms)
                 }
                 GpuDtype::F16 => {
                     let h: Vec<f16> = scratch.iter().map(|&v| f16::from_f32(v)).collect();
                     let norms = row_norms(&h, dim, f16::to_f32);
-                    (Rows::F16(upload(&stream, &h, "uploading the pool")?), norms)
+                    (HostRows::F16(h), norms)
                 }
                 GpuDtype::BF16 => {
                     let h: Vec<bf16> = scratch.iter().map(|&v| bf16::from_f32(v)).collect();
                     let norms = row_norms(&h, dim, bf16::to_f32);
-                    (
-                        Rows::BF16(upload(&stream, &h, "uploading the pool")?),
-                        norms,
-                    )
+                    (HostRows::BF16(h), norms)
                 }
+            };
+            let place = if on_device {
+                Place::Device(host.upload(&stream)?)
+            } else {
+                Place::Host(host)
             };
             let norms = upload(&stream, &norms, "uploading row norms")?;
             segments.push(Segment {
-                rows,
+                place,
                 norms,
                 first,
                 len,
             });
             first += len;
         }
+        let staging = match segments.iter().any(|s| matches!(s.place, Place::Host(_))) {
+            false => None,
+            true => Some(std::sync::Mutex::new(Rows::zeros(
+                &stream,
+                dtype,
+                per_segment * dim,
+            )?)),
+        };
         Ok(GpuExact {
             kernels,
             gemm,
             segments,
+            staging,
             dtype,
             dim,
             len: n,
@@ -224,6 +270,32 @@ impl GpuExact {
     /// Device segments the pool was split into (more than one when it exceeds memory).
     pub fn segments(&self) -> usize {
         self.segments.len()
+    }
+
+    /// Segments kept on the host and streamed to the device at each search.
+    pub fn streamed_segments(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s.place, Place::Host(_)))
+            .count()
+    }
+
+    /// The segment's rows on the device: its own, or the staging buffer (held by the guard
+    /// until the segment's search is done) after copying its host rows in.
+    fn device_rows<'s: 'g, 'g>(
+        &'s self,
+        seg: &'s Segment,
+        staged: &'g mut Option<std::sync::MutexGuard<'s, Rows>>,
+    ) -> Result<&'g Rows, GpuError> {
+        match &seg.place {
+            Place::Device(rows) => Ok(rows),
+            Place::Host(host) => {
+                let staging = self.staging.as_ref().expect("host segments have staging");
+                let mut guard = staging.lock().unwrap_or_else(|p| p.into_inner());
+                host.copy_into(&self.kernels.stream, &mut guard)?;
+                Ok(&**staged.insert(guard))
+            }
+        }
     }
 
     /// Caps the GEMM plan's tiles at `cols` pool rows (tests use it to carry the running lists
@@ -322,10 +394,12 @@ impl GpuExact {
             };
             for seg in &self.segments {
                 let k_seg = k.min(seg.len);
+                let mut staged = None;
+                let rows = self.device_rows(seg, &mut staged)?;
                 let lists = match &gemm_queries {
-                    None => self.fused_segment(seg, &q32, nq, k_seg, bitmap.as_ref())?,
+                    None => self.fused_segment(seg, rows, &q32, nq, k_seg, bitmap.as_ref())?,
                     Some((gq, qn)) => {
-                        self.gemm_segment(seg, &q32, gq, qn, nq, k_seg, bitmap.as_ref())?
+                        self.gemm_segment(seg, rows, &q32, gq, qn, nq, k_seg, bitmap.as_ref())?
                     }
                 };
                 let (dist, ids) = lists.download(stream)?;
@@ -394,8 +468,10 @@ impl GpuExact {
                     .map_err(GpuError::driver("allocating distances"))?,
                 per_query: width,
             };
+            let mut staged = None;
+            let seg_rows = self.device_rows(seg, &mut staged)?;
             self.kernels
-                .refine(&seg.rows, self.dim, seg.first, &q32, nq, &mut rows)?;
+                .refine(seg_rows, self.dim, seg.first, &q32, nq, &mut rows)?;
             let (dist, _) = rows.download(stream)?;
             for (qi, list) in lists.iter_mut().enumerate() {
                 for (j, n) in list.iter_mut().enumerate() {
@@ -440,19 +516,20 @@ impl GpuExact {
     fn fused_segment(
         &self,
         seg: &Segment,
+        rows: &Rows,
         queries: &CudaSlice<f32>,
         nq: usize,
         k: usize,
         filter: Option<&CudaSlice<u32>>,
     ) -> Result<Lists, GpuError> {
         let kernels = &self.kernels;
-        let shape = kernels.shape(Some(seg.rows.dtype()), nq, seg.len, k, PARTIAL_BYTES / 8)?;
+        let shape = kernels.shape(Some(rows.dtype()), nq, seg.len, k, PARTIAL_BYTES / 8)?;
         let mut out = Lists::new(&kernels.stream, nq, shape.lists * k)?;
         if shape.lists != shape.parts {
             kernels.clear(&mut out)?;
         }
         kernels.scan(
-            &seg.rows, seg.len, self.dim, seg.first, queries, nq, filter, k, shape, &mut out,
+            rows, seg.len, self.dim, seg.first, queries, nq, filter, k, shape, &mut out,
         )?;
         kernels.merge(out, nq, k)
     }
@@ -463,6 +540,7 @@ impl GpuExact {
     fn gemm_segment(
         &self,
         seg: &Segment,
+        rows: &Rows,
         q32: &CudaSlice<f32>,
         gq: &GemmQueries,
         qnorm: &CudaSlice<f32>,
@@ -485,7 +563,7 @@ impl GpuExact {
         for first in (0..seg.len).step_by(cols) {
             let width = cols.min(seg.len - first);
             self.gemm
-                .cross(stream, &seg.rows, first, width, self.dim, gq, nq, &mut dots)?;
+                .cross(stream, rows, first, width, self.dim, gq, nq, &mut dots)?;
             let last = first + width == seg.len;
             kernels.select(
                 &dots, width, first, seg.first, &seg.norms, qnorm, nq, filter, k, shape, &mut gthr,
@@ -493,8 +571,33 @@ impl GpuExact {
             )?;
         }
         let mut lists = kernels.merge(state.best, nq, k)?;
-        kernels.refine(&seg.rows, self.dim, seg.first, q32, nq, &mut lists)?;
+        kernels.refine(rows, self.dim, seg.first, q32, nq, &mut lists)?;
         Ok(lists)
+    }
+}
+
+impl HostRows {
+    fn upload(&self, stream: &Arc<CudaStream>) -> Result<Rows, GpuError> {
+        const WHAT: &str = "uploading the pool";
+        Ok(match self {
+            HostRows::F32(v) => Rows::F32(upload(stream, v, WHAT)?),
+            HostRows::F16(v) => Rows::F16(upload(stream, v, WHAT)?),
+            HostRows::BF16(v) => Rows::BF16(upload(stream, v, WHAT)?),
+        })
+    }
+
+    /// Copies these rows to the front of `staging` (same element type, at least as long).
+    fn copy_into(&self, stream: &Arc<CudaStream>, staging: &mut Rows) -> Result<(), GpuError> {
+        let copy = GpuError::driver("streaming a segment to the device");
+        match (self, staging) {
+            (HostRows::F32(v), Rows::F32(d)) => stream.memcpy_htod(v, &mut d.slice_mut(0..v.len())),
+            (HostRows::F16(v), Rows::F16(d)) => stream.memcpy_htod(v, &mut d.slice_mut(0..v.len())),
+            (HostRows::BF16(v), Rows::BF16(d)) => {
+                stream.memcpy_htod(v, &mut d.slice_mut(0..v.len()))
+            }
+            _ => unreachable!("staging is allocated in the pool's element type"),
+        }
+        .map_err(copy)
     }
 }
 
