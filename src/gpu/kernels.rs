@@ -272,10 +272,8 @@ impl Kernels {
             .arg(&lists32)
             .arg(&mut out.dist)
             .arg(&mut out.ids);
-        // SAFETY: the arguments are `l2_scan_*` 's (pool, n, dim, row_offset, queries, nq,
-        // filter, k, kp, gthr, lists, out_d, out_i): the segment holds len x dim elements,
-        // queries nq x dim, gthr nq, the outputs nq x lists x k pairs (asserted above), the
-        // filter covers every row id; shared memory is best_bytes(group, kp), as laid out there.
+        // SAFETY: arguments in `l2_scan_*` 's order; pool len x dim, queries nq x dim, gthr nq,
+        // out nq x lists x k (asserted above), filter over every row; smem as best_bytes.
         unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the scan kernel"))?;
         Ok(())
     }
@@ -341,12 +339,8 @@ impl Kernels {
             .arg(&mut state.buffered.ids)
             .arg(&mut state.counts)
             .arg(&last32);
-        // SAFETY: the arguments are `l2_select_*` 's (dots, cols, ld, first, row_offset,
-        // xnorm, qnorm, nq, filter, k, kp, gthr, lists, state_d, state_i, buf_d, buf_i,
-        // buf_n, last): dots holds nq x cols (ld = cols), xnorm covers first + cols segment
-        // rows, qnorm and gthr nq, the state nq x lists x k pairs, the buffers nq x lists x 3kp
-        // pairs and nq x lists counts (asserted above; SelectState::new zeroes the counts);
-        // shared memory as for the scan.
+        // SAFETY: arguments in `l2_select_*` 's order; dots nq x cols, xnorm >= first + cols,
+        // qnorm/gthr nq, state and buffers as asserted above (counts zeroed); smem as the scan.
         unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the select kernel"))?;
         Ok(())
     }
@@ -405,11 +399,8 @@ impl Kernels {
             .arg(&out_stride)
             .arg(&mut out.dist)
             .arg(&mut out.ids);
-        // SAFETY: `merge_k(in_d, in_i, in_stride, m, k, kp, out_stride, out_d, out_i)`: block
-        // (g, q) reads pairs q * in_stride + [g * m, (g + 1) * m), inside the nq x per_query
-        // input since groups * m <= per_query; writes k pairs at q * out_stride + g * k,
-        // inside the nq x out_lists x k output; m >= k; kp the power of two >= k that its
-        // shared memory (merge_bytes) holds.
+        // SAFETY: arguments in `merge_k` 's order; block (g, q) reads q * in_stride + g * m ..
+        // + m (groups * m <= per_query) and writes k pairs inside out; m >= k; smem merge_bytes.
         unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the merge kernel"))?;
         Ok(())
     }

@@ -209,7 +209,7 @@ impl GpuExact {
             let (host, norms) = match dtype {
                 GpuDtype::F32 => {
                     let norms = row_norms(&scratch, dim, |v| v);
-                    (HostRows::F32(scratch.clone()), norms)
+                    (HostRows::F32(std::mem::take(&mut scratch)), norms)
                 }
                 GpuDtype::F16 => {
                     let h: Vec<f16> = scratch.iter().map(|&v| f16::from_f32(v)).collect();
