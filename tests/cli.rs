@@ -36,6 +36,14 @@ fn user_error(data: &Path, args: &[&str]) -> String {
     err
 }
 
+/// True when this is a cuda build and GPU 0 opens.
+fn gpu_usable() -> bool {
+    #[cfg(feature = "cuda")]
+    return dcd::gpu::device(0).is_ok();
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
 fn json_lines(s: &str) -> Vec<Value> {
     s.lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -362,6 +370,22 @@ fn benchmark_commands_print_the_documented_json() {
             msg.contains("--exact-device cuda:1") && msg.contains("--exact-device cpu"),
             "{msg}"
         );
+    }
+    // A cuda build on a machine without a usable GPU (no driver, no libraries, no device)
+    // starts, and says why CUDA is out with the CPU path named: a machine error, not a crash.
+    if cfg!(feature = "cuda") && !gpu_usable() {
+        for args in [
+            &["bench", "exact", "--random", "100x8", "--device", "cuda"][..],
+            &["serve", "--addr", "127.0.0.1:0", "--exact-device", "cuda"][..],
+        ] {
+            let out = dcd(&data, args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "dcd {args:?}: {err}");
+            assert!(
+                err.contains("CUDA") && err.contains("--device cpu"),
+                "dcd {args:?}: {err}"
+            );
+        }
     }
     // Ground truth written by gen is exact: the exact engine recalls all of it.
     let gt = dcd::formats::read_ivecs(&out.join("gt.ivecs")).unwrap();

@@ -36,9 +36,10 @@ pub fn code_of(e: &Error) -> Code {
         #[cfg(feature = "cuda")]
         Error::Gpu(e) => match e {
             crate::gpu::GpuError::KTooLarge { .. } => Code::InvalidArgument,
-            crate::gpu::GpuError::NoDevice { .. } | crate::gpu::GpuError::NotCuda { .. } => {
-                Code::FailedPrecondition
-            }
+            crate::gpu::GpuError::NoDevice { .. }
+            | crate::gpu::GpuError::MissingLibrary { .. }
+            | crate::gpu::GpuError::OldDriver { .. }
+            | crate::gpu::GpuError::NotCuda { .. } => Code::FailedPrecondition,
             crate::gpu::GpuError::Driver { .. } => Code::Internal,
         },
         Error::Usage(_) => Code::InvalidArgument,

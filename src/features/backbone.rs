@@ -258,6 +258,19 @@ impl FeatureExtractor for Backbone {
     }
 }
 
+/// CUDA device `ordinal` for the backbones, through the GPU path's checks (driver, libraries).
+#[cfg(feature = "cuda")]
+fn cuda_device(spec: &str, ordinal: usize) -> FeatureResult<Device> {
+    crate::gpu::device(ordinal).map_err(|e| FeatureError::Config(format!("--device {spec}: {e}")))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(spec: &str, _ordinal: usize) -> FeatureResult<Device> {
+    Err(FeatureError::Config(format!(
+        "--device {spec}: this dcd was built without CUDA; use --device cpu, or a dcd built with --features cuda (scripts/cuda_build.sh) on a machine with a GPU"
+    )))
+}
+
 /// The backbone named on the command line: loaded from its weights, or random when asked.
 pub fn backbone_from_args(
     args: &crate::config::BackboneArgs,
@@ -269,11 +282,7 @@ pub fn backbone_from_args(
             let ordinal = crate::config::cuda_ordinal(spec).ok_or_else(|| {
                 FeatureError::Config(format!("--device {spec}: use cpu, cuda or cuda:N"))
             })?;
-            Device::new_cuda(ordinal).map_err(|e| {
-                FeatureError::Config(format!(
-                    "--device {spec}: no CUDA device available ({e}); use --device cpu, or a dcd built with --features cuda on a machine with a GPU"
-                ))
-            })?
+            cuda_device(spec, ordinal)?
         }
     };
     let dtype = match args.precision.as_str() {

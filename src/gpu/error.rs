@@ -11,6 +11,24 @@ pub enum GpuError {
         /// The driver's words.
         reason: String,
     },
+    /// The driver or a CUDA library is not installed where the loader looks.
+    #[error("CUDA is not usable here: {what} is missing (none of {names} opens); {fix}, or use the CPU path (--device cpu)")]
+    MissingLibrary {
+        /// Which library.
+        what: &'static str,
+        /// The file names looked for.
+        names: String,
+        /// How to install it.
+        fix: &'static str,
+    },
+    /// The driver predates the CUDA version the build targets.
+    #[error("the NVIDIA driver supports CUDA {supports}, this dcd needs CUDA {needs}; update the driver (580 or newer), or use the CPU path (--device cpu)")]
+    OldDriver {
+        /// CUDA version the driver supports.
+        supports: String,
+        /// CUDA version the build needs.
+        needs: String,
+    },
     /// A driver call failed.
     #[error("CUDA {what} failed: {reason}")]
     Driver {

@@ -12,6 +12,7 @@
 mod error;
 mod gemm;
 mod kernels;
+mod libraries;
 
 use std::sync::Arc;
 
@@ -112,11 +113,11 @@ pub struct GpuExact {
     tile_bytes: usize,
 }
 
-/// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses).
-///
-/// candle links libcuda dynamically at build time, so a `cuda` build does not start at all
-/// where no driver is installed; a missing device or a broken driver is reported here.
+/// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses), once the
+/// driver and libraries it needs are known to be there (see [`libraries`]); a missing device
+/// or a broken driver is reported too.
 pub fn device(ordinal: usize) -> Result<candle_core::Device, GpuError> {
+    libraries::check()?;
     candle_core::Device::new_cuda(ordinal).map_err(|e| GpuError::NoDevice {
         ordinal,
         reason: e.to_string(),
