@@ -24,6 +24,10 @@
 //   l2_refine_<dtype>: recomputes sum((x - q)^2) for the chosen rows (the GEMM path's distances
 //     lose precision to cancellation; the reported ones are exact).
 //   fill_empty: sets candidate lists to (+inf, NO_ROW).
+//   wide_tile: the `wide` plan, for k beyond what a block's shared memory holds: per query, the
+//     best k so far followed by a whole tile of (distance, row) pairs in global memory, which
+//     merge_k's tree then folds back to k (one more merge pass per tile instead of lists kept in
+//     shared memory).
 //
 // Rows past the pool end, and rows the caller's filter excludes, never become candidates;
 // unfilled slots carry +inf and id NO_ROW (the host drops them). Ties are broken by row id, as
@@ -417,6 +421,43 @@ extern "C" __global__ void fill_empty(float* d, uint32_t* id, size_t n) {
          i += (size_t)gridDim.x * blockDim.x) {
         d[i] = CUDART_INF_F;
         id[i] = NO_ROW;
+    }
+}
+
+// Query blockIdx.y's candidates for the wide plan, `k + span` pairs at out + q * (k + span):
+// slots below k copy the carried best k (carried_d null: the first tile, empties), slot k + c
+// holds tile column c (as l2_select forms it; filtered rows empty), slots past the tile empty.
+extern "C" __global__ void wide_tile(const float* __restrict__ dots, uint32_t cols, uint32_t span,
+                                     uint32_t first, uint32_t row_offset,
+                                     const float* __restrict__ xnorm,
+                                     const float* __restrict__ qnorm,
+                                     const uint32_t* __restrict__ filter, uint32_t k,
+                                     const float* __restrict__ carried_d,
+                                     const uint32_t* __restrict__ carried_i,
+                                     float* __restrict__ out_d, uint32_t* __restrict__ out_i) {
+    const size_t q = blockIdx.y;
+    const size_t width = (size_t)k + span;
+    const float qn = qnorm[q];
+    for (size_t s = (size_t)blockIdx.x * blockDim.x + threadIdx.x; s < width;
+         s += (size_t)gridDim.x * blockDim.x) {
+        float d = CUDART_INF_F;
+        uint32_t id = NO_ROW;
+        if (s < k) {
+            if (carried_d != nullptr) {
+                d = carried_d[q * k + s];
+                id = carried_i[q * k + s];
+            }
+        } else if (s - k < cols) {
+            const size_t col = s - k;
+            const uint32_t seg_row = first + (uint32_t)col;
+            const uint32_t row = seg_row + row_offset;
+            if (allowed(filter, row)) {
+                d = fmaxf(qn + xnorm[seg_row] - 2.0f * dots[q * cols + col], 0.0f) + 0.0f;
+                id = row;
+            }
+        }
+        out_d[q * width + s] = d;
+        out_i[q * width + s] = id;
     }
 }
 

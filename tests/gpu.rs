@@ -301,7 +301,7 @@ mod cuda {
                 return;
             }
         };
-        for plan in [GpuPlan::Fused, GpuPlan::Gemm] {
+        for plan in [GpuPlan::Fused, GpuPlan::Gemm, GpuPlan::Wide] {
             let search = |base: &Matrix,
                           elem: Elem,
                           queries: &Matrix,
@@ -325,7 +325,7 @@ mod cuda {
             };
             let rel = match plan {
                 GpuPlan::Fused => exact_tolerance,
-                GpuPlan::Gemm => gemm_tolerance,
+                GpuPlan::Gemm | GpuPlan::Wide => gemm_tolerance,
             };
             body(&format!("cuda {plan}"), &search, rel);
         }
@@ -334,10 +334,22 @@ mod cuda {
         let big = synth::uniform(40_000, 16, 21);
         let few = synth::uniform(3, 16, 22);
         let index = GpuExact::new(&device, VectorView::f32(&big.data, 16), GpuDtype::F32).unwrap();
-        for plan in [GpuPlan::Fused, GpuPlan::Gemm] {
+        for plan in [GpuPlan::Fused, GpuPlan::Gemm, GpuPlan::Wide] {
             let (got, _) = index.search_with(&few, 100, None, Some(plan)).unwrap();
             let want = cpu(&big, Elem::F32, &few, 100, None);
             agree(&got, &want, 1e-4, &format!("merge tree, {plan}"));
+        }
+        // k beyond what shared memory holds: the heuristic takes the wide plan, whose tiles
+        // here (the default, one per segment, and 7000 columns) fold as a merge tree.
+        let wide_k = index.max_one_pass_k() + 904;
+        let want = cpu(&big, Elem::F32, &few, wide_k, None);
+        for cols in [usize::MAX, 7000] {
+            let mut index =
+                GpuExact::new(&device, VectorView::f32(&big.data, 16), GpuDtype::F32).unwrap();
+            index.limit_tile_columns(cols);
+            let (got, plan) = index.search_with(&few, wide_k, None, None).unwrap();
+            assert_eq!(plan, GpuPlan::Wide);
+            agree(&got, &want, 1e-4, &format!("k = {wide_k}, tiles of {cols}"));
         }
         // The heuristic's own choice gives the same answers.
         let base = synth::uniform(3000, 64, 5);
@@ -346,7 +358,7 @@ mod cuda {
         assert_eq!(index.segments(), 1);
         for q in [&synth::uniform(1, 64, 7), &many] {
             let (got, plan) = index.search_with(q, 20, None, None).unwrap();
-            assert_eq!(plan, index.plan_for(q.rows));
+            assert_eq!(plan, index.plan_for(q.rows, 20));
             agree(&got, &cpu(&base, Elem::F32, q, 20, None), 1e-4, "auto plan");
         }
         bad_input(&device);
@@ -368,6 +380,12 @@ mod cuda {
             msg(index.search(&q, too_many, None)).contains("above"),
             "k above the cap"
         );
+        // A forced one-pass plan refuses the k only the wide plan takes.
+        let wide_only = index.max_one_pass_k() + 1;
+        for plan in [GpuPlan::Fused, GpuPlan::Gemm] {
+            let r = index.search_with(&q, wide_only, None, Some(plan));
+            assert!(r.unwrap_err().to_string().contains("above"), "{plan}");
+        }
         assert!(
             msg(index.search(&synth::uniform(1, 7, 4), 5, None)).contains("8"),
             "dimension mismatch"

@@ -32,9 +32,12 @@ pub(super) struct Kernels {
     refine: [CudaFunction; 3],
     merge: CudaFunction,
     fill: CudaFunction,
+    wide: CudaFunction,
     sms: usize,
     /// Largest k one block's shared memory holds on this device.
     pub(super) max_k: usize,
+    /// Largest k the merge kernel selects (the wide plan's cap).
+    pub(super) max_wide_k: usize,
 }
 
 /// Device buffers of one device-side pool segment's element type.
@@ -93,7 +96,7 @@ const FANIN: usize = 128;
 
 /// Lists per query to allocate for `parts` block outputs: padded to a multiple of FANIN when
 /// the merge takes more than one step, so every step's blocks read whole groups.
-fn padded_lists(parts: usize) -> usize {
+pub(super) fn padded_lists(parts: usize) -> usize {
     if parts <= FANIN {
         parts
     } else {
@@ -160,8 +163,10 @@ impl Kernels {
             ],
             merge: load("merge_k".into())?,
             fill: load("fill_empty".into())?,
+            wide: load("wide_tile".into())?,
             sms,
             max_k: max_k(shared),
+            max_wide_k: max_wide_k(shared),
             stream,
         })
     }
@@ -442,6 +447,72 @@ impl Kernels {
         Ok(())
     }
 
+    /// The wide plan's candidates for one tile: per query the `carried` best k (none: the
+    /// first tile) then `span` slots, the first `cols` of them the tile's columns. `out` must
+    /// hold k + span pairs per query.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn wide_tile(
+        &self,
+        dots: &CudaSlice<f32>,
+        cols: usize,
+        first: usize,
+        row_offset: usize,
+        xnorm: &CudaSlice<f32>,
+        qnorm: &CudaSlice<f32>,
+        nq: usize,
+        filter: Option<&CudaSlice<u32>>,
+        k: usize,
+        carried: Option<&Lists>,
+        out: &mut Lists,
+    ) -> Result<(), GpuError> {
+        assert!(out.per_query >= k + cols, "wide tile output");
+        if let Some(c) = carried {
+            assert_eq!(c.per_query, k, "carried lists");
+        }
+        let span = out.per_query - k;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                out.per_query.div_ceil(THREADS as usize).clamp(1, 1024) as u32,
+                nq as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (cols32, span32, first32, off32, k32) = (
+            cols as u32,
+            span as u32,
+            first as u32,
+            row_offset as u32,
+            k as u32,
+        );
+        let null = 0u64;
+        let mut launch = self.stream.launch_builder(&self.wide);
+        launch
+            .arg(dots)
+            .arg(&cols32)
+            .arg(&span32)
+            .arg(&first32)
+            .arg(&off32)
+            .arg(xnorm)
+            .arg(qnorm);
+        match filter {
+            Some(f) => launch.arg(f),
+            None => launch.arg(&null),
+        };
+        launch.arg(&k32);
+        match carried {
+            Some(c) => launch.arg(&c.dist).arg(&c.ids),
+            None => launch.arg(&null).arg(&null),
+        };
+        launch.arg(&mut out.dist).arg(&mut out.ids);
+        // SAFETY: arguments in `wide_tile` 's order; dots nq x cols (row stride cols), xnorm >=
+        // first + cols, qnorm nq, carried nq x k (asserted) or null, out nq x (k + span).
+        unsafe { launch.launch(cfg) }
+            .map_err(GpuError::driver("launching the wide tile kernel"))?;
+        Ok(())
+    }
+
     /// Per-query shared thresholds, +inf to start.
     pub(super) fn thresholds(&self, nq: usize) -> Result<CudaSlice<u32>, GpuError> {
         self.stream
@@ -474,6 +545,15 @@ fn group_index(group: usize) -> usize {
 fn max_k(shared: usize) -> usize {
     let mut k = 1;
     while best_bytes(1, list_pairs(2 * k)) <= shared && merge_bytes(list_pairs(2 * k)) <= shared {
+        k *= 2;
+    }
+    k
+}
+
+/// Largest power-of-two k whose merge (the only shared-memory list of the wide plan) fits.
+fn max_wide_k(shared: usize) -> usize {
+    let mut k = 1;
+    while merge_bytes(2 * k) <= shared {
         k *= 2;
     }
     k

@@ -6,6 +6,8 @@
 //! `gemm` gets the cross term of a pool tile from cuBLAS on the tensor cores and a fused
 //! add-norms-and-select kernel consumes the tile, then re-computes the chosen rows' distances
 //! exactly. [`GpuExact::plan_for`] picks by query batch size, from measurements on an H100.
+//! Both keep the running lists in shared memory, which caps k; beyond it the `wide` plan keeps
+//! them in global memory and folds each GEMM tile into them with the radix merge.
 //! Runs on candle's context and stream for the device, so the backbones and the search share
 //! one CUDA context.
 
@@ -22,19 +24,23 @@ use half::{bf16, f16};
 pub use error::GpuError;
 
 use self::gemm::{Gemm, GemmQueries};
-use self::kernels::{Kernels, Lists, Rows, SelectState};
+use self::kernels::{padded_lists, Kernels, Lists, Rows, SelectState};
 use crate::index::topk::TopK;
 use crate::index::{validate_queries, IndexError, RowFilter};
 use crate::types::{Matrix, Neighbor, VectorView};
 
-/// Largest k one pass selects on an H100 (the running lists live in one block's shared
-/// memory; cards with less shared memory per block allow less, see [`GpuExact::max_k`]).
+/// Largest k the fused and gemm plans select on an H100 (their running lists live in one
+/// block's shared memory; cards with less allow less, see [`GpuExact::max_one_pass_k`]).
 pub const MAX_GPU_K: usize = 4096;
+/// Largest k of the wide plan on an H100 (the merge's selected list is in shared memory).
+pub const MAX_WIDE_K: usize = 16384;
 /// Candidate pairs kept on the device per launch (nq x parts x k), in bytes.
 const PARTIAL_BYTES: usize = 256 << 20;
 /// The GEMM path's tile of cross terms (nq x cols f32): large enough that per-tile costs (a
 /// launch pair, each part's state in and out) stay small beside the tile's own traffic.
 const TILE_BYTES: usize = 128 << 20;
+/// Queries per launch at most: the merge and wide kernels put queries on the grid's y axis.
+const MAX_GRID_Y: usize = 65_535;
 /// Share of the free device memory the pool may take.
 const POOL_SHARE: f64 = 0.7;
 
@@ -56,6 +62,9 @@ pub enum GpuPlan {
     Fused,
     /// cuBLAS cross term on the tensor cores, fused add-norms-and-select, exact re-scoring.
     Gemm,
+    /// For k beyond [`GpuExact::max_one_pass_k`]: cuBLAS cross term, each tile's pairs merged
+    /// with the best k so far by the radix merge in global memory, exact re-scoring.
+    Wide,
 }
 
 impl std::fmt::Display for GpuPlan {
@@ -63,6 +72,7 @@ impl std::fmt::Display for GpuPlan {
         f.write_str(match self {
             GpuPlan::Fused => "fused",
             GpuPlan::Gemm => "gemm",
+            GpuPlan::Wide => "wide",
         })
     }
 }
@@ -73,7 +83,10 @@ impl std::str::FromStr for GpuPlan {
         match s {
             "fused" => Ok(GpuPlan::Fused),
             "gemm" => Ok(GpuPlan::Gemm),
-            other => Err(format!("unknown GPU plan {other:?}: use fused or gemm")),
+            "wide" => Ok(GpuPlan::Wide),
+            other => Err(format!(
+                "unknown GPU plan {other:?}: use fused, gemm or wide"
+            )),
         }
     }
 }
@@ -311,8 +324,16 @@ impl GpuExact {
         self.tile_bytes = bytes.max(1 << 20);
     }
 
-    /// Largest k one search selects on this device.
+    /// Largest k a search selects on this device (the wide plan's cap).
     pub fn max_k(&self) -> usize {
+        self.kernels
+            .max_wide_k
+            .min(MAX_WIDE_K)
+            .max(self.max_one_pass_k())
+    }
+
+    /// Largest k of the fused and gemm plans on this device; larger k takes the wide plan.
+    pub fn max_one_pass_k(&self) -> usize {
         self.kernels.max_k.min(MAX_GPU_K)
     }
 
@@ -321,9 +342,13 @@ impl GpuExact {
         self.dtype
     }
 
-    /// The plan [`GpuExact::search`] uses for a batch of `queries` queries: the tensor-core
-    /// path once the batch is large enough to pay for the tile round trip through memory.
-    pub fn plan_for(&self, queries: usize) -> GpuPlan {
+    /// The plan [`GpuExact::search`] uses for a batch of `queries` queries and `k`: the wide
+    /// plan beyond [`GpuExact::max_one_pass_k`], else the tensor-core path once the batch is
+    /// large enough to pay for the tile round trip through memory.
+    pub fn plan_for(&self, queries: usize, k: usize) -> GpuPlan {
+        if k > self.max_one_pass_k() {
+            return GpuPlan::Wide;
+        }
         let from = match self.dtype {
             GpuDtype::F32 => GEMM_FROM_F32,
             GpuDtype::F16 | GpuDtype::BF16 => GEMM_FROM_HALF,
@@ -359,14 +384,14 @@ impl GpuExact {
         if self.is_empty() {
             return Err(IndexError::EmptyPool.into());
         }
-        if k > self.max_k() {
-            return Err(GpuError::KTooLarge {
-                k,
-                max: self.max_k(),
-            }
-            .into());
+        let plan = plan.unwrap_or_else(|| self.plan_for(queries.rows, k));
+        let max = match plan {
+            GpuPlan::Fused | GpuPlan::Gemm => self.max_one_pass_k(),
+            GpuPlan::Wide => self.max_k(),
+        };
+        if k > max {
+            return Err(GpuError::KTooLarge { k, max }.into());
         }
-        let plan = plan.unwrap_or_else(|| self.plan_for(queries.rows));
         let stream = &self.kernels.stream;
         let bitmap = match filter {
             Some(f) => Some(upload(
@@ -383,7 +408,10 @@ impl GpuExact {
             GpuPlan::Gemm => (self.tile_bytes / (4 * 1024))
                 .min(PARTIAL_BYTES / (8 * k))
                 .max(1),
-        };
+            // The carried lists and the merge tree's first level, k pairs per query each.
+            GpuPlan::Wide => (PARTIAL_BYTES / (16 * k)).max(1),
+        }
+        .min(MAX_GRID_Y);
         for start in (0..queries.rows).step_by(batch) {
             let end = (start + batch).min(queries.rows);
             let part = &queries.data[start * self.dim..end * self.dim];
@@ -391,17 +419,21 @@ impl GpuExact {
             let q32 = upload(stream, part, "uploading queries")?;
             let gemm_queries = match plan {
                 GpuPlan::Fused => None,
-                GpuPlan::Gemm => Some(self.gemm_queries(part)?),
+                GpuPlan::Gemm | GpuPlan::Wide => Some(self.gemm_queries(part)?),
             };
             for seg in &self.segments {
                 let k_seg = k.min(seg.len);
                 let mut staged = None;
                 let rows = self.device_rows(seg, &mut staged)?;
-                let lists = match &gemm_queries {
-                    None => self.fused_segment(seg, rows, &q32, nq, k_seg, bitmap.as_ref())?,
-                    Some((gq, qn)) => {
-                        self.gemm_segment(seg, rows, &q32, gq, qn, nq, k_seg, bitmap.as_ref())?
+                let filter = bitmap.as_ref();
+                let lists = match (&gemm_queries, plan) {
+                    (Some((gq, qn)), GpuPlan::Gemm) => {
+                        self.gemm_segment(seg, rows, &q32, gq, qn, nq, k_seg, filter)?
                     }
+                    (Some((gq, qn)), GpuPlan::Wide) => {
+                        self.wide_segment(seg, rows, &q32, gq, qn, nq, k_seg, filter)?
+                    }
+                    _ => self.fused_segment(seg, rows, &q32, nq, k_seg, filter)?,
                 };
                 let (dist, ids) = lists.download(stream)?;
                 for (qi, heap) in heaps[start..end].iter_mut().enumerate() {
@@ -574,6 +606,64 @@ impl GpuExact {
         let mut lists = kernels.merge(state.best, nq, k)?;
         kernels.refine(rows, self.dim, seg.first, q32, nq, &mut lists)?;
         Ok(lists)
+    }
+}
+
+impl GpuExact {
+    /// The wide plan on one segment: tiles of cross terms from cuBLAS; per tile, each query's
+    /// best k so far and the tile's pairs are laid out as lists of k and folded back to k by
+    /// the radix merge tree; the chosen rows' distances are then recomputed exactly.
+    #[allow(clippy::too_many_arguments)]
+    fn wide_segment(
+        &self,
+        seg: &Segment,
+        rows: &Rows,
+        q32: &CudaSlice<f32>,
+        gq: &GemmQueries,
+        qnorm: &CudaSlice<f32>,
+        nq: usize,
+        k: usize,
+        filter: Option<&CudaSlice<u32>>,
+    ) -> Result<Lists, GpuError> {
+        let kernels = &self.kernels;
+        let stream = &kernels.stream;
+        // Pairs per query in flight: the tile's and the carried k, within PARTIAL_BYTES.
+        let cols = (PARTIAL_BYTES / (8 * nq))
+            .saturating_sub(k)
+            .min(self.tile_bytes / (4 * nq))
+            .max(1024)
+            .min(self.max_tile_cols)
+            .min(seg.len);
+        let mut dots = stream
+            .alloc_zeros::<f32>(nq * cols)
+            .map_err(GpuError::driver("allocating the cross-term tile"))?;
+        // Lists of k per query: the carried one, then the tile's, padded as the merge tree
+        // wants (wide_tile writes empties past the tile).
+        let lists = padded_lists(1 + cols.div_ceil(k));
+        let mut best: Option<Lists> = None;
+        for first in (0..seg.len).step_by(cols) {
+            let width = cols.min(seg.len - first);
+            self.gemm
+                .cross(stream, rows, first, width, self.dim, gq, nq, &mut dots)?;
+            let mut pairs = Lists::new(stream, nq, lists * k)?;
+            kernels.wide_tile(
+                &dots,
+                width,
+                first,
+                seg.first,
+                &seg.norms,
+                qnorm,
+                nq,
+                filter,
+                k,
+                best.as_ref(),
+                &mut pairs,
+            )?;
+            best = Some(kernels.merge(pairs, nq, k)?);
+        }
+        let mut best = best.expect("a segment has at least one row");
+        kernels.refine(rows, self.dim, seg.first, q32, nq, &mut best)?;
+        Ok(best)
     }
 }
 
