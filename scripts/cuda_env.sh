@@ -64,10 +64,11 @@ cmp -s "$cuda_env_repo/Cargo.lock" "$cuda_ws/Cargo.lock.base" || {
   cp "$cuda_env_repo/Cargo.lock" "$cuda_ws/Cargo.lock.base"
 }
 
-# cuda_cargo SUBCOMMAND ARGS...: cargo SUBCOMMAND on the cuda build, artifacts in target/.
+# cuda_cargo SUBCOMMAND ARGS...: cargo SUBCOMMAND on the cuda build, artifacts beside the
+# CPU build's (CARGO_TARGET_DIR or target/), so the dependencies they share build once.
 cuda_cargo() {
   local sub=$1
   shift
-  cargo "$sub" --manifest-path "$cuda_ws/Cargo.toml" --target-dir "$cuda_env_repo/target" \
+  cargo "$sub" --manifest-path "$cuda_ws/Cargo.toml" --target-dir "${CARGO_TARGET_DIR:-$cuda_env_repo/target}" \
     --offline --features cuda "$@"
 }
