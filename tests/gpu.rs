@@ -339,8 +339,8 @@ mod cuda {
             let want = cpu(&big, Elem::F32, &few, 100, None);
             agree(&got, &want, 1e-4, &format!("merge tree, {plan}"));
         }
-        // k beyond what shared memory holds: the heuristic takes the wide plan, whose tiles
-        // here (the default, one per segment, and 7000 columns) fold as a merge tree.
+        // k beyond what shared memory holds: the heuristic takes the wide plan, here with one
+        // tile for the whole segment and with 7000-column tiles (the best k carried over six).
         let wide_k = index.max_one_pass_k() + 904;
         let want = cpu(&big, Elem::F32, &few, wide_k, None);
         for cols in [usize::MAX, 7000] {
