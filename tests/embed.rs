@@ -251,7 +251,11 @@ fn dcd_embed_writes_vectors_and_row_paths_and_skips_bad_files() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no CUDA device"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--device cuda:") && err.contains("--device cpu"),
+        "{err}"
+    );
     // A folder without images.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
