@@ -14,7 +14,6 @@ pub mod debugset;
 pub mod error;
 pub mod features;
 pub mod formats;
-#[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod index;
 pub mod ingest;

@@ -163,18 +163,13 @@ fn service_answers(exact_device: &str) -> (Answer, String) {
             ..NewItem::default()
         })
         .collect();
-    service
-        .pool("p")
-        .unwrap()
-        .append(&base, &items, None)
-        .unwrap();
     let query_rows = synth::uniform(4, 32, 12);
     let queries: Vec<QueryInput> = query_rows
         .iter_rows()
         .map(|r| QueryInput::Vector(r.to_vec()))
         .collect();
-    let (hits, engine) = service
-        .search(&SearchRequest {
+    let search = || {
+        service.search(&SearchRequest {
             pool: "p".into(),
             queries: queries.clone(),
             k: 10,
@@ -182,7 +177,16 @@ fn service_answers(exact_device: &str) -> (Answer, String) {
             exact: true,
             labels: vec![],
         })
-        .unwrap();
+    };
+    // Two ingests with an exact search between: on a GPU the second one's rows are appended
+    // to the copy the first search made.
+    let pool = service.pool("p").unwrap();
+    let first = Matrix::new(2000, 32, base.data[..2000 * 32].to_vec());
+    pool.append(&first, &items[..2000], None).unwrap();
+    search().unwrap();
+    let rest = Matrix::new(1000, 32, base.data[2000 * 32..].to_vec());
+    pool.append(&rest, &items[2000..], None).unwrap();
+    let (hits, engine) = search().unwrap();
     let mut answer: Answer = hits
         .into_iter()
         .map(|h| h.unwrap().iter().map(|h| (h.row, h.distance)).collect())
@@ -361,7 +365,84 @@ mod cuda {
             assert_eq!(plan, index.plan_for(q.rows, 20));
             agree(&got, &cpu(&base, Elem::F32, q, 20, None), 1e-4, "auto plan");
         }
+        appends(&device);
         bad_input(&device);
+    }
+
+    /// The nearest 50 of `queries` in `index` agree with the CPU's over the pool's first
+    /// `rows` rows, on both one-pass plans.
+    fn check_rows(index: &GpuExact, all: &Matrix, rows: usize, elem: Elem, queries: &Matrix) {
+        let pool = Matrix::new(rows, all.dim, all.data[..rows * all.dim].to_vec());
+        let want = cpu(&pool, elem, queries, 50, None);
+        for (plan, rel) in [
+            (GpuPlan::Fused, exact_tolerance(elem)),
+            (GpuPlan::Gemm, gemm_tolerance(elem)),
+        ] {
+            let (got, _) = index.search_with(queries, 50, None, Some(plan)).unwrap();
+            agree(
+                &got,
+                &want,
+                rel,
+                &format!("{elem:?} {plan} after growing to {rows}"),
+            );
+        }
+    }
+
+    /// A copy that grows with its pool: rows go into spare room, a reallocated last segment,
+    /// new device segments, then (no segment may be added on the device) a rebuild that
+    /// streams the rest from the host, and host segments after that; the answers equal the
+    /// CPU's at every step.
+    fn appends(device: &candle_core::Device) {
+        use dcd::gpu::Growth;
+        let dim = 24;
+        let all = synth::uniform(10_500, dim, 31);
+        let queries = synth::uniform(6, dim, 32);
+        let prefix = |n: usize| VectorView::f32(&all.data[..n * dim], dim);
+        let appended = |rows, reallocated| Growth::Appended { rows, reallocated };
+        for elem in [Elem::F32, Elem::F16] {
+            let dtype = match elem {
+                Elem::F32 => GpuDtype::F32,
+                _ => GpuDtype::F16,
+            };
+            // Segments of at most 3000 rows, at most 3 of them on the device.
+            let mut index = GpuExact::with_limits(device, prefix(1000), dtype, 3000, 3).unwrap();
+            for (rows, growth, segments, streamed) in [
+                (1001, appended(1, 1), 1, 0),
+                (1038, appended(37, 0), 1, 0),
+                (1500, appended(462, 0), 1, 0),
+                (4000, appended(2500, 1), 2, 0),
+                (9000, appended(5000, 0), 3, 0),
+                (10_000, Growth::Rebuilt, 4, 1),
+                (10_500, appended(500, 0), 4, 1),
+            ] {
+                assert_eq!(index.append(prefix(rows)).unwrap(), growth, "to {rows}");
+                assert_eq!(index.len(), rows);
+                assert_eq!(
+                    (index.segments(), index.streamed_segments()),
+                    (segments, streamed),
+                    "segments at {rows}"
+                );
+                check_rows(&index, &all, rows, elem, &queries);
+            }
+            // A pool that streams from the start grows on the host.
+            let mut index = GpuExact::with_limits(device, prefix(5003), dtype, 2000, 1).unwrap();
+            assert_eq!(index.append(prefix(7000)).unwrap(), appended(1997, 0));
+            assert_eq!((index.segments(), index.streamed_segments()), (4, 3));
+            check_rows(&index, &all, 7000, elem, &queries);
+            // Nothing new, a pool that shrank, another dimension.
+            assert_eq!(index.append(prefix(7000)).unwrap(), appended(0, 0));
+            assert!(
+                index.append(prefix(6999)).is_err(),
+                "fewer rows than the copy"
+            );
+            let other = synth::uniform(8000, dim + 1, 33);
+            let err = index
+                .append(VectorView::f32(&other.data, dim + 1))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&dim.to_string()), "{err}");
+            check_rows(&index, &all, 7000, elem, &queries);
+        }
     }
 
     /// `cuda:0` when a device is present.

@@ -1,7 +1,7 @@
 //! Where a pool's exact engine runs: the CPU (the `ExactIndex` beside the graph), or a CUDA
 //! device holding a copy of the pool (`--exact-device cuda[:N]`, a `--features cuda` build):
 //! exact searches, `exact` debug sets and the distances of exact re-ranking then run on dcd's
-//! kernels ([`crate::gpu`]).
+//! kernels ([`crate::gpu`]); rows the pool gains are appended to the copy.
 
 use crate::error::{Error, Result};
 use crate::index::SearchParams;
@@ -125,6 +125,22 @@ impl Resident {
     pub fn rerank(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>]) -> Result<()> {
         self.index.rescore(queries, lists)
     }
+
+    /// Copies the rows `pool` gained since the copy was made or last appended to.
+    pub fn append(&mut self, pool: &Pool) -> Result<()> {
+        let (before, started) = (self.index.len(), std::time::Instant::now());
+        let growth = self.index.append(pool.vectors())?;
+        tracing::info!(
+            pool = %pool.record().name,
+            rows = self.index.len() - before,
+            segments = self.index.segments(),
+            seconds = started.elapsed().as_secs_f64(),
+            ?growth,
+            "rows appended to the copy on {}",
+            self.name
+        );
+        Ok(())
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -146,6 +162,11 @@ impl Resident {
 
     /// Exact distances of each list's rows to its query, in place.
     pub fn rerank(&self, _: &Matrix, _: &mut [Vec<Neighbor>]) -> Result<()> {
+        match *self {}
+    }
+
+    /// Copies the rows the pool gained.
+    pub fn append(&mut self, _: &Pool) -> Result<()> {
         match *self {}
     }
 }

@@ -3,7 +3,7 @@
 //! HNSW graph is opened (or built) on first use and caught up with the store lazily, so a
 //! search always covers every committed row. With an exact device (`dcd serve --exact-device
 //! cuda`), the exact engine is a copy of the pool resident on that GPU, uploaded on first use
-//! and again after the pool grew; exact re-ranking computes its distances there too.
+//! and appended to after the pool grew; exact re-ranking computes its distances there too.
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard};
 
@@ -152,11 +152,17 @@ impl PoolHandle {
                 bring_up_to_date(&mut w, engine, self.params)?;
             }
             if on_device && !w.pool.is_empty() {
-                let stale = w.resident.as_ref().is_none_or(|r| r.len() < w.pool.len());
-                if stale {
-                    // Drop the old copy first: two copies of a large pool may not fit.
-                    w.resident = None;
-                    w.resident = Some(self.device.upload(&w.pool)?);
+                let OpenPool { pool, resident, .. } = &mut *w;
+                match resident {
+                    Some(r) if r.len() < pool.len() => {
+                        if let Err(e) = r.append(pool) {
+                            // The next call starts from a fresh copy.
+                            *resident = None;
+                            return Err(e);
+                        }
+                    }
+                    Some(_) => {}
+                    None => *resident = Some(self.device.upload(pool)?),
                 }
             }
             parking_lot::RwLockWriteGuard::downgrade(w)

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Everything the GPU path owes in one short run on a GPU machine (H100/H200), for a lease of
+# minutes: build here first with scripts/cuda_build.sh (no GPU needed), carry the two binaries
+# it writes, and run from the repository root there:
+#
+#   scripts/gpu_session.sh OUT_DIR            # at most ~9 min (530 s of step limits)
+#
+# 1. the GPU tests (target/gpu-test: every plan against the CPU, appends, bad input);
+# 2. the wide plan beyond shared memory, k = 8192 and 16384 (dcd bench exact);
+# 3. the issue's grid against the roofline and PyTorch (scripts/bench_gpu.py), 1M rows first so
+#    that a step cut short by its limit still leaves whole rows of the table.
+# Logs and the JSON lines go to OUT_DIR; a summary of what passed, failed or timed out is
+# printed last. A step that fails does not stop the later ones.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: scripts/gpu_session.sh OUT_DIR}
+mkdir -p "$out"
+dcd=${DCD_BIN:-target/release/dcd}
+tests=${DCD_GPU_TEST:-target/gpu-test}
+for bin in "$dcd" "$tests"; do
+  [ -x "$bin" ] || { echo "gpu_session.sh: $bin is missing: run scripts/cuda_build.sh and carry it" >&2; exit 2; }
+done
+# The CUDA 13 libraries dcd opens besides the driver's (cuBLAS, cuRAND): the lib folders of
+# the NVIDIA wheels beside the machine's PyTorch, if any.
+libs=$(python3 - <<'EOF' 2>/dev/null
+import glob, os, site
+dirs = set()
+for base in site.getsitepackages():
+    for d in glob.glob(os.path.join(base, "nvidia", "*", "lib")):
+        dirs.add(d)
+print(":".join(sorted(dirs)))
+EOF
+)
+export LD_LIBRARY_PATH="${libs:+$libs:}${LD_LIBRARY_PATH:-}"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
+
+summary=()
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local started=$SECONDS
+  echo "== $name (limit ${limit}s): $*"
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  tail -40 "$out/$name.log"
+  local verdict=passed
+  case $rc in
+    0) ;;
+    124) verdict="timed out" ;;
+    *) verdict="failed (exit $rc)" ;;
+  esac
+  summary+=("$name: $verdict in $((SECONDS - started)) s")
+}
+
+step gpu-tests 110 "$tests" --nocapture --test-threads 1
+for k in 8192 16384; do
+  step "wide-k$k" 45 "$dcd" bench exact --device cuda --random 1000000x384 --random-queries 64 \
+    --batch 1,64 --k "$k" --dtype f16 --gpu-plan wide --json
+done
+step grid-1m 130 python3 scripts/bench_gpu.py --dcd "$dcd" --n 1000000 --dim 384,768 \
+  --q 1,64,256,1024 --k 100 --out "$out/grid-1m.jsonl"
+step grid-10m 200 python3 scripts/bench_gpu.py --dcd "$dcd" --n 10000000 --dim 384,768 \
+  --q 1,64,1024 --k 100 --out "$out/grid-10m.jsonl"
+
+echo "== summary"
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"

@@ -1,0 +1,327 @@
+//! [`GpuExact`]: a pool's rows resident on one GPU (f32, f16 or bf16), split into segments
+//! that fit the device's share of free memory (the rest streamed from the host), and the plans
+//! that search it. Searching is in `search.rs`, growing the copy in `segment.rs`.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream};
+
+use super::gemm::Gemm;
+use super::kernels::{Kernels, Rows};
+use super::segment::{HostRows, Place, Segment};
+use super::GpuError;
+use crate::types::VectorView;
+
+/// Largest k the fused and gemm plans select on an H100 (their running lists live in one
+/// block's shared memory; cards with less allow less, see [`GpuExact::max_one_pass_k`]).
+pub const MAX_GPU_K: usize = 4096;
+/// Largest k of the wide plan on an H100 (the merge's selected list is in shared memory).
+pub const MAX_WIDE_K: usize = 16384;
+/// Candidate pairs kept on the device per launch (nq x parts x k), in bytes.
+pub(super) const PARTIAL_BYTES: usize = 256 << 20;
+/// The GEMM path's tile of cross terms (nq x cols f32): large enough that per-tile costs (a
+/// launch pair, each part's state in and out) stay small beside the tile's own traffic.
+pub(super) const TILE_BYTES: usize = 128 << 20;
+/// Queries per launch at most: the merge and wide kernels put queries on the grid's y axis.
+pub(super) const MAX_GRID_Y: usize = 65_535;
+/// Share of the free device memory the pool may take.
+pub(super) const POOL_SHARE: f64 = 0.7;
+
+/// Element type of the resident pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuDtype {
+    /// binary32.
+    F32,
+    /// binary16.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl GpuDtype {
+    /// Bytes of one element.
+    pub fn bytes(self) -> usize {
+        match self {
+            GpuDtype::F32 => 4,
+            GpuDtype::F16 | GpuDtype::BF16 => 2,
+        }
+    }
+}
+
+/// How a batch is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuPlan {
+    /// One kernel: ℓ2 on the CUDA cores with the top-k selection fused in.
+    Fused,
+    /// cuBLAS cross term on the tensor cores, fused add-norms-and-select, exact re-scoring.
+    Gemm,
+    /// For k beyond [`GpuExact::max_one_pass_k`]: cuBLAS cross term, each tile's pairs merged
+    /// with the best k so far by the radix merge in global memory, exact re-scoring.
+    Wide,
+}
+
+impl std::fmt::Display for GpuPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GpuPlan::Fused => "fused",
+            GpuPlan::Gemm => "gemm",
+            GpuPlan::Wide => "wide",
+        })
+    }
+}
+
+impl std::str::FromStr for GpuPlan {
+    type Err = String;
+    fn from_str(s: &str) -> Result<GpuPlan, String> {
+        match s {
+            "fused" => Ok(GpuPlan::Fused),
+            "gemm" => Ok(GpuPlan::Gemm),
+            "wide" => Ok(GpuPlan::Wide),
+            other => Err(format!(
+                "unknown GPU plan {other:?}: use fused, gemm or wide"
+            )),
+        }
+    }
+}
+
+/// A pool resident on one GPU, searched exactly.
+pub struct GpuExact {
+    /// candle's device, kept to rebuild the copy when an append does not fit.
+    pub(super) device: candle_core::Device,
+    pub(super) kernels: Kernels,
+    pub(super) gemm: Gemm,
+    pub(super) segments: Vec<Segment>,
+    /// Device rows the host segments are copied into, one at a time.
+    pub(super) staging: Option<std::sync::Mutex<Rows>>,
+    pub(super) dtype: GpuDtype,
+    pub(super) dim: usize,
+    pub(super) len: usize,
+    /// Rows one segment may hold (the staging buffer's, when the pool streams).
+    pub(super) segment_rows: usize,
+    /// The caller's limits, kept for a rebuild (see [`GpuExact::with_limits`]).
+    pub(super) limit_rows: usize,
+    pub(super) limit_resident: usize,
+    pub(super) max_tile_cols: usize,
+    pub(super) tile_bytes: usize,
+}
+
+/// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses), once the
+/// driver and libraries it needs are known to be there (see `libraries.rs`); a missing device
+/// or a broken driver is reported too.
+pub fn device(ordinal: usize) -> Result<candle_core::Device, GpuError> {
+    super::libraries::check()?;
+    candle_core::Device::new_cuda(ordinal).map_err(|e| GpuError::NoDevice {
+        ordinal,
+        reason: e.to_string(),
+    })
+}
+
+pub(super) fn stream_of(device: &candle_core::Device) -> Result<Arc<CudaStream>, GpuError> {
+    match device {
+        candle_core::Device::Cuda(d) => Ok(d.cuda_stream()),
+        other => Err(GpuError::NotCuda {
+            device: format!("{other:?}"),
+        }),
+    }
+}
+
+pub(super) fn upload<T: cudarc::driver::DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    data: &[T],
+    what: &'static str,
+) -> Result<CudaSlice<T>, GpuError> {
+    stream.clone_htod(data).map_err(GpuError::driver(what))
+}
+
+impl GpuExact {
+    /// Uploads `vectors` to `device` as `dtype`, in as many segments as free memory needs.
+    pub fn new(
+        device: &candle_core::Device,
+        vectors: VectorView<'_>,
+        dtype: GpuDtype,
+    ) -> Result<GpuExact, GpuError> {
+        Self::with_segment_rows(device, vectors, dtype, usize::MAX)
+    }
+
+    /// As [`GpuExact::new`], with at most `max_rows` rows per segment (tests use it to
+    /// exercise the segment merge without a pool larger than the device).
+    pub fn with_segment_rows(
+        device: &candle_core::Device,
+        vectors: VectorView<'_>,
+        dtype: GpuDtype,
+        max_rows: usize,
+    ) -> Result<GpuExact, GpuError> {
+        Self::with_limits(device, vectors, dtype, max_rows, usize::MAX)
+    }
+
+    /// As [`GpuExact::with_segment_rows`], keeping at most `max_resident` segments on the
+    /// device; the others stay on the host and are streamed through a staging buffer at each
+    /// search, as happens on its own when the pool exceeds the device's share of memory.
+    pub fn with_limits(
+        device: &candle_core::Device,
+        vectors: VectorView<'_>,
+        dtype: GpuDtype,
+        max_rows: usize,
+        max_resident: usize,
+    ) -> Result<GpuExact, GpuError> {
+        let stream = stream_of(device)?;
+        let kernels = Kernels::load(stream.clone())?;
+        let gemm = Gemm::new(stream.clone())?;
+        let (n, dim) = (vectors.len(), vectors.dim());
+        let (free, _) = stream
+            .context()
+            .mem_get_info()
+            .map_err(GpuError::driver("reading free memory"))?;
+        let elem = dtype.bytes();
+        let budget = ((free as f64 * POOL_SHARE) as usize).max(elem * dim);
+        // Rows the budget holds (with their norms); a pool beyond it keeps half the budget for
+        // the staging buffer its host segments pass through.
+        let fit = (budget / ((elem + 4) * dim.max(1))).max(1);
+        let per_segment = if n <= fit { fit } else { (fit / 2).max(1) }
+            .min(max_rows)
+            .clamp(1, u32::MAX as usize / 2);
+        let resident = if n <= fit {
+            usize::MAX
+        } else {
+            (fit - per_segment) / per_segment
+        }
+        .min(max_resident);
+        let mut segments = Vec::new();
+        let mut first = 0;
+        while first < n {
+            let len = per_segment.min(n - first);
+            let host = HostRows::convert(vectors, first, first + len, dtype);
+            // A host segment's norms have room for the rows appends may add to it.
+            let segment = if segments.len() < resident {
+                Segment::on_device(&stream, host, first, len)?
+            } else {
+                Segment::on_host(&stream, host, first, per_segment)?
+            };
+            segments.push(segment);
+            first += len;
+        }
+        let staging = match segments.iter().any(|s| matches!(s.place, Place::Host(_))) {
+            false => None,
+            true => Some(std::sync::Mutex::new(Rows::zeros(
+                &stream,
+                dtype,
+                per_segment * dim,
+            )?)),
+        };
+        // Other threads search on their own (per-thread) streams: the copy must be complete
+        // before the index is shared.
+        stream
+            .synchronize()
+            .map_err(GpuError::driver("finishing the pool's upload"))?;
+        Ok(GpuExact {
+            device: device.clone(),
+            kernels,
+            gemm,
+            segments,
+            staging,
+            dtype,
+            dim,
+            len: n,
+            segment_rows: per_segment,
+            limit_rows: max_rows,
+            limit_resident: max_resident,
+            max_tile_cols: usize::MAX,
+            tile_bytes: TILE_BYTES,
+        })
+    }
+
+    /// Rows resident.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no row is resident.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Device segments the pool was split into (more than one when it exceeds memory).
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Segments kept on the host and streamed to the device at each search.
+    pub fn streamed_segments(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s.place, Place::Host(_)))
+            .count()
+    }
+
+    /// The segment's rows on the device: its own, or the staging buffer (held by the guard
+    /// until the segment's search is done) after copying its host rows in.
+    pub(super) fn device_rows<'s: 'g, 'g>(
+        &'s self,
+        seg: &'s Segment,
+        staged: &'g mut Option<std::sync::MutexGuard<'s, Rows>>,
+    ) -> Result<&'g Rows, GpuError> {
+        match &seg.place {
+            Place::Device(rows) => Ok(rows),
+            Place::Host(host) => {
+                let staging = self.staging.as_ref().expect("host segments have staging");
+                let mut guard = staging.lock().unwrap_or_else(|p| p.into_inner());
+                host.copy_into(&self.kernels.stream, &mut guard)?;
+                Ok(&**staged.insert(guard))
+            }
+        }
+    }
+
+    /// Caps the GEMM plan's tiles at `cols` pool rows (tests use it to carry the running lists
+    /// across tiles on small pools; the default sizes tiles by [`TILE_BYTES`]).
+    pub fn limit_tile_columns(&mut self, cols: usize) {
+        self.max_tile_cols = cols.max(1);
+    }
+
+    /// Sets the GEMM plan's tile of cross terms to `bytes` (default [`TILE_BYTES`]; `dcd bench
+    /// exact --gpu-tile-mib` measures the trade between L2 residency and per-tile costs).
+    pub fn set_tile_bytes(&mut self, bytes: usize) {
+        self.tile_bytes = bytes.max(1 << 20);
+    }
+
+    /// Largest k a search selects on this device (the wide plan's cap).
+    pub fn max_k(&self) -> usize {
+        self.kernels
+            .max_wide_k
+            .min(MAX_WIDE_K)
+            .max(self.max_one_pass_k())
+    }
+
+    /// Largest k of the fused and gemm plans on this device; larger k takes the wide plan.
+    pub fn max_one_pass_k(&self) -> usize {
+        self.kernels.max_k.min(MAX_GPU_K)
+    }
+
+    /// Element type of the resident pool.
+    pub fn dtype(&self) -> GpuDtype {
+        self.dtype
+    }
+
+    /// The plan [`GpuExact::search`] uses for a batch of `queries` queries and `k`: the wide
+    /// plan beyond [`GpuExact::max_one_pass_k`], else the tensor-core path once the batch is
+    /// large enough to pay for the tile round trip through memory.
+    pub fn plan_for(&self, queries: usize, k: usize) -> GpuPlan {
+        if k > self.max_one_pass_k() {
+            return GpuPlan::Wide;
+        }
+        let from = match self.dtype {
+            GpuDtype::F32 => GEMM_FROM_F32,
+            GpuDtype::F16 | GpuDtype::BF16 => GEMM_FROM_HALF,
+        };
+        if queries >= from {
+            GpuPlan::Gemm
+        } else {
+            GpuPlan::Fused
+        }
+    }
+}
+
+/// Batches from which [`GpuExact::plan_for`] takes the tensor-core path: where the GEMM plan
+/// overtook the fused one on an H100 (1M rows, d 384 and 768, k 100; `scripts/bench_gpu.py
+/// --plans fused,gemm`).
+const GEMM_FROM_F32: usize = 8;
+const GEMM_FROM_HALF: usize = 4;
