@@ -94,6 +94,9 @@ def run_dcd(a, n, dim, dtype, plans):
     if out.returncode != 0:
         print(f"dcd failed: {' '.join(cmd)}\n{out.stderr}", file=sys.stderr)
         return []
+    for line in out.stderr.splitlines():
+        if line.startswith("gpu copy:"):
+            print(f"{n}x{dim} {dtype}: {line}", flush=True)
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
