@@ -337,6 +337,11 @@ impl GpuExact {
         self.segments.clear();
         self.staging = None;
         self.len = 0;
+        // Frees are stream-ordered: once they are done the memory is back for the new split.
+        self.kernels
+            .stream
+            .synchronize()
+            .map_err(GpuError::driver("freeing the old copy"))?;
         let mut fresh = GpuExact::with_limits(
             &self.device,
             vectors,
