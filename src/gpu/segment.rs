@@ -88,6 +88,15 @@ impl HostRows {
         }
     }
 
+    /// No rows, in `dtype`.
+    fn empty(dtype: GpuDtype) -> HostRows {
+        match dtype {
+            GpuDtype::F32 => HostRows::F32(Vec::new()),
+            GpuDtype::F16 => HostRows::F16(Vec::new()),
+            GpuDtype::BF16 => HostRows::BF16(Vec::new()),
+        }
+    }
+
     fn upload(&self, stream: &Arc<CudaStream>) -> Result<Rows, GpuError> {
         const WHAT: &str = "uploading the pool";
         Ok(match self {
@@ -318,7 +327,7 @@ impl GpuExact {
                     });
                 }
                 GrowthStep::NewHost => {
-                    let empty = HostRows::convert(vectors, self.len, self.len, self.dtype);
+                    let empty = (HostRows::empty(self.dtype), Vec::new());
                     let segment = Segment::on_host(&stream, empty, self.len, self.segment_rows)?;
                     self.segments.push(segment);
                 }
