@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU path owes in one short run on a GPU machine (H100/H200), for a lease of
 # minutes: build here first with scripts/cuda_build.sh (no GPU needed), carry the two binaries
-# it writes, and run from the repository root there:
+# it writes (or, where the copy is size-limited, its target/gpu-carry folder: ~37 MB), and run
+# from the repository root there:
 #
 #   scripts/gpu_session.sh OUT_DIR            # at most ~9 min (530 s of step limits)
 #
@@ -17,6 +18,14 @@ out=${1:?usage: scripts/gpu_session.sh OUT_DIR}
 mkdir -p "$out"
 dcd=${DCD_BIN:-target/release/dcd}
 tests=${DCD_GPU_TEST:-target/gpu-test}
+# The stripped, gzipped copies cuda_build.sh leaves in target/gpu-carry (small enough to carry).
+if [ ! -x "$dcd" ] && [ -f target/gpu-carry/dcd.gz ]; then
+  mkdir -p /tmp/dcd-gpu
+  for bin in dcd gpu-test; do
+    gunzip -c "target/gpu-carry/$bin.gz" >"/tmp/dcd-gpu/$bin" && chmod +x "/tmp/dcd-gpu/$bin"
+  done
+  dcd=/tmp/dcd-gpu/dcd tests=/tmp/dcd-gpu/gpu-test
+fi
 for bin in "$dcd" "$tests"; do
   [ -x "$bin" ] || { echo "gpu_session.sh: $bin is missing: run scripts/cuda_build.sh and carry it" >&2; exit 2; }
 done

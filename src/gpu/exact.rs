@@ -7,9 +7,10 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream};
 
 use super::gemm::Gemm;
+use super::host::HostRows;
 use super::kernels::{Kernels, Rows};
-use super::segment::{HostRows, Place, Segment};
-use super::GpuError;
+use super::segment::{Place, Segment};
+use super::{GpuDtype, GpuError};
 use crate::types::VectorView;
 
 /// Largest k the fused and gemm plans select on an H100 (their running lists live in one
@@ -26,27 +27,6 @@ pub(super) const TILE_BYTES: usize = 128 << 20;
 pub(super) const MAX_GRID_Y: usize = 65_535;
 /// Share of the free device memory the pool may take.
 pub(super) const POOL_SHARE: f64 = 0.7;
-
-/// Element type of the resident pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GpuDtype {
-    /// binary32.
-    F32,
-    /// binary16.
-    F16,
-    /// bfloat16.
-    BF16,
-}
-
-impl GpuDtype {
-    /// Bytes of one element.
-    pub fn bytes(self) -> usize {
-        match self {
-            GpuDtype::F32 => 4,
-            GpuDtype::F16 | GpuDtype::BF16 => 2,
-        }
-    }
-}
 
 /// How a batch is searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,10 +12,12 @@
 //! one CUDA context. A pool that grows is appended to the copy ([`GpuExact::append`]), not
 //! uploaded again.
 //!
-//! Everything here but [`growth`] needs `--features cuda`; `growth` is the pure plan of how
-//! the copy takes appended rows, compiled and tested on every build.
+//! Everything here but [`growth`] and [`host`] needs `--features cuda`: `growth` is the pure
+//! plan of how the copy takes appended rows, `host` the conversion of rows to the device's
+//! element type; both are compiled and tested on every build.
 
 pub mod growth;
+pub mod host;
 
 #[cfg(feature = "cuda")]
 mod error;
@@ -35,6 +37,7 @@ mod segment;
 #[cfg(feature = "cuda")]
 pub use error::GpuError;
 #[cfg(feature = "cuda")]
-pub use exact::{device, GpuDtype, GpuExact, GpuPlan, MAX_GPU_K, MAX_WIDE_K};
+pub use exact::{device, GpuExact, GpuPlan, MAX_GPU_K, MAX_WIDE_K};
+pub use host::GpuDtype;
 #[cfg(feature = "cuda")]
 pub use segment::Growth;

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
-use half::{bf16, f16};
 
 use super::exact::{upload, GpuExact, POOL_SHARE};
 use super::growth::{self, GrowthLimits, GrowthStep, SegmentRoom};
+use super::host::HostRows;
 use super::kernels::Rows;
-use super::{GpuDtype, GpuError};
+use super::GpuError;
 use crate::index::check_extend;
 use crate::types::VectorView;
 
@@ -20,13 +20,6 @@ use crate::types::VectorView;
 pub(super) enum Place {
     Device(Rows),
     Host(HostRows),
-}
-
-/// Rows on the host in the pool's element type.
-pub(super) enum HostRows {
-    F32(Vec<f32>),
-    F16(Vec<f16>),
-    BF16(Vec<bf16>),
 }
 
 /// A run of consecutive pool rows.
@@ -59,44 +52,6 @@ pub enum Growth {
 }
 
 impl HostRows {
-    /// Rows `first..end` of `vectors` in `dtype`, and their squared norms as stored (so the
-    /// GEMM path's |x|^2 + |q|^2 - 2<x, q> is the distance to the stored row).
-    pub(super) fn convert(
-        vectors: VectorView<'_>,
-        first: usize,
-        end: usize,
-        dtype: GpuDtype,
-    ) -> (HostRows, Vec<f32>) {
-        let dim = vectors.dim();
-        let mut rows = vec![0.0f32; (end - first) * dim];
-        vectors.copy_rows_f32(first, end, &mut rows);
-        match dtype {
-            GpuDtype::F32 => {
-                let norms = row_norms(&rows, dim, |v| v);
-                (HostRows::F32(rows), norms)
-            }
-            GpuDtype::F16 => {
-                let h: Vec<f16> = rows.iter().map(|&v| f16::from_f32(v)).collect();
-                let norms = row_norms(&h, dim, f16::to_f32);
-                (HostRows::F16(h), norms)
-            }
-            GpuDtype::BF16 => {
-                let h: Vec<bf16> = rows.iter().map(|&v| bf16::from_f32(v)).collect();
-                let norms = row_norms(&h, dim, bf16::to_f32);
-                (HostRows::BF16(h), norms)
-            }
-        }
-    }
-
-    /// No rows, in `dtype`.
-    fn empty(dtype: GpuDtype) -> HostRows {
-        match dtype {
-            GpuDtype::F32 => HostRows::F32(Vec::new()),
-            GpuDtype::F16 => HostRows::F16(Vec::new()),
-            GpuDtype::BF16 => HostRows::BF16(Vec::new()),
-        }
-    }
-
     fn upload(&self, stream: &Arc<CudaStream>) -> Result<Rows, GpuError> {
         const WHAT: &str = "uploading the pool";
         Ok(match self {
@@ -131,16 +86,6 @@ impl HostRows {
         staging: &mut Rows,
     ) -> Result<(), GpuError> {
         self.copy_to(stream, staging, 0)
-    }
-
-    /// Appends `more` (same element type).
-    fn extend(&mut self, more: HostRows) {
-        match (self, more) {
-            (HostRows::F32(v), HostRows::F32(m)) => v.extend(m),
-            (HostRows::F16(v), HostRows::F16(m)) => v.extend(m),
-            (HostRows::BF16(v), HostRows::BF16(m)) => v.extend(m),
-            _ => unreachable!("rows are converted to the pool's element type"),
-        }
     }
 }
 
