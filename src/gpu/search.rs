@@ -76,7 +76,8 @@ impl GpuExact {
                 GpuPlan::Fused => None,
                 GpuPlan::Gemm | GpuPlan::Wide => Some(self.gemm_queries(part)?),
             };
-            for seg in &self.segments {
+            // A segment an interrupted append left empty has nothing to offer.
+            for seg in self.segments.iter().filter(|s| s.len > 0) {
                 let k_seg = k.min(seg.len);
                 let mut staged = None;
                 let rows = self.device_rows(seg, &mut staged)?;
