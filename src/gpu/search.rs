@@ -3,13 +3,13 @@
 //! given candidate lists (exact re-ranking) where the rows live.
 
 use cudarc::driver::CudaSlice;
-use half::{bf16, f16};
 
 use super::exact::{upload, GpuExact, MAX_GRID_Y, PARTIAL_BYTES};
 use super::gemm::GemmQueries;
+use super::host::HostRows;
 use super::kernels::{padded_lists, Lists, Rows, SelectState};
-use super::segment::{row_norms, Segment};
-use super::{GpuDtype, GpuError, GpuPlan};
+use super::segment::Segment;
+use super::{GpuError, GpuPlan};
 use crate::index::topk::TopK;
 use crate::index::{validate_queries, IndexError, RowFilter};
 use crate::types::{Matrix, Neighbor};
@@ -176,27 +176,14 @@ impl GpuExact {
     /// The queries in the pool's element type and their squared norms as such.
     fn gemm_queries(&self, part: &[f32]) -> Result<(GemmQueries, CudaSlice<f32>), GpuError> {
         let stream = &self.kernels.stream;
-        let (queries, norms) = match self.dtype {
-            GpuDtype::F32 => (
-                GemmQueries::F32(upload(stream, part, "uploading queries")?),
-                row_norms(part, self.dim, |v| v),
-            ),
-            GpuDtype::F16 => {
-                let h: Vec<f16> = part.iter().map(|&v| f16::from_f32(v)).collect();
-                let norms = row_norms(&h, self.dim, f16::to_f32);
-                (
-                    GemmQueries::F16(upload(stream, &h, "uploading queries")?),
-                    norms,
-                )
-            }
-            GpuDtype::BF16 => {
-                let h: Vec<bf16> = part.iter().map(|&v| bf16::from_f32(v)).collect();
-                let norms = row_norms(&h, self.dim, bf16::to_f32);
-                (
-                    GemmQueries::BF16(upload(stream, &h, "uploading queries")?),
-                    norms,
-                )
-            }
+        let nq = part.len() / self.dim;
+        let view = crate::types::VectorView::f32(part, self.dim);
+        let (rows, norms) = HostRows::convert(view, 0, nq, self.dtype);
+        const WHAT: &str = "uploading queries";
+        let queries = match rows {
+            HostRows::F32(v) => GemmQueries::F32(upload(stream, &v, WHAT)?),
+            HostRows::F16(v) => GemmQueries::F16(upload(stream, &v, WHAT)?),
+            HostRows::BF16(v) => GemmQueries::BF16(upload(stream, &v, WHAT)?),
         };
         Ok((queries, upload(stream, &norms, "uploading query norms")?))
     }

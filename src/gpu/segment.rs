@@ -309,10 +309,3 @@ impl GpuExact {
         Ok(())
     }
 }
-
-/// Squared norm of each `dim`-long row of `data`, read through `to_f32`.
-pub(super) fn row_norms<T: Copy>(data: &[T], dim: usize, to_f32: impl Fn(T) -> f32) -> Vec<f32> {
-    data.chunks(dim.max(1))
-        .map(|row| row.iter().map(|&v| to_f32(v) * to_f32(v)).sum())
-        .collect()
-}
