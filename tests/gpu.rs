@@ -305,7 +305,7 @@ mod cuda {
                 return;
             }
         };
-        for plan in [GpuPlan::Fused, GpuPlan::Gemm, GpuPlan::Wide] {
+        for plan in [GpuPlan::Fused, GpuPlan::Gemm, GpuPlan::Wide, GpuPlan::Mma] {
             let search = |base: &Matrix,
                           elem: Elem,
                           queries: &Matrix,
@@ -324,12 +324,20 @@ mod cuda {
                 assert_eq!((index.segments(), index.streamed_segments()), (3, 2));
                 index.limit_tile_columns(700);
                 let (got, used) = index.search_with(queries, k, filter, Some(plan)).unwrap();
-                assert_eq!(used, plan);
+                match (plan, elem) {
+                    // f32 pools take gemm; so does a search where a segment was too small
+                    // for the sample (here: large k); mma_plan checks that mma runs.
+                    (GpuPlan::Mma, Elem::F32) => assert_eq!(used, GpuPlan::Gemm),
+                    (GpuPlan::Mma, _) => {
+                        assert!(matches!(used, GpuPlan::Mma | GpuPlan::Gemm), "{used}")
+                    }
+                    _ => assert_eq!(used, plan),
+                }
                 got
             };
             let rel = match plan {
                 GpuPlan::Fused => exact_tolerance,
-                GpuPlan::Gemm | GpuPlan::Wide => gemm_tolerance,
+                GpuPlan::Gemm | GpuPlan::Wide | GpuPlan::Mma => gemm_tolerance,
             };
             body(&format!("cuda {plan}"), &search, rel);
         }
@@ -365,8 +373,79 @@ mod cuda {
             assert_eq!(plan, index.plan_for(q.rows, 20));
             agree(&got, &cpu(&base, Elem::F32, q, 20, None), 1e-4, "auto plan");
         }
+        mma_plan(&device);
         appends(&device);
         bad_input(&device);
+    }
+
+    /// The mma plan where it must run (one segment large enough for a sample): both half
+    /// types, a dimension that fills whole chunks (64), one that ends in a partial chunk (40)
+    /// and one without 16-byte rows (37), two query tiles (the second partial), a filter, a
+    /// sample spread over several GEMM tiles; then ties (every row the same), which fill the
+    /// candidate lists: within their room the merge keeps the lowest rows, past it the
+    /// segment goes to the gemm plan and the search says so.
+    fn mma_plan(device: &candle_core::Device) {
+        let search = |index: &GpuExact, queries: &Matrix, k, filter: Option<&RowFilter>| {
+            index
+                .search_with(queries, k, filter, Some(GpuPlan::Mma))
+                .unwrap()
+        };
+        for dim in [64, 40, 37] {
+            let base = synth::uniform(20_000, dim, 41);
+            let queries = synth::uniform(130, dim, 42);
+            let filter = RowFilter::from_rows((0..20_000u32).filter(|r| r % 3 == 0), 20_000);
+            for (elem, dtype) in [(Elem::F16, GpuDtype::F16), (Elem::BF16, GpuDtype::BF16)] {
+                let view = VectorView::f32(&base.data, dim);
+                let mut index = GpuExact::new(device, view, dtype).unwrap();
+                for (k, f) in [(1, None), (10, None), (100, None), (50, Some(&filter))] {
+                    let (got, used) = search(&index, &queries, k, f);
+                    assert_eq!(used, GpuPlan::Mma, "{elem:?} d={dim} k={k}");
+                    let want = cpu(&base, elem, &queries, k, f);
+                    let what = format!("mma {elem:?} d={dim} k={k} filter={}", f.is_some());
+                    agree(&got, &want, gemm_tolerance(elem), &what);
+                    if f.is_some() {
+                        assert!(got.iter().flatten().all(|n| n.id % 3 == 0), "{what}");
+                    }
+                }
+                // A larger sample (1250 rows) in GEMM tiles of 300.
+                index.limit_mma_candidates(200);
+                index.limit_tile_columns(300);
+                let (got, used) = search(&index, &queries, 100, None);
+                assert_eq!(used, GpuPlan::Mma, "{elem:?} d={dim} tiled sample");
+                let want = cpu(&base, elem, &queries, 100, None);
+                agree(&got, &want, gemm_tolerance(elem), "mma, tiled sample");
+            }
+        }
+        let dim = 32;
+        let row = synth::uniform(1, dim, 43);
+        let same = Matrix::new(
+            20_000,
+            dim,
+            row.data
+                .iter()
+                .copied()
+                .cycle()
+                .take(20_000 * dim)
+                .collect(),
+        );
+        let queries = synth::uniform(3, dim, 44);
+        let want = cpu(&same, Elem::F16, &queries, 100, None);
+        let view = VectorView::f32(&same.data, dim);
+        let mut index = GpuExact::new(device, view, GpuDtype::F16).unwrap();
+        let (got, used) = search(&index, &queries, 100, None);
+        assert_eq!(used, GpuPlan::Mma, "20000 ties fit the default room");
+        agree(&got, &want, gemm_tolerance(Elem::F16), "mma, ties");
+        assert!(got.iter().all(|l| l.iter().map(|n| n.id).eq(0..100)));
+        index.limit_mma_candidates(200);
+        let (got, used) = search(&index, &queries, 100, None);
+        assert_eq!(used, GpuPlan::Gemm, "20000 ties overflow a room of 6400");
+        agree(
+            &got,
+            &want,
+            gemm_tolerance(Elem::F16),
+            "mma overflowed, gemm",
+        );
+        assert!(got.iter().all(|l| l.iter().map(|n| n.id).eq(0..100)));
     }
 
     /// The nearest 50 of `queries` in `index` agree with the CPU's over the pool's first
@@ -463,7 +542,7 @@ mod cuda {
         );
         // A forced one-pass plan refuses the k only the wide plan takes.
         let wide_only = index.max_one_pass_k() + 1;
-        for plan in [GpuPlan::Fused, GpuPlan::Gemm] {
+        for plan in [GpuPlan::Fused, GpuPlan::Gemm, GpuPlan::Mma] {
             let r = index.search_with(&q, wide_only, None, Some(plan));
             assert!(r.unwrap_err().to_string().contains("above"), "{plan}");
         }

@@ -9,6 +9,7 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use super::gemm::Gemm;
 use super::host::HostRows;
 use super::kernels::{Kernels, Rows};
+use super::sample;
 use super::segment::{Place, Segment};
 use super::{GpuDtype, GpuError};
 use crate::types::VectorView;
@@ -38,6 +39,11 @@ pub enum GpuPlan {
     /// For k beyond [`GpuExact::max_one_pass_k`]: cuBLAS cross term, each tile's pairs merged
     /// with the best k so far by the radix merge in global memory, exact re-scoring.
     Wide,
+    /// f16/bf16 pools: a bound per query from a strided sample (as `gemm`), then dcd's own
+    /// tensor-core kernel with the selection against the bound in its epilogue, the radix
+    /// merge and exact re-scoring. Asked for only: not yet measured on a GPU, so
+    /// [`GpuExact::plan_for`] does not pick it. f32 pools take `gemm`.
+    Mma,
 }
 
 impl std::fmt::Display for GpuPlan {
@@ -46,6 +52,7 @@ impl std::fmt::Display for GpuPlan {
             GpuPlan::Fused => "fused",
             GpuPlan::Gemm => "gemm",
             GpuPlan::Wide => "wide",
+            GpuPlan::Mma => "mma",
         })
     }
 }
@@ -57,8 +64,9 @@ impl std::str::FromStr for GpuPlan {
             "fused" => Ok(GpuPlan::Fused),
             "gemm" => Ok(GpuPlan::Gemm),
             "wide" => Ok(GpuPlan::Wide),
+            "mma" => Ok(GpuPlan::Mma),
             other => Err(format!(
-                "unknown GPU plan {other:?}: use fused, gemm or wide"
+                "unknown GPU plan {other:?}: use fused, gemm, wide or mma"
             )),
         }
     }
@@ -83,6 +91,8 @@ pub struct GpuExact {
     pub(super) limit_resident: usize,
     pub(super) max_tile_cols: usize,
     pub(super) tile_bytes: usize,
+    /// Candidates per query the mma plan sizes its sample for ([`sample::EXPECTED_CANDIDATES`]).
+    pub(super) mma_expected: usize,
 }
 
 /// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses), once the
@@ -207,6 +217,7 @@ impl GpuExact {
             limit_resident: max_resident,
             max_tile_cols: usize::MAX,
             tile_bytes: TILE_BYTES,
+            mma_expected: sample::EXPECTED_CANDIDATES,
         })
     }
 
@@ -261,6 +272,13 @@ impl GpuExact {
     /// exact --gpu-tile-mib` measures the trade between L2 residency and per-tile costs).
     pub fn set_tile_bytes(&mut self, bytes: usize) {
         self.tile_bytes = bytes.max(1 << 20);
+    }
+
+    /// Sizes the mma plan's sample for `expected` candidates per query (default
+    /// [`sample::EXPECTED_CANDIDATES`]): tests use a small one to exercise the sample on small
+    /// pools and to make candidate lists overflow.
+    pub fn limit_mma_candidates(&mut self, expected: usize) {
+        self.mma_expected = expected.max(1);
     }
 
     /// Largest k a search selects on this device (the wide plan's cap).

@@ -37,7 +37,8 @@ impl Gemm {
         })
     }
 
-    /// dots[q * cols + c] = <row first + c of `rows`, query q> for c < cols, q < nq.
+    /// dots[q * cols + c] = <row first + c * stride of `rows`, query q> for c < cols, q < nq
+    /// (stride 1 but for the mma plan's strided sample).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn cross(
         &self,
@@ -45,6 +46,7 @@ impl Gemm {
         rows: &Rows,
         first: usize,
         cols: usize,
+        stride: usize,
         dim: usize,
         queries: &GemmQueries,
         nq: usize,
@@ -64,10 +66,12 @@ impl Gemm {
         let (c, _c_sync) = dots.device_ptr_mut(stream);
         let a_tile = a.0 + (first * dim * elem) as u64;
         let (alpha, beta) = (1.0f32, 0.0f32);
-        // Column-major view: the tile is a dim x cols matrix (lda = dim), the queries dim x nq;
-        // cols x nq = tile^T . queries is the row-major nq x cols the select kernel reads.
-        // SAFETY: a_tile points at `cols` rows of `dim` elements inside the segment (the
-        // caller keeps first + cols <= its length), b at nq x dim query elements of the same
+        // Column-major view: the tile is a dim x cols matrix (lda = dim * stride: every
+        // stride-th row), the queries dim x nq; cols x nq = tile^T . queries is the row-major
+        // nq x cols the select kernel reads.
+        // SAFETY: a_tile points at `cols` rows of `dim` elements, `stride` rows apart, inside
+        // the segment (the caller keeps first + (cols - 1) * stride < its length), b at nq x
+        // dim query elements of the same
         // type, c at nq x cols f32; alpha and beta are host f32 as CUBLAS_COMPUTE_32F wants.
         unsafe {
             cudarc::cublas::result::gemm_ex(
@@ -80,7 +84,7 @@ impl Gemm {
                 (&alpha as *const f32).cast(),
                 a_tile as *const std::ffi::c_void,
                 a_type,
-                dim as i32,
+                (dim * stride) as i32,
                 b.0 as *const std::ffi::c_void,
                 a_type,
                 dim as i32,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
 use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 
+use super::mma::MmaKernels;
 use super::{GpuDtype, GpuError};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/l2_topk.ptx"));
@@ -33,7 +34,9 @@ pub(super) struct Kernels {
     merge: CudaFunction,
     fill: CudaFunction,
     wide: CudaFunction,
-    sms: usize,
+    /// The mma plan's kernels (a module of their own, kernels/l2_mma.cu).
+    pub(super) mma: MmaKernels,
+    pub(super) sms: usize,
     /// Largest k one block's shared memory holds on this device.
     pub(super) max_k: usize,
     /// Largest k the merge kernel selects (the wide plan's cap).
@@ -164,6 +167,7 @@ impl Kernels {
             merge: load("merge_k".into())?,
             fill: load("fill_empty".into())?,
             wide: load("wide_tile".into())?,
+            mma: MmaKernels::load(&ctx, shared)?,
             sms,
             max_k: max_k(shared),
             max_wide_k: max_wide_k(shared),
@@ -283,13 +287,15 @@ impl Kernels {
         Ok(())
     }
 
-    /// The GEMM path's epilogue for one tile: continues the lists in `state`.
+    /// The GEMM path's epilogue for one tile (column c: segment row first + c * stride):
+    /// continues the lists in `state`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn select(
         &self,
         dots: &CudaSlice<f32>,
         cols: usize,
         first: usize,
+        stride: usize,
         row_offset: usize,
         xnorm: &CudaSlice<f32>,
         qnorm: &CudaSlice<f32>,
@@ -315,8 +321,13 @@ impl Kernels {
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: best_bytes(shape.group, shape.kp) as u32,
         };
-        let (cols32, first32, off32, nq32) =
-            (cols as u32, first as u32, row_offset as u32, nq as u32);
+        let (cols32, first32, stride32, off32, nq32) = (
+            cols as u32,
+            first as u32,
+            stride as u32,
+            row_offset as u32,
+            nq as u32,
+        );
         let (k32, kp32) = (k as u32, shape.kp as u32);
         let null = 0u64;
         let mut launch = self.stream.launch_builder(func);
@@ -325,6 +336,7 @@ impl Kernels {
             .arg(&cols32)
             .arg(&cols32)
             .arg(&first32)
+            .arg(&stride32)
             .arg(&off32)
             .arg(xnorm)
             .arg(qnorm)
@@ -344,8 +356,9 @@ impl Kernels {
             .arg(&mut state.buffered.ids)
             .arg(&mut state.counts)
             .arg(&last32);
-        // SAFETY: arguments in `l2_select_*` 's order; dots nq x cols, xnorm >= first + cols,
-        // qnorm/gthr nq, state and buffers as asserted above (counts zeroed); smem as the scan.
+        // SAFETY: arguments in `l2_select_*` 's order; dots nq x cols, xnorm longer than
+        // first + (cols - 1) * stride, qnorm/gthr nq, state and buffers as asserted above
+        // (counts zeroed); smem as the scan.
         unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the select kernel"))?;
         Ok(())
     }
@@ -370,6 +383,24 @@ impl Kernels {
             self.merge_step(&lists, nq, groups, next, fan * k, k, &mut out)?;
             lists = out;
         }
+    }
+
+    /// The best k of the first m pairs of each query's list (k <= m <= per_query), sorted:
+    /// nq x k pairs, in one merge step per query.
+    pub(super) fn merge_prefix(
+        &self,
+        lists: &Lists,
+        nq: usize,
+        m: usize,
+        k: usize,
+    ) -> Result<Lists, GpuError> {
+        assert!(
+            k <= m && m <= lists.per_query,
+            "merge of {m} pairs for k = {k}"
+        );
+        let mut out = Lists::new(&self.stream, nq, k)?;
+        self.merge_step(lists, nq, 1, 1, m, k, &mut out)?;
+        Ok(out)
     }
 
     /// One level: block (q, g) folds pairs [g * m, (g + 1) * m) of query q into list g of

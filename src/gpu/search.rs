@@ -8,11 +8,33 @@ use super::exact::{upload, GpuExact, MAX_GRID_Y, PARTIAL_BYTES};
 use super::gemm::GemmQueries;
 use super::host::HostRows;
 use super::kernels::{padded_lists, Lists, Rows, SelectState};
+use super::sample;
 use super::segment::Segment;
-use super::{GpuError, GpuPlan};
+use super::{GpuDtype, GpuError, GpuPlan};
 use crate::index::topk::TopK;
 use crate::index::{validate_queries, IndexError, RowFilter};
 use crate::types::{Matrix, Neighbor};
+
+/// One query batch against one segment: what every plan's segment search reads.
+#[derive(Clone, Copy)]
+pub(super) struct SegmentBatch<'a> {
+    pub(super) seg: &'a Segment,
+    /// The segment's rows on the device.
+    pub(super) rows: &'a Rows,
+    /// The queries in f32 (the fused plan's input, and the exact re-scoring's).
+    pub(super) q32: &'a CudaSlice<f32>,
+    pub(super) nq: usize,
+    /// At most the segment's length.
+    pub(super) k: usize,
+    pub(super) filter: Option<&'a CudaSlice<u32>>,
+}
+
+/// The batch as the GEMM-based plans read it: queries in the pool's element type and their
+/// squared norms as such.
+pub(super) struct GemmBatch {
+    pub(super) queries: GemmQueries,
+    pub(super) norms: CudaSlice<f32>,
+}
 
 impl GpuExact {
     /// The `k` nearest rows to each query, best first, ties by row id; only rows `filter`
@@ -27,7 +49,8 @@ impl GpuExact {
     }
 
     /// As [`GpuExact::search`] with the plan forced (or `None` for the heuristic's); returns
-    /// the plan used.
+    /// the plan used: `mma` asked of an f32 pool is `gemm`, and so is an `mma` search that
+    /// sent any segment to the gemm plan.
     pub fn search_with(
         &self,
         queries: &Matrix,
@@ -39,9 +62,12 @@ impl GpuExact {
         if self.is_empty() {
             return Err(IndexError::EmptyPool.into());
         }
-        let plan = plan.unwrap_or_else(|| self.plan_for(queries.rows, k));
+        let mut plan = match plan.unwrap_or_else(|| self.plan_for(queries.rows, k)) {
+            GpuPlan::Mma if self.dtype == GpuDtype::F32 => GpuPlan::Gemm,
+            plan => plan,
+        };
         let max = match plan {
-            GpuPlan::Fused | GpuPlan::Gemm => self.max_one_pass_k(),
+            GpuPlan::Fused | GpuPlan::Gemm | GpuPlan::Mma => self.max_one_pass_k(),
             GpuPlan::Wide => self.max_k(),
         };
         if k > max {
@@ -57,11 +83,18 @@ impl GpuExact {
             None => None,
         };
         let mut heaps: Vec<TopK> = (0..queries.rows).map(|_| TopK::new(k)).collect();
+        let mut sent_to_gemm = false;
         let batch = match plan {
             GpuPlan::Fused => (PARTIAL_BYTES / (8 * k)).max(1),
             // A tile at least 1024 columns wide.
             GpuPlan::Gemm => (self.tile_bytes / (4 * 1024))
                 .min(PARTIAL_BYTES / (8 * k))
+                .max(1),
+            // The gemm plan's (for the sample, and a segment sent back to it), within the
+            // candidate lists' room.
+            GpuPlan::Mma => (self.tile_bytes / (4 * 1024))
+                .min(PARTIAL_BYTES / (8 * k))
+                .min(PARTIAL_BYTES / (8 * sample::room(k, sample::expected(k, self.mma_expected))))
                 .max(1),
             // The carried lists and the merge tree's first level, k pairs per query each.
             GpuPlan::Wide => (PARTIAL_BYTES / (16 * k)).max(1),
@@ -72,24 +105,33 @@ impl GpuExact {
             let part = &queries.data[start * self.dim..end * self.dim];
             let nq = end - start;
             let q32 = upload(stream, part, "uploading queries")?;
-            let gemm_queries = match plan {
+            let gemm = match plan {
                 GpuPlan::Fused => None,
-                GpuPlan::Gemm | GpuPlan::Wide => Some(self.gemm_queries(part)?),
+                GpuPlan::Gemm | GpuPlan::Wide | GpuPlan::Mma => Some(self.gemm_queries(part)?),
             };
             // A segment an interrupted append left empty has nothing to offer.
             for seg in self.segments.iter().filter(|s| s.len > 0) {
                 let k_seg = k.min(seg.len);
                 let mut staged = None;
-                let rows = self.device_rows(seg, &mut staged)?;
-                let filter = bitmap.as_ref();
-                let lists = match (&gemm_queries, plan) {
-                    (Some((gq, qn)), GpuPlan::Gemm) => {
-                        self.gemm_segment(seg, rows, &q32, gq, qn, nq, k_seg, filter)?
-                    }
-                    (Some((gq, qn)), GpuPlan::Wide) => {
-                        self.wide_segment(seg, rows, &q32, gq, qn, nq, k_seg, filter)?
-                    }
-                    _ => self.fused_segment(seg, rows, &q32, nq, k_seg, filter)?,
+                let on = SegmentBatch {
+                    seg,
+                    rows: self.device_rows(seg, &mut staged)?,
+                    q32: &q32,
+                    nq,
+                    k: k_seg,
+                    filter: bitmap.as_ref(),
+                };
+                let lists = match (&gemm, plan) {
+                    (Some(g), GpuPlan::Gemm) => self.gemm_segment(&on, g)?,
+                    (Some(g), GpuPlan::Wide) => self.wide_segment(&on, g)?,
+                    (Some(g), GpuPlan::Mma) => match self.mma_segment(&on, g)? {
+                        Some(lists) => lists,
+                        None => {
+                            sent_to_gemm = true;
+                            self.gemm_segment(&on, g)?
+                        }
+                    },
+                    _ => self.fused_segment(&on)?,
                 };
                 let (dist, ids) = lists.download(stream)?;
                 for (qi, heap) in heaps[start..end].iter_mut().enumerate() {
@@ -101,6 +143,9 @@ impl GpuExact {
                     }
                 }
             }
+        }
+        if sent_to_gemm {
+            plan = GpuPlan::Gemm;
         }
         Ok((heaps.into_iter().map(TopK::into_neighbors).collect(), plan))
     }
@@ -174,7 +219,7 @@ impl GpuExact {
     }
 
     /// The queries in the pool's element type and their squared norms as such.
-    fn gemm_queries(&self, part: &[f32]) -> Result<(GemmQueries, CudaSlice<f32>), GpuError> {
+    fn gemm_queries(&self, part: &[f32]) -> Result<GemmBatch, GpuError> {
         let stream = &self.kernels.stream;
         let nq = part.len() / self.dim;
         let view = crate::types::VectorView::f32(part, self.dim);
@@ -185,19 +230,15 @@ impl GpuExact {
             HostRows::F16(v) => GemmQueries::F16(upload(stream, &v, WHAT)?),
             HostRows::BF16(v) => GemmQueries::BF16(upload(stream, &v, WHAT)?),
         };
-        Ok((queries, upload(stream, &norms, "uploading query norms")?))
+        Ok(GemmBatch {
+            queries,
+            norms: upload(stream, &norms, "uploading query norms")?,
+        })
     }
 
     /// The fused plan on one segment: nq x k lists, best first.
-    fn fused_segment(
-        &self,
-        seg: &Segment,
-        rows: &Rows,
-        queries: &CudaSlice<f32>,
-        nq: usize,
-        k: usize,
-        filter: Option<&CudaSlice<u32>>,
-    ) -> Result<Lists, GpuError> {
+    fn fused_segment(&self, on: &SegmentBatch<'_>) -> Result<Lists, GpuError> {
+        let (seg, rows, queries, nq, k, filter) = (on.seg, on.rows, on.q32, on.nq, on.k, on.filter);
         let kernels = &self.kernels;
         let shape = kernels.shape(Some(rows.dtype()), nq, seg.len, k, PARTIAL_BYTES / 8)?;
         let mut out = Lists::new(&kernels.stream, nq, shape.lists * k)?;
@@ -212,60 +253,66 @@ impl GpuExact {
 
     /// The tensor-core plan on one segment: tiles of cross terms from cuBLAS, each consumed by
     /// the select kernel, then the lists merged and their distances recomputed exactly.
-    #[allow(clippy::too_many_arguments)]
-    fn gemm_segment(
+    fn gemm_segment(&self, on: &SegmentBatch<'_>, gemm: &GemmBatch) -> Result<Lists, GpuError> {
+        let mut lists = self.gemm_best(on, gemm, 1, on.seg.len)?;
+        self.refine_lists(on, &mut lists)?;
+        Ok(lists)
+    }
+
+    /// Recomputes the distances of the segment's chosen rows exactly.
+    pub(super) fn refine_lists(
         &self,
-        seg: &Segment,
-        rows: &Rows,
-        q32: &CudaSlice<f32>,
-        gq: &GemmQueries,
-        qnorm: &CudaSlice<f32>,
-        nq: usize,
-        k: usize,
-        filter: Option<&CudaSlice<u32>>,
+        on: &SegmentBatch<'_>,
+        lists: &mut Lists,
+    ) -> Result<(), GpuError> {
+        self.kernels
+            .refine(on.rows, self.dim, on.seg.first, on.q32, on.nq, lists)
+    }
+
+    /// The best k of `count` rows of the segment, every `stride`-th from its first (all of it,
+    /// or the mma plan's sample), by the GEMM-formed distances: nq x k lists, sorted.
+    pub(super) fn gemm_best(
+        &self,
+        on: &SegmentBatch<'_>,
+        gemm: &GemmBatch,
+        stride: usize,
+        count: usize,
     ) -> Result<Lists, GpuError> {
+        let (seg, rows, nq, k, filter) = (on.seg, on.rows, on.nq, on.k, on.filter);
+        let (gq, qnorm) = (&gemm.queries, &gemm.norms);
         let kernels = &self.kernels;
         let stream = &kernels.stream;
         let cols = (self.tile_bytes / (4 * nq))
             .max(1024)
             .min(self.max_tile_cols)
-            .min(seg.len);
+            .min(count);
         let mut dots = stream
             .alloc_zeros::<f32>(nq * cols)
             .map_err(GpuError::driver("allocating the cross-term tile"))?;
         let shape = kernels.shape(None, nq, cols, k, PARTIAL_BYTES / 8)?;
         let mut state = SelectState::new(kernels, nq, k, shape)?;
         let mut gthr = kernels.thresholds(nq)?;
-        for first in (0..seg.len).step_by(cols) {
-            let width = cols.min(seg.len - first);
-            self.gemm
-                .cross(stream, rows, first, width, self.dim, gq, nq, &mut dots)?;
-            let last = first + width == seg.len;
+        for start in (0..count).step_by(cols) {
+            let width = cols.min(count - start);
+            let first = start * stride;
+            self.gemm.cross(
+                stream, rows, first, width, stride, self.dim, gq, nq, &mut dots,
+            )?;
+            let last = start + width == count;
             kernels.select(
-                &dots, width, first, seg.first, &seg.norms, qnorm, nq, filter, k, shape, &mut gthr,
-                &mut state, last,
+                &dots, width, first, stride, seg.first, &seg.norms, qnorm, nq, filter, k, shape,
+                &mut gthr, &mut state, last,
             )?;
         }
-        let mut lists = kernels.merge(state.best, nq, k)?;
-        kernels.refine(rows, self.dim, seg.first, q32, nq, &mut lists)?;
-        Ok(lists)
+        kernels.merge(state.best, nq, k)
     }
 
     /// The wide plan on one segment: tiles of cross terms from cuBLAS; per tile, each query's
     /// best k so far and the tile's pairs are laid out as lists of k and folded back to k by
     /// the radix merge tree; the chosen rows' distances are then recomputed exactly.
-    #[allow(clippy::too_many_arguments)]
-    fn wide_segment(
-        &self,
-        seg: &Segment,
-        rows: &Rows,
-        q32: &CudaSlice<f32>,
-        gq: &GemmQueries,
-        qnorm: &CudaSlice<f32>,
-        nq: usize,
-        k: usize,
-        filter: Option<&CudaSlice<u32>>,
-    ) -> Result<Lists, GpuError> {
+    fn wide_segment(&self, on: &SegmentBatch<'_>, gemm: &GemmBatch) -> Result<Lists, GpuError> {
+        let (seg, rows, nq, k, filter) = (on.seg, on.rows, on.nq, on.k, on.filter);
+        let (gq, qnorm) = (&gemm.queries, &gemm.norms);
         let kernels = &self.kernels;
         let stream = &kernels.stream;
         // Pairs per query in flight: the tile's and the carried k, within PARTIAL_BYTES.
@@ -285,7 +332,7 @@ impl GpuExact {
         for first in (0..seg.len).step_by(cols) {
             let width = cols.min(seg.len - first);
             self.gemm
-                .cross(stream, rows, first, width, self.dim, gq, nq, &mut dots)?;
+                .cross(stream, rows, first, width, 1, self.dim, gq, nq, &mut dots)?;
             let mut pairs = Lists::new(stream, nq, lists * k)?;
             kernels.wide_tile(
                 &dots,
@@ -303,7 +350,7 @@ impl GpuExact {
             best = Some(kernels.merge(pairs, nq, k)?);
         }
         let mut best = best.expect("a segment has at least one row");
-        kernels.refine(rows, self.dim, seg.first, q32, nq, &mut best)?;
+        self.refine_lists(on, &mut best)?;
         Ok(best)
     }
 }

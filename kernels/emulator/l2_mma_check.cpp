@@ -1,0 +1,257 @@
+// Runs kernels/l2_mma.cu's l2_mma_f16, l2_mma_bf16 and fill_tail on the CPU emulator
+// (cuda_emulator.h) and checks them against distances computed here in double precision.
+// Built and run by tests/kernel_emulation.rs; exits non-zero with the first failure.
+//
+// For each case: random pool rows and queries whose values f16/bf16 hold exactly, a bound per
+// query (the k-th exact distance over the allowed rows, or +inf), and candidate lists with
+// guard words past every buffer. The kernel must list each allowed row at or below the bound
+// (and, where the list has room, only rows within the slack above it), with its distance, at
+// its global row id, once; count every row it took; write nothing past the room, past the
+// queries or for rows the filter excludes; and fill_tail must pad exactly the unused slots.
+
+#include "../l2_mma.cu"
+
+#include <cinttypes>
+#include <limits>
+#include <random>
+#include <set>
+#include <string>
+
+alignas(128) unsigned char smem[MMA_SHARED];
+
+namespace {
+
+constexpr uint32_t GUARD_ID = 0xeeeeeeeeu;
+constexpr size_t GUARD = 64;
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+    if (!ok && failures++ < 20) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+}
+
+// Bits of a value the type holds exactly (the generators below only make such values).
+uint16_t f16_bits(float v) {
+    if (v == 0.0f) return 0;
+    uint16_t sign = v < 0 ? 0x8000 : 0;
+    float a = std::fabs(v);
+    int e;
+    float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+    const int exp = e - 1 + 15;
+    const uint32_t man = (uint32_t)std::lround((m * 2.0f - 1.0f) * 1024.0f);
+    if (exp <= 0 || exp >= 31) {
+        std::fprintf(stderr, "value %g is not a normal half\n", v);
+        std::exit(2);
+    }
+    return sign | (uint16_t)(exp << 10) | (uint16_t)man;
+}
+
+uint16_t bf16_bits(float v) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    return (uint16_t)(bits >> 16);
+}
+
+struct Case {
+    const char* name;
+    bool bf16;
+    uint32_t n, dim, nq, k;
+    uint32_t row_offset;
+    bool filter;
+    bool unbounded;  // every bound +inf: every allowed row is a candidate
+    uint32_t cap;
+    uint32_t parts;
+};
+
+void run(const Case& c, std::mt19937& rng) {
+    const std::string tag = c.name;
+    // f16: m / 1024 with 0 < |m| <= 1024 (11 significant bits at most); bf16: m / 128.
+    std::uniform_int_distribution<int> mag(1, c.bf16 ? 128 : 1024);
+    std::bernoulli_distribution negative(0.5);
+    const float scale = c.bf16 ? 1.0f / 128 : 1.0f / 1024;
+    auto value = [&] { return (negative(rng) ? -1.0f : 1.0f) * (float)mag(rng) * scale; };
+    auto bits = [&](float v) { return c.bf16 ? bf16_bits(v) : f16_bits(v); };
+
+    std::vector<float> pool((size_t)c.n * c.dim), queries((size_t)c.nq * c.dim);
+    for (float& v : pool) v = value();
+    for (float& v : queries) v = value();
+    // Device-like allocations: 256-byte aligned, as cudaMalloc gives.
+    auto aligned16 = [](size_t n) {
+        return std::vector<uint16_t>(n + 128);  // the data start is aligned below
+    };
+    auto align = [](uint16_t* p) {
+        auto u = reinterpret_cast<uintptr_t>(p);
+        return reinterpret_cast<uint16_t*>((u + 255) / 256 * 256);
+    };
+    std::vector<uint16_t> pool_store = aligned16(pool.size());
+    std::vector<uint16_t> query_store = aligned16(queries.size());
+    uint16_t* pool_bits = align(pool_store.data());
+    uint16_t* query_bits = align(query_store.data());
+    for (size_t i = 0; i < pool.size(); ++i) pool_bits[i] = bits(pool[i]);
+    for (size_t i = 0; i < queries.size(); ++i) query_bits[i] = bits(queries[i]);
+
+    std::vector<float> xnorm(c.n), qnorm(c.nq);
+    auto x = [&](uint32_t r, uint32_t j) { return (double)pool[(size_t)r * c.dim + j]; };
+    auto y = [&](uint32_t q, uint32_t j) { return (double)queries[(size_t)q * c.dim + j]; };
+    for (uint32_t r = 0; r < c.n; ++r) {
+        double s = 0;
+        for (uint32_t j = 0; j < c.dim; ++j) s += x(r, j) * x(r, j);
+        xnorm[r] = (float)s;
+    }
+    for (uint32_t q = 0; q < c.nq; ++q) {
+        double s = 0;
+        for (uint32_t j = 0; j < c.dim; ++j) s += y(q, j) * y(q, j);
+        qnorm[q] = (float)s;
+    }
+    // The filter is over global rows (row_offset + local).
+    const uint32_t global_rows = c.row_offset + c.n;
+    std::vector<uint32_t> filter((global_rows + 31) / 32, 0);
+    auto allowed = [&](uint32_t local) { return !c.filter || (local + c.row_offset) % 3 == 1; };
+    for (uint32_t r = 0; r < c.n; ++r) {
+        if (allowed(r)) filter[(r + c.row_offset) / 32] |= 1u << ((r + c.row_offset) % 32);
+    }
+
+    std::vector<std::vector<double>> exact(c.nq, std::vector<double>(c.n));
+    for (uint32_t q = 0; q < c.nq; ++q) {
+        for (uint32_t r = 0; r < c.n; ++r) {
+            double s = 0;
+            for (uint32_t j = 0; j < c.dim; ++j) {
+                const double e = y(q, j) - x(r, j);
+                s += e * e;
+            }
+            exact[q][r] = s;
+        }
+    }
+    // Bounds at stride 3 (as the caller passes pair k - 1 of lists of k).
+    const uint32_t stride = 3;
+    std::vector<float> bound((size_t)c.nq * stride, -7.0f);
+    for (uint32_t q = 0; q < c.nq; ++q) {
+        std::vector<double> d;
+        for (uint32_t r = 0; r < c.n; ++r) {
+            if (allowed(r)) d.push_back(exact[q][r]);
+        }
+        std::sort(d.begin(), d.end());
+        float b = std::numeric_limits<float>::infinity();
+        if (!c.unbounded && d.size() >= c.k) {
+            // The k-th as a float no smaller than it, so the k rows stay at or below it.
+            b = (float)d[c.k - 1];
+            if ((double)b < d[c.k - 1]) b = std::nextafter(b, CUDART_INF_F);
+        }
+        bound[(size_t)q * stride] = b;
+    }
+
+    std::vector<uint32_t> count(c.nq + GUARD, GUARD_ID);
+    std::fill(count.begin(), count.begin() + c.nq, 0u);
+    const size_t slots = (size_t)c.nq * c.cap;
+    std::vector<float> cand_d(slots + GUARD, -3.0f);
+    std::vector<uint32_t> cand_i(slots + GUARD, GUARD_ID);
+
+    const dim3 grid{(c.nq + BQ - 1) / BQ, c.parts, 1};
+    auto kernel = c.bf16 ? l2_mma_bf16 : l2_mma_f16;
+    emu::launch(grid, dim3{THREADS, 1, 1}, smem, sizeof smem, kernel,
+                (const uint16_t*)pool_bits, c.n, c.dim, c.row_offset,
+                (const uint16_t*)query_bits, c.nq, (const float*)qnorm.data(),
+                (const float*)xnorm.data(), c.filter ? (const uint32_t*)filter.data() : nullptr,
+                (const float*)bound.data(), stride, c.cap, count.data(), cand_d.data(),
+                cand_i.data());
+
+    for (size_t i = c.nq; i < count.size(); ++i) {
+        check(count[i] == GUARD_ID, tag + ": count past the queries written");
+    }
+    for (size_t i = slots; i < cand_i.size(); ++i) {
+        check(cand_i[i] == GUARD_ID && cand_d[i] == -3.0f, tag + ": write past the lists");
+    }
+    uint32_t most = 0;
+    for (uint32_t q = 0; q < c.nq; ++q) {
+        const std::string qt = tag + " query " + std::to_string(q);
+        const float b = bound[(size_t)q * stride];
+        const double slack = 1e-4 * (2.0 * b + 3.0 * qnorm[q]);
+        const uint32_t stored = std::min(count[q], c.cap);
+        most = std::max(most, count[q]);
+        std::set<uint32_t> rows;
+        for (uint32_t s = 0; s < c.cap; ++s) {
+            const size_t at = (size_t)q * c.cap + s;
+            if (s >= stored) {
+                check(cand_i[at] == GUARD_ID, qt + ": slot past the count written");
+                continue;
+            }
+            const uint32_t id = cand_i[at];
+            const bool in_range = id >= c.row_offset && id < global_rows;
+            check(in_range, qt + ": row id out of range " + std::to_string(id));
+            if (!in_range) continue;
+            const uint32_t r = id - c.row_offset;
+            check(rows.insert(r).second, qt + ": row listed twice " + std::to_string(r));
+            check(allowed(r), qt + ": a row the filter excludes");
+            const double want = exact[q][r];
+            const double tol = 2e-6 * ((double)qnorm[q] + xnorm[r]) + 1e-6;
+            const std::string row = " row " + std::to_string(r);
+            check(std::fabs(cand_d[at] - want) <= tol,
+                  qt + row + ": distance " + std::to_string(cand_d[at]) + " vs " +
+                      std::to_string(want));
+            check(want <= (double)b + 2 * slack, qt + row + ": above the bound");
+        }
+        // Rows at or below the bound (all of them when the list had room), and the count.
+        uint32_t at_or_below = 0, within_slack = 0;
+        for (uint32_t r = 0; r < c.n; ++r) {
+            if (!allowed(r)) continue;
+            if (exact[q][r] <= b) {
+                ++at_or_below;
+                if (count[q] <= c.cap) {
+                    check(rows.count(r) == 1, qt + ": missing row " + std::to_string(r));
+                }
+            }
+            if (exact[q][r] <= (double)b + 2 * slack) ++within_slack;
+        }
+        check(count[q] >= at_or_below && count[q] <= within_slack,
+              qt + ": count " + std::to_string(count[q]) + " outside [" +
+                  std::to_string(at_or_below) + ", " + std::to_string(within_slack) + "]");
+        if (!c.unbounded) {
+            check(at_or_below >= std::min(c.k, c.n), qt + ": fewer than k rows at the bound");
+        }
+    }
+
+    // fill_tail pads [min(count, cap), m) with (+inf, NO_ROW) and leaves the rest.
+    const uint32_t m = std::min(std::max(most, c.k), c.cap);
+    std::vector<float> before_d(cand_d);
+    std::vector<uint32_t> before_i(cand_i);
+    emu::launch(dim3{c.nq, 1, 1}, dim3{THREADS, 1, 1}, nullptr, 0, fill_tail,
+                (const uint32_t*)count.data(), c.cap, m, cand_d.data(), cand_i.data());
+    for (uint32_t q = 0; q < c.nq; ++q) {
+        const uint32_t from = std::min(count[q], c.cap);
+        for (uint32_t s = 0; s < c.cap; ++s) {
+            const size_t at = (size_t)q * c.cap + s;
+            if (s >= from && s < m) {
+                const bool empty = std::isinf(cand_d[at]) && cand_d[at] > 0 && cand_i[at] == NO_ROW;
+                check(empty, tag + ": fill_tail left a slot");
+            } else {
+                check(cand_i[at] == before_i[at] && cand_d[at] == before_d[at],
+                      tag + ": fill_tail wrote outside its range");
+            }
+        }
+    }
+    std::printf("%-40s n=%u d=%u nq=%u k=%u: most %u candidates, cap %u\n", c.name, c.n, c.dim,
+                c.nq, c.k, most, c.cap);
+}
+
+}  // namespace
+
+int main() {
+    std::mt19937 rng(2026);
+    const Case cases[] = {
+        // name, bf16, n, dim, nq, k, row_offset, filter, unbounded, cap, parts
+        {"f16: full chunks, 2 query tiles", false, 1000, 64, 130, 10, 5000, false, false, 999, 3},
+        {"bf16: a partial chunk, filter", true, 700, 40, 7, 10, 64, true, false, 700, 2},
+        {"f16: rows without 16-byte alignment", false, 300, 37, 3, 5, 0, false, false, 300, 1},
+        {"f16: rows 8-byte aligned only", false, 300, 36, 3, 5, 7, false, false, 300, 2},
+        {"bf16: 12 chunks, partial row tile", true, 260, 384, 20, 16, 12345, false, false, 260, 4},
+        {"f16: unbounded, lists overflow", false, 1000, 16, 5, 10, 0, false, true, 100, 3},
+        {"bf16: one query in the second tile", true, 500, 64, 129, 1, 0, true, false, 500, 5},
+    };
+    for (const Case& c : cases) run(c, rng);
+    if (failures > 0) {
+        std::fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    std::printf("all l2_mma emulator checks passed\n");
+    return 0;
+}
