@@ -1,24 +1,32 @@
-// A CPU stand-in for the parts of CUDA that kernels/l2_mma.cu uses, so that its index
-// arithmetic, synchronisation and selection run (and are checked) on machines without a GPU:
-// tests/kernel_emulation.rs compiles l2_mma_check.cpp with this file force-included and the
-// headers in include/ in place of the CUDA toolkit's.
+// A CPU stand-in for the parts of CUDA that dcd's kernels (kernels/*.cu) use, so that their
+// index arithmetic, synchronisation and selection run (and are checked) on machines without a
+// GPU: tests/kernel_emulation.rs compiles the checks in this folder with this file
+// force-included and the headers in include/ in place of the CUDA toolkit's.
 //
-// A block runs as blockDim.x OS threads sharing one shared-memory array, __syncthreads() is a
-// barrier over them, and a warp-wide WMMA operation is done whole by every lane of the warp
-// (each lane holds the full 16 x 16 fragment), which gives the collective's result; only lane
-// 0 writes a stored fragment. Pointer and stride requirements of the real WMMA calls are
-// asserted, so a misaligned tile fails here as it would fault on the device.
+// A block runs as blockDim.x fibers (ucontext) on one OS thread, sharing one shared-memory
+// array; a fiber runs until it waits at a barrier: __syncthreads() over the block, or, for a
+// warp shuffle, over its warp (a store to the warp's exchange slots, the barrier, a load, the
+// barrier again; dcd's kernels only shuffle with whole warps). A round in which every live
+// fiber waits and none can go on is a barrier that never fills (a __syncthreads() some threads
+// skip, say) and stops the program, where a GPU would hang or misbehave. A warp-wide WMMA
+// operation is done whole by every lane of the warp (each lane holds the full 16 x 16
+// fragment), which gives the collective's result; only lane 0 writes a stored fragment.
+// Pointer and stride requirements of the real WMMA calls are asserted, so a misaligned tile
+// fails here as it would fault on the device.
 #pragma once
 
+#include <ucontext.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #define __device__
@@ -35,11 +43,50 @@ struct dim3 {
 };
 
 namespace emu {
-inline thread_local dim3 thread_idx;
-inline thread_local dim3 block_idx;
+inline dim3 thread_idx;
+inline dim3 block_idx;
 inline dim3 block_dim;
 inline dim3 grid_dim;
-inline std::barrier<>* block_barrier = nullptr;
+
+// A barrier among a block's fibers (the whole block's, or one warp's).
+struct Barrier {
+    unsigned expected = 0;
+    unsigned arrived = 0;
+    uint64_t generation = 0;
+};
+
+struct Fiber {
+    ucontext_t context;
+    unsigned index = 0;
+    bool done = false;
+    const Barrier* waiting = nullptr;  // the barrier it waits at, and that barrier's
+    uint64_t generation = 0;           // generation when it arrived
+};
+
+inline ucontext_t scheduler;
+inline Fiber* current = nullptr;
+inline const std::function<void()>* body = nullptr;
+inline Barrier block_barrier;
+inline std::vector<Barrier> warp_barriers;
+// One warp's shuffle exchange slots per warp.
+inline std::vector<std::array<uint64_t, 32>> warp_slots;
+
+// Arrives at b; unless the fiber is the last to, it sleeps until b's generation moves on.
+inline void wait(Barrier& b) {
+    if (++b.arrived == b.expected) {
+        b.arrived = 0;
+        ++b.generation;
+        return;
+    }
+    current->waiting = &b;
+    current->generation = b.generation;
+    swapcontext(&current->context, &scheduler);
+}
+
+inline void fiber_main() {
+    (*body)();
+    current->done = true;
+}
 
 [[noreturn]] inline void fail(const char* what, const char* file, int line) {
     std::fprintf(stderr, "%s:%d: %s\n", file, line, what);
@@ -57,7 +104,7 @@ inline std::barrier<>* block_barrier = nullptr;
 #define blockDim (emu::block_dim)
 #define gridDim (emu::grid_dim)
 
-inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
+inline void __syncthreads() { emu::wait(emu::block_barrier); }
 
 struct uint4 {
     uint32_t x, y, z, w;
@@ -68,34 +115,123 @@ inline uint32_t atomicAdd(uint32_t* p, uint32_t v) {
     return std::atomic_ref<uint32_t>(*p).fetch_add(v);
 }
 
+inline uint32_t atomicMin(uint32_t* p, uint32_t v) {
+    std::atomic_ref<uint32_t> a(*p);
+    uint32_t old = a.load();
+    while (v < old && !a.compare_exchange_weak(old, v)) {
+    }
+    return old;
+}
+
+struct float2 {
+    float x, y;
+};
+struct float4 {
+    float x, y, z, w;
+};
+
+inline uint32_t __float_as_uint(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float __uint_as_float(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+template <typename T>
+inline T __ldg(const T* p) {
+    return *p;
+}
+
+namespace emu {
+// Lane `source(lane)`'s value of v, for every lane of the warp at once.
+template <typename T, typename Source>
+T shuffle(T v, Source source) {
+    static_assert(sizeof(T) <= sizeof(uint64_t));
+    const unsigned warp = thread_idx.x / 32;
+    const unsigned lane = thread_idx.x % 32;
+    auto& slots = warp_slots[warp];
+    std::memcpy(&slots[lane], &v, sizeof(T));
+    wait(warp_barriers[warp]);
+    T r;
+    std::memcpy(&r, &slots[source(lane) % 32], sizeof(T));
+    wait(warp_barriers[warp]);
+    return r;
+}
+}  // namespace emu
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    EMU_REQUIRE(mask == 0xffffffffu);
+    return emu::shuffle(v, [=](unsigned lane) { return lane ^ (unsigned)lane_mask; });
+}
+
+template <typename T>
+T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
+    EMU_REQUIRE(mask == 0xffffffffu);
+    return emu::shuffle(v, [=](unsigned lane) { return lane >= delta ? lane - delta : lane; });
+}
+
 using std::max;
 using std::min;
 
 namespace emu {
+constexpr size_t STACK_BYTES = 64 << 10;
+
 // Runs kernel(args...) over grid x block threads, one block at a time; `shared` is the
 // block's shared memory, filled with 0xff bytes (NaN as halves and floats) before each block
 // so that a read of anything the block did not write shows up in the results.
 template <typename Kernel, typename... Args>
 void launch(dim3 grid, dim3 block, unsigned char* shared, size_t shared_bytes, Kernel kernel,
             Args... args) {
+    EMU_REQUIRE(block.x % 32 == 0 && block.y == 1 && block.z == 1);
+    static std::vector<std::unique_ptr<char[]>> stacks;
+    while (stacks.size() < block.x) stacks.emplace_back(new char[STACK_BYTES]);
     grid_dim = grid;
     block_dim = block;
+    const std::function<void()> run = [&] { kernel(args...); };
+    body = &run;
     for (unsigned by = 0; by < grid.y; ++by) {
         for (unsigned bx = 0; bx < grid.x; ++bx) {
             if (shared != nullptr) std::memset(shared, 0xff, shared_bytes);
-            std::barrier<> barrier(block.x);
-            block_barrier = &barrier;
-            std::vector<std::thread> threads;
+            block_idx = dim3{bx, by, 1};
+            block_barrier = Barrier{block.x};
+            warp_barriers.assign(block.x / 32, Barrier{32});
+            warp_slots.assign(block.x / 32, {});
+            std::vector<Fiber> fibers(block.x);
             for (unsigned t = 0; t < block.x; ++t) {
-                threads.emplace_back([=] {
-                    block_idx = dim3{bx, by, 1};
-                    thread_idx = dim3{t, 0, 0};
-                    kernel(args...);
-                });
+                Fiber& f = fibers[t];
+                f.index = t;
+                getcontext(&f.context);
+                f.context.uc_stack.ss_sp = stacks[t].get();
+                f.context.uc_stack.ss_size = STACK_BYTES;
+                f.context.uc_link = &scheduler;
+                makecontext(&f.context, fiber_main, 0);
             }
-            for (auto& th : threads) th.join();
-            block_barrier = nullptr;
+            for (;;) {
+                bool live = false;
+                bool moved = false;
+                for (Fiber& f : fibers) {
+                    if (f.done) continue;
+                    live = true;
+                    if (f.waiting != nullptr && f.waiting->generation == f.generation) continue;
+                    f.waiting = nullptr;
+                    moved = true;
+                    thread_idx = dim3{f.index, 0, 0};
+                    current = &f;
+                    swapcontext(&scheduler, &f.context);
+                }
+                if (!live) break;
+                if (!moved) {
+                    fail("every thread waits at a barrier that never fills", __FILE__, __LINE__);
+                }
+            }
         }
     }
+    body = nullptr;
+    current = nullptr;
 }
 }  // namespace emu

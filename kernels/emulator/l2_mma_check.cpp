@@ -11,46 +11,21 @@
 
 #include "../l2_mma.cu"
 
-#include <cinttypes>
 #include <limits>
-#include <random>
 #include <set>
-#include <string>
+
+#include "check.h"
 
 alignas(128) unsigned char smem[MMA_SHARED];
 
 namespace {
 
+using check::Data;
+using check::Elem;
+using check::expect;
+
 constexpr uint32_t GUARD_ID = 0xeeeeeeeeu;
 constexpr size_t GUARD = 64;
-
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-    if (!ok && failures++ < 20) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-}
-
-// Bits of a value the type holds exactly (the generators below only make such values).
-uint16_t f16_bits(float v) {
-    if (v == 0.0f) return 0;
-    uint16_t sign = v < 0 ? 0x8000 : 0;
-    float a = std::fabs(v);
-    int e;
-    float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-    const int exp = e - 1 + 15;
-    const uint32_t man = (uint32_t)std::lround((m * 2.0f - 1.0f) * 1024.0f);
-    if (exp <= 0 || exp >= 31) {
-        std::fprintf(stderr, "value %g is not a normal half\n", v);
-        std::exit(2);
-    }
-    return sign | (uint16_t)(exp << 10) | (uint16_t)man;
-}
-
-uint16_t bf16_bits(float v) {
-    uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    return (uint16_t)(bits >> 16);
-}
 
 struct Case {
     const char* name;
@@ -65,63 +40,14 @@ struct Case {
 
 void run(const Case& c, std::mt19937& rng) {
     const std::string tag = c.name;
-    // f16: m / 1024 with 0 < |m| <= 1024 (11 significant bits at most); bf16: m / 128.
-    std::uniform_int_distribution<int> mag(1, c.bf16 ? 128 : 1024);
-    std::bernoulli_distribution negative(0.5);
-    const float scale = c.bf16 ? 1.0f / 128 : 1.0f / 1024;
-    auto value = [&] { return (negative(rng) ? -1.0f : 1.0f) * (float)mag(rng) * scale; };
-    auto bits = [&](float v) { return c.bf16 ? bf16_bits(v) : f16_bits(v); };
-
-    std::vector<float> pool((size_t)c.n * c.dim), queries((size_t)c.nq * c.dim);
-    for (float& v : pool) v = value();
-    for (float& v : queries) v = value();
-    // Device-like allocations: 256-byte aligned, as cudaMalloc gives.
-    auto aligned16 = [](size_t n) {
-        return std::vector<uint16_t>(n + 128);  // the data start is aligned below
-    };
-    auto align = [](uint16_t* p) {
-        auto u = reinterpret_cast<uintptr_t>(p);
-        return reinterpret_cast<uint16_t*>((u + 255) / 256 * 256);
-    };
-    std::vector<uint16_t> pool_store = aligned16(pool.size());
-    std::vector<uint16_t> query_store = aligned16(queries.size());
-    uint16_t* pool_bits = align(pool_store.data());
-    uint16_t* query_bits = align(query_store.data());
-    for (size_t i = 0; i < pool.size(); ++i) pool_bits[i] = bits(pool[i]);
-    for (size_t i = 0; i < queries.size(); ++i) query_bits[i] = bits(queries[i]);
-
-    std::vector<float> xnorm(c.n), qnorm(c.nq);
-    auto x = [&](uint32_t r, uint32_t j) { return (double)pool[(size_t)r * c.dim + j]; };
-    auto y = [&](uint32_t q, uint32_t j) { return (double)queries[(size_t)q * c.dim + j]; };
-    for (uint32_t r = 0; r < c.n; ++r) {
-        double s = 0;
-        for (uint32_t j = 0; j < c.dim; ++j) s += x(r, j) * x(r, j);
-        xnorm[r] = (float)s;
-    }
-    for (uint32_t q = 0; q < c.nq; ++q) {
-        double s = 0;
-        for (uint32_t j = 0; j < c.dim; ++j) s += y(q, j) * y(q, j);
-        qnorm[q] = (float)s;
-    }
-    // The filter is over global rows (row_offset + local).
+    const Data data(c.bf16 ? Elem::BF16 : Elem::F16, c.n, c.dim, c.nq, c.row_offset, c.filter, rng);
+    const auto pool_bits = data.bits(data.pool);
+    const auto query_bits = data.bits(data.queries);
+    const auto& exact = data.exact;
+    const auto& qnorm = data.qnorm;
+    const auto& xnorm = data.xnorm;
     const uint32_t global_rows = c.row_offset + c.n;
-    std::vector<uint32_t> filter((global_rows + 31) / 32, 0);
-    auto allowed = [&](uint32_t local) { return !c.filter || (local + c.row_offset) % 3 == 1; };
-    for (uint32_t r = 0; r < c.n; ++r) {
-        if (allowed(r)) filter[(r + c.row_offset) / 32] |= 1u << ((r + c.row_offset) % 32);
-    }
-
-    std::vector<std::vector<double>> exact(c.nq, std::vector<double>(c.n));
-    for (uint32_t q = 0; q < c.nq; ++q) {
-        for (uint32_t r = 0; r < c.n; ++r) {
-            double s = 0;
-            for (uint32_t j = 0; j < c.dim; ++j) {
-                const double e = y(q, j) - x(r, j);
-                s += e * e;
-            }
-            exact[q][r] = s;
-        }
-    }
+    auto allowed = [&](uint32_t local) { return data.allowed(local); };
     // Bounds at stride 3 (as the caller passes pair k - 1 of lists of k).
     const uint32_t stride = 3;
     std::vector<float> bound((size_t)c.nq * stride, -7.0f);
@@ -149,17 +75,17 @@ void run(const Case& c, std::mt19937& rng) {
     const dim3 grid{(c.nq + BQ - 1) / BQ, c.parts, 1};
     auto kernel = c.bf16 ? l2_mma_bf16 : l2_mma_f16;
     emu::launch(grid, dim3{THREADS, 1, 1}, smem, sizeof smem, kernel,
-                (const uint16_t*)pool_bits, c.n, c.dim, c.row_offset,
-                (const uint16_t*)query_bits, c.nq, (const float*)qnorm.data(),
-                (const float*)xnorm.data(), c.filter ? (const uint32_t*)filter.data() : nullptr,
+                (const uint16_t*)pool_bits.data, c.n, c.dim, c.row_offset,
+                (const uint16_t*)query_bits.data, c.nq, (const float*)qnorm.data(),
+                (const float*)xnorm.data(), data.filter_or_null(),
                 (const float*)bound.data(), stride, c.cap, count.data(), cand_d.data(),
                 cand_i.data());
 
     for (size_t i = c.nq; i < count.size(); ++i) {
-        check(count[i] == GUARD_ID, tag + ": count past the queries written");
+        expect(count[i] == GUARD_ID, tag + ": count past the queries written");
     }
     for (size_t i = slots; i < cand_i.size(); ++i) {
-        check(cand_i[i] == GUARD_ID && cand_d[i] == -3.0f, tag + ": write past the lists");
+        expect(cand_i[i] == GUARD_ID && cand_d[i] == -3.0f, tag + ": write past the lists");
     }
     uint32_t most = 0;
     for (uint32_t q = 0; q < c.nq; ++q) {
@@ -172,23 +98,23 @@ void run(const Case& c, std::mt19937& rng) {
         for (uint32_t s = 0; s < c.cap; ++s) {
             const size_t at = (size_t)q * c.cap + s;
             if (s >= stored) {
-                check(cand_i[at] == GUARD_ID, qt + ": slot past the count written");
+                expect(cand_i[at] == GUARD_ID, qt + ": slot past the count written");
                 continue;
             }
             const uint32_t id = cand_i[at];
             const bool in_range = id >= c.row_offset && id < global_rows;
-            check(in_range, qt + ": row id out of range " + std::to_string(id));
+            expect(in_range, qt + ": row id out of range " + std::to_string(id));
             if (!in_range) continue;
             const uint32_t r = id - c.row_offset;
-            check(rows.insert(r).second, qt + ": row listed twice " + std::to_string(r));
-            check(allowed(r), qt + ": a row the filter excludes");
+            expect(rows.insert(r).second, qt + ": row listed twice " + std::to_string(r));
+            expect(allowed(r), qt + ": a row the filter excludes");
             const double want = exact[q][r];
             const double tol = 2e-6 * ((double)qnorm[q] + xnorm[r]) + 1e-6;
             const std::string row = " row " + std::to_string(r);
-            check(std::fabs(cand_d[at] - want) <= tol,
+            expect(std::fabs(cand_d[at] - want) <= tol,
                   qt + row + ": distance " + std::to_string(cand_d[at]) + " vs " +
                       std::to_string(want));
-            check(want <= (double)b + 2 * slack, qt + row + ": above the bound");
+            expect(want <= (double)b + 2 * slack, qt + row + ": above the bound");
         }
         // Rows at or below the bound (all of them when the list had room), and the count.
         uint32_t at_or_below = 0, within_slack = 0;
@@ -197,16 +123,16 @@ void run(const Case& c, std::mt19937& rng) {
             if (exact[q][r] <= b) {
                 ++at_or_below;
                 if (count[q] <= c.cap) {
-                    check(rows.count(r) == 1, qt + ": missing row " + std::to_string(r));
+                    expect(rows.count(r) == 1, qt + ": missing row " + std::to_string(r));
                 }
             }
             if (exact[q][r] <= (double)b + 2 * slack) ++within_slack;
         }
-        check(count[q] >= at_or_below && count[q] <= within_slack,
+        expect(count[q] >= at_or_below && count[q] <= within_slack,
               qt + ": count " + std::to_string(count[q]) + " outside [" +
                   std::to_string(at_or_below) + ", " + std::to_string(within_slack) + "]");
         if (!c.unbounded) {
-            check(at_or_below >= std::min(c.k, c.n), qt + ": fewer than k rows at the bound");
+            expect(at_or_below >= std::min(c.k, c.n), qt + ": fewer than k rows at the bound");
         }
     }
 
@@ -222,9 +148,9 @@ void run(const Case& c, std::mt19937& rng) {
             const size_t at = (size_t)q * c.cap + s;
             if (s >= from && s < m) {
                 const bool empty = std::isinf(cand_d[at]) && cand_d[at] > 0 && cand_i[at] == NO_ROW;
-                check(empty, tag + ": fill_tail left a slot");
+                expect(empty, tag + ": fill_tail left a slot");
             } else {
-                check(cand_i[at] == before_i[at] && cand_d[at] == before_d[at],
+                expect(cand_i[at] == before_i[at] && cand_d[at] == before_d[at],
                       tag + ": fill_tail wrote outside its range");
             }
         }
@@ -248,10 +174,5 @@ int main() {
         {"bf16: one query in the second tile", true, 500, 64, 129, 1, 0, true, false, 500, 5},
     };
     for (const Case& c : cases) run(c, rng);
-    if (failures > 0) {
-        std::fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    std::printf("all l2_mma emulator checks passed\n");
-    return 0;
+    return check::finish("l2_mma");
 }

@@ -6,6 +6,9 @@
 struct __nv_bfloat16 {
     uint16_t bits;
 };
+struct __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
 
 namespace emu {
 inline float to_float(__nv_bfloat16 h) {
@@ -15,3 +18,8 @@ inline float to_float(__nv_bfloat16 h) {
     return f;
 }
 }  // namespace emu
+
+inline float __bfloat162float(__nv_bfloat16 h) { return emu::to_float(h); }
+inline float2 __bfloat1622float2(__nv_bfloat162 h) {
+    return {emu::to_float(h.x), emu::to_float(h.y)};
+}

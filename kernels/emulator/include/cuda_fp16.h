@@ -6,6 +6,9 @@
 struct __half {
     uint16_t bits;
 };
+struct __half2 {
+    __half x, y;
+};
 
 namespace emu {
 inline float to_float(__half h) {
@@ -26,3 +29,6 @@ inline float to_float(__half h) {
     return f;
 }
 }  // namespace emu
+
+inline float __half2float(__half h) { return emu::to_float(h); }
+inline float2 __half22float2(__half2 h) { return {emu::to_float(h.x), emu::to_float(h.y)}; }
