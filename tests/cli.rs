@@ -371,6 +371,23 @@ fn benchmark_commands_print_the_documented_json() {
             "{msg}"
         );
     }
+    // A cuda build refuses a plan it does not know before it touches the data or the device.
+    if cfg!(feature = "cuda") {
+        let msg = user_error(
+            &data,
+            &[
+                "bench",
+                "exact",
+                "--random",
+                "100x8",
+                "--device",
+                "cuda",
+                "--gpu-plan",
+                "gemm,mmx",
+            ],
+        );
+        assert!(msg.contains("\"mmx\"") && msg.contains("mma"), "{msg}");
+    }
     // A cuda build on a machine without a usable GPU (no driver, no libraries, no device)
     // starts, and says why CUDA is out with the CPU path named: a machine error, not a crash.
     if cfg!(feature = "cuda") && !gpu_usable() {

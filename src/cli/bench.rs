@@ -241,6 +241,14 @@ fn exact_inputs(args: &BenchExactArgs) -> Result<(Matrix, Matrix)> {
 }
 
 fn exact(args: BenchExactArgs) -> Result<()> {
+    // A misspelt plan is refused before the data is made and the pool uploaded.
+    #[cfg(feature = "cuda")]
+    if args.device != "cpu" {
+        for plan in args.gpu_plan.iter().filter(|p| *p != "auto") {
+            plan.parse::<crate::gpu::GpuPlan>()
+                .map_err(|e| Error::Usage(format!("--gpu-plan: {e}")))?;
+        }
+    }
     let (base, queries) = exact_inputs(&args)?;
     check_dims(&base, &queries)?;
     let sizes = if args.batch.is_empty() {
