@@ -7,7 +7,8 @@
 #   scripts/gpu_session.sh OUT_DIR            # at most ~9.6 min (575 s of step limits)
 #
 # 1. the GPU tests (target/gpu-test: every plan against the CPU, appends, bad input);
-# 2. the mma plan against the gemm plan on f16 pools at Q = 64, 256, 1024 (dcd bench exact);
+# 2. the mma plan against the gemm plan at Q = 64, 256, 1024: f16 pools of 1M x 384, 1M x 768
+#    and 10M x 384, and an f32 pool (3xTF32) of 1M x 384 (dcd bench exact);
 # 3. the wide plan beyond shared memory, k = 8192 and 16384 (dcd bench exact);
 # 4. the grid against the roofline and PyTorch (scripts/bench_gpu.py), 1M rows first so
 #    that a step cut short by its limit still leaves whole rows of the table.
@@ -64,17 +65,17 @@ step() {
 }
 
 step gpu-tests 110 "$tests" --nocapture --test-threads 1
-for shape in 1000000x384 1000000x768 10000000x384; do
-  step "mma-$shape" 45 "$dcd" bench exact --device cuda --random "$shape" --random-queries 1024 \
-    --batch 64,256,1024 --k 100 --dtype f16 --gpu-plan gemm,mma --json
+for run in f16:1000000x384 f16:1000000x768 f16:10000000x384 f32:1000000x384; do
+  step "mma-${run/:/-}" 40 "$dcd" bench exact --device cuda --random "${run#*:}" \
+    --random-queries 1024 --batch 64,256,1024 --k 100 --dtype "${run%%:*}" --gpu-plan gemm,mma --json
 done
 for k in 8192 16384; do
-  step "wide-k$k" 40 "$dcd" bench exact --device cuda --random 1000000x384 --random-queries 64 \
+  step "wide-k$k" 35 "$dcd" bench exact --device cuda --random 1000000x384 --random-queries 64 \
     --batch 1,64 --k "$k" --dtype f16 --gpu-plan wide --json
 done
-step grid-1m 120 python3 scripts/bench_gpu.py --dcd "$dcd" --n 1000000 --dim 384,768 \
+step grid-1m 115 python3 scripts/bench_gpu.py --dcd "$dcd" --n 1000000 --dim 384,768 \
   --q 1,64,256,1024 --k 100 --out "$out/grid-1m.jsonl"
-step grid-10m 130 python3 scripts/bench_gpu.py --dcd "$dcd" --n 10000000 --dim 384,768 \
+step grid-10m 120 python3 scripts/bench_gpu.py --dcd "$dcd" --n 10000000 --dim 384,768 \
   --q 1,64,1024 --k 100 --out "$out/grid-10m.jsonl"
 
 echo "== summary"

@@ -324,11 +324,10 @@ mod cuda {
                 assert_eq!((index.segments(), index.streamed_segments()), (3, 2));
                 index.limit_tile_columns(700);
                 let (got, used) = index.search_with(queries, k, filter, Some(plan)).unwrap();
-                match (plan, elem) {
-                    // f32 pools take gemm; so does a search where a segment was too small
-                    // for the sample (here: large k); mma_plan checks that mma runs.
-                    (GpuPlan::Mma, Elem::F32) => assert_eq!(used, GpuPlan::Gemm),
-                    (GpuPlan::Mma, _) => {
+                match plan {
+                    // A segment too small for the sample (here: large k) goes to gemm, and the
+                    // search says so; mma_plan checks that mma runs where it must.
+                    GpuPlan::Mma => {
                         assert!(matches!(used, GpuPlan::Mma | GpuPlan::Gemm), "{used}")
                     }
                     _ => assert_eq!(used, plan),
@@ -378,9 +377,9 @@ mod cuda {
         bad_input(&device);
     }
 
-    /// The mma plan where it must run (one segment large enough for a sample): both half
-    /// types, a dimension that fills whole chunks (64), one that ends in a partial chunk (40)
-    /// and one without 16-byte rows (37), two query tiles (the second partial), a filter, a
+    /// The mma plan where it must run (one segment large enough for a sample): every type (f32
+    /// as 3xTF32), a dimension that fills whole chunks (64), one that ends in a partial chunk
+    /// (40) and one without 16-byte rows (37), two query tiles (the second partial), a filter, a
     /// sample spread over several GEMM tiles; then ties (every row the same), which fill the
     /// candidate lists: within their room the merge keeps the lowest rows, past it the
     /// segment goes to the gemm plan and the search says so.
@@ -394,7 +393,11 @@ mod cuda {
             let base = synth::uniform(20_000, dim, 41);
             let queries = synth::uniform(130, dim, 42);
             let filter = RowFilter::from_rows((0..20_000u32).filter(|r| r % 3 == 0), 20_000);
-            for (elem, dtype) in [(Elem::F16, GpuDtype::F16), (Elem::BF16, GpuDtype::BF16)] {
+            for (elem, dtype) in [
+                (Elem::F16, GpuDtype::F16),
+                (Elem::BF16, GpuDtype::BF16),
+                (Elem::F32, GpuDtype::F32),
+            ] {
                 let view = VectorView::f32(&base.data, dim);
                 let mut index = GpuExact::new(device, view, dtype).unwrap();
                 for (k, f) in [(1, None), (10, None), (100, None), (50, Some(&filter))] {

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 /// Compiles `kernels/emulator/{check}.cpp` with the emulator and runs it; its output names
-/// every case, and a failed check fails the test with the program's report.
-fn emulate(check: &str) {
+/// every case, and a failed check fails the test with the program's report. Returns the
+/// output.
+fn emulate(check: &str) -> String {
     let emulator = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/emulator");
     let out = tempfile::tempdir().unwrap();
     let exe = out.path().join(check);
@@ -45,13 +46,37 @@ fn emulate(check: &str) {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(stdout.contains("emulator checks passed"), "{stdout}");
+    stdout.into_owned()
 }
 
-/// l2_mma.cu: every row within the bound listed once with its distance, counts, room, filter,
-/// padding queries, partial chunks and tiles, rows without 16-byte alignment; fill_tail.
+/// l2_mma.cu (f16, bf16, f32 as 3xTF32): every row within the bound listed once with its
+/// distance, counts, room, filter, padding queries, partial chunks and tiles, rows without
+/// 16-byte alignment; fill_tail.
+/// Also: the tile shapes and shared memory the launcher uses are the kernel's own.
 #[test]
 fn mma_kernel_selects_the_rows_within_the_bound_on_the_cpu_emulator() {
-    emulate("l2_mma_check");
+    use dcd::gpu::mma_shape::{rows_per_tile, shared_bytes, QUERIES_PER_TILE};
+    use dcd::gpu::GpuDtype;
+    let out = emulate("l2_mma_check");
+    for (name, dtype) in [
+        ("f16", GpuDtype::F16),
+        ("bf16", GpuDtype::BF16),
+        ("f32", GpuDtype::F32),
+    ] {
+        let want = format!(
+            "shape {name} rows={} shared={}",
+            rows_per_tile(dtype),
+            shared_bytes(dtype)
+        );
+        assert!(
+            out.contains(&want),
+            "src/gpu/mma_shape.rs says {want:?}; the kernel:\n{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("shape queries={QUERIES_PER_TILE}")),
+        "{out}"
+    );
 }
 
 /// l2_topk.cu: the fused scan, the select over strided tiles (gemm plan and the mma plan's

@@ -67,8 +67,9 @@ struct Device {
     }
 };
 
-// Pool rows and queries of values m / 1024 (f16, f32) or m / 128 (bf16), 0 < |m| <= 1024 or
-// 128: held exactly by the element type, so the kernels read exactly the host's values.
+// Pool rows and queries of values m / 1024 (f16) or m / 128 (bf16), 0 < |m| <= 1024 or 128,
+// or any float in [-1, 1] (f32): held exactly by the element type, so the kernels read exactly
+// the host's values (and f32 ones use all 24 bits, as 3xTF32 must).
 struct Data {
     Elem elem;
     uint32_t n, dim, nq, row_offset;
@@ -84,7 +85,11 @@ struct Data {
         std::uniform_int_distribution<int> mag(1, e == Elem::BF16 ? 128 : 1024);
         std::bernoulli_distribution negative(0.5);
         const float scale = e == Elem::BF16 ? 1.0f / 128 : 1.0f / 1024;
-        auto value = [&] { return (negative(rng) ? -1.0f : 1.0f) * (float)mag(rng) * scale; };
+        std::uniform_real_distribution<float> real(-1.0f, 1.0f);
+        auto value = [&] {
+            if (e == Elem::F32) return real(rng);
+            return (negative(rng) ? -1.0f : 1.0f) * (float)mag(rng) * scale;
+        };
         pool.resize((size_t)n * dim);
         queries.resize((size_t)nq * dim);
         for (float& v : pool) v = value();

@@ -15,6 +15,9 @@
 // fails here as it would fault on the device.
 #pragma once
 
+// Kernels keep their few lines of PTX out of the emulated build with this.
+#define DCD_EMULATOR 1
+
 #include <ucontext.h>
 
 #include <algorithm>
@@ -63,6 +66,7 @@ struct Fiber {
     uint64_t generation = 0;           // generation when it arrived
 };
 
+inline size_t shared_size = 0;
 inline ucontext_t scheduler;
 inline Fiber* current = nullptr;
 inline const std::function<void()>* body = nullptr;
@@ -106,6 +110,10 @@ inline void fiber_main() {
 
 inline void __syncthreads() { emu::wait(emu::block_barrier); }
 
+// A kernel's own check of its launch (PTX's %dynamic_smem_size), and its way out.
+inline uint32_t dynamic_shared_bytes() { return (uint32_t)emu::shared_size; }
+[[noreturn]] inline void __trap() { emu::fail("the kernel trapped", __FILE__, __LINE__); }
+
 struct uint4 {
     uint32_t x, y, z, w;
 };
@@ -145,6 +153,10 @@ template <typename T>
 inline T __ldg(const T* p) {
     return *p;
 }
+
+namespace emu {
+inline float to_float(float v) { return v; }
+}  // namespace emu
 
 namespace emu {
 // Lane `source(lane)`'s value of v, for every lane of the warp at once.
@@ -192,6 +204,7 @@ void launch(dim3 grid, dim3 block, unsigned char* shared, size_t shared_bytes, K
     while (stacks.size() < block.x) stacks.emplace_back(new char[STACK_BYTES]);
     grid_dim = grid;
     block_dim = block;
+    shared_size = shared_bytes;
     const std::function<void()> run = [&] { kernel(args...); };
     body = &run;
     for (unsigned by = 0; by < grid.y; ++by) {

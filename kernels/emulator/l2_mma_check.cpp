@@ -1,4 +1,4 @@
-// Runs kernels/l2_mma.cu's l2_mma_f16, l2_mma_bf16 and fill_tail on the CPU emulator
+// Runs kernels/l2_mma.cu's l2_mma_f16, l2_mma_bf16, l2_mma_f32 and fill_tail on the CPU emulator
 // (cuda_emulator.h) and checks them against distances computed here in double precision.
 // Built and run by tests/kernel_emulation.rs; exits non-zero with the first failure.
 //
@@ -16,7 +16,7 @@
 
 #include "check.h"
 
-alignas(128) unsigned char smem[MMA_SHARED];
+alignas(128) unsigned char smem[std::max(Layout<__half>::SHARED, Layout<float>::SHARED)];
 
 namespace {
 
@@ -29,7 +29,7 @@ constexpr size_t GUARD = 64;
 
 struct Case {
     const char* name;
-    bool bf16;
+    Elem elem;
     uint32_t n, dim, nq, k;
     uint32_t row_offset;
     bool filter;
@@ -40,9 +40,7 @@ struct Case {
 
 void run(const Case& c, std::mt19937& rng) {
     const std::string tag = c.name;
-    const Data data(c.bf16 ? Elem::BF16 : Elem::F16, c.n, c.dim, c.nq, c.row_offset, c.filter, rng);
-    const auto pool_bits = data.bits(data.pool);
-    const auto query_bits = data.bits(data.queries);
+    const Data data(c.elem, c.n, c.dim, c.nq, c.row_offset, c.filter, rng);
     const auto& exact = data.exact;
     const auto& qnorm = data.qnorm;
     const auto& xnorm = data.xnorm;
@@ -73,13 +71,27 @@ void run(const Case& c, std::mt19937& rng) {
     std::vector<uint32_t> cand_i(slots + GUARD, GUARD_ID);
 
     const dim3 grid{(c.nq + BQ - 1) / BQ, c.parts, 1};
-    auto kernel = c.bf16 ? l2_mma_bf16 : l2_mma_f16;
-    emu::launch(grid, dim3{THREADS, 1, 1}, smem, sizeof smem, kernel,
-                (const uint16_t*)pool_bits.data, c.n, c.dim, c.row_offset,
-                (const uint16_t*)query_bits.data, c.nq, (const float*)qnorm.data(),
-                (const float*)xnorm.data(), data.filter_or_null(),
-                (const float*)bound.data(), stride, c.cap, count.data(), cand_d.data(),
-                cand_i.data());
+    const dim3 block{THREADS, 1, 1};
+    const uint32_t* filter = data.filter_or_null();
+    auto launch = [&](auto kernel, const auto* pool, const auto* queries, size_t shared) {
+        emu::launch(grid, block, smem, shared, kernel, pool, c.n, c.dim, c.row_offset, queries,
+                    c.nq, (const float*)qnorm.data(), (const float*)xnorm.data(), filter,
+                    (const float*)bound.data(), stride, c.cap, count.data(), cand_d.data(),
+                    cand_i.data());
+    };
+    if (c.elem == Elem::F32) {
+        const auto pool = data.pool_f32();
+        check::Device<float> queries(data.queries.size());
+        std::copy(data.queries.begin(), data.queries.end(), queries.data);
+        launch(l2_mma_f32, (const float*)pool.data, (const float*)queries.data,
+               Layout<float>::SHARED);
+    } else {
+        const auto pool = data.bits(data.pool);
+        const auto queries = data.bits(data.queries);
+        auto kernel = c.elem == Elem::BF16 ? l2_mma_bf16 : l2_mma_f16;
+        launch(kernel, (const uint16_t*)pool.data, (const uint16_t*)queries.data,
+               Layout<__half>::SHARED);
+    }
 
     for (size_t i = c.nq; i < count.size(); ++i) {
         expect(count[i] == GUARD_ID, tag + ": count past the queries written");
@@ -163,16 +175,27 @@ void run(const Case& c, std::mt19937& rng) {
 
 int main() {
     std::mt19937 rng(2026);
+    constexpr Elem F16 = Elem::F16, BF16 = Elem::BF16, F32 = Elem::F32;
     const Case cases[] = {
-        // name, bf16, n, dim, nq, k, row_offset, filter, unbounded, cap, parts
-        {"f16: full chunks, 2 query tiles", false, 1000, 64, 130, 10, 5000, false, false, 999, 3},
-        {"bf16: a partial chunk, filter", true, 700, 40, 7, 10, 64, true, false, 700, 2},
-        {"f16: rows without 16-byte alignment", false, 300, 37, 3, 5, 0, false, false, 300, 1},
-        {"f16: rows 8-byte aligned only", false, 300, 36, 3, 5, 7, false, false, 300, 2},
-        {"bf16: 12 chunks, partial row tile", true, 260, 384, 20, 16, 12345, false, false, 260, 4},
-        {"f16: unbounded, lists overflow", false, 1000, 16, 5, 10, 0, false, true, 100, 3},
-        {"bf16: one query in the second tile", true, 500, 64, 129, 1, 0, true, false, 500, 5},
+        // name, type, n, dim, nq, k, row_offset, filter, unbounded, cap, parts
+        {"f16: full chunks, 2 query tiles", F16, 1000, 64, 130, 10, 5000, false, false, 999, 3},
+        {"bf16: a partial chunk, filter", BF16, 700, 40, 7, 10, 64, true, false, 700, 2},
+        {"f16: rows without 16-byte alignment", F16, 300, 37, 3, 5, 0, false, false, 300, 1},
+        {"f16: rows 8-byte aligned only", F16, 300, 36, 3, 5, 7, false, false, 300, 2},
+        {"bf16: 12 chunks, partial row tile", BF16, 260, 384, 20, 16, 12345, false, false, 260, 4},
+        {"f16: unbounded, lists overflow", F16, 1000, 16, 5, 10, 0, false, true, 100, 3},
+        {"bf16: one query in the second tile", BF16, 500, 64, 129, 1, 0, true, false, 500, 5},
+        {"f32 (3xTF32): 2 query tiles, filter", F32, 600, 64, 130, 10, 9, true, false, 600, 3},
+        {"f32: a partial chunk, odd rows", F32, 333, 37, 5, 7, 0, false, false, 333, 2},
+        {"f32: rows 8-byte aligned only", F32, 200, 42, 3, 4, 3, false, false, 200, 1},
+        {"f32: 12 chunks, lists overflow", F32, 150, 384, 4, 3, 0, false, true, 50, 2},
     };
     for (const Case& c : cases) run(c, rng);
+    // The shapes src/gpu/mma_shape.rs mirrors (tests/kernel_emulation.rs compares them).
+    std::printf("shape f16 rows=%d shared=%d\n", Layout<__half>::BN, Layout<__half>::SHARED);
+    std::printf("shape bf16 rows=%d shared=%d\n", Layout<__nv_bfloat16>::BN,
+                Layout<__nv_bfloat16>::SHARED);
+    std::printf("shape f32 rows=%d shared=%d\n", Layout<float>::BN, Layout<float>::SHARED);
+    std::printf("shape queries=%d\n", BQ);
     return check::finish("l2_mma");
 }

@@ -39,10 +39,10 @@ pub enum GpuPlan {
     /// For k beyond [`GpuExact::max_one_pass_k`]: cuBLAS cross term, each tile's pairs merged
     /// with the best k so far by the radix merge in global memory, exact re-scoring.
     Wide,
-    /// f16/bf16 pools: a bound per query from a strided sample (as `gemm`), then dcd's own
-    /// tensor-core kernel with the selection against the bound in its epilogue, the radix
+    /// A bound per query from a strided sample (as `gemm`), then dcd's own tensor-core kernel
+    /// (f32 pools as 3xTF32) with the selection against the bound in its epilogue, the radix
     /// merge and exact re-scoring. Asked for only: not yet measured on a GPU, so
-    /// [`GpuExact::plan_for`] does not pick it. f32 pools take `gemm`.
+    /// [`GpuExact::plan_for`] does not pick it.
     Mma,
 }
 

@@ -1,10 +1,11 @@
-//! The `mma` plan on one segment of an f16/bf16 pool. Each query's k-th distance over an evenly
-//! strided sample of the segment (cuBLAS and the select kernel, as the gemm plan, on every
-//! stride-th row) bounds its k-th over the whole segment. One kernel of dcd's own
-//! (`kernels/l2_mma.cu`) then computes every cross term on the tensor cores and appends, per
-//! query, the rows at or below the bound to a candidate list; the radix merge takes the best k
-//! of each list and their distances are recomputed exactly. No tile of cross terms reaches
-//! global memory, which is where the gemm plan spends its time on half pools.
+//! The `mma` plan on one segment. Each query's k-th distance over an evenly strided sample of
+//! the segment (cuBLAS and the select kernel, as the gemm plan, on every stride-th row) bounds
+//! its k-th over the whole segment. One kernel of dcd's own (`kernels/l2_mma.cu`) then computes
+//! every cross term on the tensor cores (f16/bf16 as they are, f32 as 3xTF32: about f32's
+//! accuracy at three TF32 products a term, where cuBLAS's SGEMM takes the CUDA cores) and
+//! appends, per query, the rows at or below the bound to a candidate list; the radix merge
+//! takes the best k of each list and their distances are recomputed exactly. No tile of cross
+//! terms reaches global memory, which is where the gemm plan spends its time.
 //!
 //! A segment too small for a sample to pay ([`sample::sample`]), a query whose list overflows
 //! its room (a sample that misjudged the data), or a device whose blocks cannot hold the
@@ -19,31 +20,19 @@ use std::sync::Arc;
 use super::exact::GpuExact;
 use super::gemm::GemmQueries;
 use super::kernels::{Lists, Rows, THREADS};
-use super::sample;
 use super::search::{GemmBatch, SegmentBatch};
 use super::GpuError;
+use super::{mma_shape, sample, GpuDtype};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/l2_mma.ptx"));
-
-/// Queries and pool rows of one block's tile (`BQ`, `BN` in l2_mma.cu).
-const BQ: usize = 128;
-const BN: usize = 128;
-/// The kernel's dynamic shared memory (`MMA_SHARED` in l2_mma.cu): the larger of the two
-/// staging buffers (2 x (BQ + BN) x (32 + 8) halves) and the cross-term tile (BQ x (BN + 4)
-/// floats), then BQ query norms and BQ thresholds.
-const MMA_SHARED: usize = {
-    let stage = 2 * (BQ + BN) * (32 + 8) * 2;
-    let tile = BQ * (BN + 4) * 4;
-    let union = if stage > tile { stage } else { tile };
-    union + 2 * BQ * 4
-};
 
 /// The mma plan's kernels, loaded once with the others.
 pub(super) struct MmaKernels {
     f16: CudaFunction,
     bf16: CudaFunction,
+    f32: CudaFunction,
     fill_tail: CudaFunction,
-    /// False on devices whose blocks cannot have [`MMA_SHARED`] bytes of shared memory.
+    /// False on devices whose blocks cannot have the kernels' shared memory.
     usable: bool,
 }
 
@@ -59,12 +48,14 @@ impl MmaKernels {
                 .map_err(GpuError::driver("finding a kernel"))
         };
         let (f16, bf16) = (function("l2_mma_f16")?, function("l2_mma_bf16")?);
-        let usable = shared >= MMA_SHARED;
+        let f32 = function("l2_mma_f32")?;
+        let dtypes = [GpuDtype::F16, GpuDtype::BF16, GpuDtype::F32];
+        let usable = dtypes.iter().all(|&d| shared >= mma_shape::shared_bytes(d));
         if usable {
-            for f in [&f16, &bf16] {
+            for (f, dtype) in [&f16, &bf16, &f32].into_iter().zip(dtypes) {
                 f.set_attribute(
                     CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    MMA_SHARED as i32,
+                    mma_shape::shared_bytes(dtype) as i32,
                 )
                 .map_err(GpuError::driver("raising a kernel's shared memory limit"))?;
             }
@@ -72,6 +63,7 @@ impl MmaKernels {
         Ok(MmaKernels {
             f16,
             bf16,
+            f32,
             fill_tail: function("fill_tail")?,
             usable,
         })
@@ -97,23 +89,24 @@ impl MmaKernels {
         let func = match rows {
             Rows::F16(_) => &self.f16,
             Rows::BF16(_) => &self.bf16,
-            Rows::F32(_) => unreachable!("the mma plan is for f16/bf16 pools"),
+            Rows::F32(_) => &self.f32,
         };
+        let shared = mma_shape::shared_bytes(rows.dtype());
         let per_sm = func
-            .occupancy_max_active_blocks_per_multiprocessor(THREADS, MMA_SHARED, None)
+            .occupancy_max_active_blocks_per_multiprocessor(THREADS, shared, None)
             .map_err(GpuError::driver("reading occupancy"))?
             .max(1) as usize;
         // One wave of blocks, each striding over row tiles; the blocks of a part run side by
         // side over the same rows, so the pool comes from memory about once.
-        let query_tiles = nq.div_ceil(BQ);
-        let row_tiles = seg.len.div_ceil(BN);
+        let query_tiles = nq.div_ceil(mma_shape::QUERIES_PER_TILE);
+        let row_tiles = seg.len.div_ceil(mma_shape::rows_per_tile(rows.dtype()));
         let parts = (sms * per_sm)
             .div_ceil(query_tiles)
             .clamp(1, row_tiles.clamp(1, 65_535));
         let cfg = LaunchConfig {
             grid_dim: (query_tiles as u32, parts as u32, 1),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: MMA_SHARED as u32,
+            shared_mem_bytes: shared as u32,
         };
         let (n32, dim32, off32, nq32) = (seg.len as u32, dim as u32, seg.first as u32, nq as u32);
         let (stride32, room32) = (bound_stride as u32, cand.per_query as u32);
@@ -143,9 +136,9 @@ impl MmaKernels {
             .arg(&mut cand.dist)
             .arg(&mut cand.ids);
         // SAFETY: arguments in `l2_mma_*` 's order: the segment's len x dim rows and its len
-        // norms, nq x dim queries of the same 16-bit type with nq norms, bound readable at
-        // q * bound_stride for q < nq, count nq, cand nq x room; MMA_SHARED bytes of shared
-        // memory, allowed at load (usable).
+        // norms, nq x dim queries of the pool's element type (the gemm plan's conversion) with
+        // nq norms, bound readable at q * bound_stride for q < nq, count nq, cand nq x room;
+        // the type's shared memory, allowed at load (usable; the kernel traps on less).
         unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the mma kernel"))?;
         Ok(())
     }
@@ -187,9 +180,9 @@ impl GpuExact {
         on: &SegmentBatch<'_>,
         gemm: &GemmBatch,
     ) -> Result<Option<Lists>, GpuError> {
-        let (seg, rows, nq, k) = (on.seg, on.rows, on.nq, on.k);
+        let (seg, nq, k) = (on.seg, on.nq, on.k);
         let kernels = &self.kernels;
-        if !kernels.mma.usable || matches!(rows, Rows::F32(_)) {
+        if !kernels.mma.usable {
             return Ok(None);
         }
         let expected = sample::expected(k, self.mma_expected);

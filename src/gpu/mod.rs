@@ -8,19 +8,21 @@
 //! exactly. [`GpuExact::plan_for`] picks by query batch size, from measurements on an H100.
 //! Both keep the running lists in shared memory, which caps k; beyond it the `wide` plan keeps
 //! them in global memory and folds each GEMM tile into them with the radix merge. The `mma`
-//! plan (f16/bf16 pools, opt-in until measured) puts the cross term on the tensor cores in a
-//! kernel of dcd's own that selects in its epilogue, against a bound from a strided sample.
+//! plan (opt-in until measured) puts the cross term on the tensor cores in a kernel of dcd's
+//! own (f32 pools as 3xTF32) that selects in its epilogue, against a bound from a strided
+//! sample.
 //! Runs on candle's context and stream for the device, so the backbones and the search share
 //! one CUDA context. A pool that grows is appended to the copy ([`GpuExact::append`]), not
 //! uploaded again.
 //!
-//! Everything here but [`growth`], [`host`] and [`sample`] needs `--features cuda`: `growth` is
-//! the pure plan of how the copy takes appended rows, `host` the conversion of rows to the
-//! device's element type, `sample` the mma plan's sizing; all are compiled and tested on every
-//! build.
+//! Everything here but [`growth`], [`host`], [`mma_shape`] and [`sample`] needs `--features
+//! cuda`: `growth` is the pure plan of how the copy takes appended rows, `host` the conversion
+//! of rows to the device's element type, `mma_shape` and `sample` the mma plan's tile shapes
+//! and sizing; all are compiled and tested on every build.
 
 pub mod growth;
 pub mod host;
+pub mod mma_shape;
 pub mod sample;
 
 #[cfg(feature = "cuda")]

@@ -10,7 +10,7 @@ use super::host::HostRows;
 use super::kernels::{padded_lists, Lists, Rows, SelectState};
 use super::sample;
 use super::segment::Segment;
-use super::{GpuDtype, GpuError, GpuPlan};
+use super::{GpuError, GpuPlan};
 use crate::index::topk::TopK;
 use crate::index::{validate_queries, IndexError, RowFilter};
 use crate::types::{Matrix, Neighbor};
@@ -49,8 +49,7 @@ impl GpuExact {
     }
 
     /// As [`GpuExact::search`] with the plan forced (or `None` for the heuristic's); returns
-    /// the plan used: `mma` asked of an f32 pool is `gemm`, and so is an `mma` search that
-    /// sent any segment to the gemm plan.
+    /// the plan used (`gemm` for an `mma` search that sent any segment to the gemm plan).
     pub fn search_with(
         &self,
         queries: &Matrix,
@@ -62,10 +61,7 @@ impl GpuExact {
         if self.is_empty() {
             return Err(IndexError::EmptyPool.into());
         }
-        let mut plan = match plan.unwrap_or_else(|| self.plan_for(queries.rows, k)) {
-            GpuPlan::Mma if self.dtype == GpuDtype::F32 => GpuPlan::Gemm,
-            plan => plan,
-        };
+        let mut plan = plan.unwrap_or_else(|| self.plan_for(queries.rows, k));
         let max = match plan {
             GpuPlan::Fused | GpuPlan::Gemm | GpuPlan::Mma => self.max_one_pass_k(),
             GpuPlan::Wide => self.max_k(),
