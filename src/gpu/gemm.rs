@@ -68,11 +68,10 @@ impl Gemm {
         let (alpha, beta) = (1.0f32, 0.0f32);
         // Column-major view: the tile is a dim x cols matrix (lda = dim * stride: every
         // stride-th row), the queries dim x nq; cols x nq = tile^T . queries is the row-major
-        // nq x cols the select kernel reads.
+        // nq x cols the select kernel reads. The caller keeps first + (cols - 1) * stride below
+        // the segment's length; alpha and beta are host f32 as CUBLAS_COMPUTE_32F wants.
         // SAFETY: a_tile points at `cols` rows of `dim` elements, `stride` rows apart, inside
-        // the segment (the caller keeps first + (cols - 1) * stride < its length), b at nq x
-        // dim query elements of the same
-        // type, c at nq x cols f32; alpha and beta are host f32 as CUBLAS_COMPUTE_32F wants.
+        // the segment, b at nq x dim query elements of the same type, c at nq x cols f32.
         unsafe {
             cudarc::cublas::result::gemm_ex(
                 *blas.handle(),

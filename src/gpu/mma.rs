@@ -135,10 +135,10 @@ impl MmaKernels {
             .arg(count)
             .arg(&mut cand.dist)
             .arg(&mut cand.ids);
-        // SAFETY: arguments in `l2_mma_*` 's order: the segment's len x dim rows and its len
-        // norms, nq x dim queries of the pool's element type (the gemm plan's conversion) with
-        // nq norms, bound readable at q * bound_stride for q < nq, count nq, cand nq x room;
-        // the type's shared memory, allowed at load (usable; the kernel traps on less).
+        // The kernel traps on less shared memory than its type's (allowed at load: usable).
+        // SAFETY: arguments in `l2_mma_*` 's order: the segment's len x dim rows and len norms,
+        // nq x dim queries of the pool's type and nq norms, bound at q * bound_stride for q <
+        // nq, count nq, cand nq x room.
         unsafe { launch.launch(cfg) }.map_err(GpuError::driver("launching the mma kernel"))?;
         Ok(())
     }
