@@ -315,3 +315,43 @@ fn a_version_1_catalog_is_upgraded_in_place() {
         dcd::store::JobState::Pending
     );
 }
+
+#[test]
+fn a_catalog_whose_creation_was_killed_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    // What a build that created the schema statement by statement left when killed before
+    // writing its version: the tables, no version, no job tables.
+    let catalog = dir.path().join("catalog.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&catalog).unwrap();
+        conn.execute_batch("DROP TABLE job_entries; DROP TABLE jobs; DELETE FROM meta;")
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    store.create_pool(&spec("p", 2, Dtype::F32)).unwrap();
+    store
+        .create_job("p", &dcd::store::JobSource::Folder("/x".into()))
+        .unwrap();
+    drop(store);
+
+    // Without its version but holding a pool, it is not an interrupted creation: refused, and
+    // left as it was.
+    {
+        let conn = rusqlite::Connection::open(&catalog).unwrap();
+        conn.execute_batch("DROP TABLE job_entries; DROP TABLE jobs; DELETE FROM meta;")
+            .unwrap();
+    }
+    let e = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(e, StoreError::CatalogUnreadable { .. }), "{e}");
+    assert!(e.to_string().contains("schema version none"), "{e}");
+    let conn = rusqlite::Connection::open(&catalog).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('jobs', 'job_entries')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "a refused catalog is not written to");
+}

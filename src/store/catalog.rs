@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::error::StoreError;
 use crate::types::{Dtype, Metric, RowId};
@@ -124,21 +124,27 @@ impl Catalog {
             path: path.to_owned(),
             reason: e.to_string(),
         };
-        let conn = Connection::open(path).map_err(unreadable)?;
+        let mut conn = Connection::open(path).map_err(unreadable)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
              PRAGMA busy_timeout=5000;",
         )
         .map_err(unreadable)?;
-        let fresh: i64 = conn
+        // Creating or upgrading the schema is one transaction: a process killed halfway leaves
+        // the catalog as it found it (autocommitted DDL left tables without their version, a
+        // catalog no later open accepted), and one we refuse is left untouched.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unreadable)?;
+        let had_pools: i64 = tx
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'pools'",
                 [],
                 |r| r.get(0),
             )
             .map_err(unreadable)?;
-        conn.execute_batch(SCHEMA).map_err(unreadable)?;
-        let version: Option<String> = conn
+        tx.execute_batch(SCHEMA).map_err(unreadable)?;
+        let version: Option<String> = tx
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
@@ -146,9 +152,18 @@ impl Catalog {
             )
             .optional()
             .map_err(unreadable)?;
+        // Tables but no version and no pool: an earlier build (whose set-up was not one
+        // transaction) was killed while creating this catalog; finish what it started.
+        let interrupted_create = version.is_none()
+            && had_pools > 0
+            && tx
+                .query_row("SELECT COUNT(*) FROM pools", [], |r| r.get::<_, i64>(0))
+                .map_err(unreadable)?
+                == 0;
+        let mut upgraded = false;
         match version {
-            None if fresh == 0 => {
-                conn.execute(
+            None if had_pools == 0 || interrupted_create => {
+                tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                     [SCHEMA_VERSION.to_string()],
                 )
@@ -156,15 +171,13 @@ impl Catalog {
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
             Some(v) if v == "1" => {
-                let tx = conn.unchecked_transaction().map_err(unreadable)?;
                 tx.execute_batch(MIGRATE_1_TO_2).map_err(unreadable)?;
                 tx.execute(
                     "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                     [SCHEMA_VERSION.to_string()],
                 )
                 .map_err(unreadable)?;
-                tx.commit().map_err(unreadable)?;
-                tracing::info!(path = %path.display(), "catalog upgraded to schema version 2");
+                upgraded = true;
             }
             v => {
                 let v = v.unwrap_or_else(|| "none".into());
@@ -176,8 +189,12 @@ impl Catalog {
                 });
             }
         }
-        conn.execute_batch(super::jobs::JOBS_SCHEMA)
+        tx.execute_batch(super::jobs::JOBS_SCHEMA)
             .map_err(unreadable)?;
+        tx.commit().map_err(unreadable)?;
+        if upgraded {
+            tracing::info!(path = %path.display(), "catalog upgraded to schema version 2");
+        }
         Ok(Catalog { conn })
     }
 
