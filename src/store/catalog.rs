@@ -136,13 +136,6 @@ impl Catalog {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unreadable)?;
-        let had_pools: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'pools'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(unreadable)?;
         tx.execute_batch(SCHEMA).map_err(unreadable)?;
         let version: Option<String> = tx
             .query_row(
@@ -152,17 +145,14 @@ impl Catalog {
             )
             .optional()
             .map_err(unreadable)?;
-        // Tables but no version and no pool: an earlier build (whose set-up was not one
-        // transaction) was killed while creating this catalog; finish what it started.
-        let interrupted_create = version.is_none()
-            && had_pools > 0
-            && tx
-                .query_row("SELECT COUNT(*) FROM pools", [], |r| r.get::<_, i64>(0))
-                .map_err(unreadable)?
-                == 0;
+        let pools: i64 = tx
+            .query_row("SELECT COUNT(*) FROM pools", [], |r| r.get(0))
+            .map_err(unreadable)?;
         let mut upgraded = false;
         match version {
-            None if had_pools == 0 || interrupted_create => {
+            // A new catalog; or one an earlier build, whose set-up was not one transaction,
+            // was killed while creating: tables, no version, no pool. Finish it.
+            None if pools == 0 => {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                     [SCHEMA_VERSION.to_string()],
