@@ -8,7 +8,9 @@
 #
 # 1. the GPU tests (target/gpu-test: every plan against the CPU, appends, bad input);
 # 2. the mma plan against the gemm plan at Q = 64, 256, 1024: f16 pools of 1M x 384, 1M x 768
-#    and 10M x 384, and an f32 pool (3xTF32) of 1M x 384 (dcd bench exact);
+#    and 10M x 384, and an f32 pool (3xTF32) of 1M x 384 (dcd bench exact); on the first pool
+#    also Q = 1 with dcd's own choice, and every setting timed stage by stage (--gpu-stages:
+#    where the fixed cost of a Q = 1 call and the time of the Q >= 256 plans go);
 # 3. the wide plan beyond shared memory, k = 8192 and 16384 (dcd bench exact);
 # 4. the grid against the roofline and PyTorch (scripts/bench_gpu.py), 1M rows first so
 #    that a step cut short by its limit still leaves whole rows of the table.
@@ -65,12 +67,15 @@ step() {
 }
 
 step gpu-tests 110 "$tests" --nocapture --test-threads 1
-for run in f16:1000000x384 f16:1000000x768 f16:10000000x384 f32:1000000x384; do
+step mma-f16-1000000x384 46 "$dcd" bench exact --device cuda --random 1000000x384 \
+  --random-queries 1024 --batch 1,64,256,1024 --k 100 --dtype f16 --gpu-plan auto,gemm,mma \
+  --gpu-stages 20 --json
+for run in f16:1000000x768 f16:10000000x384 f32:1000000x384; do
   step "mma-${run/:/-}" 40 "$dcd" bench exact --device cuda --random "${run#*:}" \
     --random-queries 1024 --batch 64,256,1024 --k 100 --dtype "${run%%:*}" --gpu-plan gemm,mma --json
 done
 for k in 8192 16384; do
-  step "wide-k$k" 35 "$dcd" bench exact --device cuda --random 1000000x384 --random-queries 64 \
+  step "wide-k$k" 32 "$dcd" bench exact --device cuda --random 1000000x384 --random-queries 64 \
     --batch 1,64 --k "$k" --dtype f16 --gpu-plan wide --json
 done
 step grid-1m 115 python3 scripts/bench_gpu.py --dcd "$dcd" --n 1000000 --dim 384,768 \

@@ -589,13 +589,18 @@ pub struct BenchExactArgs {
     #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
     pub device: String,
     /// GPU plan: auto (dcd's heuristic), fused, gemm, wide (k beyond shared memory) or mma
-    /// (f16/bf16 pools: selection in dcd's tensor-core kernel); several, comma-separated, give
-    /// one result each.
+    /// (selection in dcd's tensor-core kernel; f32 pools as 3xTF32); several, comma-separated,
+    /// give one result each.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub gpu_plan: Vec<String>,
     /// GPU: the GEMM plan's tile of cross terms, in MiB (default: dcd's).
     #[arg(long)]
     pub gpu_tile_mib: Option<usize>,
+    /// GPU: after timing each setting, time this many more calls stage by stage with CUDA
+    /// events (queries up, scan or GEMM tiles, merge, download, ...) and print each stage's
+    /// median: where a call's time goes. 0: off.
+    #[arg(long, default_value_t = 0)]
+    pub gpu_stages: usize,
     /// Print one JSON document per batch size instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,

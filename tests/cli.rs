@@ -371,6 +371,15 @@ fn benchmark_commands_print_the_documented_json() {
             "{msg}"
         );
     }
+    // Stage timing is the GPU path's, refused on the CPU in every build.
+    let msg = user_error(
+        &data,
+        &["bench", "exact", "--random", "100x8", "--gpu-stages", "5"],
+    );
+    assert!(
+        msg.contains("--gpu-stages") && msg.contains("--device cuda"),
+        "{msg}"
+    );
     // A cuda build refuses a plan it does not know before it touches the data or the device.
     if cfg!(feature = "cuda") {
         let msg = user_error(

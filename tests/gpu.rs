@@ -374,7 +374,67 @@ mod cuda {
         }
         mma_plan(&device);
         appends(&device);
+        stage_clock(&device);
         bad_input(&device);
+    }
+
+    /// `--gpu-stages`' clock: each plan's stages in the order they ran (a streamed segment's
+    /// rows staged first), device and host stage times that fit inside the call, the same
+    /// answers as without the clock, and nothing recorded while it is off.
+    fn stage_clock(device: &candle_core::Device) {
+        let base = synth::uniform(5000, 32, 51);
+        let queries = synth::uniform(4, 32, 52);
+        let view = VectorView::f32(&base.data, 32);
+        // Segments of 2000, 2000 and 1000 rows, the last streamed from the host.
+        let mut index = GpuExact::with_limits(device, view, GpuDtype::F16, 2000, 2).unwrap();
+        assert_eq!((index.segments(), index.streamed_segments()), (3, 1));
+        for plan in [GpuPlan::Fused, GpuPlan::Gemm, GpuPlan::Wide] {
+            let (plain, _) = index.search_with(&queries, 10, None, Some(plan)).unwrap();
+            assert!(index.stage_times().unwrap().is_empty(), "{plan}: clock off");
+            index.time_stages(true);
+            let started = std::time::Instant::now();
+            let (timed, _) = index.search_with(&queries, 10, None, Some(plan)).unwrap();
+            let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+            let stages = index.stage_times().unwrap();
+            index.time_stages(false);
+            let ids = |lists: &[Vec<Neighbor>]| -> Vec<Vec<u32>> {
+                lists
+                    .iter()
+                    .map(|l| l.iter().map(|n| n.id).collect())
+                    .collect()
+            };
+            assert_eq!(
+                ids(&timed),
+                ids(&plain),
+                "{plan}: answers with the clock on"
+            );
+            let per_segment: &[&str] = match plan {
+                GpuPlan::Fused => &["scan", "merge"],
+                GpuPlan::Gemm => &["cross terms", "select", "merge", "refine"],
+                _ => &["cross terms", "wide tile", "merge", "refine"],
+            };
+            let mut want = vec!["queries up"];
+            for streamed in [false, false, true] {
+                if streamed {
+                    want.push("rows staged");
+                }
+                want.extend_from_slice(per_segment);
+                want.extend_from_slice(&["download", "host merge"]);
+            }
+            let names: Vec<&str> = stages.iter().map(|s| s.name).collect();
+            assert_eq!(names, want, "{plan}");
+            let gpu_ms: f64 = stages.iter().map(|s| s.gpu_ms).sum();
+            let host_ms: f64 = stages.iter().map(|s| s.host_ms).sum();
+            assert!(
+                stages.iter().all(|s| s.gpu_ms >= 0.0 && s.host_ms >= 0.0),
+                "{plan}: {stages:?}"
+            );
+            // Events resolve to about half a microsecond.
+            assert!(
+                gpu_ms <= wall_ms + 0.01 && host_ms <= wall_ms,
+                "{plan}: stages {gpu_ms} ms on the device, {host_ms} on the host, call {wall_ms}"
+            );
+        }
     }
 
     /// The mma plan where it must run (one segment large enough for a sample): every type (f32

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::config::{BenchAnnArgs, BenchCommand, BenchExactArgs, BenchGenArgs};
 use crate::error::{Error, Result};
 use crate::formats::{read_ivecs, read_vectors, write_fvecs, write_ivecs};
+use crate::gpu::stage_times::StageTime;
 use crate::index::distance::{kernel_name, to_f16};
 use crate::index::exact::ExactIndex;
 use crate::index::graph::HnswParams;
@@ -212,6 +213,19 @@ struct ExactReport {
     per_call_seconds: f64,
     qps: f64,
     gflops: f64,
+    /// With --gpu-stages: where the time of that many more calls went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stages: Option<StageReport>,
+}
+
+/// `--gpu-stages N`: N more calls of a setting timed stage by stage.
+#[derive(Serialize)]
+struct StageReport {
+    calls: usize,
+    /// Median wall time of those calls, in ms (the events add a little to each).
+    call_ms: f64,
+    /// Each stage's median over the calls.
+    stages: Vec<StageTime>,
 }
 
 /// The pool and queries of `dcd bench exact`: read, or generated with --random.
@@ -249,6 +263,12 @@ fn exact(args: BenchExactArgs) -> Result<()> {
                 .map_err(|e| Error::Usage(format!("--gpu-plan: {e}")))?;
         }
     }
+    if args.gpu_stages > 0 && args.device == "cpu" {
+        return Err(Error::Usage(
+            "--gpu-stages times the GPU path's stages: add --device cuda (the CPU path has none)"
+                .into(),
+        ));
+    }
     let (base, queries) = exact_inputs(&args)?;
     check_dims(&base, &queries)?;
     let sizes = if args.batch.is_empty() {
@@ -272,7 +292,10 @@ fn exact(args: BenchExactArgs) -> Result<()> {
             .collect();
         for plan in &plans {
             searcher.set_plan(plan)?;
-            let report = time_exact(&mut searcher, &args, &base, &batches, batch)?;
+            let mut report = time_exact(&mut searcher, &args, &base, &batches, batch)?;
+            if args.gpu_stages > 0 {
+                report.stages = searcher.stages(&batches, args.k, args.gpu_stages)?;
+            }
             if args.json {
                 super::print_json(&report);
             } else {
@@ -289,10 +312,33 @@ fn exact(args: BenchExactArgs) -> Result<()> {
                     report.qps,
                     report.gflops
                 );
+                if let Some(stages) = &report.stages {
+                    print_stages(stages);
+                }
             }
         }
     }
     Ok(())
+}
+
+/// The `--gpu-stages` table under a setting's line.
+fn print_stages(report: &StageReport) {
+    println!(
+        "  stages, median of {} calls (ms; gpu: device time since the previous stage ended, \
+         idle waits included; host: time the CPU took to issue it):",
+        report.calls
+    );
+    for stage in &report.stages {
+        println!(
+            "    {:<20} gpu {:>9.4}  host {:>9.4}",
+            stage.name, stage.gpu_ms, stage.host_ms
+        );
+    }
+    let gpu: f64 = report.stages.iter().map(|s| s.gpu_ms).sum();
+    println!(
+        "    {:<20} gpu {gpu:>9.4}  (a call with the events: {:.4} ms)",
+        "stages together", report.call_ms
+    );
 }
 
 /// Best mean time per call over `--repeat` rounds of up to `--calls` calls (as many as fit in
@@ -334,6 +380,7 @@ fn time_exact(
         per_call_seconds: best,
         qps: batch as f64 / best,
         gflops: flops / best / 1e9,
+        stages: None,
     })
 }
 
@@ -465,6 +512,33 @@ impl<'a> ExactSearcher<'a> {
         }
     }
 
+    /// Times `calls` more searches stage by stage (the GPU path's; the CPU path has no stages
+    /// to report): each stage's median and the median call.
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn stages(
+        &mut self,
+        batches: &[Matrix],
+        k: usize,
+        calls: usize,
+    ) -> Result<Option<StageReport>> {
+        match self {
+            ExactSearcher::Cpu { .. } => Ok(None),
+            #[cfg(feature = "cuda")]
+            ExactSearcher::Gpu { index, plan } => {
+                index.time_stages(true);
+                let timed = time_stage_calls(index, *plan, batches, k, calls);
+                index.time_stages(false);
+                let (per_call, mut walls) = timed?;
+                walls.sort_by(f64::total_cmp);
+                Ok(Some(StageReport {
+                    calls,
+                    call_ms: walls[walls.len() / 2],
+                    stages: crate::gpu::stage_times::median_stages(&per_call),
+                }))
+            }
+        }
+    }
+
     fn engine(&self) -> &'static str {
         match self {
             ExactSearcher::Cpu { .. } => "exact",
@@ -472,6 +546,27 @@ impl<'a> ExactSearcher<'a> {
             ExactSearcher::Gpu { .. } => "gpu",
         }
     }
+}
+
+/// `calls` searches cycling through `batches` with the stage clock on: each call's stages and
+/// wall time (ms).
+#[cfg(feature = "cuda")]
+fn time_stage_calls(
+    index: &crate::gpu::GpuExact,
+    plan: Option<crate::gpu::GpuPlan>,
+    batches: &[Matrix],
+    k: usize,
+    calls: usize,
+) -> Result<(Vec<Vec<StageTime>>, Vec<f64>)> {
+    let mut per_call = Vec::with_capacity(calls);
+    let mut walls = Vec::with_capacity(calls);
+    for b in batches.iter().cycle().take(calls) {
+        let t = Instant::now();
+        index.search_with(b, k, None, plan)?;
+        walls.push(t.elapsed().as_secs_f64() * 1e3);
+        per_call.push(index.stage_times()?);
+    }
+    Ok((per_call, walls))
 }
 
 fn check_dims(base: &Matrix, queries: &Matrix) -> Result<()> {

@@ -11,6 +11,8 @@ use super::host::HostRows;
 use super::kernels::{Kernels, Rows};
 use super::sample;
 use super::segment::{Place, Segment};
+use super::stage_clock::StageClock;
+use super::stage_times::StageTime;
 use super::{GpuDtype, GpuError};
 use crate::types::VectorView;
 
@@ -93,6 +95,8 @@ pub struct GpuExact {
     pub(super) tile_bytes: usize,
     /// Candidates per query the mma plan sizes its sample for ([`sample::EXPECTED_CANDIDATES`]).
     pub(super) mma_expected: usize,
+    /// Timing events at each search stage, when asked for ([`GpuExact::time_stages`]).
+    pub(super) stages: Option<StageClock>,
 }
 
 /// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses), once the
@@ -218,6 +222,7 @@ impl GpuExact {
             max_tile_cols: usize::MAX,
             tile_bytes: TILE_BYTES,
             mma_expected: sample::EXPECTED_CANDIDATES,
+            stages: None,
         })
     }
 
@@ -279,6 +284,30 @@ impl GpuExact {
     /// pools and to make candidate lists overflow.
     pub fn limit_mma_candidates(&mut self, expected: usize) {
         self.mma_expected = expected.max(1);
+    }
+
+    /// Times the stages of each search with CUDA events (`dcd bench exact --gpu-stages`), read
+    /// back with [`GpuExact::stage_times`]. Off by default: a mark costs a driver call. Meant
+    /// for one search at a time; concurrent searches would mix their marks.
+    pub fn time_stages(&mut self, on: bool) {
+        self.stages = on.then(StageClock::new);
+    }
+
+    /// The stages of the last search while [`GpuExact::time_stages`] is on (none when off),
+    /// once the device has finished them.
+    pub fn stage_times(&self) -> Result<Vec<StageTime>, GpuError> {
+        match &self.stages {
+            Some(clock) => clock.read(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Marks the end of a search stage when stages are timed.
+    pub(super) fn mark(&self, stage: &'static str) -> Result<(), GpuError> {
+        match &self.stages {
+            Some(clock) => clock.mark(&self.kernels.stream, stage),
+            None => Ok(()),
+        }
     }
 
     /// Largest k a search selects on this device (the wide plan's cap).

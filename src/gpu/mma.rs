@@ -208,9 +208,11 @@ impl GpuExact {
             &mut count,
             &mut cand,
         )?;
+        self.mark("mma scan")?;
         let counts = stream
             .clone_dtoh(&count)
             .map_err(GpuError::driver("reading candidate counts"))?;
+        self.mark("counts read")?;
         let most = counts.iter().copied().max().unwrap_or(0) as usize;
         if most > room {
             tracing::debug!(
@@ -224,7 +226,9 @@ impl GpuExact {
         let m = most.max(k);
         kernels.mma.fill_tail(stream, &count, nq, m, &mut cand)?;
         let mut lists = kernels.merge_prefix(&cand, nq, m, k)?;
+        self.mark("candidate merge")?;
         self.refine_lists(on, &mut lists)?;
+        self.mark("refine")?;
         Ok(Some(lists))
     }
 }

@@ -15,15 +15,17 @@
 //! one CUDA context. A pool that grows is appended to the copy ([`GpuExact::append`]), not
 //! uploaded again.
 //!
-//! Everything here but [`growth`], [`host`], [`mma_shape`] and [`sample`] needs `--features
-//! cuda`: `growth` is the pure plan of how the copy takes appended rows, `host` the conversion
-//! of rows to the device's element type, `mma_shape` and `sample` the mma plan's tile shapes
-//! and sizing; all are compiled and tested on every build.
+//! Everything here but [`growth`], [`host`], [`mma_shape`], [`sample`] and [`stage_times`]
+//! needs `--features cuda`: `growth` is the pure plan of how the copy takes appended rows,
+//! `host` the conversion of rows to the device's element type, `mma_shape` and `sample` the mma
+//! plan's tile shapes and sizing, `stage_times` the arithmetic of a search's stage timings; all
+//! are compiled and tested on every build.
 
 pub mod growth;
 pub mod host;
 pub mod mma_shape;
 pub mod sample;
+pub mod stage_times;
 
 #[cfg(feature = "cuda")]
 mod error;
@@ -41,6 +43,8 @@ mod mma;
 mod search;
 #[cfg(feature = "cuda")]
 mod segment;
+#[cfg(feature = "cuda")]
+mod stage_clock;
 
 #[cfg(feature = "cuda")]
 pub use error::GpuError;

@@ -9,7 +9,7 @@ use super::gemm::GemmQueries;
 use super::host::HostRows;
 use super::kernels::{padded_lists, Lists, Rows, SelectState};
 use super::sample;
-use super::segment::Segment;
+use super::segment::{Place, Segment};
 use super::{GpuError, GpuPlan};
 use crate::index::topk::TopK;
 use crate::index::{validate_queries, IndexError, RowFilter};
@@ -70,6 +70,9 @@ impl GpuExact {
             return Err(GpuError::KTooLarge { k, max }.into());
         }
         let stream = &self.kernels.stream;
+        if let Some(clock) = &self.stages {
+            clock.start(stream)?;
+        }
         let bitmap = match filter {
             Some(f) => Some(upload(
                 stream,
@@ -78,6 +81,9 @@ impl GpuExact {
             )?),
             None => None,
         };
+        if bitmap.is_some() {
+            self.mark("filter up")?;
+        }
         let mut heaps: Vec<TopK> = (0..queries.rows).map(|_| TopK::new(k)).collect();
         let mut sent_to_gemm = false;
         let batch = match plan {
@@ -105,6 +111,7 @@ impl GpuExact {
                 GpuPlan::Fused => None,
                 GpuPlan::Gemm | GpuPlan::Wide | GpuPlan::Mma => Some(self.gemm_queries(part)?),
             };
+            self.mark("queries up")?;
             // A segment an interrupted append left empty has nothing to offer.
             for seg in self.segments.iter().filter(|s| s.len > 0) {
                 let k_seg = k.min(seg.len);
@@ -117,6 +124,9 @@ impl GpuExact {
                     k: k_seg,
                     filter: bitmap.as_ref(),
                 };
+                if matches!(seg.place, Place::Host(_)) {
+                    self.mark("rows staged")?;
+                }
                 let lists = match (&gemm, plan) {
                     (Some(g), GpuPlan::Gemm) => self.gemm_segment(&on, g)?,
                     (Some(g), GpuPlan::Wide) => self.wide_segment(&on, g)?,
@@ -130,6 +140,7 @@ impl GpuExact {
                     _ => self.fused_segment(&on)?,
                 };
                 let (dist, ids) = lists.download(stream)?;
+                self.mark("download")?;
                 for (qi, heap) in heaps[start..end].iter_mut().enumerate() {
                     for j in 0..k_seg {
                         let id = ids[qi * k_seg + j];
@@ -138,6 +149,7 @@ impl GpuExact {
                         }
                     }
                 }
+                self.mark("host merge")?;
             }
         }
         if sent_to_gemm {
@@ -244,7 +256,10 @@ impl GpuExact {
         kernels.scan(
             rows, seg.len, self.dim, seg.first, queries, nq, filter, k, shape, &mut out,
         )?;
-        kernels.merge(out, nq, k)
+        self.mark("scan")?;
+        let lists = kernels.merge(out, nq, k)?;
+        self.mark("merge")?;
+        Ok(lists)
     }
 
     /// The tensor-core plan on one segment: tiles of cross terms from cuBLAS, each consumed by
@@ -252,6 +267,7 @@ impl GpuExact {
     fn gemm_segment(&self, on: &SegmentBatch<'_>, gemm: &GemmBatch) -> Result<Lists, GpuError> {
         let mut lists = self.gemm_best(on, gemm, 1, on.seg.len)?;
         self.refine_lists(on, &mut lists)?;
+        self.mark("refine")?;
         Ok(lists)
     }
 
@@ -288,19 +304,28 @@ impl GpuExact {
         let shape = kernels.shape(None, nq, cols, k, PARTIAL_BYTES / 8)?;
         let mut state = SelectState::new(kernels, nq, k, shape)?;
         let mut gthr = kernels.thresholds(nq)?;
+        // The mma plan's sample (every stride-th row) is told apart from a whole segment.
+        let names = match stride {
+            1 => ["cross terms", "select", "merge"],
+            _ => ["sample cross terms", "sample select", "sample merge"],
+        };
         for start in (0..count).step_by(cols) {
             let width = cols.min(count - start);
             let first = start * stride;
             self.gemm.cross(
                 stream, rows, first, width, stride, self.dim, gq, nq, &mut dots,
             )?;
+            self.mark(names[0])?;
             let last = start + width == count;
             kernels.select(
                 &dots, width, first, stride, seg.first, &seg.norms, qnorm, nq, filter, k, shape,
                 &mut gthr, &mut state, last,
             )?;
+            self.mark(names[1])?;
         }
-        kernels.merge(state.best, nq, k)
+        let lists = kernels.merge(state.best, nq, k)?;
+        self.mark(names[2])?;
+        Ok(lists)
     }
 
     /// The wide plan on one segment: tiles of cross terms from cuBLAS; per tile, each query's
@@ -329,6 +354,7 @@ impl GpuExact {
             let width = cols.min(seg.len - first);
             self.gemm
                 .cross(stream, rows, first, width, 1, self.dim, gq, nq, &mut dots)?;
+            self.mark("cross terms")?;
             let mut pairs = Lists::new(stream, nq, lists * k)?;
             kernels.wide_tile(
                 &dots,
@@ -343,10 +369,13 @@ impl GpuExact {
                 best.as_ref(),
                 &mut pairs,
             )?;
+            self.mark("wide tile")?;
             best = Some(kernels.merge(pairs, nq, k)?);
+            self.mark("merge")?;
         }
         let mut best = best.expect("a segment has at least one row");
         self.refine_lists(on, &mut best)?;
+        self.mark("refine")?;
         Ok(best)
     }
 }

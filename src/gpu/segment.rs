@@ -305,6 +305,8 @@ impl GpuExact {
         )?;
         fresh.max_tile_cols = self.max_tile_cols;
         fresh.tile_bytes = self.tile_bytes;
+        fresh.mma_expected = self.mma_expected;
+        fresh.stages = self.stages.take();
         *self = fresh;
         Ok(())
     }
