@@ -271,6 +271,56 @@ fn the_service_exact_path_agrees_on_every_device() {
     }
 }
 
+/// A GPU out of memory (a driver allocation or cuBLAS) is the machine's state, not a bug: the
+/// client gets RESOURCE_EXHAUSTED and a message with the ways out; other driver failures stay
+/// INTERNAL. Needs the cuda build, not a device.
+#[cfg(feature = "cuda")]
+#[test]
+fn a_gpu_out_of_memory_is_resource_exhausted_with_the_ways_out() {
+    use cudarc::cublas::result::CublasError;
+    use cudarc::cublas::sys::cublasStatus_t;
+    use cudarc::driver::sys::cudaError_enum;
+    use cudarc::driver::DriverError;
+    use dcd::api::status::code_of;
+    use dcd::gpu::GpuError;
+    let out_of_memory = [
+        GpuError::driver("allocating candidate lists")(DriverError(
+            cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY,
+        )),
+        GpuError::cublas("running the cuBLAS cross-term GEMM")(CublasError(
+            cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED,
+        )),
+    ];
+    for e in out_of_memory {
+        let e = dcd::error::Error::from(e);
+        let msg = e.to_string();
+        assert_eq!(code_of(&e), tonic::Code::ResourceExhausted, "{msg}");
+        assert!(!e.is_user_error(), "{msg}");
+        assert!(
+            msg.contains("out of memory while")
+                && msg.contains("nvidia-smi")
+                && msg.contains("fewer queries")
+                && msg.contains("--exact-device cpu"),
+            "{msg}"
+        );
+    }
+    let mut other = vec![GpuError::cublas("running the cuBLAS cross-term GEMM")(
+        CublasError(cublasStatus_t::CUBLAS_STATUS_EXECUTION_FAILED),
+    )];
+    // A driver error's words come from the driver (cuGetErrorString): only where one is.
+    if dcd::gpu::device(0).is_ok() {
+        other.push(GpuError::driver("launching the scan kernel")(DriverError(
+            cudaError_enum::CUDA_ERROR_LAUNCH_FAILED,
+        )));
+    }
+    for e in other {
+        let e = dcd::error::Error::from(e);
+        let msg = e.to_string();
+        assert_eq!(code_of(&e), tonic::Code::Internal, "{msg}");
+        assert!(msg.starts_with("CUDA failed while"), "{msg}");
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
 mod cuda {
     pub fn run() {

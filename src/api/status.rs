@@ -40,6 +40,7 @@ pub fn code_of(e: &Error) -> Code {
             | crate::gpu::GpuError::MissingLibrary { .. }
             | crate::gpu::GpuError::OldDriver { .. }
             | crate::gpu::GpuError::NotCuda { .. } => Code::FailedPrecondition,
+            crate::gpu::GpuError::OutOfMemory { .. } => Code::ResourceExhausted,
             crate::gpu::GpuError::Driver { .. } => Code::Internal,
         },
         Error::Usage(_) => Code::InvalidArgument,

@@ -29,8 +29,14 @@ pub enum GpuError {
         /// CUDA version the build needs.
         needs: String,
     },
+    /// The device had no memory left for an allocation (a driver or cuBLAS one).
+    #[error("the GPU ran out of memory while {what}: other processes may hold its memory (see `nvidia-smi`); free it, search fewer queries per call, or use the CPU path (--device cpu, --exact-device cpu)")]
+    OutOfMemory {
+        /// The operation.
+        what: &'static str,
+    },
     /// A driver call failed.
-    #[error("CUDA {what} failed: {reason}")]
+    #[error("CUDA failed while {what}: {reason}")]
     Driver {
         /// The operation.
         what: &'static str,
@@ -58,9 +64,29 @@ pub enum GpuError {
 impl GpuError {
     /// Wraps a driver error with the operation that failed.
     pub fn driver(what: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> GpuError {
-        move |e| GpuError::Driver {
-            what,
-            reason: e.to_string(),
+        move |e| match e.0 {
+            cudarc::driver::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY => {
+                GpuError::OutOfMemory { what }
+            }
+            _ => GpuError::Driver {
+                what,
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    /// Wraps a cuBLAS error with the operation that failed.
+    pub fn cublas(
+        what: &'static str,
+    ) -> impl FnOnce(cudarc::cublas::result::CublasError) -> GpuError {
+        move |e| match e.0 {
+            cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_ALLOC_FAILED => {
+                GpuError::OutOfMemory { what }
+            }
+            _ => GpuError::Driver {
+                what,
+                reason: format!("{e:?}"),
+            },
         }
     }
 }

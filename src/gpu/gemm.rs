@@ -28,10 +28,7 @@ pub(super) struct Gemm {
 
 impl Gemm {
     pub(super) fn new(stream: Arc<CudaStream>) -> Result<Gemm, GpuError> {
-        let blas = CudaBlas::new(stream).map_err(|e| GpuError::Driver {
-            what: "creating a cuBLAS handle",
-            reason: format!("{e:?}"),
-        })?;
+        let blas = CudaBlas::new(stream).map_err(GpuError::cublas("creating a cuBLAS handle"))?;
         Ok(Gemm {
             blas: Mutex::new(blas),
         })
@@ -95,9 +92,6 @@ impl Gemm {
                 cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
-        .map_err(|e| GpuError::Driver {
-            what: "the cuBLAS cross-term GEMM",
-            reason: format!("{e:?}"),
-        })
+        .map_err(GpuError::cublas("running the cuBLAS cross-term GEMM"))
     }
 }

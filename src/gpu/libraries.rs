@@ -70,6 +70,6 @@ fn driver_version() -> Result<i32, GpuError> {
     let status = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut version) };
     status
         .result()
-        .map_err(GpuError::driver("cuDriverGetVersion"))?;
+        .map_err(GpuError::driver("reading the driver's CUDA version"))?;
     Ok(version)
 }
