@@ -3,7 +3,9 @@
 //!   for gRPC reflection, with protox (pure Rust, no protoc binary), into OUT_DIR.
 //! - with feature `cuda`: `kernels/*.cu` → PTX in OUT_DIR with nvcc (found through `NVCC`,
 //!   `CUDA_ROOT`/`CUDA_PATH`, or PATH), for compute capability `CUDA_COMPUTE_CAP` (default 90:
-//!   H100/H200). PTX, not a cubin, so newer GPUs JIT-compile it.
+//!   H100/H200; at least 80, for the bf16 and TF32 tensor-core fragments). PTX, not a cubin,
+//!   so newer GPUs JIT-compile it; the crate learns the capability as `DCD_CUDA_COMPUTE_CAP` and
+//!   refuses older GPUs with that name.
 //! - with feature `cuda`: the CUDA runtime that candle-kernels asks for (`-lcudart`, for its
 //!   precompiled MoE kernels) is linked statically from the toolkit's `libcudart_static.a`, so
 //!   the binary needs no CUDA library to start (see scripts/cuda_env.sh for the driver side).
@@ -44,6 +46,9 @@ fn nvcc() -> PathBuf {
     "nvcc".into()
 }
 
+/// The oldest compute capability the kernels compile for (A100).
+const MIN_COMPUTE_CAP: u32 = 80;
+
 fn compile_kernels(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     for var in ["NVCC", "CUDA_ROOT", "CUDA_PATH", "CUDA_COMPUTE_CAP"] {
         println!("cargo:rerun-if-env-changed={var}");
@@ -55,6 +60,16 @@ fn compile_kernels(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .replace('.', "")
         .parse()
         .map_err(|_| format!("CUDA_COMPUTE_CAP={cap}: give a number like 90"))?;
+    if cap < MIN_COMPUTE_CAP {
+        return Err(format!(
+            "CUDA_COMPUTE_CAP={cap}: dcd's kernels need compute capability {}.{} or newer (bf16 and TF32 \
+             tensor-core fragments); give {MIN_COMPUTE_CAP} or more, or build without --features cuda",
+            MIN_COMPUTE_CAP / 10,
+            MIN_COMPUTE_CAP % 10
+        )
+        .into());
+    }
+    println!("cargo:rustc-env=DCD_CUDA_COMPUTE_CAP={cap}");
     let nvcc = nvcc();
     let mut sources: Vec<PathBuf> = std::fs::read_dir("kernels")?
         .map(|e| e.map(|e| e.path()))

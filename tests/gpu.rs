@@ -321,6 +321,33 @@ fn a_gpu_out_of_memory_is_resource_exhausted_with_the_ways_out() {
     }
 }
 
+/// A GPU older than the kernels' PTX is refused by name with FAILED_PRECONDITION: the rebuild
+/// for its capability where dcd's kernels compile for it (8.0 and newer), else the CPU path.
+#[cfg(feature = "cuda")]
+#[test]
+fn a_gpu_older_than_the_kernels_is_refused_with_the_way_out() {
+    use dcd::api::status::code_of;
+    use dcd::gpu::GpuError;
+    let refusal = |device, built| {
+        let e = dcd::error::Error::from(GpuError::ComputeCapability { device, built });
+        assert_eq!(code_of(&e), tonic::Code::FailedPrecondition, "{e}");
+        e.to_string()
+    };
+    let a100 = refusal(80, 90);
+    assert!(
+        a100.contains("compute capability 8.0")
+            && a100.contains("built for 9.0")
+            && a100.contains("CUDA_COMPUTE_CAP=80")
+            && a100.contains("--device cpu"),
+        "{a100}"
+    );
+    let t4 = refusal(75, 90);
+    assert!(
+        t4.contains("8.0 or newer") && !t4.contains("CUDA_COMPUTE_CAP=75"),
+        "{t4}"
+    );
+}
+
 #[cfg(not(feature = "cuda"))]
 mod cuda {
     pub fn run() {

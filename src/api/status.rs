@@ -39,7 +39,8 @@ pub fn code_of(e: &Error) -> Code {
             crate::gpu::GpuError::NoDevice { .. }
             | crate::gpu::GpuError::MissingLibrary { .. }
             | crate::gpu::GpuError::OldDriver { .. }
-            | crate::gpu::GpuError::NotCuda { .. } => Code::FailedPrecondition,
+            | crate::gpu::GpuError::NotCuda { .. }
+            | crate::gpu::GpuError::ComputeCapability { .. } => Code::FailedPrecondition,
             crate::gpu::GpuError::OutOfMemory { .. } => Code::ResourceExhausted,
             crate::gpu::GpuError::Driver { .. } => Code::Internal,
         },

@@ -29,6 +29,14 @@ pub enum GpuError {
         /// CUDA version the build needs.
         needs: String,
     },
+    /// The GPU is older than the compute capability dcd's kernels were built for.
+    #[error("{}", capability_message(*.device, *.built))]
+    ComputeCapability {
+        /// The GPU's, as major * 10 + minor.
+        device: u32,
+        /// The build's `CUDA_COMPUTE_CAP`.
+        built: u32,
+    },
     /// The device had no memory left for an allocation (a driver or cuBLAS one).
     #[error("the GPU ran out of memory while {what}: other processes may hold its memory (see `nvidia-smi`); free it, search fewer queries per call, or use the CPU path (--device cpu, --exact-device cpu)")]
     OutOfMemory {
@@ -59,6 +67,30 @@ pub enum GpuError {
         /// What was given.
         device: String,
     },
+}
+
+/// The oldest compute capability dcd's kernels compile for (build.rs refuses a lower
+/// `CUDA_COMPUTE_CAP`): bf16 and TF32 tensor-core fragments.
+pub(super) const MIN_COMPUTE_CAP: u32 = 80;
+
+/// Why a GPU of capability `device` cannot run kernels built for `built`, and the way out.
+fn capability_message(device: u32, built: u32) -> String {
+    let dotted = |cap: u32| format!("{}.{}", cap / 10, cap % 10);
+    let way_out = if device >= MIN_COMPUTE_CAP {
+        format!("rebuild with CUDA_COMPUTE_CAP={device} (scripts/cuda_build.sh passes it on)")
+    } else {
+        format!(
+            "dcd's GPU path needs compute capability {} or newer",
+            dotted(MIN_COMPUTE_CAP)
+        )
+    };
+    format!(
+        "this GPU has compute capability {}, and dcd's kernels were built for {} (PTX, which \
+         that capability and newer GPUs run); {way_out}, or use the CPU path (--device cpu, \
+         --exact-device cpu)",
+        dotted(device),
+        dotted(built)
+    )
 }
 
 impl GpuError {

@@ -100,14 +100,16 @@ pub struct GpuExact {
 }
 
 /// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses), once the
-/// driver and libraries it needs are known to be there (see `libraries.rs`); a missing device
-/// or a broken driver is reported too.
+/// driver and libraries it needs are known to be there (see `libraries.rs`); a missing device,
+/// a broken driver, or a GPU older than the kernels' compute capability is reported too.
 pub fn device(ordinal: usize) -> Result<candle_core::Device, GpuError> {
     super::libraries::check()?;
-    candle_core::Device::new_cuda(ordinal).map_err(|e| GpuError::NoDevice {
+    let device = candle_core::Device::new_cuda(ordinal).map_err(|e| GpuError::NoDevice {
         ordinal,
         reason: e.to_string(),
-    })
+    })?;
+    super::kernels::check_capability(stream_of(&device)?.context())?;
+    Ok(device)
 }
 
 pub(super) fn stream_of(device: &candle_core::Device) -> Result<Arc<CudaStream>, GpuError> {

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute_enum};
-use cudarc::driver::{CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
 
 use super::mma::MmaKernels;
 use super::{GpuDtype, GpuError};
@@ -118,9 +120,35 @@ pub(super) struct Shape {
     pub(super) kp: usize,
 }
 
+/// The compute capability the kernels' PTX was built for (build.rs, `CUDA_COMPUTE_CAP`).
+fn built_for() -> u32 {
+    env!("DCD_CUDA_COMPUTE_CAP")
+        .parse()
+        .expect("build.rs writes DCD_CUDA_COMPUTE_CAP as a number")
+}
+
+/// Refuses a GPU older than the kernels' compute capability: the driver JIT-compiles PTX for
+/// that capability and newer only, and would otherwise fail at the first load with a bare
+/// "invalid PTX".
+pub(super) fn check_capability(ctx: &CudaContext) -> Result<(), GpuError> {
+    let attribute = |a| {
+        ctx.attribute(a)
+            .map_err(GpuError::driver("reading the compute capability"))
+    };
+    let major = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+    let minor = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+    let device = (major.max(0) * 10 + minor.max(0)) as u32;
+    let built = built_for();
+    if device < built {
+        return Err(GpuError::ComputeCapability { device, built });
+    }
+    Ok(())
+}
+
 impl Kernels {
     pub(super) fn load(stream: Arc<CudaStream>) -> Result<Kernels, GpuError> {
         let ctx = stream.context().clone();
+        check_capability(&ctx)?;
         let shared = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             .map_err(GpuError::driver("reading the shared memory limit"))?
