@@ -48,8 +48,11 @@ if [ "$(cat "$cuda_ws/candle-core/.dcd-patched" 2>/dev/null)" != "$cuda_env_cand
   sed -i 's/"dynamic-linking",/"dynamic-loading",/' "$cuda_ws/candle-core/Cargo.toml"
   echo "$cuda_env_candle" >"$cuda_ws/candle-core/.dcd-patched"
 fi
+# Made only when missing or pointing elsewhere: cargo reads a rerun-if-changed path's own
+# mtime, so a link made anew at every sourcing re-ran build.rs (protox, nvcc) and rebuilt dcd.
 for entry in build.rs src kernels proto tests benches; do
-  ln -sfn "$cuda_env_repo/$entry" "$cuda_ws/$entry"
+  [ "$(readlink "$cuda_ws/$entry")" = "$cuda_env_repo/$entry" ] ||
+    ln -sfn "$cuda_env_repo/$entry" "$cuda_ws/$entry"
 done
 {
   cat "$cuda_env_repo/Cargo.toml"
