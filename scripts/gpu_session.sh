@@ -15,56 +15,11 @@
 # 4. the issue's grid against the roofline and PyTorch (scripts/bench_gpu.py), 1M rows first so
 #    that a step cut short by its limit still leaves whole rows of the table.
 # Logs and the JSON lines go to OUT_DIR; a summary of what passed, failed or timed out is
-# printed last. A step that fails does not stop the later ones.
+# printed last. A step that fails does not stop the later ones. With a minute of the lease
+# left, scripts/gpu_overhead.sh places the fixed cost of a one-query search.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: scripts/gpu_session.sh OUT_DIR}
-mkdir -p "$out"
-dcd=${DCD_BIN:-target/release/dcd}
-tests=${DCD_GPU_TEST:-target/gpu-test}
-# The stripped, gzipped copies cuda_build.sh leaves in target/gpu-carry (small enough to carry).
-if [ ! -x "$dcd" ] && [ -f target/gpu-carry/dcd.gz ]; then
-  mkdir -p /tmp/dcd-gpu
-  for bin in dcd gpu-test; do
-    gunzip -c "target/gpu-carry/$bin.gz" >"/tmp/dcd-gpu/$bin" && chmod +x "/tmp/dcd-gpu/$bin"
-  done
-  dcd=/tmp/dcd-gpu/dcd tests=/tmp/dcd-gpu/gpu-test
-fi
-for bin in "$dcd" "$tests"; do
-  [ -x "$bin" ] || { echo "gpu_session.sh: $bin is missing: run scripts/cuda_build.sh and carry it" >&2; exit 2; }
-done
-# The CUDA 13 libraries dcd opens besides the driver's (cuBLAS, cuRAND): the lib folders of
-# the NVIDIA wheels beside the machine's PyTorch, if any.
-libs=$(python3 - <<'EOF' 2>/dev/null
-import glob, os, site
-dirs = set()
-for base in site.getsitepackages():
-    for d in glob.glob(os.path.join(base, "nvidia", "*", "lib")):
-        dirs.add(d)
-print(":".join(sorted(dirs)))
-EOF
-)
-export LD_LIBRARY_PATH="${libs:+$libs:}${LD_LIBRARY_PATH:-}"
-export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/card.txt"
-
-summary=()
-step() {
-  local name=$1 limit=$2
-  shift 2
-  local started=$SECONDS
-  echo "== $name (limit ${limit}s): $*"
-  timeout "$limit" "$@" >"$out/$name.log" 2>&1
-  local rc=$?
-  tail -40 "$out/$name.log"
-  local verdict=passed
-  case $rc in
-    0) ;;
-    124) verdict="timed out" ;;
-    *) verdict="failed (exit $rc)" ;;
-  esac
-  summary+=("$name: $verdict in $((SECONDS - started)) s")
-}
+source scripts/gpu_machine.sh "${1:?usage: scripts/gpu_session.sh OUT_DIR}"
 
 step gpu-tests 110 "$tests" --nocapture --test-threads 1
 step mma-f16-1000000x384 46 "$dcd" bench exact --device cuda --random 1000000x384 \

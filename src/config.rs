@@ -601,6 +601,11 @@ pub struct BenchExactArgs {
     /// median: where a call's time goes. 0: off.
     #[arg(long, default_value_t = 0)]
     pub gpu_stages: usize,
+    /// GPU: give each device buffer cudarc's pair of cross-stream events (true, cudarc's
+    /// default) or not (false): an experiment on the fixed cost of a call, see
+    /// `dcd::gpu::drop_buffer_events`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub gpu_buffer_events: bool,
     /// Print one JSON document per batch size instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,

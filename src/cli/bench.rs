@@ -442,6 +442,9 @@ impl<'a> ExactSearcher<'a> {
             }
         };
         let device = crate::gpu::device(ordinal)?;
+        if !args.gpu_buffer_events && !crate::gpu::drop_buffer_events(&device)? {
+            eprintln!("gpu: buffers keep their events: the context has streams of its own");
+        }
         // The copy is made without the last rows, which are then appended, so that each run
         // also reports what a pool's growth costs beside a whole upload.
         let (n, dim) = (base.rows, base.dim);

@@ -71,7 +71,7 @@ pub enum GpuError {
 
 /// The oldest compute capability dcd's kernels compile for (build.rs refuses a lower
 /// `CUDA_COMPUTE_CAP`): bf16 and TF32 tensor-core fragments.
-pub(super) const MIN_COMPUTE_CAP: u32 = 80;
+const MIN_COMPUTE_CAP: u32 = 80;
 
 /// Why a GPU of capability `device` cannot run kernels built for `built`, and the way out.
 fn capability_message(device: u32, built: u32) -> String {

@@ -112,6 +112,25 @@ pub fn device(ordinal: usize) -> Result<candle_core::Device, GpuError> {
     Ok(device)
 }
 
+/// Stops cudarc from giving each device buffer made from now on its pair of events (two
+/// driver calls to create them and two to destroy them, per buffer, several buffers a search).
+/// cudarc records into them only once the context has streams of its own; dcd and candle issue
+/// everything on the per-thread default stream and order threads by synchronising, so the
+/// events order nothing. Affects the whole context (candle's tensors too). False, and nothing
+/// changed, where the context does have streams of its own. `dcd bench exact
+/// --gpu-buffer-events false` measures it; dcd does not call it otherwise.
+pub fn drop_buffer_events(device: &candle_core::Device) -> Result<bool, GpuError> {
+    let stream = stream_of(device)?;
+    let ctx = stream.context();
+    if ctx.is_in_multi_stream_mode() {
+        return Ok(false);
+    }
+    // SAFETY: the context has no stream of its own (checked above; dcd never makes one), so
+    // cudarc would never record into these events: no buffer depends on them for ordering.
+    unsafe { ctx.disable_event_tracking() };
+    Ok(true)
+}
+
 pub(super) fn stream_of(device: &candle_core::Device) -> Result<Arc<CudaStream>, GpuError> {
     match device {
         candle_core::Device::Cuda(d) => Ok(d.cuda_stream()),

@@ -49,7 +49,7 @@ mod stage_clock;
 #[cfg(feature = "cuda")]
 pub use error::GpuError;
 #[cfg(feature = "cuda")]
-pub use exact::{device, GpuExact, GpuPlan, MAX_GPU_K, MAX_WIDE_K};
+pub use exact::{device, drop_buffer_events, GpuExact, GpuPlan, MAX_GPU_K, MAX_WIDE_K};
 pub use host::GpuDtype;
 #[cfg(feature = "cuda")]
 pub use segment::Growth;
