@@ -12,8 +12,7 @@ tests=${DCD_GPU_TEST:-target/gpu-test}
 if [ ! -x "$dcd" ] && [ -f target/gpu-carry/dcd.gz ]; then
   mkdir -p /tmp/dcd-gpu
   for bin in dcd gpu-test; do
-    [ -x "/tmp/dcd-gpu/$bin" ] ||
-      { gunzip -c "target/gpu-carry/$bin.gz" >"/tmp/dcd-gpu/$bin" && chmod +x "/tmp/dcd-gpu/$bin"; }
+    gunzip -c "target/gpu-carry/$bin.gz" >"/tmp/dcd-gpu/$bin" && chmod +x "/tmp/dcd-gpu/$bin"
   done
   dcd=/tmp/dcd-gpu/dcd tests=/tmp/dcd-gpu/gpu-test
 fi

@@ -413,6 +413,25 @@ fn benchmark_commands_print_the_documented_json() {
             );
         }
     }
+    // The GPU is opened before any data is read or made: a machine without one hears that,
+    // not about the (here missing) base file, and never waits for a pool to be generated.
+    if !gpu_usable() {
+        let args = [
+            "bench",
+            "exact",
+            "--base",
+            "/nonexistent/base.fvecs",
+            "--queries",
+            "/nonexistent/queries.fvecs",
+            "--device",
+            "cuda",
+        ];
+        let err = String::from_utf8_lossy(&dcd(&data, &args).stderr).to_string();
+        assert!(
+            err.contains("CUDA") && err.contains("--device cpu") && !err.contains("nonexistent"),
+            "{err}"
+        );
+    }
     // Ground truth written by gen is exact: the exact engine recalls all of it.
     let gt = dcd::formats::read_ivecs(&out.join("gt.ivecs")).unwrap();
     assert_eq!((gt.0, gt.1), (50, 20));

@@ -255,20 +255,15 @@ fn exact_inputs(args: &BenchExactArgs) -> Result<(Matrix, Matrix)> {
 }
 
 fn exact(args: BenchExactArgs) -> Result<()> {
-    // A misspelt plan is refused before the data is made and the pool uploaded.
-    #[cfg(feature = "cuda")]
-    if args.device != "cpu" {
-        for plan in args.gpu_plan.iter().filter(|p| *p != "auto") {
-            plan.parse::<crate::gpu::GpuPlan>()
-                .map_err(|e| Error::Usage(format!("--gpu-plan: {e}")))?;
-        }
-    }
     if args.gpu_stages > 0 && args.device == "cpu" {
         return Err(Error::Usage(
             "--gpu-stages times the GPU path's stages: add --device cuda (the CPU path has none)"
                 .into(),
         ));
     }
+    // Before the data is made or read: a bad GPU option or a machine without the GPU says so
+    // at once.
+    let gpu = GpuTarget::open(&args)?;
     let (base, queries) = exact_inputs(&args)?;
     check_dims(&base, &queries)?;
     let sizes = if args.batch.is_empty() {
@@ -277,7 +272,7 @@ fn exact(args: BenchExactArgs) -> Result<()> {
         args.batch.clone()
     };
     let halves = (args.device == "cpu" && args.dtype == "f16").then(|| to_f16(&base.data));
-    let mut searcher = ExactSearcher::new(&args, &base, halves.as_deref())?;
+    let mut searcher = ExactSearcher::new(&args, &base, halves.as_deref(), gpu)?;
     let plans = if args.device == "cpu" {
         vec!["auto".to_string()]
     } else {
@@ -384,6 +379,61 @@ fn time_exact(
     })
 }
 
+/// The GPU `dcd bench exact --device cuda[:N]` runs on, opened, and the pool type it copies to.
+#[cfg(feature = "cuda")]
+struct GpuTarget {
+    device: candle_core::Device,
+    dtype: crate::gpu::GpuDtype,
+}
+
+/// None in a build without CUDA.
+#[cfg(not(feature = "cuda"))]
+enum GpuTarget {}
+
+impl GpuTarget {
+    /// The device `--device` names (none for the CPU), with the GPU options checked.
+    #[cfg(feature = "cuda")]
+    fn open(args: &BenchExactArgs) -> Result<Option<GpuTarget>> {
+        use crate::gpu::GpuDtype;
+        if args.device == "cpu" {
+            return Ok(None);
+        }
+        for plan in args.gpu_plan.iter().filter(|p| *p != "auto") {
+            plan.parse::<crate::gpu::GpuPlan>()
+                .map_err(|e| Error::Usage(format!("--gpu-plan: {e}")))?;
+        }
+        let ordinal = crate::config::cuda_ordinal(&args.device).ok_or_else(|| {
+            Error::Usage(format!("--device {}: use cpu, cuda or cuda:N", args.device))
+        })?;
+        let dtype = match args.dtype.as_str() {
+            "f32" => GpuDtype::F32,
+            "f16" => GpuDtype::F16,
+            "bf16" => GpuDtype::BF16,
+            other => {
+                return Err(Error::Usage(format!(
+                    "--dtype {other}: use f32, f16 or bf16"
+                )))
+            }
+        };
+        let device = crate::gpu::device(ordinal)?;
+        if !args.gpu_buffer_events && !crate::gpu::drop_buffer_events(&device)? {
+            eprintln!("gpu: buffers keep their events: the context has streams of its own");
+        }
+        Ok(Some(GpuTarget { device, dtype }))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn open(args: &BenchExactArgs) -> Result<Option<GpuTarget>> {
+        if args.device == "cpu" {
+            return Ok(None);
+        }
+        Err(Error::Usage(format!(
+            "--device {}: this dcd was built without CUDA; rebuild with --features cuda, or use --device cpu",
+            args.device
+        )))
+    }
+}
+
 /// What `dcd bench exact` times: the CPU exact index or the GPU one, built once.
 enum ExactSearcher<'a> {
     Cpu {
@@ -403,9 +453,10 @@ impl<'a> ExactSearcher<'a> {
         args: &BenchExactArgs,
         base: &'a Matrix,
         halves: Option<&'a [half::f16]>,
+        gpu: Option<GpuTarget>,
     ) -> Result<ExactSearcher<'a>> {
-        if args.device != "cpu" {
-            return Self::gpu(args, base);
+        if let Some(target) = gpu {
+            return Self::gpu(args, base, target);
         }
         let view = match (args.dtype.as_str(), halves) {
             ("f32", _) => VectorView::f32(&base.data, base.dim),
@@ -426,25 +477,12 @@ impl<'a> ExactSearcher<'a> {
     }
 
     #[cfg(feature = "cuda")]
-    fn gpu(args: &BenchExactArgs, base: &'a Matrix) -> Result<ExactSearcher<'a>> {
-        use crate::gpu::{GpuDtype, GpuExact};
-        let ordinal = crate::config::cuda_ordinal(&args.device).ok_or_else(|| {
-            Error::Usage(format!("--device {}: use cpu, cuda or cuda:N", args.device))
-        })?;
-        let dtype = match args.dtype.as_str() {
-            "f32" => GpuDtype::F32,
-            "f16" => GpuDtype::F16,
-            "bf16" => GpuDtype::BF16,
-            other => {
-                return Err(Error::Usage(format!(
-                    "--dtype {other}: use f32, f16 or bf16"
-                )))
-            }
-        };
-        let device = crate::gpu::device(ordinal)?;
-        if !args.gpu_buffer_events && !crate::gpu::drop_buffer_events(&device)? {
-            eprintln!("gpu: buffers keep their events: the context has streams of its own");
-        }
+    fn gpu(
+        args: &BenchExactArgs,
+        base: &'a Matrix,
+        GpuTarget { device, dtype }: GpuTarget,
+    ) -> Result<ExactSearcher<'a>> {
+        use crate::gpu::GpuExact;
         // The copy is made without the last rows, which are then appended, so that each run
         // also reports what a pool's growth costs beside a whole upload.
         let (n, dim) = (base.rows, base.dim);
@@ -477,11 +515,8 @@ impl<'a> ExactSearcher<'a> {
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn gpu(args: &BenchExactArgs, _: &'a Matrix) -> Result<ExactSearcher<'a>> {
-        Err(Error::Usage(format!(
-            "--device {}: this dcd was built without CUDA; rebuild with --features cuda, or use --device cpu",
-            args.device
-        )))
+    fn gpu(_: &BenchExactArgs, _: &'a Matrix, target: GpuTarget) -> Result<ExactSearcher<'a>> {
+        match target {}
     }
 
     /// Forces the GPU plan for the next searches ("auto": the heuristic's); the CPU has one.
