@@ -829,33 +829,50 @@ async fn auth_in_flight_limit_health_and_reflection() {
         .metadata_mut()
         .insert("authorization", "Bearer s3cret".parse().unwrap());
     client.create_pool(create).await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(pb::IngestItem {
-        pool: "p".into(),
-        key: "a".into(),
-        content: Some(pb::ingest_item::Content::Vector(vector(vec![1.0; 4]))),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut stream_req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    stream_req
-        .metadata_mut()
-        .insert("authorization", "Bearer s3cret".parse().unwrap());
-    let mut c2 = client.clone();
-    let ingest = tokio::spawn(async move { c2.ingest(stream_req).await });
-    let mut refused = false;
-    for _ in 0..100 {
-        match client.list_pools(with_key("s3cret")).await {
-            Err(s) if s.code() == Code::ResourceExhausted => {
-                assert!(s.message().contains("--max-in-flight"));
-                refused = true;
+    // The stream takes the permit when its first item arrives. A probe that holds the permit
+    // at that moment makes the stream the refused call, and the stream is started again.
+    let mut held = None;
+    for _ in 0..20 {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(pb::IngestItem {
+            pool: "p".into(),
+            key: "a".into(),
+            content: Some(pb::ingest_item::Content::Vector(vector(vec![1.0; 4]))),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut stream_req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        stream_req
+            .metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().unwrap());
+        let mut c2 = client.clone();
+        let ingest = tokio::spawn(async move { c2.ingest(stream_req).await });
+        let mut refused = false;
+        for _ in 0..200 {
+            if ingest.is_finished() {
                 break;
             }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            match client.list_pools(with_key("s3cret")).await {
+                Err(s) if s.code() == Code::ResourceExhausted => {
+                    assert!(s.message().contains("--max-in-flight"));
+                    refused = true;
+                    break;
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        if refused {
+            held = Some((tx, ingest));
+            break;
+        }
+        drop(tx);
+        match ingest.await.unwrap() {
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status}"),
+            Ok(_) => panic!("the stream held the permit, yet 200 calls beside it were served"),
         }
     }
-    assert!(refused, "a second request beyond the limit is refused");
+    let (tx, ingest) = held.expect("a second request beyond the limit is refused");
     drop(tx);
     let summary = ingest.await.unwrap().unwrap().into_inner();
     assert_eq!(summary.stored, 1);

@@ -21,9 +21,9 @@ pub(super) struct StageClock {
 struct ClockState {
     /// Timing events, reused from call to call: mark i of a call records events[i].
     events: Vec<CudaEvent>,
-    /// The current call's marks: the stage that ended there (none for the start) and when the
-    /// host reached it.
-    marks: Vec<(Option<&'static str>, Instant)>,
+    /// The current call's marks: the stage that ended there ("start" for the first) and when
+    /// the host reached it.
+    marks: Vec<(&'static str, Instant)>,
 }
 
 impl StageClock {
@@ -41,7 +41,7 @@ impl StageClock {
     pub(super) fn start(&self, stream: &Arc<CudaStream>) -> Result<(), GpuError> {
         let mut state = self.state();
         state.marks.clear();
-        state.push(stream, None)
+        state.push(stream, "start")
     }
 
     /// Marks the end of stage `name` as far as the host has issued it.
@@ -50,7 +50,7 @@ impl StageClock {
         stream: &Arc<CudaStream>,
         name: &'static str,
     ) -> Result<(), GpuError> {
-        self.state().push(stream, Some(name))
+        self.state().push(stream, name)
     }
 
     /// The stages marked since [`StageClock::start`], once the device has reached the last
@@ -58,17 +58,15 @@ impl StageClock {
     pub(super) fn read(&self) -> Result<Vec<StageTime>, GpuError> {
         let mut state = self.state();
         let mut stages = Vec::with_capacity(state.marks.len().saturating_sub(1));
-        for (i, pair) in state.marks.windows(2).enumerate() {
-            let [(_, was), (name, now)] = pair else {
-                unreachable!("windows of two")
-            };
-            let gpu_ms = state.events[i]
-                .elapsed_ms(&state.events[i + 1])
+        for i in 1..state.marks.len() {
+            let ((_, was), (name, now)) = (state.marks[i - 1], state.marks[i]);
+            let gpu_ms = state.events[i - 1]
+                .elapsed_ms(&state.events[i])
                 .map_err(GpuError::driver("reading a stage's timing events"))?;
             stages.push(StageTime {
-                name: name.unwrap_or("start"),
+                name,
                 gpu_ms: f64::from(gpu_ms),
-                host_ms: now.duration_since(*was).as_secs_f64() * 1e3,
+                host_ms: now.duration_since(was).as_secs_f64() * 1e3,
             });
         }
         state.marks.clear();
@@ -77,11 +75,7 @@ impl StageClock {
 }
 
 impl ClockState {
-    fn push(
-        &mut self,
-        stream: &Arc<CudaStream>,
-        name: Option<&'static str>,
-    ) -> Result<(), GpuError> {
+    fn push(&mut self, stream: &Arc<CudaStream>, name: &'static str) -> Result<(), GpuError> {
         let at = self.marks.len();
         if at == self.events.len() {
             let event = stream
