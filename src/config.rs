@@ -606,6 +606,11 @@ pub struct BenchExactArgs {
     /// `dcd::gpu::drop_buffer_events`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub gpu_buffer_events: bool,
+    /// GPU: keep device memory that buffers free in CUDA's memory pool (true) or let the pool
+    /// give it back to the driver at every synchronisation (false, CUDA's default): an
+    /// experiment on the fixed cost of a call, see `dcd::gpu::keep_pool_memory`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub gpu_pool_keep: bool,
     /// Print one JSON document per batch size instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,

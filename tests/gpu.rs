@@ -453,6 +453,44 @@ mod cuda {
         appends(&device);
         stage_clock(&device);
         bad_input(&device);
+        pool_keep(&device);
+    }
+
+    /// `--gpu-pool-keep`: memory a buffer frees stays in the pool across synchronisations
+    /// (held, so the driver no longer counts it free), building a copy of a pool hands it back
+    /// before sizing the copy by free memory, and searches give the same answers. Last of the
+    /// run: the setting is the context's, and stays.
+    fn pool_keep(device: &candle_core::Device) {
+        let free = || match device {
+            candle_core::Device::Cuda(d) => d.cuda_stream().context().mem_get_info().unwrap().0,
+            _ => unreachable!("a CUDA device"),
+        };
+        let base = synth::uniform(3000, 48, 61);
+        let queries = synth::uniform(5, 48, 62);
+        let view = VectorView::f32(&base.data, 48);
+        let index = GpuExact::new(device, view, GpuDtype::F16).unwrap();
+        let before = index.search(&queries, 10, None).unwrap();
+        assert!(dcd::gpu::keep_pool_memory(device).unwrap());
+        const GIB: usize = 1 << 30;
+        let baseline = free();
+        let held = candle_core::Tensor::zeros((GIB / 4,), candle_core::DType::F32, device).unwrap();
+        drop(held);
+        device.synchronize().unwrap();
+        let after_free = free();
+        assert!(
+            after_free + GIB / 2 < baseline,
+            "the pool kept none of a freed GiB: {baseline} bytes free before, {after_free} after"
+        );
+        let index = GpuExact::new(device, view, GpuDtype::F16).unwrap();
+        let after_build = free();
+        assert!(
+            after_build + GIB / 4 > baseline,
+            "the copy's build did not hand the pool's memory back: {baseline} bytes free \
+             before, {after_build} after"
+        );
+        for _ in 0..3 {
+            assert_eq!(index.search(&queries, 10, None).unwrap(), before);
+        }
     }
 
     /// `--gpu-stages`' clock: each plan's stages in the order they ran (a streamed segment's

@@ -419,6 +419,9 @@ impl GpuTarget {
         if !args.gpu_buffer_events && !crate::gpu::drop_buffer_events(&device)? {
             eprintln!("gpu: buffers keep their events: the context has streams of its own");
         }
+        if args.gpu_pool_keep && !crate::gpu::keep_pool_memory(&device)? {
+            eprintln!("gpu: no memory pool to keep memory in: the device allocates without one");
+        }
         Ok(Some(GpuTarget { device, dtype }))
     }
 

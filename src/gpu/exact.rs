@@ -183,10 +183,7 @@ impl GpuExact {
         let kernels = Kernels::load(stream.clone())?;
         let gemm = Gemm::new(stream.clone())?;
         let (n, dim) = (vectors.len(), vectors.dim());
-        let (free, _) = stream
-            .context()
-            .mem_get_info()
-            .map_err(GpuError::driver("reading free memory"))?;
+        let free = super::memory_pool::free_bytes(&stream)?;
         let elem = dtype.bytes();
         let budget = ((free as f64 * POOL_SHARE) as usize).max(elem * dim);
         // Rows the budget holds (with their norms); a pool beyond it keeps half the budget for

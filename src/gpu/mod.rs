@@ -38,6 +38,8 @@ mod kernels;
 #[cfg(feature = "cuda")]
 mod libraries;
 #[cfg(feature = "cuda")]
+mod memory_pool;
+#[cfg(feature = "cuda")]
 mod mma;
 #[cfg(feature = "cuda")]
 mod search;
@@ -51,5 +53,7 @@ pub use error::GpuError;
 #[cfg(feature = "cuda")]
 pub use exact::{device, drop_buffer_events, GpuExact, GpuPlan, MAX_GPU_K, MAX_WIDE_K};
 pub use host::GpuDtype;
+#[cfg(feature = "cuda")]
+pub use memory_pool::keep_pool_memory;
 #[cfg(feature = "cuda")]
 pub use segment::Growth;

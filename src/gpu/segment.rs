@@ -231,10 +231,7 @@ impl GpuExact {
         check_extend(self.len, self.dim, &vectors)?;
         let rows = vectors.len() - self.len;
         let stream = self.kernels.stream.clone();
-        let (free, _) = stream
-            .context()
-            .mem_get_info()
-            .map_err(GpuError::driver("reading free memory"))?;
+        let free = super::memory_pool::free_bytes(&stream)?;
         let limits = GrowthLimits {
             max_rows: self.segment_rows,
             max_resident: self.limit_resident,
