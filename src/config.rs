@@ -611,6 +611,11 @@ pub struct BenchExactArgs {
     /// experiment on the fixed cost of a call, see `dcd::gpu::keep_pool_memory`.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub gpu_pool_keep: bool,
+    /// GPU: answer the f32 pool exactly through its half copy (`--dtype f16` or `bf16`): the
+    /// copy proposes candidates, the host scores them from the f32 rows and certifies that
+    /// no other row can be among the best k (see `dcd::gpu::GpuExact::search_certified`).
+    #[arg(long)]
+    pub gpu_certify: bool,
     /// Print one JSON document per batch size instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,

@@ -453,7 +453,52 @@ mod cuda {
         appends(&device);
         stage_clock(&device);
         bad_input(&device);
+        certified(&device);
         pool_keep(&device);
+    }
+
+    /// An f32 pool answered through its f16/bf16 copy: the CPU's exact answer on the f32 rows
+    /// (ids equal), with the fused plan (3 queries) and the gemm plan (50), a filter, a
+    /// streamed segment; rows closer than the copy's rounding get no certificate at any width
+    /// and go to the CPU.
+    fn certified(device: &candle_core::Device) {
+        use dcd::gpu::certified::HalfBounds;
+        let ids = |l: &[Vec<Neighbor>]| -> Vec<Vec<u32>> {
+            l.iter().map(|l| l.iter().map(|n| n.id).collect()).collect()
+        };
+        let base = synth::uniform(5000, 32, 71);
+        let view = VectorView::f32(&base.data, 32);
+        let filter = RowFilter::from_rows((0..5000u32).filter(|r| r % 3 != 0), 5000);
+        for dtype in [GpuDtype::F16, GpuDtype::BF16] {
+            let index = GpuExact::with_limits(device, view, dtype, 2000, 2).unwrap();
+            let bounds = HalfBounds::of(dtype, view).unwrap();
+            for (nq, k, f) in [(3, 10, None), (50, 100, None), (3, 10, Some(&filter))] {
+                let queries = synth::uniform(nq, 32, 72);
+                let (got, how) = index
+                    .search_certified(&queries, k, f, view, &bounds)
+                    .unwrap();
+                let want = cpu(&base, Elem::F32, &queries, k, f);
+                assert_eq!(ids(&got), ids(&want), "{dtype:?} {nq} queries: {how:?}");
+                agree(&got, &want, 1e-6, &format!("certified {dtype:?}"));
+                assert_eq!(how.first_pass + how.later_passes + how.on_cpu, nq);
+            }
+        }
+        // Rows a ten-thousandth apart around one point: the copy cannot order them.
+        let (n, dim) = (20_000, 8);
+        let jitter = synth::uniform(n, dim, 73);
+        let data: Vec<f32> = jitter.data.iter().map(|j| 1.0 + 1e-4 * j).collect();
+        let near = Matrix::new(n, dim, data);
+        let view = VectorView::f32(&near.data, dim);
+        let index = GpuExact::new(device, view, GpuDtype::F16).unwrap();
+        let bounds = HalfBounds::of(GpuDtype::F16, view).unwrap();
+        let queries = Matrix::new(2, dim, vec![1.0; 2 * dim]);
+        if index.max_k() < n {
+            let (got, how) = index
+                .search_certified(&queries, 5, None, view, &bounds)
+                .unwrap();
+            assert_eq!(how.on_cpu, 2, "{how:?}");
+            assert_eq!(ids(&got), ids(&cpu(&near, Elem::F32, &queries, 5, None)));
+        }
     }
 
     /// `--gpu-pool-keep`: memory a buffer frees stays in the pool across synchronisations

@@ -263,6 +263,19 @@ fn exact(args: BenchExactArgs) -> Result<()> {
     }
     // Before the data is made or read: a bad GPU option or a machine without the GPU says so
     // at once.
+    if args.gpu_certify
+        && (args.device == "cpu"
+            || args.dtype == "f32"
+            || args.gpu_stages > 0
+            || args.gpu_plan.iter().any(|p| p != "auto"))
+    {
+        return Err(Error::Usage(
+            "--gpu-certify answers an f32 pool through a half copy on the GPU with the plan the \
+             batch size picks: use it with --device cuda and --dtype f16 or bf16, without \
+             --gpu-plan or --gpu-stages"
+                .into(),
+        ));
+    }
     let gpu = GpuTarget::open(&args)?;
     let (base, queries) = exact_inputs(&args)?;
     check_dims(&base, &queries)?;
@@ -447,6 +460,8 @@ enum ExactSearcher<'a> {
     Gpu {
         index: Box<crate::gpu::GpuExact>,
         plan: Option<crate::gpu::GpuPlan>,
+        /// `--gpu-certify`: the f32 rows and what is known of their half copy.
+        certified: Option<(VectorView<'a>, crate::gpu::certified::HalfBounds)>,
     },
 }
 
@@ -511,9 +526,18 @@ impl<'a> ExactSearcher<'a> {
         if let Some(mib) = args.gpu_tile_mib {
             index.set_tile_bytes(mib << 20);
         }
+        let certified = if args.gpu_certify {
+            let view = VectorView::f32(&base.data, dim);
+            let bounds = crate::gpu::certified::HalfBounds::of(dtype, view)
+                .map_err(|e| Error::Usage(format!("--gpu-certify: {e}")))?;
+            Some((view, bounds))
+        } else {
+            None
+        };
         Ok(ExactSearcher::Gpu {
             index: Box::new(index),
             plan: None,
+            certified,
         })
     }
 
@@ -546,7 +570,24 @@ impl<'a> ExactSearcher<'a> {
                 Ok(kernel_name().to_string())
             }
             #[cfg(feature = "cuda")]
-            ExactSearcher::Gpu { index, plan } => {
+            ExactSearcher::Gpu {
+                index,
+                certified: Some((view, bounds)),
+                ..
+            } => {
+                let (_, how) = index.search_certified(batch, k, None, *view, bounds)?;
+                Ok(format!(
+                    "{}+certified(k'={}: {} of {} first, {} wider, {} cpu)",
+                    how.plan.map_or("none".to_string(), |p| p.to_string()),
+                    how.first_candidates,
+                    how.first_pass,
+                    batch.rows,
+                    how.later_passes,
+                    how.on_cpu
+                ))
+            }
+            #[cfg(feature = "cuda")]
+            ExactSearcher::Gpu { index, plan, .. } => {
                 let (_, used) = index.search_with(batch, k, None, *plan)?;
                 Ok(used.to_string())
             }
@@ -565,7 +606,7 @@ impl<'a> ExactSearcher<'a> {
         match self {
             ExactSearcher::Cpu { .. } => Ok(None),
             #[cfg(feature = "cuda")]
-            ExactSearcher::Gpu { index, plan } => {
+            ExactSearcher::Gpu { index, plan, .. } => {
                 index.time_stages(true);
                 let timed = time_stage_calls(index, *plan, batches, k, calls);
                 index.time_stages(false);

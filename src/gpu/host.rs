@@ -33,6 +33,15 @@ impl GpuDtype {
             GpuDtype::F16 | GpuDtype::BF16 => 2,
         }
     }
+
+    /// As `--dtype` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuDtype::F32 => "f32",
+            GpuDtype::F16 => "f16",
+            GpuDtype::BF16 => "bf16",
+        }
+    }
 }
 
 /// Rows on the host in a device element type, row after row.

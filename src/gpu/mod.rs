@@ -11,22 +11,29 @@
 //! plan (opt-in until measured) puts the cross term on the tensor cores in a kernel of dcd's
 //! own (f32 pools as 3xTF32) that selects in its epilogue, against a bound from a strided
 //! sample.
+//! An f32 pool can be held as an f16 or bf16 copy and still answered exactly
+//! ([`GpuExact::search_certified`]): the copy proposes candidates, the host scores them from
+//! the f32 rows and certifies that no other row can be among the best ([`certified`]).
 //! Runs on candle's context and stream for the device, so the backbones and the search share
 //! one CUDA context. A pool that grows is appended to the copy ([`GpuExact::append`]), not
 //! uploaded again.
 //!
-//! Everything here but [`growth`], [`host`], [`mma_shape`], [`sample`] and [`stage_times`]
-//! needs `--features cuda`: `growth` is the pure plan of how the copy takes appended rows,
-//! `host` the conversion of rows to the device's element type, `mma_shape` and `sample` the mma
-//! plan's tile shapes and sizing, `stage_times` the arithmetic of a search's stage timings; all
-//! are compiled and tested on every build.
+//! Everything here but [`certified`], [`growth`], [`host`], [`mma_shape`], [`sample`] and
+//! [`stage_times`] needs `--features cuda`: `certified` is the certificate of a half copy's
+//! answers, `growth` the pure plan of how the copy takes appended rows, `host` the conversion
+//! of rows to the device's element type, `mma_shape` and `sample` the mma plan's tile shapes
+//! and sizing, `stage_times` the arithmetic of a search's stage timings; all are compiled and
+//! tested on every build.
 
+pub mod certified;
 pub mod growth;
 pub mod host;
 pub mod mma_shape;
 pub mod sample;
 pub mod stage_times;
 
+#[cfg(feature = "cuda")]
+mod certified_search;
 #[cfg(feature = "cuda")]
 mod error;
 #[cfg(feature = "cuda")]
@@ -48,6 +55,8 @@ mod segment;
 #[cfg(feature = "cuda")]
 mod stage_clock;
 
+#[cfg(feature = "cuda")]
+pub use certified_search::Certification;
 #[cfg(feature = "cuda")]
 pub use error::GpuError;
 #[cfg(feature = "cuda")]
