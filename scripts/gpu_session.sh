@@ -11,7 +11,9 @@
 #    and 10M x 384, and an f32 pool (3xTF32) of 1M x 384 (dcd bench exact); on the first pool
 #    also Q = 1 with dcd's own choice, and every setting timed stage by stage (--gpu-stages:
 #    where the fixed cost of a Q = 1 call and the time of the Q >= 256 plans go);
-# 3. the wide plan beyond shared memory, k = 8192 and 16384 (dcd bench exact);
+# 3. the wide plan beyond shared memory, k = 16384 (dcd bench exact), and the f32 pool of
+#    1M x 384 answered exactly through its f16 copy (--gpu-certify; the grid's f32 rows are the
+#    same pool, held in f32);
 # 4. the grid against the roofline and PyTorch (scripts/bench_gpu.py), 1M rows first so
 #    that a step cut short by its limit still leaves whole rows of the table.
 # Logs and the JSON lines go to OUT_DIR; a summary of what passed, failed or timed out is
@@ -29,10 +31,10 @@ for run in f16:1000000x768 f16:10000000x384 f32:1000000x384; do
   step "mma-${run/:/-}" 40 "$dcd" bench exact --device cuda --random "${run#*:}" \
     --random-queries 1024 --batch 64,256,1024 --k 100 --dtype "${run%%:*}" --gpu-plan gemm,mma --json
 done
-for k in 8192 16384; do
-  step "wide-k$k" 32 "$dcd" bench exact --device cuda --random 1000000x384 --random-queries 64 \
-    --batch 1,64 --k "$k" --dtype f16 --gpu-plan wide --json
-done
+step wide-k16384 32 "$dcd" bench exact --device cuda --random 1000000x384 --random-queries 64 \
+  --batch 1,64 --k 16384 --dtype f16 --gpu-plan wide --json
+step certified-1000000x384 32 "$dcd" bench exact --device cuda --random 1000000x384 \
+  --random-queries 1024 --batch 1,64,1024 --k 100 --dtype f16 --gpu-certify --json
 step grid-1m 115 python3 scripts/bench_gpu.py --dcd "$dcd" --n 1000000 --dim 384,768 \
   --q 1,64,256,1024 --k 100 --out "$out/grid-1m.jsonl"
 step grid-10m 120 python3 scripts/bench_gpu.py --dcd "$dcd" --n 10000000 --dim 384,768 \

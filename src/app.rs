@@ -29,6 +29,7 @@ pub fn settings(
             .exact_device
             .clone()
             .unwrap_or_else(|| runtime.device.clone()),
+        exact_copy: runtime.exact_copy.clone(),
         models: ModelSettings {
             device: runtime.device.clone(),
             precision: runtime.precision.clone(),

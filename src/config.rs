@@ -115,6 +115,13 @@ pub struct ModelRuntimeArgs {
     /// Default: the --device value.
     #[arg(long, env = "DCD_EXACT_DEVICE")]
     pub exact_device: Option<String>,
+    /// The element type of a GPU exact device's copy of each f32 pool: `stored` (f32), or
+    /// `f16` / `bf16`, half the device memory and half the bytes a scan reads, with every
+    /// answer still exact: the copy proposes candidates, which are scored from the f32 rows
+    /// and certified. f16 pools are copied as they are.
+    #[arg(long = "exact-device-copy", env = "DCD_EXACT_DEVICE_COPY", default_value = "stored",
+          value_parser = ["stored", "f16", "bf16"])]
+    pub exact_copy: String,
     /// Model precision: f32, or f16/bf16 (for CUDA).
     #[arg(long, env = "DCD_PRECISION", default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub precision: String,

@@ -126,8 +126,8 @@ type Answer = Vec<Vec<(u32, f32)>>;
 
 /// The service's exact search and exact debug set with the exact engine on `exact_device`
 /// (and its exact re-ranking, checked here against distances computed directly); also the
-/// engine it reports.
-fn service_answers(exact_device: &str) -> (Answer, String) {
+/// engine it reports; `copy`: the GPU copy's type for the f32 pool (`--exact-device-copy`).
+fn service_answers(exact_device: &str, copy: &str) -> (Answer, String) {
     use dcd::config::ModelRuntimeArgs;
     use dcd::debugset::{Merge, MergeParams};
     use dcd::service::{
@@ -138,6 +138,7 @@ fn service_answers(exact_device: &str) -> (Answer, String) {
     let runtime = ModelRuntimeArgs {
         device: "cpu".into(),
         exact_device: Some(exact_device.into()),
+        exact_copy: copy.into(),
         precision: "f32".into(),
         batch: 8,
     };
@@ -258,14 +259,18 @@ fn exact_search_agrees_on_every_device() {
 
 #[test]
 fn the_service_exact_path_agrees_on_every_device() {
-    let (cpu, engine) = service_answers("cpu");
+    let (cpu, engine) = service_answers("cpu", "stored");
     assert_eq!(engine, "exact");
     assert!(cpu.iter().all(|a| !a.is_empty()));
     match cuda::service_device() {
         Some(device) => {
-            let (gpu, engine) = service_answers(&device);
+            let (gpu, engine) = service_answers(&device, "stored");
             assert_eq!(engine, format!("exact-{device}"));
             same_answers(&gpu, &cpu, "service on cuda");
+            // A half copy of the f32 pool: certified, so the CPU's answers to the last bit.
+            let (gpu, engine) = service_answers(&device, "f16");
+            assert_eq!(engine, format!("exact-{device}-f16-certified"));
+            assert_eq!(gpu, cpu, "service on cuda, f16 copy");
         }
         None => println!("cuda: service check skipped (no CUDA build or device)"),
     }

@@ -40,7 +40,8 @@ pub fn code_of(e: &Error) -> Code {
             | crate::gpu::GpuError::MissingLibrary { .. }
             | crate::gpu::GpuError::OldDriver { .. }
             | crate::gpu::GpuError::NotCuda { .. }
-            | crate::gpu::GpuError::ComputeCapability { .. } => Code::FailedPrecondition,
+            | crate::gpu::GpuError::ComputeCapability { .. }
+            | crate::gpu::GpuError::OutOfHalfRange(_) => Code::FailedPrecondition,
             crate::gpu::GpuError::OutOfMemory { .. } => Code::ResourceExhausted,
             crate::gpu::GpuError::Driver { .. } => Code::Internal,
         },

@@ -12,6 +12,7 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
         device: "cpu".into(),
         precision: "f32".into(),
         exact_device: None,
+        exact_copy: "stored".into(),
         batch: 16,
     };
     let settings = crate::app::settings(AllowedRoots::only(&[])?, &runtime_args, Some(&args.index));

@@ -57,7 +57,8 @@ pub struct HalfBounds {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
     "row {row} holds {value}, beyond the largest {dtype} value: its copy would be infinite and \
-     no answer could be certified; keep the pool's GPU copy in f32"
+     no answer could be certified; keep the pool's GPU copy in f32 (dcd serve \
+     --exact-device-copy stored)"
 )]
 pub struct OutOfRange {
     /// The row.

@@ -43,6 +43,9 @@ pub enum GpuError {
         /// The operation.
         what: &'static str,
     },
+    /// A pool row the half-precision copy cannot hold.
+    #[error(transparent)]
+    OutOfHalfRange(#[from] super::certified::OutOfRange),
     /// A driver call failed.
     #[error("CUDA failed while {what}: {reason}")]
     Driver {

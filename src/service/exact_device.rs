@@ -1,9 +1,13 @@
 //! Where a pool's exact engine runs: the CPU (the `ExactIndex` beside the graph), or a CUDA
 //! device holding a copy of the pool (`--exact-device cuda[:N]`, a `--features cuda` build):
 //! exact searches, `exact` debug sets and the distances of exact re-ranking then run on dcd's
-//! kernels ([`crate::gpu`]); rows the pool gains are appended to the copy.
+//! kernels ([`crate::gpu`]); rows the pool gains are appended to the copy. An f32 pool's copy
+//! may be f16 or bf16 (`--exact-device-copy`): searches are then certified exact against the
+//! f32 rows ([`crate::gpu::GpuExact::search_certified`]) and re-ranking scores candidates
+//! from the f32 rows on the host.
 
 use crate::error::{Error, Result};
+use crate::gpu::GpuDtype;
 use crate::index::SearchParams;
 use crate::store::Pool;
 use crate::types::{Matrix, Neighbor};
@@ -20,32 +24,52 @@ pub enum ExactDevice {
         ordinal: usize,
         /// The opened device.
         device: candle_core::Device,
+        /// The copy's element type for f32 pools, when not f32 (`--exact-device-copy`).
+        half_copy: Option<GpuDtype>,
     },
 }
 
 impl ExactDevice {
-    /// `cpu`, `cuda` or `cuda:N`; a CUDA device is opened now, so a missing one is reported
-    /// at start rather than at the first exact query.
-    pub fn open(spec: &str) -> Result<ExactDevice> {
+    /// `cpu`, `cuda` or `cuda:N`, with the copy's element type for f32 pools (`stored`,
+    /// `f16` or `bf16`); a CUDA device is opened now, so a missing one is reported at start
+    /// rather than at the first exact query.
+    pub fn open(spec: &str, copy: &str) -> Result<ExactDevice> {
+        let half_copy = match copy {
+            "stored" => None,
+            "f16" => Some(GpuDtype::F16),
+            "bf16" => Some(GpuDtype::BF16),
+            other => {
+                return Err(Error::Usage(format!(
+                    "--exact-device-copy {other}: use stored, f16 or bf16"
+                )))
+            }
+        };
         if spec == "cpu" {
+            if half_copy.is_some() {
+                return Err(Error::Usage(format!(
+                    "--exact-device-copy {copy} sets the element type of a GPU's copy of the \
+                     pools: add --exact-device cuda, or drop it (the CPU searches the stored rows)"
+                )));
+            }
             return Ok(ExactDevice::Cpu);
         }
         let ordinal = crate::config::cuda_ordinal(spec).ok_or_else(|| {
             Error::Usage(format!("--exact-device {spec}: use cpu, cuda or cuda:N"))
         })?;
-        Self::cuda(ordinal)
+        Self::cuda(ordinal, half_copy)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda(ordinal: usize) -> Result<ExactDevice> {
+    fn cuda(ordinal: usize, half_copy: Option<GpuDtype>) -> Result<ExactDevice> {
         Ok(ExactDevice::Cuda {
             ordinal,
             device: crate::gpu::device(ordinal)?,
+            half_copy,
         })
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn cuda(ordinal: usize) -> Result<ExactDevice> {
+    fn cuda(ordinal: usize, _: Option<GpuDtype>) -> Result<ExactDevice> {
         Err(Error::Usage(format!(
             "--exact-device cuda:{ordinal}: this dcd was built without CUDA; rebuild with \
              --features cuda, or run exact searches on the CPU (--exact-device cpu)"
@@ -65,11 +89,21 @@ impl ExactDevice {
                 "the CPU exact engine keeps no device copy".into(),
             )),
             #[cfg(feature = "cuda")]
-            ExactDevice::Cuda { ordinal, device } => {
-                use crate::gpu::{GpuDtype, GpuExact};
-                let dtype = match pool.record().dtype {
-                    crate::types::Dtype::F32 => GpuDtype::F32,
-                    crate::types::Dtype::F16 => GpuDtype::F16,
+            ExactDevice::Cuda {
+                ordinal,
+                device,
+                half_copy,
+            } => {
+                use crate::gpu::certified::HalfBounds;
+                use crate::gpu::{GpuError, GpuExact};
+                let (dtype, bounds) = match (pool.record().dtype, half_copy) {
+                    (crate::types::Dtype::F32, Some(half)) => {
+                        let bounds =
+                            HalfBounds::of(*half, pool.vectors()).map_err(GpuError::from)?;
+                        (*half, Some(bounds))
+                    }
+                    (crate::types::Dtype::F32, None) => (GpuDtype::F32, None),
+                    (crate::types::Dtype::F16, _) => (GpuDtype::F16, None),
                 };
                 let started = std::time::Instant::now();
                 let index = GpuExact::new(device, pool.vectors(), dtype)?;
@@ -80,9 +114,14 @@ impl ExactDevice {
                     seconds = started.elapsed().as_secs_f64(),
                     "pool resident on cuda:{ordinal} for exact search"
                 );
+                let name = match &bounds {
+                    Some(b) => format!("exact-cuda:{ordinal}-{}-certified", b.dtype().name()),
+                    None => format!("exact-cuda:{ordinal}"),
+                };
                 Ok(Resident {
                     index,
-                    name: format!("exact-cuda:{ordinal}"),
+                    name,
+                    bounds,
                 })
             }
         }
@@ -94,6 +133,8 @@ impl ExactDevice {
 pub struct Resident {
     index: crate::gpu::GpuExact,
     name: String,
+    /// For a half copy of an f32 pool: what certifies its answers.
+    bounds: Option<crate::gpu::certified::HalfBounds>,
 }
 
 /// A pool's rows resident on a GPU (none exist in a build without CUDA).
@@ -112,13 +153,34 @@ impl Resident {
         self.name.clone()
     }
 
-    /// Exact k-NN of each query (the plan by batch size, see [`crate::gpu::GpuExact`]).
+    /// Exact k-NN of each query among `pool`'s rows (the plan by batch size, see
+    /// [`crate::gpu::GpuExact`]; a half copy's answers certified against the f32 rows).
     pub fn search(
         &self,
+        pool: &Pool,
         queries: &Matrix,
         params: &SearchParams<'_>,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        self.index.search(queries, params.k, params.filter)
+        match &self.bounds {
+            Some(bounds) => {
+                let (lists, how) = self.index.search_certified(
+                    queries,
+                    params.k,
+                    params.filter,
+                    pool.vectors(),
+                    bounds,
+                )?;
+                tracing::debug!(?how, "certified search");
+                Ok(lists)
+            }
+            None => self.index.search(queries, params.k, params.filter),
+        }
+    }
+
+    /// True when re-ranking's distances come from the copy (false for a half copy, whose
+    /// distances are to rounded rows: the caller scores from the stored rows instead).
+    pub fn reranks(&self) -> bool {
+        self.bounds.is_none()
     }
 
     /// Exact distances of each list's rows to its query, in place.
@@ -129,6 +191,11 @@ impl Resident {
     /// Copies the rows `pool` gained since the copy was made or last appended to.
     pub fn append(&mut self, pool: &Pool) -> Result<()> {
         let (before, started) = (self.index.len(), std::time::Instant::now());
+        if let Some(bounds) = &mut self.bounds {
+            bounds
+                .extend(pool.vectors())
+                .map_err(crate::gpu::GpuError::from)?;
+        }
         let growth = self.index.append(pool.vectors())?;
         tracing::info!(
             pool = %pool.record().name,
@@ -156,7 +223,12 @@ impl Resident {
     }
 
     /// Exact k-NN of each query.
-    pub fn search(&self, _: &Matrix, _: &SearchParams<'_>) -> Result<Vec<Vec<Neighbor>>> {
+    pub fn search(&self, _: &Pool, _: &Matrix, _: &SearchParams<'_>) -> Result<Vec<Vec<Neighbor>>> {
+        match *self {}
+    }
+
+    /// True when re-ranking's distances come from the copy.
+    pub fn reranks(&self) -> bool {
         match *self {}
     }
 
@@ -168,5 +240,22 @@ impl Resident {
     /// Copies the rows the pool gained.
     pub fn append(&mut self, _: &Pool) -> Result<()> {
         match *self {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExactDevice;
+
+    #[test]
+    fn a_half_copy_needs_a_gpu_and_a_known_type() {
+        assert!(matches!(
+            ExactDevice::open("cpu", "stored"),
+            Ok(ExactDevice::Cpu)
+        ));
+        let err = ExactDevice::open("cpu", "f16").unwrap_err().to_string();
+        assert!(err.contains("--exact-device cuda"), "{err}");
+        let err = ExactDevice::open("cuda", "f8").unwrap_err().to_string();
+        assert!(err.contains("stored, f16 or bf16"), "{err}");
     }
 }

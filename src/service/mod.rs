@@ -43,6 +43,8 @@ pub struct ServiceSettings {
     pub models: ModelSettings,
     /// Where exact searches and re-ranking run: `cpu`, `cuda` or `cuda:N`.
     pub exact_device: String,
+    /// The GPU copy's element type for f32 pools: `stored`, `f16` or `bf16` (certified).
+    pub exact_copy: String,
 }
 
 /// A pool as reported to callers.
@@ -88,7 +90,8 @@ impl Service {
     /// Opens the data directory and resumes the jobs a previous run left unfinished.
     pub fn open(data_dir: &std::path::Path, settings: ServiceSettings) -> Result<Arc<Service>> {
         let store = Store::open(data_dir)?;
-        let exact_device = exact_device::ExactDevice::open(&settings.exact_device)?;
+        let exact_device =
+            exact_device::ExactDevice::open(&settings.exact_device, &settings.exact_copy)?;
         let models = ModelCache::new(settings.models.clone());
         let service = Arc::new(Service {
             store,

@@ -72,7 +72,7 @@ impl ReadyPool<'_> {
         params: &SearchParams<'_>,
     ) -> Result<Vec<Vec<Neighbor>>> {
         match (&self.engine, &self.guard.resident) {
-            (Engine::Exact, Some(r)) => r.search(queries, params),
+            (Engine::Exact, Some(r)) => r.search(&self.guard.pool, queries, params),
             _ => Ok(self
                 .index()
                 .search_batch(self.guard.pool.vectors(), queries, params)?),
@@ -83,8 +83,8 @@ impl ReadyPool<'_> {
     /// GPU when a copy of the pool is resident there, else on the CPU.
     pub fn rerank(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>], k: usize) -> Result<()> {
         match &self.guard.resident {
-            Some(r) => r.rerank(queries, lists)?,
-            None => {
+            Some(r) if r.reranks() => r.rerank(queries, lists)?,
+            _ => {
                 let view = self.guard.pool.vectors();
                 let mut scratch = Vec::new();
                 for (list, q) in lists.iter_mut().zip(queries.iter_rows()) {

@@ -44,6 +44,7 @@ impl TestServer {
             device: "cpu".into(),
             precision: "f32".into(),
             exact_device: None,
+            exact_copy: "stored".into(),
             batch: 8,
         };
         // The model fixtures are server-side files too.
