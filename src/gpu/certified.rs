@@ -23,11 +23,15 @@
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 use super::GpuDtype;
 use crate::index::distance::{l2_squared, row_f32};
 use crate::index::topk::TopK;
 use crate::types::{Neighbor, VectorView};
+
+/// Rows one task of [`HalfBounds::extend`] takes.
+const CHUNK_ROWS: usize = 2048;
 
 /// f32's unit roundoff.
 const F32_UNIT: f64 = 1.0 / (1u64 << 24) as f64;
@@ -104,35 +108,46 @@ impl HalfBounds {
         self.dtype
     }
 
-    /// Takes in rows `len()..vectors.len()` (the rows a pool gained). On an error nothing
-    /// is taken.
+    /// Takes in rows `len()..vectors.len()` (the rows a pool gained), in chunks on all cores.
+    /// On an error (the first row out of range) nothing is taken.
     pub fn extend(&mut self, vectors: VectorView<'_>) -> Result<(), OutOfRange> {
+        let dim = vectors.dim().max(1);
+        let starts: Vec<usize> = (self.rows..vectors.len()).step_by(CHUNK_ROWS).collect();
+        let chunks: Vec<Result<(f64, f64), OutOfRange>> = starts
+            .par_iter()
+            .map(|&start| {
+                let end = (start + CHUNK_ROWS).min(vectors.len());
+                let mut rows = vec![0.0f32; (end - start) * dim];
+                vectors.copy_rows_f32(start, end, &mut rows);
+                let mut copy = Vec::new();
+                self.round(&rows, &mut copy);
+                let (mut max_error, mut max_norm) = (0.0f64, 0.0f64);
+                for (i, (x, c)) in rows
+                    .chunks_exact(dim)
+                    .zip(copy.chunks_exact(dim))
+                    .enumerate()
+                {
+                    if let Some(j) = c.iter().position(|v| !v.is_finite()) {
+                        return Err(OutOfRange {
+                            row: start + i,
+                            value: x[j],
+                            dtype: self.dtype.name(),
+                        });
+                    }
+                    let (error, norm) = error_and_norm(x, c);
+                    max_error = max_error.max(error);
+                    max_norm = max_norm.max(norm);
+                }
+                Ok((max_error, max_norm))
+            })
+            .collect();
         let (mut max_error, mut max_norm) = (self.max_error, self.max_norm);
-        let mut scratch = Vec::new();
-        let mut copy = Vec::new();
-        for row in self.rows..vectors.len() {
-            let x = row_f32(&vectors, row, &mut scratch);
-            self.round(x, &mut copy);
-            if let Some(i) = copy.iter().position(|v| !v.is_finite()) {
-                return Err(OutOfRange {
-                    row,
-                    value: x[i],
-                    dtype: self.dtype.name(),
-                });
-            }
-            let (error, norm) = x
-                .iter()
-                .zip(&copy)
-                .fold((0.0f64, 0.0f64), |(e, n), (&a, &b)| {
-                    let (a, b) = (a as f64, b as f64);
-                    (e + (a - b) * (a - b), n + b * b)
-                });
-            max_error = max_error.max(error.sqrt());
-            max_norm = max_norm.max(norm.sqrt());
+        for chunk in chunks {
+            let (error, norm) = chunk?;
+            max_error = max_error.max(error);
+            max_norm = max_norm.max(norm);
         }
-        // f64 sums of at most a few thousand terms: a relative 1e-12 covers their rounding.
-        self.max_error = max_error * (1.0 + 1e-12);
-        self.max_norm = max_norm * (1.0 + 1e-12);
+        (self.max_error, self.max_norm) = (max_error, max_norm);
         self.rows = vectors.len().max(self.rows);
         Ok(())
     }
@@ -183,15 +198,7 @@ impl HalfBounds {
             Selection::Expanded => {
                 let mut q_copy = Vec::new();
                 self.round(query, &mut q_copy);
-                let (error, norm) =
-                    query
-                        .iter()
-                        .zip(&q_copy)
-                        .fold((0.0f64, 0.0f64), |(e, n), (&a, &b)| {
-                            let (a, b) = (a as f64, b as f64);
-                            (e + (a - b) * (a - b), n + b * b)
-                        });
-                let (eq, nq) = (error.sqrt() * (1.0 + 1e-12), norm.sqrt() * (1.0 + 1e-12));
+                let (eq, nq) = error_and_norm(query, &q_copy);
                 let slack = self.gamma_expanded() * (nq + self.max_norm).powi(2);
                 // The worst candidate's expanded score, from below; every left-out row
                 // scored at least that (in its segment, or was dropped by the host's merge
@@ -204,6 +211,16 @@ impl HalfBounds {
         let distance = (reach.sqrt() - query_error - self.max_error).max(0.0);
         distance * distance * (1.0 - gamma)
     }
+}
+
+/// |x - c| and |c| of a row `x` and its copy `c`, from above: f64 sums of a few thousand
+/// terms, which a relative 1e-12 covers.
+fn error_and_norm(x: &[f32], c: &[f32]) -> (f64, f64) {
+    let (error, norm) = x.iter().zip(c).fold((0.0f64, 0.0f64), |(e, n), (&a, &b)| {
+        let (a, b) = (a as f64, b as f64);
+        (e + (a - b) * (a - b), n + b * b)
+    });
+    (error.sqrt() * (1.0 + 1e-12), norm.sqrt() * (1.0 + 1e-12))
 }
 
 /// The exact best `k` of `candidates` (rows of `originals`, any order), scored from the f32

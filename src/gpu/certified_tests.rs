@@ -173,3 +173,26 @@ fn rows_beyond_the_half_range_are_refused_and_nothing_is_taken() {
     // bfloat16 has f32's range.
     assert_eq!(HalfBounds::of(GpuDtype::BF16, view).unwrap().len(), 3);
 }
+
+#[test]
+fn bounds_grow_with_the_pool_as_if_made_at_once() {
+    let mut pool = synth::uniform(5000, 4, 31);
+    for v in &mut pool.data[..] {
+        *v *= 300.0;
+    }
+    let view = VectorView::f32(&pool.data, 4);
+    let whole = HalfBounds::of(GpuDtype::F16, view).unwrap();
+    let mut grown =
+        HalfBounds::of(GpuDtype::F16, VectorView::f32(&pool.data[..4 * 2100], 4)).unwrap();
+    grown.extend(view).unwrap();
+    assert_eq!(
+        (grown.len(), grown.max_error, grown.max_norm),
+        (whole.len(), whole.max_error, whole.max_norm)
+    );
+    assert!(whole.max_error > 0.0 && whole.max_norm > 0.0);
+    // The first row out of range is named, across chunks.
+    pool.data[4 * 4600] = -1e6;
+    pool.data[4 * 4500 + 3] = 1e5;
+    let err = HalfBounds::of(GpuDtype::F16, VectorView::f32(&pool.data, 4)).unwrap_err();
+    assert_eq!((err.row, err.value), (4500, 1e5));
+}
