@@ -2,7 +2,9 @@
 //! f32) converted to the device's f16 with each row's squared norm. `dcd::gpu::host` (parallel
 //! chunks, vectorised conversion) against the plain per-element loop uploads used before it,
 //! in the same run. On a GPU machine this work precedes every upload; the copy itself is timed
-//! there by `dcd bench exact --device cuda` ("gpu copy: ...").
+//! there by `dcd bench exact --device cuda` ("gpu copy: ..."). Also, beside it, the bounds a
+//! half copy of an f32 pool adds to that work (`dcd::gpu::certified::HalfBounds`: each row's
+//! rounding error and norm, for `--exact-device-copy f16`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dcd::gpu::host::HostRows;
@@ -33,6 +35,9 @@ fn convert(c: &mut Criterion) {
         b.iter(|| HostRows::convert(view, 0, n, GpuDtype::F16))
     });
     g.bench_function("plain_loop", |b| b.iter(|| plain(view, n, dim)));
+    g.bench_function("half_bounds", |b| {
+        b.iter(|| dcd::gpu::certified::HalfBounds::of(GpuDtype::F16, view).unwrap())
+    });
     g.finish();
 }
 
