@@ -30,6 +30,7 @@ pub fn settings(
             .clone()
             .unwrap_or_else(|| runtime.device.clone()),
         exact_copy: runtime.exact_copy.clone(),
+        exact_plans: runtime.exact_plans.clone(),
         models: ModelSettings {
             device: runtime.device.clone(),
             precision: runtime.precision.clone(),

@@ -122,6 +122,13 @@ pub struct ModelRuntimeArgs {
     #[arg(long = "exact-device-copy", env = "DCD_EXACT_DEVICE_COPY", default_value = "stored",
           value_parser = ["stored", "f16", "bf16"])]
     pub exact_copy: String,
+    /// How a GPU exact device picks a search plan for each batch size: `builtin` (dcd's
+    /// thresholds, from an H100) or `measure` (each pool's copy times fused, gemm and mma on
+    /// this card when it is made, at batches of 1 to 1024 of the pool's own rows, for up to
+    /// 30 s, and logs the timings and its choice; like cuDNN's benchmark mode).
+    #[arg(long = "exact-plans", env = "DCD_EXACT_PLANS", default_value = "builtin",
+          value_parser = ["builtin", "measure"])]
+    pub exact_plans: String,
     /// Model precision: f32, or f16/bf16 (for CUDA).
     #[arg(long, env = "DCD_PRECISION", default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub precision: String,
@@ -600,6 +607,11 @@ pub struct BenchExactArgs {
     /// give one result each.
     #[arg(long, default_value = "auto", value_delimiter = ',')]
     pub gpu_plan: Vec<String>,
+    /// GPU: which plan `auto` takes for each batch size: `builtin` (dcd's thresholds, from
+    /// an H100) or `measure` (first time each one-pass plan on this card and pool at batches
+    /// of 1, 2, 4, ... 1024 of the queries, at --k, and print the timings and the choice).
+    #[arg(long, default_value = "builtin", value_parser = ["builtin", "measure"])]
+    pub gpu_plans: String,
     /// GPU: the GEMM plan's tile of cross terms, in MiB (default: dcd's).
     #[arg(long)]
     pub gpu_tile_mib: Option<usize>,

@@ -380,6 +380,30 @@ fn benchmark_commands_print_the_documented_json() {
         msg.contains("--gpu-stages") && msg.contains("--device cuda"),
         "{msg}"
     );
+    // So is timing the GPU plans, in the bench and in the server.
+    let msg = user_error(
+        &data,
+        &[
+            "bench",
+            "exact",
+            "--random",
+            "100x8",
+            "--gpu-plans",
+            "measure",
+        ],
+    );
+    assert!(
+        msg.contains("--gpu-plans measure") && msg.contains("--device cuda"),
+        "{msg}"
+    );
+    let msg = user_error(
+        &data,
+        &["serve", "--addr", "127.0.0.1:0", "--exact-plans", "measure"],
+    );
+    assert!(
+        msg.contains("--exact-plans measure") && msg.contains("--exact-device cuda"),
+        "{msg}"
+    );
     // A cuda build refuses a plan it does not know before it touches the data or the device.
     if cfg!(feature = "cuda") {
         let msg = user_error(

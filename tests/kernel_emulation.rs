@@ -3,7 +3,7 @@
 //! shuffles, atomics and WMMA calls done by them), launched as `src/gpu/` launches them, and
 //! checked against double-precision distances. This is what every build can check of the
 //! kernels' indexing, synchronisation and selection without a GPU; their cases on a device
-//! are in tests/gpu.rs.
+//! are in tests/gpu/.
 
 use std::path::Path;
 use std::process::Command;

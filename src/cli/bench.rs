@@ -261,6 +261,12 @@ fn exact(args: BenchExactArgs) -> Result<()> {
                 .into(),
         ));
     }
+    if args.gpu_plans == "measure" && args.device == "cpu" {
+        return Err(Error::Usage(
+            "--gpu-plans measure times the GPU plans: add --device cuda (the CPU path has one)"
+                .into(),
+        ));
+    }
     // Before the data is made or read: a bad GPU option or a machine without the GPU says so
     // at once.
     if args.gpu_certify
@@ -285,7 +291,7 @@ fn exact(args: BenchExactArgs) -> Result<()> {
         args.batch.clone()
     };
     let halves = (args.device == "cpu" && args.dtype == "f16").then(|| to_f16(&base.data));
-    let mut searcher = ExactSearcher::new(&args, &base, halves.as_deref(), gpu)?;
+    let mut searcher = ExactSearcher::new(&args, &base, &queries, halves.as_deref(), gpu)?;
     let plans = if args.device == "cpu" {
         vec!["auto".to_string()]
     } else {
@@ -470,11 +476,12 @@ impl<'a> ExactSearcher<'a> {
     fn new(
         args: &BenchExactArgs,
         base: &'a Matrix,
+        queries: &Matrix,
         halves: Option<&'a [half::f16]>,
         gpu: Option<GpuTarget>,
     ) -> Result<ExactSearcher<'a>> {
         if let Some(target) = gpu {
-            return Self::gpu(args, base, target);
+            return Self::gpu(args, base, queries, target);
         }
         let view = match (args.dtype.as_str(), halves) {
             ("f32", _) => VectorView::f32(&base.data, base.dim),
@@ -498,6 +505,7 @@ impl<'a> ExactSearcher<'a> {
     fn gpu(
         args: &BenchExactArgs,
         base: &'a Matrix,
+        queries: &Matrix,
         GpuTarget { device, dtype }: GpuTarget,
     ) -> Result<ExactSearcher<'a>> {
         use crate::gpu::GpuExact;
@@ -526,6 +534,17 @@ impl<'a> ExactSearcher<'a> {
         if let Some(mib) = args.gpu_tile_mib {
             index.set_tile_bytes(mib << 20);
         }
+        if args.gpu_plans == "measure" {
+            let started = Instant::now();
+            let budget = std::time::Duration::from_secs(120);
+            let timings = index.measure_plans(queries, &[args.k], budget)?;
+            eprint!("{}", crate::gpu::plan::timings_table(&timings));
+            eprintln!(
+                "gpu plans: {} ({:.1} s to measure)",
+                index.plan_choice(),
+                started.elapsed().as_secs_f64()
+            );
+        }
         let certified = if args.gpu_certify {
             let view = VectorView::f32(&base.data, dim);
             let bounds = crate::gpu::certified::HalfBounds::of(dtype, view)
@@ -542,7 +561,12 @@ impl<'a> ExactSearcher<'a> {
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn gpu(_: &BenchExactArgs, _: &'a Matrix, target: GpuTarget) -> Result<ExactSearcher<'a>> {
+    fn gpu(
+        _: &BenchExactArgs,
+        _: &'a Matrix,
+        _: &Matrix,
+        target: GpuTarget,
+    ) -> Result<ExactSearcher<'a>> {
         match target {}
     }
 

@@ -13,6 +13,7 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
         precision: "f32".into(),
         exact_device: None,
         exact_copy: "stored".into(),
+        exact_plans: "builtin".into(),
         batch: 16,
     };
     let settings = crate::app::settings(AllowedRoots::only(&[])?, &runtime_args, Some(&args.index));

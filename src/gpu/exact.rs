@@ -9,6 +9,7 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use super::gemm::Gemm;
 use super::host::HostRows;
 use super::kernels::{Kernels, Rows};
+use super::plan::{GpuPlan, PlanChoice};
 use super::sample;
 use super::segment::{Place, Segment};
 use super::stage_clock::StageClock;
@@ -30,49 +31,6 @@ pub(super) const TILE_BYTES: usize = 128 << 20;
 pub(super) const MAX_GRID_Y: usize = 65_535;
 /// Share of the free device memory the pool may take.
 pub(super) const POOL_SHARE: f64 = 0.7;
-
-/// How a batch is searched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GpuPlan {
-    /// One kernel: ℓ2 on the CUDA cores with the top-k selection fused in.
-    Fused,
-    /// cuBLAS cross term on the tensor cores, fused add-norms-and-select, exact re-scoring.
-    Gemm,
-    /// For k beyond [`GpuExact::max_one_pass_k`]: cuBLAS cross term, each tile's pairs merged
-    /// with the best k so far by the radix merge in global memory, exact re-scoring.
-    Wide,
-    /// A bound per query from a strided sample (as `gemm`), then dcd's own tensor-core kernel
-    /// (f32 pools as 3xTF32) with the selection against the bound in its epilogue, the radix
-    /// merge and exact re-scoring. Asked for only: not yet measured on a GPU, so
-    /// [`GpuExact::plan_for`] does not pick it.
-    Mma,
-}
-
-impl std::fmt::Display for GpuPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            GpuPlan::Fused => "fused",
-            GpuPlan::Gemm => "gemm",
-            GpuPlan::Wide => "wide",
-            GpuPlan::Mma => "mma",
-        })
-    }
-}
-
-impl std::str::FromStr for GpuPlan {
-    type Err = String;
-    fn from_str(s: &str) -> Result<GpuPlan, String> {
-        match s {
-            "fused" => Ok(GpuPlan::Fused),
-            "gemm" => Ok(GpuPlan::Gemm),
-            "wide" => Ok(GpuPlan::Wide),
-            "mma" => Ok(GpuPlan::Mma),
-            other => Err(format!(
-                "unknown GPU plan {other:?}: use fused, gemm, wide or mma"
-            )),
-        }
-    }
-}
 
 /// A pool resident on one GPU, searched exactly.
 pub struct GpuExact {
@@ -97,6 +55,8 @@ pub struct GpuExact {
     pub(super) mma_expected: usize,
     /// Timing events at each search stage, when asked for ([`GpuExact::time_stages`]).
     pub(super) stages: Option<StageClock>,
+    /// Which one-pass plan serves a batch ([`GpuExact::plan_for`]).
+    pub(super) choice: PlanChoice,
 }
 
 /// candle's CUDA device `ordinal` (its context and stream are the ones dcd uses), once the
@@ -241,6 +201,7 @@ impl GpuExact {
             tile_bytes: TILE_BYTES,
             mma_expected: sample::EXPECTED_CANDIDATES,
             stages: None,
+            choice: PlanChoice::builtin(dtype),
         })
     }
 
@@ -347,26 +308,24 @@ impl GpuExact {
     }
 
     /// The plan [`GpuExact::search`] uses for a batch of `queries` queries and `k`: the wide
-    /// plan beyond [`GpuExact::max_one_pass_k`], else the tensor-core path once the batch is
-    /// large enough to pay for the tile round trip through memory.
+    /// plan beyond [`GpuExact::max_one_pass_k`], else the one-pass plan the choice in force
+    /// names ([`GpuExact::plan_choice`]; built in, or measured on this card by
+    /// [`GpuExact::measure_plans`]).
     pub fn plan_for(&self, queries: usize, k: usize) -> GpuPlan {
         if k > self.max_one_pass_k() {
             return GpuPlan::Wide;
         }
-        let from = match self.dtype {
-            GpuDtype::F32 => GEMM_FROM_F32,
-            GpuDtype::F16 | GpuDtype::BF16 => GEMM_FROM_HALF,
-        };
-        if queries >= from {
-            GpuPlan::Gemm
-        } else {
-            GpuPlan::Fused
-        }
+        self.choice.pick(queries, k)
+    }
+
+    /// Which one-pass plan serves a batch: built in until [`GpuExact::measure_plans`] or
+    /// [`GpuExact::set_plan_choice`] replaces it.
+    pub fn plan_choice(&self) -> &PlanChoice {
+        &self.choice
+    }
+
+    /// Replaces the choice of one-pass plans (one measured on a copy of the same pool, say).
+    pub fn set_plan_choice(&mut self, choice: PlanChoice) {
+        self.choice = choice;
     }
 }
-
-/// Batches from which [`GpuExact::plan_for`] takes the tensor-core path: where the GEMM plan
-/// overtook the fused one on an H100 (1M rows, d 384 and 768, k 100; `scripts/bench_gpu.py
-/// --plans fused,gemm`).
-const GEMM_FROM_F32: usize = 8;
-const GEMM_FROM_HALF: usize = 4;

@@ -5,12 +5,13 @@
 //! and keeps each query's running top-k in one kernel, so no distance matrix exists at all;
 //! `gemm` gets the cross term of a pool tile from cuBLAS on the tensor cores and a fused
 //! add-norms-and-select kernel consumes the tile, then re-computes the chosen rows' distances
-//! exactly. [`GpuExact::plan_for`] picks by query batch size, from measurements on an H100.
+//! exactly. [`GpuExact::plan_for`] picks by query batch size ([`plan`]): from thresholds
+//! measured on an H100, or from timings on the card at hand ([`GpuExact::measure_plans`]).
 //! Both keep the running lists in shared memory, which caps k; beyond it the `wide` plan keeps
 //! them in global memory and folds each GEMM tile into them with the radix merge. The `mma`
-//! plan (opt-in until measured) puts the cross term on the tensor cores in a kernel of dcd's
-//! own (f32 pools as 3xTF32) that selects in its epilogue, against a bound from a strided
-//! sample.
+//! plan (taken only when asked for or measured faster) puts the cross term on the tensor
+//! cores in a kernel of dcd's own (f32 pools as 3xTF32) that selects in its epilogue, against
+//! a bound from a strided sample.
 //! An f32 pool can be held as an f16 or bf16 copy and still answered exactly
 //! ([`GpuExact::search_certified`]): the copy proposes candidates, the host scores them from
 //! the f32 rows and certifies that no other row can be among the best ([`certified`]).
@@ -18,17 +19,19 @@
 //! one CUDA context. A pool that grows is appended to the copy ([`GpuExact::append`]), not
 //! uploaded again.
 //!
-//! Everything here but [`certified`], [`growth`], [`host`], [`mma_shape`], [`sample`] and
-//! [`stage_times`] needs `--features cuda`: `certified` is the certificate of a half copy's
-//! answers, `growth` the pure plan of how the copy takes appended rows, `host` the conversion
-//! of rows to the device's element type, `mma_shape` and `sample` the mma plan's tile shapes
-//! and sizing, `stage_times` the arithmetic of a search's stage timings; all are compiled and
-//! tested on every build.
+//! Everything here but [`certified`], [`growth`], [`host`], [`mma_shape`], [`plan`],
+//! [`sample`] and [`stage_times`] needs `--features cuda`: `certified` is the certificate of a
+//! half copy's answers, `growth` the pure plan of how the copy takes appended rows, `host` the
+//! conversion of rows to the device's element type, `mma_shape` and `sample` the mma plan's
+//! tile shapes and sizing, `plan` the plans and the choice among them from timings,
+//! `stage_times` the arithmetic of a search's stage timings; all are compiled and tested on
+//! every build.
 
 pub mod certified;
 pub mod growth;
 pub mod host;
 pub mod mma_shape;
+pub mod plan;
 pub mod sample;
 pub mod stage_times;
 
@@ -49,6 +52,8 @@ mod memory_pool;
 #[cfg(feature = "cuda")]
 mod mma;
 #[cfg(feature = "cuda")]
+mod plan_measure;
+#[cfg(feature = "cuda")]
 mod search;
 #[cfg(feature = "cuda")]
 mod segment;
@@ -60,9 +65,10 @@ pub use certified_search::Certification;
 #[cfg(feature = "cuda")]
 pub use error::GpuError;
 #[cfg(feature = "cuda")]
-pub use exact::{device, drop_buffer_events, GpuExact, GpuPlan, MAX_GPU_K, MAX_WIDE_K};
+pub use exact::{device, drop_buffer_events, GpuExact, MAX_GPU_K, MAX_WIDE_K};
 pub use host::GpuDtype;
 #[cfg(feature = "cuda")]
 pub use memory_pool::keep_pool_memory;
+pub use plan::{GpuPlan, PlanChoice};
 #[cfg(feature = "cuda")]
 pub use segment::Growth;

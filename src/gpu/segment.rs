@@ -304,6 +304,7 @@ impl GpuExact {
         fresh.tile_bytes = self.tile_bytes;
         fresh.mma_expected = self.mma_expected;
         fresh.stages = self.stages.take();
+        fresh.choice = self.choice.clone();
         *self = fresh;
         Ok(())
     }

@@ -4,7 +4,8 @@
 //! kernels ([`crate::gpu`]); rows the pool gains are appended to the copy. An f32 pool's copy
 //! may be f16 or bf16 (`--exact-device-copy`): searches are then certified exact against the
 //! f32 rows ([`crate::gpu::GpuExact::search_certified`]) and re-ranking scores candidates
-//! from the f32 rows on the host.
+//! from the f32 rows on the host. With `--exact-plans measure` each copy times the GPU plans
+//! on its own pool when made and picks by batch size from what it measured.
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuDtype;
@@ -26,14 +27,26 @@ pub enum ExactDevice {
         device: candle_core::Device,
         /// The copy's element type for f32 pools, when not f32 (`--exact-device-copy`).
         half_copy: Option<GpuDtype>,
+        /// Time the plans on each copy when it is made (`--exact-plans measure`).
+        measure_plans: bool,
     },
 }
 
+/// The k each copy's plans are timed at under `--exact-plans measure`: a typical debug set's
+/// neighbours per error sample, and a large one (other k take the nearer's choice).
+#[cfg(feature = "cuda")]
+const MEASURED_KS: [usize; 2] = [100, 1000];
+
+/// Most time a copy's plans are timed for; the choice is made from what was timed by then.
+#[cfg(feature = "cuda")]
+const MEASURE_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl ExactDevice {
     /// `cpu`, `cuda` or `cuda:N`, with the copy's element type for f32 pools (`stored`,
-    /// `f16` or `bf16`); a CUDA device is opened now, so a missing one is reported at start
-    /// rather than at the first exact query.
-    pub fn open(spec: &str, copy: &str) -> Result<ExactDevice> {
+    /// `f16` or `bf16`) and how its plans are chosen (`builtin` or `measure`); a CUDA device
+    /// is opened now, so a missing one is reported at start rather than at the first exact
+    /// query.
+    pub fn open(spec: &str, copy: &str, plans: &str) -> Result<ExactDevice> {
         let half_copy = match copy {
             "stored" => None,
             "f16" => Some(GpuDtype::F16),
@@ -44,7 +57,23 @@ impl ExactDevice {
                 )))
             }
         };
+        let measure_plans = match plans {
+            "builtin" => false,
+            "measure" => true,
+            other => {
+                return Err(Error::Usage(format!(
+                    "--exact-plans {other}: use builtin or measure"
+                )))
+            }
+        };
         if spec == "cpu" {
+            if measure_plans {
+                return Err(Error::Usage(
+                    "--exact-plans measure times the GPU's search plans: add --exact-device \
+                     cuda, or drop it (the CPU exact path has one plan)"
+                        .into(),
+                ));
+            }
             if half_copy.is_some() {
                 return Err(Error::Usage(format!(
                     "--exact-device-copy {copy} sets the element type of a GPU's copy of the \
@@ -56,20 +85,25 @@ impl ExactDevice {
         let ordinal = crate::config::cuda_ordinal(spec).ok_or_else(|| {
             Error::Usage(format!("--exact-device {spec}: use cpu, cuda or cuda:N"))
         })?;
-        Self::cuda(ordinal, half_copy)
+        Self::cuda(ordinal, half_copy, measure_plans)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda(ordinal: usize, half_copy: Option<GpuDtype>) -> Result<ExactDevice> {
+    fn cuda(
+        ordinal: usize,
+        half_copy: Option<GpuDtype>,
+        measure_plans: bool,
+    ) -> Result<ExactDevice> {
         Ok(ExactDevice::Cuda {
             ordinal,
             device: crate::gpu::device(ordinal)?,
             half_copy,
+            measure_plans,
         })
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn cuda(ordinal: usize, _: Option<GpuDtype>) -> Result<ExactDevice> {
+    fn cuda(ordinal: usize, _: Option<GpuDtype>, _: bool) -> Result<ExactDevice> {
         Err(Error::Usage(format!(
             "--exact-device cuda:{ordinal}: this dcd was built without CUDA; rebuild with \
              --features cuda, or run exact searches on the CPU (--exact-device cpu)"
@@ -93,6 +127,7 @@ impl ExactDevice {
                 ordinal,
                 device,
                 half_copy,
+                measure_plans,
             } => {
                 use crate::gpu::certified::HalfBounds;
                 use crate::gpu::{GpuError, GpuExact};
@@ -106,7 +141,7 @@ impl ExactDevice {
                     (crate::types::Dtype::F16, _) => (GpuDtype::F16, None),
                 };
                 let started = std::time::Instant::now();
-                let index = GpuExact::new(device, pool.vectors(), dtype)?;
+                let mut index = GpuExact::new(device, pool.vectors(), dtype)?;
                 tracing::info!(
                     pool = %pool.record().name,
                     rows = index.len(),
@@ -114,6 +149,9 @@ impl ExactDevice {
                     seconds = started.elapsed().as_secs_f64(),
                     "pool resident on cuda:{ordinal} for exact search"
                 );
+                if *measure_plans {
+                    measure(&mut index, pool);
+                }
                 let name = match &bounds {
                     Some(b) => format!("exact-cuda:{ordinal}-{}-certified", b.dtype().name()),
                     None => format!("exact-cuda:{ordinal}"),
@@ -126,6 +164,41 @@ impl ExactDevice {
             }
         }
     }
+}
+
+/// Times the plans on `index` with queries drawn from its pool's rows (strided) and logs the
+/// choice; a failure is logged and leaves the built-in choice, since searches still work.
+#[cfg(feature = "cuda")]
+fn measure(index: &mut crate::gpu::GpuExact, pool: &Pool) {
+    let started = std::time::Instant::now();
+    let queries = strided_rows(pool.vectors(), crate::gpu::plan::LARGEST_MEASURED_BATCH);
+    match index.measure_plans(&queries, &MEASURED_KS, MEASURE_BUDGET) {
+        Ok(timings) => tracing::info!(
+            pool = %pool.record().name,
+            seconds = started.elapsed().as_secs_f64(),
+            timings = %crate::gpu::plan::timings_table(&timings),
+            "GPU plans {}",
+            index.plan_choice()
+        ),
+        Err(e) => tracing::warn!(
+            pool = %pool.record().name,
+            error = %e,
+            "timing the GPU plans failed; the built-in choice stays"
+        ),
+    }
+}
+
+/// Up to `most` rows of `vectors`, evenly spaced, as f32 queries.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn strided_rows(vectors: crate::types::VectorView<'_>, most: usize) -> Matrix {
+    let (n, dim) = (vectors.len(), vectors.dim());
+    let m = n.min(most);
+    let mut data = vec![0.0f32; m * dim];
+    for (i, row) in data.chunks_exact_mut(dim.max(1)).enumerate() {
+        let r = i * n / m;
+        vectors.copy_rows_f32(r, r + 1, row);
+    }
+    Matrix::new(m, dim, data)
 }
 
 /// A pool's rows resident on a GPU.
@@ -245,17 +318,45 @@ impl Resident {
 
 #[cfg(test)]
 mod tests {
-    use super::ExactDevice;
+    use super::{strided_rows, ExactDevice};
 
     #[test]
     fn a_half_copy_needs_a_gpu_and_a_known_type() {
         assert!(matches!(
-            ExactDevice::open("cpu", "stored"),
+            ExactDevice::open("cpu", "stored", "builtin"),
             Ok(ExactDevice::Cpu)
         ));
-        let err = ExactDevice::open("cpu", "f16").unwrap_err().to_string();
+        let err = ExactDevice::open("cpu", "f16", "builtin")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--exact-device cuda"), "{err}");
-        let err = ExactDevice::open("cuda", "f8").unwrap_err().to_string();
+        let err = ExactDevice::open("cuda", "f8", "builtin")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("stored, f16 or bf16"), "{err}");
+    }
+
+    #[test]
+    fn measured_plans_need_a_gpu_and_a_known_mode() {
+        let err = ExactDevice::open("cpu", "stored", "measure")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--exact-device cuda"), "{err}");
+        let err = ExactDevice::open("cuda", "stored", "fastest")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("builtin or measure"), "{err}");
+    }
+
+    #[test]
+    fn strided_rows_spread_over_the_pool() {
+        let m = crate::synth::uniform(10, 3, 1);
+        let view = crate::types::VectorView::f32(&m.data, 3);
+        let rows = strided_rows(view, 4);
+        assert_eq!((rows.rows, rows.dim), (4, 3));
+        for (i, r) in [0usize, 2, 5, 7].iter().enumerate() {
+            assert_eq!(rows.data[i * 3..i * 3 + 3], m.data[r * 3..r * 3 + 3]);
+        }
+        assert_eq!(strided_rows(view, 100).data, m.data);
     }
 }

@@ -45,6 +45,8 @@ pub struct ServiceSettings {
     pub exact_device: String,
     /// The GPU copy's element type for f32 pools: `stored`, `f16` or `bf16` (certified).
     pub exact_copy: String,
+    /// How a GPU copy picks its search plan by batch size: `builtin` or `measure`.
+    pub exact_plans: String,
 }
 
 /// A pool as reported to callers.
@@ -90,8 +92,11 @@ impl Service {
     /// Opens the data directory and resumes the jobs a previous run left unfinished.
     pub fn open(data_dir: &std::path::Path, settings: ServiceSettings) -> Result<Arc<Service>> {
         let store = Store::open(data_dir)?;
-        let exact_device =
-            exact_device::ExactDevice::open(&settings.exact_device, &settings.exact_copy)?;
+        let exact_device = exact_device::ExactDevice::open(
+            &settings.exact_device,
+            &settings.exact_copy,
+            &settings.exact_plans,
+        )?;
         let models = ModelCache::new(settings.models.clone());
         let service = Arc::new(Service {
             store,

@@ -45,6 +45,7 @@ impl TestServer {
             precision: "f32".into(),
             exact_device: None,
             exact_copy: "stored".into(),
+            exact_plans: "builtin".into(),
             batch: 8,
         };
         // The model fixtures are server-side files too.
