@@ -2,9 +2,11 @@
 //! f32) converted to the device's f16 with each row's squared norm. `dcd::gpu::host` (parallel
 //! chunks, vectorised conversion) against the plain per-element loop uploads used before it,
 //! in the same run. On a GPU machine this work precedes every upload; the copy itself is timed
-//! there by `dcd bench exact --device cuda` ("gpu copy: ..."). Also, beside it, the bounds a
-//! half copy of an f32 pool adds to that work (`dcd::gpu::certified::HalfBounds`: each row's
-//! rounding error and norm, for `--exact-device-copy f16`).
+//! there by `dcd bench exact --device cuda` ("gpu copy: ..."). Also, beside it, what a half
+//! copy of an f32 pool (`--exact-device-copy f16`) adds: the conversion that measures each
+//! row's rounding in the same pass (`HostRows::convert_rounding`, how such a copy is made
+//! now), and the separate pass over the pool that measured it before
+//! (`dcd::gpu::certified::HalfBounds::of`, still how appended rows are measured).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dcd::gpu::host::HostRows;
@@ -33,6 +35,9 @@ fn convert(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("dcd_gpu_host", |b| {
         b.iter(|| HostRows::convert(view, 0, n, GpuDtype::F16))
+    });
+    g.bench_function("dcd_gpu_host_with_rounding", |b| {
+        b.iter(|| HostRows::convert_rounding(view, 0, n, GpuDtype::F16))
     });
     g.bench_function("plain_loop", |b| b.iter(|| plain(view, n, dim)));
     g.bench_function("half_bounds", |b| {

@@ -43,7 +43,10 @@ pub fn code_of(e: &Error) -> Code {
             | crate::gpu::GpuError::ComputeCapability { .. }
             | crate::gpu::GpuError::OutOfHalfRange(_) => Code::FailedPrecondition,
             crate::gpu::GpuError::OutOfMemory { .. } => Code::ResourceExhausted,
-            crate::gpu::GpuError::Driver { .. } => Code::Internal,
+            // The service asks half copies of f32 pools only: this one is a bug.
+            crate::gpu::GpuError::Driver { .. } | crate::gpu::GpuError::NotHalfCopy { .. } => {
+                Code::Internal
+            }
         },
         Error::Usage(_) => Code::InvalidArgument,
     }

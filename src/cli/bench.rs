@@ -513,15 +513,27 @@ impl<'a> ExactSearcher<'a> {
         // also reports what a pool's growth costs beside a whole upload.
         let (n, dim) = (base.rows, base.dim);
         let held = (n / 1000).clamp(1, 4096).min(n - 1);
-        let started = Instant::now();
-        let mut index = GpuExact::new(
-            &device,
+        let (view, first) = (
+            VectorView::f32(&base.data, dim),
             VectorView::f32(&base.data[..(n - held) * dim], dim),
-            dtype,
-        )?;
+        );
+        let started = Instant::now();
+        // --gpu-certify: a half copy with its bounds, grown as the service grows one.
+        let (mut index, mut bounds) = if args.gpu_certify {
+            let (index, bounds) = GpuExact::new_half_copy(&device, first, dtype)
+                .map_err(|e| Error::Usage(format!("--gpu-certify: {e}")))?;
+            (index, Some(bounds))
+        } else {
+            (GpuExact::new(&device, first, dtype)?, None)
+        };
         let upload = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let growth = index.append(VectorView::f32(&base.data, dim))?;
+        if let Some(bounds) = &mut bounds {
+            bounds
+                .extend(view)
+                .map_err(|e| Error::Usage(format!("--gpu-certify: {e}")))?;
+        }
+        let growth = index.append(view)?;
         let append = started.elapsed().as_secs_f64();
         eprintln!(
             "gpu copy: {} rows uploaded in {upload:.3} s with the kernels loaded ({:.2} GB/s of host f32 \
@@ -545,14 +557,7 @@ impl<'a> ExactSearcher<'a> {
                 started.elapsed().as_secs_f64()
             );
         }
-        let certified = if args.gpu_certify {
-            let view = VectorView::f32(&base.data, dim);
-            let bounds = crate::gpu::certified::HalfBounds::of(dtype, view)
-                .map_err(|e| Error::Usage(format!("--gpu-certify: {e}")))?;
-            Some((view, bounds))
-        } else {
-            None
-        };
+        let certified = bounds.map(|b| (view, b));
         Ok(ExactSearcher::Gpu {
             index: Box::new(index),
             plan: None,

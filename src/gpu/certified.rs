@@ -25,6 +25,7 @@ use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use super::host::{error_and_norm, Rounding};
 use super::GpuDtype;
 use crate::index::distance::{l2_squared, row_f32};
 use crate::index::topk::TopK;
@@ -48,7 +49,7 @@ pub enum Selection {
 
 /// What is known about a half-precision copy of an f32 pool: its type, the largest distance
 /// between a row and its copy, and the largest norm of a copied row.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HalfBounds {
     dtype: GpuDtype,
     dim: usize,
@@ -113,7 +114,7 @@ impl HalfBounds {
     pub fn extend(&mut self, vectors: VectorView<'_>) -> Result<(), OutOfRange> {
         let dim = vectors.dim().max(1);
         let starts: Vec<usize> = (self.rows..vectors.len()).step_by(CHUNK_ROWS).collect();
-        let chunks: Vec<Result<(f64, f64), OutOfRange>> = starts
+        let rounding = starts
             .par_iter()
             .map(|&start| {
                 let end = (start + CHUNK_ROWS).min(vectors.len());
@@ -121,34 +122,28 @@ impl HalfBounds {
                 vectors.copy_rows_f32(start, end, &mut rows);
                 let mut copy = Vec::new();
                 self.round(&rows, &mut copy);
-                let (mut max_error, mut max_norm) = (0.0f64, 0.0f64);
-                for (i, (x, c)) in rows
-                    .chunks_exact(dim)
-                    .zip(copy.chunks_exact(dim))
-                    .enumerate()
-                {
-                    if let Some(j) = c.iter().position(|v| !v.is_finite()) {
-                        return Err(OutOfRange {
-                            row: start + i,
-                            value: x[j],
-                            dtype: self.dtype.name(),
-                        });
-                    }
-                    let (error, norm) = error_and_norm(x, c);
-                    max_error = max_error.max(error);
-                    max_norm = max_norm.max(norm);
-                }
-                Ok((max_error, max_norm))
+                Rounding::of(&rows, &copy, dim, start)
             })
-            .collect();
-        let (mut max_error, mut max_norm) = (self.max_error, self.max_norm);
-        for chunk in chunks {
-            let (error, norm) = chunk?;
-            max_error = max_error.max(error);
-            max_norm = max_norm.max(norm);
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(Rounding::default(), Rounding::then);
+        self.take(vectors.len(), rounding)
+    }
+
+    /// Takes in the rows that follow those covered, up to `rows` in all, from what rounding
+    /// them did (as [`super::host::HostRows::convert_rounding`] measures it while making the
+    /// copy). On a row out of range nothing is taken.
+    pub fn take(&mut self, rows: usize, rounding: Rounding) -> Result<(), OutOfRange> {
+        if let Some((row, value)) = rounding.out_of_range {
+            return Err(OutOfRange {
+                row,
+                value,
+                dtype: self.dtype.name(),
+            });
         }
-        (self.max_error, self.max_norm) = (max_error, max_norm);
-        self.rows = vectors.len().max(self.rows);
+        self.max_error = self.max_error.max(rounding.max_error);
+        self.max_norm = self.max_norm.max(rounding.max_norm);
+        self.rows = rows.max(self.rows);
         Ok(())
     }
 
@@ -211,16 +206,6 @@ impl HalfBounds {
         let distance = (reach.sqrt() - query_error - self.max_error).max(0.0);
         distance * distance * (1.0 - gamma)
     }
-}
-
-/// |x - c| and |c| of a row `x` and its copy `c`, from above: f64 sums of a few thousand
-/// terms, which a relative 1e-12 covers.
-fn error_and_norm(x: &[f32], c: &[f32]) -> (f64, f64) {
-    let (error, norm) = x.iter().zip(c).fold((0.0f64, 0.0f64), |(e, n), (&a, &b)| {
-        let (a, b) = (a as f64, b as f64);
-        (e + (a - b) * (a - b), n + b * b)
-    });
-    (error.sqrt() * (1.0 + 1e-12), norm.sqrt() * (1.0 + 1e-12))
 }
 
 /// The exact best `k` of `candidates` (rows of `originals`, any order), scored from the f32

@@ -46,6 +46,17 @@ pub enum GpuError {
     /// A pool row the half-precision copy cannot hold.
     #[error(transparent)]
     OutOfHalfRange(#[from] super::certified::OutOfRange),
+    /// A certified half copy asked of rows that are not f32, or in f32.
+    #[error(
+        "a certified half copy holds f32 rows in f16 or bf16, not {rows} rows in {copy}: copy \
+         f16 rows, or f32 rows in f32, as they are (GpuExact::new; nothing needs certifying)"
+    )]
+    NotHalfCopy {
+        /// The copy's type asked for.
+        copy: &'static str,
+        /// The rows' stored type.
+        rows: &'static str,
+    },
     /// A driver call failed.
     #[error("CUDA failed while {what}: {reason}")]
     Driver {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
 
+use super::certified::HalfBounds;
 use super::gemm::Gemm;
 use super::host::HostRows;
 use super::kernels::{Kernels, Rows};
@@ -139,6 +140,61 @@ impl GpuExact {
         max_rows: usize,
         max_resident: usize,
     ) -> Result<GpuExact, GpuError> {
+        Self::build(device, vectors, dtype, max_rows, max_resident, None)
+    }
+
+    /// A half copy (`dtype` f16 or bf16) of the f32 rows `vectors`, made as
+    /// [`GpuExact::new`] makes one, with the bounds that certify its answers
+    /// ([`GpuExact::search_certified`]), measured while converting the rows (no second pass
+    /// over the pool). A value beyond the type's range stops the upload at its segment.
+    pub fn new_half_copy(
+        device: &candle_core::Device,
+        vectors: VectorView<'_>,
+        dtype: GpuDtype,
+    ) -> Result<(GpuExact, HalfBounds), GpuError> {
+        Self::half_copy_with_limits(device, vectors, dtype, usize::MAX, usize::MAX)
+    }
+
+    /// As [`GpuExact::new_half_copy`], under [`GpuExact::with_limits`]' limits.
+    pub fn half_copy_with_limits(
+        device: &candle_core::Device,
+        vectors: VectorView<'_>,
+        dtype: GpuDtype,
+        max_rows: usize,
+        max_resident: usize,
+    ) -> Result<(GpuExact, HalfBounds), GpuError> {
+        let rows = match vectors {
+            VectorView::F32 { .. } => "f32",
+            VectorView::F16 { .. } => "f16",
+        };
+        if dtype == GpuDtype::F32 || rows != "f32" {
+            return Err(GpuError::NotHalfCopy {
+                copy: dtype.name(),
+                rows,
+            });
+        }
+        let mut bounds = HalfBounds::new(dtype, vectors.dim());
+        let index = Self::build(
+            device,
+            vectors,
+            dtype,
+            max_rows,
+            max_resident,
+            Some(&mut bounds),
+        )?;
+        Ok((index, bounds))
+    }
+
+    /// The copy under the limits; with `bounds`, the rounding of each segment's rows is taken
+    /// into them as the rows are converted.
+    fn build(
+        device: &candle_core::Device,
+        vectors: VectorView<'_>,
+        dtype: GpuDtype,
+        max_rows: usize,
+        max_resident: usize,
+        mut bounds: Option<&mut HalfBounds>,
+    ) -> Result<GpuExact, GpuError> {
         let stream = stream_of(device)?;
         let kernels = Kernels::load(stream.clone())?;
         let gemm = Gemm::new(stream.clone())?;
@@ -162,7 +218,12 @@ impl GpuExact {
         let mut first = 0;
         while first < n {
             let len = per_segment.min(n - first);
-            let host = HostRows::convert(vectors, first, first + len, dtype);
+            let (rows, norms, rounding) =
+                HostRows::convert_rounding(vectors, first, first + len, dtype);
+            if let Some(bounds) = bounds.as_deref_mut() {
+                bounds.take(first + len, rounding)?;
+            }
+            let host = (rows, norms);
             // A host segment's norms have room for the rows appends may add to it.
             let segment = if segments.len() < resident {
                 Segment::on_device(&stream, host, first, len)?

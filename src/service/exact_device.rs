@@ -129,19 +129,22 @@ impl ExactDevice {
                 half_copy,
                 measure_plans,
             } => {
-                use crate::gpu::certified::HalfBounds;
-                use crate::gpu::{GpuError, GpuExact};
-                let (dtype, bounds) = match (pool.record().dtype, half_copy) {
-                    (crate::types::Dtype::F32, Some(half)) => {
-                        let bounds =
-                            HalfBounds::of(*half, pool.vectors()).map_err(GpuError::from)?;
-                        (*half, Some(bounds))
-                    }
-                    (crate::types::Dtype::F32, None) => (GpuDtype::F32, None),
-                    (crate::types::Dtype::F16, _) => (GpuDtype::F16, None),
-                };
+                use crate::gpu::GpuExact;
                 let started = std::time::Instant::now();
-                let mut index = GpuExact::new(device, pool.vectors(), dtype)?;
+                let view = pool.vectors();
+                // A half copy of an f32 pool measures its bounds while converting the rows.
+                let (mut index, bounds) = match (pool.record().dtype, half_copy) {
+                    (crate::types::Dtype::F32, Some(half)) => {
+                        let (index, bounds) = GpuExact::new_half_copy(device, view, *half)?;
+                        (index, Some(bounds))
+                    }
+                    (crate::types::Dtype::F32, None) => {
+                        (GpuExact::new(device, view, GpuDtype::F32)?, None)
+                    }
+                    (crate::types::Dtype::F16, _) => {
+                        (GpuExact::new(device, view, GpuDtype::F16)?, None)
+                    }
+                };
                 tracing::info!(
                     pool = %pool.record().name,
                     rows = index.len(),

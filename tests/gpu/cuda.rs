@@ -192,8 +192,10 @@ fn certified(device: &candle_core::Device) {
     let view = VectorView::f32(&base.data, 32);
     let filter = RowFilter::from_rows((0..5000u32).filter(|r| r % 3 != 0), 5000);
     for dtype in [GpuDtype::F16, GpuDtype::BF16] {
-        let index = GpuExact::with_limits(device, view, dtype, 2000, 2).unwrap();
-        let bounds = HalfBounds::of(dtype, view).unwrap();
+        let (index, bounds) =
+            GpuExact::half_copy_with_limits(device, view, dtype, 2000, 2).unwrap();
+        // Measured while converting, segment by segment: the bounds of the whole pool.
+        assert_eq!(bounds, HalfBounds::of(dtype, view).unwrap());
         for (nq, k, f) in [(3, 10, None), (50, 100, None), (3, 10, Some(&filter))] {
             let queries = synth::uniform(nq, 32, 72);
             let (got, how) = index
@@ -211,8 +213,7 @@ fn certified(device: &candle_core::Device) {
     let data: Vec<f32> = jitter.data.iter().map(|j| 1.0 + 1e-4 * j).collect();
     let near = Matrix::new(n, dim, data);
     let view = VectorView::f32(&near.data, dim);
-    let index = GpuExact::new(device, view, GpuDtype::F16).unwrap();
-    let bounds = HalfBounds::of(GpuDtype::F16, view).unwrap();
+    let (index, bounds) = GpuExact::new_half_copy(device, view, GpuDtype::F16).unwrap();
     let queries = Matrix::new(2, dim, vec![1.0; 2 * dim]);
     if index.max_k() < n {
         let (got, how) = index
@@ -221,6 +222,30 @@ fn certified(device: &candle_core::Device) {
         assert_eq!(how.on_cpu, 2, "{how:?}");
         assert_eq!(ids(&got), ids(&cpu(&near, Elem::F32, &queries, 5, None)));
     }
+    // Refused: a value f16 cannot hold (named, in the third segment), a copy that would not
+    // be half, rows that are not f32.
+    let mut wild = base.clone();
+    wild.data[4500 * 32 + 7] = 1e6;
+    let wild_view = VectorView::f32(&wild.data, 32);
+    let err = GpuExact::half_copy_with_limits(device, wild_view, GpuDtype::F16, 2000, 2)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("row 4500") && err.contains("stored"), "{err}");
+    assert!(GpuExact::new_half_copy(device, wild_view, GpuDtype::BF16).is_ok());
+    let err = GpuExact::new_half_copy(device, view, GpuDtype::F32)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, dcd::gpu::GpuError::NotHalfCopy { .. }),
+        "{err}"
+    );
+    let halves: Vec<half::f16> = near.data.iter().map(|&v| half::f16::from_f32(v)).collect();
+    let stored = VectorView::F16 { data: &halves, dim };
+    let err = GpuExact::new_half_copy(device, stored, GpuDtype::F16)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not f16 rows in f16"), "{err}");
 }
 
 /// `--gpu-pool-keep`: memory a buffer frees stays in the pool across synchronisations
