@@ -21,18 +21,11 @@
 //! CPU's distance of every such row; when the k-th best candidate is strictly below it, the
 //! k best candidates are the CPU's exact answer, ties by row id included.
 
-use half::slice::HalfFloatSliceExt;
-use half::{bf16, f16};
-use rayon::prelude::*;
-
-use super::host::{error_and_norm, Rounding};
+use super::host::{error_and_norm, round_to, rounding_of, Rounding};
 use super::GpuDtype;
 use crate::index::distance::{l2_squared, row_f32};
 use crate::index::topk::TopK;
 use crate::types::{Neighbor, VectorView};
-
-/// Rows one task of [`HalfBounds::extend`] takes.
-const CHUNK_ROWS: usize = 2048;
 
 /// f32's unit roundoff.
 const F32_UNIT: f64 = 1.0 / (1u64 << 24) as f64;
@@ -109,24 +102,10 @@ impl HalfBounds {
         self.dtype
     }
 
-    /// Takes in rows `len()..vectors.len()` (the rows a pool gained), in chunks on all cores.
+    /// Takes in rows `len()..vectors.len()` (the rows a pool gained), measured on all cores.
     /// On an error (the first row out of range) nothing is taken.
     pub fn extend(&mut self, vectors: VectorView<'_>) -> Result<(), OutOfRange> {
-        let dim = vectors.dim().max(1);
-        let starts: Vec<usize> = (self.rows..vectors.len()).step_by(CHUNK_ROWS).collect();
-        let rounding = starts
-            .par_iter()
-            .map(|&start| {
-                let end = (start + CHUNK_ROWS).min(vectors.len());
-                let mut rows = vec![0.0f32; (end - start) * dim];
-                vectors.copy_rows_f32(start, end, &mut rows);
-                let mut copy = Vec::new();
-                self.round(&rows, &mut copy);
-                Rounding::of(&rows, &copy, dim, start)
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .fold(Rounding::default(), Rounding::then);
+        let rounding = rounding_of(vectors, self.rows, vectors.len(), self.dtype);
         self.take(vectors.len(), rounding)
     }
 
@@ -150,19 +129,7 @@ impl HalfBounds {
     /// `values` as the copy holds them, back in f32.
     fn round(&self, values: &[f32], out: &mut Vec<f32>) {
         out.resize(values.len(), 0.0);
-        match self.dtype {
-            GpuDtype::F16 => {
-                let mut h = vec![f16::ZERO; values.len()];
-                h.convert_from_f32_slice(values);
-                h.convert_to_f32_slice(out);
-            }
-            GpuDtype::BF16 => {
-                let mut h = vec![bf16::ZERO; values.len()];
-                h.convert_from_f32_slice(values);
-                h.convert_to_f32_slice(out);
-            }
-            GpuDtype::F32 => out.copy_from_slice(values),
-        }
+        round_to(self.dtype, values, out);
     }
 
     /// Relative error of a direct f32 sum of `dim` squared differences (each term two

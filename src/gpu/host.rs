@@ -136,6 +136,55 @@ pub fn error_and_norm(x: &[f32], c: &[f32]) -> (f64, f64) {
     (error.sqrt() * (1.0 + 1e-12), norm.sqrt() * (1.0 + 1e-12))
 }
 
+/// What rounding rows `first..end` of `vectors` to `dtype` does to them ([`Rounding`]),
+/// without keeping the copy (a half copy's appended rows are measured so before any is copied):
+/// on all cores, a block of rows at a time.
+pub fn rounding_of(vectors: VectorView<'_>, first: usize, end: usize, dtype: GpuDtype) -> Rounding {
+    let dim = vectors.dim().max(1);
+    let starts: Vec<usize> = (first..end).step_by(CHUNK_ROWS).collect();
+    let chunks: Vec<Rounding> = starts
+        .par_iter()
+        .map_init(
+            || {
+                (
+                    vec![0.0f32; BLOCK_ROWS * dim],
+                    vec![0.0f32; BLOCK_ROWS * dim],
+                )
+            },
+            |(originals, copies), &start| {
+                let stop = (start + CHUNK_ROWS).min(end);
+                let mut measured = Rounding::default();
+                for row in (start..stop).step_by(BLOCK_ROWS) {
+                    let len = BLOCK_ROWS.min(stop - row) * dim;
+                    let (x, c) = (&mut originals[..len], &mut copies[..len]);
+                    vectors.copy_rows_f32(row, row + len / dim, x);
+                    round_to(dtype, x, c);
+                    measured = measured.then(Rounding::of(x, c, dim, row));
+                }
+                measured
+            },
+        )
+        .collect();
+    chunks.into_iter().fold(Rounding::default(), Rounding::then)
+}
+
+/// `values` as a copy in `dtype` holds them, back in f32, into `out` (of the same length).
+pub fn round_to(dtype: GpuDtype, values: &[f32], out: &mut [f32]) {
+    match dtype {
+        GpuDtype::F16 => {
+            let mut h = vec![f16::ZERO; values.len()];
+            h.convert_from_f32_slice(values);
+            h.convert_to_f32_slice(out);
+        }
+        GpuDtype::BF16 => {
+            let mut h = vec![bf16::ZERO; values.len()];
+            h.convert_from_f32_slice(values);
+            h.convert_to_f32_slice(out);
+        }
+        GpuDtype::F32 => out.copy_from_slice(values),
+    }
+}
+
 impl HostRows {
     /// Rows `first..end` of `vectors` in `dtype`, and their squared norms as stored.
     pub fn convert(
@@ -391,6 +440,8 @@ mod tests {
         assert_eq!(r.out_of_range, Some((2 * CHUNK_ROWS + 1, -7e4)));
         let (_, _, r) = HostRows::convert_rounding(view, 0, end, GpuDtype::F16);
         assert_eq!(r.out_of_range, Some((CHUNK_ROWS + 3, 1e6)));
+        assert_eq!(rounding_of(view, 0, end, GpuDtype::F16), r);
+        assert_eq!(rounding_of(view, 7, 7, GpuDtype::F16), Rounding::default());
         // bf16 holds all three.
         let (_, _, r) = HostRows::convert_rounding(view, 0, end, GpuDtype::BF16);
         assert_eq!(r.out_of_range, None);
