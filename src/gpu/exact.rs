@@ -218,12 +218,15 @@ impl GpuExact {
         let mut first = 0;
         while first < n {
             let len = per_segment.min(n - first);
-            let (rows, norms, rounding) =
-                HostRows::convert_rounding(vectors, first, first + len, dtype);
-            if let Some(bounds) = bounds.as_deref_mut() {
-                bounds.take(first + len, rounding)?;
-            }
-            let host = (rows, norms);
+            let host = match bounds.as_deref_mut() {
+                Some(bounds) => {
+                    let (rows, norms, rounding) =
+                        HostRows::convert_rounding(vectors, first, first + len, dtype);
+                    bounds.take(first + len, rounding)?;
+                    (rows, norms)
+                }
+                None => HostRows::convert(vectors, first, first + len, dtype),
+            };
             // A host segment's norms have room for the rows appends may add to it.
             let segment = if segments.len() < resident {
                 Segment::on_device(&stream, host, first, len)?
