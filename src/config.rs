@@ -123,11 +123,13 @@ pub struct ModelRuntimeArgs {
           value_parser = ["stored", "f16", "bf16"])]
     pub exact_copy: String,
     /// How a GPU exact device picks a search plan for each batch size: `builtin` (dcd's
-    /// thresholds, from an H100) or `measure` (each pool's copy times fused, gemm and mma on
+    /// thresholds, from an H100), `measure` (each pool's copy times fused, gemm and mma on
     /// this card when it is made, at batches of 1 to 1024 of the pool's own rows, for up to
-    /// 30 s, and logs the timings and its choice; like cuDNN's benchmark mode).
+    /// 30 s, logs the timings and its choice and saves them beside the pool, as
+    /// gpu-plans.json; later starts on the same card and dcd binary load them while the pool
+    /// is within a factor of two of the size timed), or `remeasure` (time them again now).
     #[arg(long = "exact-plans", env = "DCD_EXACT_PLANS", default_value = "builtin",
-          value_parser = ["builtin", "measure"])]
+          value_parser = ["builtin", "measure", "remeasure"])]
     pub exact_plans: String,
     /// Model precision: f32, or f16/bf16 (for CUDA).
     #[arg(long, env = "DCD_PRECISION", default_value = "f32", value_parser = ["f32", "f16", "bf16"])]

@@ -43,10 +43,11 @@ pub fn code_of(e: &Error) -> Code {
             | crate::gpu::GpuError::ComputeCapability { .. }
             | crate::gpu::GpuError::OutOfHalfRange(_) => Code::FailedPrecondition,
             crate::gpu::GpuError::OutOfMemory { .. } => Code::ResourceExhausted,
-            // The service asks half copies of f32 pools only: this one is a bug.
-            crate::gpu::GpuError::Driver { .. } | crate::gpu::GpuError::NotHalfCopy { .. } => {
-                Code::Internal
-            }
+            // The service asks half copies of f32 pools only (NotHalfCopy is a bug), and never
+            // returns Unidentified (it only stops plan timings being saved).
+            crate::gpu::GpuError::Driver { .. }
+            | crate::gpu::GpuError::NotHalfCopy { .. }
+            | crate::gpu::GpuError::Unidentified { .. } => Code::Internal,
         },
         Error::Usage(_) => Code::InvalidArgument,
     }

@@ -57,6 +57,12 @@ pub enum GpuError {
         /// The rows' stored type.
         rows: &'static str,
     },
+    /// Something a record of where plans were timed needs could not be read.
+    #[error("cannot tell {what}, so GPU plan timings cannot be matched to where they were taken")]
+    Unidentified {
+        /// What could not be told.
+        what: &'static str,
+    },
     /// A driver call failed.
     #[error("CUDA failed while {what}: {reason}")]
     Driver {

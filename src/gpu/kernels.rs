@@ -127,17 +127,22 @@ fn built_for() -> u32 {
         .expect("build.rs writes DCD_CUDA_COMPUTE_CAP as a number")
 }
 
-/// Refuses a GPU older than the kernels' compute capability: the driver JIT-compiles PTX for
-/// that capability and newer only, and would otherwise fail at the first load with a bare
-/// "invalid PTX".
-pub(super) fn check_capability(ctx: &CudaContext) -> Result<(), GpuError> {
+/// The device's compute capability, 10 * major + minor.
+pub(super) fn compute_capability(ctx: &CudaContext) -> Result<u32, GpuError> {
     let attribute = |a| {
         ctx.attribute(a)
             .map_err(GpuError::driver("reading the compute capability"))
     };
     let major = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
     let minor = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
-    let device = (major.max(0) * 10 + minor.max(0)) as u32;
+    Ok((major.max(0) * 10 + minor.max(0)) as u32)
+}
+
+/// Refuses a GPU older than the kernels' compute capability: the driver JIT-compiles PTX for
+/// that capability and newer only, and would otherwise fail at the first load with a bare
+/// "invalid PTX".
+pub(super) fn check_capability(ctx: &CudaContext) -> Result<(), GpuError> {
+    let device = compute_capability(ctx)?;
     let built = built_for();
     if device < built {
         return Err(GpuError::ComputeCapability { device, built });

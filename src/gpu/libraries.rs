@@ -63,7 +63,7 @@ fn opens(name: &str) -> bool {
 }
 
 /// The CUDA version the installed driver supports, as 1000 * major + 10 * minor.
-fn driver_version() -> Result<i32, GpuError> {
+pub(super) fn driver_version() -> Result<i32, GpuError> {
     let mut version = 0;
     // SAFETY: libcuda was just found, so cudarc can resolve the symbol; the pointer is to a
     // live local. cuDriverGetVersion needs no cuInit.

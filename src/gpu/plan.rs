@@ -4,10 +4,13 @@
 //! each plan's time at a ladder of batch sizes, the way cuDNN's benchmark mode picks its
 //! algorithms. Pure: compiled and tested on every build.
 
+use serde::{Deserialize, Serialize};
+
 use super::GpuDtype;
 
 /// How a batch is searched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GpuPlan {
     /// One kernel: ℓ2 on the CUDA cores with the top-k selection fused in.
     Fused,
@@ -71,7 +74,7 @@ const GEMM_FROM_F32: usize = 8;
 const GEMM_FROM_HALF: usize = 4;
 
 /// One plan's time for one batch size at one k.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanTiming {
     /// Queries in the batch.
     pub batch: usize,
@@ -80,6 +83,9 @@ pub struct PlanTiming {
     /// Its time per call (the least of a few).
     pub seconds: f64,
 }
+
+/// Timings per k, k increasing: what [`PlanChoice::measured`] chooses from.
+pub type Timings = Vec<(usize, Vec<PlanTiming>)>;
 
 /// The batch sizes a measurement times for a pool searched with up to `queries` queries at
 /// hand: 1, 2, 4, ... up to [`LARGEST_MEASURED_BATCH`] and `queries`.

@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use super::plan::{measured_batches, GpuPlan, PlanChoice, PlanTiming, DROP_RATIO, ONE_PASS_PLANS};
-use super::GpuExact;
+use super::plan_cache::{build_identity, MeasuredOn};
+use super::{GpuError, GpuExact};
 use crate::error::{Error, Result};
 use crate::index::{validate_queries, IndexError};
 use crate::types::Matrix;
@@ -79,6 +80,27 @@ impl GpuExact {
             self.choice = choice;
         }
         Ok(timings)
+    }
+
+    /// Where this copy's plans are timed, for saving the timings ([`super::plan_cache`]):
+    /// the card's name and compute capability, the driver's CUDA version, this binary, the
+    /// copy's element type and dimension.
+    pub fn measured_on(&self) -> Result<MeasuredOn, GpuError> {
+        let stream = super::exact::stream_of(&self.device)?;
+        let ctx = stream.context();
+        let build = build_identity().ok_or(GpuError::Unidentified {
+            what: "this dcd binary (its file could not be read)",
+        })?;
+        Ok(MeasuredOn {
+            card: ctx
+                .name()
+                .map_err(GpuError::driver("reading the card's name"))?,
+            compute_capability: super::kernels::compute_capability(ctx)?,
+            driver: super::libraries::driver_version()?,
+            build,
+            copy: self.dtype.name().into(),
+            dim: self.dim,
+        })
     }
 
     /// The least of [`REPEATS`] calls' wall times with `plan`, after a call to warm up.

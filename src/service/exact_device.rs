@@ -4,10 +4,13 @@
 //! kernels ([`crate::gpu`]); rows the pool gains are appended to the copy. An f32 pool's copy
 //! may be f16 or bf16 (`--exact-device-copy`): searches are then certified exact against the
 //! f32 rows ([`crate::gpu::GpuExact::search_certified`]) and re-ranking scores candidates
-//! from the f32 rows on the host. With `--exact-plans measure` each copy times the GPU plans
-//! on its own pool when made and picks by batch size from what it measured.
+//! from the f32 rows on the host. With `--exact-plans measure` each copy picks its plan by
+//! batch size from timings on its own pool: those saved beside the pool when they were taken
+//! on this card and binary for a pool of about this size, else timed when the copy is made and
+//! saved ([`crate::gpu::plan_cache`]); `remeasure` always times them.
 
 use crate::error::{Error, Result};
+use crate::gpu::plan_cache::PlanMode;
 use crate::gpu::GpuDtype;
 use crate::index::SearchParams;
 use crate::store::Pool;
@@ -27,8 +30,8 @@ pub enum ExactDevice {
         device: candle_core::Device,
         /// The copy's element type for f32 pools, when not f32 (`--exact-device-copy`).
         half_copy: Option<GpuDtype>,
-        /// Time the plans on each copy when it is made (`--exact-plans measure`).
-        measure_plans: bool,
+        /// How each copy's plan choice is made (`--exact-plans`).
+        plans: PlanMode,
     },
 }
 
@@ -43,7 +46,8 @@ const MEASURE_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ExactDevice {
     /// `cpu`, `cuda` or `cuda:N`, with the copy's element type for f32 pools (`stored`,
-    /// `f16` or `bf16`) and how its plans are chosen (`builtin` or `measure`); a CUDA device
+    /// `f16` or `bf16`) and how its plans are chosen (`builtin`, `measure` or `remeasure`,
+    /// see [`PlanMode`]); a CUDA device
     /// is opened now, so a missing one is reported at start rather than at the first exact
     /// query.
     pub fn open(spec: &str, copy: &str, plans: &str) -> Result<ExactDevice> {
@@ -57,22 +61,17 @@ impl ExactDevice {
                 )))
             }
         };
-        let measure_plans = match plans {
-            "builtin" => false,
-            "measure" => true,
-            other => {
-                return Err(Error::Usage(format!(
-                    "--exact-plans {other}: use builtin or measure"
-                )))
-            }
-        };
+        let plans: PlanMode = plans.parse().map_err(Error::Usage)?;
         if spec == "cpu" {
-            if measure_plans {
-                return Err(Error::Usage(
-                    "--exact-plans measure times the GPU's search plans: add --exact-device \
-                     cuda, or drop it (the CPU exact path has one plan)"
-                        .into(),
-                ));
+            if plans != PlanMode::Builtin {
+                return Err(Error::Usage(format!(
+                    "--exact-plans {} times the GPU's search plans: add --exact-device \
+                     cuda, or drop it (the CPU exact path has one plan)",
+                    match plans {
+                        PlanMode::Remeasure => "remeasure",
+                        _ => "measure",
+                    }
+                )));
             }
             if half_copy.is_some() {
                 return Err(Error::Usage(format!(
@@ -85,25 +84,21 @@ impl ExactDevice {
         let ordinal = crate::config::cuda_ordinal(spec).ok_or_else(|| {
             Error::Usage(format!("--exact-device {spec}: use cpu, cuda or cuda:N"))
         })?;
-        Self::cuda(ordinal, half_copy, measure_plans)
+        Self::cuda(ordinal, half_copy, plans)
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda(
-        ordinal: usize,
-        half_copy: Option<GpuDtype>,
-        measure_plans: bool,
-    ) -> Result<ExactDevice> {
+    fn cuda(ordinal: usize, half_copy: Option<GpuDtype>, plans: PlanMode) -> Result<ExactDevice> {
         Ok(ExactDevice::Cuda {
             ordinal,
             device: crate::gpu::device(ordinal)?,
             half_copy,
-            measure_plans,
+            plans,
         })
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn cuda(ordinal: usize, _: Option<GpuDtype>, _: bool) -> Result<ExactDevice> {
+    fn cuda(ordinal: usize, _: Option<GpuDtype>, _: PlanMode) -> Result<ExactDevice> {
         Err(Error::Usage(format!(
             "--exact-device cuda:{ordinal}: this dcd was built without CUDA; rebuild with \
              --features cuda, or run exact searches on the CPU (--exact-device cpu)"
@@ -127,7 +122,7 @@ impl ExactDevice {
                 ordinal,
                 device,
                 half_copy,
-                measure_plans,
+                plans,
             } => {
                 use crate::gpu::GpuExact;
                 let started = std::time::Instant::now();
@@ -152,8 +147,8 @@ impl ExactDevice {
                     seconds = started.elapsed().as_secs_f64(),
                     "pool resident on cuda:{ordinal} for exact search"
                 );
-                if *measure_plans {
-                    measure(&mut index, pool);
+                if *plans != PlanMode::Builtin {
+                    choose_plans(&mut index, pool, *plans);
                 }
                 let name = match &bounds {
                     Some(b) => format!("exact-cuda:{ordinal}-{}-certified", b.dtype().name()),
@@ -169,25 +164,60 @@ impl ExactDevice {
     }
 }
 
-/// Times the plans on `index` with queries drawn from its pool's rows (strided) and logs the
-/// choice; a failure is logged and leaves the built-in choice, since searches still work.
+/// Sets `index`'s plan choice from the timings saved beside `pool` when `mode` allows and
+/// they hold here, else from timing the plans with queries drawn from the pool's rows
+/// (strided), saved for the next start; logs the choice and where it came from. A failure is
+/// logged and leaves the built-in choice, since searches still work.
 #[cfg(feature = "cuda")]
-fn measure(index: &mut crate::gpu::GpuExact, pool: &Pool) {
+fn choose_plans(index: &mut crate::gpu::GpuExact, pool: &Pool, mode: PlanMode) {
+    use crate::gpu::plan_cache::{self, Source};
     let started = std::time::Instant::now();
-    let queries = strided_rows(pool.vectors(), crate::gpu::plan::LARGEST_MEASURED_BATCH);
-    match index.measure_plans(&queries, &MEASURED_KS, MEASURE_BUDGET) {
-        Ok(timings) => tracing::info!(
-            pool = %pool.record().name,
-            seconds = started.elapsed().as_secs_f64(),
-            timings = %crate::gpu::plan::timings_table(&timings),
-            "GPU plans {}",
+    let name = &pool.record().name;
+    let on = index
+        .measured_on()
+        .map_err(
+            |e| tracing::warn!(pool = %name, error = %e, "the GPU plan timings will not be saved"),
+        )
+        .ok();
+    let rows = index.len();
+    let chosen = plan_cache::choose(
+        pool.dir(),
+        on.as_ref(),
+        rows,
+        mode == PlanMode::Measure,
+        || {
+            let queries = strided_rows(pool.vectors(), crate::gpu::plan::LARGEST_MEASURED_BATCH);
+            index.measure_plans(&queries, &MEASURED_KS, MEASURE_BUDGET)
+        },
+    );
+    let chosen = match chosen {
+        Ok(chosen) => chosen,
+        Err(e) => {
+            tracing::warn!(pool = %name, error = %e, "timing the GPU plans failed; the built-in choice stays");
+            return;
+        }
+    };
+    if let Some(choice) = chosen.choice {
+        index.set_plan_choice(choice);
+    }
+    let timings = crate::gpu::plan::timings_table(&chosen.timings);
+    let seconds = started.elapsed().as_secs_f64();
+    let file = plan_cache::path_in(pool.dir());
+    match chosen.source {
+        Source::Saved {
+            rows: then,
+            measured_unix,
+        } => tracing::info!(
+            pool = %name, seconds, %timings, file = %file.display(), measured_unix,
+            "GPU plans {} (saved, timed on {then} rows; --exact-plans remeasure times them again)",
             index.plan_choice()
         ),
-        Err(e) => tracing::warn!(
-            pool = %pool.record().name,
-            error = %e,
-            "timing the GPU plans failed; the built-in choice stays"
-        ),
+        Source::Measured { why, saved } => {
+            tracing::info!(pool = %name, seconds, %timings, why = %why, "GPU plans {}", index.plan_choice());
+            if let Err(e) = saved {
+                tracing::warn!(pool = %name, error = %e, "the GPU plan timings were not saved; the next start times them again");
+            }
+        }
     }
 }
 
@@ -345,10 +375,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--exact-device cuda"), "{err}");
+        let err = ExactDevice::open("cpu", "stored", "remeasure")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--exact-plans remeasure"), "{err}");
+        assert!(err.contains("--exact-device cuda"), "{err}");
         let err = ExactDevice::open("cuda", "stored", "fastest")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("builtin or measure"), "{err}");
+        assert!(err.contains("builtin, measure or remeasure"), "{err}");
     }
 
     #[test]

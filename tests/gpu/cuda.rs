@@ -147,6 +147,14 @@ fn measured_plans(device: &candle_core::Device) {
     }
     let choice = index.plan_choice().clone();
     assert!(choice.is_measured());
+    let on = index.measured_on().unwrap();
+    assert!(
+        !on.card.is_empty() && on.compute_capability >= 80 && on.driver >= 13000,
+        "{on:?}"
+    );
+    assert_eq!((on.copy.as_str(), on.dim), ("f16", 64));
+    assert_eq!(index.measured_on().unwrap(), on, "the same card and build");
+    println!("cuda: plans timed on {on:?}");
     let shown = choice.to_string();
     assert!(
         shown.starts_with("measured on 19000 rows; k 10: ")

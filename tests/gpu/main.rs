@@ -236,7 +236,49 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
         }
         answer.push(set.items.iter().map(|i| (i.row, i.best_distance)).collect());
     }
+    if plans == "measure" {
+        drop(service);
+        saved_plans_serve_the_next_start(dir.path(), &runtime, &queries);
+    }
     (answer, engine)
+}
+
+/// A service started again on the same data loads the plan timings the first start saved
+/// beside the pool instead of timing the plans again (the file is not rewritten), and
+/// `remeasure` times them again (it is).
+fn saved_plans_serve_the_next_start(
+    dir: &std::path::Path,
+    runtime: &dcd::config::ModelRuntimeArgs,
+    queries: &[dcd::service::QueryInput],
+) {
+    use dcd::service::{AllowedRoots, SearchRequest, Service};
+    let file = dir.join("pools/p").join(dcd::gpu::plan_cache::FILE_NAME);
+    let text = std::fs::read_to_string(&file).expect("the first start saved its plan timings");
+    assert!(
+        text.contains("\"timings\"") && text.contains("\"rows\": 2000"),
+        "{text}"
+    );
+    let modified = || std::fs::metadata(&file).unwrap().modified().unwrap();
+    let saved_at = modified();
+    for (plans, rewritten) in [("measure", false), ("remeasure", true)] {
+        let runtime = dcd::config::ModelRuntimeArgs {
+            exact_plans: plans.into(),
+            ..runtime.clone()
+        };
+        let service =
+            Service::open(dir, dcd::app::settings(AllowedRoots::Any, &runtime, None)).unwrap();
+        service
+            .search(&SearchRequest {
+                pool: "p".into(),
+                queries: queries.to_vec(),
+                k: 10,
+                ef: None,
+                exact: true,
+                labels: vec![],
+            })
+            .unwrap();
+        assert_eq!(modified() != saved_at, rewritten, "--exact-plans {plans}");
+    }
 }
 
 fn same_answers(got: &Answer, want: &Answer, what: &str) {
