@@ -204,12 +204,9 @@ fn choose_plans(index: &mut crate::gpu::GpuExact, pool: &Pool, mode: PlanMode) {
     let seconds = started.elapsed().as_secs_f64();
     let file = plan_cache::path_in(pool.dir());
     match chosen.source {
-        Source::Saved {
-            rows: then,
-            measured_unix,
-        } => tracing::info!(
+        Source::Saved { measured_unix, .. } => tracing::info!(
             pool = %name, seconds, %timings, file = %file.display(), measured_unix,
-            "GPU plans {} (saved, timed on {then} rows; --exact-plans remeasure times them again)",
+            "GPU plans {} (loaded: saved by an earlier start; --exact-plans remeasure times them again)",
             index.plan_choice()
         ),
         Source::Measured { why, saved } => {
