@@ -39,6 +39,10 @@
 #include <stdint.h>
 
 #define NO_ROW 0xffffffffu
+
+// Every kernel's dynamic shared memory, declared once: a declaration inside the extern "C"
+// kernels and another inside the C++ templates would name one variable with two linkages.
+extern __shared__ __align__(16) unsigned char smem[];
 // Rows (or tile columns) per round; the buffer (3kp, kp >= 128) always has room for one.
 #define ROUND 256u
 
@@ -258,7 +262,6 @@ __device__ void l2_scan(const T* __restrict__ pool, uint32_t n, uint32_t dim, ui
                         const uint32_t* __restrict__ filter, uint32_t k, uint32_t kp,
                         uint32_t* gthr, uint32_t lists, float* __restrict__ out_d,
                         uint32_t* __restrict__ out_i) {
-    extern __shared__ __align__(16) unsigned char smem[];
     Best b = best_layout(smem, G, k, kp);
     const uint32_t q0 = blockIdx.x * G;
     const int live = min((uint32_t)G, nq - q0);
@@ -336,7 +339,6 @@ __device__ void l2_select(const float* __restrict__ dots, uint32_t cols, uint32_
                           const uint32_t* __restrict__ filter, uint32_t k, uint32_t kp,
                           uint32_t* gthr, uint32_t lists, float* state_d, uint32_t* state_i,
                           float* buf_d, uint32_t* buf_i, uint32_t* buf_n, uint32_t last) {
-    extern __shared__ __align__(16) unsigned char smem[];
     Best b = best_layout(smem, G, k, kp);
     const uint32_t q0 = blockIdx.x * G;
     const int live = min((uint32_t)G, nq - q0);
@@ -505,7 +507,6 @@ extern "C" __global__ void merge_k(const float* __restrict__ in_d,
                                    const uint32_t* __restrict__ in_i, uint64_t in_stride,
                                    uint32_t m, uint32_t k, uint32_t kp, uint64_t out_stride,
                                    float* __restrict__ out_d, uint32_t* __restrict__ out_i) {
-    extern __shared__ __align__(16) unsigned char smem[];
     uint32_t* hist = reinterpret_cast<uint32_t*>(smem);
     uint32_t* warp_sums = hist + RADIX_BINS;
     uint32_t* found = warp_sums + 32;  // [bin, before]
