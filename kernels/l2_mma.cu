@@ -161,6 +161,42 @@ __device__ __forceinline__ void store_chunk(typename Tile<T>::Storage* s, const 
     }
 }
 
+// A fragment from the staging buffers. wmma::load_matrix_sync reads f16 fragments from shared
+// memory as such (ldmatrix), but bf16 and tf32 ones through generic addresses (one 32-bit LD.E
+// per register: the ptxas-built SASS of l2_mma_bf16 had 48 LD.E where l2_mma_f16 has 12
+// LDSM.x4), so those two are issued here with the .shared state space. Same registers, same
+// layout: only the address space differs. The emulator has one shared memory and takes the
+// plain call.
+template <typename Frag, typename T>
+__device__ __forceinline__ void load_shared(Frag& f, const T* p, unsigned ldm) {
+    wmma::load_matrix_sync(f, p, ldm);
+}
+
+#ifndef DCD_EMULATOR
+using BF16A = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+using BF16B = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
+using TF32A = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using TF32B = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+
+// Overloads, preferred to the template: QUALIFIERS are wmma.load's, from the matrix on. Each of
+// these fragments is four 32-bit registers.
+#define LOAD_SHARED(FRAG, T, QUALIFIERS)                                                     \
+    __device__ __forceinline__ void load_shared(FRAG& f, const T* p, unsigned ldm) {         \
+        static_assert(sizeof(f.x) == 16, "four registers");                                  \
+        uint32_t* r = reinterpret_cast<uint32_t*>(&f.x[0]);                                  \
+        const uint32_t at = (uint32_t)__cvta_generic_to_shared(p);                           \
+        asm volatile("wmma.load." QUALIFIERS " {%0, %1, %2, %3}, [%4], %5;"                  \
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])                        \
+                     : "r"(at), "r"(ldm)                                                     \
+                     : "memory");                                                            \
+    }
+LOAD_SHARED(BF16A, __nv_bfloat16, "a.sync.aligned.row.m16n16k16.shared.bf16")
+LOAD_SHARED(BF16B, __nv_bfloat16, "b.sync.aligned.col.m16n16k16.shared.bf16")
+LOAD_SHARED(TF32A, float, "a.sync.aligned.row.m16n16k8.shared.tf32")
+LOAD_SHARED(TF32B, float, "b.sync.aligned.col.m16n16k8.shared.tf32")
+#undef LOAD_SHARED
+#endif
+
 // One staged chunk into the warp's accumulators: rows wq * FRAG_Q * 16 .. of the queries (qs)
 // against rows wn * FRAG_N * 16 .. of the pool (xs), both LDS apart. Column j of B is pool
 // row j: element (k, j) at xs[j * LDS + k], a column-major B.
@@ -174,12 +210,12 @@ __device__ __forceinline__ void multiply_chunk(const T* qs, const T* xs, uint32_
         wmma::fragment<wmma::matrix_a, 16, 16, K, T, wmma::row_major> a[L::FRAG_Q];
 #pragma unroll
         for (int i = 0; i < L::FRAG_Q; ++i) {
-            wmma::load_matrix_sync(a[i], qs + (wq * L::FRAG_Q + i) * 16 * L::LDS + kk, L::LDS);
+            load_shared(a[i], qs + (wq * L::FRAG_Q + i) * 16 * L::LDS + kk, L::LDS);
         }
         wmma::fragment<wmma::matrix_b, 16, 16, K, T, wmma::col_major> b[L::FRAG_N];
 #pragma unroll
         for (int j = 0; j < L::FRAG_N; ++j) {
-            wmma::load_matrix_sync(b[j], xs + (wn * L::FRAG_N + j) * 16 * L::LDS + kk, L::LDS);
+            load_shared(b[j], xs + (wn * L::FRAG_N + j) * 16 * L::LDS + kk, L::LDS);
         }
 #pragma unroll
         for (int i = 0; i < L::FRAG_Q; ++i) {
@@ -204,7 +240,7 @@ __device__ __forceinline__ void multiply_chunk(
             a_lo[L::FRAG_Q];
 #pragma unroll
         for (int i = 0; i < L::FRAG_Q; ++i) {
-            wmma::load_matrix_sync(a_hi[i], qs + (wq * L::FRAG_Q + i) * 16 * L::LDS + kk, L::LDS);
+            load_shared(a_hi[i], qs + (wq * L::FRAG_Q + i) * 16 * L::LDS + kk, L::LDS);
 #pragma unroll
             for (int e = 0; e < a_hi[i].num_elements; ++e) {
                 const float v = a_hi[i].x[e];
@@ -215,7 +251,7 @@ __device__ __forceinline__ void multiply_chunk(
 #pragma unroll
         for (int j = 0; j < L::FRAG_N; ++j) {
             wmma::fragment<wmma::matrix_b, 16, 16, 8, Tf32, wmma::col_major> b_hi, b_lo;
-            wmma::load_matrix_sync(b_hi, xs + (wn * L::FRAG_N + j) * 16 * L::LDS + kk, L::LDS);
+            load_shared(b_hi, xs + (wn * L::FRAG_N + j) * 16 * L::LDS + kk, L::LDS);
 #pragma unroll
             for (int e = 0; e < b_hi.num_elements; ++e) {
                 const float v = b_hi.x[e];
