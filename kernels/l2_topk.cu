@@ -133,22 +133,29 @@ __device__ __forceinline__ void round_begin(Best& b, const uint32_t* gthr, uint3
     if ((round & 7) == 0) refresh_thresholds(b, gthr, q0, live);
 }
 
-__device__ __forceinline__ void offer(Best& b, int g, float dist, uint32_t row) {
+// Buffers a candidate below the threshold. True when it took the slot past the fold limit
+// (3kp - ROUND: room for one more round), so that a fold is due at the round's end.
+__device__ __forceinline__ bool offer(Best& b, int g, float dist, uint32_t row) {
     if (dist <= b.thr[g]) {
         const uint32_t slot = atomicAdd(&b.count[g], 1u);
         b.dist(g)[b.kp + slot] = dist;
         b.ids(g)[b.kp + slot] = row;
+        return slot >= 3 * b.kp - ROUND;
     }
+    return false;
 }
 
-// Folds the buffers into the best lists when another round might not fit (or, `last`, when
-// anything is buffered) and publishes the new k-th distances.
-__device__ void round_end(Best& b, uint32_t* gthr, uint32_t q0, int live, bool last) {
-    __syncthreads();
-    const uint32_t limit = last ? 0 : 3 * b.kp - ROUND;
-    bool fold = false;
-    for (int g = 0; g < live; ++g) fold |= b.count[g] > limit;
-    if (!fold) return;  // uniform: every thread read the same counts
+// Folds the buffers into the best lists when another round might not fit (`over`: some
+// thread's offer of this round passed the limit; counts start every round at or below it), or,
+// `last`, when anything is buffered; then publishes the new k-th distances. The decision is the
+// barrier's own OR: counts read after a plain barrier could already hold the next round's
+// offers of threads that went on, and threads that disagree on a fold meet at the wrong
+// barriers.
+__device__ void round_end(Best& b, uint32_t* gthr, uint32_t q0, int live, bool last, bool over) {
+    bool fold = __syncthreads_or(over) != 0;
+    // No offer follows the last round: its counts hold still.
+    for (int g = 0; last && g < live; ++g) fold |= b.count[g] > 0;
+    if (!fold) return;
     sort_lists(b.d, b.id, 4 * b.kp, b.groups);
     for (uint32_t t = threadIdx.x; t < (uint32_t)b.groups * 3 * b.kp; t += blockDim.x) {
         const uint32_t g = t / (3 * b.kp);
@@ -275,6 +282,7 @@ __device__ void l2_scan(const T* __restrict__ pool, uint32_t n, uint32_t dim, ui
     for (size_t start = (size_t)blockIdx.y * ROUND; start < n;
          start += (size_t)gridDim.y * ROUND, ++round) {
         round_begin(b, gthr, q0, live, round);
+        bool over = false;
         for (uint32_t r = warp; r < ROUND; r += warps) {
             const size_t row = start + r;
             if (row >= n || !allowed(filter, (uint32_t)row + row_offset)) continue;
@@ -292,13 +300,13 @@ __device__ void l2_scan(const T* __restrict__ pool, uint32_t n, uint32_t dim, ui
             if (lane == 0) {
 #pragma unroll
                 for (int g = 0; g < G; ++g) {
-                    if (g < live) offer(b, g, acc[g], (uint32_t)row + row_offset);
+                    if (g < live) over |= offer(b, g, acc[g], (uint32_t)row + row_offset);
                 }
             }
         }
-        round_end(b, gthr, q0, live, false);
+        round_end(b, gthr, q0, live, false, over);
     }
-    round_end(b, gthr, q0, live, true);
+    round_end(b, gthr, q0, live, true, false);
     best_store(b, q0, live, lists, out_d, out_i);
 }
 
@@ -371,6 +379,7 @@ __device__ void l2_select(const float* __restrict__ dots, uint32_t cols, uint32_
     for (size_t start = (size_t)blockIdx.y * ROUND; start < cols;
          start += (size_t)parts * ROUND, ++round) {
         round_begin(b, gthr, q0, live, round);
+        bool over = false;
         for (uint32_t c = threadIdx.x; c < ROUND; c += blockDim.x) {
             const size_t col = start + c;
             if (col >= cols) continue;
@@ -383,13 +392,13 @@ __device__ void l2_select(const float* __restrict__ dots, uint32_t cols, uint32_
                 if (g < live) {
                     const float dot = dots[(size_t)(q0 + g) * ld + col];
                     // + 0.0f turns a -0.0 from fmaxf into +0.0 (the keys order float bits).
-                    offer(b, g, fmaxf(qn[g] + xn - 2.0f * dot, 0.0f) + 0.0f, row);
+                    over |= offer(b, g, fmaxf(qn[g] + xn - 2.0f * dot, 0.0f) + 0.0f, row);
                 }
             }
         }
-        round_end(b, gthr, q0, live, false);
+        round_end(b, gthr, q0, live, false, over);
     }
-    if (last) round_end(b, gthr, q0, live, true);
+    if (last) round_end(b, gthr, q0, live, true, false);
     best_store(b, q0, live, lists, state_d, state_i);
     if (last) return;
     for (int g = 0; g < live; ++g) {

@@ -8,7 +8,10 @@
 // warp shuffle, over its warp (a store to the warp's exchange slots, the barrier, a load, the
 // barrier again; dcd's kernels only shuffle with whole warps). A round in which every live
 // fiber waits and none can go on is a barrier that never fills (a __syncthreads() some threads
-// skip, say) and stops the program, where a GPU would hang or misbehave. A warp-wide WMMA
+// skip, say) and stops the program, where a GPU would hang or misbehave. The fiber that fills
+// a barrier runs on first, through the code after it, before the others wake: as a warp that
+// drifts ahead of its block's other warps on a GPU, so that a read after a barrier which races
+// with writes after the same barrier gives wrong results here too. __syncthreads_or is the block barrier with its OR of the threads' predicates. A warp-wide WMMA
 // operation is done whole by every lane of the warp (each lane holds the full 16 x 16
 // fragment), which gives the collective's result; only lane 0 writes a stored fragment.
 // Pointer and stride requirements of the real WMMA calls are asserted, so a misaligned tile
@@ -71,20 +74,26 @@ inline ucontext_t scheduler;
 inline Fiber* current = nullptr;
 inline const std::function<void()>* body = nullptr;
 inline Barrier block_barrier;
+// __syncthreads_or's OR of the predicates, by the block barrier's generation: a fiber reads
+// generation g's after waking while the one that completed g may already be at g + 1, and
+// g - 1's has been read by every fiber before g can complete.
+inline std::array<int, 2> block_or;
 inline std::vector<Barrier> warp_barriers;
 // One warp's shuffle exchange slots per warp.
 inline std::vector<std::array<uint64_t, 32>> warp_slots;
 
 // Arrives at b; unless the fiber is the last to, it sleeps until b's generation moves on.
-inline void wait(Barrier& b) {
+// True for the last, which goes on at once, before any fiber it woke.
+inline bool wait(Barrier& b) {
     if (++b.arrived == b.expected) {
         b.arrived = 0;
         ++b.generation;
-        return;
+        return true;
     }
     current->waiting = &b;
     current->generation = b.generation;
     swapcontext(&current->context, &scheduler);
+    return false;
 }
 
 inline void fiber_main() {
@@ -108,7 +117,18 @@ inline void fiber_main() {
 #define blockDim (emu::block_dim)
 #define gridDim (emu::grid_dim)
 
-inline void __syncthreads() { emu::wait(emu::block_barrier); }
+// Completing the block barrier clears the OR of the generation it opens (the completing
+// fiber runs on before any other), so a plain barrier keeps the slots in step too.
+inline void __syncthreads() {
+    if (emu::wait(emu::block_barrier)) emu::block_or[emu::block_barrier.generation & 1] = 0;
+}
+
+inline int __syncthreads_or(int predicate) {
+    const uint64_t g = emu::block_barrier.generation;
+    emu::block_or[g & 1] |= predicate != 0;
+    if (emu::wait(emu::block_barrier)) emu::block_or[(g + 1) & 1] = 0;
+    return emu::block_or[g & 1];
+}
 
 // A kernel's own check of its launch (PTX's %dynamic_smem_size), and its way out.
 inline uint32_t dynamic_shared_bytes() { return (uint32_t)emu::shared_size; }
@@ -212,6 +232,7 @@ void launch(dim3 grid, dim3 block, unsigned char* shared, size_t shared_bytes, K
             if (shared != nullptr) std::memset(shared, 0xff, shared_bytes);
             block_idx = dim3{bx, by, 1};
             block_barrier = Barrier{block.x};
+            block_or = {0, 0};
             warp_barriers.assign(block.x / 32, Barrier{32});
             warp_slots.assign(block.x / 32, {});
             std::vector<Fiber> fibers(block.x);

@@ -154,6 +154,40 @@ void select(SelectKernel kernel, uint32_t g, uint32_t k, uint32_t stride, uint32
     std::printf("%s\n", what.c_str());
 }
 
+// A round that leaves a buffer exactly full (count == 3kp - ROUND, no fold) and a next round
+// whose last column is a candidate. The emulator resumes the last thread to reach a barrier
+// first, so that thread takes its next round's candidate before the others decide whether to
+// fold; a GPU's warps drift apart the same way. The fold decision must not see the next
+// round's counts: every thread has to take the same branch at the same round.
+void select_full_buffer() {
+    const uint32_t k = 100, kp = list_pairs(k), cols = 3 * ROUND;
+    // Distance = qnorm + xnorm - 2 dot with both norms 0: dot = -distance / 2, exactly.
+    std::vector<float> dist(cols, 5000.0f);
+    for (uint32_t c = 0; c < ROUND; ++c) dist[c] = 1000.0f + (float)c;  // all taken, folded
+    // Round 1: exactly 3kp - ROUND below the threshold the fold left (1000 + k - 1).
+    for (uint32_t c = 0; c < 3 * kp - ROUND; ++c) dist[ROUND + c] = 10.0f + (float)c;
+    dist[cols - 1] = 1.0f;  // round 2's last column
+    std::vector<float> dots(cols), xnorm(cols, 0.0f), qnorm(1, 0.0f);
+    for (uint32_t c = 0; c < cols; ++c) dots[c] = -dist[c] / 2.0f;
+    std::vector<float> best_d(k, CUDART_INF_F), buf_d(3 * kp, -5.0f);
+    std::vector<uint32_t> best_i(k, NO_ROW), buf_i(3 * kp, 0xdddddddd), buf_n(1, 0);
+    std::vector<uint32_t> gthr(1, INF_BITS);
+    emu::launch(dim3{1, 1, 1}, dim3{THREADS, 1, 1}, smem, best_bytes(1, kp), l2_select_g1,
+                (const float*)dots.data(), cols, cols, 0u, 1u, 0u, (const float*)xnorm.data(),
+                (const float*)qnorm.data(), 1u, (const uint32_t*)nullptr, k, kp, gthr.data(), 1u,
+                best_d.data(), best_i.data(), buf_d.data(), buf_i.data(), buf_n.data(), 1u);
+    std::vector<std::pair<float, uint32_t>> want;
+    for (uint32_t c = 0; c < cols; ++c) want.push_back({dist[c], c});
+    std::sort(want.begin(), want.end());
+    for (uint32_t j = 0; j < k; ++j) {
+        expect(best_d[j] == want[j].first && best_i[j] == want[j].second,
+               "select, buffer full at a round's end: rank " + std::to_string(j) + " got (" +
+                   std::to_string(best_d[j]) + ", " + std::to_string(best_i[j]) + "), want (" +
+                   std::to_string(want[j].first) + ", " + std::to_string(want[j].second) + ")");
+    }
+    std::printf("select, buffer full at a round's end\n");
+}
+
 // The wide plan: per tile, wide_tile lays out the carried best k and the tile's pairs, and
 // the merge folds them back to k (one step: fewer than 128 lists of k).
 void wide(uint32_t k, uint32_t cols, bool filtered, std::mt19937& rng) {
@@ -281,6 +315,7 @@ int main() {
     select(l2_select_g1, 1, 10, 1, 900, 256, false, rng);
     select(l2_select_g2, 2, 100, 7, 128, 50, true, rng);
     select(l2_select_g1, 1, 3, 3, 300, 1000, false, rng);
+    select_full_buffer();
     wide(150, 400, false, rng);
     wide(40, 333, true, rng);
     merge_ties(1000, 37, 3, rng);
