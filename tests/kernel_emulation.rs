@@ -8,9 +8,11 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Compiles `kernels/emulator/{check}.cpp` with the emulator and runs it; its output names
-/// every case, and a failed check fails the test with the program's report. Returns the
-/// output.
+/// Compiles `kernels/emulator/{check}.cpp` with the emulator and runs it under each of the
+/// emulator's schedules (`DCD_EMU_SCHEDULE`: every thread in turn, then one warp at a time,
+/// which lets a warp drift as far ahead of its block as it can); its output names every case,
+/// and a failed check fails the test with the program's report and the schedule. Returns the
+/// output of the first run.
 fn emulate(check: &str) -> String {
     let emulator = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/emulator");
     let out = tempfile::tempdir().unwrap();
@@ -36,17 +38,24 @@ fn emulate(check: &str) -> String {
         "compiling {check} failed:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let run = Command::new(&exe).output().unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    print!("{stdout}");
-    assert!(
-        run.status.success(),
-        "{check} failed ({}):\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(stdout.contains("emulator checks passed"), "{stdout}");
-    stdout.into_owned()
+    let mut first = None;
+    for schedule in ["threads", "warps"] {
+        let run = Command::new(&exe)
+            .env("DCD_EMU_SCHEDULE", schedule)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+        println!("== schedule {schedule}\n{stdout}");
+        assert!(
+            run.status.success(),
+            "{check} failed with DCD_EMU_SCHEDULE={schedule} ({}):\n{}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(stdout.contains("emulator checks passed"), "{stdout}");
+        first.get_or_insert(stdout);
+    }
+    first.expect("two schedules ran")
 }
 
 /// l2_mma.cu (f16, bf16, f32 as 3xTF32): every row within the bound listed once with its

@@ -33,6 +33,8 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #define __device__
@@ -213,6 +215,24 @@ using std::min;
 namespace emu {
 constexpr size_t STACK_BYTES = 64 << 10;
 
+// The order fibers run in between barriers, from DCD_EMU_SCHEDULE. `threads` (the default):
+// every fiber in turn up to its next barrier, so the warps of a block move almost together.
+// `warps`: one warp at a time, in an order drawn afresh at every pass, runs until each of its
+// fibers waits at a block barrier, as if the others had not been scheduled at all: the most
+// a warp can drift ahead of the rest of its block, which brings out races that `threads`
+// leaves hidden behind a warp's shuffles.
+enum class Schedule { Threads, Warps };
+
+inline Schedule schedule() {
+    const char* v = std::getenv("DCD_EMU_SCHEDULE");
+    if (v == nullptr || std::strcmp(v, "threads") == 0) return Schedule::Threads;
+    if (std::strcmp(v, "warps") == 0) return Schedule::Warps;
+    std::fprintf(stderr, "DCD_EMU_SCHEDULE=%s: use threads or warps\n", v);
+    std::exit(2);
+}
+
+inline std::mt19937 warp_rng(2027);
+
 // Runs kernel(args...) over grid x block threads, one block at a time; `shared` is the
 // block's shared memory, filled with 0xff bytes (NaN as halves and floats) before each block
 // so that a read of anything the block did not write shows up in the results.
@@ -225,6 +245,7 @@ void launch(dim3 grid, dim3 block, unsigned char* shared, size_t shared_bytes, K
     grid_dim = grid;
     block_dim = block;
     shared_size = shared_bytes;
+    const Schedule order = schedule();
     const std::function<void()> run = [&] { kernel(args...); };
     body = &run;
     for (unsigned by = 0; by < grid.y; ++by) {
@@ -245,18 +266,34 @@ void launch(dim3 grid, dim3 block, unsigned char* shared, size_t shared_bytes, K
                 f.context.uc_link = &scheduler;
                 makecontext(&f.context, fiber_main, 0);
             }
+            bool live = false;
+            // Runs f up to its next barrier if it may go on; false if done or still waiting.
+            auto step = [&](Fiber& f) {
+                if (f.done) return false;
+                live = true;
+                if (f.waiting != nullptr && f.waiting->generation == f.generation) return false;
+                f.waiting = nullptr;
+                thread_idx = dim3{f.index, 0, 0};
+                current = &f;
+                swapcontext(&scheduler, &f.context);
+                return true;
+            };
+            std::vector<unsigned> warps(block.x / 32);
+            std::iota(warps.begin(), warps.end(), 0u);
             for (;;) {
-                bool live = false;
+                live = false;
                 bool moved = false;
-                for (Fiber& f : fibers) {
-                    if (f.done) continue;
-                    live = true;
-                    if (f.waiting != nullptr && f.waiting->generation == f.generation) continue;
-                    f.waiting = nullptr;
-                    moved = true;
-                    thread_idx = dim3{f.index, 0, 0};
-                    current = &f;
-                    swapcontext(&scheduler, &f.context);
+                if (order == Schedule::Warps) {
+                    std::shuffle(warps.begin(), warps.end(), warp_rng);
+                    for (unsigned w : warps) {
+                        for (bool again = true; again;) {
+                            again = false;
+                            for (unsigned lane = 0; lane < 32; ++lane) again |= step(fibers[w * 32 + lane]);
+                            moved |= again;
+                        }
+                    }
+                } else {
+                    for (Fiber& f : fibers) moved |= step(f);
                 }
                 if (!live) break;
                 if (!moved) {
