@@ -43,6 +43,7 @@
 // Every kernel's dynamic shared memory, declared once: a declaration inside the extern "C"
 // kernels and another inside the C++ templates would name one variable with two linkages.
 extern __shared__ __align__(16) unsigned char smem[];
+
 // Rows (or tile columns) per round; the buffer (3kp, kp >= 128) always has room for one.
 #define ROUND 256u
 

@@ -7,12 +7,13 @@
 // array; a fiber runs until it waits at a barrier: __syncthreads() over the block, or, for a
 // warp shuffle, over its warp (a store to the warp's exchange slots, the barrier, a load, the
 // barrier again; dcd's kernels only shuffle with whole warps). A round in which every live
-// fiber waits and none can go on is a barrier that never fills (a __syncthreads() some threads
-// skip, say) and stops the program, where a GPU would hang or misbehave. The fiber that fills
-// a barrier runs on first, through the code after it, before the others wake: as a warp that
-// drifts ahead of its block's other warps on a GPU, so that a read after a barrier which races
-// with writes after the same barrier gives wrong results here too. __syncthreads_or is the block barrier with its OR of the threads' predicates. A warp-wide WMMA
-// operation is done whole by every lane of the warp (each lane holds the full 16 x 16
+// fiber waits and none can go on is a barrier that never fills (a __syncthreads() some
+// threads skip, say) and stops the program, where a GPU would hang or misbehave. The fiber
+// that fills a barrier runs on first, through the code after it, before the others wake: as a
+// warp that drifts ahead of its block's other warps on a GPU, so that a read after a barrier
+// which races with writes after the same barrier gives wrong results here too.
+// __syncthreads_or is the block barrier with its OR of the threads' predicates. A warp-wide
+// WMMA operation is done whole by every lane of the warp (each lane holds the full 16 x 16
 // fragment), which gives the collective's result; only lane 0 writes a stored fragment.
 // Pointer and stride requirements of the real WMMA calls are asserted, so a misaligned tile
 // fails here as it would fault on the device.
@@ -292,7 +293,9 @@ void launch(dim3 grid, dim3 block, unsigned char* shared, size_t shared_bytes, K
                     for (unsigned w : warps) {
                         for (bool again = true; again;) {
                             again = false;
-                            for (unsigned lane = 0; lane < 32; ++lane) again |= step(fibers[w * 32 + lane]);
+                            for (unsigned lane = 0; lane < 32; ++lane) {
+                                again |= step(fibers[w * 32 + lane]);
+                            }
                             moved |= again;
                         }
                     }
