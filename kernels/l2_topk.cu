@@ -92,6 +92,8 @@ struct Best {
     uint32_t kp;
     uint32_t k;
     int groups;
+    // One past the last byte (the launcher's best_bytes).
+    __device__ unsigned char* end() { return reinterpret_cast<unsigned char*>(thr + groups); }
 
     __device__ float* dist(int g) { return d + (size_t)g * 4 * kp; }
     __device__ uint32_t* ids(int g) { return id + (size_t)g * 4 * kp; }
@@ -509,19 +511,42 @@ __device__ __forceinline__ uint64_t pair_key(float d, uint32_t id) {
 
 #define RADIX_BINS 2048
 
+// A merge block's shared memory: the histogram, a sum per warp, four words (the k-th key's
+// bin, the keys before it, the count gathered below it), then the kp selected pairs. `end` is
+// one past the last byte (the launcher's merge_bytes).
+struct MergeShared {
+    uint32_t* hist;
+    uint32_t* warp_sums;
+    uint32_t* found;
+    float* sel_d;
+    uint32_t* sel_i;
+    unsigned char* end;
+};
+
+__device__ MergeShared merge_layout(unsigned char* base, uint32_t kp) {
+    MergeShared s;
+    s.hist = reinterpret_cast<uint32_t*>(base);
+    s.warp_sums = s.hist + RADIX_BINS;
+    s.found = s.warp_sums + 32;
+    s.sel_d = reinterpret_cast<float*>(s.found + 4);
+    s.sel_i = reinterpret_cast<uint32_t*>(s.sel_d + kp);
+    s.end = reinterpret_cast<unsigned char*>(s.sel_i + kp);
+    return s;
+}
+
 // Block (g, q): the best k of the m pairs at in + q * in_stride + g * m, sorted, to
 // out + q * out_stride + g * k. Thread t owns histogram bins 2t and 2t + 1: launch with
-// RADIX_BINS / 2 threads, shared memory RADIX_BINS * 4 + 32 * 4 + 16 + kp * 8 bytes, kp a power
-// of two >= k.
+// RADIX_BINS / 2 threads and merge_layout's shared memory, kp a power of two >= k.
 extern "C" __global__ void merge_k(const float* __restrict__ in_d,
                                    const uint32_t* __restrict__ in_i, uint64_t in_stride,
                                    uint32_t m, uint32_t k, uint32_t kp, uint64_t out_stride,
                                    float* __restrict__ out_d, uint32_t* __restrict__ out_i) {
-    uint32_t* hist = reinterpret_cast<uint32_t*>(smem);
-    uint32_t* warp_sums = hist + RADIX_BINS;
-    uint32_t* found = warp_sums + 32;  // [bin, before]
-    float* sel_d = reinterpret_cast<float*>(found + 4);
-    uint32_t* sel_i = reinterpret_cast<uint32_t*>(sel_d + kp);
+    const MergeShared layout = merge_layout(smem, kp);
+    uint32_t* hist = layout.hist;
+    uint32_t* warp_sums = layout.warp_sums;
+    uint32_t* found = layout.found;  // [bin, before, gathered]
+    float* sel_d = layout.sel_d;
+    uint32_t* sel_i = layout.sel_i;
     const size_t src = (size_t)blockIdx.y * in_stride + (size_t)blockIdx.x * m;
     const size_t dst = (size_t)blockIdx.y * out_stride + (size_t)blockIdx.x * k;
     const float* src_d = in_d + src;

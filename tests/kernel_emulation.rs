@@ -91,7 +91,28 @@ fn mma_kernel_selects_the_rows_within_the_bound_on_the_cpu_emulator() {
 /// l2_topk.cu: the fused scan, the select over strided tiles (gemm plan and the mma plan's
 /// sample), the wide plan's tiles, the radix merge on ties, and the exact refine, each against
 /// the host's top-k.
+/// Also: the list sizes and shared memory the launcher uses are the kernels' own layouts.
 #[test]
 fn top_k_kernels_agree_with_the_host_on_the_cpu_emulator() {
-    emulate("l2_topk_check");
+    use dcd::gpu::topk_shape::{best_bytes, list_pairs, merge_bytes, RADIX_BINS, ROUND};
+    let out = emulate("l2_topk_check");
+    let mut want = vec![format!("shape round={ROUND} bins={RADIX_BINS}")];
+    for k in [1, 100, 128, 129, 1000, 4096] {
+        want.push(format!("shape list_pairs k={k} kp={}", list_pairs(k)));
+    }
+    for groups in [1, 2, 4, 8] {
+        for kp in [128, 1024, 4096] {
+            let bytes = best_bytes(groups, kp);
+            want.push(format!("shape best groups={groups} kp={kp} bytes={bytes}"));
+        }
+    }
+    for kp in [128, 1024, 16384] {
+        want.push(format!("shape merge kp={kp} bytes={}", merge_bytes(kp)));
+    }
+    for line in want {
+        assert!(
+            out.lines().any(|l| l == line),
+            "src/gpu/topk_shape.rs says {line:?}; the kernels:\n{out}"
+        );
+    }
 }

@@ -31,11 +31,29 @@ uint32_t pow2_at_least(uint32_t v) {
     return p;
 }
 
-// Pairs a running list holds (src/gpu/kernels.rs list_pairs) and the scan/select block's
-// shared memory (best_bytes).
+// Pairs a running list holds (src/gpu/topk_shape.rs list_pairs), and the shared memory of a
+// scan/select block and of a merge block as the kernels' own layouts lay it out; main prints
+// them all for tests/kernel_emulation.rs to hold against topk_shape.rs.
 uint32_t list_pairs(uint32_t k) { return std::max(pow2_at_least(k), 128u); }
-size_t best_bytes(uint32_t groups, uint32_t kp) { return groups * 4 * kp * 8 + groups * 8; }
-size_t merge_bytes(uint32_t kp) { return RADIX_BINS * 4 + 32 * 4 + 16 + kp * 8; }
+size_t best_bytes(uint32_t groups, uint32_t kp) {
+    return (size_t)(best_layout(smem, (int)groups, kp, kp).end() - smem);
+}
+size_t merge_bytes(uint32_t kp) { return (size_t)(merge_layout(smem, kp).end - smem); }
+
+void print_shapes() {
+    std::printf("shape round=%u bins=%u\n", ROUND, RADIX_BINS);
+    for (uint32_t k : {1u, 100u, 128u, 129u, 1000u, 4096u}) {
+        std::printf("shape list_pairs k=%u kp=%u\n", k, list_pairs(k));
+    }
+    for (uint32_t g : {1u, 2u, 4u, 8u}) {
+        for (uint32_t kp : {128u, 1024u, 4096u}) {
+            std::printf("shape best groups=%u kp=%u bytes=%zu\n", g, kp, best_bytes(g, kp));
+        }
+    }
+    for (uint32_t kp : {128u, 1024u, 16384u}) {
+        std::printf("shape merge kp=%u bytes=%zu\n", kp, merge_bytes(kp));
+    }
+}
 
 // The best k of m pairs per query (query q's at in + q * stride), as kernels.rs merge_step.
 void merge(const float* in_d, const uint32_t* in_i, uint64_t stride, uint32_t m, uint32_t nq,
@@ -303,6 +321,7 @@ void refine(Elem e, uint32_t dim, std::mt19937& rng) {
 
 int main() {
     std::mt19937 rng(2027);
+    print_shapes();
 
     for (Elem e : {Elem::F32, Elem::F16, Elem::BF16}) {
         // A dimension without 16-byte loads, and one with them.

@@ -10,6 +10,7 @@ use cudarc::driver::{
 };
 
 use super::mma::MmaKernels;
+use super::topk_shape::{best_bytes, list_pairs, merge_bytes, ROUND};
 use super::{GpuDtype, GpuError};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/l2_topk.ptx"));
@@ -18,9 +19,6 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/l2_topk.ptx"));
 pub(super) const THREADS: u32 = 256;
 /// Threads per block of the radix merge (it owns two histogram bins per thread).
 const MERGE_THREADS: u32 = 1024;
-const RADIX_BINS: usize = 2048;
-/// Rows (or tile columns) a scan/select block takes per round (`ROUND` in the .cu file).
-const ROUND: usize = 256;
 /// Shared memory past the 48 KiB default that the large-k launches may use (H100 allows 227
 /// KiB per block; older cards less, read at load).
 const MAX_SHARED: usize = 160 << 10;
@@ -82,18 +80,6 @@ fn dtype_index(dtype: GpuDtype) -> usize {
         GpuDtype::F16 => 1,
         GpuDtype::BF16 => 2,
     }
-}
-
-/// Pairs a running best-k list holds: a power of two >= k, at least 128 (its buffer of 3kp
-/// then always has room for a round of the kernel's 256 candidates).
-pub(super) fn list_pairs(k: usize) -> usize {
-    k.next_power_of_two().max(128)
-}
-
-/// Shared memory of a scan/select block serving `groups` queries with lists of `kp` pairs
-/// (best kp + buffer 3kp, distance and id each, then counts and thresholds).
-fn best_bytes(groups: usize, kp: usize) -> usize {
-    groups * 4 * kp * 8 + groups * 8
 }
 
 /// Lists one merge block folds; more are merged in a tree of such steps.
@@ -621,10 +607,6 @@ fn max_wide_k(shared: usize) -> usize {
         k *= 2;
     }
     k
-}
-
-fn merge_bytes(kp: usize) -> usize {
-    RADIX_BINS * 4 + 32 * 4 + 16 + kp * 8
 }
 
 /// What the select kernel carries from one tile to the next: each part's best k and its

@@ -20,12 +20,13 @@
 //! uploaded again.
 //!
 //! Everything here but [`certified`], [`growth`], [`host`], [`mma_shape`], [`plan`],
-//! [`plan_cache`], [`sample`] and [`stage_times`] needs `--features cuda`: `certified` is the
-//! certificate of a half copy's answers, `growth` the pure plan of how the copy takes appended
-//! rows, `host` the conversion of rows to the device's element type, `mma_shape` and `sample`
-//! the mma plan's tile shapes and sizing, `plan` the plans and the choice among them from
-//! timings, `plan_cache` those timings saved beside a pool for the next start, `stage_times`
-//! the arithmetic of a search's stage timings; all are compiled and tested on every build.
+//! [`plan_cache`], [`sample`], [`stage_times`] and [`topk_shape`] needs `--features cuda`:
+//! `certified` is the certificate of a half copy's answers, `growth` the pure plan of how the
+//! copy takes appended rows, `host` the conversion of rows to the device's element type,
+//! `mma_shape` and `sample` the mma plan's tile shapes and sizing, `plan` the plans and the
+//! choice among them from timings, `plan_cache` those timings saved beside a pool for the next
+//! start, `stage_times` the arithmetic of a search's stage timings, `topk_shape` the shared
+//! memory of the top-k kernels; all are compiled and tested on every build.
 
 pub mod certified;
 pub mod growth;
@@ -35,6 +36,7 @@ pub mod plan;
 pub mod plan_cache;
 pub mod sample;
 pub mod stage_times;
+pub mod topk_shape;
 
 #[cfg(feature = "cuda")]
 mod certified_search;
