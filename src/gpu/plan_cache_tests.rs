@@ -185,18 +185,30 @@ fn measuring(
     }
 }
 
+/// A start on the "H200" stand-in over `rows` rows in `dir`, whose measurement (if it runs)
+/// counts itself in `calls` and gives `timings`.
+fn start_on_h200(
+    dir: &std::path::Path,
+    rows: usize,
+    reuse: bool,
+    calls: &Cell<usize>,
+    timings: Timings,
+) -> Chosen {
+    choose(
+        dir,
+        Some(&on("H200")),
+        rows,
+        reuse,
+        measuring(calls, timings),
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_second_start_loads_what_the_first_measured() {
     let dir = tempfile::tempdir().unwrap();
     let calls = Cell::new(0);
-    let first = choose(
-        dir.path(),
-        Some(&on("H200")),
-        1000,
-        true,
-        measuring(&calls, timings()),
-    )
-    .unwrap();
+    let first = start_on_h200(dir.path(), 1000, true, &calls, timings());
     assert!(matches!(
         first.source,
         Source::Measured { saved: Ok(()), .. }
@@ -205,14 +217,7 @@ fn a_second_start_loads_what_the_first_measured() {
     assert_eq!(choice.pick(2, 100), Fused);
     assert_eq!(choice.pick(4, 100), Gemm);
     assert_eq!(choice.pick(8, 100), Mma);
-    let second = choose(
-        dir.path(),
-        Some(&on("H200")),
-        1200,
-        true,
-        measuring(&calls, vec![]),
-    )
-    .unwrap();
+    let second = start_on_h200(dir.path(), 1200, true, &calls, vec![]);
     assert_eq!(calls.get(), 1, "the second start did not measure");
     assert!(matches!(second.source, Source::Saved { rows: 1000, .. }));
     assert_eq!(second.choice, Some(choice));
@@ -224,22 +229,8 @@ fn remeasure_a_new_size_or_a_bad_file_measures_and_saves_again() {
     let dir = tempfile::tempdir().unwrap();
     let calls = Cell::new(0);
     let gemm_only = vec![(100, vec![t(1, Gemm, 0.1), t(1, Fused, 0.3)])];
-    choose(
-        dir.path(),
-        Some(&on("H200")),
-        1000,
-        true,
-        measuring(&calls, timings()),
-    )
-    .unwrap();
-    let again = choose(
-        dir.path(),
-        Some(&on("H200")),
-        1000,
-        false,
-        measuring(&calls, gemm_only.clone()),
-    )
-    .unwrap();
+    start_on_h200(dir.path(), 1000, true, &calls, timings());
+    let again = start_on_h200(dir.path(), 1000, false, &calls, gemm_only.clone());
     let Source::Measured { why, saved } = &again.source else {
         panic!("remeasure measures")
     };
@@ -249,28 +240,14 @@ fn remeasure_a_new_size_or_a_bad_file_measures_and_saves_again() {
         matches!(load(dir.path(), &on("H200"), 1000), Ok(Lookup::Found(s)) if s.timings == gemm_only)
     );
 
-    let grown = choose(
-        dir.path(),
-        Some(&on("H200")),
-        5000,
-        true,
-        measuring(&calls, timings()),
-    )
-    .unwrap();
+    let grown = start_on_h200(dir.path(), 5000, true, &calls, timings());
     let Source::Measured { why, .. } = &grown.source else {
         panic!("a pool five times larger measures")
     };
     assert!(why.contains("1000 rows") && why.contains("5000"), "{why}");
 
     std::fs::write(path_in(dir.path()), "garbage").unwrap();
-    let over_bad = choose(
-        dir.path(),
-        Some(&on("H200")),
-        5000,
-        true,
-        measuring(&calls, timings()),
-    )
-    .unwrap();
+    let over_bad = start_on_h200(dir.path(), 5000, true, &calls, timings());
     let Source::Measured { why, saved } = &over_bad.source else {
         panic!("an unreadable file measures")
     };
@@ -309,14 +286,7 @@ fn a_failed_or_empty_measurement_saves_nothing() {
     });
     assert_eq!(failed.unwrap_err(), "driver gone");
     let calls = Cell::new(0);
-    let empty = choose(
-        dir.path(),
-        Some(&on("H200")),
-        10,
-        true,
-        measuring(&calls, vec![(100, vec![])]),
-    )
-    .unwrap();
+    let empty = start_on_h200(dir.path(), 10, true, &calls, vec![(100, vec![])]);
     assert_eq!(
         empty.choice, None,
         "nothing timed, the choice in force stays"
@@ -329,14 +299,7 @@ fn an_unwritable_folder_keeps_the_measurement_for_this_process() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no such pool");
     let calls = Cell::new(0);
-    let chosen = choose(
-        &missing,
-        Some(&on("H200")),
-        10,
-        true,
-        measuring(&calls, timings()),
-    )
-    .unwrap();
+    let chosen = start_on_h200(&missing, 10, true, &calls, timings());
     assert!(chosen.choice.is_some());
     let Source::Measured { saved: Err(e), .. } = &chosen.source else {
         panic!("saving into a missing folder fails")
