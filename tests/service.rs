@@ -957,3 +957,125 @@ async fn tls_serves_and_refuses_plaintext() {
     assert!(plain, "plaintext must not be served on a TLS port");
     server.stop().await.unwrap();
 }
+
+/// A service over `dir` without the gRPC layer, and a 32-d raw pool `name` in it.
+fn local_service(dir: &std::path::Path) -> std::sync::Arc<dcd::service::Service> {
+    let runtime = dcd::config::ModelRuntimeArgs {
+        device: "cpu".into(),
+        precision: "f32".into(),
+        exact_device: None,
+        exact_copy: "stored".into(),
+        exact_plans: "builtin".into(),
+        batch: 8,
+    };
+    dcd::service::Service::open(
+        dir,
+        dcd::app::settings(dcd::service::AllowedRoots::Any, &runtime, None),
+    )
+    .unwrap()
+}
+
+fn create_local_pool(service: &dcd::service::Service, name: &str) {
+    service
+        .create_pool(&dcd::service::CreatePool {
+            name: name.into(),
+            backbone: None,
+            weights: None,
+            pooling: None,
+            dim: Some(DIM),
+            dtype: dcd::types::Dtype::F32,
+        })
+        .unwrap();
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn is_pool_deleted(e: &dcd::Error) -> bool {
+    matches!(
+        e,
+        dcd::Error::Store(dcd::store::StoreError::PoolDeleted { .. })
+    )
+}
+
+/// A handle that outlives its pool's deletion (a search, an ingest stream, the index refresh
+/// after an ingest) writes nothing more, least of all its graph into a new pool of that name.
+#[test]
+fn a_deleted_pools_handle_writes_nothing_into_its_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = local_service(dir.path());
+    create_local_pool(&service, "p");
+    let old = service.pool("p").unwrap();
+    let rows = dcd::types::Matrix::new(
+        50,
+        DIM,
+        (0..50 * DIM)
+            .map(|i| (i % 7) as f32 + i as f32 * 1e-3)
+            .collect(),
+    );
+    let items = |prefix: &str| -> Vec<dcd::store::NewItem> {
+        (0..50)
+            .map(|i| dcd::store::NewItem {
+                key: format!("{prefix}/{i}"),
+                ..Default::default()
+            })
+            .collect()
+    };
+    old.append(&rows, &items("a"), None).unwrap();
+
+    assert_eq!(service.delete_pool("p").unwrap(), 50);
+    // No folder and no leftover under another name.
+    assert!(entries(&dir.path().join("pools")).is_empty());
+    assert!(service.pool("p").is_err());
+
+    create_local_pool(&service, "p");
+    let e = old.refresh_graph().unwrap_err();
+    assert!(is_pool_deleted(&e), "{e}");
+    assert!(e.to_string().contains("was deleted"), "{e}");
+    let e = old.append(&rows, &items("b"), None).unwrap_err();
+    assert!(is_pool_deleted(&e), "{e}");
+    let e = old
+        .ready(dcd::index::manager::Engine::Native, false)
+        .err()
+        .unwrap();
+    assert!(is_pool_deleted(&e), "{e}");
+    assert_eq!(entries(&dir.path().join("pools/p")), ["vectors.bin"]);
+    assert_eq!(service.pool("p").unwrap().record().rows, 0);
+}
+
+/// Deleting a pool right after an ingest meets the index refresh that the ingest started in
+/// the background; the delete waits for it and removes everything.
+#[test]
+fn deleting_right_after_an_ingest_waits_for_the_index_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = local_service(dir.path());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for round in 0..3 {
+        create_local_pool(&service, "p");
+        let mut ingest = dcd::service::StreamIngest::start(service.clone(), "p").unwrap();
+        for i in 0..1500 {
+            ingest
+                .push(dcd::service::IngestItem {
+                    key: format!("k/{i}"),
+                    label: None,
+                    metadata: None,
+                    content: dcd::service::ItemContent::Vector(
+                        (0..DIM).map(|_| rng.gen::<f32>()).collect(),
+                    ),
+                })
+                .unwrap();
+        }
+        assert_eq!(ingest.finish().unwrap().stored, 1500);
+        assert_eq!(service.delete_pool("p").unwrap(), 1500, "round {round}");
+        assert!(
+            entries(&dir.path().join("pools")).is_empty(),
+            "round {round}"
+        );
+    }
+}

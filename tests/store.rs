@@ -59,10 +59,34 @@ fn create_append_reopen_and_delete() {
     store.delete_pool("p1").unwrap();
     assert!(store.pools().unwrap().is_empty());
     assert!(!dir.path().join("pools/p1").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("pools")).unwrap().count(),
+        0
+    );
     assert!(matches!(
         store.open_pool("p1"),
         Err(StoreError::PoolNotFound { .. })
     ));
+}
+
+/// A deleted pool's folder moves aside before it is removed; what a crash leaves of it there
+/// goes at the next open, and a pool whose name merely contains the marker stays.
+#[test]
+fn open_sweeps_deleted_pool_folders_left_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .create_pool(&spec("keep.deleted-x", 4, Dtype::F32))
+            .unwrap();
+    }
+    let left = dir.path().join("pools/.deleted-p-00000000000000ff");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("vectors.bin"), b"partial").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!left.exists());
+    assert!(dir.path().join("pools/keep.deleted-x").exists());
+    assert_eq!(store.open_pool("keep.deleted-x").unwrap().len(), 0);
 }
 
 #[test]

@@ -55,7 +55,9 @@ pub fn code_of(e: &Error) -> Code {
 
 fn store_code(e: &StoreError) -> Code {
     match e {
-        StoreError::PoolNotFound { .. } | StoreError::JobNotFound { .. } => Code::NotFound,
+        StoreError::PoolNotFound { .. }
+        | StoreError::PoolDeleted { .. }
+        | StoreError::JobNotFound { .. } => Code::NotFound,
         StoreError::PoolExists { .. } | StoreError::DuplicateKey { .. } => Code::AlreadyExists,
         StoreError::InvalidPoolName { .. }
         | StoreError::InvalidDimension { .. }

@@ -9,10 +9,10 @@ use tokio::sync::watch;
 
 use super::source::{self, Entry};
 use super::{CANCEL, CHUNK, RUN};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::features::pipeline::ImageInput;
 use crate::service::{content_hash_bytes, Service};
-use crate::store::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobState, NewItem};
+use crate::store::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobState, NewItem, StoreError};
 use crate::types::Matrix;
 
 /// Runs job `id` to its end (or until `stop` says otherwise), publishing progress on `tx`.
@@ -203,8 +203,11 @@ fn run_inner(
             "job progress"
         );
     }
-    if let Err(e) = handle.refresh_graph() {
-        tracing::warn!(error = %e, "index refresh after the job failed; the next search retries");
+    match handle.refresh_graph() {
+        Ok(()) | Err(Error::Store(StoreError::PoolDeleted { .. })) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "index refresh after the job failed; the next search retries")
+        }
     }
     Ok(())
 }

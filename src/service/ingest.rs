@@ -8,10 +8,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::{PoolHandle, Service, ServiceError};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::features::pipeline::ImageInput;
 use crate::index::IndexError;
-use crate::store::NewItem;
+use crate::store::{NewItem, StoreError};
 use crate::types::Matrix;
 
 /// Vectors per commit.
@@ -139,8 +139,9 @@ impl StreamIngest {
             std::thread::Builder::new()
                 .name("dcd-index-refresh".into())
                 .spawn(move || {
-                    if let Err(e) = pool.refresh_graph() {
-                        tracing::warn!(error = %e, "index refresh after ingest failed; the next search retries");
+                    match pool.refresh_graph() {
+                        Ok(()) | Err(Error::Store(StoreError::PoolDeleted { .. })) => {}
+                        Err(e) => tracing::warn!(error = %e, "index refresh after ingest failed; the next search retries"),
                     }
                 })
                 .map_err(|e| ServiceError::Internal {

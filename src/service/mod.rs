@@ -11,7 +11,7 @@ mod paths;
 mod pools;
 mod query;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -77,11 +77,30 @@ pub struct CreatePool {
     pub dtype: Dtype,
 }
 
+/// Pools with an open handle, and the names being deleted (which open as not found).
+#[derive(Default)]
+struct OpenPools {
+    open: HashMap<String, Arc<PoolHandle>>,
+    deleting: HashSet<String>,
+}
+
+/// Clears a name from `deleting` however `delete_pool` ends.
+struct DeletingName<'a> {
+    pools: &'a Mutex<OpenPools>,
+    name: &'a str,
+}
+
+impl Drop for DeletingName<'_> {
+    fn drop(&mut self) {
+        self.pools.lock().deleting.remove(self.name);
+    }
+}
+
 /// The service.
 pub struct Service {
     store: Store,
     settings: ServiceSettings,
-    pools: Mutex<HashMap<String, Arc<PoolHandle>>>,
+    pools: Mutex<OpenPools>,
     models: ModelCache,
     jobs: crate::ingest::Jobs,
     images_embedded: std::sync::atomic::AtomicU64,
@@ -101,7 +120,7 @@ impl Service {
         let service = Arc::new(Service {
             store,
             settings,
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::new(OpenPools::default()),
             models,
             jobs: crate::ingest::Jobs::default(),
             images_embedded: std::sync::atomic::AtomicU64::new(0),
@@ -140,8 +159,11 @@ impl Service {
             .into());
         }
         let mut pools = self.pools.lock();
-        if let Some(p) = pools.get(name) {
+        if let Some(p) = pools.open.get(name) {
             return Ok(p.clone());
+        }
+        if pools.deleting.contains(name) {
+            return Err(StoreError::PoolNotFound { name: name.into() }.into());
         }
         let pool = self.store.open_pool(name)?;
         let handle = Arc::new(PoolHandle::new(
@@ -149,7 +171,7 @@ impl Service {
             self.settings.index,
             self.exact_device.clone(),
         ));
-        pools.insert(name.to_owned(), handle.clone());
+        pools.open.insert(name.to_owned(), handle.clone());
         Ok(handle)
     }
 
@@ -233,17 +255,32 @@ impl Service {
     }
 
     /// Deletes a pool, cancelling its jobs first; returns how many items it held.
+    ///
+    /// While it runs the name opens as not found. Calls that still hold the pool (a search,
+    /// an ingest stream, the index refresh after an ingest) finish first; what they try
+    /// after that fails with `PoolDeleted`. Only then do the catalog row and the folder go,
+    /// so nothing of the old pool is written after a new pool of the same name is created.
     pub fn delete_pool(&self, name: &str) -> Result<u64> {
-        let record = self.store.pool_record(name)?;
-        self.jobs.cancel_pool(name);
-        self.pools.lock().remove(name);
-        match self.store.delete_pool(name) {
-            Ok(()) => Ok(record.rows),
-            Err(StoreError::PoolNotFound { .. }) => {
-                Err(StoreError::PoolNotFound { name: name.into() }.into())
+        self.store.pool_record(name)?;
+        let handle = {
+            let mut pools = self.pools.lock();
+            if !pools.deleting.insert(name.to_owned()) {
+                return Err(StoreError::PoolNotFound { name: name.into() }.into());
             }
-            Err(e) => Err(e.into()),
+            pools.open.remove(name)
+        };
+        let _deleting = DeletingName {
+            pools: &self.pools,
+            name,
+        };
+        self.jobs.cancel_pool(name);
+        if let Some(handle) = handle {
+            handle.retire();
         }
+        // Read after the last append through the handle.
+        let rows = self.store.pool_record(name)?.rows;
+        self.store.delete_pool(name)?;
+        Ok(rows)
     }
 
     /// The embedding pipeline of a pool's backbone.

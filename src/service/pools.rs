@@ -4,6 +4,9 @@
 //! search always covers every committed row. With an exact device (`dcd serve --exact-device
 //! cuda`), the exact engine is a copy of the pool resident on that GPU, uploaded on first use
 //! and appended to after the pool grew; exact re-ranking computes its distances there too.
+//! Deleting a pool retires its handle under the write lock, so a call that still holds the
+//! handle (a search, an ingest stream, the index refresh after an ingest) finds it retired
+//! and writes nothing more: least of all a graph file into a new pool of the same name.
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard};
 
@@ -13,7 +16,7 @@ use crate::index::exact::ExactIndex;
 use crate::index::graph::HnswParams;
 use crate::index::manager::{self, Engine};
 use crate::index::{AnnIndex, IndexError, SearchParams};
-use crate::store::{JobBatch, NewItem, Pool, PoolRecord};
+use crate::store::{JobBatch, NewItem, Pool, PoolRecord, StoreError};
 use crate::types::{Matrix, Neighbor};
 
 /// One open pool.
@@ -30,6 +33,20 @@ pub struct OpenPool {
     graph: Option<Box<dyn AnnIndex>>,
     exact: ExactIndex,
     resident: Option<super::exact_device::Resident>,
+    retired: bool,
+}
+
+impl OpenPool {
+    /// Fails once the pool was deleted.
+    fn check_live(&self) -> Result<()> {
+        if self.retired {
+            return Err(StoreError::PoolDeleted {
+                name: self.pool.record().name.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
 }
 
 /// A pool whose index covers every committed row, held for reading.
@@ -117,6 +134,7 @@ impl PoolHandle {
                 graph: None,
                 exact,
                 resident: None,
+                retired: false,
             }),
             params,
             device,
@@ -137,6 +155,7 @@ impl PoolHandle {
     /// device, the pool resident on it: exact searches and re-ranking run there).
     pub fn ready(&self, engine: Engine, rerank: bool) -> Result<ReadyPool<'_>> {
         let guard = self.state.upgradable_read();
+        guard.check_live()?;
         let on_device = self.device.is_gpu() && (engine == Engine::Exact || rerank);
         let behind = |s: &OpenPool| {
             let index = match engine {
@@ -182,21 +201,31 @@ impl PoolHandle {
         items: &[NewItem],
         job: Option<&JobBatch<'_>>,
     ) -> Result<std::ops::Range<u64>> {
-        Ok(self
-            .state
-            .write()
-            .pool
-            .append_for_job(vectors, items, job)?)
+        let mut w = self.state.write();
+        w.check_live()?;
+        Ok(w.pool.append_for_job(vectors, items, job)?)
     }
 
     /// Catches the native graph up with the store now (after an ingest), if it is open or
     /// the pool has rows.
     pub fn refresh_graph(&self) -> Result<()> {
         let mut w = self.state.write();
+        w.check_live()?;
         if w.pool.is_empty() {
             return Ok(());
         }
         bring_up_to_date(&mut w, Engine::Native, self.params)
+    }
+
+    /// Marks the pool deleted once the calls using it now are done (it waits for the write
+    /// lock), and frees its indexes and GPU copy. Later calls on this handle fail with
+    /// [`StoreError::PoolDeleted`] and touch no file.
+    pub fn retire(&self) {
+        let mut w = self.state.write();
+        w.retired = true;
+        w.graph = None;
+        w.resident = None;
+        w.exact = ExactIndex::new(w.pool.dim());
     }
 }
 

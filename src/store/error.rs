@@ -31,6 +31,14 @@ pub enum StoreError {
         /// The missing name.
         name: String,
     },
+    /// A pool deleted while a call was still using it.
+    #[error(
+        "pool {name:?} was deleted while this call was using it; nothing more was written to it"
+    )]
+    PoolDeleted {
+        /// The deleted pool's name.
+        name: String,
+    },
     /// No job with that id.
     #[error("no ingestion job {id:?}; list a pool's jobs with `dcd pool info`")]
     JobNotFound {

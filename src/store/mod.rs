@@ -65,6 +65,10 @@ impl PoolSpec {
     }
 }
 
+/// Where a deleted pool's folder waits for removal: `pools/.deleted-<name>-<random>` (pool
+/// names cannot start with '.').
+const TRASH_PREFIX: &str = ".deleted-";
+
 /// The data directory: catalog plus pool folders, locked for this process.
 pub struct Store {
     root: PathBuf,
@@ -93,6 +97,7 @@ impl Store {
             Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path)(e)),
         }
         let catalog = Catalog::open(&root.join("catalog.sqlite"))?;
+        Store::sweep_trash(root);
         Ok(Store {
             root: root.to_owned(),
             catalog: Arc::new(Mutex::new(catalog)),
@@ -153,15 +158,55 @@ impl Store {
 
     /// Deletes a pool: catalog first (the commit point), then its folder.
     pub fn delete_pool(&self, name: &str) -> Result<(), StoreError> {
+        use rand::Rng;
         validate_pool_name(name)?;
-        if !self.catalog.lock().delete_pool(name)? {
-            return Err(StoreError::PoolNotFound { name: name.into() });
-        }
         let dir = self.pool_dir(name);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        let trash = self.root.join("pools").join(format!(
+            "{TRASH_PREFIX}{name}-{:016x}",
+            rand::thread_rng().gen::<u64>()
+        ));
+        {
+            let mut catalog = self.catalog.lock();
+            if !catalog.delete_pool(name)? {
+                return Err(StoreError::PoolNotFound { name: name.into() });
+            }
+            // The folder leaves the name under the catalog lock, so a create of the same
+            // name that follows finds the name free and clears nothing of its own.
+            if dir.exists() {
+                if let Err(e) = std::fs::rename(&dir, &trash) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot move a deleted pool's folder aside; removing it in place");
+                    std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+                    return Ok(());
+                }
+            } else {
+                return Ok(());
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&trash) {
+            // The pool is gone from the catalog; the next open sweeps what is left.
+            tracing::warn!(dir = %trash.display(), error = %e, "cannot remove a deleted pool's folder; the next start retries");
         }
         Ok(())
+    }
+
+    /// Removes deleted pools' folders that a crash or an I/O error left behind.
+    fn sweep_trash(root: &Path) {
+        let pools = root.join("pools");
+        let Ok(entries) = std::fs::read_dir(&pools) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(TRASH_PREFIX)
+            {
+                let path = entry.path();
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove a deleted pool's folder");
+                }
+            }
+        }
     }
 
     /// Creates a pending ingestion job for `pool`; returns its record.
