@@ -958,21 +958,14 @@ async fn tls_serves_and_refuses_plaintext() {
     server.stop().await.unwrap();
 }
 
-/// A service over `dir` without the gRPC layer, and a 32-d raw pool `name` in it.
+/// A service over `dir` without the gRPC layer.
 fn local_service(dir: &std::path::Path) -> std::sync::Arc<dcd::service::Service> {
-    let runtime = dcd::config::ModelRuntimeArgs {
-        device: "cpu".into(),
-        precision: "f32".into(),
-        exact_device: None,
-        exact_copy: "stored".into(),
-        exact_plans: "builtin".into(),
-        batch: 8,
-    };
-    dcd::service::Service::open(
-        dir,
-        dcd::app::settings(dcd::service::AllowedRoots::Any, &runtime, None),
-    )
-    .unwrap()
+    let settings = dcd::app::settings(
+        dcd::service::AllowedRoots::Any,
+        &common::cpu_runtime(),
+        None,
+    );
+    dcd::service::Service::open(dir, settings).unwrap()
 }
 
 fn create_local_pool(service: &dcd::service::Service, name: &str) {

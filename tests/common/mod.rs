@@ -28,6 +28,18 @@ pub fn tiny_dino() -> String {
         .to_string()
 }
 
+/// Models and exact search on the CPU, f32, batches of 8.
+pub fn cpu_runtime() -> ModelRuntimeArgs {
+    ModelRuntimeArgs {
+        device: "cpu".into(),
+        precision: "f32".into(),
+        exact_device: None,
+        exact_copy: "stored".into(),
+        exact_plans: "builtin".into(),
+        batch: 8,
+    }
+}
+
 /// A running server.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
@@ -40,14 +52,7 @@ impl TestServer {
     /// Starts the real server on 127.0.0.1:0 over `data_dir`, allowing reads below `root` and
     /// the test fixtures.
     pub async fn start(data_dir: &Path, root: &Path, options: ServerOptions) -> TestServer {
-        let runtime = ModelRuntimeArgs {
-            device: "cpu".into(),
-            precision: "f32".into(),
-            exact_device: None,
-            exact_copy: "stored".into(),
-            exact_plans: "builtin".into(),
-            batch: 8,
-        };
+        let runtime = cpu_runtime();
         // The model fixtures are server-side files too.
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let roots = AllowedRoots::only(&[root.to_owned(), fixtures]).unwrap();
