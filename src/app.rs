@@ -31,12 +31,14 @@ pub fn settings(
             .unwrap_or_else(|| runtime.device.clone()),
         exact_copy: runtime.exact_copy.clone(),
         exact_plans: runtime.exact_plans.clone(),
+        limits: runtime.limits.limits(),
         models: ModelSettings {
             device: runtime.device.clone(),
             precision: runtime.precision.clone(),
             pipeline: PipelineConfig {
                 max_batch: runtime.batch.max(1),
                 queue: 4 * runtime.batch.max(1),
+                limits: runtime.images.limits(),
                 ..PipelineConfig::default()
             },
         },
@@ -45,6 +47,8 @@ pub fn settings(
 
 /// `dcd serve`: opens the data dir, resumes unfinished jobs, serves until a signal.
 pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
+    // Refused before the data dir is opened: an empty key would let anyone in.
+    api::auth::BearerAuth::new(args.api_key.clone())?;
     let roots = AllowedRoots::only(&args.allow_root)?;
     let service = Service::open(data_dir, settings(roots, &args.runtime, Some(&args.index)))?;
     let tls = match (&args.tls_cert, &args.tls_key) {

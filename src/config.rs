@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::features::preprocess;
 use crate::index::manager::Engine;
 use crate::types::Dtype;
 
@@ -137,6 +138,105 @@ pub struct ModelRuntimeArgs {
     /// Most images per forward pass.
     #[arg(long, env = "DCD_BATCH", default_value_t = 16)]
     pub batch: usize,
+    #[command(flatten)]
+    pub images: ImageLimitArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Bounds on what one request or job may ask of the service (docs/operations.md lists every
+/// bound).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct LimitArgs {
+    /// Most results one Search or BuildDebugSet may compute: queries (or error samples) x k.
+    /// Split larger requests into several calls.
+    #[arg(long, env = "DCD_MAX_HITS", default_value_t = LimitArgs::default().max_hits)]
+    pub max_hits: usize,
+    /// Most entries (files, and entries that failed) one ingestion job may list.
+    #[arg(long, env = "DCD_MAX_JOB_ENTRIES", default_value_t = LimitArgs::default().max_job_entries)]
+    pub max_job_entries: usize,
+    /// Folder levels below a job's folder that are listed; deeper ones are failed entries.
+    #[arg(long, env = "DCD_MAX_JOB_DEPTH", default_value_t = LimitArgs::default().max_job_depth,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_job_depth: u32,
+    /// Bytes of image files a job reads ahead of the model, in MiB (a chunk of up to 64
+    /// entries stops early when its files add up to this).
+    #[arg(long, env = "DCD_JOB_CHUNK_MIB", default_value_t = LimitArgs::default().job_chunk_mib)]
+    pub job_chunk_mib: u64,
+    /// Finished jobs kept per pool with their entries (older ones are forgotten when a new
+    /// job starts; the items they stored stay).
+    #[arg(long, env = "DCD_JOBS_KEPT", default_value_t = LimitArgs::default().jobs_kept)]
+    pub jobs_kept: usize,
+    /// Largest manifest (CSV or JSONL) a job reads, in MiB.
+    #[arg(long, env = "DCD_MAX_MANIFEST_MIB", default_value_t = LimitArgs::default().max_manifest_mib)]
+    pub max_manifest_mib: u64,
+}
+
+impl Default for LimitArgs {
+    fn default() -> Self {
+        let limits = crate::service::ServiceLimits::default();
+        LimitArgs {
+            max_hits: limits.max_hits,
+            max_job_entries: limits.walk.max_entries,
+            max_job_depth: limits.walk.max_depth as u32,
+            job_chunk_mib: limits.job_chunk_bytes >> 20,
+            jobs_kept: limits.jobs_kept,
+            max_manifest_mib: limits.max_manifest_bytes >> 20,
+        }
+    }
+}
+
+impl LimitArgs {
+    /// The limits as the service takes them.
+    pub fn limits(&self) -> crate::service::ServiceLimits {
+        crate::service::ServiceLimits {
+            max_hits: self.max_hits.max(1),
+            walk: crate::files::WalkLimits {
+                max_depth: self.max_job_depth as usize,
+                max_entries: self.max_job_entries.max(1),
+            },
+            job_chunk_bytes: self.job_chunk_mib.max(1).saturating_mul(1 << 20),
+            jobs_kept: self.jobs_kept.max(1),
+            max_manifest_bytes: self.max_manifest_mib.max(1).saturating_mul(1 << 20),
+        }
+    }
+}
+
+/// Bounds on every image read or received (docs/operations.md lists every bound).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ImageLimitArgs {
+    /// Largest image file or upload, in MiB.
+    #[arg(long, env = "DCD_MAX_IMAGE_MIB", default_value_t = preprocess::MAX_FILE_BYTES >> 20)]
+    pub max_image_mib: u64,
+    /// Largest image in pixels (width x height), checked from its header before decoding.
+    #[arg(long, env = "DCD_MAX_IMAGE_PIXELS", default_value_t = preprocess::MAX_PIXELS)]
+    pub max_image_pixels: u64,
+    /// Largest ratio of an image's longer side to its shorter side (resizing the shorter
+    /// side to the model's size costs memory in proportion to it).
+    #[arg(long, env = "DCD_MAX_ASPECT_RATIO", default_value_t = preprocess::MAX_ASPECT_RATIO,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_aspect_ratio: u32,
+}
+
+impl Default for ImageLimitArgs {
+    fn default() -> Self {
+        ImageLimitArgs {
+            max_image_mib: preprocess::MAX_FILE_BYTES >> 20,
+            max_image_pixels: preprocess::MAX_PIXELS,
+            max_aspect_ratio: preprocess::MAX_ASPECT_RATIO,
+        }
+    }
+}
+
+impl ImageLimitArgs {
+    /// The limits as the pipeline takes them.
+    pub fn limits(&self) -> preprocess::ImageLimits {
+        preprocess::ImageLimits {
+            max_file_bytes: self.max_image_mib.max(1).saturating_mul(1 << 20),
+            max_pixels: self.max_image_pixels.max(1),
+            max_aspect_ratio: self.max_aspect_ratio,
+        }
+    }
 }
 
 /// Local data dir or a server.
@@ -436,6 +536,8 @@ pub struct EmbedArgs {
     /// Decode threads (default: one per core).
     #[arg(long, env = "DCD_DECODE_THREADS")]
     pub decode_threads: Option<usize>,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
 }
 
 /// `dcd bench embed`

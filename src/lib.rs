@@ -13,6 +13,7 @@ pub mod config;
 pub mod debugset;
 pub mod error;
 pub mod features;
+pub mod files;
 pub mod formats;
 pub mod gpu;
 pub mod index;

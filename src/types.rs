@@ -236,3 +236,17 @@ impl<'a> VectorView<'a> {
         out
     }
 }
+
+/// `text` cut to at most `max` bytes (at a character boundary) with a note of what was cut:
+/// user-given names are echoed in error messages, and a 1 MiB name must not become a 1 MiB
+/// `grpc-message` header.
+pub fn clip_for_message(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+}

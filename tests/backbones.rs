@@ -176,7 +176,7 @@ fn mobilenetv2_real_weights_know_the_chelsea_cat() {
     .unwrap();
     let pixels = model
         .preprocess()
-        .run_file(&fixtures().join("chelsea.jpg"))
+        .run_file(&fixtures().join("chelsea.jpg"), &Default::default())
         .unwrap();
     let feats = model.embed_pixels(pixels, 1).unwrap();
     let feats = Tensor::from_vec(feats.data, (1, feats.dim), &Device::Cpu).unwrap();

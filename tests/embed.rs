@@ -45,6 +45,7 @@ fn config(max_batch: usize) -> PipelineConfig {
         queue: 8,
         decode_threads: 2,
         model_threads: 2,
+        limits: Default::default(),
     }
 }
 
@@ -304,4 +305,107 @@ fn dcd_bench_embed_reports_preprocess_and_forward_apart() {
     assert_eq!(fwd.len(), 2);
     assert_eq!(fwd[1]["batch"], 2);
     assert!(fwd[1]["images_per_s"].as_f64().unwrap() > 0.0);
+}
+
+/// A stand-in model over 2x2 inputs: each row is the image's mean value. A batch holding a
+/// white image fails as a whole (as a shape or device error would), and a black image makes
+/// the model panic.
+struct Fussy {
+    device: candle_core::Device,
+}
+
+impl FeatureExtractor for Fussy {
+    fn dim(&self) -> usize {
+        1
+    }
+    fn input_side(&self) -> usize {
+        2
+    }
+    fn device(&self) -> &candle_core::Device {
+        &self.device
+    }
+    fn embed(
+        &self,
+        _batch: &candle_core::Tensor,
+    ) -> dcd::features::FeatureResult<candle_core::Tensor> {
+        unreachable!("embed_pixels is overridden")
+    }
+    fn embed_pixels(
+        &self,
+        pixels: Vec<f32>,
+        n: usize,
+    ) -> dcd::features::FeatureResult<dcd::types::Matrix> {
+        let means: Vec<f32> = pixels
+            .chunks_exact(12)
+            .map(|px| px.iter().sum::<f32>() / 12.0)
+            .collect();
+        if means.iter().any(|&m| m > 2.0) {
+            return Err(dcd::features::FeatureError::Config(
+                "white images break me".into(),
+            ));
+        }
+        if means.iter().any(|&m| m < -1.9) {
+            panic!("black images crash me");
+        }
+        Ok(dcd::types::Matrix::new(n, 1, means))
+    }
+}
+
+fn flat(value: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(6, 6, image::Rgb([value, value, value]));
+    let mut out = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// Issue 20: one bad item never fails another. Batches mix callers, so a forward pass that
+/// fails (or panics) on one image is run again image by image: only that image gets an error.
+#[test]
+fn a_failing_or_panicking_image_fails_alone_in_its_batch() {
+    use dcd::features::preprocess::{Interpolation, Preprocess};
+    let model: Arc<dyn FeatureExtractor> = Arc::new(Fussy {
+        device: candle_core::Device::Cpu,
+    });
+    let pre = Preprocess::imagenet(2, 2, Interpolation::Bilinear);
+    let config = PipelineConfig {
+        // One batch for all: the batcher waits long enough to collect them.
+        max_wait: Duration::from_millis(500),
+        ..config(16)
+    };
+    let (embedder, stats) = Embedder::start(model, pre, &config).unwrap();
+    let values = [100u8, 255, 120, 0, 140, 160];
+    let inputs = values
+        .iter()
+        .map(|&v| ImageInput::Bytes {
+            name: format!("grey{v}"),
+            bytes: flat(v),
+        })
+        .collect();
+    let results = embedder.embed(inputs);
+    for (v, r) in values.iter().zip(&results) {
+        match v {
+            255 => {
+                let e = r.as_ref().unwrap_err();
+                assert!(e.to_string().contains("white images break me"), "{e}");
+            }
+            0 => {
+                let e = r.as_ref().unwrap_err();
+                assert!(e.to_string().contains("black images crash me"), "{e}");
+            }
+            _ => {
+                let got = r.as_ref().unwrap_or_else(|e| panic!("grey {v}: {e}"))[0];
+                let want = pre.run(&flat(*v)).unwrap().iter().sum::<f32>() / 12.0;
+                assert!((got - want).abs() < 1e-5, "grey {v}: {got} vs {want}");
+            }
+        }
+    }
+    // The pipeline still serves after the panic.
+    let again = embedder.embed(vec![ImageInput::Bytes {
+        name: "after".into(),
+        bytes: flat(90),
+    }]);
+    assert!(again[0].is_ok());
+    assert_eq!(stats.lock().images, 5);
 }

@@ -149,9 +149,9 @@ fn bad_files_get_a_reason_each() {
 fn resize_crop_and_normalise_follow_torchvision() {
     let p = Preprocess::imagenet(256, 224, Interpolation::Bilinear);
     // Shorter side to 256, longer side truncated: 500x375 -> 341x256; 375x500 -> 256x341.
-    assert_eq!(p.resized_size(500, 375), (341, 256));
-    assert_eq!(p.resized_size(375, 500), (256, 341));
-    assert_eq!(p.resized_size(300, 300), (256, 256));
+    assert_eq!(p.resized_size(500, 375).unwrap(), (341, 256));
+    assert_eq!(p.resized_size(375, 500).unwrap(), (256, 341));
+    assert_eq!(p.resized_size(300, 300).unwrap(), (256, 256));
 
     // A constant image normalises to (v/255 - mean)/std everywhere, in CHW order.
     let flat = DynamicImage::ImageRgb8(ImgRgb::from_pixel(500, 375, Rgb([200, 100, 50])));
@@ -210,7 +210,7 @@ fn matches_torchvision_on_committed_fixtures() {
                 mean: IMAGENET_MEAN,
                 std: IMAGENET_STD,
             };
-            let got = p.run_file(&dir.join(name)).unwrap();
+            let got = p.run_file(&dir.join(name), &Default::default()).unwrap();
             let want = read_expected(&dir.join(format!("{name}.{tag}.npy")));
             let max = got
                 .iter()

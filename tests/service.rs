@@ -878,7 +878,8 @@ async fn auth_in_flight_limit_health_and_reflection() {
     assert_eq!(summary.stored, 1);
     client.list_pools(with_key("s3cret")).await.unwrap();
 
-    // Health needs no key; reflection lists the service.
+    // Health needs no key; reflection follows auth: refused without the key, lists the
+    // service with it (in any case of the scheme's name).
     let channel = tonic::transport::Endpoint::from_shared(server.url())
         .unwrap()
         .connect()
@@ -904,8 +905,17 @@ async fn auth_in_flight_limit_health_and_reflection() {
             refl::server_reflection_request::MessageRequest::ListServices(String::new()),
         ),
     };
+    let refused = reflection
+        .server_reflection_info(tokio_stream::iter(vec![req.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+    let mut keyed = tonic::Request::new(tokio_stream::iter(vec![req]));
+    keyed
+        .metadata_mut()
+        .insert("authorization", "BEARER s3cret".parse().unwrap());
     let mut answers = reflection
-        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .server_reflection_info(keyed)
         .await
         .unwrap()
         .into_inner();

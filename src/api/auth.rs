@@ -1,5 +1,7 @@
-//! Optional bearer-token auth: every `dcd.v1` call must carry `authorization: Bearer <key>`,
-//! compared in constant time so the key cannot be guessed byte by byte from timings.
+//! Optional bearer-token auth: every `dcd.v1` and reflection call must carry
+//! `authorization: Bearer <key>` (the scheme's name in any case, RFC 7235), compared in
+//! constant time so the key cannot be guessed byte by byte from timings. An empty key is
+//! refused when the server starts: it would let `Bearer ` with nothing after it in.
 
 use subtle::ConstantTimeEq;
 use tonic::service::Interceptor;
@@ -12,11 +14,17 @@ pub struct BearerAuth {
 }
 
 impl BearerAuth {
-    /// Requires `key` when given.
-    pub fn new(key: Option<String>) -> BearerAuth {
-        BearerAuth {
-            key: key.map(String::into_bytes),
+    /// Requires `key` when given; an empty or blank key is refused.
+    pub fn new(key: Option<String>) -> Result<BearerAuth, crate::service::ServiceError> {
+        if key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err(crate::service::ServiceError::InvalidArgument {
+                field: "api_key",
+                reason: "the API key is empty; give a non-empty --api-key (DCD_API_KEY), or leave it out to serve without auth".into(),
+            });
         }
+        Ok(BearerAuth {
+            key: key.map(String::into_bytes),
+        })
     }
 }
 
@@ -30,11 +38,15 @@ impl Interceptor for BearerAuth {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.trim_start_matches(' '))
             });
         match offered {
-            Some(token) if bool::from(token.as_bytes().ct_eq(key)) => Ok(request),
+            Some(token) if !token.is_empty() && bool::from(token.as_bytes().ct_eq(key)) => {
+                Ok(request)
+            }
             Some(_) => Err(Status::unauthenticated(
                 "the API key is wrong; send the key the server was started with (--api-key / DCD_API_KEY)",
             )),

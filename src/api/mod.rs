@@ -100,10 +100,8 @@ pub async fn serve(
     let dcd = pb::dcd_server::DcdServer::new(api)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
-    let dcd = tonic::service::interceptor::InterceptedService::new(
-        dcd,
-        auth::BearerAuth::new(options.api_key.clone()),
-    );
+    let auth = auth::BearerAuth::new(options.api_key.clone())?;
+    let dcd = tonic::service::interceptor::InterceptedService::new(dcd, auth.clone());
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::dcd_server::DcdServer<DcdApi>>()
@@ -115,6 +113,8 @@ pub async fn serve(
         .map_err(|e| crate::service::ServiceError::Internal {
             what: format!("reflection service: {e}"),
         })?;
+    // Reflection describes the API: it answers to the same key.
+    let reflection = tonic::service::interceptor::InterceptedService::new(reflection, auth);
     // h2's default 64 KiB windows cap a stream of 1.5 KB vectors at a few tens of thousands
     // per second on loopback; larger windows let a client stream run at the store's pace.
     let mut builder = tonic::transport::Server::builder()

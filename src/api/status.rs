@@ -16,9 +16,16 @@ impl From<Error> for Status {
         if code == Code::Internal || code == Code::Unavailable {
             tracing::error!(error = %e, "request failed on the server side");
         }
-        Status::new(code, e.to_string())
+        Status::new(
+            code,
+            crate::types::clip_for_message(&e.to_string(), MAX_MESSAGE_BYTES),
+        )
     }
 }
+
+/// Longest error text sent: it travels in the `grpc-message` header, and clients refuse
+/// header blocks beyond a few KiB (requests may echo names of any length).
+pub const MAX_MESSAGE_BYTES: usize = 2048;
 
 /// The gRPC code of an error.
 pub fn code_of(e: &Error) -> Code {
@@ -109,7 +116,11 @@ fn service_code(e: &ServiceError) -> Code {
         | ServiceError::IncompatiblePools { .. }
         | ServiceError::JobFinished { .. } => Code::FailedPrecondition,
         ServiceError::KeyNotFound { .. } | ServiceError::PathUnreadable { .. } => Code::NotFound,
-        ServiceError::PathNotAllowed { .. } => Code::PermissionDenied,
+        ServiceError::PathNotAllowed { .. } | ServiceError::PathPermissionDenied { .. } => {
+            Code::PermissionDenied
+        }
+        ServiceError::OverLimit { .. } => Code::InvalidArgument,
+        ServiceError::Cancelled { .. } => Code::Cancelled,
         ServiceError::Internal { .. } => Code::Internal,
         ServiceError::ShuttingDown => Code::Unavailable,
     }

@@ -85,8 +85,8 @@ pub(super) fn run(args: BenchEmbedArgs) -> Result<()> {
     let pre = *model.preprocess();
     let (bytes, image_name) = match &args.image {
         Some(p) => (
-            std::fs::read(p)
-                .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))?,
+            crate::features::preprocess::read_image_file(p, &Default::default())
+                .map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?,
             p.display().to_string(),
         ),
         None => (sample_jpeg(), "generated 500x375 JPEG".to_string()),

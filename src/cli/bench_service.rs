@@ -15,6 +15,8 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
         exact_copy: "stored".into(),
         exact_plans: "builtin".into(),
         batch: 16,
+        images: Default::default(),
+        limits: Default::default(),
     };
     let settings = crate::app::settings(AllowedRoots::only(&[])?, &runtime_args, Some(&args.index));
     let service = Service::open(&args.out, settings)?;

@@ -35,8 +35,8 @@ fn error_samples(paths: &[PathBuf]) -> Result<(Vec<QueryInput>, Vec<String>)> {
     }
     if !image_paths.is_empty() {
         for p in super::embed::collect_images(&image_paths)? {
-            let bytes = std::fs::read(&p)
-                .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))?;
+            let bytes = crate::features::preprocess::read_image_file(&p, &Default::default())
+                .map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?;
             let abs = std::path::absolute(&p).unwrap_or(p);
             names.push(abs.display().to_string());
             queries.push(QueryInput::Image {

@@ -1,7 +1,7 @@
 //! `dcd embed`: images → feature vectors (.npy) plus the path of each row, through the
 //! batching pipeline. A bad image is reported and skipped; the others are embedded.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,16 +12,24 @@ use crate::features::pipeline::{Embedder, ImageInput, PipelineConfig};
 use crate::features::FeatureExtractor;
 use crate::types::Matrix;
 
-/// Extensions taken from folders (files named explicitly are always tried).
-const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
-
-/// The files named, with folders expanded recursively in sorted order.
+/// The files named, with folders expanded recursively in sorted order (symlink loops listed
+/// once; FIFOs, devices and unreadable folders reported on stderr and skipped).
 pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {
-            walk(p, &mut out)
-                .map_err(|e| Error::Usage(format!("cannot list {}: {e}", p.display())))?;
+            let listing = crate::files::walk(
+                p,
+                &crate::ingest::source::is_image,
+                None,
+                &crate::files::WalkLimits::default(),
+                &|| false,
+            )
+            .map_err(|e| Error::Usage(e.to_string()))?;
+            for s in listing.skipped {
+                eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            }
+            out.extend(listing.files);
         } else if p.exists() {
             out.push(p.clone());
         } else {
@@ -32,25 +40,6 @@ pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 pub(super) fn run(args: EmbedArgs) -> Result<()> {
@@ -72,6 +61,7 @@ pub(super) fn run(args: EmbedArgs) -> Result<()> {
         queue: 4 * args.batch,
         // The global pool is sized by --threads.
         model_threads: rayon::current_num_threads(),
+        limits: args.limits.limits(),
         ..PipelineConfig::default()
     };
     if let Some(t) = args.decode_threads {

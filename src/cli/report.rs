@@ -57,7 +57,7 @@ fn escape(s: &str) -> String {
 
 /// A JPEG thumbnail of an image file as a data URI, or None when it is not a readable image.
 fn thumbnail(path: &Path, side: u32) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = crate::features::preprocess::read_image_file(path, &Default::default()).ok()?;
     let img = crate::features::preprocess::decode(&bytes).ok()?;
     let buf = image::RgbImage::from_raw(img.width, img.height, img.data)?;
     let thumb = image::imageops::thumbnail(

@@ -5,6 +5,7 @@ pub mod backbone;
 pub mod cpu;
 pub mod error;
 pub mod hub;
+mod jpeg;
 pub mod models;
 pub mod pipeline;
 pub mod preprocess;

@@ -3,8 +3,11 @@
 //! of them (waiting at most `max_wait` after the first) and runs the model on its own thread
 //! pool. The model only ever sees decoded tensors, so a slow file or client never stalls it,
 //! and the bounded queue holds back decoding, not the model, when the model is the slower.
-//! Callers on any thread submit at once; their images share batches.
+//! Callers on any thread submit at once; their images share batches, so one image can never
+//! fail another: a batch whose forward pass fails is run again image by image, and a panic
+//! in a decode or model thread becomes that image's error instead of aborting the process.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
@@ -12,7 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::backbone::FeatureExtractor;
-use super::preprocess::{ImageError, ImageFileError, Preprocess};
+use super::preprocess::{ImageError, ImageFileError, ImageLimits, Preprocess};
+use crate::types::Matrix;
 
 /// One image to embed.
 #[derive(Clone, Debug)]
@@ -50,6 +54,8 @@ pub struct PipelineConfig {
     pub decode_threads: usize,
     /// Threads the model's kernels use.
     pub model_threads: usize,
+    /// Bounds on every image (file size, pixels, aspect ratio).
+    pub limits: ImageLimits,
 }
 
 impl Default for PipelineConfig {
@@ -61,6 +67,7 @@ impl Default for PipelineConfig {
             queue: 64,
             decode_threads: cores,
             model_threads: cores,
+            limits: ImageLimits::default(),
         }
     }
 }
@@ -80,6 +87,7 @@ pub struct Embedder {
     queue: Option<SyncSender<Job>>,
     decode: rayon::ThreadPool,
     preprocess: Preprocess,
+    limits: ImageLimits,
     batcher: Option<JoinHandle<()>>,
     dim: usize,
 }
@@ -122,6 +130,7 @@ impl Embedder {
                 queue: Some(tx),
                 decode,
                 preprocess,
+                limits: config.limits,
                 batcher: Some(batcher),
                 dim,
             },
@@ -144,13 +153,22 @@ impl Embedder {
             .clone()
             .expect("the queue lives as long as the embedder");
         for (index, input) in inputs.into_iter().enumerate() {
-            let (reply, queue, pre) = (reply_tx.clone(), queue.clone(), self.preprocess);
+            let (reply, queue) = (reply_tx.clone(), queue.clone());
+            let (pre, limits) = (self.preprocess, self.limits);
             self.decode.spawn(move || {
                 let name = input.name();
-                let pixels = match input {
-                    ImageInput::Path(p) => pre.run_file(&p).map_err(|e| e.error),
-                    ImageInput::Bytes { bytes, .. } => pre.run(&bytes),
-                };
+                // A panic here would abort the process (rayon's spawn has no one to return
+                // it to): it becomes this image's error instead.
+                let pixels = catch_unwind(AssertUnwindSafe(|| match input {
+                    ImageInput::Path(p) => pre.run_file(&p, &limits).map_err(|e| e.error),
+                    ImageInput::Bytes { bytes, .. } => pre.run_within(&bytes, &limits),
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(ImageError::Corrupt(format!(
+                        "decoding failed unexpectedly ({}); please report this image",
+                        panic_message(&panic)
+                    )))
+                });
                 match pixels {
                     Ok(pixels) => {
                         let job = Job {
@@ -220,7 +238,7 @@ fn run_batcher(
         for job in &mut batch {
             pixels.append(&mut job.pixels);
         }
-        let result = pool.install(|| model.embed_pixels(pixels, n));
+        let result = forward(&model, &pool, pixels.clone(), n);
         match result {
             Ok(m) => {
                 // Counted before replying, so a caller that got its results sees them.
@@ -233,18 +251,61 @@ fn run_batcher(
                     let _ = job.reply.send((job.index, Ok(row.to_vec())));
                 }
             }
+            Err(e) if n == 1 => {
+                tracing::warn!(error = %e, image = %batch[0].name.display(), "model forward failed on one image");
+                let job = batch.pop().expect("one job");
+                let _ = job.reply.send((job.index, Err(not_embedded(job.name, &e))));
+            }
             Err(e) => {
-                tracing::error!(error = %e, images = n, "model forward failed");
-                for job in batch {
-                    let err = ImageFileError {
-                        path: job.name,
-                        error: ImageError::NotEmbedded(format!(
-                            "the model failed on its batch: {e}"
-                        )),
+                // Batches mix callers: find the image at fault by running each alone, so the
+                // others still get their vectors.
+                tracing::warn!(error = %e, images = n, "model forward failed on a batch; retrying image by image");
+                let per = pixels.len() / n;
+                for (job, px) in batch.into_iter().zip(pixels.chunks_exact(per)) {
+                    let reply = match forward(&model, &pool, px.to_vec(), 1) {
+                        Ok(m) => {
+                            let mut s = stats.lock();
+                            s.batches += 1;
+                            s.images += 1;
+                            Ok(m.data)
+                        }
+                        Err(e) => Err(not_embedded(job.name, &e)),
                     };
-                    let _ = job.reply.send((job.index, Err(err)));
+                    let _ = job.reply.send((job.index, reply));
                 }
             }
         }
     }
+}
+
+/// One forward pass, with a panic in the model turned into an error.
+fn forward(
+    model: &Arc<dyn FeatureExtractor>,
+    pool: &rayon::ThreadPool,
+    pixels: Vec<f32>,
+    n: usize,
+) -> Result<Matrix, String> {
+    match catch_unwind(AssertUnwindSafe(|| {
+        pool.install(|| model.embed_pixels(pixels, n))
+    })) {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!("the model panicked: {}", panic_message(&panic))),
+    }
+}
+
+fn not_embedded(path: PathBuf, e: &str) -> ImageFileError {
+    ImageFileError {
+        path,
+        error: ImageError::NotEmbedded(format!("the model failed on this image: {e}")),
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -3,16 +3,45 @@
 //! expanded, alpha dropped, 16-bit scaled to 8) → resize the shorter side with an antialiased
 //! filter (PIL-style convolution, fast_image_resize) → center crop → normalise to CHW f32.
 //!
-//! Images above [`MAX_PIXELS`] are refused from their header, before any pixel is allocated.
+//! Every image is held to [`ImageLimits`]: file size, pixel count and aspect ratio are checked
+//! from the header before any pixel is allocated, and the resized size is computed with checked
+//! arithmetic, so no input (a 275-byte PNG 1 pixel wide and 100000 high, say) can ask for more
+//! memory than the limits allow. A truncated JPEG is an error, not an image with grey fill.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use fast_image_resize as fir;
 
-/// Largest image accepted, in pixels (64 MP: above every camera sensor dcd expects, far below
+/// Default largest image, in pixels (64 MP: above every camera sensor dcd expects, far below
 /// what a decompression bomb claims).
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
+/// Default largest image file, in bytes.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Default largest ratio of the longer side to the shorter (panoramas reach about 10).
+pub const MAX_ASPECT_RATIO: u32 = 100;
+
+/// The bounds every image is held to; each one is a `dcd serve` / `dcd ingest` / `dcd embed`
+/// flag, named in the error that enforces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Largest encoded file or upload, in bytes (`--max-image-mib`).
+    pub max_file_bytes: u64,
+    /// Largest width x height (`--max-image-pixels`).
+    pub max_pixels: u64,
+    /// Largest longer side / shorter side (`--max-aspect-ratio`).
+    pub max_aspect_ratio: u32,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        ImageLimits {
+            max_file_bytes: MAX_FILE_BYTES,
+            max_pixels: MAX_PIXELS,
+            max_aspect_ratio: MAX_ASPECT_RATIO,
+        }
+    }
+}
 
 /// Why one image could not be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,13 +60,31 @@ pub enum ImageError {
         /// Height in the header.
         height: u32,
     },
-    /// Header dimensions above [`MAX_PIXELS`].
-    #[error("the image claims {width}x{height} pixels, above the limit of {max} pixels; downscale it first")]
+    /// Header dimensions above the pixel limit.
+    #[error("the image claims {width}x{height} pixels, above the limit of {max} pixels (--max-image-pixels); downscale it first")]
     TooLarge {
         /// Width in the header.
         width: u32,
         /// Height in the header.
         height: u32,
+        /// The limit.
+        max: u64,
+    },
+    /// One side far longer than the other.
+    #[error("the image is {width}x{height}, a side ratio above the limit of {max}:1 (--max-aspect-ratio); crop it into parts first")]
+    ExtremeAspect {
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// The encoded file is above the size limit.
+    #[error("the file is {bytes} bytes, above the limit of {max} bytes (--max-image-mib)")]
+    FileTooLarge {
+        /// Its size.
+        bytes: u64,
         /// The limit.
         max: u64,
     },
@@ -114,37 +161,61 @@ impl Preprocess {
         }
     }
 
-    /// Decodes and preprocesses one encoded image into `3 x crop x crop` values (CHW).
+    /// Decodes and preprocesses one encoded image into `3 x crop x crop` values (CHW), within
+    /// the default [`ImageLimits`].
     pub fn run(&self, bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
-        Ok(self.tensor(&decode(bytes)?))
+        self.run_within(bytes, &ImageLimits::default())
     }
 
-    /// As [`Preprocess::run`] for a file; the error names it.
-    pub fn run_file(&self, path: &Path) -> Result<Vec<f32>, ImageFileError> {
-        let bytes = std::fs::read(path).map_err(|e| ImageFileError {
-            path: path.to_owned(),
-            error: ImageError::Unreadable(e.to_string()),
-        })?;
-        self.run(&bytes).map_err(|error| ImageFileError {
+    /// As [`Preprocess::run`], within `limits`.
+    pub fn run_within(&self, bytes: &[u8], limits: &ImageLimits) -> Result<Vec<f32>, ImageError> {
+        if bytes.len() as u64 > limits.max_file_bytes {
+            return Err(ImageError::FileTooLarge {
+                bytes: bytes.len() as u64,
+                max: limits.max_file_bytes,
+            });
+        }
+        self.tensor(&decode_within(bytes, limits)?, limits)
+    }
+
+    /// As [`Preprocess::run_within`] for a file (a regular file, its size checked before it is
+    /// read); the error names it.
+    pub fn run_file(&self, path: &Path, limits: &ImageLimits) -> Result<Vec<f32>, ImageFileError> {
+        let with_path = |error| ImageFileError {
             path: path.to_owned(),
             error,
+        };
+        let bytes = read_image_file(path, limits).map_err(with_path)?;
+        self.run_within(&bytes, limits).map_err(with_path)
+    }
+
+    /// Size after resizing the shorter side to `resize` (torchvision truncates the longer
+    /// side); an error when the longer side would not fit in 32 bits.
+    pub fn resized_size(&self, width: u32, height: u32) -> Result<(u32, u32), ImageError> {
+        if width == 0 || height == 0 {
+            return Err(ImageError::ZeroSized { width, height });
+        }
+        let (short, long) = (width.min(height) as u64, width.max(height) as u64);
+        // At most 2^32 * 2^32 / 1: u128 cannot overflow.
+        let scaled = (self.resize as u128 * long as u128 / short as u128).max(1);
+        let scaled = u32::try_from(scaled).map_err(|_| ImageError::ExtremeAspect {
+            width,
+            height,
+            max: (u32::MAX / self.resize.max(1)).max(1),
+        })?;
+        Ok(if width <= height {
+            (self.resize, scaled)
+        } else {
+            (scaled, self.resize)
         })
     }
 
-    /// Size after resizing the shorter side to `resize` (torchvision truncates the longer side).
-    pub fn resized_size(&self, width: u32, height: u32) -> (u32, u32) {
-        let s = self.resize as u64;
-        if width <= height {
-            (self.resize, (s * height as u64 / width as u64) as u32)
-        } else {
-            ((s * width as u64 / height as u64) as u32, self.resize)
-        }
-    }
-
-    /// Resizes, crops and normalises a decoded image into CHW values.
-    pub fn tensor(&self, img: &RgbImage) -> Vec<f32> {
-        let (w, h) = self.resized_size(img.width, img.height);
-        let resized = resize(img, w, h, self.interpolation);
+    /// Resizes, crops and normalises a decoded image into CHW values; its size is held to
+    /// `limits` first (the resize allocates in proportion to the aspect ratio).
+    pub fn tensor(&self, img: &RgbImage, limits: &ImageLimits) -> Result<Vec<f32>, ImageError> {
+        check_dimensions(img.width, img.height, limits)?;
+        let (w, h) = self.resized_size(img.width, img.height)?;
+        let resized = resize(img, w, h, self.interpolation)?;
         let c = self.crop.min(w).min(h) as usize;
         // torchvision: int(round((h - crop) / 2)) with Python's round-half-to-even.
         let top = ((h as usize - c) as f64 / 2.0).round_ties_even() as usize;
@@ -160,12 +231,30 @@ impl Preprocess {
                 }
             }
         }
-        out
+        Ok(out)
     }
 }
 
-/// Decodes an encoded image to 8-bit RGB with its EXIF orientation applied.
+/// Reads an image file within `limits`: a regular file only, its size checked first.
+pub fn read_image_file(path: &Path, limits: &ImageLimits) -> Result<Vec<u8>, ImageError> {
+    crate::files::read_regular(path, limits.max_file_bytes).map_err(|e| match e {
+        crate::files::ReadError::TooLarge { bytes, max } => ImageError::FileTooLarge { bytes, max },
+        crate::files::ReadError::Io(reason) => ImageError::Unreadable(reason),
+        other @ crate::files::ReadError::NotRegular { .. } => {
+            ImageError::Unreadable(other.to_string())
+        }
+    })
+}
+
+/// Decodes an encoded image to 8-bit RGB with its EXIF orientation applied, within the
+/// default [`ImageLimits`].
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
+    decode_within(bytes, &ImageLimits::default())
+}
+
+/// As [`decode`], within `limits` (pixels and aspect ratio; the byte limit is the caller's,
+/// who holds the bytes already).
+pub fn decode_within(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, ImageError> {
     use image::ImageDecoder;
     if bytes.is_empty() {
         return Err(ImageError::Empty);
@@ -173,24 +262,21 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    if reader.format().is_none() {
+    let Some(format) = reader.format() else {
         return Err(ImageError::UnsupportedFormat);
+    };
+    if format == image::ImageFormat::Jpeg && !super::jpeg::is_complete(bytes) {
+        return Err(ImageError::Corrupt(
+            "the JPEG stops before its end marker (a truncated file)".into(),
+        ));
     }
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_PIXELS * 8);
-    reader.limits(limits);
+    let mut decoder_limits = image::Limits::default();
+    // Room for the largest allowed image in 16-bit RGBA, the widest form a decoder produces.
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(decoder_limits);
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let (width, height) = decoder.dimensions();
-    if width == 0 || height == 0 {
-        return Err(ImageError::ZeroSized { width, height });
-    }
-    if width as u64 * height as u64 > MAX_PIXELS {
-        return Err(ImageError::TooLarge {
-            width,
-            height,
-            max: MAX_PIXELS,
-        });
-    }
+    check_dimensions(width, height, limits)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -204,6 +290,29 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
     })
 }
 
+/// Refuses header dimensions outside `limits` (no pixel is allocated yet).
+pub fn check_dimensions(width: u32, height: u32, limits: &ImageLimits) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::ZeroSized { width, height });
+    }
+    if width as u64 * height as u64 > limits.max_pixels {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            max: limits.max_pixels,
+        });
+    }
+    let (short, long) = (width.min(height) as u64, width.max(height) as u64);
+    if long > short * limits.max_aspect_ratio.max(1) as u64 {
+        return Err(ImageError::ExtremeAspect {
+            width,
+            height,
+            max: limits.max_aspect_ratio,
+        });
+    }
+    Ok(())
+}
+
 fn classify(e: image::ImageError) -> ImageError {
     match e {
         image::ImageError::Unsupported(_) => ImageError::UnsupportedFormat,
@@ -215,25 +324,36 @@ fn classify(e: image::ImageError) -> ImageError {
 /// Antialiased resize of RGB bytes to `w x h` (PIL-style convolution). Like PIL, the width is
 /// resampled first and the height second through an 8-bit intermediate; with overshooting
 /// filters (bicubic) the order changes the result at hard edges.
-fn resize(img: &RgbImage, w: u32, h: u32, interpolation: Interpolation) -> Vec<u8> {
+fn resize(
+    img: &RgbImage,
+    w: u32,
+    h: u32,
+    interpolation: Interpolation,
+) -> Result<Vec<u8>, ImageError> {
     let filter = match interpolation {
         Interpolation::Bilinear => fir::FilterType::Bilinear,
         Interpolation::Bicubic => fir::FilterType::CatmullRom,
     };
     let options = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(filter));
     let mut resizer = fir::Resizer::new();
-    let mut pass = |data: &[u8], from: (u32, u32), to: (u32, u32)| -> Vec<u8> {
+    let mut pass = |data: &[u8], from: (u32, u32), to: (u32, u32)| {
         if from == to {
-            return data.to_vec();
+            return Ok(data.to_vec());
         }
+        let failed = |e: &dyn std::fmt::Display| {
+            ImageError::Corrupt(format!(
+                "cannot resize {}x{} to {}x{}: {e}",
+                from.0, from.1, to.0, to.1
+            ))
+        };
         let src = fir::images::ImageRef::new(from.0, from.1, data, fir::PixelType::U8x3)
-            .expect("buffer size matches width * height * 3");
+            .map_err(|e| failed(&e))?;
         let mut dst = fir::images::Image::new(to.0, to.1, fir::PixelType::U8x3);
         resizer
             .resize(&src, &mut dst, &options)
-            .expect("same pixel type and non-empty images");
-        dst.into_vec()
+            .map_err(|e| failed(&e))?;
+        Ok(dst.into_vec())
     };
-    let wide = pass(&img.data, (img.width, img.height), (w, img.height));
+    let wide = pass(&img.data, (img.width, img.height), (w, img.height))?;
     pass(&wide, (w, img.height), (w, h))
 }

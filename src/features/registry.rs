@@ -183,7 +183,7 @@ pub fn lookup(name: &str) -> FeatureResult<&'static BackboneSpec> {
         .iter()
         .find(|b| b.name == name)
         .ok_or_else(|| FeatureError::UnknownBackbone {
-            name: name.to_string(),
+            name: crate::types::clip_for_message(name, 64),
             known: BACKBONES
                 .iter()
                 .map(|b| b.name)

@@ -93,7 +93,8 @@ pub fn start(service: &Arc<Service>, pool: &str, source: JobSource) -> Result<Jo
         JobSource::Manifest(p) => JobSource::Manifest(service.check_path(&p)?),
     };
     // Listing first: a source with nothing to ingest is refused before a job exists.
-    source::list(&source, &service.settings().roots)?;
+    let settings = service.settings();
+    source::list(&source, &settings.roots, &settings.limits, &|| false)?;
     let record = store.pool_record(pool)?;
     if record.backbone.is_none() {
         return Err(ServiceError::NoModel { pool: record.name }.into());

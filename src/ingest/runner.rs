@@ -15,21 +15,62 @@ use crate::service::{content_hash_bytes, Service};
 use crate::store::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobState, NewItem, StoreError};
 use crate::types::Matrix;
 
+/// `todo` cut into commits of at most [`CHUNK`] entries whose files add up to at most
+/// `max_bytes` (one file alone may exceed it): what a chunk reads ahead of the model is
+/// bounded in bytes, not only in count.
+fn chunks(todo: &[Entry], max_bytes: u64) -> impl Iterator<Item = &[Entry]> {
+    let mut rest = todo;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0u64;
+        let mut n = 0;
+        while n < rest.len().min(CHUNK) {
+            let e = &rest[n];
+            let size = match e.refused {
+                Some(_) => 0,
+                // A file that cannot be examined fails when it is read.
+                None => crate::files::regular_size(&e.path).unwrap_or(0),
+            };
+            if n > 0 && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// Runs job `id` to its end (or until `stop` says otherwise), publishing progress on `tx`.
 pub(super) fn run(service: &Service, id: &str, stop: &AtomicU8, tx: &watch::Sender<JobRecord>) {
-    let result = run_inner(service, id, stop, tx);
+    // A panic would leave the job `running` with no thread behind it: it fails the job.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_inner(service, id, stop, tx)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(crate::service::ServiceError::Internal {
+            what: format!(
+                "the job stopped on an unexpected error ({}); please report it",
+                crate::features::pipeline::panic_message(&panic)
+            ),
+        }
+        .into())
+    });
     let store = service.store();
-    let outcome = match result {
-        Ok(()) => match stop.load(Ordering::SeqCst) {
-            RUN => store.set_job_state(id, JobState::Succeeded, None),
-            CANCEL => store.set_job_state(id, JobState::Cancelled, None),
-            // Shutdown: stays running, resumed by the next start.
-            _ => Ok(()),
-        },
-        Err(e) => {
+    let outcome = match (result, stop.load(Ordering::SeqCst)) {
+        (Ok(()), RUN) => store.set_job_state(id, JobState::Succeeded, None),
+        (Err(e), RUN) => {
             tracing::warn!(job = id, error = %e, "ingestion job failed");
             store.set_job_state(id, JobState::Failed, Some(&e.to_string()))
         }
+        // Asked to stop: whatever ended the run (a listing cut short, say), it ends as asked.
+        (_, CANCEL) => store.set_job_state(id, JobState::Cancelled, None),
+        // Shutdown: stays running, resumed by the next start.
+        _ => Ok(()),
     };
     if let Err(e) = outcome {
         tracing::error!(job = id, error = %e, "cannot record the job's end");
@@ -49,7 +90,10 @@ fn run_inner(
     let store = service.store();
     let job = store.job(id)?;
     store.set_job_state(id, JobState::Running, None)?;
-    let entries = source::list(&job.source, &service.settings().roots)?;
+    let settings = service.settings();
+    let entries = source::list(&job.source, &settings.roots, &settings.limits, &|| {
+        stop.load(Ordering::SeqCst) != RUN
+    })?;
     let total = entries.len() as u64;
     store.set_job_total(id, total)?;
     let done = store.job_done_keys(id)?;
@@ -66,7 +110,8 @@ fn run_inner(
     // catalog after every commit (a recount grows with the job).
     let mut record = store.job(id)?;
     tx.send_replace(record.clone());
-    for chunk in todo.chunks(CHUNK) {
+    let max_file_bytes = settings.models.pipeline.limits.max_file_bytes;
+    for chunk in chunks(&todo, settings.limits.job_chunk_bytes) {
         if stop.load(Ordering::SeqCst) != RUN {
             return Ok(());
         }
@@ -82,8 +127,8 @@ fn run_inner(
                     .roots
                     .check(&e.path)
                     .map_err(|err| err.to_string())?;
-                let bytes =
-                    std::fs::read(&e.path).map_err(|err| format!("cannot read the file: {err}"))?;
+                let bytes = crate::files::read_regular(&e.path, max_file_bytes)
+                    .map_err(|err| err.to_string())?;
                 let hash = content_hash_bytes(&bytes);
                 Ok((bytes, hash))
             })

@@ -1,11 +1,15 @@
 //! What an ingestion job reads: the entries of an ImageFolder tree (subfolder = weak label)
 //! or of a CSV / JSONL manifest (path, label, metadata), in a stable order so that a resumed
-//! job walks the same list.
+//! job walks the same list. Listings are bounded ([`ServiceLimits`]) and stop when asked;
+//! what cannot be listed (an unreadable subfolder, a FIFO named like an image, a symlink out
+//! of the allowed roots, a folder too deep) becomes a failed entry with its reason instead of
+//! failing the job.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::service::{AllowedRoots, ServiceError};
+use crate::files::{self, WalkError};
+use crate::service::{AllowedRoots, ServiceError, ServiceLimits};
 use crate::store::JobSource;
 
 /// Extensions taken from folders.
@@ -27,8 +31,14 @@ pub struct Entry {
 }
 
 /// Lists a job's entries. Paths are checked against `roots`; a folder or manifest outside
-/// them is refused outright, a manifest entry outside them becomes a failed entry.
-pub fn list(source: &JobSource, roots: &AllowedRoots) -> Result<Vec<Entry>> {
+/// them is refused outright, a manifest entry outside them becomes a failed entry. `stop` is
+/// asked now and then: a cancelled job or a client gone ends the listing.
+pub fn list(
+    source: &JobSource,
+    roots: &AllowedRoots,
+    limits: &ServiceLimits,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<Entry>> {
     let entries = match source {
         JobSource::Folder(dir) => {
             let dir = roots.check(dir)?;
@@ -42,19 +52,25 @@ pub fn list(source: &JobSource, roots: &AllowedRoots) -> Result<Vec<Entry>> {
                 }
                 .into());
             }
-            folder(&dir)?
+            folder(&dir, roots, limits, stop)?
         }
         JobSource::Manifest(file) => {
             let file = roots.check(file)?;
-            manifest(&file, roots)?
+            manifest(&file, roots, limits)?
         }
     };
-    if entries.is_empty() {
+    if entries.iter().all(|e| e.refused.is_some()) {
+        let first_failure = entries
+            .first()
+            .and_then(|e| Some(format!("; {}: {}", e.key, e.refused.as_ref()?)))
+            .unwrap_or_default();
         return Err(ServiceError::NoImages {
             path: source.path().to_owned(),
             hint: match source {
-                JobSource::Folder(_) => "; an ImageFolder has one subfolder per weak label".into(),
-                JobSource::Manifest(_) => String::new(),
+                JobSource::Folder(_) => {
+                    format!("; an ImageFolder has one subfolder per weak label{first_failure}")
+                }
+                JobSource::Manifest(_) => first_failure,
             },
         }
         .into());
@@ -62,45 +78,66 @@ pub fn list(source: &JobSource, roots: &AllowedRoots) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-fn folder(root: &Path) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    walk(root, root, &mut out).map_err(|e| ServiceError::PathUnreadable {
-        path: root.to_owned(),
-        reason: e.to_string(),
-    })?;
+fn folder(
+    root: &Path,
+    roots: &AllowedRoots,
+    limits: &ServiceLimits,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<Entry>> {
+    let within = match roots {
+        AllowedRoots::Any => None,
+        AllowedRoots::Only(r) => Some(r.as_slice()),
+    };
+    let listing =
+        files::walk(root, &is_image, within, &limits.walk, stop).map_err(|e| match e {
+            WalkError::Root {
+                path,
+                reason,
+                permission: true,
+            } => ServiceError::PathPermissionDenied { path, reason },
+            WalkError::Root { path, reason, .. } => ServiceError::PathUnreadable { path, reason },
+            WalkError::TooManyEntries { path, max } => ServiceError::OverLimit {
+                what: format!("{} holds more than {max} entries", path.display()),
+                fix: "split it into several jobs",
+                flag: "--max-job-entries",
+            },
+            WalkError::Stopped { .. } => ServiceError::Cancelled {
+                what: "listing the folder",
+            },
+        })?;
+    let label_of = |p: &Path| {
+        p.strip_prefix(root).ok().and_then(|rel| {
+            let mut c = rel.components();
+            let first = c.next()?;
+            c.next()
+                .map(|_| first.as_os_str().to_string_lossy().into_owned())
+        })
+    };
+    let mut out: Vec<Entry> = listing
+        .files
+        .into_iter()
+        .map(|p| Entry {
+            key: p.to_string_lossy().into_owned(),
+            label: label_of(&p),
+            path: p,
+            metadata: None,
+            refused: None,
+        })
+        .collect();
+    // Failed entries after the files: their keys are paths too, so a resumed job finds them
+    // done; a folder that later becomes readable is listed by a new job.
+    out.extend(listing.skipped.into_iter().map(|s| Entry {
+        key: s.path.to_string_lossy().into_owned(),
+        label: label_of(&s.path),
+        path: s.path,
+        metadata: None,
+        refused: Some(s.reason),
+    }));
     Ok(out)
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> std::io::Result<()> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    paths.sort();
-    for p in paths {
-        // Symlinks are followed only when they stay below the root (the job checks each
-        // file against the allowed roots again before reading it).
-        if p.is_dir() {
-            walk(root, &p, out)?;
-        } else if is_image(&p) {
-            let label = p.strip_prefix(root).ok().and_then(|rel| {
-                let mut c = rel.components();
-                let first = c.next()?;
-                c.next()
-                    .map(|_| first.as_os_str().to_string_lossy().into_owned())
-            });
-            out.push(Entry {
-                key: p.to_string_lossy().into_owned(),
-                path: p,
-                label,
-                metadata: None,
-                refused: None,
-            });
-        }
-    }
-    Ok(())
-}
-
-fn is_image(p: &Path) -> bool {
+/// True for the file names a folder listing takes (by extension, any case).
+pub fn is_image(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
@@ -108,10 +145,25 @@ fn is_image(p: &Path) -> bool {
 
 /// Reads a manifest: `.jsonl` (one object per line with `path`, optional `label` and
 /// `metadata`) or CSV with a header naming `path` and optionally `label` and `metadata`.
-fn manifest(file: &Path, roots: &AllowedRoots) -> Result<Vec<Entry>> {
-    let text = std::fs::read_to_string(file).map_err(|e| ServiceError::PathUnreadable {
+fn manifest(file: &Path, roots: &AllowedRoots, limits: &ServiceLimits) -> Result<Vec<Entry>> {
+    let bytes = files::read_regular(file, limits.max_manifest_bytes).map_err(|e| match e {
+        files::ReadError::TooLarge { bytes, max } => ServiceError::OverLimit {
+            what: format!("manifest {} is {bytes} bytes, above {max}", file.display()),
+            fix: "split it into several manifests",
+            flag: "--max-manifest-mib",
+        },
+        other => ServiceError::PathUnreadable {
+            path: file.to_owned(),
+            reason: other.to_string(),
+        },
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| ServiceError::BadManifest {
         path: file.to_owned(),
-        reason: e.to_string(),
+        line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count(),
+        reason: "not UTF-8 text".into(),
     })?;
     let base = file.parent().unwrap_or(Path::new("/"));
     let bad = |line: usize, reason: String| ServiceError::BadManifest {
@@ -167,6 +219,19 @@ fn manifest(file: &Path, roots: &AllowedRoots) -> Result<Vec<Entry>> {
             }
             rows.push((line, rec[path_col].to_owned(), get(label_col), metadata));
         }
+    }
+    if rows.len() > limits.walk.max_entries {
+        return Err(ServiceError::OverLimit {
+            what: format!(
+                "manifest {} lists {} entries, more than {}",
+                file.display(),
+                rows.len(),
+                limits.walk.max_entries
+            ),
+            fix: "split it into several manifests",
+            flag: "--max-job-entries",
+        }
+        .into());
     }
     let mut out = Vec::with_capacity(rows.len());
     let mut seen = std::collections::HashSet::new();

@@ -58,6 +58,30 @@ pub enum ServiceError {
         /// The allowed roots, listed.
         roots: String,
     },
+    /// A server-side path the server's own user may not read.
+    #[error("cannot read {path}: {reason} (the server runs as a user without access to it)")]
+    PathPermissionDenied {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// A request or job beyond one of the server's bounds.
+    #[error("{what}: {fix}, or raise the bound with {flag}")]
+    OverLimit {
+        /// What exceeded which bound.
+        what: String,
+        /// How to stay within it.
+        fix: &'static str,
+        /// The flag that sets the bound.
+        flag: &'static str,
+    },
+    /// The caller went away (cancelled, deadline passed) or the job was cancelled.
+    #[error("stopped while {what}: the call was cancelled or its deadline passed")]
+    Cancelled {
+        /// What was under way.
+        what: &'static str,
+    },
     /// A server-side path that does not exist or cannot be read.
     #[error("cannot read {path}: {reason}")]
     PathUnreadable {

@@ -64,14 +64,39 @@ impl ModelCache {
         }
     }
 
-    /// The pipeline for `key`, loading the model on first use.
+    /// The pipeline for `key`, loading the model on first use. A model that fails to load
+    /// leaves nothing behind (unknown names cannot grow the cache).
     pub fn get(&self, key: &ModelKey) -> Result<Arc<Embedder>> {
         let slot = self.loaded.lock().entry(key.clone()).or_default().clone();
         // Holding the slot (not the map) while loading lets other models load meanwhile.
-        let mut slot = slot.lock();
-        if let Some(e) = slot.as_ref() {
+        let mut guard = slot.lock();
+        if let Some(e) = guard.as_ref() {
             return Ok(e.clone());
         }
+        let loaded = self.load(key);
+        match &loaded {
+            Ok(embedder) => *guard = Some(embedder.clone()),
+            Err(_) => {
+                drop(guard);
+                let mut map = self.loaded.lock();
+                // Only our slot, and only while empty and idle: a concurrent caller may be
+                // loading it again (and the map must not wait on a load).
+                if map.get(key).is_some_and(|s| {
+                    Arc::ptr_eq(s, &slot) && s.try_lock().is_some_and(|g| g.is_none())
+                }) {
+                    map.remove(key);
+                }
+            }
+        }
+        loaded
+    }
+
+    /// Models loaded (or loading) now.
+    pub fn loaded_count(&self) -> usize {
+        self.loaded.lock().len()
+    }
+
+    fn load(&self, key: &ModelKey) -> Result<Arc<Embedder>> {
         let args = crate::config::BackboneArgs {
             backbone: key.backbone.clone(),
             weights: key.weights.clone(),
@@ -90,9 +115,7 @@ impl ModelCache {
                 }
             })?;
         tracing::info!(backbone = %key.backbone, weights = ?key.weights, secs = started.elapsed().as_secs_f32(), "model loaded");
-        let embedder = Arc::new(embedder);
-        *slot = Some(embedder.clone());
-        Ok(embedder)
+        Ok(Arc::new(embedder))
     }
 
     /// The feature width of `key` (loads the model).

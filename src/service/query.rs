@@ -145,6 +145,7 @@ impl Service {
     /// k-NN search; one result (or per-query error) per query, and the engine used.
     pub fn search(&self, req: &SearchRequest) -> Result<(SearchOutcome, String)> {
         check_k(req.k)?;
+        self.check_hits(req.queries.len(), req.k, "queries")?;
         let handle = self.pool(&req.pool)?;
         let resolved = self.resolve(&handle, &handle, &req.queries, "queries")?;
         let engine = if req.exact {
@@ -202,6 +203,7 @@ impl Service {
             }
             .into());
         }
+        self.check_hits(req.errors.len(), depth, "error samples")?;
         let handle = self.pool(&req.pool)?;
         let key_pool = match &req.errors_pool {
             Some(name) if name != &req.pool => {
@@ -348,6 +350,26 @@ impl Service {
             .into());
         }
         Ok(out)
+    }
+}
+
+impl Service {
+    /// Refuses, before any work, a call whose answer would hold more than `--max-hits`
+    /// neighbours (its memory and its message grow with queries x k).
+    fn check_hits(&self, queries: usize, k: usize, what: &'static str) -> Result<()> {
+        let max = self.settings().limits.max_hits;
+        let hits = queries.saturating_mul(k);
+        if hits > max {
+            return Err(ServiceError::OverLimit {
+                what: format!(
+                    "{queries} {what} x k {k} = {hits} results, above the limit of {max} per call"
+                ),
+                fix: "send fewer per call or ask for a smaller k",
+                flag: "--max-hits",
+            }
+            .into());
+        }
+        Ok(())
     }
 }
 

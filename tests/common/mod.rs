@@ -37,6 +37,8 @@ pub fn cpu_runtime() -> ModelRuntimeArgs {
         exact_copy: "stored".into(),
         exact_plans: "builtin".into(),
         batch: 8,
+        images: Default::default(),
+        limits: Default::default(),
     }
 }
 

@@ -143,6 +143,8 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
         exact_plans: plans.into(),
         precision: "f32".into(),
         batch: 8,
+        images: Default::default(),
+        limits: Default::default(),
     };
     let service = Service::open(
         dir.path(),

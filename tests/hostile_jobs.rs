@@ -1,0 +1,142 @@
+//! Ingestion jobs over hostile folders (issue 20, B1-B6): a needle-thin PNG, a FIFO and a
+//! device named like images, symlink loops and links out of the allowed root, a file above
+//! the size limit, all in one folder with good images. The job ends, every good image is
+//! stored exactly once, and every bad entry is a failed entry with its reason (never the
+//! name of a place outside the root).
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::Arc;
+
+use dcd::service::{AllowedRoots, CreatePool, Service};
+use dcd::store::{JobSource, JobState};
+use rand::SeedableRng;
+
+fn service(
+    data: &Path,
+    root: &Path,
+    configure: impl FnOnce(&mut dcd::config::ModelRuntimeArgs),
+) -> Arc<Service> {
+    let mut runtime = common::cpu_runtime();
+    configure(&mut runtime);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let roots = AllowedRoots::only(&[root.to_owned(), fixtures]).unwrap();
+    let service = Service::open(data, dcd::app::settings(roots, &runtime, None)).unwrap();
+    service
+        .create_pool(&CreatePool {
+            name: "p".into(),
+            backbone: Some("resnet".into()),
+            weights: Some(common::tiny_resnet()),
+            pooling: None,
+            dim: None,
+            dtype: dcd::types::Dtype::F32,
+        })
+        .unwrap();
+    service
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+fn grey_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::GrayImage::from_pixel(w, h, image::Luma([90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn a_hostile_folder_ends_with_every_good_image_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let root = base.join("images");
+    let outside = base.join("private-elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20);
+    let mut good = Vec::new();
+    for (i, label) in ["cat", "dog", "cat", "dog", "cat", "dog"]
+        .iter()
+        .enumerate()
+    {
+        let p = root.join(label).join(format!("good{i}.png"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, common::png(&common::smooth(&mut rng, 40))).unwrap();
+        good.push(p);
+    }
+    std::fs::write(root.join("cat/needle.png"), grey_png(1, 100_000)).unwrap();
+    mkfifo(&root.join("dog/pipe.jpg"));
+    std::fs::write(root.join("dog/huge.jpg"), vec![0xFFu8; 3 << 20]).unwrap();
+    std::fs::write(
+        outside.join("secret.png"),
+        common::png(&common::smooth(&mut rng, 40)),
+    )
+    .unwrap();
+    symlink(&outside, root.join("escape")).unwrap();
+    symlink(outside.join("secret.png"), root.join("cat/leak.png")).unwrap();
+    symlink(".", root.join("cat/self")).unwrap();
+    symlink("..", root.join("dog/up")).unwrap();
+    symlink("../..", root.join("cat/top")).unwrap();
+
+    let data = base.join("data");
+    let service = service(&data, &root, |r| {
+        r.images.max_image_mib = 2;
+        // Chunks of at most 1 MiB of files: the 3 MiB file stands alone.
+        r.limits.job_chunk_mib = 1;
+    });
+    let job = dcd::ingest::start(&service, "p", JobSource::Folder(root.clone())).unwrap();
+    let job = dcd::ingest::wait(&service, &job.id).unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!(job.tally.stored, good.len() as u64, "{job:?}");
+    let problems = service.store().job_problems(&job.id, 100).unwrap();
+    let reason_of = |name: &str| {
+        problems
+            .iter()
+            .find(|(k, _, _)| k.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not among {problems:?}"))
+            .2
+            .clone()
+    };
+    assert!(
+        reason_of("needle.png").contains("--max-aspect-ratio"),
+        "{problems:?}"
+    );
+    assert!(reason_of("pipe.jpg").contains("FIFO"), "{problems:?}");
+    assert!(
+        reason_of("huge.jpg").contains("--max-image-mib"),
+        "{problems:?}"
+    );
+    assert!(reason_of("escape").contains("outside"), "{problems:?}");
+    assert!(reason_of("leak.png").contains("outside"), "{problems:?}");
+    // ../.. from cat/ is the folder above the root.
+    assert!(reason_of("cat/top").contains("outside"), "{problems:?}");
+    for (_, _, reason) in &problems {
+        assert!(!reason.contains("private-elsewhere"), "{reason}");
+    }
+    assert_eq!(problems.len(), 6, "{problems:?}");
+    assert_eq!(job.tally.failed, 6);
+    let details = service.pool_details("p").unwrap();
+    assert_eq!(details.record.rows, good.len() as u64);
+    assert_eq!(details.labels.get("cat"), Some(&3));
+    assert_eq!(details.labels.get("dog"), Some(&3));
+}
+
+/// A FIFO given as a manifest used to block StartIngestJob forever.
+#[test]
+fn a_fifo_manifest_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let root = base.join("images");
+    std::fs::create_dir_all(&root).unwrap();
+    mkfifo(&root.join("list.csv"));
+    let service = service(&base.join("data"), &root, |_| {});
+    let e =
+        dcd::ingest::start(&service, "p", JobSource::Manifest(root.join("list.csv"))).unwrap_err();
+    assert!(e.to_string().contains("FIFO"), "{e}");
+}
