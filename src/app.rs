@@ -108,6 +108,12 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
             request_timeout: (args.request_timeout_s > 0)
                 .then(|| Duration::from_secs(args.request_timeout_s)),
             metrics_listener,
+            streams: api::StreamLimits {
+                max_streams: args.max_ingest_streams.max(1),
+                idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),
+                max_stream_bytes: args.max_stream_mib.max(1) << 20,
+                max_total_bytes: args.max_ingest_mib.max(1) << 20,
+            },
         };
         run(listener, service, options, Shutdown(rx)).await
     })

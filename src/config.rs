@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::features::preprocess;
 use crate::index::manager::Engine;
+use crate::limits;
 use crate::types::Dtype;
 
 /// The ordinal of a `--device` value `cuda` or `cuda:N`; None for anything else.
@@ -99,6 +99,21 @@ pub struct ServeArgs {
     /// Longest any request may take, in seconds (0: only the client's deadline applies).
     #[arg(long, env = "DCD_REQUEST_TIMEOUT_S", default_value_t = 0)]
     pub request_timeout_s: u64,
+    /// Ingest streams open at once; beyond it RESOURCE_EXHAUSTED (streams wait on their
+    /// clients, so they are capped apart from --max-in-flight).
+    #[arg(long, env = "DCD_MAX_INGEST_STREAMS", default_value_t = crate::limits::StreamLimits::default().max_streams)]
+    pub max_ingest_streams: usize,
+    /// Seconds an Ingest stream may go without an item before it is closed (what it
+    /// committed stays stored).
+    #[arg(long, env = "DCD_STREAM_IDLE_TIMEOUT_S", default_value_t = crate::limits::StreamLimits::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_idle_timeout_s: u64,
+    /// MiB of items one Ingest stream holds before they are committed.
+    #[arg(long, env = "DCD_MAX_STREAM_MIB", default_value_t = crate::limits::StreamLimits::default().max_stream_bytes >> 20)]
+    pub max_stream_mib: usize,
+    /// MiB of items all Ingest streams together hold before they are committed.
+    #[arg(long, env = "DCD_MAX_INGEST_MIB", default_value_t = crate::limits::StreamLimits::default().max_total_bytes >> 20)]
+    pub max_ingest_mib: usize,
     #[command(flatten)]
     pub runtime: ModelRuntimeArgs,
     #[command(flatten)]
@@ -174,7 +189,7 @@ pub struct LimitArgs {
 
 impl Default for LimitArgs {
     fn default() -> Self {
-        let limits = crate::service::ServiceLimits::default();
+        let limits = crate::limits::ServiceLimits::default();
         LimitArgs {
             max_hits: limits.max_hits,
             max_job_entries: limits.walk.max_entries,
@@ -188,10 +203,10 @@ impl Default for LimitArgs {
 
 impl LimitArgs {
     /// The limits as the service takes them.
-    pub fn limits(&self) -> crate::service::ServiceLimits {
-        crate::service::ServiceLimits {
+    pub fn limits(&self) -> crate::limits::ServiceLimits {
+        crate::limits::ServiceLimits {
             max_hits: self.max_hits.max(1),
-            walk: crate::files::WalkLimits {
+            walk: crate::limits::WalkLimits {
                 max_depth: self.max_job_depth as usize,
                 max_entries: self.max_job_entries.max(1),
             },
@@ -206,14 +221,14 @@ impl LimitArgs {
 #[derive(Debug, Args, Clone, Copy)]
 pub struct ImageLimitArgs {
     /// Largest image file or upload, in MiB.
-    #[arg(long, env = "DCD_MAX_IMAGE_MIB", default_value_t = preprocess::MAX_FILE_BYTES >> 20)]
+    #[arg(long, env = "DCD_MAX_IMAGE_MIB", default_value_t = limits::MAX_FILE_BYTES >> 20)]
     pub max_image_mib: u64,
     /// Largest image in pixels (width x height), checked from its header before decoding.
-    #[arg(long, env = "DCD_MAX_IMAGE_PIXELS", default_value_t = preprocess::MAX_PIXELS)]
+    #[arg(long, env = "DCD_MAX_IMAGE_PIXELS", default_value_t = limits::MAX_PIXELS)]
     pub max_image_pixels: u64,
     /// Largest ratio of an image's longer side to its shorter side (resizing the shorter
     /// side to the model's size costs memory in proportion to it).
-    #[arg(long, env = "DCD_MAX_ASPECT_RATIO", default_value_t = preprocess::MAX_ASPECT_RATIO,
+    #[arg(long, env = "DCD_MAX_ASPECT_RATIO", default_value_t = limits::MAX_ASPECT_RATIO,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_aspect_ratio: u32,
 }
@@ -221,17 +236,17 @@ pub struct ImageLimitArgs {
 impl Default for ImageLimitArgs {
     fn default() -> Self {
         ImageLimitArgs {
-            max_image_mib: preprocess::MAX_FILE_BYTES >> 20,
-            max_image_pixels: preprocess::MAX_PIXELS,
-            max_aspect_ratio: preprocess::MAX_ASPECT_RATIO,
+            max_image_mib: limits::MAX_FILE_BYTES >> 20,
+            max_image_pixels: limits::MAX_PIXELS,
+            max_aspect_ratio: limits::MAX_ASPECT_RATIO,
         }
     }
 }
 
 impl ImageLimitArgs {
     /// The limits as the pipeline takes them.
-    pub fn limits(&self) -> preprocess::ImageLimits {
-        preprocess::ImageLimits {
+    pub fn limits(&self) -> limits::ImageLimits {
+        limits::ImageLimits {
             max_file_bytes: self.max_image_mib.max(1).saturating_mul(1 << 20),
             max_pixels: self.max_image_pixels.max(1),
             max_aspect_ratio: self.max_aspect_ratio,

@@ -56,6 +56,8 @@ impl Error {
                     | StoreError::CatalogUnreadable { .. }
                     | StoreError::CorruptVectorFile { .. }
                     | StoreError::TruncatedVectorFile { .. }
+                    | StoreError::MissingItem { .. }
+                    | StoreError::ItemsDisagree { .. }
             ),
             Error::Index(e) => !matches!(
                 e,

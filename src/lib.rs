@@ -18,6 +18,7 @@ pub mod formats;
 pub mod gpu;
 pub mod index;
 pub mod ingest;
+pub mod limits;
 pub mod service;
 pub mod store;
 pub mod synth;

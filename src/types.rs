@@ -133,6 +133,24 @@ impl Matrix {
         let pos = self.data.iter().position(|v| !v.is_finite())?;
         Some((pos / self.dim, pos % self.dim))
     }
+
+    /// The first row whose squared norm exceeds [`MAX_SQUARED_NORM`], with that norm.
+    pub fn first_too_large(&self) -> Option<(usize, f64)> {
+        self.iter_rows().enumerate().find_map(|(i, row)| {
+            let n = squared_norm(row);
+            (n > MAX_SQUARED_NORM).then_some((i, n))
+        })
+    }
+}
+
+/// Largest squared norm a stored vector or query may have: the squared distance of two such
+/// vectors is at most 4x this, which still fits in f32. Beyond it distances overflow to inf
+/// and every ranking is meaningless.
+pub const MAX_SQUARED_NORM: f64 = f32::MAX as f64 / 4.0;
+
+/// Squared ℓ2 norm, summed in f64 (no overflow for any finite f32 input).
+pub fn squared_norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| x as f64 * x as f64).sum()
 }
 
 /// One search hit: a pool row and its squared ℓ2 distance to the query.
@@ -249,4 +267,15 @@ pub fn clip_for_message(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -9,6 +9,7 @@ use common::TestServer;
 use dcd::api::pb;
 use dcd::api::ServerOptions;
 use rand::SeedableRng;
+use tokio_stream::StreamExt;
 use tonic::Code;
 
 /// The 1 x 100000 PNG of B1.
@@ -251,4 +252,306 @@ async fn an_empty_api_key_is_refused_at_start() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("--api-key"), "{e}");
+}
+
+/// A noisy PNG of about `side` x `side` x 3 bytes (noise does not compress).
+fn noise_png(side: u32, seed: u64) -> Vec<u8> {
+    use rand::Rng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let img = image::RgbImage::from_fn(side, side, |_, _| image::Rgb(rng.gen()));
+    common::png(&img)
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// B8: one Ingest stream of 40 x 60 MiB images buffered them all (channel bounds counted
+/// items, not bytes) and aborted a 2 GiB-capped server. Now a stream holds at most its byte
+/// budget uncommitted: 40 images of ~6 MiB through budgets of 16 and 24 MiB are all stored,
+/// and the server's peak memory grows by a fraction of their 240 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_large_images_is_held_to_its_byte_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServerOptions {
+        max_message_bytes: 8 << 20,
+        streams: dcd::limits::StreamLimits {
+            max_stream_bytes: 16 << 20,
+            max_total_bytes: 24 << 20,
+            ..Default::default()
+        },
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start(dir.path(), dir.path(), options).await;
+    let mut client = server.client().await;
+    image_pool(&mut client).await;
+    let big = noise_png(1450, 7);
+    assert!(big.len() > 6 << 20, "{} bytes", big.len());
+    let before = peak_rss_kib();
+    let items = tokio_stream::iter(0..40u32).map(move |i| {
+        let mut bytes = big.clone();
+        // A distinct image each (not de-duplicated): a different comment chunk at the end.
+        bytes.extend_from_slice(&i.to_be_bytes());
+        pb::IngestItem {
+            pool: "img".into(),
+            key: format!("big{i}"),
+            content: Some(pb::ingest_item::Content::Image(bytes)),
+            ..Default::default()
+        }
+    });
+    let summary = client.ingest(items).await.unwrap().into_inner();
+    let grew_mib = (peak_rss_kib() - before) / 1024;
+    println!(
+        "peak RSS grew by {grew_mib} MiB for 40 x {} MiB streamed",
+        6
+    );
+    assert_eq!(summary.stored + summary.duplicates, 40, "{summary:?}");
+    assert!(grew_mib < 160, "peak RSS grew by {grew_mib} MiB");
+    server.stop().await.unwrap();
+}
+
+/// B11: 64 idle Ingest streams took every in-flight slot and locked every other client out.
+/// Streams are capped apart from the in-flight limit, and an idle one is closed after its
+/// timeout with what it sent committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_cannot_lock_other_clients_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServerOptions {
+        max_in_flight: 4,
+        streams: dcd::limits::StreamLimits {
+            max_streams: 2,
+            idle_timeout: std::time::Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start(dir.path(), dir.path(), options).await;
+    let mut client = server.client().await;
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: "v".into(),
+            dim: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let item = |key: &str| pb::IngestItem {
+        pool: "v".into(),
+        key: key.into(),
+        content: Some(pb::ingest_item::Content::Vector(pb::Vector {
+            values: vec![1.0, 2.0],
+        })),
+        ..Default::default()
+    };
+    // Two streams that send one item and then nothing.
+    let mut idle = Vec::new();
+    let mut senders = Vec::new();
+    for i in 0..2 {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(item(&format!("idle{i}"))).await.unwrap();
+        senders.push(tx);
+        let mut c = client.clone();
+        idle.push(tokio::spawn(async move {
+            c.ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let third = client
+        .ingest(tokio_stream::iter(vec![item("third")]))
+        .await
+        .unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted, "{third}");
+    assert!(third.message().contains("--max-ingest-streams"), "{third}");
+    // Everyone else is served meanwhile.
+    for _ in 0..8 {
+        client.list_pools(pb::ListPoolsRequest {}).await.unwrap();
+    }
+    for handle in idle {
+        let e = handle.await.unwrap().unwrap_err();
+        assert_eq!(e.code(), Code::DeadlineExceeded, "{e}");
+        assert!(e.message().contains("--stream-idle-timeout-s"), "{e}");
+    }
+    drop(senders);
+    let summary = client
+        .ingest(tokio_stream::iter(vec![
+            item("idle0"),
+            item("idle1"),
+            item("after"),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    // The idle streams' items were committed when they closed: re-sending skips them.
+    assert_eq!((summary.present, summary.stored), (2, 1), "{summary:?}");
+    server.stop().await.unwrap();
+}
+
+/// B13: GetPool returned every job with its errors, and failed OUT_OF_RANGE for good once a
+/// pool had ~2,250 jobs. It lists the newest 20 and says how many are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pool_lists_a_bounded_number_of_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
+    let mut client = server.client().await;
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: "v".into(),
+            dim: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let store = server.service.store();
+    for i in 0..300 {
+        let job = store
+            .create_job(
+                "v",
+                &dcd::store::JobSource::Folder(format!("/f{i}").into()),
+                1000,
+            )
+            .unwrap();
+        store
+            .set_job_state(
+                &job.id,
+                dcd::store::JobState::Failed,
+                Some(&"x".repeat(5000)),
+            )
+            .unwrap();
+    }
+    let details = client
+        .get_pool(pb::GetPoolRequest { name: "v".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(details.jobs.len(), 20);
+    assert_eq!(details.jobs_total, 300);
+    server.stop().await.unwrap();
+}
+
+/// A folder where the index file belongs made every save fail and every search with it.
+/// The folder is moved aside (kept), the index rebuilt, and searches answer.
+#[test]
+fn a_folder_named_like_the_index_is_moved_aside() {
+    use dcd::service::{AllowedRoots, SearchRequest, Service};
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Service::open(
+            dir.path(),
+            dcd::app::settings(AllowedRoots::Any, &common::cpu_runtime(), None),
+        )
+        .unwrap()
+    };
+    let service = open();
+    service
+        .create_pool(&dcd::service::CreatePool {
+            name: "v".into(),
+            backbone: None,
+            weights: None,
+            pooling: None,
+            dim: Some(4),
+            dtype: dcd::types::Dtype::F32,
+        })
+        .unwrap();
+    // Appended directly: no background index refresh races the folder made below.
+    let items: Vec<dcd::store::NewItem> = (0..50)
+        .map(|i| dcd::store::NewItem {
+            key: format!("k{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let data: Vec<f32> = (0..50).flat_map(|i| [i as f32, 1.0, 2.0, 3.0]).collect();
+    service
+        .pool("v")
+        .unwrap()
+        .append(&dcd::types::Matrix::new(50, 4, data), &items, None)
+        .unwrap();
+    drop(service);
+    let graph = dir.path().join("pools/v/hnsw.graph");
+    let _ = std::fs::remove_file(&graph);
+    std::fs::create_dir_all(graph.join("inside")).unwrap();
+    let service = open();
+    let search = SearchRequest {
+        pool: "v".into(),
+        queries: vec![dcd::service::QueryInput::Key("k7".into())],
+        k: 3,
+        ef: None,
+        exact: false,
+        labels: vec![],
+    };
+    let (results, _) = service.search(&search).unwrap();
+    assert_eq!(results[0].as_ref().unwrap()[0].key, "k7");
+    assert!(graph.is_file(), "the index was saved in its place");
+    let kept = std::fs::read_dir(dir.path().join("pools/v"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().join("inside").is_dir());
+    assert!(kept, "the folder was kept aside");
+}
+
+/// Keys and labels have limits (length, no NUL), and vectors whose distances would overflow
+/// to infinity are refused: a bad item fails alone, a bad vector stops the stream with
+/// everything before it stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_labels_and_huge_vectors_are_held_to_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
+    let mut client = server.client().await;
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: "v".into(),
+            dim: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let item = |key: String, label: String, values: Vec<f32>| pb::IngestItem {
+        pool: "v".into(),
+        key,
+        label,
+        content: Some(pb::ingest_item::Content::Vector(pb::Vector { values })),
+        ..Default::default()
+    };
+    let summary = client
+        .ingest(tokio_stream::iter(vec![
+            item("ok".into(), "l".into(), vec![1.0, 2.0]),
+            item("nul\0key".into(), String::new(), vec![1.0, 2.0]),
+            item("k".repeat(5000), String::new(), vec![1.0, 2.0]),
+            item("long-label".into(), "l".repeat(2000), vec![1.0, 2.0]),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((summary.stored, summary.failed), (1, 3), "{summary:?}");
+    let reasons: Vec<&str> = summary.errors.iter().map(|e| e.reason.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("NUL")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("key is 5000 bytes")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("label is 2000 bytes")),
+        "{reasons:?}"
+    );
+    let e = client
+        .ingest(tokio_stream::iter(vec![
+            item("fine".into(), String::new(), vec![3.0, 4.0]),
+            item("huge".into(), String::new(), vec![1e20, 1e20]),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("overflow"), "{e}");
+    let details = client
+        .get_pool(pb::GetPoolRequest { name: "v".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(details.pool.unwrap().items, 2, "ok and fine are stored");
+    server.stop().await.unwrap();
 }

@@ -76,7 +76,7 @@ fn sigkill_at_random_points_then_resume_stores_every_image_once() {
                 pool.verify().unwrap();
             }
             if let Some(job) = store
-                .jobs_of_pool("p")
+                .jobs_of_pool("p", 100)
                 .ok()
                 .and_then(|j| j.into_iter().next())
             {
@@ -137,7 +137,7 @@ fn check_complete(data: &Path, src: &Path, total_files: u64) {
     let store = Store::open(data).unwrap();
     let pool = store.open_pool("p").unwrap();
     assert_eq!(pool.verify().unwrap(), 1200);
-    let jobs = store.jobs_of_pool("p").unwrap();
+    let jobs = store.jobs_of_pool("p", 100).unwrap();
     // Newest first. A restart resumes the unfinished job; only a kill that landed after the
     // job had finished leaves a second one, which found everything present.
     assert!(jobs.len() <= 2, "{} jobs", jobs.len());

@@ -292,17 +292,112 @@ fn a_data_dir_is_locked_to_one_store() {
     Store::open(dir.path()).unwrap();
 }
 
+/// A folder the catalog does not know (an interrupted create, or a lost catalog's data) is
+/// moved aside and kept, never deleted, when a pool of its name is created.
 #[test]
-fn a_stale_folder_without_catalog_row_is_replaced() {
+fn a_stale_folder_without_catalog_row_is_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     std::fs::create_dir_all(dir.path().join("pools/left")).unwrap();
-    std::fs::write(dir.path().join("pools/left/vectors.bin"), b"junk").unwrap();
+    std::fs::write(dir.path().join("pools/left/vectors.bin"), b"precious").unwrap();
     store.create_pool(&spec("left", 4, Dtype::F32)).unwrap();
     let mut pool = store.open_pool("left").unwrap();
     pool.append(&Matrix::new(1, 4, vec![1.0; 4]), &items("a", 1))
         .unwrap();
     assert_eq!(pool.verify().unwrap(), 1);
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("pools"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".orphan-left-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(kept[0].join("vectors.bin")).unwrap(),
+        b"precious"
+    );
+    // And it survives the next open's sweep.
+    drop(pool);
+    drop(store);
+    Store::open(dir.path()).unwrap();
+    assert!(kept[0].join("vectors.bin").exists());
+}
+
+/// B14: a foreign vectors.bin (another pool's, or another dimension) was truncated to the
+/// catalog's count before anything checked it, and a same-dimension one was served under
+/// this pool's keys. It is refused now, byte for byte untouched.
+#[test]
+fn a_foreign_vector_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for (name, dim, rows) in [("mine", 4, 2), ("other", 4, 5), ("wide", 8, 5)] {
+        store.create_pool(&spec(name, dim, Dtype::F32)).unwrap();
+        let mut pool = store.open_pool(name).unwrap();
+        pool.append(
+            &Matrix::new(rows, dim, vec![1.5; rows * dim]),
+            &items(name, rows),
+        )
+        .unwrap();
+    }
+    let mine = dir.path().join("pools/mine/vectors.bin");
+    let original = std::fs::read(&mine).unwrap();
+    for foreign in ["other", "wide"] {
+        let theirs =
+            std::fs::read(dir.path().join(format!("pools/{foreign}/vectors.bin"))).unwrap();
+        std::fs::write(&mine, &theirs).unwrap();
+        let e = store.open_pool("mine").err().unwrap();
+        assert!(
+            matches!(e, StoreError::CorruptVectorFile { .. }),
+            "{foreign}: {e}"
+        );
+        assert!(
+            e.to_string().contains("not this pool's") || e.to_string().contains("another pool"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(&mine).unwrap(),
+            theirs,
+            "{foreign}: the file was changed"
+        );
+    }
+    std::fs::write(&mine, &original).unwrap();
+    assert_eq!(store.open_pool("mine").unwrap().verify().unwrap(), 2);
+}
+
+/// A catalog that lost an item row: keys would shift onto the wrong vectors, so the pool is
+/// refused at open, and a lookup of rows never pairs a key with another row.
+#[test]
+fn a_missing_item_row_is_caught_not_shifted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_pool(&spec("p", 2, Dtype::F32)).unwrap();
+        let mut pool = store.open_pool("p").unwrap();
+        pool.append(&Matrix::new(3, 2, vec![0.5; 6]), &items("k", 3))
+            .unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("catalog.sqlite")).unwrap();
+        conn.execute("DELETE FROM items WHERE row_id = 1", [])
+            .unwrap();
+        let e = pool.items(&[0, 1, 2]).unwrap_err();
+        assert!(matches!(e, StoreError::MissingItem { row: 1, .. }), "{e}");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let e = store.open_pool("p").err().unwrap();
+    assert!(
+        matches!(
+            e,
+            StoreError::ItemsDisagree {
+                rows: 3,
+                items: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -323,6 +418,7 @@ fn a_version_1_catalog_is_upgraded_in_place() {
         conn.execute_batch(
             "DROP TABLE job_entries; DROP TABLE jobs;
              ALTER TABLE pools DROP COLUMN weights; ALTER TABLE pools DROP COLUMN pooling;
+             ALTER TABLE pools DROP COLUMN uid;
              UPDATE meta SET value = '1' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -331,8 +427,10 @@ fn a_version_1_catalog_is_upgraded_in_place() {
     let pool = store.open_pool("old").unwrap();
     assert_eq!(pool.verify().unwrap(), 3);
     assert_eq!(pool.record().weights, None);
+    // Pools from before identities keep none, and still open.
+    assert_eq!(pool.record().uid, None);
     let job = store
-        .create_job("old", &dcd::store::JobSource::Folder("/x".into()))
+        .create_job("old", &dcd::store::JobSource::Folder("/x".into()), 100)
         .unwrap();
     assert_eq!(
         store.job(&job.id).unwrap().state,
@@ -355,7 +453,7 @@ fn a_catalog_whose_creation_was_killed_reopens() {
     let store = Store::open(dir.path()).unwrap();
     store.create_pool(&spec("p", 2, Dtype::F32)).unwrap();
     store
-        .create_job("p", &dcd::store::JobSource::Folder("/x".into()))
+        .create_job("p", &dcd::store::JobSource::Folder("/x".into()), 100)
         .unwrap();
     drop(store);
 
@@ -378,4 +476,31 @@ fn a_catalog_whose_creation_was_killed_reopens() {
         )
         .unwrap();
     assert_eq!(tables, 0, "a refused catalog is not written to");
+}
+
+/// B13: jobs piled up without bound (GetPool failed for good at ~2,250). Creating a job
+/// forgets the pool's finished jobs beyond the newest ones kept, entries included; running
+/// and pending jobs are never forgotten.
+#[test]
+fn old_finished_jobs_are_forgotten_when_new_ones_start() {
+    use dcd::store::{JobSource, JobState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_pool(&spec("p", 2, Dtype::F32)).unwrap();
+    let pending = store
+        .create_job("p", &JobSource::Folder("/pending".into()), 5)
+        .unwrap();
+    for i in 0..12 {
+        let job = store
+            .create_job("p", &JobSource::Folder(format!("/f{i}").into()), 5)
+            .unwrap();
+        store
+            .set_job_state(&job.id, JobState::Succeeded, None)
+            .unwrap();
+    }
+    // 4 finished kept before the last create, plus the last one, plus the pending one.
+    assert_eq!(store.job_count("p").unwrap(), 6);
+    assert_eq!(store.job(&pending.id).unwrap().state, JobState::Pending);
+    let newest = store.jobs_of_pool("p", 3).unwrap();
+    assert_eq!(newest.len(), 3);
 }

@@ -66,6 +66,7 @@ pub fn pool_details(d: &PoolDetails, jobs: Vec<pb::Job>) -> pb::PoolDetails {
             ef_construction: d.index.params.map_or(0, |p| p.ef_construction as u32),
             problem: d.index.problem.clone().unwrap_or_default(),
         }),
+        jobs_total: jobs.len() as u64,
         jobs,
     }
 }

@@ -5,6 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use prost::Message;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
@@ -22,6 +23,8 @@ use crate::store::JobSource;
 const DEBUG_SET_CHUNK: usize = 1000;
 /// Failed and duplicate entries listed in a job.
 const JOB_ERRORS: usize = 100;
+/// Jobs listed in a pool's details (the newest).
+const POOL_JOBS: usize = 20;
 
 type RpcStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
 
@@ -35,6 +38,23 @@ pub struct DcdApi {
     /// every core busy without a thread (and an allocator heap) per request.
     compute: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    streams: super::StreamLimits,
+    /// One permit per open Ingest stream.
+    open_streams: Arc<Semaphore>,
+    /// KiB of streamed items held uncommitted, over the server.
+    stream_kib: Arc<Semaphore>,
+}
+
+/// What a stream's feed hands its worker: an item with its share of the byte budgets, or
+/// a request to commit now (the feed is short of budget: committing frees it).
+enum Feed {
+    Item(pb::IngestItem, [OwnedSemaphorePermit; 2]),
+    Commit,
+}
+
+/// Whole KiB covering `bytes` (at least 1: every item costs something).
+fn kib(bytes: usize) -> u32 {
+    bytes.div_ceil(1024).clamp(1, u32::MAX as usize) as u32
 }
 
 impl DcdApi {
@@ -47,7 +67,20 @@ impl DcdApi {
             max_in_flight: max_in_flight.max(1),
             compute: Arc::new(Semaphore::new(2 * cores)),
             metrics,
+            streams: super::StreamLimits::default(),
+            open_streams: Arc::new(Semaphore::new(super::StreamLimits::default().max_streams)),
+            stream_kib: Arc::new(Semaphore::new(
+                kib(super::StreamLimits::default().max_total_bytes) as usize,
+            )),
         }
+    }
+
+    /// With these bounds on Ingest streams.
+    pub fn with_stream_limits(mut self, limits: super::StreamLimits) -> DcdApi {
+        self.streams = limits;
+        self.open_streams = Arc::new(Semaphore::new(limits.max_streams.max(1)));
+        self.stream_kib = Arc::new(Semaphore::new(kib(limits.max_total_bytes) as usize));
+        self
     }
 
     fn permit(&self) -> std::result::Result<OwnedSemaphorePermit, Status> {
@@ -178,11 +211,13 @@ impl pb::dcd_server::Dcd for DcdApi {
                 let d = s.pool_details(&name)?;
                 let jobs = s
                     .store()
-                    .jobs_of_pool(&name)?
+                    .jobs_of_pool(&name, POOL_JOBS)?
                     .iter()
                     .map(|j| job_message(s, &j.id))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(convert::pool_details(&d, jobs))
+                let mut details = convert::pool_details(&d, jobs);
+                details.jobs_total = s.store().job_count(&name)?;
+                Ok(details)
             })
             .await?;
         Ok(Response::new(details))
@@ -205,10 +240,26 @@ impl pb::dcd_server::Dcd for DcdApi {
         &self,
         request: Request<Streaming<pb::IngestItem>>,
     ) -> std::result::Result<Response<pb::IngestSummary>, Status> {
+        let limits = self.streams;
+        // Streams wait on their clients: capped apart from the in-flight limit, so that idle
+        // streams can never take every slot.
+        let _stream = self.open_streams.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the server has {} Ingest streams open, its limit; retry with backoff, or start it with a higher --max-ingest-streams",
+                limits.max_streams
+            ))
+        })?;
         let mut stream = request.into_inner();
-        let first = match stream.next().await {
-            Some(item) => item?,
-            None => {
+        let idle = |what: &str| {
+            Status::deadline_exceeded(format!(
+                "no {what} for {} s (--stream-idle-timeout-s); the stream is closed, items committed before stay stored",
+                limits.idle_timeout.as_secs()
+            ))
+        };
+        let first = match tokio::time::timeout(limits.idle_timeout, stream.next()).await {
+            Err(_) => return Err(idle("first item")),
+            Ok(Some(item)) => item?,
+            Ok(None) => {
                 return Err(invalid(
                     "items",
                     "the stream is empty: send at least one item",
@@ -221,19 +272,29 @@ impl pb::dcd_server::Dcd for DcdApi {
                 "set the pool on the first item of the stream",
             ));
         }
-        // The blocking side commits batches while this side keeps reading the stream; the
-        // bounded channel holds the client back when the store is the slower.
-        let (tx, mut rx) = mpsc::channel::<pb::IngestItem>(4096);
+        // The blocking side commits batches while this side keeps reading the stream. Each
+        // item carries its share of two byte budgets (the stream's, the server's) until its
+        // batch is committed; a feed short of budget asks for a commit, which frees it.
+        let (tx, mut rx) = mpsc::channel::<Feed>(1024);
         let pool = first.pool.clone();
         let worker = self.run_blocking("Ingest", false, move |s| {
             let mut ingest = StreamIngest::start(s.clone(), &pool)?;
-            while let Some(item) = rx.blocking_recv() {
+            let mut held: Vec<[OwnedSemaphorePermit; 2]> = Vec::new();
+            while let Some(feed) = rx.blocking_recv() {
+                let (item, permits) = match feed {
+                    Feed::Item(item, permits) => (item, permits),
+                    Feed::Commit => {
+                        ingest.commit()?;
+                        held.clear();
+                        continue;
+                    }
+                };
                 if !item.pool.is_empty() && item.pool != pool {
                     return Err(crate::service::ServiceError::InvalidArgument {
                         field: "pool",
                         reason: format!(
                             "one stream fills one pool: it started with {pool:?} and an item names {:?}",
-                            item.pool
+                            crate::types::clip_for_message(&item.pool, 100)
                         ),
                     }
                     .into());
@@ -245,16 +306,62 @@ impl pb::dcd_server::Dcd for DcdApi {
                     }
                 })?;
                 ingest.push(item)?;
+                held.push(permits);
+                if ingest.pending() == 0 {
+                    held.clear();
+                }
             }
             ingest.finish()
         });
+        let own_kib = Arc::new(Semaphore::new(kib(limits.max_stream_bytes) as usize));
+        let shared_kib = self.stream_kib.clone();
         let feed = async move {
-            if tx.send(first).await.is_err() {
-                return Ok(());
-            }
-            while let Some(item) = stream.next().await {
-                let item = item?;
-                if tx.send(item).await.is_err() {
+            let mut next = Some(first);
+            loop {
+                let item = match next.take() {
+                    Some(item) => item,
+                    None => match tokio::time::timeout(limits.idle_timeout, stream.next()).await {
+                        Err(_) => return Err(idle("item")),
+                        Ok(None) => break,
+                        Ok(Some(item)) => item?,
+                    },
+                };
+                let cost = kib(item.encoded_len());
+                let mut permits = Vec::with_capacity(2);
+                let budgets = [
+                    (&own_kib, kib(limits.max_stream_bytes)),
+                    (&shared_kib, kib(limits.max_total_bytes)),
+                ];
+                for (budget, size) in budgets {
+                    // An item larger than a whole budget takes all of it.
+                    let cost = cost.min(size);
+                    let permit = match budget.clone().try_acquire_many_owned(cost) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            if tx.send(Feed::Commit).await.is_err() {
+                                return Ok(());
+                            }
+                            match tokio::time::timeout(
+                                limits.idle_timeout,
+                                budget.clone().acquire_many_owned(cost),
+                            )
+                            .await
+                            {
+                                Ok(Ok(p)) => p,
+                                _ => {
+                                    return Err(Status::resource_exhausted(format!(
+                                        "the server holds {} MiB of streamed items not yet stored (--max-ingest-mib) and none was freed for {} s; retry with backoff",
+                                        limits.max_total_bytes >> 20,
+                                        limits.idle_timeout.as_secs()
+                                    )))
+                                }
+                            }
+                        }
+                    };
+                    permits.push(permit);
+                }
+                let permits: [OwnedSemaphorePermit; 2] = permits.try_into().expect("two budgets");
+                if tx.send(Feed::Item(item, permits)).await.is_err() {
                     // The worker stopped (its error is the answer).
                     break;
                 }

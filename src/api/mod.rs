@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
+pub use crate::limits::StreamLimits;
 pub use handlers::DcdApi;
 
 use crate::service::Service;
@@ -61,6 +62,8 @@ pub struct ServerOptions {
     pub request_timeout: Option<Duration>,
     /// Where to serve Prometheus metrics.
     pub metrics_listener: Option<TcpListener>,
+    /// Bounds on client-streamed ingestion.
+    pub streams: StreamLimits,
 }
 
 impl Default for ServerOptions {
@@ -72,6 +75,7 @@ impl Default for ServerOptions {
             tls: None,
             request_timeout: None,
             metrics_listener: None,
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -96,7 +100,8 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
-    let api = DcdApi::new(service.clone(), options.max_in_flight, metrics);
+    let api = DcdApi::new(service.clone(), options.max_in_flight, metrics)
+        .with_stream_limits(options.streams);
     let dcd = pb::dcd_server::DcdServer::new(api)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);

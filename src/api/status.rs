@@ -12,6 +12,16 @@ use crate::store::StoreError;
 
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
+        if is_disk_full(&e) {
+            tracing::error!(error = %e, "the data directory's disk is full");
+            let text = format!(
+                "disk full: {e}; free space under the data directory (what was stored before stays stored)"
+            );
+            return Status::new(
+                Code::ResourceExhausted,
+                crate::types::clip_for_message(&text, MAX_MESSAGE_BYTES),
+            );
+        }
         let code = code_of(&e);
         if code == Code::Internal || code == Code::Unavailable {
             tracing::error!(error = %e, "request failed on the server side");
@@ -20,6 +30,17 @@ impl From<Error> for Status {
             code,
             crate::types::clip_for_message(&e.to_string(), MAX_MESSAGE_BYTES),
         )
+    }
+}
+
+/// True when the error comes from a full disk (or quota): a condition of the machine that
+/// clears when space is freed, so RESOURCE_EXHAUSTED rather than INTERNAL.
+pub fn is_disk_full(e: &Error) -> bool {
+    match e {
+        Error::Store(e) => e.is_disk_full(),
+        Error::Index(IndexError::Io { source, .. })
+        | Error::Format(FormatError::Io { source, .. }) => crate::files::is_disk_full(source),
+        _ => false,
     }
 }
 
@@ -70,12 +91,16 @@ fn store_code(e: &StoreError) -> Code {
         | StoreError::InvalidDimension { .. }
         | StoreError::DimensionMismatch { .. }
         | StoreError::NonFinite { .. }
+        | StoreError::VectorTooLarge { .. }
+        | StoreError::InvalidItem { .. }
         | StoreError::ItemCountMismatch { .. }
         | StoreError::InvalidMetadata { .. } => Code::InvalidArgument,
         StoreError::PoolFull { .. } => Code::ResourceExhausted,
         StoreError::DataDirLocked { .. } => Code::Unavailable,
         StoreError::CorruptVectorFile { .. }
         | StoreError::TruncatedVectorFile { .. }
+        | StoreError::MissingItem { .. }
+        | StoreError::ItemsDisagree { .. }
         | StoreError::CatalogUnreadable { .. } => Code::DataLoss,
         StoreError::Catalog { .. } | StoreError::Io { .. } => Code::Internal,
     }
@@ -86,6 +111,7 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::InvalidK { .. }
         | IndexError::DimensionMismatch { .. }
         | IndexError::NonFiniteQuery { .. }
+        | IndexError::VectorTooLarge { .. }
         | IndexError::InvalidParameter { .. } => Code::InvalidArgument,
         IndexError::EmptyPool => Code::FailedPrecondition,
         IndexError::AheadOfStore { .. }

@@ -13,35 +13,7 @@ use std::path::{Path, PathBuf};
 
 use fast_image_resize as fir;
 
-/// Default largest image, in pixels (64 MP: above every camera sensor dcd expects, far below
-/// what a decompression bomb claims).
-pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
-/// Default largest image file, in bytes.
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
-/// Default largest ratio of the longer side to the shorter (panoramas reach about 10).
-pub const MAX_ASPECT_RATIO: u32 = 100;
-
-/// The bounds every image is held to; each one is a `dcd serve` / `dcd ingest` / `dcd embed`
-/// flag, named in the error that enforces it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ImageLimits {
-    /// Largest encoded file or upload, in bytes (`--max-image-mib`).
-    pub max_file_bytes: u64,
-    /// Largest width x height (`--max-image-pixels`).
-    pub max_pixels: u64,
-    /// Largest longer side / shorter side (`--max-aspect-ratio`).
-    pub max_aspect_ratio: u32,
-}
-
-impl Default for ImageLimits {
-    fn default() -> Self {
-        ImageLimits {
-            max_file_bytes: MAX_FILE_BYTES,
-            max_pixels: MAX_PIXELS,
-            max_aspect_ratio: MAX_ASPECT_RATIO,
-        }
-    }
-}
+pub use crate::limits::{ImageLimits, MAX_ASPECT_RATIO, MAX_FILE_BYTES, MAX_PIXELS};
 
 /// Why one image could not be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

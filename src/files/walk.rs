@@ -10,23 +10,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// How far a listing may go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WalkLimits {
-    /// Folder levels below the root that are listed; deeper folders are skipped.
-    pub max_depth: usize,
-    /// Files (accepted and skipped) a listing may hold; beyond it the listing fails.
-    pub max_entries: usize,
-}
-
-impl Default for WalkLimits {
-    fn default() -> Self {
-        WalkLimits {
-            max_depth: 32,
-            max_entries: 10_000_000,
-        }
-    }
-}
+use crate::limits::WalkLimits;
 
 /// A file or folder that was found but not listed, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

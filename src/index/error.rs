@@ -35,6 +35,14 @@ pub enum IndexError {
         /// First bad column.
         col: usize,
     },
+    /// Values so large that distances overflow to infinity.
+    #[error("vector {query} has a squared norm of {squared_norm:.3e}, so large that its distances overflow (the limit is {:.1e}); scale the vectors down", crate::types::MAX_SQUARED_NORM)]
+    VectorTooLarge {
+        /// Position in the batch.
+        query: usize,
+        /// Its squared norm.
+        squared_norm: f64,
+    },
     /// Searching a pool with no rows.
     #[error("the pool is empty: import vectors before searching")]
     EmptyPool,

@@ -101,6 +101,7 @@ pub fn open_with(
         }
         Engine::Native => {
             let path = graph_path(pool);
+            set_aside_if_not_a_file(&path);
             let loaded = if path.exists() {
                 match HnswGraph::load(&path, pool.dim(), mmap) {
                     Ok(g) if g.len() > pool.len() => {
@@ -143,9 +144,33 @@ pub fn catch_up(pool: &Pool, index: &mut dyn AnnIndex) -> Result<(), IndexError>
         "index caught up with the store"
     );
     if index.persistent() {
-        index.save(&graph_path(pool))?;
+        // The index in memory serves either way; a save that fails (a full disk, say) is
+        // tried again at the next catch-up, and a stale file is caught up when loaded.
+        if let Err(e) = index.save(&graph_path(pool)) {
+            tracing::warn!(pool = %pool.record().name, error = %e, "cannot save the index; it serves from memory and is saved at the next catch-up");
+        }
     }
     Ok(())
+}
+
+/// Something other than a file where the graph belongs (a folder, say) would make every
+/// save fail: it is moved aside, kept, and the graph rebuilt.
+fn set_aside_if_not_a_file(path: &std::path::Path) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_file() {
+        return;
+    }
+    let aside = path.with_extension(format!("graph.not-a-file-{:016x}", rand::random::<u64>()));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), kept = %aside.display(), "the index path is not a file; moved it aside and rebuilding the index")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "the index path is not a file and cannot be moved aside")
+        }
+    }
 }
 
 /// What is on disk for a pool's native index, for `pool info`.

@@ -229,6 +229,13 @@ pub fn validate_query(
             col,
         });
     }
+    let norm = crate::types::squared_norm(query);
+    if norm > crate::types::MAX_SQUARED_NORM {
+        return Err(IndexError::VectorTooLarge {
+            query: position,
+            squared_norm: norm,
+        });
+    }
     Ok(())
 }
 

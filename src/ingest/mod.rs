@@ -100,12 +100,12 @@ pub fn start(service: &Arc<Service>, pool: &str, source: JobSource) -> Result<Jo
         return Err(ServiceError::NoModel { pool: record.name }.into());
     }
     let existing = store
-        .jobs_of_pool(pool)?
+        .unfinished_jobs()?
         .into_iter()
-        .find(|j| !j.state.is_final() && j.source == source);
+        .find(|j| j.pool == pool && j.source == source);
     let job = match existing {
         Some(j) => j,
-        None => store.create_job(pool, &source)?,
+        None => store.create_job(pool, &source, settings.limits.jobs_kept)?,
     };
     launch(service, job)
 }

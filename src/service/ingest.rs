@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::types::hex;
+
 use super::{PoolHandle, Service, ServiceError};
 use crate::error::{Error, Result};
 use crate::features::pipeline::ImageInput;
@@ -18,6 +20,9 @@ use crate::types::Matrix;
 const VECTOR_BATCH: usize = 8192;
 /// Images per commit (each batch is embedded first).
 const IMAGE_BATCH: usize = 64;
+/// Content bytes per commit: a batch of large images (or wide vectors) commits before its
+/// count is reached.
+pub const BATCH_BYTES: usize = 64 << 20;
 /// Item errors kept for the summary.
 const MAX_REPORTED_ERRORS: usize = 100;
 
@@ -69,6 +74,7 @@ pub struct StreamIngest {
     dim: usize,
     pending: Vec<IngestItem>,
     pending_images: usize,
+    pending_bytes: usize,
     summary: StreamSummary,
 }
 
@@ -83,6 +89,7 @@ impl StreamIngest {
             dim,
             pending: Vec::new(),
             pending_images: 0,
+            pending_bytes: 0,
             summary: StreamSummary::default(),
         })
     }
@@ -120,13 +127,33 @@ impl StreamIngest {
                     .into());
                 }
             }
-            ItemContent::Image(_) => self.pending_images += 1,
+            ItemContent::Image(bytes) => {
+                self.pending_images += 1;
+                self.pending_bytes += bytes.len();
+            }
+        }
+        if let ItemContent::Vector(v) = &item.content {
+            self.pending_bytes += 4 * v.len();
         }
         self.pending.push(item);
-        if self.pending_images >= IMAGE_BATCH || self.pending.len() >= VECTOR_BATCH {
+        if self.pending_images >= IMAGE_BATCH
+            || self.pending_bytes >= BATCH_BYTES
+            || self.pending.len() >= VECTOR_BATCH
+        {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Commits what is pending now (a caller short of memory asks for it early).
+    pub fn commit(&mut self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Items received but not yet committed (0 right after a commit: whatever the caller
+    /// holds for them, such as a share of a memory budget, can be let go).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Commits what is pending and returns the summary; the index catches up in the
@@ -161,6 +188,7 @@ impl StreamIngest {
     fn flush(&mut self) -> Result<()> {
         let mut batch = std::mem::take(&mut self.pending);
         self.pending_images = 0;
+        self.pending_bytes = 0;
         if batch.is_empty() {
             return Ok(());
         }
@@ -209,6 +237,18 @@ impl StreamIngest {
                     continue;
                 }
             }
+            // Keys, labels and metadata within the store's limits, one item at a time (the
+            // store would refuse the whole batch).
+            let limits = crate::store::check_item_fields(
+                &item.key,
+                item.label.as_deref(),
+                item.metadata.as_deref(),
+            );
+            if let Err(reason) = limits {
+                let key = crate::types::clip_for_message(&item.key, 200);
+                self.fail(&key, reason);
+                continue;
+            }
             if matches!(item.content, ItemContent::Image(_)) {
                 if let Some(of) = seen_hashes.get(&hash) {
                     self.summary.duplicates += 1;
@@ -223,7 +263,7 @@ impl StreamIngest {
             }
             kept.push((item, hash));
         }
-        let vectors = self.vectors_of(&kept)?;
+        let vectors = self.vectors_of(&mut kept)?;
         let mut data = Vec::with_capacity(kept.len() * self.dim);
         let mut items = Vec::with_capacity(kept.len());
         for ((item, hash), v) in kept.into_iter().zip(vectors) {
@@ -253,22 +293,23 @@ impl StreamIngest {
         Ok(())
     }
 
-    /// Vectors of the kept items: given, or embedded (a bad image gets its own error).
+    /// Vectors of the kept items: given, or embedded (a bad image gets its own error). The
+    /// contents move out of the items: a batch of images is held once, not twice.
     fn vectors_of(
         &self,
-        kept: &[(IngestItem, String)],
+        kept: &mut [(IngestItem, String)],
     ) -> Result<Vec<std::result::Result<Vec<f32>, String>>> {
         let mut out: Vec<std::result::Result<Vec<f32>, String>> = Vec::with_capacity(kept.len());
         let mut images = Vec::new();
-        for (i, (item, _)) in kept.iter().enumerate() {
-            match &item.content {
-                ItemContent::Vector(v) => out.push(Ok(v.clone())),
+        for (i, (item, _)) in kept.iter_mut().enumerate() {
+            match &mut item.content {
+                ItemContent::Vector(v) => out.push(Ok(std::mem::take(v))),
                 ItemContent::Image(bytes) => {
                     images.push((
                         i,
                         ImageInput::Bytes {
                             name: item.key.clone(),
-                            bytes: bytes.clone(),
+                            bytes: std::mem::take(bytes),
                         },
                     ));
                     out.push(Err(String::new()));
@@ -300,15 +341,4 @@ pub fn content_hash(content: &ItemContent) -> String {
 /// Hex SHA-256 of a file's bytes.
 pub fn content_hash_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub use crate::limits::ServiceLimits;
 pub use error::ServiceError;
 pub use ingest::{content_hash_bytes, IngestItem, ItemContent, StreamIngest, StreamSummary};
 pub use models::{ModelCache, ModelKey, ModelSettings};
@@ -49,34 +50,6 @@ pub struct ServiceSettings {
     pub exact_plans: String,
     /// What one request or job may ask for.
     pub limits: ServiceLimits,
-}
-
-/// What one request or job may ask of the service; each bound is a `dcd serve` flag, named
-/// in the error that enforces it (docs/operations.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServiceLimits {
-    /// Most hits one search or debug set computes: queries x k (`--max-hits`).
-    pub max_hits: usize,
-    /// How far a job's folder listing goes (`--max-job-entries`, `--max-job-depth`).
-    pub walk: crate::files::WalkLimits,
-    /// Bytes of files a job reads ahead of the model (`--job-chunk-mib`).
-    pub job_chunk_bytes: u64,
-    /// Finished jobs kept per pool (`--jobs-kept`).
-    pub jobs_kept: usize,
-    /// Largest manifest file (`--max-manifest-mib`).
-    pub max_manifest_bytes: u64,
-}
-
-impl Default for ServiceLimits {
-    fn default() -> Self {
-        ServiceLimits {
-            max_hits: 500_000,
-            walk: crate::files::WalkLimits::default(),
-            job_chunk_bytes: 256 << 20,
-            jobs_kept: 100,
-            max_manifest_bytes: 1 << 30,
-        }
-    }
 }
 
 /// A pool as reported to callers.

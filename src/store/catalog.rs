@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::error::StoreError;
 use crate::types::{Dtype, Metric, RowId};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Keys or rows looked up per statement (SQLite binds at most 32 766 parameters).
 const LOOKUP_CHUNK: usize = 512;
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS pools (
     created_at  INTEGER NOT NULL,
     row_count   INTEGER NOT NULL DEFAULT 0,
     weights     TEXT,
-    pooling     TEXT
+    pooling     TEXT,
+    uid         TEXT
 );
 CREATE TABLE IF NOT EXISTS items (
     pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
@@ -56,6 +57,11 @@ CREATE INDEX IF NOT EXISTS items_by_hash ON items (pool_id, content_hash);
 const MIGRATE_1_TO_2: &str = "
 ALTER TABLE pools ADD COLUMN weights TEXT;
 ALTER TABLE pools ADD COLUMN pooling TEXT;
+";
+
+/// Version 2 catalogs lack the pools' identities (their pools keep none: not checked).
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE pools ADD COLUMN uid TEXT;
 ";
 
 /// A pool as recorded in the catalog.
@@ -82,6 +88,10 @@ pub struct PoolRecord {
     pub created_at: i64,
     /// Committed rows.
     pub rows: u64,
+    /// Identity shared with the header of its `vectors.bin` (None: a pool from before
+    /// identities).
+    #[serde(skip)]
+    pub uid: Option<[u8; 16]>,
 }
 
 /// What a caller supplies for one new item; the row id is assigned by the store.
@@ -160,8 +170,11 @@ impl Catalog {
                 .map_err(unreadable)?;
             }
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some(v) if v == "1" => {
-                tx.execute_batch(MIGRATE_1_TO_2).map_err(unreadable)?;
+            Some(v) if v == "1" || v == "2" => {
+                if v == "1" {
+                    tx.execute_batch(MIGRATE_1_TO_2).map_err(unreadable)?;
+                }
+                tx.execute_batch(MIGRATE_2_TO_3).map_err(unreadable)?;
                 tx.execute(
                     "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
                     [SCHEMA_VERSION.to_string()],
@@ -183,7 +196,7 @@ impl Catalog {
             .map_err(unreadable)?;
         tx.commit().map_err(unreadable)?;
         if upgraded {
-            tracing::info!(path = %path.display(), "catalog upgraded to schema version 2");
+            tracing::info!(path = %path.display(), "catalog upgraded to schema version {SCHEMA_VERSION}");
         }
         Ok(Catalog { conn })
     }
@@ -194,11 +207,12 @@ impl Catalog {
         spec: &super::PoolSpec,
         metric: Metric,
         created_at: i64,
+        uid: [u8; 16],
     ) -> Result<PoolRecord, StoreError> {
         let name = spec.name.as_str();
         let res = self.conn.execute(
-            "INSERT INTO pools (name, dim, dtype, metric, backbone, created_at, weights, pooling)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO pools (name, dim, dtype, metric, backbone, created_at, weights, pooling, uid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 name,
                 spec.dim as i64,
@@ -207,7 +221,8 @@ impl Catalog {
                 spec.backbone,
                 created_at,
                 spec.weights,
-                spec.pooling
+                spec.pooling,
+                crate::types::hex(&uid)
             ],
         );
         match res {
@@ -227,7 +242,7 @@ impl Catalog {
     pub fn pool(&self, name: &str) -> Result<Option<PoolRecord>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count, weights, pooling
+                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count, weights, pooling, uid
                  FROM pools WHERE name = ?1",
                 [name],
                 row_to_pool,
@@ -242,7 +257,7 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count, weights, pooling
+                "SELECT id, name, dim, dtype, metric, backbone, created_at, row_count, weights, pooling, uid
                  FROM pools ORDER BY name",
             )
             .map_err(StoreError::catalog("listing pools"))?;
@@ -354,7 +369,16 @@ impl Catalog {
                 found.insert(item.row, item);
             }
         }
-        Ok(rows.iter().filter_map(|r| found.get(r).cloned()).collect())
+        // Callers pair items with rows by position: a row without its item must not shift
+        // every key after it onto the wrong vector.
+        rows.iter()
+            .map(|r| {
+                found
+                    .get(r)
+                    .cloned()
+                    .ok_or(StoreError::MissingItem { pool_id, row: *r })
+            })
+            .collect()
     }
 
     /// The row holding `key`, if any.
@@ -503,6 +527,13 @@ fn row_to_pool(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<PoolRecord, Sto
         Ok(m) => m,
         Err(e) => return Ok(Err(bad(e))),
     };
+    let uid = match r.get::<_, Option<String>>(10)? {
+        None => None,
+        Some(hex) => match parse_uid(&hex) {
+            Some(uid) => Some(uid),
+            None => return Ok(Err(bad(format!("identity {hex:?} is not 32 hex digits")))),
+        },
+    };
     Ok(Ok(PoolRecord {
         id: r.get(0)?,
         name,
@@ -514,7 +545,19 @@ fn row_to_pool(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<PoolRecord, Sto
         rows: r.get::<_, i64>(7)? as u64,
         weights: r.get(8)?,
         pooling: r.get(9)?,
+        uid,
     }))
+}
+
+fn parse_uid(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {

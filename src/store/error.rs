@@ -71,6 +71,22 @@ pub enum StoreError {
         /// Column of the first bad value.
         col: usize,
     },
+    /// Values so large that distances overflow.
+    #[error("vector {row} has a squared norm of {squared_norm:.3e}, so large that its distances overflow (the limit is {:.1e}); nothing was stored. Scale the vectors down", crate::types::MAX_SQUARED_NORM)]
+    VectorTooLarge {
+        /// Row within the offered batch.
+        row: usize,
+        /// Its squared norm.
+        squared_norm: f64,
+    },
+    /// A key, label or metadata beyond its limits.
+    #[error("item {key:?}: {reason}; nothing was stored")]
+    InvalidItem {
+        /// The key (clipped).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The number of item records does not match the number of vectors.
     #[error(
         "{items} item records for {vectors} vectors: give exactly one key/label record per vector"
@@ -125,6 +141,24 @@ pub enum StoreError {
         /// Rows the catalog committed.
         committed: u64,
     },
+    /// A row the catalog should hold an item for, and does not.
+    #[error("pool #{pool_id}: row {row} has no item in the catalog (the catalog was damaged or edited); run `dcd pool verify`")]
+    MissingItem {
+        /// The pool's catalog id.
+        pool_id: i64,
+        /// The row.
+        row: crate::types::RowId,
+    },
+    /// Catalog items and vector rows disagree in number.
+    #[error("pool {pool:?} has {rows} committed rows but {items} items in the catalog (the catalog was damaged or edited); run `dcd pool verify`, restore the catalog from a backup, or re-import the pool")]
+    ItemsDisagree {
+        /// The pool.
+        pool: String,
+        /// Committed rows.
+        rows: u64,
+        /// Items recorded.
+        items: u64,
+    },
     /// The SQLite catalog cannot be opened or read.
     #[error("catalog {path} is unreadable ({reason}); restore it from a backup or point --data-dir elsewhere")]
     CatalogUnreadable {
@@ -154,6 +188,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when the disk (or the user's quota) is full: the file system's or SQLite's word.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => crate::files::is_disk_full(source),
+            StoreError::Catalog { source, .. } => matches!(
+                source,
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, source }

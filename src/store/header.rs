@@ -1,8 +1,10 @@
 //! The 64-byte header at the front of every `vectors.bin`.
 //!
 //! Layout (little-endian): magic `DCDVEC\0\0` (8) · format version u32 · dtype code u32 ·
-//! dim u32 · reserved u32 · row count u64 · CRC-32 of the 32 bytes before it · zero padding.
-//! Rows start at byte 64, so f32 and f16 rows are aligned in the memory map.
+//! dim u32 · reserved u32 · row count u64 · CRC-32 of the 32 bytes before it · zero padding
+//! to 40 · the pool's identity (16 bytes, the same as its catalog row's) · CRC-32 of the
+//! identity · zero padding. Rows start at byte 64, so f32 and f16 rows are aligned in the
+//! memory map. Files written before identities existed hold zeros there: no identity.
 
 use crate::types::Dtype;
 
@@ -22,6 +24,8 @@ pub struct VectorHeader {
     pub dim: u32,
     /// Rows published so far. Advisory: the catalog's committed count is authoritative.
     pub count: u64,
+    /// The pool this file belongs to (None: a file from before identities).
+    pub pool_uid: Option<[u8; 16]>,
 }
 
 impl VectorHeader {
@@ -40,6 +44,11 @@ impl VectorHeader {
         b[24..32].copy_from_slice(&self.count.to_le_bytes());
         let crc = crc32fast::hash(&b[0..32]);
         b[32..36].copy_from_slice(&crc.to_le_bytes());
+        if let Some(uid) = self.pool_uid {
+            b[40..56].copy_from_slice(&uid);
+            let crc = crc32fast::hash(&uid);
+            b[56..60].copy_from_slice(&crc.to_le_bytes());
+        }
         b
     }
 
@@ -72,7 +81,23 @@ impl VectorHeader {
             return Err("dimension 0 in header".into());
         }
         let count = u64::from_le_bytes(b[24..32].try_into().expect("8 bytes"));
-        Ok(VectorHeader { dtype, dim, count })
+        let pool_uid = if b[40..60].iter().all(|&x| x == 0) {
+            None
+        } else {
+            let uid: [u8; 16] = b[40..56].try_into().expect("16 bytes");
+            if crc32fast::hash(&uid) != u32_at(56) {
+                return Err(
+                    "the pool identity's checksum does not match (the header is damaged)".into(),
+                );
+            }
+            Some(uid)
+        };
+        Ok(VectorHeader {
+            dtype,
+            dim,
+            count,
+            pool_uid,
+        })
     }
 }
 
@@ -86,9 +111,20 @@ mod tests {
             dtype: Dtype::F16,
             dim: 384,
             count: 12345,
+            pool_uid: Some([7; 16]),
         };
         let mut b = h.encode();
         assert_eq!(VectorHeader::decode(&b).unwrap(), h);
+        let legacy = VectorHeader {
+            pool_uid: None,
+            ..h
+        };
+        assert_eq!(VectorHeader::decode(&legacy.encode()).unwrap(), legacy);
+        let mut hurt = h.encode();
+        hurt[45] ^= 1;
+        assert!(VectorHeader::decode(&hurt)
+            .unwrap_err()
+            .contains("identity"));
         b[20] ^= 1; // reserved byte is covered by the checksum
         assert!(VectorHeader::decode(&b).unwrap_err().contains("checksum"));
         let mut foreign = h.encode();

@@ -234,21 +234,47 @@ impl Catalog {
         pool_id: i64,
         source: &JobSource,
         now: i64,
+        keep_finished: usize,
     ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO jobs (id, pool_id, source_kind, source, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-                params![
-                    id,
-                    pool_id,
-                    source.kind(),
-                    source.path().to_string_lossy(),
-                    now
-                ],
-            )
+        let tx = self
+            .conn
+            .transaction()
             .map_err(StoreError::catalog("creating a job"))?;
-        Ok(())
+        // Finished jobs beyond the newest `keep_finished` go, with their entries (the items
+        // they stored stay): a pool's job list cannot grow without bound.
+        tx.execute(
+            "DELETE FROM jobs WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE pool_id = ?1 AND state IN ('succeeded', 'failed', 'cancelled')
+                 ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?2)",
+            params![pool_id, keep_finished.saturating_sub(1) as i64],
+        )
+        .map_err(StoreError::catalog("forgetting old jobs"))?;
+        tx.execute(
+            "INSERT INTO jobs (id, pool_id, source_kind, source, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+            params![
+                id,
+                pool_id,
+                source.kind(),
+                source.path().to_string_lossy(),
+                now
+            ],
+        )
+        .map_err(StoreError::catalog("creating a job"))?;
+        tx.commit().map_err(StoreError::catalog("creating a job"))
+    }
+
+    /// Jobs a pool keeps.
+    pub fn job_count(&self, pool_id: i64) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE pool_id = ?1",
+                [pool_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(StoreError::catalog("counting jobs"))
     }
 
     /// Sets a job's state (and error, and finish time for final states).
@@ -306,8 +332,11 @@ impl Catalog {
     }
 
     /// All jobs of a pool, newest first.
-    pub fn jobs_of_pool(&self, pool_id: i64) -> Result<Vec<JobRecord>, StoreError> {
-        self.jobs_where("j.pool_id = ?1 ORDER BY j.created_at DESC, j.id", [pool_id])
+    pub fn jobs_of_pool(&self, pool_id: i64, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        self.jobs_where(
+            "j.pool_id = ?1 ORDER BY j.created_at DESC, j.id DESC LIMIT ?2",
+            params![pool_id, limit.min(i64::MAX as usize) as i64],
+        )
     }
 
     fn jobs_where<P: rusqlite::Params>(

@@ -68,6 +68,8 @@ impl PoolSpec {
 /// Where a deleted pool's folder waits for removal: `pools/.deleted-<name>-<random>` (pool
 /// names cannot start with '.').
 const TRASH_PREFIX: &str = ".deleted-";
+/// Where a folder the catalog does not know is kept: `pools/.orphan-<name>-<random>`.
+pub const ORPHAN_PREFIX: &str = ".orphan-";
 
 /// The data directory: catalog plus pool folders, locked for this process.
 pub struct Store {
@@ -132,15 +134,31 @@ impl Store {
         }
         let dir = self.pool_dir(&spec.name);
         if dir.exists() {
-            // A folder with no catalog row is what an interrupted create or delete leaves.
-            tracing::warn!(dir = %dir.display(), "removing a pool folder the catalog does not know");
-            std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+            self.quarantine(&dir, &spec.name)?;
         }
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-        VectorFile::create(&dir.join("vectors.bin"), spec.dim, spec.dtype)?;
+        let uid: [u8; 16] = rand::random();
+        VectorFile::create(&dir.join("vectors.bin"), spec.dim, spec.dtype, uid)?;
         // The catalog row comes last: a crash before it leaves only a folder that the next
-        // create of that name clears.
-        catalog.insert_pool(spec, Metric::L2, now_unix())
+        // create of that name moves aside.
+        catalog.insert_pool(spec, Metric::L2, now_unix(), uid)
+    }
+
+    /// Moves a pool folder the catalog does not know out of the way, keeping it: an
+    /// interrupted create leaves an empty one, but a lost or replaced catalog leaves real
+    /// data, which dcd never deletes on its own.
+    fn quarantine(&self, dir: &Path, name: &str) -> Result<(), StoreError> {
+        let aside = self.root.join("pools").join(format!(
+            "{ORPHAN_PREFIX}{name}-{:016x}",
+            rand::random::<u64>()
+        ));
+        std::fs::rename(dir, &aside).map_err(StoreError::io(dir))?;
+        tracing::warn!(
+            dir = %dir.display(),
+            kept = %aside.display(),
+            "a pool folder the catalog does not know was moved aside, not deleted; remove it when it is not needed"
+        );
+        Ok(())
     }
 
     /// All pools.
@@ -209,13 +227,20 @@ impl Store {
         }
     }
 
-    /// Creates a pending ingestion job for `pool`; returns its record.
-    pub fn create_job(&self, pool: &str, source: &JobSource) -> Result<JobRecord, StoreError> {
+    /// Creates a pending ingestion job for `pool`, forgetting its finished jobs beyond the
+    /// newest `keep_finished` (their entries too; the items they stored stay); returns its
+    /// record.
+    pub fn create_job(
+        &self,
+        pool: &str,
+        source: &JobSource,
+        keep_finished: usize,
+    ) -> Result<JobRecord, StoreError> {
         use rand::Rng;
         let record = self.pool_record(pool)?;
         let id = format!("job-{:016x}", rand::thread_rng().gen::<u64>());
         let mut catalog = self.catalog.lock();
-        catalog.insert_job(&id, record.id, source, now_unix())?;
+        catalog.insert_job(&id, record.id, source, now_unix(), keep_finished)?;
         catalog
             .job(&id)?
             .ok_or_else(|| StoreError::JobNotFound { id: id.clone() })
@@ -234,10 +259,16 @@ impl Store {
         self.catalog.lock().unfinished_jobs()
     }
 
-    /// A pool's jobs, newest first.
-    pub fn jobs_of_pool(&self, pool: &str) -> Result<Vec<JobRecord>, StoreError> {
+    /// A pool's newest `limit` jobs, newest first.
+    pub fn jobs_of_pool(&self, pool: &str, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         let record = self.pool_record(pool)?;
-        self.catalog.lock().jobs_of_pool(record.id)
+        self.catalog.lock().jobs_of_pool(record.id, limit)
+    }
+
+    /// How many jobs a pool keeps.
+    pub fn job_count(&self, pool: &str) -> Result<u64, StoreError> {
+        let record = self.pool_record(pool)?;
+        self.catalog.lock().job_count(record.id)
     }
 
     /// Moves a job to `state`.
@@ -276,19 +307,25 @@ impl Store {
         validate_pool_name(name)?;
         let record = self.pool_record(name)?;
         let dir = self.pool_dir(name);
-        let vectors = VectorFile::open(&dir.join("vectors.bin"), record.rows)?;
-        if vectors.dim() != record.dim || vectors.dtype() != record.dtype {
-            return Err(StoreError::CorruptVectorFile {
-                path: vectors.path().to_owned(),
-                reason: format!(
-                    "header says {}-d {}, catalog says {}-d {}",
-                    vectors.dim(),
-                    vectors.dtype(),
-                    record.dim,
-                    record.dtype
-                ),
+        // Rows and items must agree before anything is served: a missing item would pair
+        // keys with the wrong rows.
+        let items = self.catalog.lock().item_count(record.id)?;
+        if items != record.rows {
+            return Err(StoreError::ItemsDisagree {
+                pool: name.into(),
+                rows: record.rows,
+                items,
             });
         }
+        let vectors = VectorFile::open(
+            &dir.join("vectors.bin"),
+            &vectors::Expected {
+                dim: record.dim,
+                dtype: record.dtype,
+                pool_uid: record.uid,
+                committed: record.rows,
+            },
+        )?;
         Ok(Pool {
             record,
             dir,
@@ -371,6 +408,17 @@ impl Pool {
         }
         if let Some((row, col)) = vectors.first_non_finite() {
             return Err(StoreError::NonFinite { row, col });
+        }
+        if let Some((row, squared_norm)) = vectors.first_too_large() {
+            return Err(StoreError::VectorTooLarge { row, squared_norm });
+        }
+        for it in items {
+            if let Err(reason) = check_item(it) {
+                return Err(StoreError::InvalidItem {
+                    key: crate::types::clip_for_message(&it.key, 200),
+                    reason,
+                });
+            }
         }
         for it in items {
             if let Some(meta) = &it.metadata {
@@ -467,6 +515,55 @@ impl Pool {
         }
         Ok(rows)
     }
+}
+
+/// Longest item key, in bytes (a path or URI; Linux paths stop at 4096).
+pub const MAX_KEY_BYTES: usize = 4096;
+/// Longest weak label, in bytes.
+pub const MAX_LABEL_BYTES: usize = 1024;
+/// Largest metadata document, in bytes.
+pub const MAX_METADATA_BYTES: usize = 64 << 10;
+
+/// Checks an item's key, label and metadata against the limits above: the key non-empty,
+/// no NUL in key or label (SQLite keeps it, but most tools that read keys back stop at it).
+pub fn check_item(item: &NewItem) -> Result<(), String> {
+    check_item_fields(&item.key, item.label.as_deref(), item.metadata.as_deref())
+}
+
+/// As [`check_item`], on the fields.
+pub fn check_item_fields(
+    key: &str,
+    label: Option<&str>,
+    metadata: Option<&str>,
+) -> Result<(), String> {
+    let text = |what: &str, s: &str, max: usize| {
+        if s.len() > max {
+            Err(format!(
+                "the {what} is {} bytes, above the limit of {max}",
+                s.len()
+            ))
+        } else if s.contains('\0') {
+            Err(format!("the {what} contains a NUL character"))
+        } else {
+            Ok(())
+        }
+    };
+    if key.is_empty() {
+        return Err("the key is empty".into());
+    }
+    text("key", key, MAX_KEY_BYTES)?;
+    if let Some(label) = label {
+        text("label", label, MAX_LABEL_BYTES)?;
+    }
+    if let Some(meta) = metadata {
+        if meta.len() > MAX_METADATA_BYTES {
+            return Err(format!(
+                "the metadata is {} bytes, above the limit of {MAX_METADATA_BYTES}",
+                meta.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_pool_name(name: &str) -> Result<(), StoreError> {

@@ -16,6 +16,42 @@ use super::error::StoreError;
 use super::header::{VectorHeader, HEADER_LEN};
 use crate::types::{Dtype, VectorView};
 
+/// What the catalog says a pool's vector file holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected {
+    /// Vector dimension.
+    pub dim: usize,
+    /// Element type.
+    pub dtype: Dtype,
+    /// The pool's identity (None: a pool from before identities, not checked).
+    pub pool_uid: Option<[u8; 16]>,
+    /// Committed rows.
+    pub committed: u64,
+}
+
+impl Expected {
+    fn check(&self, path: &Path, header: &VectorHeader) -> Result<(), StoreError> {
+        let corrupt = |reason: String| StoreError::CorruptVectorFile {
+            path: path.to_owned(),
+            reason,
+        };
+        if header.dim as usize != self.dim || header.dtype != self.dtype {
+            return Err(corrupt(format!(
+                "the file holds {}-d {} rows, the catalog says {}-d {}: it is not this pool's file (nothing was changed); restore the pool's own vectors.bin, or delete the pool",
+                header.dim, header.dtype, self.dim, self.dtype
+            )));
+        }
+        if let Some(want) = self.pool_uid {
+            if header.pool_uid != Some(want) {
+                return Err(corrupt(
+                    "the file belongs to another pool (its identity differs from the catalog's; nothing was changed): restore the pool's own vectors.bin, or delete the pool".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An open vector file: the header, the file handle for appends and a map for reads.
 pub struct VectorFile {
     path: PathBuf,
@@ -25,12 +61,18 @@ pub struct VectorFile {
 }
 
 impl VectorFile {
-    /// Creates an empty file with a durable header; fails if the file exists.
-    pub fn create(path: &Path, dim: usize, dtype: Dtype) -> Result<VectorFile, StoreError> {
+    /// Creates an empty file with a durable header naming its pool; fails if the file exists.
+    pub fn create(
+        path: &Path,
+        dim: usize,
+        dtype: Dtype,
+        pool_uid: [u8; 16],
+    ) -> Result<VectorFile, StoreError> {
         let header = VectorHeader {
             dtype,
             dim: dim as u32,
             count: 0,
+            pool_uid: Some(pool_uid),
         };
         let file = OpenOptions::new()
             .read(true)
@@ -45,9 +87,12 @@ impl VectorFile {
         VectorFile::mapped(path, file, header)
     }
 
-    /// Opens an existing file and brings it in line with `committed` rows: extra bytes from an
-    /// interrupted append are truncated; fewer rows than committed is an error.
-    pub fn open(path: &Path, committed: u64) -> Result<VectorFile, StoreError> {
+    /// Opens an existing file and brings it in line with `expected.committed` rows: extra
+    /// bytes from an interrupted append are truncated; fewer rows than committed is an error.
+    /// The header is checked against the catalog (dimension, type, pool identity) before
+    /// anything is cut: a file of another pool is refused untouched.
+    pub fn open(path: &Path, expected: &Expected) -> Result<VectorFile, StoreError> {
+        let committed = expected.committed;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -61,6 +106,7 @@ impl VectorFile {
                 path: path.to_owned(),
                 reason,
             })?;
+        expected.check(path, &header)?;
         let row_bytes = header.row_bytes() as u64;
         let found = (len - HEADER_LEN as u64) / row_bytes;
         if found < committed {
