@@ -140,3 +140,67 @@ fn a_fifo_manifest_is_refused_at_once() {
         dcd::ingest::start(&service, "p", JobSource::Manifest(root.join("list.csv"))).unwrap_err();
     assert!(e.to_string().contains("FIFO"), "{e}");
 }
+
+/// B2: a file that killed the server inside a folder job killed it again at every restart
+/// (the job resumed with it), and the good images of its chunk were never stored. The job
+/// records which entries the model holds before it decodes them; a resumed job embeds those
+/// suspects one at a time, and a suspect the server died on alone is quarantined (failed,
+/// not tried again). Simulated here by leaving the record a killed run leaves.
+#[test]
+fn entries_a_job_died_on_are_retried_alone_then_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let root = base.join("images");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let mut keys = Vec::new();
+    for i in 0..7 {
+        let p = root.join("cls").join(format!("img{i}.png"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, common::png(&common::smooth(&mut rng, 32))).unwrap();
+        keys.push(p.display().to_string());
+    }
+    let service = service(&base.join("data"), &root, |_| {});
+    let store = service.store();
+
+    // Died while the model held three entries: each is embedded alone, all are stored.
+    let job = store
+        .create_job("p", &JobSource::Folder(root.clone()), 100)
+        .unwrap();
+    store
+        .set_job_state(&job.id, JobState::Running, None)
+        .unwrap();
+    store.set_job_inflight(&job.id, &keys[1..4]).unwrap();
+    dcd::ingest::resume_unfinished(&service).unwrap();
+    let done = dcd::ingest::wait(&service, &job.id).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!((done.tally.stored, done.tally.failed), (7, 0), "{done:?}");
+    assert!(store.job_inflight(&job.id).unwrap().is_empty());
+
+    // Died again on one entry embedded alone: it is quarantined, the others are stored.
+    service.delete_pool("p").unwrap();
+    service
+        .create_pool(&CreatePool {
+            name: "p".into(),
+            backbone: Some("resnet".into()),
+            weights: Some(common::tiny_resnet()),
+            pooling: None,
+            dim: None,
+            dtype: dcd::types::Dtype::F32,
+        })
+        .unwrap();
+    let job = store
+        .create_job("p", &JobSource::Folder(root.clone()), 100)
+        .unwrap();
+    store
+        .set_job_state(&job.id, JobState::Running, None)
+        .unwrap();
+    store.set_job_inflight(&job.id, &keys[5..6]).unwrap();
+    dcd::ingest::resume_unfinished(&service).unwrap();
+    let done = dcd::ingest::wait(&service, &job.id).unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!((done.tally.stored, done.tally.failed), (6, 1), "{done:?}");
+    let problems = store.job_problems(&job.id, 10).unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].0, keys[5]);
+    assert!(problems[0].2.contains("quarantined"), "{problems:?}");
+}

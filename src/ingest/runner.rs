@@ -15,14 +15,47 @@ use crate::service::{content_hash_bytes, Service};
 use crate::store::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobState, NewItem, StoreError};
 use crate::types::Matrix;
 
+/// What the entries the model held when the process last stopped (`inflight`, those not
+/// done) say about `todo`. If the process died on them, one may have killed it: with several,
+/// each is moved to the front to be embedded alone (returns how many); with one, alone
+/// already, it is failed as quarantined instead of resumed, so a file that kills the server
+/// cannot do it at every restart.
+fn quarantine(inflight: Vec<String>, todo: &mut Vec<Entry>) -> usize {
+    let suspects: std::collections::HashSet<String> = inflight.into_iter().collect();
+    let (mut front, back): (Vec<Entry>, Vec<Entry>) =
+        todo.drain(..).partition(|e| suspects.contains(&e.key));
+    if front.len() == 1 {
+        tracing::warn!(key = %front[0].key, "quarantining an entry the server stopped on when it was embedded alone");
+        front[0].refused = Some(
+            "quarantined: the server stopped while embedding this file, twice (the second time alone); it is not tried again".into(),
+        );
+    } else if !front.is_empty() {
+        tracing::warn!(
+            entries = front.len(),
+            "the server stopped while embedding these entries; embedding each alone"
+        );
+    }
+    let alone = if front.len() > 1 { front.len() } else { 0 };
+    front.extend(back);
+    *todo = front;
+    alone
+}
+
 /// `todo` cut into commits of at most [`CHUNK`] entries whose files add up to at most
 /// `max_bytes` (one file alone may exceed it): what a chunk reads ahead of the model is
-/// bounded in bytes, not only in count.
-fn chunks(todo: &[Entry], max_bytes: u64) -> impl Iterator<Item = &[Entry]> {
+/// bounded in bytes, not only in count. The first `alone` entries are a chunk each.
+fn chunks(todo: &[Entry], max_bytes: u64, alone: usize) -> impl Iterator<Item = &[Entry]> {
     let mut rest = todo;
+    let mut alone = alone;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
+        }
+        if alone > 0 {
+            alone -= 1;
+            let (chunk, tail) = rest.split_at(1);
+            rest = tail;
+            return Some(chunk);
         }
         let mut bytes = 0u64;
         let mut n = 0;
@@ -97,10 +130,11 @@ fn run_inner(
     let total = entries.len() as u64;
     store.set_job_total(id, total)?;
     let done = store.job_done_keys(id)?;
-    let todo: Vec<Entry> = entries
+    let mut todo: Vec<Entry> = entries
         .into_iter()
         .filter(|e| !done.contains(&e.key))
         .collect();
+    let alone = quarantine(store.job_inflight(id)?, &mut todo);
     let handle = service.pool(&job.pool)?;
     let model = service.pool_model(&handle.record())?;
     let dim = handle.record().dim;
@@ -111,7 +145,7 @@ fn run_inner(
     let mut record = store.job(id)?;
     tx.send_replace(record.clone());
     let max_file_bytes = settings.models.pipeline.limits.max_file_bytes;
-    for chunk in chunks(&todo, settings.limits.job_chunk_bytes) {
+    for chunk in chunks(&todo, settings.limits.job_chunk_bytes, alone) {
         if stop.load(Ordering::SeqCst) != RUN {
             return Ok(());
         }
@@ -176,6 +210,10 @@ fn run_inner(
             .map(|(i, input, h)| (i, (input, h)))
             .unzip();
         let (inputs, hashes): (Vec<ImageInput>, Vec<String>) = rest.into_iter().unzip();
+        let inflight: Vec<String> = idx.iter().map(|&i| chunk[i].key.clone()).collect();
+        // Committed before decoding: if this kills the process, the next run knows (see
+        // `quarantine`).
+        store.set_job_inflight(id, &inflight)?;
         let vectors = model.embed(inputs);
         service.count_embedded(vectors.iter().filter(|v| v.is_ok()).count());
         let mut data = Vec::with_capacity(idx.len() * dim);
@@ -228,6 +266,9 @@ fn run_inner(
                 entries: &job_entries,
             }),
         )?;
+        if !inflight.is_empty() {
+            store.set_job_inflight(id, &[])?;
+        }
         processed += chunk.len();
         for e in &job_entries {
             let t = &mut record.tally;

@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS job_entries (
     detail   TEXT,
     PRIMARY KEY (job_id, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS job_inflight (
+    job_id   TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    keys     TEXT NOT NULL
+);
 ";
 
 /// Where a job's images come from.
@@ -263,6 +267,42 @@ impl Catalog {
         )
         .map_err(StoreError::catalog("creating a job"))?;
         tx.commit().map_err(StoreError::catalog("creating a job"))
+    }
+
+    /// Records the entries handed to the model now (empty: none), committed before they are
+    /// decoded: if the process dies meanwhile, the next run knows which entries to suspect.
+    pub fn set_job_inflight(&mut self, id: &str, keys: &[String]) -> Result<(), StoreError> {
+        let result = if keys.is_empty() {
+            self.conn
+                .execute("DELETE FROM job_inflight WHERE job_id = ?1", [id])
+        } else {
+            let keys = serde_json::to_string(keys).expect("strings serialise");
+            self.conn.execute(
+                "INSERT INTO job_inflight (job_id, keys) VALUES (?1, ?2)
+                 ON CONFLICT (job_id) DO UPDATE SET keys = excluded.keys",
+                params![id, keys],
+            )
+        };
+        result
+            .map(|_| ())
+            .map_err(StoreError::catalog("recording the entries in flight"))
+    }
+
+    /// The entries a job had handed to the model when it last stopped (empty: none).
+    pub fn job_inflight(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let keys: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT keys FROM job_inflight WHERE job_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::catalog("reading the entries in flight"))?;
+        // A record this build cannot read only costs the suspicion: treated as none.
+        Ok(keys
+            .and_then(|k| serde_json::from_str(&k).ok())
+            .unwrap_or_default())
     }
 
     /// Jobs a pool keeps.

@@ -288,6 +288,18 @@ impl Store {
         self.catalog.lock().set_job_total(id, total)
     }
 
+    /// Records the entries a job hands to the model now (see
+    /// [`Store::job_inflight`]); empty: none.
+    pub fn set_job_inflight(&self, id: &str, keys: &[String]) -> Result<(), StoreError> {
+        self.catalog.lock().set_job_inflight(id, keys)
+    }
+
+    /// The entries a job had handed to the model when its process last stopped: if it died,
+    /// one of them may be what killed it.
+    pub fn job_inflight(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.catalog.lock().job_inflight(id)
+    }
+
     /// Keys the job has already dealt with.
     pub fn job_done_keys(&self, id: &str) -> Result<std::collections::HashSet<String>, StoreError> {
         self.catalog.lock().job_done_keys(id)
