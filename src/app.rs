@@ -32,6 +32,7 @@ pub fn settings(
         exact_copy: runtime.exact_copy.clone(),
         exact_plans: runtime.exact_plans.clone(),
         limits: runtime.limits.limits(),
+        background_index: false,
         models: ModelSettings {
             device: runtime.device.clone(),
             precision: runtime.precision.clone(),
@@ -50,7 +51,10 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
     // Refused before the data dir is opened: an empty key would let anyone in.
     api::auth::BearerAuth::new(args.api_key.clone())?;
     let roots = AllowedRoots::only(&args.allow_root)?;
-    let service = Service::open(data_dir, settings(roots, &args.runtime, Some(&args.index)))?;
+    let mut settings = settings(roots, &args.runtime, Some(&args.index));
+    // A build of minutes must not hold up the searches that need it: they scan meanwhile.
+    settings.background_index = true;
+    let service = Service::open(data_dir, settings)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
             let read = |p: &std::path::Path| {

@@ -555,3 +555,82 @@ async fn keys_labels_and_huge_vectors_are_held_to_limits() {
     assert_eq!(details.pool.unwrap().items, 2, "ok and fine are stored");
     server.stop().await.unwrap();
 }
+
+/// B9: graphs were built under the pool's write lock, so GetPool waited 69 s after a small
+/// ingest into a 475k pool, and searches waited too, holding compute slots. A build now runs
+/// from a snapshot with no lock held: while it runs, pool details, searches (which scan the
+/// rows the graph lacks, so they still see every row) and appends are answered.
+#[test]
+fn a_graph_build_holds_up_nothing() {
+    use dcd::service::{AllowedRoots, QueryInput, SearchRequest, Service};
+    use rand::Rng;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = dcd::app::settings(AllowedRoots::Any, &common::cpu_runtime(), None);
+    settings.background_index = true;
+    let service = Service::open(dir.path(), settings).unwrap();
+    let dim = 64;
+    service
+        .create_pool(&dcd::service::CreatePool {
+            name: "v".into(),
+            backbone: None,
+            weights: None,
+            pooling: None,
+            dim: Some(dim),
+            dtype: dcd::types::Dtype::F32,
+        })
+        .unwrap();
+    let n = 60_000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let data: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let items: Vec<dcd::store::NewItem> = (0..n)
+        .map(|i| dcd::store::NewItem {
+            key: format!("k{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let pool = service.pool("v").unwrap();
+    pool.append(&dcd::types::Matrix::new(n, dim, data.clone()), &items, None)
+        .unwrap();
+    let search = |key: &str| SearchRequest {
+        pool: "v".into(),
+        queries: vec![QueryInput::Key(key.into())],
+        k: 5,
+        ef: None,
+        exact: false,
+        labels: vec![],
+    };
+    let started = std::time::Instant::now();
+    // The first search starts the build and answers by scanning.
+    let (first, engine) = service.search(&search("k123")).unwrap();
+    assert_eq!(first[0].as_ref().unwrap()[0].key, "k123");
+    assert_eq!(engine, "native+scan");
+    assert!(pool.index_building(), "the build runs in the background");
+    let details = service.pool_details("v").unwrap();
+    assert_eq!(details.record.rows, n as u64);
+    pool.append(
+        &dcd::types::Matrix::new(1, dim, vec![0.5; dim]),
+        &[dcd::store::NewItem {
+            key: "late".into(),
+            ..Default::default()
+        }],
+        None,
+    )
+    .unwrap();
+    let (late, _) = service.search(&search("late")).unwrap();
+    assert_eq!(late[0].as_ref().unwrap()[0].key, "late");
+    let answered = started.elapsed();
+    assert!(
+        pool.index_building(),
+        "the calls above finished in {answered:?} while the build ran on"
+    );
+    // Once the build is in, searches use the graph (and scan only the late row).
+    while pool.index_building() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    println!(
+        "answered in {answered:?}, build done after {:?}",
+        started.elapsed()
+    );
+    let (_, engine) = service.search(&search("k7")).unwrap();
+    assert!(engine.starts_with("native"), "{engine}");
+}

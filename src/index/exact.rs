@@ -180,6 +180,39 @@ pub fn scan_one(
         .into_neighbors()
 }
 
+/// Merges into each of `lists` (one per query, from an index covering rows `..from`) the
+/// exact nearest of the rows from `from` on, so that a search covers every row while its
+/// index catches up with the store; each list ends sorted and cut to `k`.
+pub fn merge_tail(
+    vectors: VectorView<'_>,
+    from: usize,
+    queries: &Matrix,
+    params: &SearchParams<'_>,
+    lists: &mut [Vec<Neighbor>],
+) -> Result<(), IndexError> {
+    validate_queries(vectors.dim(), queries, params.k)?;
+    let n = vectors.len();
+    if from >= n {
+        return Ok(());
+    }
+    for (list, query) in lists.iter_mut().zip(queries.iter_rows()) {
+        let chunks = (n - from).div_ceil(SCAN_CHUNK);
+        let tail = (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let start = from + c * SCAN_CHUNK;
+                let end = (start + SCAN_CHUNK).min(n);
+                scan_range(vectors, query, start, end, params.k, params.filter)
+            })
+            .reduce(|| TopK::new(params.k), merged)
+            .into_neighbors();
+        list.extend(tail);
+        list.sort_by(|a, b| a.rank_cmp(b));
+        list.truncate(params.k);
+    }
+    Ok(())
+}
+
 fn merged(mut a: TopK, b: TopK) -> TopK {
     a.merge(b);
     a

@@ -70,6 +70,83 @@ pub fn graph_path(pool: &Pool) -> PathBuf {
     pool.dir().join(GRAPH_FILE)
 }
 
+/// What an index is built over: a pool's rows (its live view, or a snapshot of them) and
+/// the folder its file lives in.
+#[derive(Clone, Copy)]
+pub struct IndexSource<'a> {
+    /// The rows.
+    pub vectors: crate::types::VectorView<'a>,
+    /// The pool's folder.
+    pub dir: &'a std::path::Path,
+    /// The pool's name, for logs.
+    pub name: &'a str,
+}
+
+impl<'a> IndexSource<'a> {
+    /// A pool's live rows.
+    pub fn of(pool: &'a Pool) -> IndexSource<'a> {
+        IndexSource {
+            vectors: pool.vectors(),
+            dir: pool.dir(),
+            name: &pool.record().name,
+        }
+    }
+
+    fn graph_path(&self) -> PathBuf {
+        self.dir.join(GRAPH_FILE)
+    }
+}
+
+/// The native graph over every row of `source`, without saving it: the saved file when it
+/// is usable, caught up with the rows it lacks; else built from the rows. Reads the folder,
+/// writes nothing: it may run while the pool takes appends (from a snapshot).
+pub fn prepare_native(
+    source: &IndexSource<'_>,
+    params: HnswParams,
+) -> Result<Box<dyn AnnIndex>, IndexError> {
+    params.validate()?;
+    let path = source.graph_path();
+    let rows = source.vectors.len();
+    let loaded = if path.is_file() {
+        match HnswGraph::load(&path, source.vectors.dim(), false) {
+            Ok(g) if g.len() > rows => {
+                tracing::warn!(path = %path.display(), index_rows = g.len(), pool_rows = rows, "index is ahead of the store; rebuilding it");
+                None
+            }
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "index file unusable; rebuilding it from the vectors");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut graph = match loaded {
+        Some(g) => g,
+        None => HnswGraph::new(source.vectors.dim(), params)?,
+    };
+    let (have, t) = (graph.len(), Instant::now());
+    if have < rows {
+        graph.extend(source.vectors)?;
+        tracing::info!(pool = %source.name, engine = graph.engine(), from = have, to = rows, secs = t.elapsed().as_secs_f32(), "index caught up with the store");
+    }
+    Ok(Box::new(graph))
+}
+
+/// Saves a persistent index into the pool's folder, replacing the file atomically; a
+/// failure (a full disk, say) is logged, not returned: the index serves from memory and the
+/// next save tries again.
+pub fn save(source: &IndexSource<'_>, index: &dyn AnnIndex) {
+    if !index.persistent() {
+        return;
+    }
+    set_aside_if_not_a_file(&source.graph_path());
+    if let Err(e) = index.save(&source.graph_path()) {
+        tracing::warn!(pool = %source.name, error = %e, "cannot save the index; it serves from memory and is saved at the next catch-up");
+    }
+}
+
 /// Opens the pool's index for `engine`, repairing as described in the module header.
 /// `params` apply when a graph has to be built; a saved graph keeps its own.
 pub fn open(
@@ -129,8 +206,9 @@ pub fn open_with(
 
 /// Indexes the rows the store committed beyond the index, then saves it if it changed.
 pub fn catch_up(pool: &Pool, index: &mut dyn AnnIndex) -> Result<(), IndexError> {
+    let source = IndexSource::of(pool);
     let (have, want) = (index.len(), pool.len());
-    if have == want && (!index.persistent() || graph_path(pool).exists()) {
+    if have == want && (!index.persistent() || source.graph_path().is_file()) {
         return Ok(());
     }
     let t = Instant::now();
@@ -143,13 +221,7 @@ pub fn catch_up(pool: &Pool, index: &mut dyn AnnIndex) -> Result<(), IndexError>
         secs = t.elapsed().as_secs_f32(),
         "index caught up with the store"
     );
-    if index.persistent() {
-        // The index in memory serves either way; a save that fails (a full disk, say) is
-        // tried again at the next catch-up, and a stale file is caught up when loaded.
-        if let Err(e) = index.save(&graph_path(pool)) {
-            tracing::warn!(pool = %pool.record().name, error = %e, "cannot save the index; it serves from memory and is saved at the next catch-up");
-        }
-    }
+    save(&source, index);
     Ok(())
 }
 

@@ -50,6 +50,9 @@ pub struct ServiceSettings {
     pub exact_plans: String,
     /// What one request or job may ask for.
     pub limits: ServiceLimits,
+    /// Build indexes on threads of their own, searches scanning what they lack meanwhile
+    /// (the server), instead of in the search that needs them (local commands).
+    pub background_index: bool,
 }
 
 /// A pool as reported to callers.
@@ -173,6 +176,7 @@ impl Service {
             pool,
             self.settings.index,
             self.exact_device.clone(),
+            self.settings.background_index,
         ));
         pools.open.insert(name.to_owned(), handle.clone());
         Ok(handle)

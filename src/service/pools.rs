@@ -1,20 +1,27 @@
 //! An open pool shared by requests: its store handle and its indexes behind one lock.
-//! Searches share the read side; appends and index catch-up take the write side. The native
-//! HNSW graph is opened (or built) on first use and caught up with the store lazily, so a
-//! search always covers every committed row. With an exact device (`dcd serve --exact-device
+//! Searches share the read side; appends take the write side. The native HNSW graph is built
+//! (or loaded, and caught up with the store) from a snapshot of the rows with no lock held,
+//! and swapped in under the write lock for a moment: a build of minutes never holds up
+//! appends, pool details or other pools' calls. Meanwhile a search uses the graph it has and
+//! scans the rows the graph lacks exactly, so it always covers every committed row. In the
+//! server builds run in the background; local commands build before their search. With an
+//! exact device (`dcd serve --exact-device
 //! cuda`), the exact engine is a copy of the pool resident on that GPU, uploaded on first use
 //! and appended to after the pool grew; exact re-ranking computes its distances there too.
 //! Deleting a pool retires its handle under the write lock, so a call that still holds the
 //! handle (a search, an ingest stream, the index refresh after an ingest) finds it retired
 //! and writes nothing more: least of all a graph file into a new pool of the same name.
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockUpgradableReadGuard};
 
 use super::exact_device::ExactDevice;
 use crate::error::Result;
 use crate::index::exact::ExactIndex;
 use crate::index::graph::HnswParams;
-use crate::index::manager::{self, Engine};
+use crate::index::manager::{self, Engine, IndexSource};
 use crate::index::{AnnIndex, IndexError, SearchParams};
 use crate::store::{JobBatch, NewItem, Pool, PoolRecord, StoreError};
 use crate::types::{Matrix, Neighbor};
@@ -24,6 +31,13 @@ pub struct PoolHandle {
     state: RwLock<OpenPool>,
     params: HnswParams,
     device: ExactDevice,
+    /// Graph builds run on a thread of their own (the server) rather than in the call that
+    /// finds the graph behind (local commands).
+    background: bool,
+    /// One graph build at a time.
+    build: Mutex<()>,
+    /// A background build is queued or running.
+    building: AtomicBool,
 }
 
 /// What the lock guards.
@@ -61,38 +75,43 @@ impl ReadyPool<'_> {
         &self.guard.pool
     }
 
-    /// The index asked for (on the CPU; see [`ReadyPool::search_batch`] for the GPU).
-    pub fn index(&self) -> &dyn AnnIndex {
-        match self.engine {
-            Engine::Exact => &self.guard.exact,
-            _ => self
-                .guard
-                .graph
-                .as_deref()
-                .expect("ready() opened the graph"),
-        }
+    /// Rows the graph covers (the rest are scanned exactly).
+    fn graph_rows(&self) -> usize {
+        self.guard.graph.as_ref().map_or(0, |g| g.len())
     }
 
-    /// The engine that answers, as reported to callers (`exact-cuda:0` for the GPU copy).
+    /// The engine that answers, as reported to callers (`exact-cuda:0` for the GPU copy;
+    /// `native+scan` while the graph catches up and the rows it lacks are scanned).
     pub fn engine_name(&self) -> String {
         match (&self.engine, &self.guard.resident) {
             (Engine::Exact, Some(r)) => r.name(),
-            _ => self.index().engine().to_string(),
+            (Engine::Exact, None) => self.guard.exact.engine().to_string(),
+            _ if self.graph_rows() < self.guard.pool.len() => "native+scan".into(),
+            _ => "native".into(),
         }
     }
 
-    /// One list per query: the exact engine on the GPU when the pool is resident there,
-    /// else the index asked for.
+    /// One list per query: the exact engine on the GPU when the pool is resident there, the
+    /// exact engine on the CPU, or the graph over the rows it covers merged with an exact
+    /// scan of the rows it does not cover yet.
     pub fn search_batch(
         &self,
         queries: &Matrix,
         params: &SearchParams<'_>,
     ) -> Result<Vec<Vec<Neighbor>>> {
+        let view = self.guard.pool.vectors();
         match (&self.engine, &self.guard.resident) {
             (Engine::Exact, Some(r)) => r.search(&self.guard.pool, queries, params),
-            _ => Ok(self
-                .index()
-                .search_batch(self.guard.pool.vectors(), queries, params)?),
+            (Engine::Exact, None) => Ok(self.guard.exact.search_batch(view, queries, params)?),
+            _ => {
+                let covered = self.graph_rows();
+                let mut lists = match &self.guard.graph {
+                    Some(g) if covered > 0 => g.search_batch(view, queries, params)?,
+                    _ => vec![Vec::new(); queries.rows],
+                };
+                crate::index::exact::merge_tail(view, covered, queries, params, &mut lists)?;
+                Ok(lists)
+            }
         }
     }
 
@@ -125,8 +144,14 @@ impl ReadyPool<'_> {
 }
 
 impl PoolHandle {
-    /// Wraps a pool opened from the store; `device` is where its exact engine runs.
-    pub fn new(pool: Pool, params: HnswParams, device: ExactDevice) -> PoolHandle {
+    /// Wraps a pool opened from the store; `device` is where its exact engine runs;
+    /// `background`: graph builds on a thread of their own instead of in the search.
+    pub fn new(
+        pool: Pool,
+        params: HnswParams,
+        device: ExactDevice,
+        background: bool,
+    ) -> PoolHandle {
         let exact = ExactIndex::new(pool.dim());
         PoolHandle {
             state: RwLock::new(OpenPool {
@@ -138,6 +163,9 @@ impl PoolHandle {
             }),
             params,
             device,
+            background,
+            build: Mutex::new(()),
+            building: AtomicBool::new(false),
         }
     }
 
@@ -153,22 +181,27 @@ impl PoolHandle {
 
     /// Read access with `engine`'s index caught up with the store (and, with an exact
     /// device, the pool resident on it: exact searches and re-ranking run there).
-    pub fn ready(&self, engine: Engine, rerank: bool) -> Result<ReadyPool<'_>> {
+    pub fn ready(self: &Arc<Self>, engine: Engine, rerank: bool) -> Result<ReadyPool<'_>> {
+        if engine != Engine::Exact && self.graph_behind()? {
+            if self.background {
+                self.refresh_in_background();
+            } else {
+                self.refresh_graph()?;
+            }
+        }
         let guard = self.state.upgradable_read();
         guard.check_live()?;
         let on_device = self.device.is_gpu() && (engine == Engine::Exact || rerank);
         let behind = |s: &OpenPool| {
-            let index = match engine {
-                Engine::Exact => !on_device && s.exact.len() < s.pool.len(),
-                _ => s.graph.as_ref().is_none_or(|g| g.len() < s.pool.len()),
-            };
+            let index = engine == Engine::Exact && !on_device && s.exact.len() < s.pool.len();
             let resident = on_device && s.resident.as_ref().is_none_or(|r| r.len() < s.pool.len());
             index || resident
         };
         let guard = if behind(&guard) {
             let mut w = RwLockUpgradableReadGuard::upgrade(guard);
-            if engine != Engine::Exact || !on_device {
-                bring_up_to_date(&mut w, engine, self.params)?;
+            if engine == Engine::Exact && !on_device {
+                let OpenPool { pool, exact, .. } = &mut *w;
+                exact.extend(pool.vectors())?;
             }
             if on_device && !w.pool.is_empty() {
                 let OpenPool { pool, resident, .. } = &mut *w;
@@ -206,15 +239,80 @@ impl PoolHandle {
         Ok(w.pool.append_for_job(vectors, items, job)?)
     }
 
-    /// Catches the native graph up with the store now (after an ingest), if it is open or
-    /// the pool has rows.
+    /// True while a background graph build is queued or running.
+    pub fn index_building(&self) -> bool {
+        self.building.load(Ordering::Acquire)
+    }
+
+    /// True when the native graph covers fewer rows than the store committed.
+    fn graph_behind(&self) -> Result<bool> {
+        let s = self.state.read();
+        s.check_live()?;
+        Ok(s.graph.as_ref().map_or(0, |g| g.len()) < s.pool.len())
+    }
+
+    /// Starts a build on a thread of its own unless one is queued or running.
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.building.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let handle = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("dcd-index-build".into())
+            .spawn(move || {
+                let result = handle.refresh_graph();
+                handle.building.store(false, Ordering::Release);
+                match result {
+                    Ok(()) | Err(crate::Error::Store(StoreError::PoolDeleted { .. })) => {}
+                    Err(e) => tracing::warn!(error = %e, "index build failed; searches scan the rows it lacks, the next one retries"),
+                }
+            });
+        if let Err(e) = spawned {
+            self.building.store(false, Ordering::Release);
+            tracing::warn!(error = %e, "cannot start an index build thread; the next search retries");
+        }
+    }
+
+    /// Catches the native graph up with the store now (after an ingest), if the pool has
+    /// rows. The graph is built from a snapshot with no lock held (the saved file loaded and
+    /// caught up, or built), saved under the read lock (a deleted pool's handle, retired
+    /// under the write lock, saves nothing), and swapped in under the write lock.
     pub fn refresh_graph(&self) -> Result<()> {
+        let _one = self.build.lock();
+        let (snapshot, dir, name) = {
+            let s = self.state.read();
+            s.check_live()?;
+            let have = s.graph.as_ref().map_or(0, |g| g.len());
+            if s.pool.is_empty() || have >= s.pool.len() {
+                return Ok(());
+            }
+            (
+                s.pool.snapshot(),
+                s.pool.dir().to_owned(),
+                s.pool.record().name.clone(),
+            )
+        };
+        let source = IndexSource {
+            vectors: snapshot.view(),
+            dir: &dir,
+            name: &name,
+        };
+        let prepare = || manager::prepare_native(&source, self.params);
+        let graph = match build_threads() {
+            Some(threads) => threads.install(prepare)?,
+            None => prepare()?,
+        };
+        {
+            let s = self.state.read();
+            s.check_live()?;
+            manager::save(&source, graph.as_ref());
+        }
         let mut w = self.state.write();
         w.check_live()?;
-        if w.pool.is_empty() {
-            return Ok(());
+        if w.graph.as_ref().map_or(0, |g| g.len()) < graph.len() {
+            w.graph = Some(graph);
         }
-        bring_up_to_date(&mut w, Engine::Native, self.params)
+        Ok(())
     }
 
     /// Marks the pool deleted once the calls using it now are done (it waits for the write
@@ -229,16 +327,18 @@ impl PoolHandle {
     }
 }
 
-fn bring_up_to_date(state: &mut OpenPool, engine: Engine, params: HnswParams) -> Result<()> {
-    let OpenPool {
-        pool, graph, exact, ..
-    } = state;
-    match engine {
-        Engine::Exact => exact.extend(pool.vectors())?,
-        _ => match graph {
-            Some(g) => manager::catch_up(pool, g.as_mut())?,
-            None => *graph = Some(manager::open(pool, engine, params)?),
-        },
-    }
-    Ok(())
+/// Threads of their own for graph builds: on rayon's global pool a build of minutes would
+/// queue every search's scan behind its tasks; on its own threads the OS shares the cores.
+/// None when the machine refused the threads (the build then shares the global pool).
+fn build_threads() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("dcd-index-{i}"))
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "cannot start index build threads; builds share the search threads"))
+            .ok()
+    })
+    .as_ref()
 }

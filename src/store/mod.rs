@@ -24,7 +24,7 @@ pub use catalog::{Item, NewItem, PoolRecord};
 pub use error::StoreError;
 pub use header::VectorHeader;
 pub use jobs::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobSource, JobState, JobTally};
-pub use vectors::VectorFile;
+pub use vectors::{VectorFile, VectorSnapshot};
 
 use crate::types::{Dtype, Matrix, Metric, RowId, VectorView};
 use catalog::Catalog;
@@ -384,6 +384,12 @@ impl Pool {
     /// Committed vectors, straight from the memory map.
     pub fn vectors(&self) -> VectorView<'_> {
         self.vectors.view()
+    }
+
+    /// The committed rows as of now, readable after the pool's lock is let go (see
+    /// [`VectorSnapshot`]).
+    pub fn snapshot(&self) -> VectorSnapshot {
+        self.vectors.snapshot()
     }
 
     /// Appends vectors with their items durably; returns the new rows. Either the whole batch

@@ -8,6 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use half::f16;
 use memmap2::Mmap;
@@ -57,7 +58,24 @@ pub struct VectorFile {
     path: PathBuf,
     file: File,
     header: VectorHeader,
-    map: Mmap,
+    /// Shared with snapshots: an append maps anew and leaves the old map to them.
+    map: Arc<Mmap>,
+}
+
+/// The rows published at one moment, readable without the pool: its own handle on the map
+/// of that moment (rows below a published count never change), so an index can be built
+/// from it while the pool takes appends.
+#[derive(Clone)]
+pub struct VectorSnapshot {
+    header: VectorHeader,
+    map: Arc<Mmap>,
+}
+
+impl VectorSnapshot {
+    /// The rows, borrowed from the snapshot's map.
+    pub fn view(&self) -> VectorView<'_> {
+        view_of(&self.map, &self.header)
+    }
 }
 
 impl VectorFile {
@@ -137,7 +155,7 @@ impl VectorFile {
     }
 
     fn mapped(path: &Path, file: File, header: VectorHeader) -> Result<VectorFile, StoreError> {
-        let map = map_file(&file, path)?;
+        let map = Arc::new(map_file(&file, path)?);
         Ok(VectorFile {
             path: path.to_owned(),
             file,
@@ -204,25 +222,37 @@ impl VectorFile {
         self.file
             .write_all_at(&self.header.encode(), 0)
             .map_err(StoreError::io(&self.path))?;
-        self.map = map_file(&self.file, &self.path)?;
+        self.map = Arc::new(map_file(&self.file, &self.path)?);
         Ok(())
+    }
+
+    /// The published rows as of now, independent of later appends.
+    pub fn snapshot(&self) -> VectorSnapshot {
+        VectorSnapshot {
+            header: self.header,
+            map: Arc::clone(&self.map),
+        }
     }
 
     /// The published rows, borrowed from the map.
     pub fn view(&self) -> VectorView<'_> {
-        let dim = self.dim();
-        let bytes = self.header.count as usize * self.header.row_bytes();
-        let body = &self.map[HEADER_LEN..HEADER_LEN + bytes];
-        match self.header.dtype {
-            Dtype::F32 => VectorView::F32 {
-                data: bytemuck::cast_slice(body),
-                dim,
-            },
-            Dtype::F16 => VectorView::F16 {
-                data: bytemuck::cast_slice(body),
-                dim,
-            },
-        }
+        view_of(&self.map, &self.header)
+    }
+}
+
+fn view_of<'a>(map: &'a Mmap, header: &VectorHeader) -> VectorView<'a> {
+    let dim = header.dim as usize;
+    let bytes = header.count as usize * header.row_bytes();
+    let body = &map[HEADER_LEN..HEADER_LEN + bytes];
+    match header.dtype {
+        Dtype::F32 => VectorView::F32 {
+            data: bytemuck::cast_slice(body),
+            dim,
+        },
+        Dtype::F16 => VectorView::F16 {
+            data: bytemuck::cast_slice(body),
+            dim,
+        },
     }
 }
 

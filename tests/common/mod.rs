@@ -58,7 +58,8 @@ impl TestServer {
         // The model fixtures are server-side files too.
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let roots = AllowedRoots::only(&[root.to_owned(), fixtures]).unwrap();
-        let settings = dcd::app::settings(roots, &runtime, None);
+        let mut settings = dcd::app::settings(roots, &runtime, None);
+        settings.background_index = true;
         let service = Service::open(data_dir, settings).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
