@@ -70,7 +70,7 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
         .thread_name("dcd-rpc")
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -118,9 +118,19 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
                 max_stream_bytes: args.max_stream_mib.max(1) << 20,
                 max_total_bytes: args.max_ingest_mib.max(1) << 20,
             },
+            connections: api::ConnectionLimits {
+                max_connections: args.max_connections.max(1),
+                handshake_timeout: Duration::from_secs(args.handshake_timeout_s),
+                keepalive: Duration::from_secs(args.keepalive_s),
+                drain_timeout: Duration::from_secs(args.drain_timeout_s),
+            },
         };
         run(listener, service, options, Shutdown(rx)).await
-    })
+    });
+    // Calls cut off at the drain deadline may still be computing on blocking threads: give
+    // them a moment, then exit without them (the store is safe at any point of a call).
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    served
 }
 
 /// Serves `service` on `listener` until `shutdown`.

@@ -111,6 +111,21 @@ pub struct ServeArgs {
     /// MiB of items one Ingest stream holds before they are committed.
     #[arg(long, env = "DCD_MAX_STREAM_MIB", default_value_t = crate::limits::StreamLimits::default().max_stream_bytes >> 20)]
     pub max_stream_mib: usize,
+    /// Connections open at once; more wait in the listen backlog (keep it well under the
+    /// process's open-file limit, `ulimit -n`).
+    #[arg(long, env = "DCD_MAX_CONNECTIONS", default_value_t = crate::limits::ConnectionLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds a new connection has to send its first bytes before it is closed.
+    #[arg(long, env = "DCD_HANDSHAKE_TIMEOUT_S", default_value_t = crate::limits::ConnectionLimits::default().handshake_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_s: u64,
+    /// Seconds between HTTP/2 pings; a peer silent for as long again is closed.
+    #[arg(long, env = "DCD_KEEPALIVE_S", default_value_t = crate::limits::ConnectionLimits::default().keepalive.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_s: u64,
+    /// Seconds SIGTERM waits for the calls in flight before it closes what is left.
+    #[arg(long, env = "DCD_DRAIN_TIMEOUT_S", default_value_t = crate::limits::ConnectionLimits::default().drain_timeout.as_secs())]
+    pub drain_timeout_s: u64,
     /// MiB of items all Ingest streams together hold before they are committed.
     #[arg(long, env = "DCD_MAX_INGEST_MIB", default_value_t = crate::limits::StreamLimits::default().max_total_bytes >> 20)]
     pub max_ingest_mib: usize,

@@ -81,6 +81,33 @@ impl Default for ServiceLimits {
     }
 }
 
+/// Bounds on connections and on the server's shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once (`--max-connections`); more wait in the listen backlog.
+    /// Keep it well under the process's file descriptor limit.
+    pub max_connections: usize,
+    /// Time a new connection has to send its first bytes (`--handshake-timeout-s`).
+    pub handshake_timeout: Duration,
+    /// HTTP/2 ping interval; a peer that does not answer within the same time again is
+    /// closed (`--keepalive-s`).
+    pub keepalive: Duration,
+    /// Longest wait, after SIGTERM, for the calls in flight (`--drain-timeout-s`); then the
+    /// remaining connections are closed (what was committed stays committed).
+    pub drain_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 512,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Bounds on `Ingest` streams: how many at once, how long one may sit idle, and the bytes
 /// of items received but not yet committed, per stream and over the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -139,13 +139,17 @@ impl DcdApi {
         };
         let service = self.service.clone();
         let span = tracing::Span::current();
+        // Dropped with this future (client gone, deadline passed): the work sees it and stops
+        // at its next step.
+        let (cancel_guard, cancelled) = crate::cancel::CancelOnDrop::new();
         let joined = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
             let _permit = permit;
             let _slot = slot;
-            f(&service)
+            crate::cancel::within(cancelled, || f(&service))
         })
         .await;
+        cancel_guard.disarm();
         let result = match joined {
             Ok(r) => r.map_err(Status::from),
             Err(e) => Err(Status::internal(format!(
@@ -258,7 +262,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         };
         let first = match tokio::time::timeout(limits.idle_timeout, stream.next()).await {
             Err(_) => return Err(idle("first item")),
-            Ok(Some(item)) => item?,
+            Ok(Some(item)) => item.map_err(super::decode_errors::reclassify_status)?,
             Ok(None) => {
                 return Err(invalid(
                     "items",
@@ -323,7 +327,7 @@ impl pb::dcd_server::Dcd for DcdApi {
                     None => match tokio::time::timeout(limits.idle_timeout, stream.next()).await {
                         Err(_) => return Err(idle("item")),
                         Ok(None) => break,
-                        Ok(Some(item)) => item?,
+                        Ok(Some(item)) => item.map_err(super::decode_errors::reclassify_status)?,
                     },
                 };
                 let cost = kib(item.encoded_len());

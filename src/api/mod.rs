@@ -5,7 +5,9 @@
 pub mod auth;
 pub mod bench;
 pub mod client;
+mod connections;
 mod convert;
+mod decode_errors;
 mod handlers;
 pub mod metrics;
 pub mod status;
@@ -15,10 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 
-pub use crate::limits::StreamLimits;
+pub use crate::limits::{ConnectionLimits, StreamLimits};
 pub use handlers::DcdApi;
 
 use crate::service::Service;
@@ -64,6 +64,8 @@ pub struct ServerOptions {
     pub metrics_listener: Option<TcpListener>,
     /// Bounds on client-streamed ingestion.
     pub streams: StreamLimits,
+    /// Bounds on connections and on the drain at shutdown.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerOptions {
@@ -76,6 +78,7 @@ impl Default for ServerOptions {
             request_timeout: None,
             metrics_listener: None,
             streams: StreamLimits::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -106,7 +109,9 @@ pub async fn serve(
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let auth = auth::BearerAuth::new(options.api_key.clone())?;
-    let dcd = tonic::service::interceptor::InterceptedService::new(dcd, auth.clone());
+    let dcd = decode_errors::DecodeErrorsAreInvalid(
+        tonic::service::interceptor::InterceptedService::new(dcd, auth.clone()),
+    );
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<pb::dcd_server::DcdServer<DcdApi>>()
@@ -122,9 +127,16 @@ pub async fn serve(
     let reflection = tonic::service::interceptor::InterceptedService::new(reflection, auth);
     // h2's default 64 KiB windows cap a stream of 1.5 KB vectors at a few tens of thousands
     // per second on loopback; larger windows let a client stream run at the store's pace.
+    let limits = options.connections;
     let mut builder = tonic::transport::Server::builder()
         .initial_stream_window_size(Some(WINDOW_BYTES))
-        .initial_connection_window_size(Some(2 * WINDOW_BYTES));
+        .initial_connection_window_size(Some(2 * WINDOW_BYTES))
+        // Pings find peers that vanished without closing (their connection and its calls
+        // would otherwise stay forever).
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive))
+        // A flood of streams opened and reset at once (the "rapid reset" attack) is cut off.
+        .http2_max_pending_accept_reset_streams(Some(32));
     if let Some((cert, key)) = &options.tls {
         let identity = tonic::transport::Identity::from_pem(cert, key);
         builder = builder
@@ -138,24 +150,30 @@ pub async fn serve(
         builder = builder.timeout(t);
     }
     tracing::info!(addr = ?addr, tls = options.tls.is_some(), auth = options.api_key.is_some(), "dcd serving gRPC");
-    // Nagle's algorithm against the peer's delayed ACKs stalls small answers by 40 ms; the
-    // builder's tcp_nodelay only reaches sockets it accepts itself, so set it here.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.and_then(|stream| {
-            stream.set_nodelay(true)?;
-            Ok(stream)
-        })
-    });
+    let incoming =
+        connections::incoming(listener, limits.max_connections, limits.handshake_timeout);
     let mut stop = shutdown.clone();
-    let result = builder
+    let server = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(dcd)
         .serve_with_incoming_shutdown(incoming, async move {
             stop.wait().await;
             tracing::info!("shutting down: finishing requests in flight");
-        })
-        .await;
+        });
+    tokio::pin!(server);
+    let mut draining = shutdown.clone();
+    let drain_deadline = async move {
+        draining.wait().await;
+        tokio::time::sleep(limits.drain_timeout).await;
+    };
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = drain_deadline => {
+            tracing::warn!(secs = limits.drain_timeout.as_secs(), "calls still open at the drain deadline are cut off (--drain-timeout-s)");
+            Ok(())
+        }
+    };
     let jobs = service.clone();
     let _ = tokio::task::spawn_blocking(move || jobs.jobs().shutdown()).await;
     result.map_err(|e| {

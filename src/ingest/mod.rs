@@ -94,7 +94,12 @@ pub fn start(service: &Arc<Service>, pool: &str, source: JobSource) -> Result<Jo
     };
     // Listing first: a source with nothing to ingest is refused before a job exists.
     let settings = service.settings();
-    source::list(&source, &settings.roots, &settings.limits, &|| false)?;
+    source::list(
+        &source,
+        &settings.roots,
+        &settings.limits,
+        &crate::cancel::requested,
+    )?;
     let record = store.pool_record(pool)?;
     if record.backbone.is_none() {
         return Err(ServiceError::NoModel { pool: record.name }.into());

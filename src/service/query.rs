@@ -135,6 +135,10 @@ pub struct DebugSetResult {
     pub excluded: usize,
 }
 
+/// Queries searched per step (a cancelled call stops between steps; large enough for the
+/// batched exact path's blocking to pay off).
+const QUERY_STEP: usize = 256;
+
 /// Per query: its vector, or why it has none.
 type Resolved = Vec<std::result::Result<Vec<f32>, String>>;
 
@@ -452,9 +456,23 @@ fn run_queries(
         ef: params.ef,
         filter: params.filter,
     };
-    let mut lists = ready.search_batch(&queries, &wide)?;
-    if rerank {
-        ready.rerank(&queries, &mut lists, params.k)?;
+    // In steps, so that a call whose client went away stops computing.
+    let mut lists = Vec::with_capacity(queries.rows);
+    for start in (0..queries.rows).step_by(QUERY_STEP) {
+        if crate::cancel::requested() {
+            return Err(ServiceError::Cancelled { what: "searching" }.into());
+        }
+        let end = (start + QUERY_STEP).min(queries.rows);
+        let step = Matrix::new(
+            end - start,
+            dim,
+            queries.data[start * dim..end * dim].to_vec(),
+        );
+        let mut found = ready.search_batch(&step, &wide)?;
+        if rerank {
+            ready.rerank(&step, &mut found, params.k)?;
+        }
+        lists.extend(found);
     }
     let mut out: Vec<std::result::Result<Vec<Neighbor>, String>> = resolved
         .iter()
