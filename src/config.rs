@@ -427,6 +427,13 @@ pub enum PoolCommand {
         #[arg(env = "DCD_POOL")]
         name: String,
     },
+    /// Check pools against the catalog: identity, row and item counts, row ids, finite
+    /// values, the saved index. Exits non-zero when any pool fails.
+    Verify {
+        /// Pool name (default: every pool).
+        #[arg(env = "DCD_POOL")]
+        name: Option<String>,
+    },
 }
 
 /// `dcd vectors ...`

@@ -460,3 +460,73 @@ fn benchmark_commands_print_the_documented_json() {
     let gt = dcd::formats::read_ivecs(&out.join("gt.ivecs")).unwrap();
     assert_eq!((gt.0, gt.1), (50, 20));
 }
+
+/// An import cut short can be run again: rows already stored with the same vector are
+/// skipped (it failed on the first existing key), a key stored with another vector stops it.
+/// `dcd pool verify` says ok, and fails, naming the pool, once the catalog is damaged.
+#[test]
+fn imports_resume_and_pools_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let spec = ClusterSpec {
+        dim: 8,
+        clusters: 4,
+        seed: 11,
+    };
+    let all = spec.sample(500, 0);
+    let head = dcd::types::Matrix::new(200, 8, all.data[..200 * 8].to_vec());
+    let (all_npy, head_npy) = (tmp.path().join("all.npy"), tmp.path().join("all.head.npy"));
+    write_npy(&all_npy, &all).unwrap();
+    write_npy(&head_npy, &head).unwrap();
+    let keys: String = (0..500).map(|i| format!("k{i}\n")).collect();
+    std::fs::write(tmp.path().join("keys.txt"), &keys).unwrap();
+    let head_keys: String = (0..200).map(|i| format!("k{i}\n")).collect();
+    std::fs::write(tmp.path().join("head.txt"), &head_keys).unwrap();
+    ok(
+        &data,
+        &["pool", "create", "p", "--dim", "8", "--dtype", "f16"],
+    );
+    let import = |file: &Path, keys: &str| {
+        vec![
+            "vectors".to_string(),
+            "import".into(),
+            "--pool".into(),
+            "p".into(),
+            "--file".into(),
+            file.display().to_string(),
+            "--keys".into(),
+            tmp.path().join(keys).display().to_string(),
+            "--batch".into(),
+            "64".into(),
+        ]
+    };
+    let args = import(&head_npy, "head.txt");
+    ok(&data, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = import(&all_npy, "keys.txt");
+    let out = ok(&data, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("imported 300 vectors"), "{out}");
+    assert!(out.contains("200 were stored already"), "{out}");
+    let list: Value = serde_json::from_str(&ok(&data, &["pool", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["rows"], 500);
+
+    let mut changed = all.clone();
+    changed.data[3 * 8] += 1.0;
+    write_npy(&all_npy, &changed).unwrap();
+    let args = import(&all_npy, "keys.txt");
+    let err = user_error(&data, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("\"k3\"") && err.contains("different vector"),
+        "{err}"
+    );
+
+    let out = ok(&data, &["pool", "verify"]);
+    assert!(out.contains("ok      p: 500 rows"), "{out}");
+    let conn = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    conn.execute("DELETE FROM items WHERE row_id = 17", [])
+        .unwrap();
+    drop(conn);
+    let out = dcd(&data, &["pool", "verify"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAILED  p:"), "{text}");
+}

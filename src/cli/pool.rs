@@ -94,6 +94,43 @@ pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
             store.delete_pool(&name)?;
             println!("deleted pool {name}");
         }
+        PoolCommand::Verify { name } => verify(&store, name)?,
     }
     Ok(())
+}
+
+/// `dcd pool verify`: one line per pool; the first failure is the command's error.
+fn verify(store: &Store, name: Option<String>) -> Result<()> {
+    let names = match name {
+        Some(n) => vec![store.pool_record(&n)?.name],
+        None => store.pools()?.into_iter().map(|p| p.name).collect(),
+    };
+    let mut first_failure = None;
+    for name in names {
+        let checked = store.open_pool(&name).and_then(|p| {
+            let rows = p.verify_deep()?;
+            Ok((rows, manager::status(&p)))
+        });
+        match checked {
+            Ok((rows, index)) => {
+                let index = match (index.indexed_rows, index.problem) {
+                    (Some(n), _) if n as u64 == rows => "index up to date".to_string(),
+                    (Some(n), _) => format!("index covers {n} rows, caught up at the next search"),
+                    (None, problem) => format!(
+                        "no usable index ({}), rebuilt at the next search",
+                        problem.unwrap_or_default()
+                    ),
+                };
+                println!("ok      {name}: {rows} rows, catalog and vectors agree; {index}");
+            }
+            Err(e) => {
+                println!("FAILED  {name}: {e}");
+                first_failure.get_or_insert(e);
+            }
+        }
+    }
+    match first_failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }

@@ -1,5 +1,7 @@
 //! `dcd vectors import`: reads a vector file (plus optional keys and labels) and appends it to
-//! a pool in durable batches, then brings the index up to date.
+//! a pool in durable batches, then brings the index up to date. Resumable: a key already
+//! stored with the same vector (an import cut short and run again) is skipped; one stored
+//! with a different vector stops the import, naming it.
 
 use std::path::Path;
 use std::time::Instant;
@@ -42,9 +44,10 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
     let t = Instant::now();
     let first = pool.len();
     let mut start = 0;
+    let mut present = 0usize;
     while let Some(batch) = vectors.next_batch(args.batch)? {
         let end = start + batch.rows;
-        let items: Vec<NewItem> = (start..end)
+        let mut items: Vec<NewItem> = (start..end)
             .map(|i| NewItem {
                 key: keys
                     .as_ref()
@@ -57,6 +60,12 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
                 metadata: None,
             })
             .collect();
+        let (batch, skipped) = without_stored(&pool, batch, &mut items)?;
+        present += skipped;
+        if items.is_empty() {
+            start = end;
+            continue;
+        }
         pool.append(&batch, &items).inspect_err(|_| {
             if start > 0 {
                 tracing::warn!(
@@ -68,8 +77,14 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
         start = end;
     }
     let secs = t.elapsed().as_secs_f64();
+    let already = if present > 0 {
+        format!("; {present} were stored already and skipped")
+    } else {
+        String::new()
+    };
     println!(
-        "imported {n} vectors into {} (rows {first}..{}) in {secs:.2}s",
+        "imported {} vectors into {} (rows {first}..{}) in {secs:.2}s{already}",
+        n - present,
         args.pool,
         pool.len()
     );
@@ -88,6 +103,56 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The batch without the rows whose keys the pool holds already with the same vector (as
+/// stored: f16 pools compare after rounding); a key stored with another vector is an error.
+fn without_stored(
+    pool: &crate::store::Pool,
+    batch: crate::types::Matrix,
+    items: &mut Vec<NewItem>,
+) -> Result<(crate::types::Matrix, usize)> {
+    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    let stored = pool.existing_keys(&keys)?;
+    if stored.is_empty() {
+        return Ok((batch, 0));
+    }
+    let f16 = pool.record().dtype == crate::types::Dtype::F16;
+    let as_stored = |v: f32| {
+        if f16 {
+            half::f16::from_f32(v).to_f32()
+        } else {
+            v
+        }
+    };
+    let mut data = Vec::with_capacity(batch.data.len());
+    let mut kept = Vec::with_capacity(items.len());
+    for (item, row) in items.drain(..).zip(batch.iter_rows()) {
+        if !stored.contains(&item.key) {
+            data.extend_from_slice(row);
+            kept.push(item);
+            continue;
+        }
+        let at = pool.row_of_key(&item.key)?.expect("the key was just found");
+        let same = pool
+            .vectors()
+            .row_f32(at as usize)
+            .iter()
+            .zip(row)
+            .all(|(a, b)| a.to_bits() == as_stored(*b).to_bits());
+        if !same {
+            return Err(Error::Usage(format!(
+                "key {:?} is stored already (row {at}) with a different vector; give it another key, or delete the pool to import afresh",
+                item.key
+            )));
+        }
+    }
+    let skipped = batch.rows - kept.len();
+    *items = kept;
+    Ok((
+        crate::types::Matrix::new(items.len(), batch.dim, data),
+        skipped,
+    ))
 }
 
 fn lines_for(path: &Path, n: usize, what: &str) -> Result<Vec<String>> {

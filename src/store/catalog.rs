@@ -498,6 +498,18 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The smallest and largest row id of a pool's items (None: no items).
+    pub fn row_id_range(&self, pool_id: i64) -> Result<Option<(u64, u64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT MIN(row_id), MAX(row_id) FROM items WHERE pool_id = ?1",
+                [pool_id],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+            .map(|(lo, hi)| lo.zip(hi).map(|(lo, hi)| (lo as u64, hi as u64)))
+            .map_err(StoreError::catalog("reading row ids"))
+    }
+
     /// Number of item rows recorded for a pool (equals its committed count when healthy).
     pub fn item_count(&self, pool_id: i64) -> Result<u64, StoreError> {
         self.conn

@@ -533,6 +533,42 @@ impl Pool {
         }
         Ok(rows)
     }
+
+    /// [`Pool::verify`], and the rest of what `dcd pool verify` checks: every row from 0 to
+    /// the count has exactly one item (ids unique by the schema, their range here), and every
+    /// stored value is finite. Reads every row: minutes for a large pool.
+    pub fn verify_deep(&self) -> Result<u64, StoreError> {
+        let rows = self.verify()?;
+        let range = self.catalog.lock().row_id_range(self.record.id)?;
+        let expected = (rows > 0).then(|| (0, rows - 1));
+        if range != expected {
+            return Err(StoreError::CorruptVectorFile {
+                path: self.vectors.path().to_owned(),
+                reason: format!(
+                    "item row ids span {range:?}, the {rows} committed rows need {expected:?}"
+                ),
+            });
+        }
+        let view = self.vectors.view();
+        let dim = view.dim();
+        let mut buf = vec![0.0f32; 1024 * dim];
+        for start in (0..view.len()).step_by(1024) {
+            let end = (start + 1024).min(view.len());
+            let block = &mut buf[..(end - start) * dim];
+            view.copy_rows_f32(start, end, block);
+            if let Some(pos) = block.iter().position(|v| !v.is_finite()) {
+                return Err(StoreError::CorruptVectorFile {
+                    path: self.vectors.path().to_owned(),
+                    reason: format!(
+                        "row {} holds a non-finite value at position {}",
+                        start + pos / dim,
+                        pos % dim
+                    ),
+                });
+            }
+        }
+        Ok(rows)
+    }
 }
 
 /// Longest item key, in bytes (a path or URI; Linux paths stop at 4096).
