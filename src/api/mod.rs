@@ -8,6 +8,8 @@ pub mod client;
 mod connections;
 mod convert;
 mod decode_errors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 pub mod metrics;
 pub mod status;
