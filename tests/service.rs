@@ -819,64 +819,87 @@ async fn auth_in_flight_limit_health_and_reflection() {
     assert!(msg.contains("wrong"));
     client.list_pools(with_key("s3cret")).await.unwrap();
 
-    // A stream held open keeps the one permit; a second call is refused, then served.
-    let mut create = tonic::Request::new(pb::CreatePoolRequest {
-        name: "p".into(),
-        dim: 4,
-        ..Default::default()
-    });
-    create
-        .metadata_mut()
-        .insert("authorization", "Bearer s3cret".parse().unwrap());
-    client.create_pool(create).await.unwrap();
-    // The stream takes the permit when its first item arrives. A probe that holds the permit
-    // at that moment makes the stream the refused call, and the stream is started again.
-    let mut held = None;
-    for _ in 0..20 {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tx.send(pb::IngestItem {
-            pool: "p".into(),
-            key: "a".into(),
-            content: Some(pb::ingest_item::Content::Vector(vector(vec![1.0; 4]))),
+    // A call computing holds the one permit; a second call is refused, then served. An
+    // Ingest stream held open does not count: streams have their own cap, and an idle one
+    // must not keep the computing calls out.
+    fn keyed<T>(mut r: tonic::Request<T>) -> tonic::Request<T> {
+        r.metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().unwrap());
+        r
+    }
+    client
+        .create_pool(keyed(tonic::Request::new(pb::CreatePoolRequest {
+            name: "p".into(),
+            dim: 64,
             ..Default::default()
-        })
+        })))
         .await
         .unwrap();
-        let mut stream_req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        stream_req
-            .metadata_mut()
-            .insert("authorization", "Bearer s3cret".parse().unwrap());
-        let mut c2 = client.clone();
-        let ingest = tokio::spawn(async move { c2.ingest(stream_req).await });
-        let mut refused = false;
-        for _ in 0..200 {
-            if ingest.is_finished() {
-                break;
-            }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let rows: Vec<pb::IngestItem> = (0..20_000)
+        .map(|i| pb::IngestItem {
+            pool: "p".into(),
+            key: format!("r{i}"),
+            content: Some(pb::ingest_item::Content::Vector(vector(
+                (0..64).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+            ))),
+            ..Default::default()
+        })
+        .collect();
+    client
+        .ingest(keyed(tonic::Request::new(tokio_stream::iter(rows))))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::IngestItem {
+        pool: "p".into(),
+        key: "held".into(),
+        content: Some(pb::ingest_item::Content::Vector(vector(vec![1.0; 64]))),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut c2 = client.clone();
+    let stream = keyed(tonic::Request::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    let held_stream = tokio::spawn(async move { c2.ingest(stream).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    client.list_pools(with_key("s3cret")).await.unwrap();
+    let mut refused = false;
+    for queries in [200usize, 1000, 4000] {
+        let heavy = pb::SearchRequest {
+            pool: "p".into(),
+            queries: (0..queries)
+                .map(|_| query_vec((0..64).map(|_| rng.gen_range(-1.0..1.0)).collect()))
+                .collect(),
+            k: 10,
+            exact: true,
+            ..Default::default()
+        };
+        let mut c3 = client.clone();
+        let search =
+            tokio::spawn(async move { c3.search(keyed(tonic::Request::new(heavy))).await });
+        while !search.is_finished() {
             match client.list_pools(with_key("s3cret")).await {
                 Err(s) if s.code() == Code::ResourceExhausted => {
                     assert!(s.message().contains("--max-in-flight"));
                     refused = true;
                     break;
                 }
-                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
             }
         }
+        search.await.unwrap().unwrap();
         if refused {
-            held = Some((tx, ingest));
             break;
         }
-        drop(tx);
-        match ingest.await.unwrap() {
-            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status}"),
-            Ok(_) => panic!("the stream held the permit, yet 200 calls beside it were served"),
-        }
     }
-    let (tx, ingest) = held.expect("a second request beyond the limit is refused");
-    drop(tx);
-    let summary = ingest.await.unwrap().unwrap().into_inner();
-    assert_eq!(summary.stored, 1);
+    assert!(refused, "a second call beside a computing one is refused");
     client.list_pools(with_key("s3cret")).await.unwrap();
+    drop(tx);
+    let summary = held_stream.await.unwrap().unwrap().into_inner();
+    assert_eq!(summary.stored, 1);
 
     // Health needs no key; reflection follows auth: refused without the key, lists the
     // service with it (in any case of the scheme's name).

@@ -45,6 +45,17 @@ pub struct DcdApi {
     stream_kib: Arc<Semaphore>,
 }
 
+/// How a call is admitted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Under an in-flight permit (`--max-in-flight`) and a compute slot.
+    Call,
+    /// A client stream: it mostly waits on its client, so it takes neither (streams have a
+    /// cap of their own, `--max-ingest-streams`); an idle stream must not keep a slot from
+    /// the calls that compute.
+    Stream,
+}
+
 /// What a stream's feed hands its worker: an item with its share of the byte budgets, or
 /// a request to commit now (the feed is short of budget: committing frees it).
 enum Feed {
@@ -103,30 +114,32 @@ impl DcdApi {
         T: Send + 'static,
         F: FnOnce(&Arc<Service>) -> Result<T> + Send + 'static,
     {
-        self.run_blocking(method, true, f).await
+        self.run_blocking(method, Admission::Call, f).await
     }
 
-    /// As [`DcdApi::blocking`]; `compute: false` for calls that mostly wait (an ingest
-    /// stream waits on its client) and must not hold a compute slot meanwhile.
+    /// As [`DcdApi::blocking`], admitted as `admission` says.
     async fn run_blocking<T, F>(
         &self,
         method: &'static str,
-        compute: bool,
+        admission: Admission,
         f: F,
     ) -> std::result::Result<T, Status>
     where
         T: Send + 'static,
         F: FnOnce(&Arc<Service>) -> Result<T> + Send + 'static,
     {
-        let permit = match self.permit() {
-            Ok(p) => p,
-            Err(s) => {
-                self.metrics.observe(method, s.code(), 0.0);
-                return Err(s);
-            }
+        let permit = match admission {
+            Admission::Stream => None,
+            Admission::Call => match self.permit() {
+                Ok(p) => Some(p),
+                Err(s) => {
+                    self.metrics.observe(method, s.code(), 0.0);
+                    return Err(s);
+                }
+            },
         };
         let started = std::time::Instant::now();
-        let slot = if compute {
+        let slot = if admission == Admission::Call {
             Some(
                 self.compute
                     .clone()
@@ -281,7 +294,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         // batch is committed; a feed short of budget asks for a commit, which frees it.
         let (tx, mut rx) = mpsc::channel::<Feed>(1024);
         let pool = first.pool.clone();
-        let worker = self.run_blocking("Ingest", false, move |s| {
+        let worker = self.run_blocking("Ingest", Admission::Stream, move |s| {
             let mut ingest = StreamIngest::start(s.clone(), &pool)?;
             let mut held: Vec<[OwnedSemaphorePermit; 2]> = Vec::new();
             while let Some(feed) = rx.blocking_recv() {

@@ -10,10 +10,10 @@ use sha2::{Digest, Sha256};
 use crate::types::hex;
 
 use super::{PoolHandle, Service, ServiceError};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::features::pipeline::ImageInput;
 use crate::index::IndexError;
-use crate::store::{NewItem, StoreError};
+use crate::store::NewItem;
 use crate::types::Matrix;
 
 /// Vectors per commit.
@@ -162,18 +162,9 @@ impl StreamIngest {
         self.flush()?;
         self.summary.pool_items = self.pool.record().rows;
         if self.summary.stored > 0 {
-            let pool = self.pool.clone();
-            std::thread::Builder::new()
-                .name("dcd-index-refresh".into())
-                .spawn(move || {
-                    match pool.refresh_graph() {
-                        Ok(()) | Err(Error::Store(StoreError::PoolDeleted { .. })) => {}
-                        Err(e) => tracing::warn!(error = %e, "index refresh after ingest failed; the next search retries"),
-                    }
-                })
-                .map_err(|e| ServiceError::Internal {
-                    what: format!("cannot start the index thread: {e}"),
-                })?;
+            // One build thread per pool however many streams finish; searches scan the new
+            // rows until it is done.
+            self.pool.refresh_in_background();
         }
         Ok(self.summary)
     }

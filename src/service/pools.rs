@@ -251,20 +251,32 @@ impl PoolHandle {
         Ok(s.graph.as_ref().map_or(0, |g| g.len()) < s.pool.len())
     }
 
-    /// Starts a build on a thread of its own unless one is queued or running.
-    fn refresh_in_background(self: &Arc<Self>) {
+    /// Starts a build on a thread of its own unless one is queued or running; that one
+    /// builds again until the graph covers the rows committed meanwhile. So however many
+    /// ingests and searches ask, one thread builds, one build after another.
+    pub fn refresh_in_background(self: &Arc<Self>) {
         if self.building.swap(true, Ordering::AcqRel) {
             return;
         }
         let handle = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("dcd-index-build".into())
-            .spawn(move || {
+            .spawn(move || loop {
                 let result = handle.refresh_graph();
                 handle.building.store(false, Ordering::Release);
                 match result {
-                    Ok(()) | Err(crate::Error::Store(StoreError::PoolDeleted { .. })) => {}
-                    Err(e) => tracing::warn!(error = %e, "index build failed; searches scan the rows it lacks, the next one retries"),
+                    Ok(()) => {}
+                    Err(crate::Error::Store(StoreError::PoolDeleted { .. })) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "index build failed; searches scan the rows it lacks, the next one retries");
+                        return;
+                    }
+                }
+                // Rows committed during the build, whose request to build found this one
+                // running: build again, unless another thread took the flag meanwhile.
+                let behind = handle.graph_behind().unwrap_or(false);
+                if !behind || handle.building.swap(true, Ordering::AcqRel) {
+                    return;
                 }
             });
         if let Err(e) = spawned {
