@@ -256,12 +256,12 @@ async fn load_with_idle_abuse_then_sigterm() {
         );
     }
     let mut idle_streams = Vec::new();
-    for i in 0..64 {
+    for (i, channel) in idle_channels.iter().take(64).enumerate() {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tx.send(vector_items(&mut rng, "v", &format!("idle{i}"), 1).remove(0))
             .await
             .unwrap();
-        let mut c = pb::dcd_client::DcdClient::new(idle_channels[i].clone());
+        let mut c = pb::dcd_client::DcdClient::new(channel.clone());
         let task = tokio::spawn(async move {
             c.ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
                 .await
