@@ -197,6 +197,9 @@ pub struct LimitArgs {
     /// job starts; the items they stored stay).
     #[arg(long, env = "DCD_JOBS_KEPT", default_value_t = LimitArgs::default().jobs_kept)]
     pub jobs_kept: usize,
+    /// Images one Embed, Search or BuildDebugSet may carry.
+    #[arg(long, env = "DCD_MAX_IMAGES_PER_CALL", default_value_t = LimitArgs::default().max_images_per_call)]
+    pub max_images_per_call: usize,
     /// Largest manifest (CSV or JSONL) a job reads, in MiB.
     #[arg(long, env = "DCD_MAX_MANIFEST_MIB", default_value_t = LimitArgs::default().max_manifest_mib)]
     pub max_manifest_mib: u64,
@@ -212,6 +215,7 @@ impl Default for LimitArgs {
             job_chunk_mib: limits.job_chunk_bytes >> 20,
             jobs_kept: limits.jobs_kept,
             max_manifest_mib: limits.max_manifest_bytes >> 20,
+            max_images_per_call: limits.max_images_per_call,
         }
     }
 }
@@ -228,6 +232,7 @@ impl LimitArgs {
             job_chunk_bytes: self.job_chunk_mib.max(1).saturating_mul(1 << 20),
             jobs_kept: self.jobs_kept.max(1),
             max_manifest_bytes: self.max_manifest_mib.max(1).saturating_mul(1 << 20),
+            max_images_per_call: self.max_images_per_call.max(1),
         }
     }
 }
@@ -246,14 +251,20 @@ pub struct ImageLimitArgs {
     #[arg(long, env = "DCD_MAX_ASPECT_RATIO", default_value_t = limits::MAX_ASPECT_RATIO,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_aspect_ratio: u32,
+    /// MiB all image decodes hold at once (from each image's header, before its pixels are
+    /// allocated); more wait. One image alone may exceed it.
+    #[arg(long, env = "DCD_MAX_DECODE_MIB", default_value_t = ImageLimitArgs::default().max_decode_mib)]
+    pub max_decode_mib: u64,
 }
 
 impl Default for ImageLimitArgs {
     fn default() -> Self {
+        let d = limits::ImageLimits::default();
         ImageLimitArgs {
-            max_image_mib: limits::MAX_FILE_BYTES >> 20,
-            max_image_pixels: limits::MAX_PIXELS,
-            max_aspect_ratio: limits::MAX_ASPECT_RATIO,
+            max_image_mib: d.max_file_bytes >> 20,
+            max_image_pixels: d.max_pixels,
+            max_aspect_ratio: d.max_aspect_ratio,
+            max_decode_mib: d.max_decode_bytes >> 20,
         }
     }
 }
@@ -265,6 +276,7 @@ impl ImageLimitArgs {
             max_file_bytes: self.max_image_mib.max(1).saturating_mul(1 << 20),
             max_pixels: self.max_image_pixels.max(1),
             max_aspect_ratio: self.max_aspect_ratio,
+            max_decode_bytes: self.max_decode_mib.max(1).saturating_mul(1 << 20),
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct ImageLimits {
     pub max_pixels: u64,
     /// Largest longer side / shorter side (`--max-aspect-ratio`).
     pub max_aspect_ratio: u32,
+    /// Bytes all decodes in the process hold at once, as leased from the headers
+    /// (`--max-decode-mib`); one image alone may exceed it.
+    pub max_decode_bytes: u64,
 }
 
 impl Default for ImageLimits {
@@ -30,6 +33,7 @@ impl Default for ImageLimits {
             max_file_bytes: MAX_FILE_BYTES,
             max_pixels: MAX_PIXELS,
             max_aspect_ratio: MAX_ASPECT_RATIO,
+            max_decode_bytes: 1 << 30,
         }
     }
 }
@@ -67,6 +71,10 @@ pub struct ServiceLimits {
     pub jobs_kept: usize,
     /// Largest manifest file (`--max-manifest-mib`).
     pub max_manifest_bytes: u64,
+    /// Images one Embed, Search or BuildDebugSet may carry (`--max-images-per-call`): each
+    /// costs a decode and a forward pass, and tiny images fit by the hundred thousand in one
+    /// message.
+    pub max_images_per_call: usize,
 }
 
 impl Default for ServiceLimits {
@@ -77,6 +85,7 @@ impl Default for ServiceLimits {
             job_chunk_bytes: 256 << 20,
             jobs_kept: 100,
             max_manifest_bytes: 1 << 30,
+            max_images_per_call: 1024,
         }
     }
 }

@@ -633,3 +633,34 @@ fn cancelled_calls_stop_listing_and_searching() {
     // Outside a cancelled call the same requests are served.
     assert!(service.search(&search).is_ok());
 }
+
+/// Thousands of 70-byte images fit in one message, each a decode and a forward pass: a call
+/// carries at most --max-images-per-call, refused before anything is decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_per_call_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
+    let mut client = server.client().await;
+    image_pool(&mut client).await;
+    let tiny = common::png(&image::RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9])));
+    let e = client
+        .embed(pb::EmbedRequest {
+            model: Some(pb::embed_request::Model::Pool("img".into())),
+            images: vec![tiny.clone(); 1025],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("--max-images-per-call"), "{e}");
+    let e = client
+        .search(pb::SearchRequest {
+            pool: "img".into(),
+            queries: vec![image_query(tiny); 1025],
+            k: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("--max-images-per-call"), "{e}");
+    server.stop().await.unwrap();
+}

@@ -498,6 +498,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         let images = r.images;
         let response = self
             .blocking("Embed", move |s| {
+                s.check_images(images.len())?;
                 let embedder = match model {
                     pb::embed_request::Model::Backbone(b) => s.models().get(&ModelKey {
                         backbone: b,

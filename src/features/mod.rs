@@ -3,6 +3,7 @@
 
 pub mod backbone;
 pub mod cpu;
+pub mod decode_budget;
 pub mod error;
 pub mod hub;
 mod jpeg;

@@ -147,7 +147,8 @@ impl Preprocess {
                 max: limits.max_file_bytes,
             });
         }
-        self.tensor(&decode_within(bytes, limits)?, limits)
+        let (image, _lease) = decode_leased(bytes, limits)?;
+        self.tensor(&image, limits)
     }
 
     /// As [`Preprocess::run_within`] for a file (a regular file, its size checked before it is
@@ -227,6 +228,15 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, ImageError> {
 /// As [`decode`], within `limits` (pixels and aspect ratio; the byte limit is the caller's,
 /// who holds the bytes already).
 pub fn decode_within(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, ImageError> {
+    decode_leased(bytes, limits).map(|(image, _)| image)
+}
+
+/// As [`decode_within`], with the share of the process's decode budget that the image took
+/// (its decoded form and the RGB copy, from the header): keep it until done with the image.
+fn decode_leased(
+    bytes: &[u8],
+    limits: &ImageLimits,
+) -> Result<(RgbImage, super::decode_budget::Lease), ImageError> {
     use image::ImageDecoder;
     if bytes.is_empty() {
         return Err(ImageError::Empty);
@@ -249,17 +259,23 @@ pub fn decode_within(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, Ima
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
+    let pixels = width as u64 * height as u64;
+    let need = pixels * (decoder.color_type().bytes_per_pixel() as u64 + 3);
+    let lease = super::decode_budget::lease(need, limits.max_decode_bytes);
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = image::DynamicImage::from_decoder(decoder).map_err(classify)?;
     img.apply_orientation(orientation);
     let rgb = img.into_rgb8();
-    Ok(RgbImage {
-        width: rgb.width(),
-        height: rgb.height(),
-        data: rgb.into_raw(),
-    })
+    Ok((
+        RgbImage {
+            width: rgb.width(),
+            height: rgb.height(),
+            data: rgb.into_raw(),
+        },
+        lease,
+    ))
 }
 
 /// Refuses header dimensions outside `limits` (no pixel is allocated yet).

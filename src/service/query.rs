@@ -304,6 +304,11 @@ impl Service {
             }
             .into());
         }
+        let images = queries
+            .iter()
+            .filter(|q| matches!(q, QueryInput::Image { .. }))
+            .count();
+        self.check_images(images)?;
         let record = target.record();
         let mut out: Resolved = Vec::with_capacity(queries.len());
         let mut images = Vec::new();
@@ -325,7 +330,14 @@ impl Service {
                     out.push(Ok(open.pool.vectors().row_f32(row as usize)));
                 }
                 QueryInput::Image { name, bytes } => {
-                    images.push((i, name.clone(), bytes.clone()));
+                    // One copy, handed to the pipeline (the request keeps its own).
+                    images.push((
+                        i,
+                        ImageInput::Bytes {
+                            name: name.clone(),
+                            bytes: bytes.clone(),
+                        },
+                    ));
                     out.push(Err(String::new()));
                 }
             }
@@ -333,15 +345,9 @@ impl Service {
         if !images.is_empty() {
             let model = self.pool_model(&record)?;
             self.count_embedded(images.len());
-            let inputs = images
-                .iter()
-                .map(|(_, name, bytes)| ImageInput::Bytes {
-                    name: name.clone(),
-                    bytes: bytes.clone(),
-                })
-                .collect();
-            for ((i, _, _), r) in images.iter().zip(model.embed(inputs)) {
-                out[*i] = r.map_err(|e| e.to_string());
+            let (positions, inputs): (Vec<usize>, Vec<ImageInput>) = images.into_iter().unzip();
+            for (i, r) in positions.into_iter().zip(model.embed(inputs)) {
+                out[i] = r.map_err(|e| e.to_string());
             }
         }
         if out.iter().all(|r| r.is_err()) {
@@ -358,6 +364,20 @@ impl Service {
 }
 
 impl Service {
+    /// Refuses, before any decoding, a call carrying more images than `--max-images-per-call`.
+    pub fn check_images(&self, images: usize) -> Result<()> {
+        let max = self.settings().limits.max_images_per_call;
+        if images > max {
+            return Err(ServiceError::OverLimit {
+                what: format!("{images} images in one call, above the limit of {max}"),
+                fix: "send them in several calls",
+                flag: "--max-images-per-call",
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// Refuses, before any work, a call whose answer would hold more than `--max-hits`
     /// neighbours (its memory and its message grow with queries x k).
     fn check_hits(&self, queries: usize, k: usize, what: &'static str) -> Result<()> {
