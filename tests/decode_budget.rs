@@ -6,21 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 use dcd::api::pb;
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        / 1024
-}
 
 /// A grey 8192 x 8192 PNG: 64 MP, the default pixel limit, a few hundred KB on the wire.
 fn largest_png(shade: u8) -> Vec<u8> {
@@ -35,46 +21,18 @@ fn largest_png(shade: u8) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_images_decode_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let budget_mib = 300;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dcd"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--log",
-            "error",
-            "--threads",
-            "2",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--max-decode-mib", &budget_mib.to_string()])
-        .arg("--allow-root")
-        .arg(&fixtures)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = format!(
-        "http://{}",
-        line.trim().strip_prefix("dcd listening on ").unwrap()
+    let server = common::ServerProcess::start(
+        &dir.path().join("data"),
+        dir.path(),
+        &["--max-decode-mib", &budget_mib.to_string()],
     );
-    let mut client = pb::dcd_client::DcdClient::connect(url).await.unwrap();
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "img".into(),
-            backbone: "resnet".into(),
-            weights: common::tiny_resnet(),
-            ..Default::default()
-        })
+    let pid = server.child.id();
+    let peak_rss_mib = |pid| common::proc_kib(Some(pid), "VmHWM") / 1024;
+    let mut client = pb::dcd_client::DcdClient::connect(server.url.clone())
         .await
         .unwrap();
+    common::image_pool(&mut client, "img").await;
     // Warm up: the model loaded, the pipeline's threads started.
     let small = common::png(&image::RgbImage::from_pixel(32, 32, image::Rgb([1, 2, 3])));
     client
@@ -96,8 +54,7 @@ async fn the_largest_images_decode_within_the_budget() {
         .unwrap()
         .into_inner();
     let after = peak_rss_mib(pid);
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     assert!(answer
         .results
         .iter()

@@ -66,14 +66,7 @@ async fn a_full_disk_is_resource_exhausted_and_loses_nothing() {
     };
     let server = TestServer::start(&data, outer.path(), ServerOptions::default()).await;
     let mut client = server.client().await;
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "v".into(),
-            dim: DIM as u32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, "v", DIM).await;
     let mut acknowledged = 0u64;
     let mut failure = None;
     for round in 0..200 {

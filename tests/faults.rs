@@ -8,9 +8,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dcd::api::pb;
@@ -19,45 +18,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const DIM: usize = 16;
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-fn start_server(data: &Path, root: &Path) -> Server {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dcd"))
-        .arg("--data-dir")
-        .arg(data)
-        .args([
-            "--log",
-            "error",
-            "--threads",
-            "2",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--allow-root")
-        .arg(format!("{},{}", root.display(), fixtures.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("dcd listening on ")
-        .unwrap_or_else(|| panic!("server did not start: {line:?}"));
-    Server {
-        child,
-        url: format!("http://{addr}"),
-    }
-}
 
 /// What clients saw acknowledged.
 #[derive(Default)]
@@ -244,32 +204,16 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     common::write_pool(&images, 20, 60, 3);
     // The pools the rounds fill, made once.
     {
-        let mut server = start_server(&data, &base);
+        let server = common::ServerProcess::start(&data, &base, &[]);
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let mut client = pb::dcd_client::DcdClient::connect(server.url.clone())
                 .await
                 .unwrap();
-            client
-                .create_pool(pb::CreatePoolRequest {
-                    name: "v".into(),
-                    dim: DIM as u32,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            client
-                .create_pool(pb::CreatePoolRequest {
-                    name: "img".into(),
-                    backbone: "resnet".into(),
-                    weights: common::tiny_resnet(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+            common::raw_pool(&mut client, "v", DIM).await;
+            common::image_pool(&mut client, "img").await;
         });
-        let _ = server.child.kill();
-        let _ = server.child.wait();
+        server.kill();
     }
     // The import rounds' own data dir and file.
     let imp_data = base.join("imp-data");
@@ -305,15 +249,14 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             import_round(&imp_data, &imp_file, &imp_keys, &mut rng, n_imp);
             continue;
         }
-        let mut server = start_server(&data, &base);
+        let server = common::ServerProcess::start(&data, &base, &[]);
         let kill_after = Duration::from_millis(rng.gen_range(20..900));
         let seed = rng.gen();
         rt.block_on(async {
             let work = workload(server.url.clone(), round, seed, images.clone(), &mut ack);
             let _ = tokio::time::timeout(kill_after, work).await;
         });
-        let _ = server.child.kill();
-        let _ = server.child.wait();
+        server.kill();
         check(&data, &ack, checked, round, &mut rng);
         checked = ack.keys.len();
     }

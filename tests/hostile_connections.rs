@@ -173,14 +173,7 @@ async fn shutdown_ends_within_the_drain_deadline() {
     };
     let server = TestServer::start(dir.path(), dir.path(), options).await;
     let mut client = server.client().await;
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "v".into(),
-            dim: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, "v", 2).await;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tx.send(pb::IngestItem {
         pool: "v".into(),

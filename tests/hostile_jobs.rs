@@ -24,6 +24,11 @@ fn service(
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let roots = AllowedRoots::only(&[root.to_owned(), fixtures]).unwrap();
     let service = Service::open(data, dcd::app::settings(roots, &runtime, None)).unwrap();
+    image_pool(&service);
+    service
+}
+
+fn image_pool(service: &Service) {
     service
         .create_pool(&CreatePool {
             name: "p".into(),
@@ -34,7 +39,25 @@ fn service(
             dtype: dcd::types::Dtype::F32,
         })
         .unwrap();
-    service
+}
+
+/// A job over `root` left as a run killed while the model held `inflight` leaves it, then
+/// resumed as the next start does; returns its final record.
+fn resume_after_death(
+    service: &Arc<Service>,
+    root: &Path,
+    inflight: &[String],
+) -> dcd::store::JobRecord {
+    let store = service.store();
+    let job = store
+        .create_job("p", &JobSource::Folder(root.to_owned()), 100)
+        .unwrap();
+    store
+        .set_job_state(&job.id, JobState::Running, None)
+        .unwrap();
+    store.set_job_inflight(&job.id, inflight).unwrap();
+    dcd::ingest::resume_unfinished(service).unwrap();
+    dcd::ingest::wait(service, &job.id).unwrap()
 }
 
 fn mkfifo(p: &Path) {
@@ -163,43 +186,18 @@ fn entries_a_job_died_on_are_retried_alone_then_quarantined() {
     let store = service.store();
 
     // Died while the model held three entries: each is embedded alone, all are stored.
-    let job = store
-        .create_job("p", &JobSource::Folder(root.clone()), 100)
-        .unwrap();
-    store
-        .set_job_state(&job.id, JobState::Running, None)
-        .unwrap();
-    store.set_job_inflight(&job.id, &keys[1..4]).unwrap();
-    dcd::ingest::resume_unfinished(&service).unwrap();
-    let done = dcd::ingest::wait(&service, &job.id).unwrap();
+    let done = resume_after_death(&service, &root, &keys[1..4]);
     assert_eq!(done.state, JobState::Succeeded, "{done:?}");
     assert_eq!((done.tally.stored, done.tally.failed), (7, 0), "{done:?}");
-    assert!(store.job_inflight(&job.id).unwrap().is_empty());
+    assert!(store.job_inflight(&done.id).unwrap().is_empty());
 
     // Died again on one entry embedded alone: it is quarantined, the others are stored.
     service.delete_pool("p").unwrap();
-    service
-        .create_pool(&CreatePool {
-            name: "p".into(),
-            backbone: Some("resnet".into()),
-            weights: Some(common::tiny_resnet()),
-            pooling: None,
-            dim: None,
-            dtype: dcd::types::Dtype::F32,
-        })
-        .unwrap();
-    let job = store
-        .create_job("p", &JobSource::Folder(root.clone()), 100)
-        .unwrap();
-    store
-        .set_job_state(&job.id, JobState::Running, None)
-        .unwrap();
-    store.set_job_inflight(&job.id, &keys[5..6]).unwrap();
-    dcd::ingest::resume_unfinished(&service).unwrap();
-    let done = dcd::ingest::wait(&service, &job.id).unwrap();
+    image_pool(&service);
+    let done = resume_after_death(&service, &root, &keys[5..6]);
     assert_eq!(done.state, JobState::Succeeded, "{done:?}");
     assert_eq!((done.tally.stored, done.tally.failed), (6, 1), "{done:?}");
-    let problems = store.job_problems(&job.id, 10).unwrap();
+    let problems = store.job_problems(&done.id, 10).unwrap();
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].0, keys[5]);
     assert!(problems[0].2.contains("quarantined"), "{problems:?}");

@@ -32,18 +32,6 @@ fn image_query(bytes: Vec<u8>) -> pb::Query {
     }
 }
 
-async fn image_pool(client: &mut pb::dcd_client::DcdClient<tonic::transport::Channel>) {
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "img".into(),
-            backbone: "resnet".into(),
-            weights: common::tiny_resnet(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
-
 /// B1: the needle reached Embed, Search, BuildDebugSet and Ingest and aborted the server.
 /// Each now reports it as that image's failure, and the good images beside it go through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +39,7 @@ async fn the_needle_png_fails_alone_through_every_rpc() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
     let mut client = server.client().await;
-    image_pool(&mut client).await;
+    common::image_pool(&mut client, "img").await;
 
     let embedded = client
         .embed(pb::EmbedRequest {
@@ -126,14 +114,7 @@ async fn queries_times_k_beyond_the_bound_is_refused_before_work() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
     let mut client = server.client().await;
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "v".into(),
-            dim: 4,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, "v", 4).await;
     let items = (0..10).map(|i| pb::IngestItem {
         pool: "v".into(),
         key: format!("k{i}"),
@@ -270,14 +251,7 @@ async fn idle_streams_cannot_lock_other_clients_out() {
     };
     let server = TestServer::start(dir.path(), dir.path(), options).await;
     let mut client = server.client().await;
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "v".into(),
-            dim: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, "v", 2).await;
     let item = |key: &str| pb::IngestItem {
         pool: "v".into(),
         key: key.into(),
@@ -337,14 +311,7 @@ async fn get_pool_lists_a_bounded_number_of_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
     let mut client = server.client().await;
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "v".into(),
-            dim: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, "v", 2).await;
     let store = server.service.store();
     for i in 0..300 {
         let job = store
@@ -386,16 +353,7 @@ fn a_folder_named_like_the_index_is_moved_aside() {
         .unwrap()
     };
     let service = open();
-    service
-        .create_pool(&dcd::service::CreatePool {
-            name: "v".into(),
-            backbone: None,
-            weights: None,
-            pooling: None,
-            dim: Some(4),
-            dtype: dcd::types::Dtype::F32,
-        })
-        .unwrap();
+    common::local_raw_pool(&service, "v", 4);
     // Appended directly: no background index refresh races the folder made below.
     let items: Vec<dcd::store::NewItem> = (0..50)
         .map(|i| dcd::store::NewItem {
@@ -440,14 +398,7 @@ async fn keys_labels_and_huge_vectors_are_held_to_limits() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
     let mut client = server.client().await;
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "v".into(),
-            dim: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, "v", 2).await;
     let item = |key: String, label: String, values: Vec<f32>| pb::IngestItem {
         pool: "v".into(),
         key,
@@ -507,16 +458,7 @@ fn a_graph_build_holds_up_nothing() {
     settings.background_index = true;
     let service = Service::open(dir.path(), settings).unwrap();
     let dim = 64;
-    service
-        .create_pool(&dcd::service::CreatePool {
-            name: "v".into(),
-            backbone: None,
-            weights: None,
-            pooling: None,
-            dim: Some(dim),
-            dtype: dcd::types::Dtype::F32,
-        })
-        .unwrap();
+    common::local_raw_pool(&service, "v", dim);
     let n = 60_000;
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let data: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -591,16 +533,7 @@ fn cancelled_calls_stop_listing_and_searching() {
         dcd::app::settings(roots, &common::cpu_runtime(), None),
     )
     .unwrap();
-    service
-        .create_pool(&dcd::service::CreatePool {
-            name: "v".into(),
-            backbone: None,
-            weights: None,
-            pooling: None,
-            dim: Some(2),
-            dtype: dcd::types::Dtype::F32,
-        })
-        .unwrap();
+    common::local_raw_pool(&service, "v", 2);
     service
         .pool("v")
         .unwrap()
@@ -641,7 +574,7 @@ async fn images_per_call_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), dir.path(), ServerOptions::default()).await;
     let mut client = server.client().await;
-    image_pool(&mut client).await;
+    common::image_pool(&mut client, "img").await;
     let tiny = common::png(&image::RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9])));
     let e = client
         .embed(pb::EmbedRequest {

@@ -8,9 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,17 +18,6 @@ use tonic::Code;
 
 const DIM: usize = 32;
 const DRAIN_S: u64 = 5;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn vector_items(rng: &mut StdRng, pool: &str, prefix: &str, n: usize) -> Vec<pb::IngestItem> {
     (0..n)
@@ -176,54 +162,29 @@ async fn load_with_idle_abuse_then_sigterm() {
     let base = dir.path().canonicalize().unwrap();
     let folder = base.join("images");
     common::write_pool(&folder, 10, 30, 8);
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dcd"))
-        .arg("--data-dir")
-        .arg(base.join("data"))
-        .args([
-            "--log",
-            "error",
-            "--threads",
-            "2",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--max-connections", "1024", "--max-ingest-streams", "96"])
-        .args([
+    let drain = DRAIN_S.to_string();
+    let server = common::ServerProcess::start(
+        &base.join("data"),
+        &base,
+        &[
+            "--max-connections",
+            "1024",
+            "--max-ingest-streams",
+            "96",
             "--stream-idle-timeout-s",
             "600",
             "--drain-timeout-s",
-            &DRAIN_S.to_string(),
-        ])
-        .arg("--allow-root")
-        .arg(format!("{},{}", base.display(), fixtures.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = format!(
-        "http://{}",
-        line.trim().strip_prefix("dcd listening on ").unwrap()
+            &drain,
+        ],
     );
+    let (mut child, url) = (server.child, server.url);
+    let pid = child.id();
 
     // Pools: vectors to search, images to embed.
     let mut setup = pb::dcd_client::DcdClient::connect(url.clone())
         .await
         .unwrap();
-    setup
-        .create_pool(pb::CreatePoolRequest {
-            name: "v".into(),
-            dim: DIM as u32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut setup, "v", DIM).await;
     let mut rng = StdRng::seed_from_u64(1);
     setup
         .ingest(tokio_stream::iter(vector_items(
@@ -231,15 +192,7 @@ async fn load_with_idle_abuse_then_sigterm() {
         )))
         .await
         .unwrap();
-    setup
-        .create_pool(pb::CreatePoolRequest {
-            name: "img".into(),
-            backbone: "resnet".into(),
-            weights: common::tiny_resnet(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::image_pool(&mut setup, "img").await;
     let images: Vec<Vec<u8>> = (0..2)
         .map(|_| common::png(&common::smooth(&mut rng, 48)))
         .collect();
@@ -285,7 +238,7 @@ async fn load_with_idle_abuse_then_sigterm() {
     }
     let mut rss = Vec::new();
     while Instant::now() < until {
-        rss.push(rss_kib(pid));
+        rss.push(common::proc_kib(Some(pid), "VmRSS"));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     for c in clients {

@@ -1002,16 +1002,7 @@ fn local_service(dir: &std::path::Path) -> std::sync::Arc<dcd::service::Service>
 }
 
 fn create_local_pool(service: &dcd::service::Service, name: &str) {
-    service
-        .create_pool(&dcd::service::CreatePool {
-            name: name.into(),
-            backbone: None,
-            weights: None,
-            pooling: None,
-            dim: Some(DIM),
-            dtype: dcd::types::Dtype::F32,
-        })
-        .unwrap();
+    common::local_raw_pool(service, name, DIM);
 }
 
 fn entries(dir: &std::path::Path) -> Vec<String> {

@@ -10,33 +10,12 @@ use dcd::api::ServerOptions;
 use rand::SeedableRng;
 use tokio_stream::StreamExt;
 
-async fn image_pool(client: &mut pb::dcd_client::DcdClient<tonic::transport::Channel>) {
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "img".into(),
-            backbone: "resnet".into(),
-            weights: common::tiny_resnet(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
-
 /// A noisy PNG of about `side` x `side` x 3 bytes (noise does not compress).
 fn noise_png(side: u32, seed: u64) -> Vec<u8> {
     use rand::Rng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let img = image::RgbImage::from_fn(side, side, |_, _| image::Rgb(rng.gen()));
     common::png(&img)
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// B8: one Ingest stream of 40 x 60 MiB images buffered them all (channel bounds counted
@@ -57,10 +36,10 @@ async fn a_stream_of_large_images_is_held_to_its_byte_budget() {
     };
     let server = TestServer::start(dir.path(), dir.path(), options).await;
     let mut client = server.client().await;
-    image_pool(&mut client).await;
+    common::image_pool(&mut client, "img").await;
     let big = noise_png(1450, 7);
     assert!(big.len() > 6 << 20, "{} bytes", big.len());
-    let before = peak_rss_kib();
+    let before = common::proc_kib(None, "VmHWM");
     let items = tokio_stream::iter(0..40u32).map(move |i| {
         let mut bytes = big.clone();
         // A distinct image each (not de-duplicated): a different comment chunk at the end.
@@ -73,7 +52,7 @@ async fn a_stream_of_large_images_is_held_to_its_byte_budget() {
         }
     });
     let summary = client.ingest(items).await.unwrap().into_inner();
-    let grew_mib = (peak_rss_kib() - before) / 1024;
+    let grew_mib = (common::proc_kib(None, "VmHWM") - before) / 1024;
     println!(
         "peak RSS grew by {grew_mib} MiB for 40 x {} MiB streamed",
         6

@@ -30,8 +30,8 @@ pub enum ReadError {
     Io(String),
 }
 
-/// What kind of non-regular file `meta` describes.
-fn kind_of(meta: &Metadata) -> Option<&'static str> {
+/// What kind of non-regular file `meta` describes (None: a regular file).
+pub(super) fn kind_of(meta: &Metadata) -> Option<&'static str> {
     let t = meta.file_type();
     if t.is_file() {
         None

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::limits::WalkLimits;
@@ -122,7 +122,7 @@ pub fn walk(
         };
         if !meta.is_dir() {
             if accept(&path) {
-                match special_kind(&meta) {
+                match super::read::kind_of(&meta) {
                     None => listing.files.push(path),
                     Some(kind) => listing.skipped.push(skip(format!(
                         "not a regular file but {kind}; only regular files are read"
@@ -210,23 +210,6 @@ fn examine(path: &Path, within: Option<&[PathBuf]>) -> Result<Option<Metadata>, 
 
 fn is_dir_link(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_dir())
-}
-
-fn special_kind(meta: &Metadata) -> Option<&'static str> {
-    let t = meta.file_type();
-    if t.is_file() {
-        None
-    } else if t.is_fifo() {
-        Some("a FIFO")
-    } else if t.is_char_device() {
-        Some("a character device")
-    } else if t.is_block_device() {
-        Some("a block device")
-    } else if t.is_socket() {
-        Some("a socket")
-    } else {
-        Some("a special file")
-    }
 }
 
 fn root_error(root: &Path, e: &std::io::Error) -> WalkError {

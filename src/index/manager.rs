@@ -99,16 +99,19 @@ impl<'a> IndexSource<'a> {
 
 /// The native graph over every row of `source`, without saving it: the saved file when it
 /// is usable, caught up with the rows it lacks; else built from the rows. Reads the folder,
-/// writes nothing: it may run while the pool takes appends (from a snapshot).
+/// writes nothing: it may run while the pool takes appends (from a snapshot). With `mmap`,
+/// a loaded graph serves its layer-0 links from a memory map of the file. Also returns how
+/// many rows the saved file held when it was usable (the graph needs saving when it differs).
 pub fn prepare_native(
     source: &IndexSource<'_>,
     params: HnswParams,
-) -> Result<Box<dyn AnnIndex>, IndexError> {
+    mmap: bool,
+) -> Result<(Box<dyn AnnIndex>, Option<usize>), IndexError> {
     params.validate()?;
     let path = source.graph_path();
     let rows = source.vectors.len();
     let loaded = if path.is_file() {
-        match HnswGraph::load(&path, source.vectors.dim(), false) {
+        match HnswGraph::load(&path, source.vectors.dim(), mmap) {
             Ok(g) if g.len() > rows => {
                 tracing::warn!(path = %path.display(), index_rows = g.len(), pool_rows = rows, "index is ahead of the store; rebuilding it");
                 None
@@ -122,6 +125,7 @@ pub fn prepare_native(
     } else {
         None
     };
+    let saved_rows = loaded.as_ref().map(|g| g.len());
     let mut graph = match loaded {
         Some(g) => g,
         None => HnswGraph::new(source.vectors.dim(), params)?,
@@ -131,7 +135,7 @@ pub fn prepare_native(
         graph.extend(source.vectors)?;
         tracing::info!(pool = %source.name, engine = graph.engine(), from = have, to = rows, secs = t.elapsed().as_secs_f32(), "index caught up with the store");
     }
-    Ok(Box::new(graph))
+    Ok((Box::new(graph), saved_rows))
 }
 
 /// Saves a persistent index into the pool's folder, replacing the file atomically; a
@@ -177,29 +181,14 @@ pub fn open_with(
             Ok(Box::new(idx))
         }
         Engine::Native => {
-            let path = graph_path(pool);
-            set_aside_if_not_a_file(&path);
-            let loaded = if path.exists() {
-                match HnswGraph::load(&path, pool.dim(), mmap) {
-                    Ok(g) if g.len() > pool.len() => {
-                        tracing::warn!(path = %path.display(), index_rows = g.len(), pool_rows = pool.len(), "index is ahead of the store; rebuilding it");
-                        None
-                    }
-                    Ok(g) => Some(g),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "index file unusable; rebuilding it from the vectors");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            let mut graph = match loaded {
-                Some(g) => g,
-                None => HnswGraph::new(pool.dim(), params)?,
-            };
-            catch_up(pool, &mut graph)?;
-            Ok(Box::new(graph))
+            let source = IndexSource::of(pool);
+            set_aside_if_not_a_file(&source.graph_path());
+            let (graph, saved_rows) = prepare_native(&source, params, mmap)?;
+            // Saved when it changed or there was no usable file.
+            if saved_rows != Some(graph.len()) {
+                save(&source, graph.as_ref());
+            }
+            Ok(graph)
         }
     }
 }

@@ -309,12 +309,12 @@ impl PoolHandle {
             dir: &dir,
             name: &name,
         };
-        let prepare = || manager::prepare_native(&source, self.params);
-        let graph = match build_threads() {
+        let prepare = || manager::prepare_native(&source, self.params, false);
+        let (graph, saved_rows) = match build_threads() {
             Some(threads) => threads.install(prepare)?,
             None => prepare()?,
         };
-        {
+        if saved_rows != Some(graph.len()) {
             let s = self.state.read();
             s.check_live()?;
             manager::save(&source, graph.as_ref());

@@ -169,3 +169,122 @@ pub fn write_pool(root: &Path, pattern: usize, ordinary: usize, seed: u64) -> Ve
     }
     stripe_paths
 }
+
+/// Creates a pool of raw `dim`-d vectors through the API.
+pub async fn raw_pool(client: &mut DcdClient<Channel>, name: &str, dim: usize) {
+    client
+        .create_pool(dcd::api::pb::CreatePoolRequest {
+            name: name.into(),
+            dim: dim as u32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Creates a pool embedded with the tiny ResNet fixture through the API.
+pub async fn image_pool(client: &mut DcdClient<Channel>, name: &str) {
+    client
+        .create_pool(dcd::api::pb::CreatePoolRequest {
+            name: name.into(),
+            backbone: "resnet".into(),
+            weights: tiny_resnet(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// A streamed vector item.
+pub fn vector_item(pool: &str, key: &str, values: Vec<f32>) -> dcd::api::pb::IngestItem {
+    dcd::api::pb::IngestItem {
+        pool: pool.into(),
+        key: key.into(),
+        content: Some(dcd::api::pb::ingest_item::Content::Vector(
+            dcd::api::pb::Vector { values },
+        )),
+        ..Default::default()
+    }
+}
+
+/// Creates a pool of raw `dim`-d vectors in an in-process service.
+pub fn local_raw_pool(service: &Service, name: &str, dim: usize) {
+    service
+        .create_pool(&dcd::service::CreatePool {
+            name: name.into(),
+            backbone: None,
+            weights: None,
+            pooling: None,
+            dim: Some(dim),
+            dtype: dcd::types::Dtype::F32,
+        })
+        .unwrap();
+}
+
+/// A `dcd serve` process on 127.0.0.1:0 (port read from its first line of output).
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts `dcd serve` over `data`, reading below `root` and the test fixtures, with
+    /// `extra` flags.
+    pub fn start(data: &Path, root: &Path, extra: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dcd"))
+            .arg("--data-dir")
+            .arg(data)
+            .args([
+                "--log",
+                "error",
+                "--threads",
+                "2",
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .arg("--allow-root")
+            .arg(format!("{},{}", root.display(), fixtures.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("dcd listening on ")
+            .unwrap_or_else(|| panic!("dcd serve did not start: {line:?}"));
+        ServerProcess {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A memory figure of a process from /proc (`VmHWM`, `VmRSS`), in KiB; `pid` None: this one.
+pub fn proc_kib(pid: Option<u32>, field: &str) -> u64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".into(),
+    };
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
