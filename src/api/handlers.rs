@@ -607,19 +607,29 @@ impl pb::dcd_server::Dcd for DcdApi {
             .blocking("StreamDebugSet", move |s| s.build_debug_set(&req))
             .await?;
         let summary = convert::debug_set_summary(&result, &wire);
-        let mut chunks: Vec<std::result::Result<pb::DebugSetChunk, Status>> = Vec::new();
-        let mut items = result.items.into_iter().map(convert::debug_item).peekable();
-        while items.peek().is_some() {
-            let part: Vec<pb::DebugItem> = items.by_ref().take(DEBUG_SET_CHUNK).collect();
-            chunks.push(Ok(pb::DebugSetChunk {
-                part: Some(pb::debug_set_chunk::Part::Items(pb::DebugItems {
-                    items: part,
-                })),
-            }));
-        }
-        chunks.push(Ok(pb::DebugSetChunk {
-            part: Some(pb::debug_set_chunk::Part::Summary(summary)),
-        }));
+        // Each message is converted when the stream is ready for it: the set is held once
+        // (as service items), not a second time as every message at once.
+        let mut items = result.items.into_iter().peekable();
+        let mut summary = Some(summary);
+        let chunks = std::iter::from_fn(move || {
+            if items.peek().is_some() {
+                let part: Vec<pb::DebugItem> = items
+                    .by_ref()
+                    .take(DEBUG_SET_CHUNK)
+                    .map(convert::debug_item)
+                    .collect();
+                return Some(Ok(pb::DebugSetChunk {
+                    part: Some(pb::debug_set_chunk::Part::Items(pb::DebugItems {
+                        items: part,
+                    })),
+                }));
+            }
+            summary.take().map(|s| {
+                Ok(pb::DebugSetChunk {
+                    part: Some(pb::debug_set_chunk::Part::Summary(s)),
+                })
+            })
+        });
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }
