@@ -1,6 +1,8 @@
 //! The `dcd` binary end to end: pools, imports, searches and benchmarks as a user runs them,
 //! and the errors a user sees for bad input (exit code 2, a sentence that says what to do).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -533,4 +535,121 @@ fn imports_resume_and_pools_verify() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAILED  p:"), "{text}");
+}
+
+/// A data directory holding pool `p`: 200 rows of dimension 8 keyed `k0..k199`.
+fn small_pool(tmp: &Path) -> std::path::PathBuf {
+    let data = tmp.join("data");
+    let spec = ClusterSpec {
+        dim: 8,
+        clusters: 3,
+        seed: 2,
+    };
+    let npy = tmp.join("v.npy");
+    write_npy(&npy, &spec.sample(200, 0)).unwrap();
+    let keys = tmp.join("keys.txt");
+    std::fs::write(
+        &keys,
+        (0..200).map(|i| format!("k{i}\n")).collect::<String>(),
+    )
+    .unwrap();
+    ok(&data, &["pool", "create", "p", "--dim", "8"]);
+    ok(
+        &data,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            npy.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+        ],
+    );
+    data
+}
+
+/// The read commands answer on `data`; a write is refused with `reason` in its message.
+fn reads_work_and_writes_are_refused(data: &Path, reason: &str) {
+    let list: Value = serde_json::from_str(&ok(data, &["pool", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["rows"], 200);
+    let out = ok(data, &["pool", "verify"]);
+    assert!(out.contains("ok      p: 200 rows"), "{out}");
+    let res = json_lines(&ok(
+        data,
+        &["search", "--pool", "p", "--key", "k7", "--k", "3"],
+    ));
+    assert_eq!(res[0]["hits"][0]["key"], "k7");
+    let refused = dcd(data, &["pool", "create", "q", "--dim", "8"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains(reason), "{err}");
+}
+
+/// The commands that only read (pool list, info, verify; search) work on a data directory a
+/// running server holds, opening it read-only; a command that writes is refused.
+#[test]
+fn read_commands_work_beside_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_pool(tmp.path());
+    let server = common::ServerProcess::start(&data, tmp.path(), &[]);
+    reads_work_and_writes_are_refused(&data, "in use");
+    server.kill();
+}
+
+/// A data directory on read-only media (a bind mount remounted read-only; root only, as in
+/// CI) reads the same way and leaves every file as it was; writes are refused.
+#[test]
+fn read_commands_work_on_a_read_only_mount() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a read-only bind mount needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = small_pool(tmp.path());
+    // The search builds no index file here: the mount must stay byte-identical.
+    let before = checksum(&data);
+    let mount = |args: &[&str]| {
+        let st = Command::new("mount")
+            .args(args)
+            .status()
+            .expect("mount runs");
+        assert!(st.success(), "mount {args:?} failed as root");
+    };
+    let d = data.to_str().unwrap();
+    mount(&["--bind", d, d]);
+    let unmount = Unmount(data.clone());
+    mount(&["-o", "remount,ro,bind", d]);
+    reads_work_and_writes_are_refused(&data, "cannot be written");
+    drop(unmount);
+    assert_eq!(
+        checksum(&data),
+        before,
+        "a read on read-only media changed a file"
+    );
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Every file under `dir` with its bytes, sorted.
+fn checksum(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(checksum(&p));
+        } else {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
 }

@@ -97,6 +97,7 @@ fn store_code(e: &StoreError) -> Code {
         | StoreError::InvalidMetadata { .. } => Code::InvalidArgument,
         StoreError::PoolFull { .. } => Code::ResourceExhausted,
         StoreError::DataDirLocked { .. } => Code::Unavailable,
+        StoreError::ReadOnly { .. } | StoreError::NotWritable { .. } => Code::FailedPrecondition,
         StoreError::CorruptVectorFile { .. }
         | StoreError::TruncatedVectorFile { .. }
         | StoreError::MissingItem { .. }

@@ -8,7 +8,13 @@ use crate::index::manager;
 use crate::store::{PoolSpec, Store};
 
 pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
-    let store = Store::open(data_dir)?;
+    // Commands that only read work beside a running server, and on a read-only copy.
+    let store = match cmd {
+        PoolCommand::List { .. } | PoolCommand::Info { .. } | PoolCommand::Verify { .. } => {
+            Store::open_for_reading(data_dir)?
+        }
+        _ => Store::open(data_dir)?,
+    };
     match cmd {
         PoolCommand::Create {
             name,

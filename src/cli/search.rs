@@ -31,7 +31,8 @@ struct QueryResult<'a> {
 }
 
 pub(super) fn run(data_dir: &Path, args: SearchArgs) -> Result<()> {
-    let store = Store::open(data_dir)?;
+    // Works beside a running server and on a read-only copy (the index is then kept in memory).
+    let store = Store::open_for_reading(data_dir)?;
     let pool = store.open_pool(&args.pool)?;
     if pool.is_empty() {
         return Err(crate::index::IndexError::EmptyPool.into());

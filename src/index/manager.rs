@@ -80,6 +80,8 @@ pub struct IndexSource<'a> {
     pub dir: &'a std::path::Path,
     /// The pool's name, for logs.
     pub name: &'a str,
+    /// A pool opened read-only: its index is never saved.
+    pub read_only: bool,
 }
 
 impl<'a> IndexSource<'a> {
@@ -89,6 +91,7 @@ impl<'a> IndexSource<'a> {
             vectors: pool.vectors(),
             dir: pool.dir(),
             name: &pool.record().name,
+            read_only: pool.read_only(),
         }
     }
 
@@ -142,7 +145,7 @@ pub fn prepare_native(
 /// failure (a full disk, say) is logged, not returned: the index serves from memory and the
 /// next save tries again.
 pub fn save(source: &IndexSource<'_>, index: &dyn AnnIndex) {
-    if !index.persistent() {
+    if !index.persistent() || source.read_only {
         return;
     }
     set_aside_if_not_a_file(&source.graph_path());

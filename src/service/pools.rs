@@ -308,6 +308,7 @@ impl PoolHandle {
             vectors: snapshot.view(),
             dir: &dir,
             name: &name,
+            read_only: false,
         };
         let prepare = || manager::prepare_native(&source, self.params, false);
         let (graph, saved_rows) = match build_threads() {

@@ -201,6 +201,62 @@ impl Catalog {
         Ok(Catalog { conn })
     }
 
+    /// Opens an existing catalog for reading only: nothing is created or upgraded (a catalog
+    /// of another schema version is refused: open it read-write once). Beside a running
+    /// server it reads the committed state through the WAL; a copy on read-only media, where
+    /// the WAL's shared memory cannot be made, is read as immutable.
+    pub fn open_read_only(path: &Path) -> Result<Catalog, StoreError> {
+        use rusqlite::OpenFlags;
+        let unreadable = |e: rusqlite::Error| StoreError::CatalogUnreadable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        if !path.is_file() {
+            return Err(StoreError::CatalogUnreadable {
+                path: path.to_owned(),
+                reason: "no catalog there (is this a dcd data directory?)".into(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let version = |conn: &Connection| -> rusqlite::Result<Option<String>> {
+            conn.execute_batch("PRAGMA busy_timeout=5000;")?;
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        };
+        let plain = Connection::open_with_flags(path, flags);
+        let (conn, v) = match plain.and_then(|c| version(&c).map(|v| (c, v))) {
+            Ok(found) => found,
+            Err(_) => {
+                let escaped = path
+                    .display()
+                    .to_string()
+                    .replace('%', "%25")
+                    .replace('?', "%3f")
+                    .replace('#', "%23");
+                let uri = format!("file:{escaped}?immutable=1");
+                let conn = Connection::open_with_flags(uri, flags).map_err(unreadable)?;
+                let v = version(&conn).map_err(unreadable)?;
+                (conn, v)
+            }
+        };
+        if v.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+            return Err(StoreError::CatalogUnreadable {
+                path: path.to_owned(),
+                reason: format!(
+                    "schema version {}, and a read-only open does not upgrade to {SCHEMA_VERSION}; open it read-write once",
+                    v.unwrap_or_else(|| "none".into())
+                ),
+            });
+        }
+        Ok(Catalog { conn })
+    }
+
     /// Inserts a pool record; the name must be free.
     pub fn insert_pool(
         &mut self,
@@ -498,24 +554,27 @@ impl Catalog {
         Ok(out)
     }
 
-    /// The smallest and largest row id of a pool's items (None: no items).
-    pub fn row_id_range(&self, pool_id: i64) -> Result<Option<(u64, u64)>, StoreError> {
+    /// The smallest and largest row id of a pool's items below row `below` (None: none).
+    /// Bounded so that rows a running server commits meanwhile do not count.
+    pub fn row_id_range(&self, pool_id: i64, below: u64) -> Result<Option<(u64, u64)>, StoreError> {
         self.conn
             .query_row(
-                "SELECT MIN(row_id), MAX(row_id) FROM items WHERE pool_id = ?1",
-                [pool_id],
+                "SELECT MIN(row_id), MAX(row_id) FROM items WHERE pool_id = ?1 AND row_id < ?2",
+                params![pool_id, below as i64],
                 |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
             )
             .map(|(lo, hi)| lo.zip(hi).map(|(lo, hi)| (lo as u64, hi as u64)))
             .map_err(StoreError::catalog("reading row ids"))
     }
 
-    /// Number of item rows recorded for a pool (equals its committed count when healthy).
-    pub fn item_count(&self, pool_id: i64) -> Result<u64, StoreError> {
+    /// Number of items recorded for a pool below row `below` (equals `below` when healthy
+    /// and `below` is the committed count). Bounded so that rows a running server commits
+    /// meanwhile do not count.
+    pub fn item_count(&self, pool_id: i64, below: u64) -> Result<u64, StoreError> {
         self.conn
             .query_row(
-                "SELECT COUNT(*) FROM items WHERE pool_id = ?1",
-                [pool_id],
+                "SELECT COUNT(*) FROM items WHERE pool_id = ?1 AND row_id < ?2",
+                params![pool_id, below as i64],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)

@@ -1,6 +1,6 @@
 //! Errors of the storage layer. Each variant names what was wrong and how to fix it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong while reading or writing a pool on disk.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +176,21 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A write to a data directory opened read-only.
+    #[error("{path} is open read-only (a running server holds it, or it cannot be written); stop the server, or send the command to it with --server")]
+    ReadOnly {
+        /// The data directory or pool folder.
+        path: PathBuf,
+    },
+    /// A data directory on read-only media, or without write permission, opened to write.
+    #[error("data directory {path} cannot be written ({source}); the commands that only read work on it as it is; to change it, copy it to writable storage or fix its permissions")]
+    NotWritable {
+        /// The data directory.
+        path: PathBuf,
+        /// The file system's refusal.
+        #[source]
+        source: std::io::Error,
+    },
     /// File system error.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -203,6 +218,21 @@ impl StoreError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, source }
+    }
+
+    /// Like [`StoreError::io`], but a refusal to write (read-only media, no permission)
+    /// becomes [`StoreError::NotWritable`] for the data directory `root`.
+    pub(crate) fn io_or_not_writable(
+        root: &Path,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> StoreError {
+        let (root, path) = (root.to_owned(), path.to_owned());
+        move |source| match source.raw_os_error() {
+            Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
+                StoreError::NotWritable { path: root, source }
+            }
+            _ => StoreError::Io { path, source },
+        }
     }
 
     pub(crate) fn catalog(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {

@@ -75,20 +75,22 @@ pub const ORPHAN_PREFIX: &str = ".orphan-";
 pub struct Store {
     root: PathBuf,
     catalog: Arc<Mutex<Catalog>>,
-    _lock: File,
+    /// None when opened read-only (no lock: a server may hold it).
+    _lock: Option<File>,
 }
 
 impl Store {
     /// Opens or creates the data directory at `root`, taking its lock.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(root.join("pools")).map_err(StoreError::io(root))?;
+        std::fs::create_dir_all(root.join("pools"))
+            .map_err(StoreError::io_or_not_writable(root, root))?;
         let lock_path = root.join("LOCK");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(StoreError::io(&lock_path))?;
+            .map_err(StoreError::io_or_not_writable(root, &lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -103,8 +105,52 @@ impl Store {
         Ok(Store {
             root: root.to_owned(),
             catalog: Arc::new(Mutex::new(catalog)),
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Opens the data directory at `root` for reading only: no lock is taken (a server may
+    /// hold it), nothing is created, repaired, swept or written, and every write is refused
+    /// with [`StoreError::ReadOnly`]. Rows committed after the open are not seen; a pool whose
+    /// last append was interrupted shows its committed rows only.
+    pub fn open_read_only(root: &Path) -> Result<Store, StoreError> {
+        let catalog = Catalog::open_read_only(&root.join("catalog.sqlite"))?;
+        Ok(Store {
+            root: root.to_owned(),
+            catalog: Arc::new(Mutex::new(catalog)),
+            _lock: None,
+        })
+    }
+
+    /// Opens read-write, or read-only when a server holds the directory's lock or the
+    /// directory cannot be written (a read-only copy); says which on stderr-bound logs.
+    pub fn open_for_reading(root: &Path) -> Result<Store, StoreError> {
+        match Store::open(root) {
+            Ok(store) => Ok(store),
+            Err(StoreError::DataDirLocked { .. }) => {
+                tracing::warn!(dir = %root.display(), "a running server holds this data directory; reading it read-only");
+                Store::open_read_only(root)
+            }
+            Err(StoreError::NotWritable { .. }) => {
+                tracing::warn!(dir = %root.display(), "the data directory cannot be written; reading it read-only");
+                Store::open_read_only(root)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self._lock.is_none()
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.is_read_only() {
+            return Err(StoreError::ReadOnly {
+                path: self.root.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// The data directory.
@@ -119,6 +165,7 @@ impl Store {
 
     /// Creates an empty pool.
     pub fn create_pool(&self, spec: &PoolSpec) -> Result<PoolRecord, StoreError> {
+        self.writable()?;
         validate_pool_name(&spec.name)?;
         if spec.dim == 0 || spec.dim > MAX_DIM {
             return Err(StoreError::InvalidDimension {
@@ -177,6 +224,7 @@ impl Store {
     /// Deletes a pool: catalog first (the commit point), then its folder.
     pub fn delete_pool(&self, name: &str) -> Result<(), StoreError> {
         use rand::Rng;
+        self.writable()?;
         validate_pool_name(name)?;
         let dir = self.pool_dir(name);
         let trash = self.root.join("pools").join(format!(
@@ -237,6 +285,7 @@ impl Store {
         keep_finished: usize,
     ) -> Result<JobRecord, StoreError> {
         use rand::Rng;
+        self.writable()?;
         let record = self.pool_record(pool)?;
         let id = format!("job-{:016x}", rand::thread_rng().gen::<u64>());
         let mut catalog = self.catalog.lock();
@@ -321,7 +370,7 @@ impl Store {
         let dir = self.pool_dir(name);
         // Rows and items must agree before anything is served: a missing item would pair
         // keys with the wrong rows.
-        let items = self.catalog.lock().item_count(record.id)?;
+        let items = self.catalog.lock().item_count(record.id, record.rows)?;
         if items != record.rows {
             return Err(StoreError::ItemsDisagree {
                 pool: name.into(),
@@ -329,20 +378,24 @@ impl Store {
                 items,
             });
         }
-        let vectors = VectorFile::open(
-            &dir.join("vectors.bin"),
-            &vectors::Expected {
-                dim: record.dim,
-                dtype: record.dtype,
-                pool_uid: record.uid,
-                committed: record.rows,
-            },
-        )?;
+        let expected = vectors::Expected {
+            dim: record.dim,
+            dtype: record.dtype,
+            pool_uid: record.uid,
+            committed: record.rows,
+        };
+        let path = dir.join("vectors.bin");
+        let vectors = if self.is_read_only() {
+            VectorFile::open_read_only(&path, &expected)?
+        } else {
+            VectorFile::open(&path, &expected)?
+        };
         Ok(Pool {
             record,
             dir,
             vectors,
             catalog: Arc::clone(&self.catalog),
+            read_only: self.is_read_only(),
         })
     }
 }
@@ -353,12 +406,19 @@ pub struct Pool {
     dir: PathBuf,
     vectors: VectorFile,
     catalog: Arc<Mutex<Catalog>>,
+    read_only: bool,
 }
 
 impl Pool {
     /// The catalog record (row count kept current by `append`).
     pub fn record(&self) -> &PoolRecord {
         &self.record
+    }
+
+    /// True when its store was opened read-only: appends are refused, index files are not
+    /// written.
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The pool's folder (index files live here too).
@@ -411,6 +471,11 @@ impl Pool {
         items: &[NewItem],
         job: Option<&JobBatch<'_>>,
     ) -> Result<Range<u64>, StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
         if vectors.dim != self.record.dim {
             return Err(StoreError::DimensionMismatch {
                 pool: self.record.name.clone(),
@@ -520,7 +585,10 @@ impl Pool {
 
     /// Checks that catalog rows and vector rows agree; returns the count.
     pub fn verify(&self) -> Result<u64, StoreError> {
-        let items = self.catalog.lock().item_count(self.record.id)?;
+        let items = self
+            .catalog
+            .lock()
+            .item_count(self.record.id, self.record.rows)?;
         let rows = self.vectors.count();
         if items != self.record.rows || rows != self.record.rows {
             return Err(StoreError::CorruptVectorFile {
@@ -539,7 +607,7 @@ impl Pool {
     /// stored value is finite. Reads every row: minutes for a large pool.
     pub fn verify_deep(&self) -> Result<u64, StoreError> {
         let rows = self.verify()?;
-        let range = self.catalog.lock().row_id_range(self.record.id)?;
+        let range = self.catalog.lock().row_id_range(self.record.id, rows)?;
         let expected = (rows > 0).then(|| (0, rows - 1));
         if range != expected {
             return Err(StoreError::CorruptVectorFile {

@@ -154,6 +154,32 @@ impl VectorFile {
         VectorFile::mapped(path, file, header)
     }
 
+    /// Opens an existing file for reading only: checked against the catalog as
+    /// [`VectorFile::open`] does, but nothing is cut or rewritten; rows past the committed
+    /// count are simply not seen.
+    pub fn open_read_only(path: &Path, expected: &Expected) -> Result<VectorFile, StoreError> {
+        let file = File::open(path).map_err(StoreError::io(path))?;
+        let mut raw = [0u8; HEADER_LEN];
+        let len = file.metadata().map_err(StoreError::io(path))?.len();
+        let got = file.read_at(&mut raw, 0).map_err(StoreError::io(path))?;
+        let mut header =
+            VectorHeader::decode(&raw[..got]).map_err(|reason| StoreError::CorruptVectorFile {
+                path: path.to_owned(),
+                reason,
+            })?;
+        expected.check(path, &header)?;
+        let found = (len - HEADER_LEN as u64) / header.row_bytes() as u64;
+        if found < expected.committed {
+            return Err(StoreError::TruncatedVectorFile {
+                path: path.to_owned(),
+                found,
+                committed: expected.committed,
+            });
+        }
+        header.count = expected.committed;
+        VectorFile::mapped(path, file, header)
+    }
+
     fn mapped(path: &Path, file: File, header: VectorHeader) -> Result<VectorFile, StoreError> {
         let map = Arc::new(map_file(&file, path)?);
         Ok(VectorFile {
