@@ -357,6 +357,9 @@ pub struct DebugSetArgs {
     /// List an item once per error sample that found it.
     #[arg(long, env = "DCD_KEEP_DUPLICATES")]
     pub keep_duplicates: bool,
+    /// Keep only items found by at least this many error samples (within their --k).
+    #[arg(long, env = "DCD_MIN_SUPPORT", default_value_t = 1)]
+    pub min_support: usize,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

@@ -121,7 +121,59 @@ fn local_ingest_debug_set_export_and_report() {
             .arg(&csv),
     );
     let text = std::fs::read_to_string(&csv).unwrap();
-    assert!(text.starts_with("key,label,best_distance,row,found_by"));
+    assert!(text.starts_with("key,label,best_distance,support,row,found_by"));
+
+    // Consensus from the command line: every item says how many error samples found it.
+    let agreed = f.root.join("agreed.jsonl");
+    run_ok(
+        dcd(&data)
+            .args([
+                "debug-set",
+                "--pool",
+                "p",
+                "--k",
+                "6",
+                "--min-support",
+                "2",
+                "--errors",
+            ])
+            .arg(&f.errors)
+            .arg("--out")
+            .arg(&agreed),
+    );
+    let support = |file: &Path| -> Vec<u64> {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["support"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let all = support(&set);
+    let kept = support(&agreed);
+    assert!(!kept.is_empty() && kept.iter().all(|&s| s >= 2), "{kept:?}");
+    assert_eq!(kept.len(), all.iter().filter(|&&s| s >= 2).count());
+    let out = dcd(&data)
+        .args([
+            "debug-set",
+            "--pool",
+            "p",
+            "--k",
+            "6",
+            "--min-support",
+            "4",
+            "--errors",
+        ])
+        .arg(&f.errors)
+        .arg("--out")
+        .arg(f.root.join("none.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("min_support"));
 
     let folder = f.root.join("export");
     let out = run_ok(

@@ -201,6 +201,41 @@ async fn vector_pool_debug_set_comes_from_the_failing_group() {
     assert_eq!(top.items.len(), 30);
     assert!(precision(&top.items, "group/") >= 0.95);
 
+    // Consensus: items at least three error samples found, each reporting its support; the
+    // summary echoes the parameter; more than the error samples sent is refused.
+    let consensus = client
+        .build_debug_set(pb::BuildDebugSetRequest {
+            min_support: 3,
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!consensus.items.is_empty() && consensus.items.len() < set.items.len());
+    for item in &consensus.items {
+        assert!(item.support >= 3, "{item:?}");
+        assert_eq!(item.support as usize, item.found_by.len());
+    }
+    let supported = set.items.iter().filter(|i| i.support >= 3).count();
+    assert_eq!(consensus.items.len(), supported);
+    assert!(set
+        .items
+        .iter()
+        .all(|i| i.support as usize == i.found_by.len()));
+    assert_eq!(
+        consensus.summary.unwrap().parameters.unwrap().min_support,
+        3
+    );
+    let too_many = client
+        .build_debug_set(pb::BuildDebugSetRequest {
+            min_support: 9,
+            ..request.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), tonic::Code::InvalidArgument);
+    assert!(too_many.message().contains("min_support"), "{too_many:?}");
+
     // Exclusions and label filters.
     let first = set.items[0].key.clone();
     let filtered = client

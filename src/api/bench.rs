@@ -221,6 +221,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
             budget: None,
             max_distance: None,
             keep_duplicates: false,
+            min_support: 1,
         },
         labels: Vec::new(),
         exclude_keys: Vec::new(),

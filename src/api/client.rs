@@ -182,6 +182,7 @@ impl RemoteService {
             exact: req.exact,
             ef: req.ef.unwrap_or(0) as u32,
             keep_duplicates: req.merge.keep_duplicates,
+            min_support: req.merge.min_support as u32,
         };
         let r = self.request(wire);
         let client = &mut self.client;
@@ -212,6 +213,7 @@ impl RemoteService {
                     key: i.key,
                     label: Some(i.label).filter(|l| !l.is_empty()),
                     best_distance: i.best_distance,
+                    support: i.support as usize,
                     found_by: i
                         .found_by
                         .iter()

@@ -190,6 +190,7 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
             budget: r.budget.map(|b| b as usize),
             max_distance: r.max_distance,
             keep_duplicates: r.keep_duplicates,
+            min_support: (r.min_support as usize).max(1),
         },
         labels: r.labels.clone(),
         exclude_keys: r.exclude_keys.clone(),
@@ -214,6 +215,7 @@ pub fn debug_item(i: DebugItem) -> pb::DebugItem {
         label: i.label.unwrap_or_default(),
         best_distance: i.best_distance,
         found_by: i.found_by.iter().map(finding).collect(),
+        support: i.support as u32,
     }
 }
 
@@ -239,6 +241,7 @@ pub fn debug_set_summary(
         Merge::RoundRobin => pb::Merge::RoundRobin,
         Merge::GlobalTop => pb::Merge::GlobalTop,
     } as i32;
+    applied.min_support = r.request.merge.min_support as u32;
     pb::DebugSetSummary {
         coverage: r
             .coverage

@@ -85,6 +85,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
             budget: args.budget,
             max_distance: args.max_distance,
             keep_duplicates: args.keep_duplicates,
+            min_support: args.min_support,
         },
         labels: args.label.clone(),
         exclude_keys,
@@ -157,8 +158,15 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
         }
         _ => {
             let mut csv = csv::Writer::from_writer(w);
-            csv.write_record(["key", "label", "best_distance", "row", "found_by"])
-                .map_err(|e| Error::Usage(e.to_string()))?;
+            csv.write_record([
+                "key",
+                "label",
+                "best_distance",
+                "support",
+                "row",
+                "found_by",
+            ])
+            .map_err(|e| Error::Usage(e.to_string()))?;
             for item in &result.items {
                 let found: Vec<String> = item
                     .found_by
@@ -169,6 +177,7 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                     item.key.as_str(),
                     item.label.as_deref().unwrap_or(""),
                     &item.best_distance.to_string(),
+                    &item.support.to_string(),
                     &item.row.to_string(),
                     &found.join(";"),
                 ])

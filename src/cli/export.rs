@@ -19,6 +19,9 @@ pub struct SetItem {
     pub label: Option<String>,
     /// Smallest distance to an error sample.
     pub best_distance: f32,
+    /// How many error samples found it (0 in sets written before it was recorded).
+    #[serde(default)]
+    pub support: usize,
     /// Which error samples found it.
     pub found_by: Vec<crate::debugset::Finding>,
 }

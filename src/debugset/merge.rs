@@ -23,6 +23,8 @@ pub struct DebugEntry {
     pub row: RowId,
     /// Smallest distance to any error sample that found it.
     pub best_distance: f32,
+    /// How many error samples found it (within their lists and the distance cap).
+    pub support: usize,
     /// Every error sample whose list holds the row (with `keep_duplicates`: just one).
     pub found_by: Vec<Finding>,
 }
@@ -72,6 +74,7 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams) -> Assembled {
     }
     let order = selection_order(&lists, params.merge);
     let budget = params.budget.unwrap_or(usize::MAX);
+    let min_support = params.min_support.max(1);
     let mut entries = Vec::new();
     let mut taken: HashMap<(RowId, Option<usize>), ()> = HashMap::new();
     for (error, rank) in order {
@@ -79,6 +82,10 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams) -> Assembled {
             break;
         }
         let n = lists[error][rank];
+        let support = findings[&n.id].len();
+        if support < min_support {
+            continue;
+        }
         let key = (n.id, params.keep_duplicates.then_some(error));
         if taken.insert(key, ()).is_some() {
             continue;
@@ -87,6 +94,7 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams) -> Assembled {
             DebugEntry {
                 row: n.id,
                 best_distance: n.distance,
+                support,
                 found_by: vec![Finding {
                     error,
                     rank: rank + 1,
@@ -102,6 +110,7 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams) -> Assembled {
             DebugEntry {
                 row: n.id,
                 best_distance: best,
+                support,
                 found_by,
             }
         };
@@ -164,6 +173,7 @@ mod tests {
             budget,
             max_distance: None,
             keep_duplicates: false,
+            min_support: 1,
         }
     }
 
@@ -241,6 +251,40 @@ mod tests {
         assert_eq!(rows(&a), vec![4, 4]);
         assert_eq!(a.entries[1].found_by[0].error, 1);
         assert_eq!(a.entries[1].best_distance, 0.3);
+    }
+
+    #[test]
+    fn min_support_keeps_rows_several_samples_found() {
+        // Row 2 is found by all three samples, row 3 by two, the rest by one.
+        let lists = vec![
+            vec![n(1, 0.1), n(2, 0.2), n(3, 0.3)],
+            vec![n(2, 0.4), n(3, 0.5), n(4, 0.6)],
+            vec![n(5, 0.1), n(2, 0.9)],
+        ];
+        for merge in [Merge::Union, Merge::RoundRobin, Merge::GlobalTop] {
+            let mut p = params(merge, None);
+            p.min_support = 2;
+            let a = assemble(&lists, &p);
+            let mut got = rows(&a);
+            got.sort();
+            assert_eq!(got, vec![2, 3], "{merge}");
+            let two = a.entries.iter().find(|e| e.row == 2).unwrap();
+            assert_eq!(two.support, 3);
+            assert_eq!(a.coverage[2].found, 2);
+            assert_eq!(a.coverage[2].kept, 1);
+            p.min_support = 3;
+            assert_eq!(rows(&assemble(&lists, &p)), vec![2], "{merge}");
+        }
+        // The budget counts rows that passed, not rows looked at.
+        let mut p = params(Merge::Union, Some(1));
+        p.min_support = 2;
+        assert_eq!(rows(&assemble(&lists, &p)), vec![2]);
+        // With duplicates listed, each finder's line carries the row's whole support.
+        p.keep_duplicates = true;
+        p.budget = None;
+        let a = assemble(&lists, &p);
+        assert!(a.entries.iter().all(|e| e.support >= 2));
+        assert_eq!(a.entries.iter().filter(|e| e.row == 2).count(), 3);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct MergeParams {
     pub max_distance: Option<f32>,
     /// List a row once per error sample that found it instead of once.
     pub keep_duplicates: bool,
+    /// Rows found by fewer error samples than this (within their lists) are dropped: 1 keeps
+    /// every row. Consensus: a row several failures point at is more likely from their slice.
+    pub min_support: usize,
 }
 
 impl MergeParams {

@@ -95,6 +95,8 @@ pub struct DebugItem {
     pub label: Option<String>,
     /// Smallest distance to an error sample.
     pub best_distance: f32,
+    /// How many error samples found it.
+    pub support: usize,
     /// Which error samples found it, at which rank.
     pub found_by: Vec<Finding>,
 }
@@ -197,6 +199,17 @@ impl Service {
                 .into());
             }
         }
+        if !req.errors.is_empty() && req.merge.min_support > req.errors.len() {
+            return Err(ServiceError::InvalidArgument {
+                field: "min_support",
+                reason: format!(
+                    "{} is more than the {} error samples sent: no item could be found that often; lower it or send more error samples",
+                    req.merge.min_support,
+                    req.errors.len()
+                ),
+            }
+            .into());
+        }
         let depth = req.merge.search_depth(req.k);
         if depth > MAX_K {
             return Err(ServiceError::InvalidArgument {
@@ -254,6 +267,7 @@ impl Service {
                 key: item.key,
                 label: item.label,
                 best_distance: entry.best_distance,
+                support: entry.support,
                 found_by: entry.found_by,
             });
         }

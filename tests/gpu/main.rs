@@ -208,6 +208,7 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                     budget: None,
                     max_distance: None,
                     keep_duplicates: false,
+                    min_support: 1,
                 },
                 labels: vec![],
                 exclude_keys: vec![],

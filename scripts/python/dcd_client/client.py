@@ -113,6 +113,7 @@ class DebugItem:
     label: str
     best_distance: float
     found_by: List[Finding]
+    support: int = 1  # how many error samples found it
 
 
 @dataclass
@@ -338,15 +339,17 @@ class Client:
                   max_distance: Optional[float] = None, labels: Sequence[str] = (),
                   exclude: Sequence[str] = (), exact: bool = False, exact_rerank: bool = False,
                   ef: int = 0, errors_pool: str = "", keep_duplicates: bool = False,
-                  stream: bool = False) -> DebugSet:
+                  min_support: int = 1, stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
-        (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items."""
+        (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items.
+        `min_support`: keep only items found by at least that many error samples."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
         req = pb.BuildDebugSetRequest(
             pool=pool, errors=_queries(errors), errors_pool=errors_pool, k=k,
             merge=_MERGES[merge], labels=list(labels), exclude_keys=list(exclude),
-            exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates)
+            exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates,
+            min_support=min_support)
         if budget is not None:
             req.budget = budget
         if max_distance is not None:
@@ -367,7 +370,8 @@ class Client:
         q = summary.distances
         return DebugSet(
             items=[DebugItem(i.row, i.key, i.label, i.best_distance,
-                             [Finding(f.error_index, f.rank, f.distance) for f in i.found_by])
+                             [Finding(f.error_index, f.rank, f.distance) for f in i.found_by],
+                             i.support)
                    for i in items],
             coverage=[Coverage(c.error_index, c.found, c.kept, c.nearest, c.error) for c in summary.coverage],
             label_counts=dict(summary.label_counts),

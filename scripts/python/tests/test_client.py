@@ -43,6 +43,9 @@ def test_vectors_end_to_end(server):
         assert streamed.keys == found.keys
         rr = dcd.debug_set("vecs", errors=[errors], k=20, merge="round_robin", budget=12)
         assert len(rr.items) == 12
+        agreed = dcd.debug_set("vecs", errors=[errors], k=20, min_support=3)
+        assert agreed.items and all(i.support >= 3 for i in agreed.items)
+        assert len(agreed.items) == sum(i.support >= 3 for i in found.items)
         by_key = dcd.debug_set("vecs", errors=[Key("group/10")], k=5)
         assert by_key.items[0].key == "group/10" and by_key.items[0].best_distance == 0.0
         hits = dcd.search("vecs", [vectors[3]], k=3)
