@@ -116,24 +116,8 @@ impl VectorFile {
             .write(true)
             .open(path)
             .map_err(StoreError::io(path))?;
-        let mut raw = [0u8; HEADER_LEN];
-        let len = file.metadata().map_err(StoreError::io(path))?.len();
-        let got = file.read_at(&mut raw, 0).map_err(StoreError::io(path))?;
-        let mut header =
-            VectorHeader::decode(&raw[..got]).map_err(|reason| StoreError::CorruptVectorFile {
-                path: path.to_owned(),
-                reason,
-            })?;
-        expected.check(path, &header)?;
+        let (mut header, len) = checked_header(&file, path, expected)?;
         let row_bytes = header.row_bytes() as u64;
-        let found = (len - HEADER_LEN as u64) / row_bytes;
-        if found < committed {
-            return Err(StoreError::TruncatedVectorFile {
-                path: path.to_owned(),
-                found,
-                committed,
-            });
-        }
         let want_len = HEADER_LEN as u64 + committed * row_bytes;
         if len != want_len {
             tracing::warn!(
@@ -159,23 +143,7 @@ impl VectorFile {
     /// count are simply not seen.
     pub fn open_read_only(path: &Path, expected: &Expected) -> Result<VectorFile, StoreError> {
         let file = File::open(path).map_err(StoreError::io(path))?;
-        let mut raw = [0u8; HEADER_LEN];
-        let len = file.metadata().map_err(StoreError::io(path))?.len();
-        let got = file.read_at(&mut raw, 0).map_err(StoreError::io(path))?;
-        let mut header =
-            VectorHeader::decode(&raw[..got]).map_err(|reason| StoreError::CorruptVectorFile {
-                path: path.to_owned(),
-                reason,
-            })?;
-        expected.check(path, &header)?;
-        let found = (len - HEADER_LEN as u64) / header.row_bytes() as u64;
-        if found < expected.committed {
-            return Err(StoreError::TruncatedVectorFile {
-                path: path.to_owned(),
-                found,
-                committed: expected.committed,
-            });
-        }
+        let (mut header, _) = checked_header(&file, path, expected)?;
         header.count = expected.committed;
         VectorFile::mapped(path, file, header)
     }
@@ -295,4 +263,31 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::io(dir))
+}
+
+/// Reads `file`'s header, checks it against the catalog, and checks the file holds at least
+/// the committed rows; returns the header and the file's length.
+fn checked_header(
+    file: &File,
+    path: &Path,
+    expected: &Expected,
+) -> Result<(VectorHeader, u64), StoreError> {
+    let mut raw = [0u8; HEADER_LEN];
+    let len = file.metadata().map_err(StoreError::io(path))?.len();
+    let got = file.read_at(&mut raw, 0).map_err(StoreError::io(path))?;
+    let header =
+        VectorHeader::decode(&raw[..got]).map_err(|reason| StoreError::CorruptVectorFile {
+            path: path.to_owned(),
+            reason,
+        })?;
+    expected.check(path, &header)?;
+    let found = (len - HEADER_LEN as u64) / header.row_bytes() as u64;
+    if found < expected.committed {
+        return Err(StoreError::TruncatedVectorFile {
+            path: path.to_owned(),
+            found,
+            committed: expected.committed,
+        });
+    }
+    Ok((header, len))
 }
