@@ -262,6 +262,118 @@ fn local_ingest_debug_set_export_and_report() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--backbone"));
 }
 
+/// The items of a set file as JSON values.
+fn set_items(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn error_samples_labelled_by_their_folders() {
+    let f = fixture();
+    let data = f.root.join("data");
+    run_ok(
+        dcd(&data)
+            .args(["ingest", "--pool", "p", "--backbone", "resnet", "--weights"])
+            .arg(common::tiny_resnet())
+            .arg(&f.pool),
+    );
+    // ImageFolder of error samples: all three are "cat"s.
+    let labelled = f.root.join("labelled");
+    std::fs::create_dir_all(labelled.join("cat")).unwrap();
+    for e in std::fs::read_dir(&f.errors).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, labelled.join("cat").join(p.file_name().unwrap())).unwrap();
+    }
+    let build = |name: &str, errors: &Path, extra: &[&str]| {
+        let out = f.root.join(name);
+        run_ok(
+            dcd(&data)
+                .args(["debug-set", "--pool", "p", "--k", "20", "--errors"])
+                .arg(errors)
+                .args(extra)
+                .arg("--out")
+                .arg(&out),
+        );
+        out
+    };
+    let plain = set_items(&build("plain.jsonl", &f.errors, &[]));
+    assert!(plain.iter().any(|i| i["label"] != "cat"));
+    assert!(plain
+        .iter()
+        .all(|i| i.get("weak_label_plausible").is_none()));
+    let judged_file = build("judged.jsonl", &labelled, &[]);
+    let judged = set_items(&judged_file);
+    assert!(!judged.is_empty());
+    assert!(judged
+        .iter()
+        .all(|i| i["label"] == "cat" && i["weak_label_plausible"] == true));
+    let cats = plain.iter().filter(|i| i["label"] == "cat").count();
+    assert_eq!(
+        judged.len(),
+        cats,
+        "drop keeps exactly the items labelled cat"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.root.join("judged.summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["request"]["label_policy"], "drop");
+    assert_eq!(summary["error_labels"], serde_json::json!(["cat"]));
+    assert_eq!(
+        summary["funnel"]["label_policy"].as_u64().unwrap() as usize,
+        plain.len() - cats
+    );
+    // Folder names ignored on request: the plain set again.
+    let ignored = set_items(&build("ignored.jsonl", &labelled, &["--errors-unlabelled"]));
+    assert_eq!(ignored.len(), plain.len());
+    // Replace: every item trains as a cat, and export files it under cat/.
+    let replaced_file = build("replaced.csv", &labelled, &["--label-policy", "replace"]);
+    let text = std::fs::read_to_string(&replaced_file).unwrap();
+    assert!(text.starts_with(
+        "key,label,best_distance,support,row,found_by,suggested_label,label_confidence,weak_label_plausible"
+    ));
+    let jsonl = build("replaced.jsonl", &labelled, &["--label-policy", "replace"]);
+    let replaced = set_items(&jsonl);
+    assert_eq!(replaced.len(), plain.len());
+    assert!(replaced
+        .iter()
+        .all(|i| i["label"] == "cat" || i["suggested_label"] == "cat"));
+    let folder = f.root.join("export");
+    run_ok(
+        dcd(&data)
+            .args(["export", "--set"])
+            .arg(&jsonl)
+            .arg("--out")
+            .arg(&folder),
+    );
+    let dirs: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dirs, vec!["cat".to_owned()]);
+    // Folder names that are no label of the pool: an empty set, and the reason on stderr.
+    let zebras = f.root.join("zebras");
+    std::fs::rename(labelled.join("cat"), labelled.join("zebra")).unwrap();
+    std::fs::rename(&labelled, &zebras).unwrap();
+    let out = dcd(&data)
+        .args(["debug-set", "--pool", "p", "--k", "20", "--errors"])
+        .arg(&zebras)
+        .arg("--out")
+        .arg(f.root.join("zebra.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("label policy removed all") && stderr.contains("zebra"),
+        "{stderr}"
+    );
+    assert!(set_items(&f.root.join("zebra.jsonl")).is_empty());
+}
+
 fn http_get(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(

@@ -93,7 +93,7 @@ async fn the_needle_png_fails_alone_through_every_rpc() {
     let only_needle = client
         .build_debug_set(pb::BuildDebugSetRequest {
             pool: "img".into(),
-            errors: vec![image_query(needle())],
+            errors: vec![image_query(needle()).into()],
             k: 1,
             ..Default::default()
         })
@@ -143,7 +143,7 @@ async fn queries_times_k_beyond_the_bound_is_refused_before_work() {
     let e = client
         .build_debug_set(pb::BuildDebugSetRequest {
             pool: "v".into(),
-            errors: vec![key.clone(); 100],
+            errors: vec![key.clone().into(); 100],
             k: 10_000,
             ..Default::default()
         })

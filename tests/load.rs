@@ -76,7 +76,7 @@ async fn client_loop(
             30..=44 => client
                 .build_debug_set(pb::BuildDebugSetRequest {
                     pool: "v".into(),
-                    errors: (0..8).map(|_| query(&mut rng)).collect(),
+                    errors: (0..8).map(|_| query(&mut rng).into()).collect(),
                     k: 20,
                     ..Default::default()
                 })

@@ -113,7 +113,7 @@ async fn vector_pool_debug_set_comes_from_the_failing_group() {
         .collect();
     let request = pb::BuildDebugSetRequest {
         pool: "vecs".into(),
-        errors: errors.clone(),
+        errors: errors.iter().cloned().map(Into::into).collect(),
         k: 25,
         ..Default::default()
     };
@@ -275,6 +275,7 @@ async fn vector_pool_debug_set_comes_from_the_failing_group() {
                 .map(|i| pb::Query {
                     source: Some(pb::query::Source::ItemKey(format!("fail/{i}"))),
                 })
+                .map(pb::ErrorSample::from)
                 .collect(),
             k: 10,
             ..Default::default()
@@ -436,7 +437,7 @@ async fn image_pool_job_and_debug_set_find_the_pattern() {
     let set = client
         .build_debug_set(pb::BuildDebugSetRequest {
             pool: "imgs".into(),
-            errors,
+            errors: errors.into_iter().map(Into::into).collect(),
             k: 10,
             ..Default::default()
         })
@@ -521,7 +522,7 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
     client.ingest(tokio_stream::iter(items)).await.unwrap();
     let base = pb::BuildDebugSetRequest {
         pool: "p".into(),
-        errors: vec![query_vec(group.clone())],
+        errors: vec![query_vec(group.clone()).into()],
         k: 5,
         ..Default::default()
     };
@@ -536,7 +537,7 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
         ),
         (
             pb::BuildDebugSetRequest {
-                errors: vec![query_vec(vec![0.0; 7])],
+                errors: vec![query_vec(vec![0.0; 7]).into()],
                 ..base.clone()
             },
             Code::InvalidArgument,
@@ -548,7 +549,8 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
                     let mut v = group.clone();
                     v[3] = f32::NAN;
                     v
-                })],
+                })
+                .into()],
                 ..base.clone()
             },
             Code::InvalidArgument,
@@ -598,7 +600,8 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
             pb::BuildDebugSetRequest {
                 errors: vec![pb::Query {
                     source: Some(pb::query::Source::ItemKey("missing".into())),
-                }],
+                }
+                .into()],
                 ..base.clone()
             },
             Code::NotFound,
@@ -608,7 +611,8 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
             pb::BuildDebugSetRequest {
                 errors: vec![pb::Query {
                     source: Some(pb::query::Source::Image(vec![1, 2, 3])),
-                }],
+                }
+                .into()],
                 ..base.clone()
             },
             Code::FailedPrecondition,
@@ -616,7 +620,7 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
         ),
         (
             pb::BuildDebugSetRequest {
-                errors: vec![pb::Query { source: None }],
+                errors: vec![pb::Query { source: None }.into()],
                 ..base.clone()
             },
             Code::InvalidArgument,
@@ -649,7 +653,8 @@ async fn bad_inputs_get_their_codes_and_lose_nothing() {
     let big = pb::BuildDebugSetRequest {
         errors: vec![pb::Query {
             source: Some(pb::query::Source::Image(vec![0u8; 2 << 20])),
-        }],
+        }
+        .into()],
         ..base.clone()
     };
     let (got, msg) = code_of(client.build_debug_set(big).await).await;

@@ -4,7 +4,10 @@
 # with `dcd debug-set`, then retrain the case's model with each set (closed_loop.py) beside a
 # random set and a clean-label oracle of the same size.
 # Usage: scripts/eval/run.sh [OUT, default target/eval] [CASE ...]
-# Env: DCD_BIN (default target/release/dcd, built when missing), EVAL_KS (default "10 20 40").
+# Env: DCD_BIN (default target/release/dcd, built when missing), EVAL_KS (default "10 20 40"),
+# EVAL_VARIANTS: ";"-separated NAME=FLAGS sets built at every k (default: "plain", today's
+# nearest neighbours with the error samples unlabelled, and "default", `dcd debug-set` with no
+# flag, the error samples labelled by their folders).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-target/eval}
@@ -38,10 +41,16 @@ for case in "${cases[@]}"; do
   fi
   sets=()
   mkdir -p "$out/sets/$case"
+  IFS=';' read -r -a variants <<<"${EVAL_VARIANTS:-plain=--errors-unlabelled;default=}"
   for k in ${EVAL_KS:-10 20 40}; do
-    set_file=$out/sets/$case/plain-k$k.jsonl
-    "$dcd" --data-dir "$data" debug-set --pool "$case" --errors "$dir/errors" --k "$k" --out "$set_file"
-    sets+=(--set "plain-k$k=$set_file")
+    for variant in "${variants[@]}"; do
+      name=${variant%%=*}
+      read -r -a flags <<<"${variant#*=}"
+      set_file=$out/sets/$case/$name-k$k.jsonl
+      "$dcd" --data-dir "$data" debug-set --pool "$case" --errors "$dir/errors" --k "$k" \
+        ${flags[@]+"${flags[@]}"} --out "$set_file" >/dev/null
+      sets+=(--set "$name-k$k=$set_file")
+    done
   done
   "$py" scripts/eval/closed_loop.py --case "$dir" "${sets[@]}" --json "$out/$case.json"
 done

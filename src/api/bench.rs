@@ -201,8 +201,11 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         pool: POOL.into(),
         errors: errors
             .iter_rows()
-            .map(|r| pb::Query {
-                source: Some(pb::query::Source::Vector(pb::Vector { values: r.to_vec() })),
+            .map(|r| pb::ErrorSample {
+                source: Some(pb::error_sample::Source::Vector(pb::Vector {
+                    values: r.to_vec(),
+                })),
+                ..Default::default()
             })
             .collect(),
         k: cfg.k as u32,
@@ -212,7 +215,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         pool: POOL.into(),
         errors: errors
             .iter_rows()
-            .map(|r| QueryInput::Vector(r.to_vec()))
+            .map(|r| QueryInput::Vector(r.to_vec()).into())
             .collect(),
         errors_pool: None,
         k: cfg.k,
@@ -228,6 +231,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         exact: false,
         exact_rerank: false,
         ef: None,
+        label_policy: None,
     };
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client
@@ -300,7 +304,14 @@ async fn load(channel: &Channel, spec: &ClusterSpec, cfg: &BenchConfig, report: 
                     client
                         .build_debug_set(pb::BuildDebugSetRequest {
                             pool: POOL.into(),
-                            errors: (0..10).map(|j| q(i + j)).collect(),
+                            errors: (0..10)
+                                .map(|j| pb::ErrorSample {
+                                    source: Some(pb::error_sample::Source::Vector(pb::Vector {
+                                        values: queries.row((i + j) % queries.rows).to_vec(),
+                                    })),
+                                    ..Default::default()
+                                })
+                                .collect(),
                             k,
                             ..Default::default()
                         })

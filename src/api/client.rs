@@ -8,9 +8,10 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
+use super::convert;
 use super::pb;
 use super::pb::dcd_client::DcdClient;
-use crate::debugset::{Finding, Merge, Quantiles};
+use crate::debugset::{Finding, LabelVerdict, Merge, Quantiles};
 use crate::error::{Error, Result};
 use crate::service::{DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, QueryInput};
 use crate::store::{JobRecord, JobSource, JobState, JobTally};
@@ -157,14 +158,18 @@ impl RemoteService {
             errors: req
                 .errors
                 .iter()
-                .map(|q| pb::Query {
-                    source: Some(match q {
-                        QueryInput::Image { bytes, .. } => pb::query::Source::Image(bytes.clone()),
-                        QueryInput::Vector(v) => {
-                            pb::query::Source::Vector(pb::Vector { values: v.clone() })
+                .map(|e| pb::ErrorSample {
+                    source: Some(match &e.input {
+                        QueryInput::Image { bytes, .. } => {
+                            pb::error_sample::Source::Image(bytes.clone())
                         }
-                        QueryInput::Key(k) => pb::query::Source::ItemKey(k.clone()),
+                        QueryInput::Vector(v) => {
+                            pb::error_sample::Source::Vector(pb::Vector { values: v.clone() })
+                        }
+                        QueryInput::Key(k) => pb::error_sample::Source::ItemKey(k.clone()),
                     }),
+                    label: e.truth.label.clone().unwrap_or_default(),
+                    weight: e.truth.weight,
                 })
                 .collect(),
             errors_pool: req.errors_pool.clone().unwrap_or_default(),
@@ -183,6 +188,10 @@ impl RemoteService {
             ef: req.ef.unwrap_or(0) as u32,
             keep_duplicates: req.merge.keep_duplicates,
             min_support: req.merge.min_support as u32,
+            label_policy: req
+                .label_policy
+                .map_or(pb::LabelPolicy::Unspecified, convert::label_policy)
+                as i32,
         };
         let r = self.request(wire);
         let client = &mut self.client;
@@ -205,6 +214,10 @@ impl RemoteService {
         })?;
         let summary =
             summary.ok_or_else(|| Error::Usage("the server sent no summary for the set".into()))?;
+        let mut request = req.clone();
+        if let Some(applied) = &summary.parameters {
+            request.label_policy = convert::label_policy_of(applied.label_policy);
+        }
         Ok(DebugSetResult {
             items: items
                 .into_iter()
@@ -223,6 +236,12 @@ impl RemoteService {
                             distance: f.distance,
                         })
                         .collect(),
+                    labels: LabelVerdict {
+                        keep: true,
+                        suggested_label: i.suggested_label,
+                        label_confidence: i.label_confidence,
+                        weak_label_plausible: i.weak_label_plausible,
+                    },
                 })
                 .collect(),
             coverage: summary
@@ -233,6 +252,11 @@ impl RemoteService {
                     kept: c.kept as usize,
                     nearest: (c.found > 0).then_some(c.nearest),
                     error: Some(c.error.clone()).filter(|e| !e.is_empty()),
+                    funnel: c
+                        .funnel
+                        .as_ref()
+                        .map(convert::funnel_of)
+                        .unwrap_or_default(),
                 })
                 .collect(),
             label_counts: summary.label_counts.into_iter().collect::<BTreeMap<_, _>>(),
@@ -243,7 +267,12 @@ impl RemoteService {
                 p90: q.p90,
                 max: q.max,
             }),
-            request: req.clone(),
+            funnel: summary
+                .funnel
+                .as_ref()
+                .map(convert::funnel_of)
+                .unwrap_or_default(),
+            request,
             backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
             engine: summary.engine,
             pool_items: summary.pool_items,

@@ -3,10 +3,10 @@
 use tonic::Status;
 
 use super::pb;
-use crate::debugset::{Finding, Merge, MergeParams, Quantiles};
+use crate::debugset::{ErrorLabel, Finding, Funnel, LabelPolicy, Merge, MergeParams, Quantiles};
 use crate::service::{
-    DebugItem, DebugSetRequest, DebugSetResult, Hit, IngestItem, ItemContent, PoolDetails,
-    QueryInput, StreamSummary,
+    DebugItem, DebugSetRequest, DebugSetResult, ErrorSample, Hit, IngestItem, ItemContent,
+    PoolDetails, QueryInput, StreamSummary,
 };
 use crate::store::{JobRecord, JobState, PoolRecord};
 use crate::types::Dtype;
@@ -178,8 +178,15 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         .iter()
         .cloned()
         .enumerate()
-        .map(|(i, q)| query(i, q))
+        .map(|(i, e)| error_sample(i, e))
         .collect::<Result<_, _>>()?;
+    if pb::LabelPolicy::try_from(r.label_policy).is_err() {
+        return Err(invalid(
+            "label_policy",
+            format!("{} is not a label policy", r.label_policy),
+        ));
+    }
+    let label_policy = label_policy_of(r.label_policy);
     Ok(DebugSetRequest {
         pool: r.pool.clone(),
         errors,
@@ -197,7 +204,66 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         exact: r.exact,
         exact_rerank: r.exact_rerank,
         ef: Some(r.ef as usize).filter(|&e| e > 0),
+        label_policy,
     })
+}
+
+/// An error sample off the wire: its input as a query, an empty label as none, weight 0 as 1.
+fn error_sample(i: usize, e: pb::ErrorSample) -> Result<ErrorSample, Status> {
+    let source = e.source.map(|s| match s {
+        pb::error_sample::Source::Image(b) => pb::query::Source::Image(b),
+        pb::error_sample::Source::Vector(v) => pb::query::Source::Vector(v),
+        pb::error_sample::Source::ItemKey(k) => pb::query::Source::ItemKey(k),
+    });
+    Ok(ErrorSample {
+        input: query(i, pb::Query { source })?,
+        truth: ErrorLabel {
+            label: Some(e.label).filter(|l| !l.is_empty()),
+            weight: if e.weight == 0.0 { 1.0 } else { e.weight },
+        },
+    })
+}
+
+/// The wire form of a label policy.
+pub fn label_policy(p: LabelPolicy) -> pb::LabelPolicy {
+    match p {
+        LabelPolicy::Keep => pb::LabelPolicy::Keep,
+        LabelPolicy::Drop => pb::LabelPolicy::Drop,
+        LabelPolicy::Replace => pb::LabelPolicy::Replace,
+    }
+}
+
+/// A label policy off the wire (unspecified or unknown: None, the server's default).
+pub fn label_policy_of(p: i32) -> Option<LabelPolicy> {
+    match pb::LabelPolicy::try_from(p) {
+        Ok(pb::LabelPolicy::Keep) => Some(LabelPolicy::Keep),
+        Ok(pb::LabelPolicy::Drop) => Some(LabelPolicy::Drop),
+        Ok(pb::LabelPolicy::Replace) => Some(LabelPolicy::Replace),
+        Ok(pb::LabelPolicy::Unspecified) | Err(_) => None,
+    }
+}
+
+/// A funnel off the wire.
+pub fn funnel_of(f: &pb::Funnel) -> Funnel {
+    Funnel {
+        candidates: f.candidates as usize,
+        distance_cap: f.distance_cap as usize,
+        min_support: f.min_support as usize,
+        label_policy: f.label_policy as usize,
+        budget: f.budget as usize,
+        kept: f.kept as usize,
+    }
+}
+
+fn funnel(f: &Funnel) -> pb::Funnel {
+    pb::Funnel {
+        candidates: f.candidates as u32,
+        distance_cap: f.distance_cap as u32,
+        min_support: f.min_support as u32,
+        label_policy: f.label_policy as u32,
+        budget: f.budget as u32,
+        kept: f.kept as u32,
+    }
 }
 
 fn finding(f: &Finding) -> pb::Finding {
@@ -216,6 +282,9 @@ pub fn debug_item(i: DebugItem) -> pb::DebugItem {
         best_distance: i.best_distance,
         found_by: i.found_by.iter().map(finding).collect(),
         support: i.support as u32,
+        suggested_label: i.labels.suggested_label,
+        label_confidence: i.labels.label_confidence,
+        weak_label_plausible: i.labels.weak_label_plausible,
     }
 }
 
@@ -242,6 +311,9 @@ pub fn debug_set_summary(
         Merge::GlobalTop => pb::Merge::GlobalTop,
     } as i32;
     applied.min_support = r.request.merge.min_support as u32;
+    if let Some(p) = r.request.label_policy {
+        applied.label_policy = label_policy(p) as i32;
+    }
     pb::DebugSetSummary {
         coverage: r
             .coverage
@@ -253,6 +325,7 @@ pub fn debug_set_summary(
                 kept: c.kept as u32,
                 nearest: c.nearest.unwrap_or(0.0),
                 error: c.error.clone().unwrap_or_default(),
+                funnel: Some(funnel(&c.funnel)),
             })
             .collect(),
         label_counts: r.label_counts.clone().into_iter().collect(),
@@ -262,5 +335,6 @@ pub fn debug_set_summary(
         engine: r.engine.clone(),
         pool_items: r.pool_items,
         excluded: r.excluded as u32,
+        funnel: Some(funnel(&r.funnel)),
     }
 }

@@ -114,7 +114,13 @@ pub fn seed_requests() -> Vec<(&'static str, Vec<u8>)> {
             "BuildDebugSet",
             pb::BuildDebugSetRequest {
                 pool: "p".into(),
-                errors: vec![vector(vec![0.5; 4])],
+                errors: vec![pb::ErrorSample {
+                    source: Some(pb::error_sample::Source::Vector(pb::Vector {
+                        values: vec![0.5; 4],
+                    })),
+                    label: "cat".into(),
+                    weight: 2.0,
+                }],
                 k: 10,
                 budget: Some(20),
                 ..Default::default()

@@ -33,6 +33,21 @@ pub mod pb {
     /// The encoded descriptor set of `dcd.v1`, for the reflection service.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/dcd_v1_descriptor.bin"));
+
+    impl From<Query> for ErrorSample {
+        /// A query as an unlabelled error sample (the same bytes on the wire).
+        fn from(q: Query) -> Self {
+            ErrorSample {
+                source: q.source.map(|s| match s {
+                    query::Source::Image(b) => error_sample::Source::Image(b),
+                    query::Source::Vector(v) => error_sample::Source::Vector(v),
+                    query::Source::ItemKey(k) => error_sample::Source::ItemKey(k),
+                }),
+                label: String::new(),
+                weight: 0.0,
+            }
+        }
+    }
 }
 
 /// HTTP/2 flow-control window per stream (the connection gets twice as much).

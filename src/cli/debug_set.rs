@@ -7,17 +7,30 @@ use std::path::{Path, PathBuf};
 
 use crate::api::client::RemoteService;
 use crate::config::DebugSetArgs;
-use crate::debugset::MergeParams;
+use crate::debugset::{ErrorLabel, MergeParams};
 use crate::error::{Error, Result};
-use crate::service::{AllowedRoots, DebugSetRequest, DebugSetResult, QueryInput, Service};
+use crate::service::{
+    AllowedRoots, DebugSetRequest, DebugSetResult, ErrorSample, QueryInput, Service,
+};
 
 /// The summary file written beside a set.
 pub fn summary_path(set: &Path) -> PathBuf {
     set.with_extension("summary.json")
 }
 
-/// Error samples from files: images (folders expanded), and .npy/.fvecs rows.
-fn error_samples(paths: &[PathBuf]) -> Result<(Vec<QueryInput>, Vec<String>)> {
+/// The true label of an image found under the folder `root`: the name of the subfolder of
+/// `root` it lies in (ImageFolder); None for images directly in `root`.
+fn folder_label(root: &Path, image: &Path) -> Option<String> {
+    let rel = image.strip_prefix(root).ok()?;
+    let mut parts = rel.components();
+    let first = parts.next()?;
+    parts.next()?;
+    Some(first.as_os_str().to_string_lossy().into_owned())
+}
+
+/// Error samples from files: images (folders expanded, labelled by subfolder unless
+/// `unlabelled`), and .npy/.fvecs rows (unlabelled).
+fn error_samples(paths: &[PathBuf], unlabelled: bool) -> Result<(Vec<ErrorSample>, Vec<String>)> {
     let mut queries = Vec::new();
     let mut names = Vec::new();
     let (vector_files, image_paths): (Vec<PathBuf>, Vec<PathBuf>) =
@@ -29,19 +42,27 @@ fn error_samples(paths: &[PathBuf]) -> Result<(Vec<QueryInput>, Vec<String>)> {
     for f in vector_files {
         let m = crate::formats::read_vectors(&f)?;
         for (i, row) in m.iter_rows().enumerate() {
-            queries.push(QueryInput::Vector(row.to_vec()));
+            queries.push(QueryInput::Vector(row.to_vec()).into());
             names.push(format!("{}#{i}", f.display()));
         }
     }
-    if !image_paths.is_empty() {
-        for p in super::embed::collect_images(&image_paths)? {
+    for root in image_paths {
+        for p in super::embed::collect_images(std::slice::from_ref(&root))? {
+            let label = if unlabelled || !root.is_dir() {
+                None
+            } else {
+                folder_label(&root, &p)
+            };
             let bytes = crate::features::preprocess::read_image_file(&p, &Default::default())
                 .map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?;
             let abs = std::path::absolute(&p).unwrap_or(p);
             names.push(abs.display().to_string());
-            queries.push(QueryInput::Image {
-                name: abs.display().to_string(),
-                bytes,
+            queries.push(ErrorSample {
+                input: QueryInput::Image {
+                    name: abs.display().to_string(),
+                    bytes,
+                },
+                truth: ErrorLabel { label, weight: 1.0 },
             });
         }
     }
@@ -64,7 +85,11 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
             )))
         }
     };
-    let (errors, names) = error_samples(&args.errors)?;
+    let (errors, names) = error_samples(&args.errors, args.errors_unlabelled)?;
+    let error_labels: std::collections::BTreeSet<String> = errors
+        .iter()
+        .filter_map(|e| e.truth.label.clone())
+        .collect();
     let exclude_keys = match &args.exclude {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))?
@@ -92,6 +117,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         exact: args.exact,
         exact_rerank: args.exact_rerank,
         ef: args.ef,
+        label_policy: args.label_policy,
     };
     let started = std::time::Instant::now();
     let result = match &args.target.server {
@@ -110,6 +136,8 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         "items": result.items.len(),
         "coverage": result.coverage,
         "label_counts": result.label_counts,
+        "funnel": result.funnel,
+        "error_labels": error_labels,
         "distances": result.distances,
         "request": result.request,
         "backbone": result.backbone,
@@ -133,6 +161,14 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         .iter()
         .filter(|c| c.error.is_none() && c.kept == 0)
         .count();
+    let f = &result.funnel;
+    if f.label_policy > 0 && result.items.is_empty() {
+        eprintln!(
+            "the label policy removed all {} candidates: no weak label near them matched the labels of the error samples that found them ({}); if the --errors subfolders are not class labels, pass --errors-unlabelled or --label-policy keep",
+            f.label_policy,
+            error_labels.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
     println!(
         "debug-train set: {} items from pool {} ({} error samples, {} found nothing kept) in {:.2} s -> {} (+ {})",
         result.items.len(),
@@ -165,6 +201,9 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                 "support",
                 "row",
                 "found_by",
+                "suggested_label",
+                "label_confidence",
+                "weak_label_plausible",
             ])
             .map_err(|e| Error::Usage(e.to_string()))?;
             for item in &result.items {
@@ -180,6 +219,17 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                     &item.support.to_string(),
                     &item.row.to_string(),
                     &found.join(";"),
+                    item.labels.suggested_label.as_deref().unwrap_or(""),
+                    &item
+                        .labels
+                        .label_confidence
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                    &item
+                        .labels
+                        .weak_label_plausible
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
                 ])
                 .map_err(|e| Error::Usage(e.to_string()))?;
             }

@@ -1,6 +1,7 @@
 //! `dcd export`: a debug-train set (.jsonl from `dcd debug-set`) as CSV, JSONL, or an
-//! ImageFolder tree (one subfolder per weak label, symlinks or copies) that torchvision's
-//! `ImageFolder` loads as it is.
+//! ImageFolder tree (one subfolder per label to train with, symlinks or copies) that
+//! torchvision's `ImageFolder` loads as it is. The label to train with is the item's
+//! `suggested_label` where the label policy replaced its weak label, else the weak label.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,22 @@ pub struct SetItem {
     pub support: usize,
     /// Which error samples found it.
     pub found_by: Vec<crate::debugset::Finding>,
+    /// The label to train with, where the label policy replaced the weak one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_label: Option<String>,
+    /// Share of the label vote for the label to train with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_confidence: Option<f32>,
+    /// Whether the weak label had at least half the vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weak_label_plausible: Option<bool>,
+}
+
+impl SetItem {
+    /// The label to train with: the suggested one, else the weak one.
+    pub fn train_label(&self) -> Option<&str> {
+        self.suggested_label.as_deref().or(self.label.as_deref())
+    }
 }
 
 /// Reads a set file.
@@ -81,13 +98,14 @@ pub(super) fn run(args: ExportArgs) -> Result<()> {
         "csv" => {
             let mut w =
                 csv::Writer::from_path(&args.out).map_err(|e| Error::Usage(e.to_string()))?;
-            w.write_record(["path", "label", "distance"])
+            w.write_record(["path", "label", "distance", "weak_label"])
                 .map_err(|e| Error::Usage(e.to_string()))?;
             for it in &items {
                 w.write_record([
                     it.key.as_str(),
-                    it.label.as_deref().unwrap_or(""),
+                    it.train_label().unwrap_or(""),
                     &it.best_distance.to_string(),
+                    it.label.as_deref().unwrap_or(""),
                 ])
                 .map_err(|e| Error::Usage(e.to_string()))?;
             }
@@ -127,7 +145,7 @@ fn image_folder(items: &[SetItem], out: &Path, copy: bool) -> Result<(usize, Vec
             }
             continue;
         }
-        let dir = out.join(label_dir(it.label.as_deref()));
+        let dir = out.join(label_dir(it.train_label()));
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let name = src
             .file_name()

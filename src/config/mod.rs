@@ -328,7 +328,8 @@ pub struct DebugSetArgs {
     /// Pool to draw from.
     #[arg(long, env = "DCD_POOL")]
     pub pool: String,
-    /// Error samples: image files or folders of images, .npy/.fvecs vector files.
+    /// Error samples: image files or folders of images, .npy/.fvecs vector files. Images in a
+    /// folder's subfolders carry the subfolder's name as their true label (ImageFolder).
     #[arg(long, env = "DCD_ERRORS", required = true, num_args = 1.., value_delimiter = ',')]
     pub errors: Vec<PathBuf>,
     /// Neighbours per error sample.
@@ -364,6 +365,13 @@ pub struct DebugSetArgs {
     /// Keep only items found by at least this many error samples (within their --k).
     #[arg(long, env = "DCD_MIN_SUPPORT", default_value_t = 1)]
     pub min_support: usize,
+    /// keep, drop or replace weak labels the labelled error samples that found an item do not
+    /// support. Default: drop when any error sample is labelled, else keep.
+    #[arg(long, env = "DCD_LABEL_POLICY")]
+    pub label_policy: Option<crate::debugset::LabelPolicy>,
+    /// Ignore the folder names of --errors: every error sample is unlabelled.
+    #[arg(long, env = "DCD_ERRORS_UNLABELLED")]
+    pub errors_unlabelled: bool,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::labels::{judge, ErrorLabel, LabelPolicy, LabelVerdict};
 use super::{Merge, MergeParams};
 use crate::types::{Neighbor, RowId};
 
@@ -27,6 +28,26 @@ pub struct DebugEntry {
     pub support: usize,
     /// Every error sample whose list holds the row (with `keep_duplicates`: just one).
     pub found_by: Vec<Finding>,
+    /// What the label vote said of its weak label.
+    pub labels: LabelVerdict,
+}
+
+/// Why candidates did not make the set: distinct rows removed by each rule, in the order the
+/// rules apply. Each candidate is counted once, under the first rule it failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Funnel {
+    /// Rows the searches returned.
+    pub candidates: usize,
+    /// Beyond the distance cap.
+    pub distance_cap: usize,
+    /// Found by fewer than `min_support` error samples.
+    pub min_support: usize,
+    /// Removed by the label policy.
+    pub label_policy: usize,
+    /// Passed every rule, but the budget was spent.
+    pub budget: usize,
+    /// In the set.
+    pub kept: usize,
 }
 
 /// What the set does for one error sample.
@@ -38,6 +59,8 @@ pub struct Coverage {
     pub kept: usize,
     /// Distance to its nearest neighbour, if it has any.
     pub nearest: Option<f32>,
+    /// Where the rows of its own list went.
+    pub funnel: Funnel,
 }
 
 /// The merged set, in the merge's order, with per-sample coverage.
@@ -47,13 +70,41 @@ pub struct Assembled {
     pub entries: Vec<DebugEntry>,
     /// One per error sample, in request order.
     pub coverage: Vec<Coverage>,
+    /// Where the candidates went, over all error samples.
+    pub funnel: Funnel,
 }
 
-/// Merges `lists` (one per error sample, best first) under `params`. Each list is used up to
-/// its length, so callers search each sample `params.search_depth(k)` deep.
-pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams) -> Assembled {
+/// The label evidence a merge applies.
+#[derive(Clone, Copy, Debug)]
+pub struct LabelTrust<'a> {
+    /// What to do with implausible weak labels.
+    pub policy: LabelPolicy,
+    /// Every error sample's label and weight, in request order.
+    pub errors: &'a [ErrorLabel],
+    /// The weak label of every candidate row (rows missing here count as unlabelled).
+    pub weak: &'a HashMap<RowId, Option<String>>,
+}
+
+/// The first rule a row failed, or where it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    DistanceCap,
+    MinSupport,
+    LabelPolicy,
+    Budget,
+    Kept,
+}
+
+/// Merges `lists` (one per error sample, best first) under `params`, judging weak labels by
+/// `trust` where given. Each list is used up to its length, so callers search each sample
+/// `params.search_depth(k)` deep.
+pub fn assemble(
+    lists: &[Vec<Neighbor>],
+    params: &MergeParams,
+    trust: Option<&LabelTrust<'_>>,
+) -> Assembled {
     let cap = params.max_distance.unwrap_or(f32::INFINITY);
-    let lists: Vec<&[Neighbor]> = lists
+    let capped: Vec<&[Neighbor]> = lists
         .iter()
         .map(|l| {
             let within = l.iter().take_while(|n| n.distance <= cap).count();
@@ -63,7 +114,7 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams) -> Assembled {
     // Every finding of every row, so an entry lists all samples that found it, even those
     // whose turn came after the budget ran out.
     let mut findings: HashMap<RowId, Vec<Finding>> = HashMap::new();
-    for (error, list) in lists.iter().enumerate() {
+    for (error, list) in capped.iter().enumerate() {
         for (i, n) in list.iter().enumerate() {
             findings.entry(n.id).or_default().push(Finding {
                 error,
@@ -72,64 +123,108 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams) -> Assembled {
             });
         }
     }
-    let order = selection_order(&lists, params.merge);
+    let mut outcome: HashMap<RowId, Outcome> = HashMap::new();
+    let mut verdicts: HashMap<RowId, LabelVerdict> = HashMap::new();
+    let order = selection_order(&capped, params.merge);
     let budget = params.budget.unwrap_or(usize::MAX);
     let min_support = params.min_support.max(1);
     let mut entries = Vec::new();
     let mut taken: HashMap<(RowId, Option<usize>), ()> = HashMap::new();
     for (error, rank) in order {
-        if entries.len() >= budget {
-            break;
-        }
-        let n = lists[error][rank];
+        let n = capped[error][rank];
         let support = findings[&n.id].len();
+        let verdict = verdicts.entry(n.id).or_insert_with(|| match trust {
+            Some(t) => judge(
+                t.policy,
+                t.weak.get(&n.id).and_then(|l| l.as_deref()),
+                &findings[&n.id],
+                t.errors,
+            ),
+            None => LabelVerdict {
+                keep: true,
+                ..Default::default()
+            },
+        });
         if support < min_support {
+            outcome.insert(n.id, Outcome::MinSupport);
+            continue;
+        }
+        if !verdict.keep {
+            outcome.insert(n.id, Outcome::LabelPolicy);
+            continue;
+        }
+        if entries.len() >= budget {
+            outcome.entry(n.id).or_insert(Outcome::Budget);
             continue;
         }
         let key = (n.id, params.keep_duplicates.then_some(error));
         if taken.insert(key, ()).is_some() {
             continue;
         }
-        let entry = if params.keep_duplicates {
-            DebugEntry {
-                row: n.id,
-                best_distance: n.distance,
-                support,
-                found_by: vec![Finding {
-                    error,
-                    rank: rank + 1,
-                    distance: n.distance,
-                }],
-            }
+        outcome.insert(n.id, Outcome::Kept);
+        let found_by = if params.keep_duplicates {
+            vec![Finding {
+                error,
+                rank: rank + 1,
+                distance: n.distance,
+            }]
         } else {
-            let found_by = findings[&n.id].clone();
-            let best = found_by
-                .iter()
-                .map(|f| f.distance)
-                .fold(f32::INFINITY, f32::min);
-            DebugEntry {
-                row: n.id,
-                best_distance: best,
-                support,
-                found_by,
-            }
+            findings[&n.id].clone()
         };
-        entries.push(entry);
+        let best_distance = found_by
+            .iter()
+            .map(|f| f.distance)
+            .fold(f32::INFINITY, f32::min);
+        entries.push(DebugEntry {
+            row: n.id,
+            best_distance,
+            support,
+            found_by,
+            labels: verdict.clone(),
+        });
     }
-    let mut coverage: Vec<Coverage> = lists
-        .iter()
-        .map(|l| Coverage {
-            found: l.len(),
+    let mut funnel = Funnel::default();
+    let mut coverage: Vec<Coverage> = Vec::with_capacity(lists.len());
+    let mut seen: HashMap<RowId, ()> = HashMap::new();
+    for (list, within) in lists.iter().zip(&capped) {
+        let mut own = Funnel::default();
+        for n in list.iter() {
+            let o = outcome.get(&n.id).copied().unwrap_or(Outcome::DistanceCap);
+            own.count(o);
+            if seen.insert(n.id, ()).is_none() {
+                funnel.count(o);
+            }
+        }
+        coverage.push(Coverage {
+            found: within.len(),
             kept: 0,
-            nearest: l.first().map(|n| n.distance),
-        })
-        .collect();
+            nearest: within.first().map(|n| n.distance),
+            funnel: own,
+        });
+    }
     for e in &entries {
         for f in &e.found_by {
             coverage[f.error].kept += 1;
         }
     }
-    Assembled { entries, coverage }
+    Assembled {
+        entries,
+        coverage,
+        funnel,
+    }
+}
+
+impl Funnel {
+    fn count(&mut self, o: Outcome) {
+        self.candidates += 1;
+        match o {
+            Outcome::DistanceCap => self.distance_cap += 1,
+            Outcome::MinSupport => self.min_support += 1,
+            Outcome::LabelPolicy => self.label_policy += 1,
+            Outcome::Budget => self.budget += 1,
+            Outcome::Kept => self.kept += 1,
+        }
+    }
 }
 
 /// (error sample, 0-based rank) pairs in the order the merge takes them.
@@ -184,7 +279,7 @@ mod tests {
     #[test]
     fn union_dedupes_and_records_every_finder() {
         let lists = vec![vec![n(1, 0.1), n(2, 0.5)], vec![n(2, 0.2), n(3, 0.9)]];
-        let a = assemble(&lists, &params(Merge::Union, None));
+        let a = assemble(&lists, &params(Merge::Union, None), None);
         assert_eq!(rows(&a), vec![1, 2, 3]);
         let two = &a.entries[1];
         assert_eq!(two.best_distance, 0.2);
@@ -215,9 +310,9 @@ mod tests {
             vec![n(1, 0.1), n(2, 0.2), n(3, 0.3)],
             vec![n(7, 5.0), n(8, 6.0), n(9, 7.0)],
         ];
-        let rr = assemble(&lists, &params(Merge::RoundRobin, Some(4)));
+        let rr = assemble(&lists, &params(Merge::RoundRobin, Some(4)), None);
         assert_eq!(rows(&rr), vec![1, 7, 2, 8]);
-        let top = assemble(&lists, &params(Merge::GlobalTop, Some(4)));
+        let top = assemble(&lists, &params(Merge::GlobalTop, Some(4)), None);
         assert_eq!(rows(&top), vec![1, 2, 3, 7]);
         assert_eq!(top.coverage[1].kept, 1);
     }
@@ -225,7 +320,7 @@ mod tests {
     #[test]
     fn round_robin_skips_rows_taken_and_keeps_going() {
         let lists = vec![vec![n(1, 0.1), n(2, 0.2)], vec![n(1, 0.3), n(5, 0.4)]];
-        let a = assemble(&lists, &params(Merge::RoundRobin, Some(3)));
+        let a = assemble(&lists, &params(Merge::RoundRobin, Some(3)), None);
         assert_eq!(rows(&a), vec![1, 2, 5]);
         assert_eq!(a.entries[0].found_by.len(), 2);
     }
@@ -235,11 +330,11 @@ mod tests {
         let lists = vec![vec![n(1, 0.1), n(2, 0.5), n(3, 2.0)]];
         let mut p = params(Merge::Union, Some(1));
         p.max_distance = Some(1.0);
-        let a = assemble(&lists, &p);
+        let a = assemble(&lists, &p, None);
         assert_eq!(rows(&a), vec![1]);
         assert_eq!(a.coverage[0].found, 2);
         p.budget = None;
-        assert_eq!(rows(&assemble(&lists, &p)), vec![1, 2]);
+        assert_eq!(rows(&assemble(&lists, &p, None)), vec![1, 2]);
     }
 
     #[test]
@@ -247,7 +342,7 @@ mod tests {
         let lists = vec![vec![n(4, 0.1)], vec![n(4, 0.3)]];
         let mut p = params(Merge::Union, None);
         p.keep_duplicates = true;
-        let a = assemble(&lists, &p);
+        let a = assemble(&lists, &p, None);
         assert_eq!(rows(&a), vec![4, 4]);
         assert_eq!(a.entries[1].found_by[0].error, 1);
         assert_eq!(a.entries[1].best_distance, 0.3);
@@ -264,7 +359,7 @@ mod tests {
         for merge in [Merge::Union, Merge::RoundRobin, Merge::GlobalTop] {
             let mut p = params(merge, None);
             p.min_support = 2;
-            let a = assemble(&lists, &p);
+            let a = assemble(&lists, &p, None);
             let mut got = rows(&a);
             got.sort();
             assert_eq!(got, vec![2, 3], "{merge}");
@@ -273,23 +368,112 @@ mod tests {
             assert_eq!(a.coverage[2].found, 2);
             assert_eq!(a.coverage[2].kept, 1);
             p.min_support = 3;
-            assert_eq!(rows(&assemble(&lists, &p)), vec![2], "{merge}");
+            assert_eq!(rows(&assemble(&lists, &p, None)), vec![2], "{merge}");
         }
         // The budget counts rows that passed, not rows looked at.
         let mut p = params(Merge::Union, Some(1));
         p.min_support = 2;
-        assert_eq!(rows(&assemble(&lists, &p)), vec![2]);
+        assert_eq!(rows(&assemble(&lists, &p, None)), vec![2]);
         // With duplicates listed, each finder's line carries the row's whole support.
         p.keep_duplicates = true;
         p.budget = None;
-        let a = assemble(&lists, &p);
+        let a = assemble(&lists, &p, None);
         assert!(a.entries.iter().all(|e| e.support >= 2));
         assert_eq!(a.entries.iter().filter(|e| e.row == 2).count(), 3);
     }
 
     #[test]
+    fn label_policy_drops_rows_the_vote_does_not_support() {
+        // Sample 0 is a "3", sample 1 a "5"; row 2 is weakly "3" but nearer sample 1.
+        let lists = vec![vec![n(1, 0.1), n(2, 0.9)], vec![n(2, 0.1), n(4, 0.2)]];
+        let errors = vec![
+            ErrorLabel {
+                label: Some("3".into()),
+                weight: 1.0,
+            },
+            ErrorLabel {
+                label: Some("5".into()),
+                weight: 1.0,
+            },
+        ];
+        let weak: HashMap<RowId, Option<String>> = [
+            (1, Some("3".to_owned())),
+            (2, Some("3".to_owned())),
+            (4, None),
+        ]
+        .into_iter()
+        .collect();
+        let trust = LabelTrust {
+            policy: LabelPolicy::Drop,
+            errors: &errors,
+            weak: &weak,
+        };
+        let a = assemble(&lists, &params(Merge::Union, None), Some(&trust));
+        assert_eq!(rows(&a), vec![1]);
+        assert_eq!(a.entries[0].labels.weak_label_plausible, Some(true));
+        assert_eq!(
+            a.funnel,
+            Funnel {
+                candidates: 3,
+                label_policy: 2,
+                kept: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(a.coverage[1].funnel.label_policy, 2);
+        assert_eq!(a.coverage[1].kept, 0);
+        // Keep reports the same vote and drops nothing.
+        let keep = LabelTrust {
+            policy: LabelPolicy::Keep,
+            ..trust
+        };
+        let a = assemble(&lists, &params(Merge::Union, None), Some(&keep));
+        assert_eq!(rows(&a), vec![1, 2, 4]);
+        assert_eq!(a.entries[1].labels.weak_label_plausible, Some(false));
+        // The budget counts rows that passed the policy.
+        let a = assemble(&lists, &params(Merge::Union, Some(1)), Some(&trust));
+        assert_eq!(rows(&a), vec![1]);
+    }
+
+    #[test]
+    fn funnel_counts_each_row_under_the_first_rule_it_failed() {
+        let lists = vec![
+            vec![n(1, 0.1), n(2, 0.2), n(3, 5.0)],
+            vec![n(1, 0.3), n(2, 0.4), n(6, 0.5), n(7, 9.0)],
+        ];
+        let mut p = params(Merge::Union, Some(1));
+        p.max_distance = Some(1.0);
+        p.min_support = 2;
+        let a = assemble(&lists, &p, None);
+        assert_eq!(rows(&a), vec![1]);
+        assert_eq!(
+            a.funnel,
+            Funnel {
+                candidates: 5,
+                distance_cap: 2,
+                min_support: 1,
+                label_policy: 0,
+                budget: 1,
+                kept: 1,
+            }
+        );
+        assert_eq!(
+            a.coverage[0].funnel,
+            Funnel {
+                candidates: 3,
+                distance_cap: 1,
+                budget: 1,
+                kept: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(a.coverage[1].funnel.candidates, 4);
+        assert_eq!(a.coverage[1].funnel.min_support, 1);
+    }
+
+    #[test]
     fn empty_lists_give_an_empty_set_with_coverage() {
-        let a = assemble(&[vec![], vec![]], &params(Merge::Union, None));
+        let a = assemble(&[vec![], vec![]], &params(Merge::Union, None), None);
         assert!(a.entries.is_empty());
         assert_eq!(a.coverage.len(), 2);
         assert_eq!(a.coverage[0].nearest, None);

@@ -1,12 +1,15 @@
 //! The debug-train set, as a pure computation: given each error sample's nearest pool rows
 //! (already filtered by label and exclusions, best first), merge them into one set with a
-//! budget, a distance cap and de-duplication, remembering which error samples found each row
-//! at which rank. No I/O: the service layer runs the searches and fetches the items.
+//! budget, a distance cap, consensus, a label policy and de-duplication, remembering which
+//! error samples found each row at which rank and why the other candidates were left out.
+//! No I/O: the service layer runs the searches and fetches the items.
 
+mod labels;
 mod merge;
 mod summary;
 
-pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding};
+pub use labels::{judge, ErrorLabel, LabelPolicy, LabelVerdict};
+pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding, Funnel, LabelTrust};
 pub use summary::{quantiles, Quantiles};
 
 use std::fmt;

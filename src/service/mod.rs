@@ -24,7 +24,8 @@ pub use models::{ModelCache, ModelKey, ModelSettings};
 pub use paths::AllowedRoots;
 pub use pools::PoolHandle;
 pub use query::{
-    DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, Hit, QueryInput, SearchRequest,
+    DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample, Hit, QueryInput,
+    SearchRequest,
 };
 
 use crate::error::Result;

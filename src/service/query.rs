@@ -2,10 +2,13 @@
 //! vectors in the pool's feature space, running them through the pool's index with the
 //! label and exclusion filters, and assembling the debug-train set with its summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{PoolHandle, Service, ServiceError};
-use crate::debugset::{self, Finding, MergeParams, Quantiles};
+use crate::debugset::{
+    self, ErrorLabel, Finding, Funnel, LabelPolicy, LabelTrust, LabelVerdict, MergeParams,
+    Quantiles,
+};
 use crate::error::Result;
 use crate::features::pipeline::ImageInput;
 use crate::index::manager::Engine;
@@ -58,6 +61,25 @@ pub struct Hit {
     pub distance: f32,
 }
 
+/// An error sample: an input the model gets wrong, and what is known of it beyond that.
+#[derive(Clone, Debug)]
+pub struct ErrorSample {
+    /// The input.
+    pub input: QueryInput,
+    /// Its true label (where known) and weight.
+    pub truth: ErrorLabel,
+}
+
+impl From<QueryInput> for ErrorSample {
+    /// An unlabelled sample of weight 1.
+    fn from(input: QueryInput) -> Self {
+        ErrorSample {
+            input,
+            truth: ErrorLabel::default(),
+        }
+    }
+}
+
 /// A debug-train set request.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DebugSetRequest {
@@ -65,7 +87,7 @@ pub struct DebugSetRequest {
     pub pool: String,
     /// Error samples.
     #[serde(skip)]
-    pub errors: Vec<QueryInput>,
+    pub errors: Vec<ErrorSample>,
     /// Where `QueryInput::Key` error samples live (None: `pool`).
     pub errors_pool: Option<String>,
     /// Neighbours per error sample.
@@ -82,6 +104,9 @@ pub struct DebugSetRequest {
     pub exact_rerank: bool,
     /// HNSW beam (None: the index default).
     pub ef: Option<usize>,
+    /// What to do with weak labels the error samples' labels do not support (None: drop
+    /// when any error sample is labelled, else keep).
+    pub label_policy: Option<LabelPolicy>,
 }
 
 /// An item of the debug-train set.
@@ -99,6 +124,19 @@ pub struct DebugItem {
     pub support: usize,
     /// Which error samples found it, at which rank.
     pub found_by: Vec<Finding>,
+    /// The label vote on its weak label, and the label to train with where replaced.
+    #[serde(flatten)]
+    pub labels: LabelVerdict,
+}
+
+impl DebugItem {
+    /// The label handed to training: the suggested one, else the weak one.
+    pub fn train_label(&self) -> Option<&str> {
+        self.labels
+            .suggested_label
+            .as_deref()
+            .or(self.label.as_deref())
+    }
 }
 
 /// What the set does for one error sample.
@@ -112,6 +150,8 @@ pub struct ErrorCoverage {
     pub nearest: Option<f32>,
     /// Why this error sample could not be used (its image did not decode, ...).
     pub error: Option<String>,
+    /// Where the candidates of its own list went.
+    pub funnel: Funnel,
 }
 
 /// A debug-train set and its summary.
@@ -121,8 +161,10 @@ pub struct DebugSetResult {
     pub items: Vec<DebugItem>,
     /// One per error sample, in request order.
     pub coverage: Vec<ErrorCoverage>,
-    /// Items per weak label ("" for unlabelled).
+    /// Items per label handed to training (suggested, else weak; "" for unlabelled).
     pub label_counts: BTreeMap<String, u64>,
+    /// Where the candidates went, over all error samples.
+    pub funnel: Funnel,
     /// Best distances of the items.
     pub distances: Option<Quantiles>,
     /// The request as applied (defaults filled in).
@@ -153,7 +195,8 @@ impl Service {
         check_k(req.k)?;
         self.check_hits(req.queries.len(), req.k, "queries")?;
         let handle = self.pool(&req.pool)?;
-        let resolved = self.resolve(&handle, &handle, &req.queries, "queries")?;
+        let queries: Vec<&QueryInput> = req.queries.iter().collect();
+        let resolved = self.resolve(&handle, &handle, &queries, "queries")?;
         let engine = if req.exact {
             Engine::Exact
         } else {
@@ -210,6 +253,7 @@ impl Service {
             }
             .into());
         }
+        let policy = check_error_labels(req)?;
         let depth = req.merge.search_depth(req.k);
         if depth > MAX_K {
             return Err(ServiceError::InvalidArgument {
@@ -230,7 +274,8 @@ impl Service {
             }
             _ => handle.clone(),
         };
-        let resolved = self.resolve(&handle, &key_pool, &req.errors, "error samples")?;
+        let inputs: Vec<&QueryInput> = req.errors.iter().map(|e| &e.input).collect();
+        let resolved = self.resolve(&handle, &key_pool, &inputs, "error samples")?;
         let engine = if req.exact {
             Engine::Exact
         } else {
@@ -253,23 +298,51 @@ impl Service {
             .iter()
             .map(|r| r.clone().unwrap_or_default())
             .collect();
-        let assembled = debugset::assemble(&usable, &req.merge);
-        let rows: Vec<RowId> = assembled.entries.iter().map(|e| e.row).collect();
-        let items = pool.items(&rows)?;
+        let truths: Vec<ErrorLabel> = req.errors.iter().map(|e| e.truth.clone()).collect();
+        let judged = truths.iter().any(|t| t.label.is_some());
+        // The vote needs the weak label of every candidate, not only of the rows kept.
+        let mut items = if judged {
+            let mut rows: Vec<RowId> = usable.iter().flatten().map(|n| n.id).collect();
+            rows.sort_unstable();
+            rows.dedup();
+            items_by_row(pool, &rows)?
+        } else {
+            HashMap::new()
+        };
+        let weak: HashMap<RowId, Option<String>> = items
+            .iter()
+            .map(|(&row, item)| (row, item.label.clone()))
+            .collect();
+        let trust = LabelTrust {
+            policy,
+            errors: &truths,
+            weak: &weak,
+        };
+        let assembled = debugset::assemble(&usable, &req.merge, judged.then_some(&trust));
+        if !judged {
+            let rows: Vec<RowId> = assembled.entries.iter().map(|e| e.row).collect();
+            items = items_by_row(pool, &rows)?;
+        }
         let mut label_counts = BTreeMap::new();
-        let mut out = Vec::with_capacity(items.len());
-        for (entry, item) in assembled.entries.into_iter().zip(items) {
-            *label_counts
-                .entry(item.label.clone().unwrap_or_default())
-                .or_insert(0) += 1;
-            out.push(DebugItem {
+        let mut out = Vec::with_capacity(assembled.entries.len());
+        for entry in assembled.entries {
+            let item = items
+                .get(&entry.row)
+                .cloned()
+                .expect("every entry's row was fetched");
+            let item = DebugItem {
                 row: entry.row,
                 key: item.key,
                 label: item.label,
                 best_distance: entry.best_distance,
                 support: entry.support,
                 found_by: entry.found_by,
-            });
+                labels: entry.labels,
+            };
+            *label_counts
+                .entry(item.train_label().unwrap_or_default().to_owned())
+                .or_insert(0) += 1;
+            out.push(item);
         }
         let best: Vec<f32> = out.iter().map(|i| i.best_distance).collect();
         let coverage = assembled
@@ -281,14 +354,18 @@ impl Service {
                 kept: c.kept,
                 nearest: c.nearest,
                 error: r.as_ref().err().cloned(),
+                funnel: c.funnel,
             })
             .collect();
+        let mut request = req.clone();
+        request.label_policy = Some(policy);
         Ok(DebugSetResult {
             items: out,
             coverage,
             label_counts,
+            funnel: assembled.funnel,
             distances: debugset::quantiles(&best),
-            request: req.clone(),
+            request,
             backbone: pool.record().backbone.clone(),
             engine: ready.engine_name(),
             pool_items: pool.len() as u64,
@@ -302,7 +379,7 @@ impl Service {
         &self,
         target: &PoolHandle,
         key_pool: &PoolHandle,
-        queries: &[QueryInput],
+        queries: &[&QueryInput],
         what: &'static str,
     ) -> Result<Resolved> {
         if queries.is_empty() {
@@ -409,6 +486,58 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// Checks the error samples' labels and weights, and settles the label policy.
+fn check_error_labels(req: &DebugSetRequest) -> Result<LabelPolicy> {
+    for (i, e) in req.errors.iter().enumerate() {
+        let w = e.truth.weight;
+        if !(w.is_finite() && w > 0.0) {
+            return Err(ServiceError::InvalidArgument {
+                field: "errors",
+                reason: format!(
+                    "error sample {i} has weight {w}: give a positive, finite weight (or none for 1)"
+                ),
+            }
+            .into());
+        }
+        if let Some(label) = &e.truth.label {
+            if label.is_empty() || label.len() > crate::store::MAX_LABEL_BYTES {
+                return Err(ServiceError::InvalidArgument {
+                    field: "errors",
+                    reason: format!(
+                        "error sample {i} has a label of {} bytes: give 1 to {} bytes, or none",
+                        label.len(),
+                        crate::store::MAX_LABEL_BYTES
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    let labelled = req.errors.iter().any(|e| e.truth.label.is_some());
+    match req.label_policy {
+        Some(p @ (LabelPolicy::Drop | LabelPolicy::Replace)) if !labelled => {
+            Err(ServiceError::InvalidArgument {
+                field: "label_policy",
+                reason: format!(
+                    "{p} judges weak labels by the error samples' true labels, and none was given: label the error samples (e.g. an ImageFolder of them) or use keep"
+                ),
+            }
+            .into())
+        }
+        Some(p) => Ok(p),
+        None => Ok(LabelPolicy::default_for(labelled)),
+    }
+}
+
+/// The items of `rows`, by row.
+fn items_by_row(
+    pool: &crate::store::Pool,
+    rows: &[RowId],
+) -> Result<HashMap<RowId, crate::store::Item>> {
+    let items = pool.items(rows)?;
+    Ok(rows.iter().copied().zip(items).collect())
 }
 
 fn check_k(k: usize) -> Result<()> {

@@ -200,7 +200,7 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
         let set = service
             .build_debug_set(&DebugSetRequest {
                 pool: "p".into(),
-                errors: queries.clone(),
+                errors: queries.iter().cloned().map(Into::into).collect(),
                 errors_pool: None,
                 k: 10,
                 merge: MergeParams {
@@ -215,6 +215,7 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                 exact,
                 exact_rerank,
                 ef: Some(200),
+                label_policy: None,
             })
             .unwrap();
         if exact_rerank {

@@ -1,10 +1,12 @@
 """Python client for dcd, the data-centric debugging service.
 
-    from dcd_client import Client
+    from dcd_client import Client, image_folder
     with Client("127.0.0.1:50051") as dcd:
         dcd.create_pool("photos", backbone="dino-vits16")
         dcd.ingest_folder("photos", "/data/photos")          # a server-side ImageFolder
         found = dcd.debug_set("photos", errors=["fail1.jpg", "fail2.jpg"], k=50)
+        # Error samples by true label (folders named by class): implausible weak labels dropped.
+        found = dcd.debug_set("photos", errors=image_folder("/data/failures"), k=50)
         paths = [item.key for item in found.items]
 """
 
@@ -20,7 +22,9 @@ from .client import (
     Item,
     Job,
     Key,
+    Labelled,
     Pool,
+    image_folder,
 )
 
 __all__ = [
@@ -35,5 +39,7 @@ __all__ = [
     "Item",
     "Job",
     "Key",
+    "Labelled",
     "Pool",
+    "image_folder",
 ]

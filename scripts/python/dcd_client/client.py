@@ -15,6 +15,9 @@ from ._pb import dcd_pb2_grpc as rpc
 
 _MERGES = {"union": pb.MERGE_UNION, "round_robin": pb.MERGE_ROUND_ROBIN, "global_top": pb.MERGE_GLOBAL_TOP}
 _DTYPES = {"f32": pb.DTYPE_F32, "f16": pb.DTYPE_F16}
+_LABEL_POLICIES = {None: pb.LABEL_POLICY_UNSPECIFIED, "keep": pb.LABEL_POLICY_KEEP,
+                   "drop": pb.LABEL_POLICY_DROP, "replace": pb.LABEL_POLICY_REPLACE}
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 _JOB_STATES = {
     pb.JOB_STATE_PENDING: "pending",
     pb.JOB_STATE_RUNNING: "running",
@@ -38,6 +41,29 @@ class Key:
     """An error sample or query that is an item already stored, by its key."""
 
     key: str
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """An error sample with its true label and its weight in label votes (default 1).
+    `sample` is anything `debug_set` takes as one sample: a path, image bytes, a 1-D vector
+    or a `Key`."""
+
+    sample: object
+    label: str = ""
+    weight: float = 1.0
+
+
+def image_folder(root: Union[str, os.PathLike]) -> List[Labelled]:
+    """The images of an ImageFolder tree of error samples, each labelled with the name of the
+    subfolder of `root` it lies in (images directly in `root` are unlabelled)."""
+    root = pathlib.Path(root)
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file():
+            rel = p.relative_to(root).parts
+            out.append(Labelled(p, rel[0] if len(rel) > 1 else ""))
+    return out
 
 
 @dataclass
@@ -114,6 +140,14 @@ class DebugItem:
     best_distance: float
     found_by: List[Finding]
     support: int = 1  # how many error samples found it
+    suggested_label: Optional[str] = None  # the label to train with, where the policy replaced it
+    label_confidence: Optional[float] = None  # vote share of the label handed to training
+    weak_label_plausible: Optional[bool] = None  # None: no labelled error sample found it
+
+    @property
+    def train_label(self) -> str:
+        """The label to train with: the suggested one, else the weak one."""
+        return self.suggested_label if self.suggested_label is not None else self.label
 
 
 @dataclass
@@ -134,22 +168,41 @@ class DebugSet:
     backbone: str
     engine: str
     pool_items: int
+    funnel: Dict[str, int] = field(default_factory=dict)  # why candidates were left out
+    label_policy: str = "keep"  # as applied
 
     @property
     def keys(self) -> List[str]:
         return [i.key for i in self.items]
 
 
-ErrorSample = Union[str, os.PathLike, bytes, np.ndarray, Key]
+ErrorSample = Union[str, os.PathLike, bytes, np.ndarray, Key, Labelled]
 
 
 def _wrap(err: grpc.RpcError) -> DcdError:
     return DcdError(err.code().name, err.details() or "")
 
 
+def _error_samples(samples: Iterable[ErrorSample]) -> List[pb.ErrorSample]:
+    out = []
+    for s in samples:
+        if isinstance(s, Labelled):
+            qs = _queries([s.sample])
+            if len(qs) != 1:
+                raise ValueError("a Labelled sample holds one image, vector or Key")
+            e = pb.ErrorSample(label=s.label, weight=s.weight)
+            e.MergeFromString(qs[0].SerializeToString())  # the same fields 1-3 on the wire
+            out.append(e)
+        else:
+            out.extend(pb.ErrorSample.FromString(q.SerializeToString()) for q in _queries([s]))
+    return out
+
+
 def _queries(samples: Iterable[ErrorSample]) -> List[pb.Query]:
     out = []
     for s in samples:
+        if isinstance(s, Labelled):
+            raise ValueError("labels are for debug_set's error samples, not search queries")
         if isinstance(s, Key):
             out.append(pb.Query(item_key=s.key))
         elif isinstance(s, bytes):
@@ -163,8 +216,7 @@ def _queries(samples: Iterable[ErrorSample]) -> List[pb.Query]:
             if path.suffix == ".npy":
                 out.extend(_queries([np.load(path)]))
             elif path.is_dir():
-                exts = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-                files = sorted(p for p in path.rglob("*") if p.suffix.lower() in exts)
+                files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
                 out.extend(pb.Query(image=p.read_bytes()) for p in files)
             else:
                 out.append(pb.Query(image=path.read_bytes()))
@@ -339,17 +391,24 @@ class Client:
                   max_distance: Optional[float] = None, labels: Sequence[str] = (),
                   exclude: Sequence[str] = (), exact: bool = False, exact_rerank: bool = False,
                   ef: int = 0, errors_pool: str = "", keep_duplicates: bool = False,
-                  min_support: int = 1, stream: bool = False) -> DebugSet:
+                  min_support: int = 1, label_policy: Optional[str] = None,
+                  stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
-        (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items.
-        `min_support`: keep only items found by at least that many error samples."""
+        (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
+        optionally wrapped in `Labelled(sample, label, weight)` (`image_folder(dir)` labels
+        an ImageFolder of them).
+        `min_support`: keep only items found by at least that many error samples.
+        `label_policy`: "keep", "drop" or "replace" weak labels the labelled error samples
+        that found an item do not support; None: drop when any sample is labelled."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
+        if label_policy not in _LABEL_POLICIES:
+            raise ValueError(f"label_policy {label_policy!r}: use keep, drop, replace or None")
         req = pb.BuildDebugSetRequest(
-            pool=pool, errors=_queries(errors), errors_pool=errors_pool, k=k,
+            pool=pool, errors=_error_samples(errors), errors_pool=errors_pool, k=k,
             merge=_MERGES[merge], labels=list(labels), exclude_keys=list(exclude),
             exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates,
-            min_support=min_support)
+            min_support=min_support, label_policy=_LABEL_POLICIES[label_policy])
         if budget is not None:
             req.budget = budget
         if max_distance is not None:
@@ -371,10 +430,16 @@ class Client:
         return DebugSet(
             items=[DebugItem(i.row, i.key, i.label, i.best_distance,
                              [Finding(f.error_index, f.rank, f.distance) for f in i.found_by],
-                             i.support)
+                             i.support,
+                             i.suggested_label if i.HasField("suggested_label") else None,
+                             i.label_confidence if i.HasField("label_confidence") else None,
+                             i.weak_label_plausible if i.HasField("weak_label_plausible") else None)
                    for i in items],
             coverage=[Coverage(c.error_index, c.found, c.kept, c.nearest, c.error) for c in summary.coverage],
             label_counts=dict(summary.label_counts),
             distances={"min": q.min, "p10": q.p10, "p50": q.p50, "p90": q.p90, "max": q.max},
             backbone=summary.backbone, engine=summary.engine, pool_items=summary.pool_items,
+            funnel={f.name: getattr(summary.funnel, f.name) for f in pb.Funnel.DESCRIPTOR.fields},
+            label_policy={v: k for k, v in _LABEL_POLICIES.items()}.get(
+                summary.parameters.label_policy) or "keep",
         )

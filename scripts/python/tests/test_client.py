@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcd_client import Client, DcdError, Item, Key
+from dcd_client import Client, DcdError, Item, Key, Labelled, image_folder
 
 DIM = 32
 
@@ -46,6 +46,27 @@ def test_vectors_end_to_end(server):
         agreed = dcd.debug_set("vecs", errors=[errors], k=20, min_support=3)
         assert agreed.items and all(i.support >= 3 for i in agreed.items)
         assert len(agreed.items) == sum(i.support >= 3 for i in found.items)
+        # Labelled error samples: items whose weak label the vote does not support are
+        # dropped by default, kept and reported with "keep", relabelled with "replace".
+        cats = [Labelled(row, "cat") for row in errors]
+        judged = dcd.debug_set("vecs", errors=cats, k=20)
+        assert judged.label_policy == "drop"
+        assert judged.items and all(i.label == "cat" and i.weak_label_plausible for i in judged.items)
+        assert len(judged.items) == sum(i.label == "cat" for i in found.items)
+        assert judged.funnel["label_policy"] == len(found.items) - len(judged.items)
+        kept = dcd.debug_set("vecs", errors=cats, k=20, label_policy="keep")
+        assert len(kept.items) == len(found.items)
+        assert {i.weak_label_plausible for i in kept.items} == {True, False}
+        relabelled = dcd.debug_set("vecs", errors=cats, k=20, label_policy="replace")
+        assert all(i.train_label == "cat" for i in relabelled.items)
+        assert any(i.suggested_label == "cat" for i in relabelled.items)
+        weighted = dcd.debug_set("vecs", errors=[Labelled(errors[0], "cat", 2.5)], k=5)
+        assert all(i.label == "cat" for i in weighted.items)
+        with pytest.raises(DcdError) as e:
+            dcd.debug_set("vecs", errors=[Labelled(errors[0], "cat", -1.0)], k=5)
+        assert e.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(ValueError):
+            dcd.debug_set("vecs", errors=cats, k=5, label_policy="trust")
         by_key = dcd.debug_set("vecs", errors=[Key("group/10")], k=5)
         assert by_key.items[0].key == "group/10" and by_key.items[0].best_distance == 0.0
         hits = dcd.search("vecs", [vectors[3]], k=3)
@@ -98,9 +119,19 @@ def test_images_folder_job_and_debug_set(server, tiny_dino):
         precision = len(pattern.intersection(found.keys)) / len(found.items)
         assert precision >= 0.9, precision
         assert found.coverage[4].error, "the garbage error sample is reported"
-        vecs = dcd.embed([errors_dir / "e0.png", b"nope"], pool="imgs")
+        # An ImageFolder of error samples: the subfolder names are their true labels.
+        (errors_dir / "dog").mkdir()
+        for i in range(2):
+            (errors_dir / f"e{i}.png").rename(errors_dir / "dog" / f"e{i}.png")
+        samples = image_folder(errors_dir)
+        assert sorted(s.label for s in samples) == ["", "", "dog", "dog"]
+        mixed = dcd.debug_set("imgs", errors=samples, k=8)
+        assert mixed.label_policy == "drop"
+        judged = [i for i in mixed.items if i.weak_label_plausible is not None]
+        assert judged and all(i.label == "dog" for i in judged)
+        vecs = dcd.embed([errors_dir / "dog" / "e0.png", b"nope"], pool="imgs")
         assert vecs.shape == (2, pool.dim) and np.isfinite(vecs[0]).all() and np.isnan(vecs[1]).all()
-        one = dcd.ingest("imgs", [Item(key="extra", label="x", image=errors_dir / "e1.png")])
+        one = dcd.ingest("imgs", [Item(key="extra", label="x", image=errors_dir / "e2.png")])
         assert one.stored == 1
 
 

@@ -1,0 +1,335 @@
+//! Error samples with true labels and weights, and the label policy, through the real gRPC
+//! server: on a pool whose weak labels are 30% wrong, the default policy hands training far
+//! more right labels than plain nearest neighbours, `replace` relabels, and every bad label,
+//! weight or policy is refused with INVALID_ARGUMENT and nothing stored changes.
+
+mod common;
+
+use common::TestServer;
+use dcd::api::pb;
+use dcd::api::ServerOptions;
+use rand::{Rng, SeedableRng};
+use tonic::Code;
+
+const DIM: usize = 32;
+const POOL: &str = "noisy";
+
+fn around(rng: &mut impl Rng, center: &[f32], spread: f32) -> Vec<f32> {
+    center
+        .iter()
+        .map(|c| c + spread * (rng.gen::<f32>() * 2.0 - 1.0))
+        .collect()
+}
+
+/// The two halves of the failing slice: tight clusters of true class "a" and "b" close to
+/// each other, plus background clusters; every weak label is right 70% of the time.
+struct Fixture {
+    items: Vec<pb::IngestItem>,
+    centers: [Vec<f32>; 2],
+}
+
+const CLASSES: [&str; 4] = ["a", "b", "c", "d"];
+
+fn fixture(seed: u64) -> Fixture {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let a: Vec<f32> = (0..DIM).map(|_| rng.gen_range(-4.0..4.0)).collect();
+    // 4 apart: far more than the clusters' own spread (about 1.4), far less than background.
+    let step = 4.0 / (DIM as f32).sqrt();
+    let b: Vec<f32> = a.iter().map(|x| x + step).collect();
+    let background: Vec<Vec<f32>> = (0..10)
+        .map(|_| (0..DIM).map(|_| rng.gen_range(-12.0..12.0)).collect())
+        .collect();
+    let mut items = Vec::new();
+    for i in 0..1200 {
+        let (truth, values) = match i % 6 {
+            0 => (0, around(&mut rng, &a, 0.3)),
+            1 => (1, around(&mut rng, &b, 0.3)),
+            _ => {
+                let c = rng.gen_range(0..10);
+                (rng.gen_range(0..4), around(&mut rng, &background[c], 1.0))
+            }
+        };
+        let weak = if rng.gen::<f32>() < 0.7 {
+            truth
+        } else {
+            (truth + rng.gen_range(1..4)) % 4
+        };
+        items.push(pb::IngestItem {
+            pool: if i == 0 { POOL.into() } else { String::new() },
+            key: format!("{}/{i}", CLASSES[truth]),
+            label: CLASSES[weak].into(),
+            metadata_json: String::new(),
+            content: Some(pb::ingest_item::Content::Vector(pb::Vector { values })),
+        });
+    }
+    Fixture {
+        items,
+        centers: [a, b],
+    }
+}
+
+fn sample(values: Vec<f32>, label: &str, weight: f32) -> pb::ErrorSample {
+    pb::ErrorSample {
+        source: Some(pb::error_sample::Source::Vector(pb::Vector { values })),
+        label: label.into(),
+        weight,
+    }
+}
+
+/// Four error samples of each half, labelled with its true class.
+fn labelled_errors(f: &Fixture, seed: u64) -> Vec<pb::ErrorSample> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..8)
+        .map(|i| {
+            sample(
+                around(&mut rng, &f.centers[i % 2], 0.3),
+                CLASSES[i % 2],
+                0.0,
+            )
+        })
+        .collect()
+}
+
+/// Share of items whose label handed to training (suggested, else weak) is the true one.
+fn label_accuracy(items: &[pb::DebugItem]) -> f64 {
+    let right = items
+        .iter()
+        .filter(|i| {
+            let train = i.suggested_label.as_deref().unwrap_or(&i.label);
+            i.key.split('/').next() == Some(train)
+        })
+        .count();
+    right as f64 / items.len().max(1) as f64
+}
+
+async fn server_with_pool(dir: &std::path::Path, f: &Fixture) -> TestServer {
+    let server = TestServer::start(&dir.join("data"), dir, ServerOptions::default()).await;
+    let mut client = server.client().await;
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: POOL.into(),
+            dim: DIM as u32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let s = client
+        .ingest(tokio_stream::iter(f.items.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.stored, 1200);
+    server
+}
+
+fn request(errors: Vec<pb::ErrorSample>, policy: pb::LabelPolicy) -> pb::BuildDebugSetRequest {
+    pb::BuildDebugSetRequest {
+        pool: POOL.into(),
+        errors,
+        k: 30,
+        exact: true,
+        label_policy: policy as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelled_error_samples_clean_the_labels_handed_to_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(3);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let errors = labelled_errors(&f, 11);
+
+    let keep = client
+        .build_debug_set(request(errors.clone(), pb::LabelPolicy::Keep))
+        .await
+        .unwrap()
+        .into_inner();
+    let default = client
+        .build_debug_set(request(errors.clone(), pb::LabelPolicy::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    let replace = client
+        .build_debug_set(request(errors.clone(), pb::LabelPolicy::Replace))
+        .await
+        .unwrap()
+        .into_inner();
+    let (acc_keep, acc_default, acc_replace) = (
+        label_accuracy(&keep.items),
+        label_accuracy(&default.items),
+        label_accuracy(&replace.items),
+    );
+    println!(
+        "sizes keep {} default {} replace {}; label accuracy {acc_keep:.3} {acc_default:.3} {acc_replace:.3}",
+        keep.items.len(),
+        default.items.len(),
+        replace.items.len()
+    );
+    assert!(acc_keep < 0.8, "weak labels are 30% wrong: {acc_keep}");
+    assert!(acc_default >= 0.95, "{acc_default}");
+    assert!(acc_replace >= 0.95, "{acc_replace}");
+    // Keep reports the vote and drops nothing; the default dropped exactly the implausible.
+    let implausible = keep
+        .items
+        .iter()
+        .filter(|i| i.weak_label_plausible == Some(false))
+        .count();
+    assert!(implausible > 0);
+    assert!(keep.items.iter().all(|i| i.label_confidence.is_some()));
+    assert_eq!(default.items.len(), keep.items.len() - implausible);
+    assert!(default
+        .items
+        .iter()
+        .all(|i| i.weak_label_plausible == Some(true) && i.suggested_label.is_none()));
+    let summary = default.summary.unwrap();
+    let funnel = summary.funnel.unwrap();
+    assert_eq!(funnel.label_policy as usize, implausible);
+    assert_eq!(funnel.kept as usize, default.items.len());
+    let per_sample: u32 = summary
+        .coverage
+        .iter()
+        .map(|c| c.funnel.as_ref().unwrap().label_policy)
+        .sum();
+    assert!(per_sample as usize >= implausible);
+    assert_eq!(
+        summary.parameters.unwrap().label_policy,
+        pb::LabelPolicy::Drop as i32,
+        "the default is echoed as applied"
+    );
+    // Replace keeps the items whose weak label was wrong, relabelled.
+    let relabelled = replace
+        .items
+        .iter()
+        .filter(|i| i.suggested_label.is_some())
+        .count();
+    assert!(relabelled > 0);
+    assert!(replace.items.len() > default.items.len());
+    // The summary counts the labels handed to training.
+    let counted: u64 = replace.summary.unwrap().label_counts.values().sum();
+    assert_eq!(counted as usize, replace.items.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlabelled_and_mixed_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(5);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let mut errors = labelled_errors(&f, 12);
+    // Unlabelled samples: no vote, every weak label kept, the policy echoed as keep.
+    let plain: Vec<pb::ErrorSample> = errors
+        .iter()
+        .map(|e| pb::ErrorSample {
+            label: String::new(),
+            ..e.clone()
+        })
+        .collect();
+    let set = client
+        .build_debug_set(request(plain, pb::LabelPolicy::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(set
+        .items
+        .iter()
+        .all(|i| i.label_confidence.is_none() && i.weak_label_plausible.is_none()));
+    let summary = set.summary.unwrap();
+    assert_eq!(
+        summary.parameters.unwrap().label_policy,
+        pb::LabelPolicy::Keep as i32
+    );
+    assert_eq!(summary.funnel.unwrap().label_policy, 0);
+    // Mixed: the "b" half unlabelled. Its items have no vote and stay as they are; the "a"
+    // half is judged.
+    for e in errors.iter_mut().skip(1).step_by(2) {
+        e.label.clear();
+    }
+    let set = client
+        .build_debug_set(request(errors, pb::LabelPolicy::Drop))
+        .await
+        .unwrap()
+        .into_inner();
+    let b_items: Vec<&pb::DebugItem> = set
+        .items
+        .iter()
+        .filter(|i| i.key.starts_with("b/"))
+        .collect();
+    assert!(b_items.iter().any(|i| i.label != "b"), "b kept unjudged");
+    assert!(b_items.iter().all(|i| i.weak_label_plausible.is_none()));
+    assert!(set
+        .items
+        .iter()
+        .filter(|i| i.key.starts_with("a/"))
+        .all(|i| i.label == "a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_labels_weights_and_policies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(9);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let good = labelled_errors(&f, 13);
+    let with = |i: usize, e: pb::ErrorSample| {
+        let mut errors = good.clone();
+        errors[i] = e;
+        request(errors, pb::LabelPolicy::Unspecified)
+    };
+    let v = f.centers[0].clone();
+    let mut unlabelled_drop = request(
+        good.iter()
+            .map(|e| pb::ErrorSample {
+                label: String::new(),
+                ..e.clone()
+            })
+            .collect(),
+        pb::LabelPolicy::Drop,
+    );
+    let mut unknown_policy = request(good.clone(), pb::LabelPolicy::Keep);
+    unknown_policy.label_policy = 9;
+    let cases = [
+        (
+            "negative weight",
+            with(2, sample(v.clone(), "a", -1.0)),
+            "weight",
+        ),
+        (
+            "NaN weight",
+            with(0, sample(v.clone(), "a", f32::NAN)),
+            "weight",
+        ),
+        (
+            "infinite weight",
+            with(0, sample(v.clone(), "a", f32::INFINITY)),
+            "weight",
+        ),
+        (
+            "2 KiB label",
+            with(1, sample(v.clone(), &"x".repeat(2048), 1.0)),
+            "label",
+        ),
+        (
+            "drop without labels",
+            unlabelled_drop.clone(),
+            "none was given",
+        ),
+        ("unknown policy", unknown_policy, "not a label policy"),
+    ];
+    for (what, req, needle) in cases {
+        let e = client.build_debug_set(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e}");
+        assert!(e.message().contains(needle), "{what}: {e}");
+    }
+    unlabelled_drop.label_policy = pb::LabelPolicy::Replace as i32;
+    let e = client.build_debug_set(unlabelled_drop).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    // Nothing stored changed.
+    let pool = client
+        .get_pool(pb::GetPoolRequest { name: POOL.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pool.pool.unwrap().items, 1200);
+}
