@@ -372,6 +372,51 @@ fn error_samples_labelled_by_their_folders() {
         "{stderr}"
     );
     assert!(set_items(&f.root.join("zebra.jsonl")).is_empty());
+
+    // Negatives from the command line: striped images the model "handles" veto the pool's
+    // striped images; the same files as the error samples are refused.
+    let handled = f.root.join("handled");
+    std::fs::create_dir_all(&handled).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(78);
+    for i in 0..30 {
+        common::stripes(&mut rng, 48)
+            .save(handled.join(format!("h{i}.png")))
+            .unwrap();
+    }
+    let vetoed_file = build(
+        "vetoed.jsonl",
+        &f.errors,
+        &["--negatives", handled.to_str().unwrap()],
+    );
+    let vetoed = set_items(&vetoed_file);
+    assert!(
+        vetoed.len() < plain.len(),
+        "{} of {}",
+        vetoed.len(),
+        plain.len()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.root.join("vetoed.summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["funnel"]["negatives"].as_u64().unwrap() as usize,
+        plain.len() - vetoed.len()
+    );
+    assert!(summary["vetoes"][0]["negative"]
+        .as_str()
+        .unwrap()
+        .starts_with("negatives["));
+    let out = dcd(&data)
+        .args(["debug-set", "--pool", "p", "--k", "20", "--errors"])
+        .arg(&f.errors)
+        .arg("--negatives")
+        .arg(&f.errors)
+        .arg("--out")
+        .arg(f.root.join("same.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("same input as error sample"));
 }
 
 fn http_get(addr: &str) -> String {

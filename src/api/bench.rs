@@ -232,6 +232,9 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         exact_rerank: false,
         ef: None,
         label_policy: None,
+        negatives: Vec::new(),
+        negative_pool: None,
+        negative_margin: 1.0,
     };
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client

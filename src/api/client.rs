@@ -13,7 +13,7 @@ use super::pb;
 use super::pb::dcd_client::DcdClient;
 use crate::debugset::{Finding, LabelVerdict, Merge, Quantiles};
 use crate::error::{Error, Result};
-use crate::service::{DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, QueryInput};
+use crate::service::{DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, VetoReport};
 use crate::store::{JobRecord, JobSource, JobState, JobTally};
 
 /// A connection to a dcd server.
@@ -159,17 +159,9 @@ impl RemoteService {
                 .errors
                 .iter()
                 .map(|e| pb::ErrorSample {
-                    source: Some(match &e.input {
-                        QueryInput::Image { bytes, .. } => {
-                            pb::error_sample::Source::Image(bytes.clone())
-                        }
-                        QueryInput::Vector(v) => {
-                            pb::error_sample::Source::Vector(pb::Vector { values: v.clone() })
-                        }
-                        QueryInput::Key(k) => pb::error_sample::Source::ItemKey(k.clone()),
-                    }),
                     label: e.truth.label.clone().unwrap_or_default(),
                     weight: e.truth.weight,
+                    ..convert::wire_query(&e.input).into()
                 })
                 .collect(),
             errors_pool: req.errors_pool.clone().unwrap_or_default(),
@@ -192,6 +184,9 @@ impl RemoteService {
                 .label_policy
                 .map_or(pb::LabelPolicy::Unspecified, convert::label_policy)
                 as i32,
+            negatives: req.negatives.iter().map(convert::wire_query).collect(),
+            negative_pool: req.negative_pool.clone().unwrap_or_default(),
+            negative_margin: Some(req.negative_margin),
         };
         let r = self.request(wire);
         let client = &mut self.client;
@@ -272,6 +267,17 @@ impl RemoteService {
                 .as_ref()
                 .map(convert::funnel_of)
                 .unwrap_or_default(),
+            vetoes: summary
+                .vetoes
+                .iter()
+                .map(|v| VetoReport {
+                    row: v.row as u32,
+                    key: v.key.clone(),
+                    distance: v.distance,
+                    negative: v.negative.clone(),
+                    negative_distance: v.negative_distance,
+                })
+                .collect(),
             request,
             backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
             engine: summary.engine,

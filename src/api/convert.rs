@@ -205,6 +205,15 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         exact_rerank: r.exact_rerank,
         ef: Some(r.ef as usize).filter(|&e| e > 0),
         label_policy,
+        negatives: r
+            .negatives
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, q)| query(i, q))
+            .collect::<Result<_, _>>()?,
+        negative_pool: Some(r.negative_pool.clone()).filter(|p| !p.is_empty()),
+        negative_margin: r.negative_margin.unwrap_or(1.0),
     })
 }
 
@@ -233,6 +242,17 @@ pub fn label_policy(p: LabelPolicy) -> pb::LabelPolicy {
     }
 }
 
+/// A query on the wire.
+pub fn wire_query(q: &QueryInput) -> pb::Query {
+    pb::Query {
+        source: Some(match q {
+            QueryInput::Image { bytes, .. } => pb::query::Source::Image(bytes.clone()),
+            QueryInput::Vector(v) => pb::query::Source::Vector(pb::Vector { values: v.clone() }),
+            QueryInput::Key(k) => pb::query::Source::ItemKey(k.clone()),
+        }),
+    }
+}
+
 /// A label policy off the wire (unspecified or unknown: None, the server's default).
 pub fn label_policy_of(p: i32) -> Option<LabelPolicy> {
     match pb::LabelPolicy::try_from(p) {
@@ -248,6 +268,7 @@ pub fn funnel_of(f: &pb::Funnel) -> Funnel {
     Funnel {
         candidates: f.candidates as usize,
         distance_cap: f.distance_cap as usize,
+        negatives: f.negatives as usize,
         min_support: f.min_support as usize,
         label_policy: f.label_policy as usize,
         budget: f.budget as usize,
@@ -259,6 +280,7 @@ fn funnel(f: &Funnel) -> pb::Funnel {
     pb::Funnel {
         candidates: f.candidates as u32,
         distance_cap: f.distance_cap as u32,
+        negatives: f.negatives as u32,
         min_support: f.min_support as u32,
         label_policy: f.label_policy as u32,
         budget: f.budget as u32,
@@ -305,6 +327,8 @@ pub fn debug_set_summary(
 ) -> pb::DebugSetSummary {
     let mut applied = wire.clone();
     applied.errors.clear();
+    applied.negatives.clear();
+    applied.negative_margin = Some(r.request.negative_margin);
     applied.merge = match r.request.merge.merge {
         Merge::Union => pb::Merge::Union,
         Merge::RoundRobin => pb::Merge::RoundRobin,
@@ -336,5 +360,16 @@ pub fn debug_set_summary(
         pool_items: r.pool_items,
         excluded: r.excluded as u32,
         funnel: Some(funnel(&r.funnel)),
+        vetoes: r
+            .vetoes
+            .iter()
+            .map(|v| pb::Veto {
+                row: v.row as u64,
+                key: v.key.clone(),
+                distance: v.distance,
+                negative: v.negative.clone(),
+                negative_distance: v.negative_distance,
+            })
+            .collect(),
     }
 }

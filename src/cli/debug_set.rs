@@ -86,6 +86,14 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         }
     };
     let (errors, names) = error_samples(&args.errors, args.errors_unlabelled)?;
+    let negatives: Vec<QueryInput> = match &args.negatives {
+        Some(paths) => error_samples(paths, true)?
+            .0
+            .into_iter()
+            .map(|s| s.input)
+            .collect(),
+        None => Vec::new(),
+    };
     let error_labels: std::collections::BTreeSet<String> = errors
         .iter()
         .filter_map(|e| e.truth.label.clone())
@@ -118,6 +126,9 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         exact_rerank: args.exact_rerank,
         ef: args.ef,
         label_policy: args.label_policy,
+        negatives,
+        negative_pool: args.negative_pool.clone(),
+        negative_margin: args.negative_margin,
     };
     let started = std::time::Instant::now();
     let result = match &args.target.server {
@@ -137,6 +148,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         "coverage": result.coverage,
         "label_counts": result.label_counts,
         "funnel": result.funnel,
+        "vetoes": result.vetoes,
         "error_labels": error_labels,
         "distances": result.distances,
         "request": result.request,

@@ -372,6 +372,17 @@ pub struct DebugSetArgs {
     /// Ignore the folder names of --errors: every error sample is unlabelled.
     #[arg(long, env = "DCD_ERRORS_UNLABELLED")]
     pub errors_unlabelled: bool,
+    /// Negatives, inputs the model already handles: image files or folders, .npy/.fvecs.
+    /// Candidates nearer to one than to the error samples are dropped.
+    #[arg(long, env = "DCD_NEGATIVES", num_args = 1.., value_delimiter = ',')]
+    pub negatives: Option<Vec<PathBuf>>,
+    /// A pool (same backbone) whose every item is a negative, e.g. the model's training set.
+    #[arg(long, env = "DCD_NEGATIVE_POOL")]
+    pub negative_pool: Option<String>,
+    /// Drop a candidate when its nearest negative is nearer than this times its distance to
+    /// the nearest error sample (squared ℓ2; above 1 drops more).
+    #[arg(long, env = "DCD_NEGATIVE_MARGIN", default_value_t = 1.0)]
+    pub negative_margin: f32,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

@@ -40,6 +40,8 @@ pub struct Funnel {
     pub candidates: usize,
     /// Beyond the distance cap.
     pub distance_cap: usize,
+    /// Nearer to a negative than to the error samples.
+    pub negatives: usize,
     /// Found by fewer than `min_support` error samples.
     pub min_support: usize,
     /// Removed by the label policy.
@@ -72,6 +74,8 @@ pub struct Assembled {
     pub coverage: Vec<Coverage>,
     /// Where the candidates went, over all error samples.
     pub funnel: Funnel,
+    /// Candidates the negatives removed, in the merge's order.
+    pub vetoes: Vec<Veto>,
 }
 
 /// The label evidence a merge applies.
@@ -85,24 +89,69 @@ pub struct LabelTrust<'a> {
     pub weak: &'a HashMap<RowId, Option<String>>,
 }
 
+/// A negative: something the model already handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeRef {
+    /// The request's negatives, by index.
+    Listed(usize),
+    /// A row of the negative pool.
+    PoolRow(RowId),
+}
+
+/// A candidate's nearest negative.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct NearestNegative {
+    /// Which negative.
+    pub negative: NegativeRef,
+    /// Squared ℓ2 distance from the candidate.
+    pub distance: f32,
+}
+
+/// The negatives a merge applies: every candidate's nearest negative, and the margin.
+#[derive(Clone, Copy, Debug)]
+pub struct Negatives<'a> {
+    /// Nearest negative of each candidate row (rows missing here have none).
+    pub nearest: &'a HashMap<RowId, NearestNegative>,
+    /// A candidate is dropped when its nearest negative is nearer than `margin` times its
+    /// distance to the nearest error sample (squared ℓ2; 1: plainly nearer; above 1 drops more).
+    pub margin: f32,
+}
+
+/// A candidate a negative removed.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Veto {
+    /// The candidate.
+    pub row: RowId,
+    /// Its distance to the nearest error sample.
+    pub distance: f32,
+    /// The negative nearer to it.
+    pub negative: NearestNegative,
+}
+
+/// The rules a merge applies beyond its parameters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules<'a> {
+    /// Negatives, where the request has any.
+    pub negatives: Option<Negatives<'a>>,
+    /// The label vote, where any error sample is labelled.
+    pub labels: Option<LabelTrust<'a>>,
+}
+
 /// The first rule a row failed, or where it ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
     DistanceCap,
+    Negative,
     MinSupport,
     LabelPolicy,
     Budget,
     Kept,
 }
 
-/// Merges `lists` (one per error sample, best first) under `params`, judging weak labels by
-/// `trust` where given. Each list is used up to its length, so callers search each sample
-/// `params.search_depth(k)` deep.
-pub fn assemble(
-    lists: &[Vec<Neighbor>],
-    params: &MergeParams,
-    trust: Option<&LabelTrust<'_>>,
-) -> Assembled {
+/// Merges `lists` (one per error sample, best first) under `params` and `rules`. Each list
+/// is used up to its length, so callers search each sample `params.search_depth(k)` deep.
+pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>) -> Assembled {
     let cap = params.max_distance.unwrap_or(f32::INFINITY);
     let capped: Vec<&[Neighbor]> = lists
         .iter()
@@ -129,11 +178,34 @@ pub fn assemble(
     let budget = params.budget.unwrap_or(usize::MAX);
     let min_support = params.min_support.max(1);
     let mut entries = Vec::new();
+    let mut vetoes = Vec::new();
     let mut taken: HashMap<(RowId, Option<usize>), ()> = HashMap::new();
     for (error, rank) in order {
         let n = capped[error][rank];
+        if let Some(Outcome::Negative | Outcome::MinSupport | Outcome::LabelPolicy) =
+            outcome.get(&n.id)
+        {
+            continue;
+        }
+        let nearest_error = findings[&n.id]
+            .iter()
+            .map(|f| f.distance)
+            .fold(f32::INFINITY, f32::min);
+        if let Some(neg) = &rules.negatives {
+            if let Some(hit) = neg.nearest.get(&n.id) {
+                if hit.distance < neg.margin * nearest_error {
+                    outcome.insert(n.id, Outcome::Negative);
+                    vetoes.push(Veto {
+                        row: n.id,
+                        distance: nearest_error,
+                        negative: *hit,
+                    });
+                    continue;
+                }
+            }
+        }
         let support = findings[&n.id].len();
-        let verdict = verdicts.entry(n.id).or_insert_with(|| match trust {
+        let verdict = verdicts.entry(n.id).or_insert_with(|| match &rules.labels {
             Some(t) => judge(
                 t.policy,
                 t.weak.get(&n.id).and_then(|l| l.as_deref()),
@@ -211,6 +283,7 @@ pub fn assemble(
         entries,
         coverage,
         funnel,
+        vetoes,
     }
 }
 
@@ -219,6 +292,7 @@ impl Funnel {
         self.candidates += 1;
         match o {
             Outcome::DistanceCap => self.distance_cap += 1,
+            Outcome::Negative => self.negatives += 1,
             Outcome::MinSupport => self.min_support += 1,
             Outcome::LabelPolicy => self.label_policy += 1,
             Outcome::Budget => self.budget += 1,
@@ -279,7 +353,7 @@ mod tests {
     #[test]
     fn union_dedupes_and_records_every_finder() {
         let lists = vec![vec![n(1, 0.1), n(2, 0.5)], vec![n(2, 0.2), n(3, 0.9)]];
-        let a = assemble(&lists, &params(Merge::Union, None), None);
+        let a = assemble(&lists, &params(Merge::Union, None), &Rules::default());
         assert_eq!(rows(&a), vec![1, 2, 3]);
         let two = &a.entries[1];
         assert_eq!(two.best_distance, 0.2);
@@ -310,9 +384,17 @@ mod tests {
             vec![n(1, 0.1), n(2, 0.2), n(3, 0.3)],
             vec![n(7, 5.0), n(8, 6.0), n(9, 7.0)],
         ];
-        let rr = assemble(&lists, &params(Merge::RoundRobin, Some(4)), None);
+        let rr = assemble(
+            &lists,
+            &params(Merge::RoundRobin, Some(4)),
+            &Rules::default(),
+        );
         assert_eq!(rows(&rr), vec![1, 7, 2, 8]);
-        let top = assemble(&lists, &params(Merge::GlobalTop, Some(4)), None);
+        let top = assemble(
+            &lists,
+            &params(Merge::GlobalTop, Some(4)),
+            &Rules::default(),
+        );
         assert_eq!(rows(&top), vec![1, 2, 3, 7]);
         assert_eq!(top.coverage[1].kept, 1);
     }
@@ -320,7 +402,11 @@ mod tests {
     #[test]
     fn round_robin_skips_rows_taken_and_keeps_going() {
         let lists = vec![vec![n(1, 0.1), n(2, 0.2)], vec![n(1, 0.3), n(5, 0.4)]];
-        let a = assemble(&lists, &params(Merge::RoundRobin, Some(3)), None);
+        let a = assemble(
+            &lists,
+            &params(Merge::RoundRobin, Some(3)),
+            &Rules::default(),
+        );
         assert_eq!(rows(&a), vec![1, 2, 5]);
         assert_eq!(a.entries[0].found_by.len(), 2);
     }
@@ -330,11 +416,11 @@ mod tests {
         let lists = vec![vec![n(1, 0.1), n(2, 0.5), n(3, 2.0)]];
         let mut p = params(Merge::Union, Some(1));
         p.max_distance = Some(1.0);
-        let a = assemble(&lists, &p, None);
+        let a = assemble(&lists, &p, &Rules::default());
         assert_eq!(rows(&a), vec![1]);
         assert_eq!(a.coverage[0].found, 2);
         p.budget = None;
-        assert_eq!(rows(&assemble(&lists, &p, None)), vec![1, 2]);
+        assert_eq!(rows(&assemble(&lists, &p, &Rules::default())), vec![1, 2]);
     }
 
     #[test]
@@ -342,7 +428,7 @@ mod tests {
         let lists = vec![vec![n(4, 0.1)], vec![n(4, 0.3)]];
         let mut p = params(Merge::Union, None);
         p.keep_duplicates = true;
-        let a = assemble(&lists, &p, None);
+        let a = assemble(&lists, &p, &Rules::default());
         assert_eq!(rows(&a), vec![4, 4]);
         assert_eq!(a.entries[1].found_by[0].error, 1);
         assert_eq!(a.entries[1].best_distance, 0.3);
@@ -359,7 +445,7 @@ mod tests {
         for merge in [Merge::Union, Merge::RoundRobin, Merge::GlobalTop] {
             let mut p = params(merge, None);
             p.min_support = 2;
-            let a = assemble(&lists, &p, None);
+            let a = assemble(&lists, &p, &Rules::default());
             let mut got = rows(&a);
             got.sort();
             assert_eq!(got, vec![2, 3], "{merge}");
@@ -368,16 +454,20 @@ mod tests {
             assert_eq!(a.coverage[2].found, 2);
             assert_eq!(a.coverage[2].kept, 1);
             p.min_support = 3;
-            assert_eq!(rows(&assemble(&lists, &p, None)), vec![2], "{merge}");
+            assert_eq!(
+                rows(&assemble(&lists, &p, &Rules::default())),
+                vec![2],
+                "{merge}"
+            );
         }
         // The budget counts rows that passed, not rows looked at.
         let mut p = params(Merge::Union, Some(1));
         p.min_support = 2;
-        assert_eq!(rows(&assemble(&lists, &p, None)), vec![2]);
+        assert_eq!(rows(&assemble(&lists, &p, &Rules::default())), vec![2]);
         // With duplicates listed, each finder's line carries the row's whole support.
         p.keep_duplicates = true;
         p.budget = None;
-        let a = assemble(&lists, &p, None);
+        let a = assemble(&lists, &p, &Rules::default());
         assert!(a.entries.iter().all(|e| e.support >= 2));
         assert_eq!(a.entries.iter().filter(|e| e.row == 2).count(), 3);
     }
@@ -408,7 +498,14 @@ mod tests {
             errors: &errors,
             weak: &weak,
         };
-        let a = assemble(&lists, &params(Merge::Union, None), Some(&trust));
+        let a = assemble(
+            &lists,
+            &params(Merge::Union, None),
+            &Rules {
+                labels: Some(trust),
+                ..Default::default()
+            },
+        );
         assert_eq!(rows(&a), vec![1]);
         assert_eq!(a.entries[0].labels.weak_label_plausible, Some(true));
         assert_eq!(
@@ -427,12 +524,87 @@ mod tests {
             policy: LabelPolicy::Keep,
             ..trust
         };
-        let a = assemble(&lists, &params(Merge::Union, None), Some(&keep));
+        let a = assemble(
+            &lists,
+            &params(Merge::Union, None),
+            &Rules {
+                labels: Some(keep),
+                ..Default::default()
+            },
+        );
         assert_eq!(rows(&a), vec![1, 2, 4]);
         assert_eq!(a.entries[1].labels.weak_label_plausible, Some(false));
         // The budget counts rows that passed the policy.
-        let a = assemble(&lists, &params(Merge::Union, Some(1)), Some(&trust));
+        let a = assemble(
+            &lists,
+            &params(Merge::Union, Some(1)),
+            &Rules {
+                labels: Some(trust),
+                ..Default::default()
+            },
+        );
         assert_eq!(rows(&a), vec![1]);
+    }
+
+    #[test]
+    fn negatives_veto_candidates_nearer_to_them_than_to_the_failures() {
+        let lists = vec![vec![n(1, 1.0), n(2, 2.0), n(3, 4.0)], vec![n(3, 3.0)]];
+        let nearest: HashMap<RowId, NearestNegative> = [
+            // Nearer to the negative (0.5) than to its error sample (1.0): vetoed.
+            (
+                1,
+                NearestNegative {
+                    negative: NegativeRef::Listed(0),
+                    distance: 0.5,
+                },
+            ),
+            // 2.5 vs 2.0: kept at margin 1, vetoed at margin 1.5.
+            (
+                2,
+                NearestNegative {
+                    negative: NegativeRef::PoolRow(70),
+                    distance: 2.5,
+                },
+            ),
+            // Judged against its nearest error sample (3.0, not 4.0): kept at margin 1.5
+            // (5.0 > 4.5), where 4.0 would have vetoed it.
+            (
+                3,
+                NearestNegative {
+                    negative: NegativeRef::Listed(1),
+                    distance: 5.0,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let rules = |margin| Rules {
+            negatives: Some(Negatives {
+                nearest: &nearest,
+                margin,
+            }),
+            ..Default::default()
+        };
+        let a = assemble(&lists, &params(Merge::Union, None), &rules(1.0));
+        assert_eq!(rows(&a), vec![2, 3]);
+        assert_eq!(
+            a.vetoes,
+            vec![Veto {
+                row: 1,
+                distance: 1.0,
+                negative: nearest[&1],
+            }]
+        );
+        assert_eq!(a.funnel.negatives, 1);
+        assert_eq!(a.coverage[0].funnel.negatives, 1);
+        assert_eq!(a.coverage[1].funnel.negatives, 0);
+        let a = assemble(&lists, &params(Merge::Union, None), &rules(1.5));
+        assert_eq!(rows(&a), vec![3]);
+        assert_eq!(a.vetoes.len(), 2);
+        // A veto comes before the budget: the budget is spent on rows that passed.
+        let a = assemble(&lists, &params(Merge::Union, Some(1)), &rules(1.0));
+        assert_eq!(rows(&a), vec![2]);
+        assert_eq!(a.funnel.budget, 1);
     }
 
     #[test]
@@ -444,13 +616,14 @@ mod tests {
         let mut p = params(Merge::Union, Some(1));
         p.max_distance = Some(1.0);
         p.min_support = 2;
-        let a = assemble(&lists, &p, None);
+        let a = assemble(&lists, &p, &Rules::default());
         assert_eq!(rows(&a), vec![1]);
         assert_eq!(
             a.funnel,
             Funnel {
                 candidates: 5,
                 distance_cap: 2,
+                negatives: 0,
                 min_support: 1,
                 label_policy: 0,
                 budget: 1,
@@ -473,7 +646,11 @@ mod tests {
 
     #[test]
     fn empty_lists_give_an_empty_set_with_coverage() {
-        let a = assemble(&[vec![], vec![]], &params(Merge::Union, None), None);
+        let a = assemble(
+            &[vec![], vec![]],
+            &params(Merge::Union, None),
+            &Rules::default(),
+        );
         assert!(a.entries.is_empty());
         assert_eq!(a.coverage.len(), 2);
         assert_eq!(a.coverage[0].nearest, None);

@@ -9,7 +9,10 @@ mod merge;
 mod summary;
 
 pub use labels::{judge, ErrorLabel, LabelPolicy, LabelVerdict};
-pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding, Funnel, LabelTrust};
+pub use merge::{
+    assemble, Assembled, Coverage, DebugEntry, Finding, Funnel, LabelTrust, NearestNegative,
+    NegativeRef, Negatives, Rules, Veto,
+};
 pub use summary::{quantiles, Quantiles};
 
 use std::fmt;

@@ -3,10 +3,12 @@
 //! the ingestion jobs. Every call blocks (I/O, forward passes, searches): the gRPC layer runs
 //! them off its async threads.
 
+mod debug_set;
 mod error;
 mod exact_device;
 mod ingest;
 mod models;
+mod negatives;
 mod paths;
 mod pools;
 mod query;
@@ -18,15 +20,15 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use crate::limits::ServiceLimits;
+pub use debug_set::{
+    DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample, VetoReport,
+};
 pub use error::ServiceError;
 pub use ingest::{content_hash_bytes, IngestItem, ItemContent, StreamIngest, StreamSummary};
 pub use models::{ModelCache, ModelKey, ModelSettings};
 pub use paths::AllowedRoots;
 pub use pools::PoolHandle;
-pub use query::{
-    DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample, Hit, QueryInput,
-    SearchRequest,
-};
+pub use query::{Hit, QueryInput, SearchRequest};
 
 use crate::error::Result;
 use crate::index::graph::HnswParams;

@@ -216,6 +216,9 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                 exact_rerank,
                 ef: Some(200),
                 label_policy: None,
+                negatives: vec![],
+                negative_pool: None,
+                negative_margin: 1.0,
             })
             .unwrap();
         if exact_rerank {

@@ -160,6 +160,15 @@ class Coverage:
 
 
 @dataclass
+class Veto:
+    row: int
+    key: str
+    distance: float  # to its nearest error sample
+    negative: str  # "negatives[i]", or the key of the negative pool's item
+    negative_distance: float
+
+
+@dataclass
 class DebugSet:
     items: List[DebugItem]
     coverage: List[Coverage]
@@ -170,6 +179,7 @@ class DebugSet:
     pool_items: int
     funnel: Dict[str, int] = field(default_factory=dict)  # why candidates were left out
     label_policy: str = "keep"  # as applied
+    vetoes: List[Veto] = field(default_factory=list)  # candidates the negatives removed
 
     @property
     def keys(self) -> List[str]:
@@ -392,14 +402,18 @@ class Client:
                   exclude: Sequence[str] = (), exact: bool = False, exact_rerank: bool = False,
                   ef: int = 0, errors_pool: str = "", keep_duplicates: bool = False,
                   min_support: int = 1, label_policy: Optional[str] = None,
-                  stream: bool = False) -> DebugSet:
+                  negatives: Iterable[ErrorSample] = (), negative_pool: str = "",
+                  negative_margin: float = 1.0, stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
         optionally wrapped in `Labelled(sample, label, weight)` (`image_folder(dir)` labels
         an ImageFolder of them).
         `min_support`: keep only items found by at least that many error samples.
         `label_policy`: "keep", "drop" or "replace" weak labels the labelled error samples
-        that found an item do not support; None: drop when any sample is labelled."""
+        that found an item do not support; None: drop when any sample is labelled.
+        `negatives` (same kinds as errors, unlabelled) or `negative_pool` (every item of that
+        pool): things the model already handles; a candidate nearer to one than
+        `negative_margin` x its distance to the nearest error sample is dropped."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
         if label_policy not in _LABEL_POLICIES:
@@ -408,7 +422,9 @@ class Client:
             pool=pool, errors=_error_samples(errors), errors_pool=errors_pool, k=k,
             merge=_MERGES[merge], labels=list(labels), exclude_keys=list(exclude),
             exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates,
-            min_support=min_support, label_policy=_LABEL_POLICIES[label_policy])
+            min_support=min_support, label_policy=_LABEL_POLICIES[label_policy],
+            negatives=_queries(negatives), negative_pool=negative_pool,
+            negative_margin=negative_margin)
         if budget is not None:
             req.budget = budget
         if max_distance is not None:
@@ -440,6 +456,8 @@ class Client:
             distances={"min": q.min, "p10": q.p10, "p50": q.p50, "p90": q.p90, "max": q.max},
             backbone=summary.backbone, engine=summary.engine, pool_items=summary.pool_items,
             funnel={f.name: getattr(summary.funnel, f.name) for f in pb.Funnel.DESCRIPTOR.fields},
+            vetoes=[Veto(v.row, v.key, v.distance, v.negative, v.negative_distance)
+                    for v in summary.vetoes],
             label_policy={v: k for k, v in _LABEL_POLICIES.items()}.get(
                 summary.parameters.label_policy) or "keep",
         )

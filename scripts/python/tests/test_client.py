@@ -67,6 +67,12 @@ def test_vectors_end_to_end(server):
         assert e.value.code == "INVALID_ARGUMENT"
         with pytest.raises(ValueError):
             dcd.debug_set("vecs", errors=cats, k=5, label_policy="trust")
+        # Negatives: the group's own vectors, as handled; its items are vetoed.
+        handled = group + rng.uniform(-1, 1, size=(200, DIM))
+        vetoed = dcd.debug_set("vecs", errors=[errors], k=20, negatives=[handled])
+        assert len(vetoed.items) < len(found.items)
+        assert vetoed.funnel["negatives"] == len(vetoed.vetoes) == len(found.items) - len(vetoed.items)
+        assert all(v.negative.startswith("negatives[") for v in vetoed.vetoes)
         by_key = dcd.debug_set("vecs", errors=[Key("group/10")], k=5)
         assert by_key.items[0].key == "group/10" and by_key.items[0].best_distance == 0.0
         hits = dcd.search("vecs", [vectors[3]], k=3)

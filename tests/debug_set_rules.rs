@@ -1,7 +1,9 @@
-//! Error samples with true labels and weights, and the label policy, through the real gRPC
-//! server: on a pool whose weak labels are 30% wrong, the default policy hands training far
-//! more right labels than plain nearest neighbours, `replace` relabels, and every bad label,
-//! weight or policy is refused with INVALID_ARGUMENT and nothing stored changes.
+//! The debug-train set's rules through the real gRPC server. Labels: on a pool whose weak
+//! labels are 30% wrong, error samples with true labels make the default policy hand training
+//! far more right labels than plain nearest neighbours, `replace` relabels. Negatives (listed
+//! or a whole pool) veto the candidates nearer to them than to the failures, and say which
+//! negative did. Every bad label, weight, policy, negative or margin is refused with a clear
+//! code and nothing stored changes.
 
 mod common;
 
@@ -326,6 +328,225 @@ async fn bad_labels_weights_and_policies_are_refused() {
     let e = client.build_debug_set(unlabelled_drop).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e}");
     // Nothing stored changed.
+    let pool = client
+        .get_pool(pb::GetPoolRequest { name: POOL.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pool.pool.unwrap().items, 1200);
+}
+
+fn vector_query(values: Vec<f32>) -> pb::Query {
+    pb::Query {
+        source: Some(pb::query::Source::Vector(pb::Vector { values })),
+    }
+}
+
+/// Errors half near "a", half near "b"; 100 negatives around "b": the model handles b.
+fn negatives_case(f: &Fixture) -> (Vec<pb::ErrorSample>, Vec<Vec<f32>>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let errors = labelled_errors(f, 14)
+        .into_iter()
+        .map(|e| pb::ErrorSample {
+            label: String::new(),
+            ..e
+        })
+        .collect();
+    let handled = (0..100)
+        .map(|_| around(&mut rng, &f.centers[1], 0.3))
+        .collect();
+    (errors, handled)
+}
+
+fn from(items: &[pb::DebugItem], class: &str) -> usize {
+    items
+        .iter()
+        .filter(|i| i.key.starts_with(&format!("{class}/")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negatives_veto_what_the_model_already_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(17);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let (errors, handled) = negatives_case(&f);
+    let plain = client
+        .build_debug_set(request(errors.clone(), pb::LabelPolicy::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    let (plain_a, plain_b) = (from(&plain.items, "a"), from(&plain.items, "b"));
+    assert!(plain_a > 0 && plain_b > 0);
+
+    let mut listed = request(errors.clone(), pb::LabelPolicy::Unspecified);
+    listed.negatives = handled.iter().cloned().map(vector_query).collect();
+    let set = client.build_debug_set(listed).await.unwrap().into_inner();
+    let (a, b) = (from(&set.items, "a"), from(&set.items, "b"));
+    println!("plain a {plain_a} b {plain_b}; with negatives a {a} b {b}");
+    assert_eq!(a, plain_a, "nothing near the failures alone is vetoed");
+    assert!(
+        b * 10 <= plain_b,
+        "most of what the model handles is vetoed: {b} of {plain_b}"
+    );
+    let summary = set.summary.clone().unwrap();
+    let funnel = summary.funnel.unwrap();
+    assert_eq!(
+        funnel.negatives as usize,
+        plain.items.len() - set.items.len()
+    );
+    assert_eq!(summary.vetoes.len(), funnel.negatives as usize);
+    for v in &summary.vetoes {
+        assert!(v.key.starts_with("b/"), "{v:?}");
+        assert!(v.negative.starts_with("negatives["), "{v:?}");
+        assert!(v.negative_distance < v.distance, "{v:?}");
+    }
+    assert_eq!(summary.parameters.unwrap().negative_margin, Some(1.0));
+
+    // The same negatives as a pool: the veto names the pool's item.
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: "handled".into(),
+            dim: DIM as u32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let items: Vec<pb::IngestItem> = handled
+        .iter()
+        .enumerate()
+        .map(|(i, v)| pb::IngestItem {
+            pool: if i == 0 {
+                "handled".into()
+            } else {
+                String::new()
+            },
+            key: format!("h/{i}"),
+            content: Some(pb::ingest_item::Content::Vector(pb::Vector {
+                values: v.clone(),
+            })),
+            ..Default::default()
+        })
+        .collect();
+    client.ingest(tokio_stream::iter(items)).await.unwrap();
+    let mut pooled = request(errors.clone(), pb::LabelPolicy::Unspecified);
+    pooled.negative_pool = "handled".into();
+    let by_pool = client.build_debug_set(pooled).await.unwrap().into_inner();
+    let keys = |s: &pb::DebugSet| s.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&by_pool), keys(&set));
+    let summary = by_pool.summary.unwrap();
+    assert!(summary.vetoes.iter().all(|v| v.negative.starts_with("h/")));
+
+    // A smaller margin vetoes only candidates much nearer to a negative.
+    let mut lenient = request(errors, pb::LabelPolicy::Unspecified);
+    lenient.negative_pool = "handled".into();
+    lenient.negative_margin = Some(0.05);
+    let lenient = client.build_debug_set(lenient).await.unwrap().into_inner();
+    assert!(lenient.items.len() > by_pool.items.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_negatives_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(19);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let (errors, handled) = negatives_case(&f);
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: "narrow".into(),
+            dim: 8,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let base = request(errors.clone(), pb::LabelPolicy::Unspecified);
+    let first_error = match errors[0].source.clone() {
+        Some(pb::error_sample::Source::Vector(v)) => v.values,
+        _ => unreachable!(),
+    };
+    let cases = [
+        (
+            "negative equal to an error sample",
+            pb::BuildDebugSetRequest {
+                negatives: vec![vector_query(handled[0].clone()), vector_query(first_error)],
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "same input as error sample 0",
+        ),
+        (
+            "negative of the wrong dimension",
+            pb::BuildDebugSetRequest {
+                negatives: vec![vector_query(vec![0.0; 5])],
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "dimension",
+        ),
+        (
+            "the pool itself",
+            pb::BuildDebugSetRequest {
+                negative_pool: POOL.into(),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "every candidate would be its own negative",
+        ),
+        (
+            "a pool of another space",
+            pb::BuildDebugSetRequest {
+                negative_pool: "narrow".into(),
+                ..base.clone()
+            },
+            Code::FailedPrecondition,
+            "narrow",
+        ),
+        (
+            "an unknown pool",
+            pb::BuildDebugSetRequest {
+                negative_pool: "nowhere".into(),
+                ..base.clone()
+            },
+            Code::NotFound,
+            "nowhere",
+        ),
+        (
+            "zero margin",
+            pb::BuildDebugSetRequest {
+                negative_margin: Some(0.0),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "negative_margin",
+        ),
+        (
+            "NaN margin",
+            pb::BuildDebugSetRequest {
+                negative_margin: Some(f32::NAN),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "negative_margin",
+        ),
+        (
+            "an unknown negative key",
+            pb::BuildDebugSetRequest {
+                negatives: vec![pb::Query {
+                    source: Some(pb::query::Source::ItemKey("no/such".into())),
+                }],
+                ..base.clone()
+            },
+            Code::NotFound,
+            "no/such",
+        ),
+    ];
+    for (what, req, code, needle) in cases {
+        let e = client.build_debug_set(req).await.unwrap_err();
+        assert_eq!(e.code(), code, "{what}: {e}");
+        assert!(e.message().contains(needle), "{what}: {e}");
+    }
     let pool = client
         .get_pool(pb::GetPoolRequest { name: POOL.into() })
         .await

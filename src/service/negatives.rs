@@ -1,0 +1,131 @@
+//! Negatives of a debug-train set: things the model already handles (listed images, vectors
+//! or keys, or every item of another pool), and each candidate's nearest one.
+
+use std::collections::HashMap;
+
+use super::debug_set::DebugSetRequest;
+use super::pools::ReadyPool;
+use super::query::{QueryInput, Resolved, QUERY_STEP};
+use super::{PoolHandle, Service, ServiceError};
+use crate::debugset::{NearestNegative, NegativeRef};
+use crate::error::Result;
+use crate::index::distance::l2_squared;
+use crate::index::SearchParams;
+use crate::types::{Matrix, RowId};
+
+/// Two vectors this close (squared ℓ2, relative to their norm) are the same input.
+const SAME_INPUT: f32 = 1e-6;
+
+impl Service {
+    /// The request's listed negatives as vectors of `target`'s space (keys looked up in
+    /// `key_pool`). One that cannot be used fails the call: a negative silently lost would
+    /// let through the very items it was sent to stop.
+    pub(super) fn resolve_negatives(
+        &self,
+        target: &PoolHandle,
+        key_pool: &PoolHandle,
+        req: &DebugSetRequest,
+    ) -> Result<Vec<Vec<f32>>> {
+        if req.negatives.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<&QueryInput> = req.negatives.iter().collect();
+        let resolved = self.resolve(target, key_pool, &refs, "negatives")?;
+        resolved
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.map_err(|e| {
+                    ServiceError::InvalidArgument {
+                        field: "negatives",
+                        reason: format!("negative {i} could not be used: {e}"),
+                    }
+                    .into()
+                })
+            })
+            .collect()
+    }
+}
+
+/// Refuses negatives that are error samples: an input cannot be both a failure and handled.
+pub(super) fn check_negatives_differ(listed: &[Vec<f32>], errors: &Resolved) -> Result<()> {
+    for (i, n) in listed.iter().enumerate() {
+        for (j, e) in errors.iter().enumerate() {
+            let Ok(e) = e else { continue };
+            let scale = 1.0 + l2_squared(e, &vec![0.0; e.len()]);
+            if l2_squared(n, e) <= SAME_INPUT * scale {
+                return Err(ServiceError::InvalidArgument {
+                    field: "negatives",
+                    reason: format!(
+                        "negative {i} is the same input as error sample {j}: an input the model fails on cannot also be one it handles; remove one of them"
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each candidate's nearest negative among `listed` and the items of `negative_pool`.
+pub(super) fn nearest_negatives(
+    pool: &crate::store::Pool,
+    candidates: &[RowId],
+    listed: &[Vec<f32>],
+    negative_pool: Option<&ReadyPool<'_>>,
+    ef: Option<usize>,
+) -> Result<HashMap<RowId, NearestNegative>> {
+    let mut nearest: HashMap<RowId, NearestNegative> = HashMap::new();
+    let mut offer = |row: RowId, hit: NearestNegative| {
+        let slot = nearest.entry(row).or_insert(hit);
+        if hit.distance < slot.distance {
+            *slot = hit;
+        }
+    };
+    let view = pool.vectors();
+    let dim = pool.dim();
+    for start in (0..candidates.len()).step_by(QUERY_STEP) {
+        if crate::cancel::requested() {
+            return Err(ServiceError::Cancelled {
+                what: "checking negatives",
+            }
+            .into());
+        }
+        let rows = &candidates[start..(start + QUERY_STEP).min(candidates.len())];
+        let mut data = Vec::with_capacity(rows.len() * dim);
+        for &row in rows {
+            data.extend(view.row_f32(row as usize));
+        }
+        let queries = Matrix::new(rows.len(), dim, data);
+        for (&row, q) in rows.iter().zip(queries.iter_rows()) {
+            for (i, n) in listed.iter().enumerate() {
+                offer(
+                    row,
+                    NearestNegative {
+                        negative: NegativeRef::Listed(i),
+                        distance: l2_squared(q, n),
+                    },
+                );
+            }
+        }
+        if let Some(negs) = negative_pool {
+            let params = SearchParams {
+                k: 1,
+                ef,
+                filter: None,
+            };
+            for (&row, found) in rows.iter().zip(negs.search_batch(&queries, &params)?) {
+                if let Some(n) = found.first() {
+                    offer(
+                        row,
+                        NearestNegative {
+                            negative: NegativeRef::PoolRow(n.id),
+                            distance: n.distance,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(nearest)
+}
