@@ -417,6 +417,18 @@ fn error_samples_labelled_by_their_folders() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("same input as error sample"));
+
+    // A holdout: the pool's own image, given again as a held-out file, collides exactly.
+    let leaked = plain[0]["key"].as_str().unwrap().to_owned();
+    let held = set_items(&build("held.jsonl", &f.errors, &["--holdout", &leaked]));
+    assert_eq!(held.len(), plain.len() - 1);
+    assert!(held.iter().all(|i| i["key"] != leaked.as_str()));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.root.join("held.summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["collisions"][0]["key"], leaked.as_str());
+    assert_eq!(summary["collisions"][0]["held_out"], "holdout[0]");
+    assert_eq!(summary["funnel"]["holdout"], 1);
 }
 
 fn http_get(addr: &str) -> String {

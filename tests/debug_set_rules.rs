@@ -492,7 +492,7 @@ async fn bad_negatives_are_refused() {
                 ..base.clone()
             },
             Code::InvalidArgument,
-            "every candidate would be its own negative",
+            "every candidate would match itself",
         ),
         (
             "a pool of another space",
@@ -553,4 +553,117 @@ async fn bad_negatives_are_refused() {
         .unwrap()
         .into_inner();
     assert_eq!(pool.pool.unwrap().items, 1200);
+}
+
+fn pool_vector(f: &Fixture, i: usize) -> Vec<f32> {
+    match &f.items[i].content {
+        Some(pb::ingest_item::Content::Vector(v)) => v.values.clone(),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holdout_keeps_its_items_out_and_reports_every_collision() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(23);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let (errors, _) = negatives_case(&f);
+    let plain = client
+        .build_debug_set(request(errors.clone(), pb::LabelPolicy::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    // Held out: exact copies of the first five items of the plain set (as the user's test
+    // images would be, had they leaked into the pool).
+    let leaked: Vec<usize> = plain.items[..5].iter().map(|i| i.row as usize).collect();
+    let mut req = request(errors.clone(), pb::LabelPolicy::Unspecified);
+    req.holdout = leaked
+        .iter()
+        .map(|&r| vector_query(pool_vector(&f, r)))
+        .collect();
+    let set = client
+        .build_debug_set(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.items.len(), plain.items.len() - 5);
+    let summary = set.summary.unwrap();
+    assert_eq!(summary.funnel.unwrap().holdout, 5);
+    let mut collided: Vec<u64> = summary.collisions.iter().map(|c| c.row).collect();
+    collided.sort();
+    let mut expected: Vec<u64> = leaked.iter().map(|&r| r as u64).collect();
+    expected.sort();
+    assert_eq!(collided, expected);
+    assert!(summary
+        .collisions
+        .iter()
+        .all(|c| c.held_out.starts_with("holdout[") && c.distance == 0.0));
+
+    // A radius that covers everything: an empty set, and the funnel says why.
+    req.holdout_radius = Some(1e6);
+    let none = client.build_debug_set(req).await.unwrap().into_inner();
+    assert!(none.items.is_empty());
+    let funnel = none.summary.unwrap().funnel.unwrap();
+    assert_eq!(funnel.holdout, funnel.candidates);
+
+    // The held-out items as a pool: checked by exact search, named by key.
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: "test-set".into(),
+            dim: DIM as u32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let items: Vec<pb::IngestItem> = leaked
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| pb::IngestItem {
+            pool: if i == 0 {
+                "test-set".into()
+            } else {
+                String::new()
+            },
+            key: format!("test/{r}"),
+            content: Some(pb::ingest_item::Content::Vector(pb::Vector {
+                values: pool_vector(&f, r),
+            })),
+            ..Default::default()
+        })
+        .collect();
+    client.ingest(tokio_stream::iter(items)).await.unwrap();
+    let mut pooled = request(errors.clone(), pb::LabelPolicy::Unspecified);
+    pooled.holdout_pool = "test-set".into();
+    let set = client.build_debug_set(pooled).await.unwrap().into_inner();
+    assert_eq!(set.items.len(), plain.items.len() - 5);
+    let summary = set.summary.unwrap();
+    assert!(summary
+        .collisions
+        .iter()
+        .all(|c| c.held_out == format!("test/{}", c.row)));
+
+    // Bad input.
+    for (what, req, needle) in [
+        (
+            "negative radius",
+            pb::BuildDebugSetRequest {
+                holdout_radius: Some(-1.0),
+                ..request(errors.clone(), pb::LabelPolicy::Unspecified)
+            },
+            "holdout_radius",
+        ),
+        (
+            "the pool itself",
+            pb::BuildDebugSetRequest {
+                holdout_pool: POOL.into(),
+                ..request(errors.clone(), pb::LabelPolicy::Unspecified)
+            },
+            "every candidate would match itself",
+        ),
+    ] {
+        let e = client.build_debug_set(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e}");
+        assert!(e.message().contains(needle), "{what}: {e}");
+    }
 }

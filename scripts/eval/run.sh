@@ -5,9 +5,11 @@
 # random set and a clean-label oracle of the same size.
 # Usage: scripts/eval/run.sh [OUT, default target/eval] [CASE ...]
 # Env: DCD_BIN (default target/release/dcd, built when missing), EVAL_KS (default "10 20 40"),
-# EVAL_VARIANTS: ";"-separated NAME=FLAGS sets built at every k (default: "plain", today's
-# nearest neighbours with the error samples unlabelled, and "default", `dcd debug-set` with no
-# flag, the error samples labelled by their folders).
+# EVAL_VARIANTS: ";"-separated NAME=FLAGS sets built at every k, @REF@ standing for the
+# case's reference pool (its clean training set, ingested beside the pool). Default: "plain"
+# (nearest neighbours, the error samples unlabelled), "default" (`dcd debug-set` with no
+# flag: the error samples labelled by their folders) and "negref" (default + the reference
+# pool as negatives).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-target/eval}
@@ -34,6 +36,10 @@ for case in "${cases[@]}"; do
     echo "== $case: ingesting the pool"
     "$dcd" --data-dir "$data" ingest --pool "$case" --backbone mobilenetv2 --weights "$weights" "$dir/pool"
   fi
+  if ! "$dcd" --data-dir "$data" pool info "$case-reference" >/dev/null 2>&1; then
+    echo "== $case: ingesting the reference (the model's training set)"
+    "$dcd" --data-dir "$data" ingest --pool "$case-reference" --backbone mobilenetv2 --weights "$weights" "$dir/reference"
+  fi
   if grep -q '"model": "features"' "$dir/case.json" && [ ! -f "$dir/features.npy" ]; then
     echo "== $case: embedding the case for its features model"
     "$dcd" embed --backbone mobilenetv2 --weights "$weights" "$dir" \
@@ -41,11 +47,12 @@ for case in "${cases[@]}"; do
   fi
   sets=()
   mkdir -p "$out/sets/$case"
-  IFS=';' read -r -a variants <<<"${EVAL_VARIANTS:-plain=--errors-unlabelled;default=}"
+  IFS=';' read -r -a variants <<<"${EVAL_VARIANTS:-plain=--errors-unlabelled;default=;negref=--negative-pool @REF@}"
   for k in ${EVAL_KS:-10 20 40}; do
     for variant in "${variants[@]}"; do
       name=${variant%%=*}
       read -r -a flags <<<"${variant#*=}"
+      flags=("${flags[@]//@REF@/$case-reference}")
       set_file=$out/sets/$case/$name-k$k.jsonl
       "$dcd" --data-dir "$data" debug-set --pool "$case" --errors "$dir/errors" --k "$k" \
         ${flags[@]+"${flags[@]}"} --out "$set_file" >/dev/null

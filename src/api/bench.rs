@@ -235,6 +235,9 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         negatives: Vec::new(),
         negative_pool: None,
         negative_margin: 1.0,
+        holdout: Vec::new(),
+        holdout_pool: None,
+        holdout_radius: 0.0,
     };
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client

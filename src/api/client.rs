@@ -13,7 +13,9 @@ use super::pb;
 use super::pb::dcd_client::DcdClient;
 use crate::debugset::{Finding, LabelVerdict, Merge, Quantiles};
 use crate::error::{Error, Result};
-use crate::service::{DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, VetoReport};
+use crate::service::{
+    CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, VetoReport,
+};
 use crate::store::{JobRecord, JobSource, JobState, JobTally};
 
 /// A connection to a dcd server.
@@ -187,6 +189,9 @@ impl RemoteService {
             negatives: req.negatives.iter().map(convert::wire_query).collect(),
             negative_pool: req.negative_pool.clone().unwrap_or_default(),
             negative_margin: Some(req.negative_margin),
+            holdout: req.holdout.iter().map(convert::wire_query).collect(),
+            holdout_pool: req.holdout_pool.clone().unwrap_or_default(),
+            holdout_radius: Some(req.holdout_radius),
         };
         let r = self.request(wire);
         let client = &mut self.client;
@@ -276,6 +281,16 @@ impl RemoteService {
                     distance: v.distance,
                     negative: v.negative.clone(),
                     negative_distance: v.negative_distance,
+                })
+                .collect(),
+            collisions: summary
+                .collisions
+                .iter()
+                .map(|c| CollisionReport {
+                    row: c.row as u32,
+                    key: c.key.clone(),
+                    held_out: c.held_out.clone(),
+                    distance: c.distance,
                 })
                 .collect(),
             request,

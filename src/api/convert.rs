@@ -214,6 +214,15 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
             .collect::<Result<_, _>>()?,
         negative_pool: Some(r.negative_pool.clone()).filter(|p| !p.is_empty()),
         negative_margin: r.negative_margin.unwrap_or(1.0),
+        holdout: r
+            .holdout
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, q)| query(i, q))
+            .collect::<Result<_, _>>()?,
+        holdout_pool: Some(r.holdout_pool.clone()).filter(|p| !p.is_empty()),
+        holdout_radius: r.holdout_radius.unwrap_or(0.0),
     })
 }
 
@@ -269,6 +278,7 @@ pub fn funnel_of(f: &pb::Funnel) -> Funnel {
         candidates: f.candidates as usize,
         distance_cap: f.distance_cap as usize,
         negatives: f.negatives as usize,
+        holdout: f.holdout as usize,
         min_support: f.min_support as usize,
         label_policy: f.label_policy as usize,
         budget: f.budget as usize,
@@ -281,6 +291,7 @@ fn funnel(f: &Funnel) -> pb::Funnel {
         candidates: f.candidates as u32,
         distance_cap: f.distance_cap as u32,
         negatives: f.negatives as u32,
+        holdout: f.holdout as u32,
         min_support: f.min_support as u32,
         label_policy: f.label_policy as u32,
         budget: f.budget as u32,
@@ -328,6 +339,8 @@ pub fn debug_set_summary(
     let mut applied = wire.clone();
     applied.errors.clear();
     applied.negatives.clear();
+    applied.holdout.clear();
+    applied.holdout_radius = Some(r.request.holdout_radius);
     applied.negative_margin = Some(r.request.negative_margin);
     applied.merge = match r.request.merge.merge {
         Merge::Union => pb::Merge::Union,
@@ -369,6 +382,16 @@ pub fn debug_set_summary(
                 distance: v.distance,
                 negative: v.negative.clone(),
                 negative_distance: v.negative_distance,
+            })
+            .collect(),
+        collisions: r
+            .collisions
+            .iter()
+            .map(|c| pb::Collision {
+                row: c.row as u64,
+                key: c.key.clone(),
+                held_out: c.held_out.clone(),
+                distance: c.distance,
             })
             .collect(),
     }

@@ -94,6 +94,14 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
             .collect(),
         None => Vec::new(),
     };
+    let holdout: Vec<QueryInput> = match &args.holdout {
+        Some(paths) => error_samples(paths, true)?
+            .0
+            .into_iter()
+            .map(|s| s.input)
+            .collect(),
+        None => Vec::new(),
+    };
     let error_labels: std::collections::BTreeSet<String> = errors
         .iter()
         .filter_map(|e| e.truth.label.clone())
@@ -129,6 +137,9 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         negatives,
         negative_pool: args.negative_pool.clone(),
         negative_margin: args.negative_margin,
+        holdout,
+        holdout_pool: args.holdout_pool.clone(),
+        holdout_radius: args.holdout_radius,
     };
     let started = std::time::Instant::now();
     let result = match &args.target.server {
@@ -149,6 +160,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         "label_counts": result.label_counts,
         "funnel": result.funnel,
         "vetoes": result.vetoes,
+        "collisions": result.collisions,
         "error_labels": error_labels,
         "distances": result.distances,
         "request": result.request,

@@ -383,6 +383,16 @@ pub struct DebugSetArgs {
     /// the nearest error sample (squared ℓ2; above 1 drops more).
     #[arg(long, env = "DCD_NEGATIVE_MARGIN", default_value_t = 1.0)]
     pub negative_margin: f32,
+    /// Held-out inputs the set must stay away from (your debug-heldout or test images):
+    /// image files or folders, .npy/.fvecs. Checked by exact search.
+    #[arg(long, env = "DCD_HOLDOUT", num_args = 1.., value_delimiter = ',')]
+    pub holdout: Option<Vec<PathBuf>>,
+    /// A pool (same backbone) whose every item is held out.
+    #[arg(long, env = "DCD_HOLDOUT_POOL")]
+    pub holdout_pool: Option<String>,
+    /// Drop candidates this near a held-out item or nearer (squared ℓ2); 0: identical only.
+    #[arg(long, env = "DCD_HOLDOUT_RADIUS", default_value_t = 0.0)]
+    pub holdout_radius: f32,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

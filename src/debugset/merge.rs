@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::labels::{judge, ErrorLabel, LabelPolicy, LabelVerdict};
+use super::labels::{judge, LabelVerdict};
+use super::rules::{Collision, Rules, Veto};
 use super::{Merge, MergeParams};
 use crate::types::{Neighbor, RowId};
 
@@ -46,6 +47,8 @@ pub struct Funnel {
     pub min_support: usize,
     /// Removed by the label policy.
     pub label_policy: usize,
+    /// Within the holdout radius of a held-out item.
+    pub holdout: usize,
     /// Passed every rule, but the budget was spent.
     pub budget: usize,
     /// In the set.
@@ -76,66 +79,8 @@ pub struct Assembled {
     pub funnel: Funnel,
     /// Candidates the negatives removed, in the merge's order.
     pub vetoes: Vec<Veto>,
-}
-
-/// The label evidence a merge applies.
-#[derive(Clone, Copy, Debug)]
-pub struct LabelTrust<'a> {
-    /// What to do with implausible weak labels.
-    pub policy: LabelPolicy,
-    /// Every error sample's label and weight, in request order.
-    pub errors: &'a [ErrorLabel],
-    /// The weak label of every candidate row (rows missing here count as unlabelled).
-    pub weak: &'a HashMap<RowId, Option<String>>,
-}
-
-/// A negative: something the model already handles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NegativeRef {
-    /// The request's negatives, by index.
-    Listed(usize),
-    /// A row of the negative pool.
-    PoolRow(RowId),
-}
-
-/// A candidate's nearest negative.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct NearestNegative {
-    /// Which negative.
-    pub negative: NegativeRef,
-    /// Squared ℓ2 distance from the candidate.
-    pub distance: f32,
-}
-
-/// The negatives a merge applies: every candidate's nearest negative, and the margin.
-#[derive(Clone, Copy, Debug)]
-pub struct Negatives<'a> {
-    /// Nearest negative of each candidate row (rows missing here have none).
-    pub nearest: &'a HashMap<RowId, NearestNegative>,
-    /// A candidate is dropped when its nearest negative is nearer than `margin` times its
-    /// distance to the nearest error sample (squared ℓ2; 1: plainly nearer; above 1 drops more).
-    pub margin: f32,
-}
-
-/// A candidate a negative removed.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct Veto {
-    /// The candidate.
-    pub row: RowId,
-    /// Its distance to the nearest error sample.
-    pub distance: f32,
-    /// The negative nearer to it.
-    pub negative: NearestNegative,
-}
-
-/// The rules a merge applies beyond its parameters.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Rules<'a> {
-    /// Negatives, where the request has any.
-    pub negatives: Option<Negatives<'a>>,
-    /// The label vote, where any error sample is labelled.
-    pub labels: Option<LabelTrust<'a>>,
+    /// Candidates the holdout removed, in the merge's order.
+    pub collisions: Vec<Collision>,
 }
 
 /// The first rule a row failed, or where it ended.
@@ -145,6 +90,7 @@ enum Outcome {
     Negative,
     MinSupport,
     LabelPolicy,
+    Holdout,
     Budget,
     Kept,
 }
@@ -179,11 +125,13 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     let min_support = params.min_support.max(1);
     let mut entries = Vec::new();
     let mut vetoes = Vec::new();
+    let mut collisions = Vec::new();
     let mut taken: HashMap<(RowId, Option<usize>), ()> = HashMap::new();
     for (error, rank) in order {
         let n = capped[error][rank];
-        if let Some(Outcome::Negative | Outcome::MinSupport | Outcome::LabelPolicy) =
-            outcome.get(&n.id)
+        if let Some(
+            Outcome::Negative | Outcome::MinSupport | Outcome::LabelPolicy | Outcome::Holdout,
+        ) = outcome.get(&n.id)
         {
             continue;
         }
@@ -224,6 +172,18 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         if !verdict.keep {
             outcome.insert(n.id, Outcome::LabelPolicy);
             continue;
+        }
+        if let Some(h) = &rules.holdout {
+            if let Some(hit) = h.nearest.get(&n.id) {
+                if hit.distance <= h.radius {
+                    outcome.insert(n.id, Outcome::Holdout);
+                    collisions.push(Collision {
+                        row: n.id,
+                        held_out: *hit,
+                    });
+                    continue;
+                }
+            }
         }
         if entries.len() >= budget {
             outcome.entry(n.id).or_insert(Outcome::Budget);
@@ -284,6 +244,7 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         coverage,
         funnel,
         vetoes,
+        collisions,
     }
 }
 
@@ -295,6 +256,7 @@ impl Funnel {
             Outcome::Negative => self.negatives += 1,
             Outcome::MinSupport => self.min_support += 1,
             Outcome::LabelPolicy => self.label_policy += 1,
+            Outcome::Holdout => self.holdout += 1,
             Outcome::Budget => self.budget += 1,
             Outcome::Kept => self.kept += 1,
         }
@@ -331,6 +293,8 @@ fn selection_order(lists: &[&[Neighbor]], merge: Merge) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::debugset::labels::{ErrorLabel, LabelPolicy};
+    use crate::debugset::rules::{Holdout, ItemRef, LabelTrust, NearestItem, Negatives};
 
     fn n(id: RowId, distance: f32) -> Neighbor {
         Neighbor { id, distance }
@@ -549,20 +513,20 @@ mod tests {
     #[test]
     fn negatives_veto_candidates_nearer_to_them_than_to_the_failures() {
         let lists = vec![vec![n(1, 1.0), n(2, 2.0), n(3, 4.0)], vec![n(3, 3.0)]];
-        let nearest: HashMap<RowId, NearestNegative> = [
+        let nearest: HashMap<RowId, NearestItem> = [
             // Nearer to the negative (0.5) than to its error sample (1.0): vetoed.
             (
                 1,
-                NearestNegative {
-                    negative: NegativeRef::Listed(0),
+                NearestItem {
+                    item: ItemRef::Listed(0),
                     distance: 0.5,
                 },
             ),
             // 2.5 vs 2.0: kept at margin 1, vetoed at margin 1.5.
             (
                 2,
-                NearestNegative {
-                    negative: NegativeRef::PoolRow(70),
+                NearestItem {
+                    item: ItemRef::PoolRow(70),
                     distance: 2.5,
                 },
             ),
@@ -570,8 +534,8 @@ mod tests {
             // (5.0 > 4.5), where 4.0 would have vetoed it.
             (
                 3,
-                NearestNegative {
-                    negative: NegativeRef::Listed(1),
+                NearestItem {
+                    item: ItemRef::Listed(1),
                     distance: 5.0,
                 },
             ),
@@ -608,6 +572,49 @@ mod tests {
     }
 
     #[test]
+    fn holdout_removes_candidates_within_its_radius_and_reports_each() {
+        let lists = vec![vec![n(1, 1.0), n(2, 2.0), n(3, 3.0)]];
+        let near = |row: RowId, distance: f32| NearestItem {
+            item: ItemRef::PoolRow(row + 100),
+            distance,
+        };
+        let nearest: HashMap<RowId, NearestItem> =
+            [(1, near(1, 0.0)), (2, near(2, 0.5)), (3, near(3, 0.6))]
+                .into_iter()
+                .collect();
+        let rules = |radius| Rules {
+            holdout: Some(Holdout {
+                nearest: &nearest,
+                radius,
+            }),
+            ..Default::default()
+        };
+        let a = assemble(&lists, &params(Merge::Union, None), &rules(0.5));
+        assert_eq!(rows(&a), vec![3]);
+        assert_eq!(a.funnel.holdout, 2);
+        assert_eq!(
+            a.collisions,
+            vec![
+                Collision {
+                    row: 1,
+                    held_out: near(1, 0.0)
+                },
+                Collision {
+                    row: 2,
+                    held_out: near(2, 0.5)
+                }
+            ]
+        );
+        // Radius 0: only exact copies.
+        let a = assemble(&lists, &params(Merge::Union, None), &rules(0.0));
+        assert_eq!(rows(&a), vec![2, 3]);
+        // A holdout that collides with everything: an empty set, and the funnel says why.
+        let a = assemble(&lists, &params(Merge::Union, None), &rules(1.0));
+        assert!(a.entries.is_empty());
+        assert_eq!((a.funnel.candidates, a.funnel.holdout), (3, 3));
+    }
+
+    #[test]
     fn funnel_counts_each_row_under_the_first_rule_it_failed() {
         let lists = vec![
             vec![n(1, 0.1), n(2, 0.2), n(3, 5.0)],
@@ -626,6 +633,7 @@ mod tests {
                 negatives: 0,
                 min_support: 1,
                 label_policy: 0,
+                holdout: 0,
                 budget: 1,
                 kept: 1,
             }

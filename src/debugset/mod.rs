@@ -6,13 +6,12 @@
 
 mod labels;
 mod merge;
+mod rules;
 mod summary;
 
 pub use labels::{judge, ErrorLabel, LabelPolicy, LabelVerdict};
-pub use merge::{
-    assemble, Assembled, Coverage, DebugEntry, Finding, Funnel, LabelTrust, NearestNegative,
-    NegativeRef, Negatives, Rules, Veto,
-};
+pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding, Funnel};
+pub use rules::{Collision, Holdout, ItemRef, LabelTrust, NearestItem, Negatives, Rules, Veto};
 pub use summary::{quantiles, Quantiles};
 
 use std::fmt;

@@ -2,13 +2,15 @@
 //! (consensus, negatives, the label vote), and the set with its summary.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use super::negatives;
+use super::nearest;
 use super::query::{check_k, check_same_space, label_filter, run_queries};
+use super::PoolHandle;
 use super::{QueryInput, Service, ServiceError};
 use crate::debugset::{
-    self, ErrorLabel, Finding, Funnel, LabelPolicy, LabelTrust, LabelVerdict, MergeParams,
-    NegativeRef, Negatives, Quantiles, Rules, Veto,
+    self, ErrorLabel, Finding, Funnel, Holdout, ItemRef, LabelPolicy, LabelTrust, LabelVerdict,
+    MergeParams, Negatives, Quantiles, Rules,
 };
 use crate::error::Result;
 use crate::index::manager::Engine;
@@ -69,7 +71,31 @@ pub struct DebugSetRequest {
     /// A candidate whose nearest negative is nearer than this times its distance to the
     /// nearest error sample (squared ℓ2) is dropped.
     pub negative_margin: f32,
+    /// Held-out inputs (e.g. the user's test images) the set must stay away from.
+    #[serde(skip)]
+    pub holdout: Vec<QueryInput>,
+    /// A pool whose every item is held out.
+    pub holdout_pool: Option<String>,
+    /// A candidate this near (squared ℓ2) or nearer to a held-out item is dropped; 0: only
+    /// identical vectors (re-encoded copies need a radius).
+    pub holdout_radius: f32,
 }
+
+/// A candidate the holdout removed, as reported.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CollisionReport {
+    /// Pool row of the candidate.
+    pub row: RowId,
+    /// Its key.
+    pub key: String,
+    /// The held-out item: "holdout[i]", or the key of the holdout pool's item.
+    pub held_out: String,
+    /// Distance between the two.
+    pub distance: f32,
+}
+
+/// Collisions listed in a summary (all are counted in the funnel).
+pub const MAX_COLLISIONS_REPORTED: usize = 10_000;
 
 /// A candidate a negative removed, as reported.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -147,6 +173,8 @@ pub struct DebugSetResult {
     pub funnel: Funnel,
     /// Candidates the negatives removed (the first `MAX_VETOES_REPORTED`).
     pub vetoes: Vec<VetoReport>,
+    /// Candidates the holdout removed (the first `MAX_COLLISIONS_REPORTED`).
+    pub collisions: Vec<CollisionReport>,
     /// Best distances of the items.
     pub distances: Option<Quantiles>,
     /// The request as applied (defaults filled in).
@@ -217,25 +245,12 @@ impl Service {
         };
         let inputs: Vec<&QueryInput> = req.errors.iter().map(|e| &e.input).collect();
         let resolved = self.resolve(&handle, &key_pool, &inputs, "error samples")?;
-        let listed_negatives = self.resolve_negatives(&handle, &key_pool, req)?;
-        negatives::check_negatives_differ(&listed_negatives, &resolved)?;
-        let negative_pool = match &req.negative_pool {
-            Some(name) if name == &req.pool => {
-                return Err(ServiceError::InvalidArgument {
-                    field: "negative_pool",
-                    reason: format!(
-                        "{name} is the pool the set is drawn from: every candidate would be its own negative; name a pool of things the model handles"
-                    ),
-                }
-                .into())
-            }
-            Some(name) => {
-                let other = self.pool(name)?;
-                check_same_space(&handle, &other)?;
-                Some(other)
-            }
-            None => None,
-        };
+        let listed_negatives =
+            self.resolve_listed(&handle, &key_pool, &req.negatives, "negatives")?;
+        nearest::check_negatives_differ(&listed_negatives, &resolved)?;
+        let negative_pool = self.other_pool(&handle, req, &req.negative_pool, "negative_pool")?;
+        let listed_holdout = self.resolve_listed(&handle, &key_pool, &req.holdout, "holdout")?;
+        let holdout_pool = self.other_pool(&handle, req, &req.holdout_pool, "holdout_pool")?;
         let engine = if req.exact {
             Engine::Exact
         } else {
@@ -270,12 +285,28 @@ impl Service {
         let nearest = if listed_negatives.is_empty() && negatives_ready.is_none() {
             None
         } else {
-            Some(negatives::nearest_negatives(
+            Some(nearest::nearest_items(
                 pool,
                 &candidates,
                 &listed_negatives,
                 negatives_ready.as_ref(),
                 req.ef,
+            )?)
+        };
+        // Leakage is checked by exact search, never by an approximate index.
+        let holdout_ready = match &holdout_pool {
+            Some(h) => Some(h.ready(Engine::Exact, false)?),
+            None => None,
+        };
+        let held_out = if listed_holdout.is_empty() && holdout_ready.is_none() {
+            None
+        } else {
+            Some(nearest::nearest_items(
+                pool,
+                &candidates,
+                &listed_holdout,
+                holdout_ready.as_ref(),
+                None,
             )?)
         };
         // The vote needs the weak label of every candidate, not only of the rows kept.
@@ -299,18 +330,55 @@ impl Service {
                 margin: req.negative_margin,
             }),
             labels: judged.then_some(trust),
+            holdout: held_out.as_ref().map(|nearest| Holdout {
+                nearest,
+                radius: req.holdout_radius,
+            }),
         };
         let assembled = debugset::assemble(&usable, &req.merge, &rules);
         let reported = &assembled.vetoes[..assembled.vetoes.len().min(MAX_VETOES_REPORTED)];
-        let missing: Vec<RowId> = assembled
+        let collided =
+            &assembled.collisions[..assembled.collisions.len().min(MAX_COLLISIONS_REPORTED)];
+        let mut missing: Vec<RowId> = assembled
             .entries
             .iter()
             .map(|e| e.row)
             .chain(reported.iter().map(|v| v.row))
+            .chain(collided.iter().map(|c| c.row))
             .filter(|r| !items.contains_key(r))
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         items.extend(items_by_row(pool, &missing)?);
-        let vetoes = veto_reports(reported, &items, negatives_ready.as_ref())?;
+        let negative_names = names(
+            reported.iter().map(|v| v.negative.item),
+            "negatives",
+            negatives_ready.as_ref(),
+        )?;
+        let vetoes = reported
+            .iter()
+            .map(|v| VetoReport {
+                row: v.row,
+                key: key_of(&items, v.row),
+                distance: v.distance,
+                negative: negative_names[&v.negative.item].clone(),
+                negative_distance: v.negative.distance,
+            })
+            .collect();
+        let held_out_names = names(
+            collided.iter().map(|c| c.held_out.item),
+            "holdout",
+            holdout_ready.as_ref(),
+        )?;
+        let collisions = collided
+            .iter()
+            .map(|c| CollisionReport {
+                row: c.row,
+                key: key_of(&items, c.row),
+                held_out: held_out_names[&c.held_out.item].clone(),
+                distance: c.held_out.distance,
+            })
+            .collect();
         let mut label_counts = BTreeMap::new();
         let mut out = Vec::with_capacity(assembled.entries.len());
         for entry in assembled.entries {
@@ -353,6 +421,7 @@ impl Service {
             label_counts,
             funnel: assembled.funnel,
             vetoes,
+            collisions,
             distances: debugset::quantiles(&best),
             request,
             backbone: pool.record().backbone.clone(),
@@ -372,6 +441,16 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
             field: "negative_margin",
             reason: format!(
                 "{m} must be a positive ratio of squared distances (1: drop candidates plainly nearer to a negative)"
+            ),
+        }
+        .into());
+    }
+    let r = req.holdout_radius;
+    if !(r.is_finite() && r >= 0.0) {
+        return Err(ServiceError::InvalidArgument {
+            field: "holdout_radius",
+            reason: format!(
+                "{r} must be a squared distance of 0 or more (0: only identical vectors collide)"
             ),
         }
         .into());
@@ -417,39 +496,71 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
     }
 }
 
-/// The reported vetoes with the keys of both sides.
-fn veto_reports(
-    vetoes: &[Veto],
-    items: &HashMap<RowId, crate::store::Item>,
-    negative_pool: Option<&super::pools::ReadyPool<'_>>,
-) -> Result<Vec<VetoReport>> {
-    let pool_rows: Vec<RowId> = vetoes
+impl Service {
+    /// The pool named by `field` (negative_pool, holdout_pool), in the same space as the
+    /// pool the set is drawn from and not that pool itself.
+    fn other_pool(
+        &self,
+        handle: &PoolHandle,
+        req: &DebugSetRequest,
+        name: &Option<String>,
+        field: &'static str,
+    ) -> Result<Option<Arc<PoolHandle>>> {
+        match name {
+            Some(name) if name == &req.pool => Err(ServiceError::InvalidArgument {
+                field,
+                reason: format!(
+                    "{name} is the pool the set is drawn from: every candidate would match itself; name another pool"
+                ),
+            }
+            .into()),
+            Some(name) => {
+                let other = self.pool(name)?;
+                check_same_space(handle, &other)?;
+                Ok(Some(other))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// A name for each of `refs`: "{listed}[i]" for listed items, the key for pool rows.
+fn names(
+    refs: impl Iterator<Item = ItemRef>,
+    listed: &str,
+    pool: Option<&super::pools::ReadyPool<'_>>,
+) -> Result<HashMap<ItemRef, String>> {
+    let refs: Vec<ItemRef> = refs.collect();
+    let mut rows: Vec<RowId> = refs
         .iter()
-        .filter_map(|v| match v.negative.negative {
-            NegativeRef::PoolRow(r) => Some(r),
-            NegativeRef::Listed(_) => None,
+        .filter_map(|r| match r {
+            ItemRef::PoolRow(row) => Some(*row),
+            ItemRef::Listed(_) => None,
         })
         .collect();
-    let negative_keys: HashMap<RowId, String> = match negative_pool {
-        Some(p) if !pool_rows.is_empty() => items_by_row(p.pool(), &pool_rows)?
+    rows.sort_unstable();
+    rows.dedup();
+    let keys: HashMap<RowId, String> = match pool {
+        Some(p) if !rows.is_empty() => items_by_row(p.pool(), &rows)?
             .into_iter()
             .map(|(r, it)| (r, it.key))
             .collect(),
         _ => HashMap::new(),
     };
-    Ok(vetoes
-        .iter()
-        .map(|v| VetoReport {
-            row: v.row,
-            key: items.get(&v.row).map(|i| i.key.clone()).unwrap_or_default(),
-            distance: v.distance,
-            negative: match v.negative.negative {
-                NegativeRef::Listed(i) => format!("negatives[{i}]"),
-                NegativeRef::PoolRow(r) => negative_keys.get(&r).cloned().unwrap_or_default(),
-            },
-            negative_distance: v.negative.distance,
+    Ok(refs
+        .into_iter()
+        .map(|r| {
+            let name = match r {
+                ItemRef::Listed(i) => format!("{listed}[{i}]"),
+                ItemRef::PoolRow(row) => keys.get(&row).cloned().unwrap_or_default(),
+            };
+            (r, name)
         })
         .collect())
+}
+
+fn key_of(items: &HashMap<RowId, crate::store::Item>, row: RowId) -> String {
+    items.get(&row).map(|i| i.key.clone()).unwrap_or_default()
 }
 
 /// The items of `rows`, by row.

@@ -8,7 +8,7 @@ mod error;
 mod exact_device;
 mod ingest;
 mod models;
-mod negatives;
+mod nearest;
 mod paths;
 mod pools;
 mod query;
@@ -21,7 +21,8 @@ use parking_lot::Mutex;
 
 pub use crate::limits::ServiceLimits;
 pub use debug_set::{
-    DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample, VetoReport,
+    CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
+    VetoReport,
 };
 pub use error::ServiceError;
 pub use ingest::{content_hash_bytes, IngestItem, ItemContent, StreamIngest, StreamSummary};

@@ -219,6 +219,9 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                 negatives: vec![],
                 negative_pool: None,
                 negative_margin: 1.0,
+                holdout: vec![],
+                holdout_pool: None,
+                holdout_radius: 0.0,
             })
             .unwrap();
         if exact_rerank {

@@ -169,6 +169,14 @@ class Veto:
 
 
 @dataclass
+class Collision:
+    row: int
+    key: str
+    held_out: str  # "holdout[i]", or the key of the holdout pool's item
+    distance: float
+
+
+@dataclass
 class DebugSet:
     items: List[DebugItem]
     coverage: List[Coverage]
@@ -180,6 +188,7 @@ class DebugSet:
     funnel: Dict[str, int] = field(default_factory=dict)  # why candidates were left out
     label_policy: str = "keep"  # as applied
     vetoes: List[Veto] = field(default_factory=list)  # candidates the negatives removed
+    collisions: List[Collision] = field(default_factory=list)  # candidates the holdout removed
 
     @property
     def keys(self) -> List[str]:
@@ -403,7 +412,9 @@ class Client:
                   ef: int = 0, errors_pool: str = "", keep_duplicates: bool = False,
                   min_support: int = 1, label_policy: Optional[str] = None,
                   negatives: Iterable[ErrorSample] = (), negative_pool: str = "",
-                  negative_margin: float = 1.0, stream: bool = False) -> DebugSet:
+                  negative_margin: float = 1.0, holdout: Iterable[ErrorSample] = (),
+                  holdout_pool: str = "", holdout_radius: float = 0.0,
+                  stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
         optionally wrapped in `Labelled(sample, label, weight)` (`image_folder(dir)` labels
@@ -413,7 +424,9 @@ class Client:
         that found an item do not support; None: drop when any sample is labelled.
         `negatives` (same kinds as errors, unlabelled) or `negative_pool` (every item of that
         pool): things the model already handles; a candidate nearer to one than
-        `negative_margin` x its distance to the nearest error sample is dropped."""
+        `negative_margin` x its distance to the nearest error sample is dropped.
+        `holdout` / `holdout_pool`: your held-out or test images; no item of the set lies within
+        `holdout_radius` (squared l2; 0: identical only) of one, checked exactly."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
         if label_policy not in _LABEL_POLICIES:
@@ -424,7 +437,8 @@ class Client:
             exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates,
             min_support=min_support, label_policy=_LABEL_POLICIES[label_policy],
             negatives=_queries(negatives), negative_pool=negative_pool,
-            negative_margin=negative_margin)
+            negative_margin=negative_margin, holdout=_queries(holdout),
+            holdout_pool=holdout_pool, holdout_radius=holdout_radius)
         if budget is not None:
             req.budget = budget
         if max_distance is not None:
@@ -458,6 +472,7 @@ class Client:
             funnel={f.name: getattr(summary.funnel, f.name) for f in pb.Funnel.DESCRIPTOR.fields},
             vetoes=[Veto(v.row, v.key, v.distance, v.negative, v.negative_distance)
                     for v in summary.vetoes],
+            collisions=[Collision(c.row, c.key, c.held_out, c.distance) for c in summary.collisions],
             label_policy={v: k for k, v in _LABEL_POLICIES.items()}.get(
                 summary.parameters.label_policy) or "keep",
         )

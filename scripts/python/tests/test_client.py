@@ -73,6 +73,10 @@ def test_vectors_end_to_end(server):
         assert len(vetoed.items) < len(found.items)
         assert vetoed.funnel["negatives"] == len(vetoed.vetoes) == len(found.items) - len(vetoed.items)
         assert all(v.negative.startswith("negatives[") for v in vetoed.vetoes)
+        # A holdout: items identical to held-out ones are kept out, each collision reported.
+        held = dcd.debug_set("vecs", errors=[errors], k=20, holdout=[Key(found.items[0].key)])
+        assert [c.key for c in held.collisions] == [found.items[0].key]
+        assert len(held.items) == len(found.items) - 1 and held.funnel["holdout"] == 1
         by_key = dcd.debug_set("vecs", errors=[Key("group/10")], k=5)
         assert by_key.items[0].key == "group/10" and by_key.items[0].best_distance == 0.0
         hits = dcd.search("vecs", [vectors[3]], k=3)

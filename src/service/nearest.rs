@@ -1,13 +1,13 @@
-//! Negatives of a debug-train set: things the model already handles (listed images, vectors
-//! or keys, or every item of another pool), and each candidate's nearest one.
+//! What a debug-train set's candidates are checked against: negatives (things the model
+//! already handles) and held-out items, each given as a list of inputs (images, vectors or
+//! keys) or as every item of another pool, and each candidate's nearest one.
 
 use std::collections::HashMap;
 
-use super::debug_set::DebugSetRequest;
 use super::pools::ReadyPool;
 use super::query::{QueryInput, Resolved, QUERY_STEP};
 use super::{PoolHandle, Service, ServiceError};
-use crate::debugset::{NearestNegative, NegativeRef};
+use crate::debugset::{ItemRef, NearestItem};
 use crate::error::Result;
 use crate::index::distance::l2_squared;
 use crate::index::SearchParams;
@@ -17,28 +17,29 @@ use crate::types::{Matrix, RowId};
 const SAME_INPUT: f32 = 1e-6;
 
 impl Service {
-    /// The request's listed negatives as vectors of `target`'s space (keys looked up in
-    /// `key_pool`). One that cannot be used fails the call: a negative silently lost would
-    /// let through the very items it was sent to stop.
-    pub(super) fn resolve_negatives(
+    /// Listed inputs (negatives or held-out items) as vectors of `target`'s space, keys
+    /// looked up in `key_pool`. One that cannot be used fails the call: a negative or
+    /// held-out item silently lost would let through the very items it was sent to stop.
+    pub(super) fn resolve_listed(
         &self,
         target: &PoolHandle,
         key_pool: &PoolHandle,
-        req: &DebugSetRequest,
+        inputs: &[QueryInput],
+        field: &'static str,
     ) -> Result<Vec<Vec<f32>>> {
-        if req.negatives.is_empty() {
+        if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let refs: Vec<&QueryInput> = req.negatives.iter().collect();
-        let resolved = self.resolve(target, key_pool, &refs, "negatives")?;
+        let refs: Vec<&QueryInput> = inputs.iter().collect();
+        let resolved = self.resolve(target, key_pool, &refs, field)?;
         resolved
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
                 r.map_err(|e| {
                     ServiceError::InvalidArgument {
-                        field: "negatives",
-                        reason: format!("negative {i} could not be used: {e}"),
+                        field,
+                        reason: format!("{field}[{i}] could not be used: {e}"),
                     }
                     .into()
                 })
@@ -67,16 +68,17 @@ pub(super) fn check_negatives_differ(listed: &[Vec<f32>], errors: &Resolved) -> 
     Ok(())
 }
 
-/// Each candidate's nearest negative among `listed` and the items of `negative_pool`.
-pub(super) fn nearest_negatives(
+/// Each candidate's nearest item among `listed` and the items of `other` (searched with
+/// its own engine: exact where the caller asked for exact).
+pub(super) fn nearest_items(
     pool: &crate::store::Pool,
     candidates: &[RowId],
     listed: &[Vec<f32>],
-    negative_pool: Option<&ReadyPool<'_>>,
+    other: Option<&ReadyPool<'_>>,
     ef: Option<usize>,
-) -> Result<HashMap<RowId, NearestNegative>> {
-    let mut nearest: HashMap<RowId, NearestNegative> = HashMap::new();
-    let mut offer = |row: RowId, hit: NearestNegative| {
+) -> Result<HashMap<RowId, NearestItem>> {
+    let mut nearest: HashMap<RowId, NearestItem> = HashMap::new();
+    let mut offer = |row: RowId, hit: NearestItem| {
         let slot = nearest.entry(row).or_insert(hit);
         if hit.distance < slot.distance {
             *slot = hit;
@@ -87,7 +89,7 @@ pub(super) fn nearest_negatives(
     for start in (0..candidates.len()).step_by(QUERY_STEP) {
         if crate::cancel::requested() {
             return Err(ServiceError::Cancelled {
-                what: "checking negatives",
+                what: "checking negatives and the holdout",
             }
             .into());
         }
@@ -101,14 +103,14 @@ pub(super) fn nearest_negatives(
             for (i, n) in listed.iter().enumerate() {
                 offer(
                     row,
-                    NearestNegative {
-                        negative: NegativeRef::Listed(i),
+                    NearestItem {
+                        item: ItemRef::Listed(i),
                         distance: l2_squared(q, n),
                     },
                 );
             }
         }
-        if let Some(negs) = negative_pool {
+        if let Some(negs) = other {
             let params = SearchParams {
                 k: 1,
                 ef,
@@ -118,8 +120,8 @@ pub(super) fn nearest_negatives(
                 if let Some(n) = found.first() {
                     offer(
                         row,
-                        NearestNegative {
-                            negative: NegativeRef::PoolRow(n.id),
+                        NearestItem {
+                            item: ItemRef::PoolRow(n.id),
                             distance: n.distance,
                         },
                     );

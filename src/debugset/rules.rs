@@ -1,0 +1,87 @@
+//! The rules a merge applies beyond its parameters, as plain data the service fills in:
+//! the label vote, negatives and the holdout, each with what it removed.
+
+use std::collections::HashMap;
+
+use super::labels::{ErrorLabel, LabelPolicy};
+use crate::types::RowId;
+
+/// The label evidence a merge applies.
+#[derive(Clone, Copy, Debug)]
+pub struct LabelTrust<'a> {
+    /// What to do with implausible weak labels.
+    pub policy: LabelPolicy,
+    /// Every error sample's label and weight, in request order.
+    pub errors: &'a [ErrorLabel],
+    /// The weak label of every candidate row (rows missing here count as unlabelled).
+    pub weak: &'a HashMap<RowId, Option<String>>,
+}
+
+/// An item a candidate is checked against: a negative or a held-out item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemRef {
+    /// One the request lists, by index.
+    Listed(usize),
+    /// A row of the pool the request names.
+    PoolRow(RowId),
+}
+
+/// A candidate's nearest negative or held-out item.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct NearestItem {
+    /// Which item.
+    pub item: ItemRef,
+    /// Squared ℓ2 distance from the candidate.
+    pub distance: f32,
+}
+
+/// The negatives a merge applies: every candidate's nearest negative, and the margin.
+#[derive(Clone, Copy, Debug)]
+pub struct Negatives<'a> {
+    /// Nearest negative of each candidate row (rows missing here have none).
+    pub nearest: &'a HashMap<RowId, NearestItem>,
+    /// A candidate is dropped when its nearest negative is nearer than `margin` times its
+    /// distance to the nearest error sample (squared ℓ2; 1: plainly nearer; above 1 drops more).
+    pub margin: f32,
+}
+
+/// The held-out items a merge keeps the set away from.
+#[derive(Clone, Copy, Debug)]
+pub struct Holdout<'a> {
+    /// Nearest held-out item of each candidate row (rows missing here have none).
+    pub nearest: &'a HashMap<RowId, NearestItem>,
+    /// A candidate this near (squared ℓ2) or nearer to a held-out item is dropped.
+    pub radius: f32,
+}
+
+/// A candidate within the holdout radius of a held-out item.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Collision {
+    /// The candidate.
+    pub row: RowId,
+    /// The held-out item it collides with.
+    pub held_out: NearestItem,
+}
+
+/// A candidate a negative removed.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Veto {
+    /// The candidate.
+    pub row: RowId,
+    /// Its distance to the nearest error sample.
+    pub distance: f32,
+    /// The negative nearer to it.
+    pub negative: NearestItem,
+}
+
+/// The rules a merge applies beyond its parameters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules<'a> {
+    /// Negatives, where the request has any.
+    pub negatives: Option<Negatives<'a>>,
+    /// The label vote, where any error sample is labelled.
+    pub labels: Option<LabelTrust<'a>>,
+    /// Held-out items, where the request has any.
+    pub holdout: Option<Holdout<'a>>,
+}
