@@ -667,3 +667,49 @@ async fn the_holdout_keeps_its_items_out_and_reports_every_collision() {
         assert!(e.message().contains(needle), "{what}: {e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_leaves_no_two_items_within_its_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(29);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let (errors, _) = negatives_case(&f);
+    let plain = client
+        .build_debug_set(request(errors.clone(), pb::LabelPolicy::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    let radius = 1.5;
+    let mut req = request(errors.clone(), pb::LabelPolicy::Unspecified);
+    req.dedup_distance = Some(radius);
+    let set = client.build_debug_set(req).await.unwrap().into_inner();
+    println!(
+        "plain {} deduplicated {}",
+        plain.items.len(),
+        set.items.len()
+    );
+    assert!(!set.items.is_empty() && set.items.len() < plain.items.len());
+    let vectors: Vec<Vec<f32>> = set
+        .items
+        .iter()
+        .map(|i| pool_vector(&f, i.row as usize))
+        .collect();
+    for (i, a) in vectors.iter().enumerate() {
+        for b in &vectors[i + 1..] {
+            let d: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+            assert!(d > radius, "two items {d} apart");
+        }
+    }
+    let funnel = set.summary.unwrap().funnel.unwrap();
+    assert_eq!(funnel.dedup as usize, plain.items.len() - set.items.len());
+    // The nearest item to an error sample is never the one dropped.
+    assert_eq!(set.items[0].key, plain.items[0].key);
+    for bad in [0.0, -1.0, f32::NAN] {
+        let mut req = request(errors.clone(), pb::LabelPolicy::Unspecified);
+        req.dedup_distance = Some(bad);
+        let e = client.build_debug_set(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}: {e}");
+        assert!(e.message().contains("dedup_distance"), "{e}");
+    }
+}

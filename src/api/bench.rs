@@ -238,6 +238,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         holdout: Vec::new(),
         holdout_pool: None,
         holdout_radius: 0.0,
+        dedup_distance: None,
     };
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client

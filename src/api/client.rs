@@ -192,6 +192,7 @@ impl RemoteService {
             holdout: req.holdout.iter().map(convert::wire_query).collect(),
             holdout_pool: req.holdout_pool.clone().unwrap_or_default(),
             holdout_radius: Some(req.holdout_radius),
+            dedup_distance: req.dedup_distance,
         };
         let r = self.request(wire);
         let client = &mut self.client;

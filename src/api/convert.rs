@@ -223,6 +223,7 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
             .collect::<Result<_, _>>()?,
         holdout_pool: Some(r.holdout_pool.clone()).filter(|p| !p.is_empty()),
         holdout_radius: r.holdout_radius.unwrap_or(0.0),
+        dedup_distance: r.dedup_distance,
     })
 }
 
@@ -278,6 +279,7 @@ pub fn funnel_of(f: &pb::Funnel) -> Funnel {
         candidates: f.candidates as usize,
         distance_cap: f.distance_cap as usize,
         negatives: f.negatives as usize,
+        dedup: f.dedup as usize,
         holdout: f.holdout as usize,
         min_support: f.min_support as usize,
         label_policy: f.label_policy as usize,
@@ -291,6 +293,7 @@ fn funnel(f: &Funnel) -> pb::Funnel {
         candidates: f.candidates as u32,
         distance_cap: f.distance_cap as u32,
         negatives: f.negatives as u32,
+        dedup: f.dedup as u32,
         holdout: f.holdout as u32,
         min_support: f.min_support as u32,
         label_policy: f.label_policy as u32,

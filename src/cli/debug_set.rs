@@ -140,6 +140,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         holdout,
         holdout_pool: args.holdout_pool.clone(),
         holdout_radius: args.holdout_radius,
+        dedup_distance: args.dedup_distance,
     };
     let started = std::time::Instant::now();
     let result = match &args.target.server {

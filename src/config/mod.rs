@@ -393,6 +393,10 @@ pub struct DebugSetArgs {
     /// Drop candidates this near a held-out item or nearer (squared ℓ2); 0: identical only.
     #[arg(long, env = "DCD_HOLDOUT_RADIUS", default_value_t = 0.0)]
     pub holdout_radius: f32,
+    /// No two items of the set within this squared ℓ2 distance (the nearest to an error
+    /// sample is kept).
+    #[arg(long, env = "DCD_DEDUP_DISTANCE")]
+    pub dedup_distance: Option<f32>,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

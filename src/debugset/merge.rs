@@ -47,6 +47,8 @@ pub struct Funnel {
     pub min_support: usize,
     /// Removed by the label policy.
     pub label_policy: usize,
+    /// Within `dedup_distance` of a row already in the set.
+    pub dedup: usize,
     /// Within the holdout radius of a held-out item.
     pub holdout: usize,
     /// Passed every rule, but the budget was spent.
@@ -90,6 +92,7 @@ enum Outcome {
     Negative,
     MinSupport,
     LabelPolicy,
+    Duplicate,
     Holdout,
     Budget,
     Kept,
@@ -126,11 +129,16 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     let mut entries = Vec::new();
     let mut vetoes = Vec::new();
     let mut collisions = Vec::new();
+    let mut kept_rows: Vec<RowId> = Vec::new();
     let mut taken: HashMap<(RowId, Option<usize>), ()> = HashMap::new();
     for (error, rank) in order {
         let n = capped[error][rank];
         if let Some(
-            Outcome::Negative | Outcome::MinSupport | Outcome::LabelPolicy | Outcome::Holdout,
+            Outcome::Negative
+            | Outcome::MinSupport
+            | Outcome::LabelPolicy
+            | Outcome::Duplicate
+            | Outcome::Holdout,
         ) = outcome.get(&n.id)
         {
             continue;
@@ -173,6 +181,16 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             outcome.insert(n.id, Outcome::LabelPolicy);
             continue;
         }
+        if let Some(d) = &rules.dedup {
+            // A row already in the set (listed again for another finder) is no duplicate
+            // of itself; the merge's order puts the nearest first, so the nearest is kept.
+            if outcome.get(&n.id) != Some(&Outcome::Kept)
+                && kept_rows.iter().any(|&k| (d.distance)(k, n.id) <= d.radius)
+            {
+                outcome.insert(n.id, Outcome::Duplicate);
+                continue;
+            }
+        }
         if let Some(h) = &rules.holdout {
             if let Some(hit) = h.nearest.get(&n.id) {
                 if hit.distance <= h.radius {
@@ -193,7 +211,9 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         if taken.insert(key, ()).is_some() {
             continue;
         }
-        outcome.insert(n.id, Outcome::Kept);
+        if outcome.insert(n.id, Outcome::Kept) != Some(Outcome::Kept) {
+            kept_rows.push(n.id);
+        }
         let found_by = if params.keep_duplicates {
             vec![Finding {
                 error,
@@ -256,6 +276,7 @@ impl Funnel {
             Outcome::Negative => self.negatives += 1,
             Outcome::MinSupport => self.min_support += 1,
             Outcome::LabelPolicy => self.label_policy += 1,
+            Outcome::Duplicate => self.dedup += 1,
             Outcome::Holdout => self.holdout += 1,
             Outcome::Budget => self.budget += 1,
             Outcome::Kept => self.kept += 1,
@@ -294,7 +315,7 @@ fn selection_order(lists: &[&[Neighbor]], merge: Merge) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
     use crate::debugset::labels::{ErrorLabel, LabelPolicy};
-    use crate::debugset::rules::{Holdout, ItemRef, LabelTrust, NearestItem, Negatives};
+    use crate::debugset::rules::{Dedup, Holdout, ItemRef, LabelTrust, NearestItem, Negatives};
 
     fn n(id: RowId, distance: f32) -> Neighbor {
         Neighbor { id, distance }
@@ -615,6 +636,41 @@ mod tests {
     }
 
     #[test]
+    fn dedup_keeps_the_nearest_of_near_duplicates() {
+        // Rows 1 and 2 are 0.1 apart, 3 is far from both; row 2 is found first by sample 1
+        // but row 1 is nearer to its error sample.
+        let lists = vec![vec![n(1, 0.5), n(3, 0.9)], vec![n(2, 0.7)]];
+        let at = |r: RowId| match r {
+            1 => 0.0,
+            2 => 0.1,
+            _ => 10.0,
+        };
+        let between = |a: RowId, b: RowId| {
+            let d: f32 = at(a) - at(b);
+            d * d
+        };
+        let rules = |radius| Rules {
+            dedup: Some(Dedup {
+                radius,
+                distance: &between,
+            }),
+            ..Default::default()
+        };
+        let a = assemble(&lists, &params(Merge::Union, None), &rules(0.05));
+        assert_eq!(rows(&a), vec![1, 3]);
+        assert_eq!(a.funnel.dedup, 1);
+        assert_eq!(a.coverage[1].funnel.dedup, 1);
+        // Under the radius nothing is a duplicate.
+        let a = assemble(&lists, &params(Merge::Union, None), &rules(0.001));
+        assert_eq!(rows(&a), vec![1, 2, 3]);
+        // A row listed once per finder is not a duplicate of itself.
+        let mut p = params(Merge::Union, None);
+        p.keep_duplicates = true;
+        let both = vec![vec![n(1, 0.5)], vec![n(1, 0.6)]];
+        assert_eq!(rows(&assemble(&both, &p, &rules(0.05))), vec![1, 1]);
+    }
+
+    #[test]
     fn funnel_counts_each_row_under_the_first_rule_it_failed() {
         let lists = vec![
             vec![n(1, 0.1), n(2, 0.2), n(3, 5.0)],
@@ -633,6 +689,7 @@ mod tests {
                 negatives: 0,
                 min_support: 1,
                 label_policy: 0,
+                dedup: 0,
                 holdout: 0,
                 budget: 1,
                 kept: 1,

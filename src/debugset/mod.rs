@@ -11,7 +11,9 @@ mod summary;
 
 pub use labels::{judge, ErrorLabel, LabelPolicy, LabelVerdict};
 pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding, Funnel};
-pub use rules::{Collision, Holdout, ItemRef, LabelTrust, NearestItem, Negatives, Rules, Veto};
+pub use rules::{
+    Collision, Dedup, Holdout, ItemRef, LabelTrust, NearestItem, Negatives, Rules, Veto,
+};
 pub use summary::{quantiles, Quantiles};
 
 use std::fmt;

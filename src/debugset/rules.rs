@@ -75,6 +75,23 @@ pub struct Veto {
     pub negative: NearestItem,
 }
 
+/// Near-duplicate removal: no two rows of the set within `radius` of each other.
+#[derive(Clone, Copy)]
+pub struct Dedup<'a> {
+    /// Squared ℓ2 distance at or under which two rows are near-duplicates.
+    pub radius: f32,
+    /// Squared ℓ2 distance between two candidate rows.
+    pub distance: &'a dyn Fn(RowId, RowId) -> f32,
+}
+
+impl std::fmt::Debug for Dedup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dedup")
+            .field("radius", &self.radius)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The rules a merge applies beyond its parameters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rules<'a> {
@@ -84,4 +101,6 @@ pub struct Rules<'a> {
     pub labels: Option<LabelTrust<'a>>,
     /// Held-out items, where the request has any.
     pub holdout: Option<Holdout<'a>>,
+    /// Near-duplicate removal, where the request asks for it.
+    pub dedup: Option<Dedup<'a>>,
 }

@@ -9,8 +9,8 @@ use super::query::{check_k, check_same_space, label_filter, run_queries};
 use super::PoolHandle;
 use super::{QueryInput, Service, ServiceError};
 use crate::debugset::{
-    self, ErrorLabel, Finding, Funnel, Holdout, ItemRef, LabelPolicy, LabelTrust, LabelVerdict,
-    MergeParams, Negatives, Quantiles, Rules,
+    self, Dedup, ErrorLabel, Finding, Funnel, Holdout, ItemRef, LabelPolicy, LabelTrust,
+    LabelVerdict, MergeParams, Negatives, Quantiles, Rules,
 };
 use crate::error::Result;
 use crate::index::manager::Engine;
@@ -79,6 +79,9 @@ pub struct DebugSetRequest {
     /// A candidate this near (squared ℓ2) or nearer to a held-out item is dropped; 0: only
     /// identical vectors (re-encoded copies need a radius).
     pub holdout_radius: f32,
+    /// No two items of the set within this squared ℓ2 distance (the nearest to an error
+    /// sample is kept); None: no near-duplicate removal.
+    pub dedup_distance: Option<f32>,
 }
 
 /// A candidate the holdout removed, as reported.
@@ -309,6 +312,20 @@ impl Service {
                 None,
             )?)
         };
+        // Near-duplicates are judged on the candidates' stored vectors, read once.
+        let vectors: HashMap<RowId, Vec<f32>> = if req.dedup_distance.is_some() {
+            let view = pool.vectors();
+            candidates
+                .iter()
+                .map(|&r| (r, view.row_f32(r as usize)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let between = |a: RowId, b: RowId| match (vectors.get(&a), vectors.get(&b)) {
+            (Some(x), Some(y)) => crate::index::distance::l2_squared(x, y),
+            _ => f32::INFINITY,
+        };
         // The vote needs the weak label of every candidate, not only of the rows kept.
         let mut items = if judged {
             items_by_row(pool, &candidates)?
@@ -333,6 +350,10 @@ impl Service {
             holdout: held_out.as_ref().map(|nearest| Holdout {
                 nearest,
                 radius: req.holdout_radius,
+            }),
+            dedup: req.dedup_distance.map(|radius| Dedup {
+                radius,
+                distance: &between,
             }),
         };
         let assembled = debugset::assemble(&usable, &req.merge, &rules);
@@ -444,6 +465,17 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
             ),
         }
         .into());
+    }
+    if let Some(d) = req.dedup_distance {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(ServiceError::InvalidArgument {
+                field: "dedup_distance",
+                reason: format!(
+                    "{d} must be a positive squared distance (leave it out to keep near-duplicates)"
+                ),
+            }
+            .into());
+        }
     }
     let r = req.holdout_radius;
     if !(r.is_finite() && r >= 0.0) {

@@ -222,6 +222,7 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                 holdout: vec![],
                 holdout_pool: None,
                 holdout_radius: 0.0,
+                dedup_distance: None,
             })
             .unwrap();
         if exact_rerank {

@@ -414,7 +414,7 @@ class Client:
                   negatives: Iterable[ErrorSample] = (), negative_pool: str = "",
                   negative_margin: float = 1.0, holdout: Iterable[ErrorSample] = (),
                   holdout_pool: str = "", holdout_radius: float = 0.0,
-                  stream: bool = False) -> DebugSet:
+                  dedup_distance: Optional[float] = None, stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
         optionally wrapped in `Labelled(sample, label, weight)` (`image_folder(dir)` labels
@@ -426,7 +426,8 @@ class Client:
         pool): things the model already handles; a candidate nearer to one than
         `negative_margin` x its distance to the nearest error sample is dropped.
         `holdout` / `holdout_pool`: your held-out or test images; no item of the set lies within
-        `holdout_radius` (squared l2; 0: identical only) of one, checked exactly."""
+        `holdout_radius` (squared l2; 0: identical only) of one, checked exactly.
+        `dedup_distance`: no two items within it (squared l2), the nearest to a failure kept."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
         if label_policy not in _LABEL_POLICIES:
@@ -441,6 +442,8 @@ class Client:
             holdout_pool=holdout_pool, holdout_radius=holdout_radius)
         if budget is not None:
             req.budget = budget
+        if dedup_distance is not None:
+            req.dedup_distance = dedup_distance
         if max_distance is not None:
             req.max_distance = max_distance
         if stream:

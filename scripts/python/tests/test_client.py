@@ -77,6 +77,9 @@ def test_vectors_end_to_end(server):
         held = dcd.debug_set("vecs", errors=[errors], k=20, holdout=[Key(found.items[0].key)])
         assert [c.key for c in held.collisions] == [found.items[0].key]
         assert len(held.items) == len(found.items) - 1 and held.funnel["holdout"] == 1
+        spread = dcd.debug_set("vecs", errors=[errors], k=20, dedup_distance=20.0)
+        assert 0 < len(spread.items) < len(found.items)
+        assert spread.funnel["dedup"] == len(found.items) - len(spread.items)
         by_key = dcd.debug_set("vecs", errors=[Key("group/10")], k=5)
         assert by_key.items[0].key == "group/10" and by_key.items[0].best_distance == 0.0
         hits = dcd.search("vecs", [vectors[3]], k=3)
