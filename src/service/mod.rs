@@ -8,7 +8,7 @@ mod error;
 mod exact_device;
 mod ingest;
 mod models;
-mod nearest;
+
 mod paths;
 mod pools;
 mod query;

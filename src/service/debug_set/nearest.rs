@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
-use super::pools::ReadyPool;
-use super::query::{QueryInput, Resolved, QUERY_STEP};
-use super::{PoolHandle, Service, ServiceError};
 use crate::debugset::{ItemRef, NearestItem};
 use crate::error::Result;
 use crate::index::distance::l2_squared;
 use crate::index::SearchParams;
+use crate::service::pools::ReadyPool;
+use crate::service::query::{QueryInput, Resolved, QUERY_STEP};
+use crate::service::{PoolHandle, Service, ServiceError};
 use crate::types::{Matrix, RowId};
 
 /// Two vectors this close (squared ℓ2, relative to their norm) are the same input.
@@ -68,15 +68,26 @@ pub(super) fn check_negatives_differ(listed: &[Vec<f32>], errors: &Resolved) -> 
     Ok(())
 }
 
+/// The stored vectors of `rows`.
+pub(super) fn vectors_of(pool: &crate::store::Pool, rows: &[RowId]) -> HashMap<RowId, Vec<f32>> {
+    let view = pool.vectors();
+    rows.iter()
+        .map(|&r| (r, view.row_f32(r as usize)))
+        .collect()
+}
+
 /// Each candidate's nearest item among `listed` and the items of `other` (searched with
-/// its own engine: exact where the caller asked for exact).
+/// its own engine: exact where the caller asked for exact); None when there is neither.
 pub(super) fn nearest_items(
     pool: &crate::store::Pool,
     candidates: &[RowId],
     listed: &[Vec<f32>],
     other: Option<&ReadyPool<'_>>,
     ef: Option<usize>,
-) -> Result<HashMap<RowId, NearestItem>> {
+) -> Result<Option<HashMap<RowId, NearestItem>>> {
+    if listed.is_empty() && other.is_none() {
+        return Ok(None);
+    }
     let mut nearest: HashMap<RowId, NearestItem> = HashMap::new();
     let mut offer = |row: RowId, hit: NearestItem| {
         let slot = nearest.entry(row).or_insert(hit);
@@ -129,5 +140,5 @@ pub(super) fn nearest_items(
             }
         }
     }
-    Ok(nearest)
+    Ok(Some(nearest))
 }

@@ -1,0 +1,132 @@
+//! What a debug-set request must satisfy before any pool is opened; each refusal names the
+//! field and says how to fix it.
+
+use super::DebugSetRequest;
+use crate::debugset::LabelPolicy;
+use crate::error::Result;
+use crate::index::MAX_K;
+use crate::service::query::check_k;
+use crate::service::ServiceError;
+
+/// Checks everything about a request that needs no pool: sizes, distances, margins, the
+/// error samples' labels and weights. Returns the label policy as applied and how deep each
+/// error sample is searched.
+pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize)> {
+    check_k(req.k)?;
+    if req.merge.budget == Some(0) {
+        return Err(ServiceError::InvalidArgument {
+            field: "budget",
+            reason: "a budget must be at least 1 (leave it out for no limit)".into(),
+        }
+        .into());
+    }
+    if let Some(d) = req.merge.max_distance {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(ServiceError::InvalidArgument {
+                field: "max_distance",
+                reason: format!(
+                    "{d} must be a positive squared distance (leave it out for no cap)"
+                ),
+            }
+            .into());
+        }
+    }
+    if !req.errors.is_empty() && req.merge.min_support > req.errors.len() {
+        return Err(ServiceError::InvalidArgument {
+            field: "min_support",
+            reason: format!(
+                "{} is more than the {} error samples sent: no item could be found that often; lower it or send more error samples",
+                req.merge.min_support,
+                req.errors.len()
+            ),
+        }
+        .into());
+    }
+    let policy = check_rules(req)?;
+    let depth = req.merge.search_depth(req.k);
+    if depth > MAX_K {
+        return Err(ServiceError::InvalidArgument {
+            field: "budget",
+            reason: format!(
+                "global_top searches each error sample as deep as the budget ({depth}); keep it at most {MAX_K}"
+            ),
+        }
+        .into());
+    }
+    Ok((policy, depth))
+}
+
+/// Checks the negative margin and the error samples' labels and weights, and settles the
+/// label policy.
+fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
+    let m = req.negative_margin;
+    if !(m.is_finite() && m > 0.0) {
+        return Err(ServiceError::InvalidArgument {
+            field: "negative_margin",
+            reason: format!(
+                "{m} must be a positive ratio of squared distances (1: drop candidates plainly nearer to a negative)"
+            ),
+        }
+        .into());
+    }
+    if let Some(d) = req.dedup_distance {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(ServiceError::InvalidArgument {
+                field: "dedup_distance",
+                reason: format!(
+                    "{d} must be a positive squared distance (leave it out to keep near-duplicates)"
+                ),
+            }
+            .into());
+        }
+    }
+    let r = req.holdout_radius;
+    if !(r.is_finite() && r >= 0.0) {
+        return Err(ServiceError::InvalidArgument {
+            field: "holdout_radius",
+            reason: format!(
+                "{r} must be a squared distance of 0 or more (0: only identical vectors collide)"
+            ),
+        }
+        .into());
+    }
+    for (i, e) in req.errors.iter().enumerate() {
+        let w = e.truth.weight;
+        if !(w.is_finite() && w > 0.0) {
+            return Err(ServiceError::InvalidArgument {
+                field: "errors",
+                reason: format!(
+                    "error sample {i} has weight {w}: give a positive, finite weight (or none for 1)"
+                ),
+            }
+            .into());
+        }
+        if let Some(label) = &e.truth.label {
+            if label.is_empty() || label.len() > crate::store::MAX_LABEL_BYTES {
+                return Err(ServiceError::InvalidArgument {
+                    field: "errors",
+                    reason: format!(
+                        "error sample {i} has a label of {} bytes: give 1 to {} bytes, or none",
+                        label.len(),
+                        crate::store::MAX_LABEL_BYTES
+                    ),
+                }
+                .into());
+            }
+        }
+    }
+    let labelled = req.errors.iter().any(|e| e.truth.label.is_some());
+    match req.label_policy {
+        Some(p @ (LabelPolicy::Drop | LabelPolicy::Replace)) if !labelled => {
+            Err(ServiceError::InvalidArgument {
+                field: "label_policy",
+                reason: format!(
+                    "{p} judges weak labels by the error samples' true labels, and none was given: label the error samples (e.g. an ImageFolder of them) or use keep"
+                ),
+            }
+            .into())
+        }
+        Some(p) => Ok(p),
+        None => Ok(LabelPolicy::default_for(labelled)),
+    }
+}

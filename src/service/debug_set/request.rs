@@ -1,0 +1,184 @@
+//! The debug-train set's request and result types.
+
+use std::collections::BTreeMap;
+
+use crate::debugset::{
+    ErrorLabel, Finding, Funnel, LabelPolicy, LabelVerdict, MergeParams, Quantiles,
+};
+use crate::service::QueryInput;
+use crate::types::RowId;
+
+/// An error sample: an input the model gets wrong, and what is known of it beyond that.
+#[derive(Clone, Debug)]
+pub struct ErrorSample {
+    /// The input.
+    pub input: QueryInput,
+    /// Its true label (where known) and weight.
+    pub truth: ErrorLabel,
+}
+
+impl From<QueryInput> for ErrorSample {
+    /// An unlabelled sample of weight 1.
+    fn from(input: QueryInput) -> Self {
+        ErrorSample {
+            input,
+            truth: ErrorLabel::default(),
+        }
+    }
+}
+
+/// A debug-train set request.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DebugSetRequest {
+    /// The pool to draw from.
+    pub pool: String,
+    /// Error samples.
+    #[serde(skip)]
+    pub errors: Vec<ErrorSample>,
+    /// Where `QueryInput::Key` error samples live (None: `pool`).
+    pub errors_pool: Option<String>,
+    /// Neighbours per error sample.
+    pub k: usize,
+    /// Merge, budget, distance cap, duplicates.
+    pub merge: MergeParams,
+    /// Only items with one of these weak labels.
+    pub labels: Vec<String>,
+    /// Keys never returned (e.g. a held-out set).
+    pub exclude_keys: Vec<String>,
+    /// Brute force instead of HNSW.
+    pub exact: bool,
+    /// Widen the HNSW candidates 4x and re-rank them by exact distance.
+    pub exact_rerank: bool,
+    /// HNSW beam (None: the index default).
+    pub ef: Option<usize>,
+    /// What to do with weak labels the error samples' labels do not support (None: drop
+    /// when any error sample is labelled, else keep).
+    pub label_policy: Option<LabelPolicy>,
+    /// Inputs the model already handles (keys looked up like the error samples').
+    #[serde(skip)]
+    pub negatives: Vec<QueryInput>,
+    /// A pool whose every item is a negative.
+    pub negative_pool: Option<String>,
+    /// A candidate whose nearest negative is nearer than this times its distance to the
+    /// nearest error sample (squared ℓ2) is dropped.
+    pub negative_margin: f32,
+    /// Held-out inputs (e.g. the user's test images) the set must stay away from.
+    #[serde(skip)]
+    pub holdout: Vec<QueryInput>,
+    /// A pool whose every item is held out.
+    pub holdout_pool: Option<String>,
+    /// A candidate this near (squared ℓ2) or nearer to a held-out item is dropped; 0: only
+    /// identical vectors (re-encoded copies need a radius).
+    pub holdout_radius: f32,
+    /// No two items of the set within this squared ℓ2 distance (the nearest to an error
+    /// sample is kept); None: no near-duplicate removal.
+    pub dedup_distance: Option<f32>,
+}
+
+/// A candidate the holdout removed, as reported.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CollisionReport {
+    /// Pool row of the candidate.
+    pub row: RowId,
+    /// Its key.
+    pub key: String,
+    /// The held-out item: "holdout[i]", or the key of the holdout pool's item.
+    pub held_out: String,
+    /// Distance between the two.
+    pub distance: f32,
+}
+
+/// Collisions listed in a summary (all are counted in the funnel).
+pub const MAX_COLLISIONS_REPORTED: usize = 10_000;
+
+/// A candidate a negative removed, as reported.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct VetoReport {
+    /// Pool row of the candidate.
+    pub row: RowId,
+    /// Its key.
+    pub key: String,
+    /// Its distance to the nearest error sample.
+    pub distance: f32,
+    /// The negative: "negatives[i]", or the key of the negative pool's item.
+    pub negative: String,
+    /// Distance between the two.
+    pub negative_distance: f32,
+}
+
+/// Vetoes listed in a summary (all are counted in the funnel).
+pub const MAX_VETOES_REPORTED: usize = 1000;
+
+/// An item of the debug-train set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DebugItem {
+    /// Pool row.
+    pub row: RowId,
+    /// Item key (URI).
+    pub key: String,
+    /// Weak label.
+    pub label: Option<String>,
+    /// Smallest distance to an error sample.
+    pub best_distance: f32,
+    /// How many error samples found it.
+    pub support: usize,
+    /// Which error samples found it, at which rank.
+    pub found_by: Vec<Finding>,
+    /// The label vote on its weak label, and the label to train with where replaced.
+    #[serde(flatten)]
+    pub labels: LabelVerdict,
+}
+
+impl DebugItem {
+    /// The label handed to training: the suggested one, else the weak one.
+    pub fn train_label(&self) -> Option<&str> {
+        self.labels
+            .suggested_label
+            .as_deref()
+            .or(self.label.as_deref())
+    }
+}
+
+/// What the set does for one error sample.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ErrorCoverage {
+    /// Neighbours found within the distance cap.
+    pub found: usize,
+    /// Of them in the set.
+    pub kept: usize,
+    /// Distance to its nearest neighbour.
+    pub nearest: Option<f32>,
+    /// Why this error sample could not be used (its image did not decode, ...).
+    pub error: Option<String>,
+    /// Where the candidates of its own list went.
+    pub funnel: Funnel,
+}
+
+/// A debug-train set and its summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DebugSetResult {
+    /// The items, in the merge's order.
+    pub items: Vec<DebugItem>,
+    /// One per error sample, in request order.
+    pub coverage: Vec<ErrorCoverage>,
+    /// Items per label handed to training (suggested, else weak; "" for unlabelled).
+    pub label_counts: BTreeMap<String, u64>,
+    /// Where the candidates went, over all error samples.
+    pub funnel: Funnel,
+    /// Candidates the negatives removed (the first `MAX_VETOES_REPORTED`).
+    pub vetoes: Vec<VetoReport>,
+    /// Candidates the holdout removed (the first `MAX_COLLISIONS_REPORTED`).
+    pub collisions: Vec<CollisionReport>,
+    /// Best distances of the items.
+    pub distances: Option<Quantiles>,
+    /// The request as applied (defaults filled in).
+    pub request: DebugSetRequest,
+    /// Backbone of the pool (None: raw vectors).
+    pub backbone: Option<String>,
+    /// Search engine used.
+    pub engine: String,
+    /// Items in the pool when the set was built.
+    pub pool_items: u64,
+    /// Exclusion keys that matched a pool item.
+    pub excluded: usize,
+}
