@@ -56,6 +56,6 @@ py=target/py-venv
 if [ ! -x "$py/bin/python" ]; then
   python3 -m venv "$py"
 fi
-"$py/bin/pip" install --quiet --disable-pip-version-check -r scripts/python/requirements-test.txt
-"$py/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation ./scripts/python
+"$py/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/python/requirements-test.txt
+"$py/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation ./scripts/python
 DCD_BIN="$target_dir/debug/dcd" "$py/bin/python" -m pytest -q -p no:cacheprovider scripts/python/tests
