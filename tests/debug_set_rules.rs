@@ -713,3 +713,56 @@ async fn dedup_leaves_no_two_items_within_its_distance() {
         assert!(e.message().contains("dedup_distance"), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mean_merge_puts_items_near_many_failures_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(31);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(32);
+    // Six failures around "a", and one outlier: an exact copy of a background item.
+    let outlier = (0..f.items.len())
+        .find(|&i| i % 6 >= 2)
+        .expect("a background item");
+    let mut errors: Vec<pb::ErrorSample> = (0..6)
+        .map(|_| sample(around(&mut rng, &f.centers[0], 0.3), "", 0.0))
+        .collect();
+    errors.push(sample(pool_vector(&f, outlier), "", 0.0));
+    let union = client
+        .build_debug_set(request(errors.clone(), pb::LabelPolicy::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(union.items[0].row as usize, outlier, "nearest first");
+    let mut req = request(errors, pb::LabelPolicy::Unspecified);
+    req.merge = pb::Merge::Mean as i32;
+    let mean = client
+        .build_debug_set(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let keys = |s: &pb::DebugSet| {
+        let mut k: Vec<String> = s.items.iter().map(|i| i.key.clone()).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&mean),
+        keys(&union),
+        "the same candidates, ranked otherwise"
+    );
+    // Rows of the "a" cluster are every sixth row, as ingested.
+    let in_a = |i: &pb::DebugItem| i.row.is_multiple_of(6);
+    let first_other = mean.items.iter().position(|i| !in_a(i)).unwrap();
+    assert!(mean.items[first_other..].iter().all(|i| !in_a(i)));
+    assert!(first_other > 0);
+    // With a budget, the outlier's neighbourhood is what goes.
+    req.budget = Some(first_other as u32);
+    let kept = client.build_debug_set(req).await.unwrap().into_inner();
+    assert!(kept.items.iter().all(in_a));
+    assert_eq!(
+        kept.summary.unwrap().parameters.unwrap().merge,
+        pb::Merge::Mean as i32
+    );
+}

@@ -172,6 +172,7 @@ impl RemoteService {
                 Merge::Union => pb::Merge::Union,
                 Merge::RoundRobin => pb::Merge::RoundRobin,
                 Merge::GlobalTop => pb::Merge::GlobalTop,
+                Merge::Mean => pb::Merge::Mean,
             } as i32,
             budget: req.merge.budget.map(|b| b as u32),
             max_distance: req.merge.max_distance,

@@ -171,6 +171,7 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         Ok(pb::Merge::Unspecified | pb::Merge::Union) => Merge::Union,
         Ok(pb::Merge::RoundRobin) => Merge::RoundRobin,
         Ok(pb::Merge::GlobalTop) => Merge::GlobalTop,
+        Ok(pb::Merge::Mean) => Merge::Mean,
         Err(_) => return Err(invalid("merge", format!("{} is not a merge mode", r.merge))),
     };
     let errors = r
@@ -349,6 +350,7 @@ pub fn debug_set_summary(
         Merge::Union => pb::Merge::Union,
         Merge::RoundRobin => pb::Merge::RoundRobin,
         Merge::GlobalTop => pb::Merge::GlobalTop,
+        Merge::Mean => pb::Merge::Mean,
     } as i32;
     applied.min_support = r.request.merge.min_support as u32;
     if let Some(p) = r.request.label_policy {

@@ -335,7 +335,7 @@ pub struct DebugSetArgs {
     /// Neighbours per error sample.
     #[arg(long, env = "DCD_K", default_value_t = 50)]
     pub k: usize,
-    /// union, round_robin or global_top.
+    /// union, round_robin, global_top or mean (ranked by mean distance to all error samples).
     #[arg(long, env = "DCD_MERGE", default_value = "union")]
     pub merge: crate::debugset::Merge,
     /// Most items in the set.

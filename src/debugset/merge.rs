@@ -123,7 +123,7 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     }
     let mut outcome: HashMap<RowId, Outcome> = HashMap::new();
     let mut verdicts: HashMap<RowId, LabelVerdict> = HashMap::new();
-    let order = selection_order(&capped, params.merge);
+    let order = selection_order(&capped, params.merge, rules.mean_distance);
     let budget = params.budget.unwrap_or(usize::MAX);
     let min_support = params.min_support.max(1);
     let mut entries = Vec::new();
@@ -285,7 +285,11 @@ impl Funnel {
 }
 
 /// (error sample, 0-based rank) pairs in the order the merge takes them.
-fn selection_order(lists: &[&[Neighbor]], merge: Merge) -> Vec<(usize, usize)> {
+fn selection_order(
+    lists: &[&[Neighbor]],
+    merge: Merge,
+    mean_distance: Option<&HashMap<RowId, f32>>,
+) -> Vec<(usize, usize)> {
     let mut order: Vec<(usize, usize)> = Vec::new();
     match merge {
         Merge::RoundRobin => {
@@ -298,7 +302,22 @@ fn selection_order(lists: &[&[Neighbor]], merge: Merge) -> Vec<(usize, usize)> {
                 }
             }
         }
-        Merge::Union | Merge::GlobalTop => {
+        Merge::Mean if mean_distance.is_some() => {
+            let mean = mean_distance.expect("checked");
+            let score = |id: RowId| mean.get(&id).copied().unwrap_or(f32::INFINITY);
+            for (error, list) in lists.iter().enumerate() {
+                order.extend((0..list.len()).map(|rank| (error, rank)));
+            }
+            // Lowest mean first; ties by row id, then by error sample, so the order is total.
+            order.sort_by(|&(ea, ra), &(eb, rb)| {
+                let (a, b) = (lists[ea][ra].id, lists[eb][rb].id);
+                score(a)
+                    .total_cmp(&score(b))
+                    .then(a.cmp(&b))
+                    .then(ea.cmp(&eb))
+            });
+        }
+        Merge::Union | Merge::GlobalTop | Merge::Mean => {
             for (error, list) in lists.iter().enumerate() {
                 order.extend((0..list.len()).map(|rank| (error, rank)));
             }
@@ -668,6 +687,27 @@ mod tests {
         p.keep_duplicates = true;
         let both = vec![vec![n(1, 0.5)], vec![n(1, 0.6)]];
         assert_eq!(rows(&assemble(&both, &p, &rules(0.05))), vec![1, 1]);
+    }
+
+    #[test]
+    fn mean_ranks_rows_near_many_failures_first() {
+        // Row 9 is the nearest to sample 0 but far from the other two; row 5 is found by
+        // sample 1 only, yet sits near all three.
+        let lists = vec![vec![n(9, 0.1), n(4, 1.0)], vec![n(5, 0.5)], vec![n(4, 0.6)]];
+        let mean: HashMap<RowId, f32> = [(9, 30.0), (4, 1.0), (5, 0.8)].into_iter().collect();
+        let rules = Rules {
+            mean_distance: Some(&mean),
+            ..Default::default()
+        };
+        let a = assemble(&lists, &params(Merge::Mean, None), &rules);
+        assert_eq!(rows(&a), vec![5, 4, 9]);
+        assert_eq!(a.entries[1].best_distance, 0.6);
+        let a = assemble(&lists, &params(Merge::Mean, Some(2)), &rules);
+        assert_eq!(rows(&a), vec![5, 4]);
+        assert_eq!(a.funnel.budget, 1);
+        // Without the scores it falls back to nearest first.
+        let a = assemble(&lists, &params(Merge::Mean, None), &Rules::default());
+        assert_eq!(rows(&a), vec![9, 5, 4]);
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum Merge {
     RoundRobin,
     /// The `budget` rows nearest to any error sample (each sample is searched `budget` deep).
     GlobalTop,
+    /// Every error sample's `k` nearest, ranked by their mean distance to all error samples:
+    /// rows near many failures first, rows near one outlier failure last.
+    Mean,
 }
 
 impl Merge {
@@ -40,6 +43,7 @@ impl Merge {
             Merge::Union => "union",
             Merge::RoundRobin => "round_robin",
             Merge::GlobalTop => "global_top",
+            Merge::Mean => "mean",
         }
     }
 }
@@ -57,8 +61,9 @@ impl FromStr for Merge {
             "union" => Ok(Merge::Union),
             "round_robin" => Ok(Merge::RoundRobin),
             "global_top" => Ok(Merge::GlobalTop),
+            "mean" => Ok(Merge::Mean),
             other => Err(format!(
-                "unknown merge {other:?}: use union, round_robin or global_top"
+                "unknown merge {other:?}: use union, round_robin, global_top or mean"
             )),
         }
     }

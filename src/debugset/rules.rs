@@ -103,4 +103,7 @@ pub struct Rules<'a> {
     pub holdout: Option<Holdout<'a>>,
     /// Near-duplicate removal, where the request asks for it.
     pub dedup: Option<Dedup<'a>>,
+    /// Each candidate's mean squared distance to all error samples, for `Merge::Mean` (rows
+    /// missing here rank last).
+    pub mean_distance: Option<&'a HashMap<RowId, f32>>,
 }

@@ -13,7 +13,8 @@ import numpy as np
 from ._pb import dcd_pb2 as pb
 from ._pb import dcd_pb2_grpc as rpc
 
-_MERGES = {"union": pb.MERGE_UNION, "round_robin": pb.MERGE_ROUND_ROBIN, "global_top": pb.MERGE_GLOBAL_TOP}
+_MERGES = {"union": pb.MERGE_UNION, "round_robin": pb.MERGE_ROUND_ROBIN, "global_top": pb.MERGE_GLOBAL_TOP,
+           "mean": pb.MERGE_MEAN}
 _DTYPES = {"f32": pb.DTYPE_F32, "f16": pb.DTYPE_F16}
 _LABEL_POLICIES = {None: pb.LABEL_POLICY_UNSPECIFIED, "keep": pb.LABEL_POLICY_KEEP,
                    "drop": pb.LABEL_POLICY_DROP, "replace": pb.LABEL_POLICY_REPLACE}

@@ -41,6 +41,8 @@ def test_vectors_end_to_end(server):
         assert sum(found.label_counts.values()) == len(found.items)
         streamed = dcd.debug_set("vecs", errors=[errors], k=20, stream=True)
         assert streamed.keys == found.keys
+        by_mean = dcd.debug_set("vecs", errors=[errors], k=20, merge="mean")
+        assert sorted(by_mean.keys) == sorted(found.keys)
         rr = dcd.debug_set("vecs", errors=[errors], k=20, merge="round_robin", budget=12)
         assert len(rr.items) == 12
         agreed = dcd.debug_set("vecs", errors=[errors], k=20, min_support=3)

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use self::reports::items_by_row;
 use super::query::{check_same_space, label_filter, run_queries};
 use super::{PoolHandle, QueryInput, Service, ServiceError};
-use crate::debugset::{self, Dedup, ErrorLabel, Holdout, LabelTrust, Negatives, Rules};
+use crate::debugset::{self, Dedup, ErrorLabel, Holdout, LabelTrust, Merge, Negatives, Rules};
 use crate::error::Result;
 use crate::index::manager::Engine;
 use crate::index::SearchParams;
@@ -95,11 +95,15 @@ impl Service {
             holdout_ready.as_ref(),
             None,
         )?;
-        // Near-duplicates are judged on the candidates' stored vectors, read once.
-        let vectors = match req.dedup_distance {
-            Some(_) => nearest::vectors_of(pool, &candidates),
-            None => HashMap::new(),
+        // Near-duplicates and the mean merge are judged on the candidates' stored vectors,
+        // read once.
+        let vectors = if req.dedup_distance.is_some() || req.merge.merge == Merge::Mean {
+            nearest::vectors_of(pool, &candidates)
+        } else {
+            HashMap::new()
         };
+        let mean_distance =
+            (req.merge.merge == Merge::Mean).then(|| nearest::mean_distances(&vectors, &resolved));
         let between = |a: RowId, b: RowId| match (vectors.get(&a), vectors.get(&b)) {
             (Some(x), Some(y)) => crate::index::distance::l2_squared(x, y),
             _ => f32::INFINITY,
@@ -133,6 +137,7 @@ impl Service {
                 radius,
                 distance: &between,
             }),
+            mean_distance: mean_distance.as_ref(),
         };
         let assembled = debugset::assemble(&usable, &req.merge, &rules);
         let rows: Vec<RowId> = assembled.entries.iter().map(|e| e.row).collect();

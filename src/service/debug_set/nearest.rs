@@ -68,6 +68,21 @@ pub(super) fn check_negatives_differ(listed: &[Vec<f32>], errors: &Resolved) -> 
     Ok(())
 }
 
+/// Each row's mean squared distance to the usable error samples.
+pub(super) fn mean_distances(
+    vectors: &HashMap<RowId, Vec<f32>>,
+    errors: &Resolved,
+) -> HashMap<RowId, f32> {
+    let usable: Vec<&Vec<f32>> = errors.iter().filter_map(|e| e.as_ref().ok()).collect();
+    vectors
+        .iter()
+        .map(|(&row, v)| {
+            let sum: f64 = usable.iter().map(|e| l2_squared(v, e) as f64).sum();
+            (row, (sum / usable.len().max(1) as f64) as f32)
+        })
+        .collect()
+}
+
 /// The stored vectors of `rows`.
 pub(super) fn vectors_of(pool: &crate::store::Pool, rows: &[RowId]) -> HashMap<RowId, Vec<f32>> {
     let view = pool.vectors();
