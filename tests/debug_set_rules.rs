@@ -336,6 +336,33 @@ async fn bad_labels_weights_and_policies_are_refused() {
     assert_eq!(pool.pool.unwrap().items, 1200);
 }
 
+/// A raw-vector pool `name` holding these (key, vector) items.
+async fn pool_of(
+    client: &mut pb::dcd_client::DcdClient<tonic::transport::Channel>,
+    name: &str,
+    items: Vec<(String, Vec<f32>)>,
+) {
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: name.into(),
+            dim: DIM as u32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let items: Vec<pb::IngestItem> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, values))| pb::IngestItem {
+            pool: if i == 0 { name.into() } else { String::new() },
+            key,
+            content: Some(pb::ingest_item::Content::Vector(pb::Vector { values })),
+            ..Default::default()
+        })
+        .collect();
+    client.ingest(tokio_stream::iter(items)).await.unwrap();
+}
+
 fn vector_query(values: Vec<f32>) -> pb::Query {
     pb::Query {
         source: Some(pb::query::Source::Vector(pb::Vector { values })),
@@ -405,31 +432,12 @@ async fn negatives_veto_what_the_model_already_handles() {
     assert_eq!(summary.parameters.unwrap().negative_margin, Some(1.0));
 
     // The same negatives as a pool: the veto names the pool's item.
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "handled".into(),
-            dim: DIM as u32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let items: Vec<pb::IngestItem> = handled
+    let named: Vec<(String, Vec<f32>)> = handled
         .iter()
         .enumerate()
-        .map(|(i, v)| pb::IngestItem {
-            pool: if i == 0 {
-                "handled".into()
-            } else {
-                String::new()
-            },
-            key: format!("h/{i}"),
-            content: Some(pb::ingest_item::Content::Vector(pb::Vector {
-                values: v.clone(),
-            })),
-            ..Default::default()
-        })
+        .map(|(i, v)| (format!("h/{i}"), v.clone()))
         .collect();
-    client.ingest(tokio_stream::iter(items)).await.unwrap();
+    pool_of(&mut client, "handled", named).await;
     let mut pooled = request(errors.clone(), pb::LabelPolicy::Unspecified);
     pooled.negative_pool = "handled".into();
     let by_pool = client.build_debug_set(pooled).await.unwrap().into_inner();
@@ -608,31 +616,11 @@ async fn the_holdout_keeps_its_items_out_and_reports_every_collision() {
     assert_eq!(funnel.holdout, funnel.candidates);
 
     // The held-out items as a pool: checked by exact search, named by key.
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "test-set".into(),
-            dim: DIM as u32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let items: Vec<pb::IngestItem> = leaked
+    let named: Vec<(String, Vec<f32>)> = leaked
         .iter()
-        .enumerate()
-        .map(|(i, &r)| pb::IngestItem {
-            pool: if i == 0 {
-                "test-set".into()
-            } else {
-                String::new()
-            },
-            key: format!("test/{r}"),
-            content: Some(pb::ingest_item::Content::Vector(pb::Vector {
-                values: pool_vector(&f, r),
-            })),
-            ..Default::default()
-        })
+        .map(|&r| (format!("test/{r}"), pool_vector(&f, r)))
         .collect();
-    client.ingest(tokio_stream::iter(items)).await.unwrap();
+    pool_of(&mut client, "test-set", named).await;
     let mut pooled = request(errors.clone(), pb::LabelPolicy::Unspecified);
     pooled.holdout_pool = "test-set".into();
     let set = client.build_debug_set(pooled).await.unwrap().into_inner();

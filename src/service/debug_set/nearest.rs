@@ -53,7 +53,7 @@ pub(super) fn check_negatives_differ(listed: &[Vec<f32>], errors: &Resolved) -> 
     for (i, n) in listed.iter().enumerate() {
         for (j, e) in errors.iter().enumerate() {
             let Ok(e) = e else { continue };
-            let scale = 1.0 + l2_squared(e, &vec![0.0; e.len()]);
+            let scale = 1.0 + e.iter().map(|x| x * x).sum::<f32>();
             if l2_squared(n, e) <= SAME_INPUT * scale {
                 return Err(ServiceError::InvalidArgument {
                     field: "negatives",
