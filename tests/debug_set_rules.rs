@@ -107,14 +107,7 @@ fn label_accuracy(items: &[pb::DebugItem]) -> f64 {
 async fn server_with_pool(dir: &std::path::Path, f: &Fixture) -> TestServer {
     let server = TestServer::start(&dir.join("data"), dir, ServerOptions::default()).await;
     let mut client = server.client().await;
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: POOL.into(),
-            dim: DIM as u32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, POOL, DIM).await;
     let s = client
         .ingest(tokio_stream::iter(f.items.clone()))
         .await
@@ -342,14 +335,7 @@ async fn pool_of(
     name: &str,
     items: Vec<(String, Vec<f32>)>,
 ) {
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: name.into(),
-            dim: DIM as u32,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(client, name, DIM).await;
     let items: Vec<pb::IngestItem> = items
         .into_iter()
         .enumerate()
@@ -461,14 +447,7 @@ async fn bad_negatives_are_refused() {
     let server = server_with_pool(dir.path(), &f).await;
     let mut client = server.client().await;
     let (errors, handled) = negatives_case(&f);
-    client
-        .create_pool(pb::CreatePoolRequest {
-            name: "narrow".into(),
-            dim: 8,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    common::raw_pool(&mut client, "narrow", 8).await;
     let base = request(errors.clone(), pb::LabelPolicy::Unspecified);
     let first_error = match errors[0].source.clone() {
         Some(pb::error_sample::Source::Vector(v)) => v.values,
