@@ -308,7 +308,7 @@ async fn bad_labels_weights_and_policies_are_refused() {
         (
             "drop without labels",
             unlabelled_drop.clone(),
-            "none was given",
+            "neither was given",
         ),
         ("unknown policy", unknown_policy, "not a label policy"),
     ];

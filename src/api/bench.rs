@@ -239,6 +239,8 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         holdout_pool: None,
         holdout_radius: 0.0,
         dedup_distance: None,
+        reference_pool: None,
+        min_gap_percentile: None,
     };
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client

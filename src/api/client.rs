@@ -194,6 +194,8 @@ impl RemoteService {
             holdout_pool: req.holdout_pool.clone().unwrap_or_default(),
             holdout_radius: Some(req.holdout_radius),
             dedup_distance: req.dedup_distance,
+            reference_pool: req.reference_pool.clone().unwrap_or_default(),
+            min_gap_percentile: req.min_gap_percentile,
         };
         let r = self.request(wire);
         let client = &mut self.client;
@@ -238,6 +240,8 @@ impl RemoteService {
                             distance: f.distance,
                         })
                         .collect(),
+                    gap: i.gap,
+                    gap_percentile: i.gap_percentile,
                     labels: LabelVerdict {
                         keep: true,
                         suggested_label: i.suggested_label,
@@ -295,6 +299,7 @@ impl RemoteService {
                     distance: c.distance,
                 })
                 .collect(),
+            reference: summary.reference.as_ref().map(convert::reference_of),
             request,
             backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
             engine: summary.engine,

@@ -5,8 +5,8 @@ use tonic::Status;
 use super::pb;
 use crate::debugset::{ErrorLabel, Finding, Funnel, LabelPolicy, Merge, MergeParams, Quantiles};
 use crate::service::{
-    DebugItem, DebugSetRequest, DebugSetResult, ErrorSample, Hit, IngestItem, ItemContent,
-    PoolDetails, QueryInput, StreamSummary,
+    DebugItem, DebugSetRequest, DebugSetResult, ErrorSample, EstimateReport, Hit, IngestItem,
+    ItemContent, PoolDetails, QueryInput, ReferenceReport, StreamSummary,
 };
 use crate::store::{JobRecord, JobState, PoolRecord};
 use crate::types::Dtype;
@@ -225,6 +225,8 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         holdout_pool: Some(r.holdout_pool.clone()).filter(|p| !p.is_empty()),
         holdout_radius: r.holdout_radius.unwrap_or(0.0),
         dedup_distance: r.dedup_distance,
+        reference_pool: Some(r.reference_pool.clone()).filter(|p| !p.is_empty()),
+        min_gap_percentile: r.min_gap_percentile,
     })
 }
 
@@ -280,6 +282,7 @@ pub fn funnel_of(f: &pb::Funnel) -> Funnel {
         candidates: f.candidates as usize,
         distance_cap: f.distance_cap as usize,
         negatives: f.negatives as usize,
+        gap: f.gap as usize,
         dedup: f.dedup as usize,
         holdout: f.holdout as usize,
         min_support: f.min_support as usize,
@@ -294,6 +297,7 @@ fn funnel(f: &Funnel) -> pb::Funnel {
         candidates: f.candidates as u32,
         distance_cap: f.distance_cap as u32,
         negatives: f.negatives as u32,
+        gap: f.gap as u32,
         dedup: f.dedup as u32,
         holdout: f.holdout as u32,
         min_support: f.min_support as u32,
@@ -322,6 +326,40 @@ pub fn debug_item(i: DebugItem) -> pb::DebugItem {
         suggested_label: i.labels.suggested_label,
         label_confidence: i.labels.label_confidence,
         weak_label_plausible: i.labels.weak_label_plausible,
+        gap: i.gap,
+        gap_percentile: i.gap_percentile,
+    }
+}
+
+/// The reference report on the wire.
+pub fn reference(r: &ReferenceReport) -> pb::Reference {
+    pb::Reference {
+        pool: r.pool.clone(),
+        items: r.items,
+        gap_sample: r.gap_sample as u32,
+        label_estimate: r.label_estimate.as_ref().map(|e| pb::LabelEstimate {
+            classes: e.classes.clone(),
+            fitted_on: e.fitted_on as u32,
+            error_samples: e.error_samples as u32,
+            train_accuracy: e.train_accuracy,
+        }),
+        no_label_estimate: r.no_label_estimate.clone().unwrap_or_default(),
+    }
+}
+
+/// The reference report off the wire.
+pub fn reference_of(r: &pb::Reference) -> ReferenceReport {
+    ReferenceReport {
+        pool: r.pool.clone(),
+        items: r.items,
+        gap_sample: r.gap_sample as usize,
+        label_estimate: r.label_estimate.as_ref().map(|e| EstimateReport {
+            classes: e.classes.clone(),
+            fitted_on: e.fitted_on as usize,
+            error_samples: e.error_samples as usize,
+            train_accuracy: e.train_accuracy,
+        }),
+        no_label_estimate: Some(r.no_label_estimate.clone()).filter(|w| !w.is_empty()),
     }
 }
 
@@ -399,5 +437,6 @@ pub fn debug_set_summary(
                 distance: c.distance,
             })
             .collect(),
+        reference: r.reference.as_ref().map(reference),
     }
 }

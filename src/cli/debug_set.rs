@@ -141,6 +141,8 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         holdout_pool: args.holdout_pool.clone(),
         holdout_radius: args.holdout_radius,
         dedup_distance: args.dedup_distance,
+        reference_pool: args.reference.clone(),
+        min_gap_percentile: args.min_gap_percentile,
     };
     let started = std::time::Instant::now();
     let result = match &args.target.server {
@@ -162,6 +164,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         "funnel": result.funnel,
         "vetoes": result.vetoes,
         "collisions": result.collisions,
+        "reference": result.reference,
         "error_labels": error_labels,
         "distances": result.distances,
         "request": result.request,
@@ -187,6 +190,13 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         .filter(|c| c.error.is_none() && c.kept == 0)
         .count();
     let f = &result.funnel;
+    if let Some(why) = result
+        .reference
+        .as_ref()
+        .and_then(|r| r.no_label_estimate.as_ref())
+    {
+        eprintln!("no label estimate from the reference pool: {why}");
+    }
     if f.label_policy > 0 && result.items.is_empty() {
         eprintln!(
             "the label policy removed all {} candidates: no weak label near them matched the labels of the error samples that found them ({}); if the --errors subfolders are not class labels, pass --errors-unlabelled or --label-policy keep",
@@ -229,6 +239,8 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                 "suggested_label",
                 "label_confidence",
                 "weak_label_plausible",
+                "gap",
+                "gap_percentile",
             ])
             .map_err(|e| Error::Usage(e.to_string()))?;
             for item in &result.items {
@@ -254,6 +266,11 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                         .labels
                         .weak_label_plausible
                         .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    &item.gap.map(|g| g.to_string()).unwrap_or_default(),
+                    &item
+                        .gap_percentile
+                        .map(|g| g.to_string())
                         .unwrap_or_default(),
                 ])
                 .map_err(|e| Error::Usage(e.to_string()))?;

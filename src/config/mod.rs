@@ -397,6 +397,14 @@ pub struct DebugSetArgs {
     /// sample is kept).
     #[arg(long, env = "DCD_DEDUP_DISTANCE")]
     pub dedup_distance: Option<f32>,
+    /// A trusted reference pool (e.g. the model's training set, clean labels, same backbone):
+    /// every item gets its gap to it, and a label estimate fitted on it judges weak labels.
+    #[arg(long, env = "DCD_REFERENCE")]
+    pub reference: Option<String>,
+    /// Drop items whose gap percentile (share of the pool nearer to the reference) is under
+    /// this, 0 to 1; needs --reference.
+    #[arg(long, env = "DCD_MIN_GAP_PERCENTILE")]
+    pub min_gap_percentile: Option<f32>,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

@@ -167,6 +167,71 @@ pub fn judge(
     }
 }
 
+/// Each candidate's class probabilities from a label estimate (a probe fitted on a trusted
+/// reference), and the classes they refer to.
+#[derive(Clone, Debug, Default)]
+pub struct LabelEstimates {
+    /// The classes, in the order of every probability vector.
+    pub classes: Vec<String>,
+    /// Class probabilities per candidate row.
+    pub probabilities: std::collections::HashMap<crate::types::RowId, Vec<f32>>,
+}
+
+/// Judges `weak` by a label estimate's class probabilities. The weak label is plausible when
+/// the estimate gives it at least chance (1 / classes): the probe rarely gives a right label of
+/// a failing image the top spot, but seldom gives it less than chance (docs/debug-sets.md).
+pub fn judge_estimate(
+    policy: LabelPolicy,
+    weak: Option<&str>,
+    classes: &[String],
+    probabilities: &[f32],
+) -> LabelVerdict {
+    if classes.is_empty() || probabilities.len() != classes.len() {
+        return LabelVerdict {
+            keep: true,
+            ..Default::default()
+        };
+    }
+    let p = |label: &str| {
+        classes
+            .iter()
+            .position(|c| c == label)
+            .map_or(0.0, |i| probabilities[i])
+    };
+    let weak_p = weak.map_or(0.0, p);
+    let plausible = weak_p >= 1.0 / classes.len() as f32;
+    // Ties go to the first class, which sorts first.
+    let (winner, winner_p) =
+        probabilities
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &q)| {
+                if q > best.1 {
+                    (i, q)
+                } else {
+                    best
+                }
+            });
+    let kept_weak = |keep| LabelVerdict {
+        keep,
+        suggested_label: None,
+        label_confidence: Some(weak_p),
+        weak_label_plausible: Some(plausible),
+    };
+    match policy {
+        LabelPolicy::Keep => kept_weak(true),
+        LabelPolicy::Drop => kept_weak(plausible),
+        LabelPolicy::Replace if plausible => kept_weak(true),
+        LabelPolicy::Replace if winner_p > PLAUSIBLE_SHARE => LabelVerdict {
+            keep: true,
+            suggested_label: Some(classes[winner].clone()),
+            label_confidence: Some(winner_p),
+            weak_label_plausible: Some(false),
+        },
+        LabelPolicy::Replace => kept_weak(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +351,26 @@ mod tests {
         );
         assert_eq!(v.label_confidence, Some(0.5));
         assert_eq!(v.weak_label_plausible, Some(true));
+    }
+
+    #[test]
+    fn an_estimate_judges_by_chance_and_majority() {
+        let classes: Vec<String> = ["cat", "dog", "fox"].map(String::from).to_vec();
+        let probs = [0.6, 0.3, 0.1];
+        // Chance is a third: dog (0.3) is implausible, cat plausible.
+        let v = judge_estimate(LabelPolicy::Drop, Some("dog"), &classes, &probs);
+        assert!(!v.keep);
+        assert_eq!(v.label_confidence, Some(0.3));
+        assert!(judge_estimate(LabelPolicy::Drop, Some("cat"), &classes, &probs).keep);
+        assert!(judge_estimate(LabelPolicy::Keep, Some("fox"), &classes, &probs).keep);
+        let v = judge_estimate(LabelPolicy::Replace, Some("fox"), &classes, &probs);
+        assert_eq!(v.suggested_label.as_deref(), Some("cat"));
+        assert_eq!(v.label_confidence, Some(0.6));
+        // A weak label the reference never saw is implausible.
+        assert!(!judge_estimate(LabelPolicy::Drop, Some("owl"), &classes, &probs).keep);
+        // No majority: replace drops an implausible weak label.
+        let flat = [0.45, 0.45, 0.1];
+        assert!(!judge_estimate(LabelPolicy::Replace, Some("fox"), &classes, &flat).keep);
     }
 
     #[test]

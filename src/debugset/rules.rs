@@ -1,9 +1,10 @@
 //! The rules a merge applies beyond its parameters, as plain data the service fills in:
-//! the label vote, negatives and the holdout, each with what it removed.
+//! the label vote, negatives, the gap to a reference and the holdout, each with what it
+//! removed.
 
 use std::collections::HashMap;
 
-use super::labels::{ErrorLabel, LabelPolicy};
+use super::labels::{ErrorLabel, LabelEstimates, LabelPolicy};
 use crate::types::RowId;
 
 /// The label evidence a merge applies.
@@ -15,6 +16,19 @@ pub struct LabelTrust<'a> {
     pub errors: &'a [ErrorLabel],
     /// The weak label of every candidate row (rows missing here count as unlabelled).
     pub weak: &'a HashMap<RowId, Option<String>>,
+    /// A label estimate from a trusted reference; where given, it judges instead of the
+    /// error samples' vote (it was fitted on their labels too).
+    pub estimate: Option<&'a LabelEstimates>,
+}
+
+/// The gap rule: how far each candidate is from what the model was trained on.
+#[derive(Clone, Copy, Debug)]
+pub struct Gap<'a> {
+    /// Each candidate's gap percentile: the share of the pool nearer to the reference than
+    /// it is (rows missing here have none and are dropped when `min` > 0).
+    pub percentile: &'a HashMap<RowId, f32>,
+    /// Candidates under this gap percentile are dropped.
+    pub min: f32,
 }
 
 /// An item a candidate is checked against: a negative or a held-out item.
@@ -97,6 +111,8 @@ impl std::fmt::Debug for Dedup<'_> {
 pub struct Rules<'a> {
     /// Negatives, where the request has any.
     pub negatives: Option<Negatives<'a>>,
+    /// The gap rule, where the request asks for a minimum gap percentile.
+    pub gap: Option<Gap<'a>>,
     /// The label vote, where any error sample is labelled.
     pub labels: Option<LabelTrust<'a>>,
     /// Held-out items, where the request has any.

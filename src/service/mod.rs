@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 pub use crate::limits::ServiceLimits;
 pub use debug_set::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
-    VetoReport,
+    EstimateReport, ReferenceReport, VetoReport,
 };
 pub use error::ServiceError;
 pub use ingest::{content_hash_bytes, IngestItem, ItemContent, StreamIngest, StreamSummary};
@@ -115,6 +115,8 @@ pub struct Service {
     jobs: crate::ingest::Jobs,
     images_embedded: std::sync::atomic::AtomicU64,
     exact_device: exact_device::ExactDevice,
+    /// Reference-pool work shared by debug-set requests.
+    references: debug_set::ReferenceCache,
 }
 
 impl Service {
@@ -135,6 +137,7 @@ impl Service {
             jobs: crate::ingest::Jobs::default(),
             images_embedded: std::sync::atomic::AtomicU64::new(0),
             exact_device,
+            references: Default::default(),
         });
         Ok(service)
     }

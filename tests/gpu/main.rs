@@ -223,6 +223,8 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                 holdout_pool: None,
                 holdout_radius: 0.0,
                 dedup_distance: None,
+                reference_pool: None,
+                min_gap_percentile: None,
             })
             .unwrap();
         if exact_rerank {

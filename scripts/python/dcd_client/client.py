@@ -144,6 +144,8 @@ class DebugItem:
     suggested_label: Optional[str] = None  # the label to train with, where the policy replaced it
     label_confidence: Optional[float] = None  # vote share of the label handed to training
     weak_label_plausible: Optional[bool] = None  # None: no labelled error sample found it
+    gap: Optional[float] = None  # squared l2 to the nearest reference item (with a reference)
+    gap_percentile: Optional[float] = None  # share of the pool nearer to the reference
 
     @property
     def train_label(self) -> str:
@@ -190,6 +192,9 @@ class DebugSet:
     label_policy: str = "keep"  # as applied
     vetoes: List[Veto] = field(default_factory=list)  # candidates the negatives removed
     collisions: List[Collision] = field(default_factory=list)  # candidates the holdout removed
+    # With a reference pool: its name, items, gap sample, and the label estimate fitted on it
+    # (classes, fitted_on, error_samples, train_accuracy) or why there is none.
+    reference: Optional[Dict[str, object]] = None
 
     @property
     def keys(self) -> List[str]:
@@ -415,7 +420,9 @@ class Client:
                   negatives: Iterable[ErrorSample] = (), negative_pool: str = "",
                   negative_margin: float = 1.0, holdout: Iterable[ErrorSample] = (),
                   holdout_pool: str = "", holdout_radius: float = 0.0,
-                  dedup_distance: Optional[float] = None, stream: bool = False) -> DebugSet:
+                  dedup_distance: Optional[float] = None, reference_pool: str = "",
+                  min_gap_percentile: Optional[float] = None,
+                  stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
         optionally wrapped in `Labelled(sample, label, weight)` (`image_folder(dir)` labels
@@ -428,7 +435,11 @@ class Client:
         `negative_margin` x its distance to the nearest error sample is dropped.
         `holdout` / `holdout_pool`: your held-out or test images; no item of the set lies within
         `holdout_radius` (squared l2; 0: identical only) of one, checked exactly.
-        `dedup_distance`: no two items within it (squared l2), the nearest to a failure kept."""
+        `dedup_distance`: no two items within it (squared l2), the nearest to a failure kept.
+        `reference_pool`: a trusted pool (the model's training set, clean labels, same
+        backbone): each item gets `gap` and `gap_percentile`, and a linear probe fitted on it
+        (and the labelled error samples) judges weak labels; `min_gap_percentile` (0 to 1)
+        drops items nearer to the reference than that share of the pool."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
         if label_policy not in _LABEL_POLICIES:
@@ -440,7 +451,10 @@ class Client:
             min_support=min_support, label_policy=_LABEL_POLICIES[label_policy],
             negatives=_queries(negatives), negative_pool=negative_pool,
             negative_margin=negative_margin, holdout=_queries(holdout),
-            holdout_pool=holdout_pool, holdout_radius=holdout_radius)
+            holdout_pool=holdout_pool, holdout_radius=holdout_radius,
+            reference_pool=reference_pool)
+        if min_gap_percentile is not None:
+            req.min_gap_percentile = min_gap_percentile
         if budget is not None:
             req.budget = budget
         if dedup_distance is not None:
@@ -467,7 +481,9 @@ class Client:
                              i.support,
                              i.suggested_label if i.HasField("suggested_label") else None,
                              i.label_confidence if i.HasField("label_confidence") else None,
-                             i.weak_label_plausible if i.HasField("weak_label_plausible") else None)
+                             i.weak_label_plausible if i.HasField("weak_label_plausible") else None,
+                             i.gap if i.HasField("gap") else None,
+                             i.gap_percentile if i.HasField("gap_percentile") else None)
                    for i in items],
             coverage=[Coverage(c.error_index, c.found, c.kept, c.nearest, c.error) for c in summary.coverage],
             label_counts=dict(summary.label_counts),
@@ -479,4 +495,20 @@ class Client:
             collisions=[Collision(c.row, c.key, c.held_out, c.distance) for c in summary.collisions],
             label_policy={v: k for k, v in _LABEL_POLICIES.items()}.get(
                 summary.parameters.label_policy) or "keep",
+            reference=_reference(summary),
         )
+
+
+def _reference(summary) -> Optional[Dict[str, object]]:
+    """The summary's reference section as a dict, or None where no reference was named."""
+    if not summary.HasField("reference"):
+        return None
+    r = summary.reference
+    out: Dict[str, object] = {"pool": r.pool, "items": r.items, "gap_sample": r.gap_sample,
+                              "label_estimate": None, "no_label_estimate": r.no_label_estimate or None}
+    if r.HasField("label_estimate"):
+        e = r.label_estimate
+        out["label_estimate"] = {"classes": list(e.classes), "fitted_on": e.fitted_on,
+                                 "error_samples": e.error_samples,
+                                 "train_accuracy": e.train_accuracy}
+    return out

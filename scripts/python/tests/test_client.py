@@ -90,6 +90,35 @@ def test_vectors_end_to_end(server):
         assert [p.name for p in dcd.list_pools()] == ["vecs"]
 
 
+def test_reference_pool(server):
+    """A clean, labelled reference: every item gets its gap, a gap rule drops the near ones,
+    and the summary says what was fitted."""
+    rng = np.random.default_rng(1)
+    vectors, keys, labels, group = vector_pool(rng)
+    with Client(server.url) as dcd:
+        dcd.create_pool("vecs", dim=DIM)
+        dcd.ingest_vectors("vecs", vectors, keys, labels)
+        # The model was trained on the background: the reference is background rows with
+        # their labels, so the group (the failing slice) is far from it.
+        bg = [i for i, k in enumerate(keys) if k.startswith("bg/")][:600]
+        dcd.create_pool("train", dim=DIM)
+        dcd.ingest_vectors("train", vectors[bg] + rng.uniform(-0.1, 0.1, (len(bg), DIM)),
+                           [f"train/{i}" for i in bg], [labels[i] for i in bg])
+        errors = group + rng.uniform(-1, 1, size=(6, DIM))
+        found = dcd.debug_set("vecs", errors=[errors], k=60, reference_pool="train",
+                              label_policy="keep")
+        assert all(i.gap is not None and 0.0 <= i.gap_percentile <= 1.0 for i in found.items)
+        assert found.reference["pool"] == "train" and found.reference["items"] == 600
+        assert found.reference["label_estimate"]["classes"] == ["car", "cat", "dog"]
+        far = dcd.debug_set("vecs", errors=[errors], k=60, reference_pool="train",
+                            label_policy="keep", min_gap_percentile=0.5)
+        assert far.items and all(i.gap_percentile >= 0.5 for i in far.items)
+        assert far.funnel["gap"] == sum(i.gap_percentile < 0.5 for i in found.items)
+        with pytest.raises(DcdError) as e:
+            dcd.debug_set("vecs", errors=[errors], k=5, min_gap_percentile=0.5)
+        assert e.value.code == "INVALID_ARGUMENT"
+
+
 def stripes(rng, side=48):
     period = int(rng.integers(6, 12))
     a = rng.integers(0, 40, 3)

@@ -115,18 +115,35 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
             }
         }
     }
+    if let Some(p) = req.min_gap_percentile {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(ServiceError::InvalidArgument {
+                field: "min_gap_percentile",
+                reason: format!("{p} must be a share between 0 and 1 (0.5: farther from the reference than half the pool)"),
+            }
+            .into());
+        }
+        if req.reference_pool.is_none() {
+            return Err(ServiceError::InvalidArgument {
+                field: "min_gap_percentile",
+                reason: "a gap is the distance to a reference pool, and none was named: name one (e.g. the model's training set) or leave the minimum out".into(),
+            }
+            .into());
+        }
+    }
     let labelled = req.errors.iter().any(|e| e.truth.label.is_some());
+    let evidence = labelled || req.reference_pool.is_some();
     match req.label_policy {
-        Some(p @ (LabelPolicy::Drop | LabelPolicy::Replace)) if !labelled => {
+        Some(p @ (LabelPolicy::Drop | LabelPolicy::Replace)) if !evidence => {
             Err(ServiceError::InvalidArgument {
                 field: "label_policy",
                 reason: format!(
-                    "{p} judges weak labels by the error samples' true labels, and none was given: label the error samples (e.g. an ImageFolder of them) or use keep"
+                    "{p} judges weak labels by the error samples' true labels or a reference pool, and neither was given: label the error samples (e.g. an ImageFolder of them), name a reference pool, or use keep"
                 ),
             }
             .into())
         }
         Some(p) => Ok(p),
-        None => Ok(LabelPolicy::default_for(labelled)),
+        None => Ok(LabelPolicy::default_for(evidence)),
     }
 }

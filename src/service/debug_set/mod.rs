@@ -3,12 +3,14 @@
 
 mod checks;
 mod nearest;
+mod reference;
 mod reports;
 mod request;
 
+pub use reference::ReferenceCache;
 pub use request::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
-    VetoReport,
+    EstimateReport, ReferenceReport, VetoReport,
 };
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,7 +19,9 @@ use std::sync::Arc;
 use self::reports::items_by_row;
 use super::query::{check_same_space, label_filter, run_queries};
 use super::{PoolHandle, QueryInput, Service, ServiceError};
-use crate::debugset::{self, Dedup, ErrorLabel, Holdout, LabelTrust, Merge, Negatives, Rules};
+use crate::debugset::{
+    self, Dedup, ErrorLabel, Gap, Holdout, LabelPolicy, LabelTrust, Merge, Negatives, Rules,
+};
 use crate::error::Result;
 use crate::index::manager::Engine;
 use crate::index::SearchParams;
@@ -45,6 +49,8 @@ impl Service {
         let negative_pool = self.other_pool(&handle, req, &req.negative_pool, "negative_pool")?;
         let listed_holdout = self.resolve_listed(&handle, &key_pool, &req.holdout, "holdout")?;
         let holdout_pool = self.other_pool(&handle, req, &req.holdout_pool, "holdout_pool")?;
+        let reference_pool =
+            self.other_pool(&handle, req, &req.reference_pool, "reference_pool")?;
         let engine = if req.exact {
             Engine::Exact
         } else {
@@ -68,10 +74,35 @@ impl Service {
             .map(|r| r.clone().unwrap_or_default())
             .collect();
         let truths: Vec<ErrorLabel> = req.errors.iter().map(|e| e.truth.clone()).collect();
-        let judged = truths.iter().any(|t| t.label.is_some());
         let mut candidates: Vec<RowId> = usable.iter().flatten().map(|n| n.id).collect();
         candidates.sort_unstable();
         candidates.dedup();
+        let reference = match &reference_pool {
+            Some(h) => Some(self.references.consult(
+                pool,
+                &h.ready(engine, false)?,
+                &candidates,
+                &req.errors,
+                &resolved,
+                req.ef,
+            )?),
+            None => None,
+        };
+        let estimate = reference.as_ref().and_then(|r| r.estimate.as_ref());
+        let judged = truths.iter().any(|t| t.label.is_some()) || estimate.is_some();
+        if !judged && policy != LabelPolicy::Keep {
+            let why = reference
+                .as_ref()
+                .and_then(|r| r.report.no_label_estimate.clone())
+                .unwrap_or_default();
+            return Err(ServiceError::InvalidArgument {
+                field: "label_policy",
+                reason: format!(
+                    "{policy} needs labelled error samples or a label estimate from the reference, and there is neither ({why}); label the error samples, ingest the reference with labels, or use keep"
+                ),
+            }
+            .into());
+        }
         let negatives_ready = match &negative_pool {
             Some(h) => Some(h.ready(engine, false)?),
             None => None,
@@ -122,12 +153,20 @@ impl Service {
             policy,
             errors: &truths,
             weak: &weak,
+            estimate,
         };
         let rules = Rules {
             negatives: nearest.as_ref().map(|nearest| Negatives {
                 nearest,
                 margin: req.negative_margin,
             }),
+            gap: match (&reference, req.min_gap_percentile) {
+                (Some(r), Some(min)) => Some(Gap {
+                    percentile: &r.percentiles,
+                    min,
+                }),
+                _ => None,
+            },
             labels: judged.then_some(trust),
             holdout: held_out.as_ref().map(|nearest| Holdout {
                 nearest,
@@ -167,6 +206,12 @@ impl Service {
                 best_distance: entry.best_distance,
                 support: entry.support,
                 found_by: entry.found_by,
+                gap: reference
+                    .as_ref()
+                    .and_then(|r| r.gaps.get(&entry.row).copied()),
+                gap_percentile: reference
+                    .as_ref()
+                    .and_then(|r| r.percentiles.get(&entry.row).copied()),
                 labels: entry.labels,
             };
             *label_counts
@@ -196,6 +241,7 @@ impl Service {
             funnel: assembled.funnel,
             vetoes,
             collisions,
+            reference: reference.map(|r| r.report),
             distances: debugset::quantiles(&best),
             request,
             backbone: pool.record().backbone.clone(),

@@ -73,6 +73,39 @@ pub struct DebugSetRequest {
     /// No two items of the set within this squared ℓ2 distance (the nearest to an error
     /// sample is kept); None: no near-duplicate removal.
     pub dedup_distance: Option<f32>,
+    /// A trusted reference pool (the model's training set, clean labels): every item gets
+    /// its gap to it, and a label estimate fitted on it judges weak labels.
+    pub reference_pool: Option<String>,
+    /// Candidates whose gap percentile is under this are dropped (needs `reference_pool`).
+    pub min_gap_percentile: Option<f32>,
+}
+
+/// What the reference pool was used for.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ReferenceReport {
+    /// Its name.
+    pub pool: String,
+    /// Its items when the set was built.
+    pub items: u64,
+    /// Pool rows whose gaps rank the items' gaps.
+    pub gap_sample: usize,
+    /// The label estimate, where one could be fitted.
+    pub label_estimate: Option<EstimateReport>,
+    /// Why there is no label estimate.
+    pub no_label_estimate: Option<String>,
+}
+
+/// The label estimate fitted on the reference.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EstimateReport {
+    /// Its classes.
+    pub classes: Vec<String>,
+    /// Items it was fitted on (a sample of the reference, and the labelled error samples).
+    pub fitted_on: usize,
+    /// Labelled error samples among them.
+    pub error_samples: usize,
+    /// Share of those items it labels as given.
+    pub train_accuracy: f32,
 }
 
 /// A candidate the holdout removed, as reported.
@@ -124,6 +157,12 @@ pub struct DebugItem {
     pub support: usize,
     /// Which error samples found it, at which rank.
     pub found_by: Vec<Finding>,
+    /// Squared ℓ2 to the nearest reference item (with a reference pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap: Option<f32>,
+    /// Share of the pool nearer to the reference than this item (with a reference pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap_percentile: Option<f32>,
     /// The label vote on its weak label, and the label to train with where replaced.
     #[serde(flatten)]
     pub labels: LabelVerdict,
@@ -169,6 +208,8 @@ pub struct DebugSetResult {
     pub vetoes: Vec<VetoReport>,
     /// Candidates the holdout removed (the first `MAX_COLLISIONS_REPORTED`).
     pub collisions: Vec<CollisionReport>,
+    /// What the reference pool was used for.
+    pub reference: Option<ReferenceReport>,
     /// Best distances of the items.
     pub distances: Option<Quantiles>,
     /// The request as applied (defaults filled in).

@@ -1,0 +1,207 @@
+//! What a trusted reference pool (e.g. the model's own training set, clean labels, same
+//! backbone) tells a debug set: each candidate's **gap** (squared ℓ2 to its nearest reference
+//! item) ranked among the gaps of a sample of the pool, and a **label estimate** (a linear
+//! probe fitted on a sample of the reference plus the labelled error samples).
+//!
+//! The reference-only probe and the pool's gap sample depend only on the two pools, so they
+//! are cached per pool generation (catalog id and row count): a request pays for them once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::nearest::nearest_items;
+use super::request::{EstimateReport, ReferenceReport};
+use super::ErrorSample;
+use crate::debugset::{FitParams, LabelEstimates, LabelProbe, ProbeError, TrainingSet};
+use crate::error::Result;
+use crate::service::pools::ReadyPool;
+use crate::service::query::Resolved;
+use crate::store::Pool;
+use crate::types::RowId;
+
+/// Pool rows whose gaps rank a candidate's.
+pub const GAP_SAMPLE: usize = 1000;
+/// Most reference items a probe is fitted on.
+pub const PROBE_SAMPLE: usize = 4096;
+/// A labelled error sample counts this many times its weight in the probe's fit: there are
+/// few of them, and they are the only labelled images of the failing slice.
+pub const ERROR_WEIGHT_IN_PROBE: f32 = 5.0;
+/// Entries each cache keeps before it starts afresh.
+const CACHE_ENTRIES: usize = 16;
+
+/// A pool as of one moment: a pool deleted and made again under its name is another.
+type Generation = (i64, usize);
+
+/// Gaps of a sample of a pool's rows to a reference, sorted, per (pool, reference).
+type GapSamples = HashMap<(Generation, Generation), Arc<Vec<f32>>>;
+
+/// The reference-only fit: the items it was fitted on and the probe (or why there is none).
+struct ReferenceFit {
+    training: TrainingSet,
+    probe: std::result::Result<LabelProbe, ProbeError>,
+}
+
+/// Cached per-pool work of reference lookups.
+#[derive(Default)]
+pub struct ReferenceCache {
+    fits: Mutex<HashMap<Generation, Arc<ReferenceFit>>>,
+    gap_samples: Mutex<GapSamples>,
+}
+
+/// What the reference says of the candidates.
+pub(super) struct ReferenceView {
+    /// Squared ℓ2 from each candidate to its nearest reference item.
+    pub gaps: HashMap<RowId, f32>,
+    /// Share of the pool's sample with a smaller gap than each candidate's.
+    pub percentiles: HashMap<RowId, f32>,
+    /// Class probabilities of each candidate, where a probe could be fitted.
+    pub estimate: Option<LabelEstimates>,
+    /// What was used, for the summary.
+    pub report: ReferenceReport,
+}
+
+fn generation(pool: &Pool) -> Generation {
+    (pool.record().id, pool.len())
+}
+
+fn cached<K: std::hash::Hash + Eq, V>(
+    cache: &Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    make: impl FnOnce() -> Result<V>,
+) -> Result<Arc<V>> {
+    if let Some(v) = cache.lock().get(&key) {
+        return Ok(v.clone());
+    }
+    // Made without the lock held: other requests go on meanwhile (two may both make it once).
+    let v = Arc::new(make()?);
+    let mut map = cache.lock();
+    if map.len() >= CACHE_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, v.clone());
+    Ok(v)
+}
+
+/// `n` rows spread evenly over `0..len`.
+fn spread(len: usize, n: usize) -> Vec<RowId> {
+    let n = n.min(len);
+    (0..n).map(|i| (i * len / n) as RowId).collect()
+}
+
+impl ReferenceCache {
+    /// Looks the candidates up in the reference: their gaps, and their class probabilities
+    /// under a probe fitted on the reference and the labelled error samples.
+    pub(super) fn consult(
+        &self,
+        pool: &Pool,
+        reference: &ReadyPool<'_>,
+        candidates: &[RowId],
+        errors: &[ErrorSample],
+        resolved: &Resolved,
+        ef: Option<usize>,
+    ) -> Result<ReferenceView> {
+        let refpool = reference.pool();
+        let nearest =
+            nearest_items(pool, candidates, &[], Some(reference), ef)?.unwrap_or_default();
+        let gaps: HashMap<RowId, f32> = nearest.iter().map(|(&r, n)| (r, n.distance)).collect();
+        let sample = cached(
+            &self.gap_samples,
+            (generation(pool), generation(refpool)),
+            || {
+                let rows = spread(pool.len(), GAP_SAMPLE);
+                let found =
+                    nearest_items(pool, &rows, &[], Some(reference), ef)?.unwrap_or_default();
+                let mut d: Vec<f32> = found.values().map(|n| n.distance).collect();
+                d.sort_by(f32::total_cmp);
+                Ok(d)
+            },
+        )?;
+        let percentiles = gaps
+            .iter()
+            .map(|(&r, &g)| {
+                let below = sample.partition_point(|&s| s < g);
+                (r, below as f32 / sample.len().max(1) as f32)
+            })
+            .collect();
+        let fit = cached(&self.fits, generation(refpool), || {
+            let training = probe_training_set(refpool)?;
+            let probe = LabelProbe::fit(&training, None, FitParams::FRESH);
+            Ok(ReferenceFit { training, probe })
+        })?;
+        let mut report = ReferenceReport {
+            pool: refpool.record().name.clone(),
+            items: refpool.len() as u64,
+            gap_sample: sample.len(),
+            label_estimate: None,
+            no_label_estimate: None,
+        };
+        let estimate = match &fit.probe {
+            Err(e) => {
+                report.no_label_estimate = Some(format!(
+                    "the reference's sample of {} items: {e}",
+                    fit.training.len()
+                ));
+                None
+            }
+            Ok(base) => {
+                let mut training = fit.training.clone();
+                let mut used = 0;
+                for (e, v) in errors.iter().zip(resolved) {
+                    if let (Some(label), Ok(v)) = (&e.truth.label, v) {
+                        if base.classes().contains(label) {
+                            training.push(v, label.clone(), ERROR_WEIGHT_IN_PROBE * e.truth.weight);
+                            used += 1;
+                        }
+                    }
+                }
+                let probe = if used > 0 {
+                    LabelProbe::fit(&training, Some(base), FitParams::FINE_TUNE).map_err(|e| {
+                        crate::service::ServiceError::Internal {
+                            what: e.to_string(),
+                        }
+                    })?
+                } else {
+                    base.clone()
+                };
+                let view = pool.vectors();
+                let probabilities = candidates
+                    .iter()
+                    .map(|&r| (r, probe.probabilities(&view.row_f32(r as usize))))
+                    .collect();
+                report.label_estimate = Some(EstimateReport {
+                    classes: probe.classes().to_vec(),
+                    fitted_on: probe.fitted_on,
+                    error_samples: used,
+                    train_accuracy: probe.train_accuracy,
+                });
+                Some(LabelEstimates {
+                    classes: probe.classes().to_vec(),
+                    probabilities,
+                })
+            }
+        };
+        Ok(ReferenceView {
+            gaps,
+            percentiles,
+            estimate,
+            report,
+        })
+    }
+}
+
+/// A sample of the reference's labelled items, spread over its rows.
+fn probe_training_set(reference: &Pool) -> Result<TrainingSet> {
+    let rows = spread(reference.len(), PROBE_SAMPLE);
+    let view = reference.vectors();
+    let mut training = TrainingSet::new(reference.dim());
+    for chunk in rows.chunks(1024) {
+        for (&row, item) in chunk.iter().zip(reference.items(chunk)?) {
+            if let Some(label) = item.label {
+                training.push(&view.row_f32(row as usize), label, 1.0);
+            }
+        }
+    }
+    Ok(training)
+}
