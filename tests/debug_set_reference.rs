@@ -279,10 +279,29 @@ async fn the_reference_label_estimate_cleans_weak_labels() {
         .await
         .unwrap()
         .into_inner();
-    // Unlabelled error samples: the reference alone judges (drop is the default with one).
+    // Unlabelled error samples: the reference alone judges. By default it only reports
+    // (keep); drop applies it.
+    let reported = client
+        .build_debug_set(pb::BuildDebugSetRequest {
+            errors: unlabelled(&c.errors),
+            ..request(&c)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reported.summary.unwrap().parameters.unwrap().label_policy,
+        pb::LabelPolicy::Keep as i32
+    );
+    assert_eq!(reported.items.len(), keep.items.len());
+    assert!(reported
+        .items
+        .iter()
+        .all(|i| i.weak_label_plausible.is_some() && i.label_confidence.is_some()));
     let by_reference = client
         .build_debug_set(pb::BuildDebugSetRequest {
             errors: unlabelled(&c.errors),
+            label_policy: pb::LabelPolicy::Drop as i32,
             ..request(&c)
         })
         .await
@@ -308,27 +327,45 @@ async fn the_reference_label_estimate_cleans_weak_labels() {
     assert!(r >= 0.9 && l >= 0.9, "{r} {l}");
     assert!(by_reference.items.len() * 2 > keep.items.len() / 2);
     let summary = by_reference.summary.unwrap();
-    assert_eq!(
-        summary.parameters.unwrap().label_policy,
-        pb::LabelPolicy::Drop as i32
-    );
     let estimate = summary.reference.unwrap().label_estimate.unwrap();
     assert_eq!(estimate.classes, CLASSES);
     assert_eq!(estimate.fitted_on, 400);
     assert_eq!(estimate.error_samples, 0);
     assert!(estimate.train_accuracy > 0.95);
-    let estimate = with_labels
+    // Every error sample labelled: their vote judges all, and no probe is fitted.
+    let reference = with_labels.summary.unwrap().reference.unwrap();
+    assert!(reference.label_estimate.is_none());
+    assert!(reference
+        .no_label_estimate
+        .contains("every error sample is labelled"));
+    assert!(with_labels
+        .items
+        .iter()
+        .all(|i| i.weak_label_plausible == Some(true) && i.label_confidence.is_some()));
+    // Half labelled: the probe is fine-tuned with the labelled half and judges the rest.
+    let mut mixed = c.errors.clone();
+    for e in mixed.iter_mut().skip(4) {
+        e.label.clear();
+    }
+    let mixed = client
+        .build_debug_set(pb::BuildDebugSetRequest {
+            errors: mixed,
+            ..request(&c)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = label_accuracy(&mixed.items);
+    println!("label accuracy, half the error samples labelled: {m:.3}");
+    assert!(m >= 0.9, "{m}");
+    let estimate = mixed
         .summary
         .unwrap()
         .reference
         .unwrap()
         .label_estimate
         .unwrap();
-    assert_eq!((estimate.fitted_on, estimate.error_samples), (408, 8));
-    assert!(with_labels
-        .items
-        .iter()
-        .all(|i| i.weak_label_plausible == Some(true) && i.label_confidence.is_some()));
+    assert_eq!((estimate.fitted_on, estimate.error_samples), (404, 4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,10 +461,13 @@ async fn bad_references_are_refused_and_an_unlabelled_one_still_gives_gaps() {
         assert_eq!(e.code(), code, "{what}: {e}");
         assert!(e.message().contains(says), "{what}: {}", e.message());
     }
-    // An unlabelled reference still gives gaps; the summary says why there is no estimate,
-    // and the error samples' own labels judge.
+    // An unlabelled reference still gives gaps, and the summary says why there is no
+    // estimate.
     let set = client
-        .build_debug_set(request(&c))
+        .build_debug_set(pb::BuildDebugSetRequest {
+            errors: unlabelled(&c.errors),
+            ..request(&c)
+        })
         .await
         .unwrap()
         .into_inner();

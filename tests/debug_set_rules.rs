@@ -2,7 +2,8 @@
 //! labels are 30% wrong, error samples with true labels make the default policy hand training
 //! far more right labels than plain nearest neighbours, `replace` relabels. Negatives (listed
 //! or a whole pool) veto the candidates nearer to them than to the failures, and say which
-//! negative did. Every bad label, weight, policy, negative or margin is refused with a clear
+//! negative did. A distance cap given as a percentile of the pool's own nearest-neighbour
+//! distances is that distance, applied and echoed. Every bad label, weight, policy, negative or margin is refused with a clear
 //! code and nothing stored changes.
 
 mod common;
@@ -732,4 +733,61 @@ async fn the_mean_merge_puts_items_near_many_failures_first() {
         kept.summary.unwrap().parameters.unwrap().merge,
         pb::Merge::Mean as i32
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percentile_distance_cap_is_the_pools_own_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture(29);
+    let server = server_with_pool(dir.path(), &f).await;
+    let mut client = server.client().await;
+    let base = request(labelled_errors(&f, 31), pb::LabelPolicy::Keep);
+    let capped = client
+        .build_debug_set(pb::BuildDebugSetRequest {
+            max_distance_percentile: Some(0.3),
+            ..base.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let summary = capped.summary.clone().unwrap();
+    let cap = summary
+        .parameters
+        .unwrap()
+        .max_distance
+        .expect("the cap as applied");
+    assert!(!capped.items.is_empty());
+    for i in &capped.items {
+        assert!(i.best_distance <= cap);
+        assert!(
+            i.distance_percentile.unwrap() <= 0.3,
+            "{:?}",
+            i.distance_percentile
+        );
+    }
+    assert!(summary.funnel.unwrap().distance_cap > 0);
+    // The same set as that cap given as a distance.
+    let same = client
+        .build_debug_set(pb::BuildDebugSetRequest {
+            max_distance: Some(cap),
+            ..base.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let keys = |s: &pb::DebugSet| s.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&capped), keys(&same));
+    assert!(same.items.iter().all(|i| i.distance_percentile.is_none()));
+    for (bad, max_distance) in [(0.0, None), (1.5, None), (f32::NAN, None), (0.5, Some(1.0))] {
+        let e = client
+            .build_debug_set(pb::BuildDebugSetRequest {
+                max_distance_percentile: Some(bad),
+                max_distance,
+                ..base.clone()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}: {e}");
+        assert!(e.message().contains("max_distance_percentile"), "{e}");
+    }
 }

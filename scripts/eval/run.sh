@@ -8,8 +8,9 @@
 # EVAL_VARIANTS: ";"-separated NAME=FLAGS sets built at every k, @REF@ standing for the
 # case's reference pool (its clean training set, ingested beside the pool). Default: "plain"
 # (nearest neighbours, the error samples unlabelled), "default" (`dcd debug-set` with no
-# flag: the error samples labelled by their folders) and "negref" (default + the reference
-# pool as negatives).
+# flag: the error samples labelled by their folders), "negref" (default + the reference
+# pool as negatives) and "refgap" (default + the reference pool, items under the pool's
+# median gap dropped).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-target/eval}
@@ -47,7 +48,7 @@ for case in "${cases[@]}"; do
   fi
   sets=()
   mkdir -p "$out/sets/$case"
-  IFS=';' read -r -a variants <<<"${EVAL_VARIANTS:-plain=--errors-unlabelled;default=;negref=--negative-pool @REF@}"
+  IFS=';' read -r -a variants <<<"${EVAL_VARIANTS:-plain=--errors-unlabelled;default=;negref=--negative-pool @REF@;refgap=--reference @REF@ --min-gap-percentile 0.5}"
   for k in ${EVAL_KS:-10 20 40}; do
     for variant in "${variants[@]}"; do
       name=${variant%%=*}

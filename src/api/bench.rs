@@ -241,6 +241,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         dedup_distance: None,
         reference_pool: None,
         min_gap_percentile: None,
+        max_distance_percentile: None,
     };
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client

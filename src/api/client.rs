@@ -196,6 +196,7 @@ impl RemoteService {
             dedup_distance: req.dedup_distance,
             reference_pool: req.reference_pool.clone().unwrap_or_default(),
             min_gap_percentile: req.min_gap_percentile,
+            max_distance_percentile: req.max_distance_percentile,
         };
         let r = self.request(wire);
         let client = &mut self.client;
@@ -221,6 +222,7 @@ impl RemoteService {
         let mut request = req.clone();
         if let Some(applied) = &summary.parameters {
             request.label_policy = convert::label_policy_of(applied.label_policy);
+            request.merge.max_distance = applied.max_distance;
         }
         Ok(DebugSetResult {
             items: items
@@ -242,6 +244,7 @@ impl RemoteService {
                         .collect(),
                     gap: i.gap,
                     gap_percentile: i.gap_percentile,
+                    distance_percentile: i.distance_percentile,
                     labels: LabelVerdict {
                         keep: true,
                         suggested_label: i.suggested_label,

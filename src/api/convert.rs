@@ -227,6 +227,7 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         dedup_distance: r.dedup_distance,
         reference_pool: Some(r.reference_pool.clone()).filter(|p| !p.is_empty()),
         min_gap_percentile: r.min_gap_percentile,
+        max_distance_percentile: r.max_distance_percentile,
     })
 }
 
@@ -328,6 +329,7 @@ pub fn debug_item(i: DebugItem) -> pb::DebugItem {
         weak_label_plausible: i.labels.weak_label_plausible,
         gap: i.gap,
         gap_percentile: i.gap_percentile,
+        distance_percentile: i.distance_percentile,
     }
 }
 
@@ -391,6 +393,7 @@ pub fn debug_set_summary(
         Merge::Mean => pb::Merge::Mean,
     } as i32;
     applied.min_support = r.request.merge.min_support as u32;
+    applied.max_distance = r.request.merge.max_distance;
     if let Some(p) = r.request.label_policy {
         applied.label_policy = label_policy(p) as i32;
     }

@@ -143,6 +143,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         dedup_distance: args.dedup_distance,
         reference_pool: args.reference.clone(),
         min_gap_percentile: args.min_gap_percentile,
+        max_distance_percentile: args.max_distance_percentile,
     };
     let started = std::time::Instant::now();
     let result = match &args.target.server {
@@ -241,6 +242,7 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                 "weak_label_plausible",
                 "gap",
                 "gap_percentile",
+                "distance_percentile",
             ])
             .map_err(|e| Error::Usage(e.to_string()))?;
             for item in &result.items {
@@ -271,6 +273,10 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                     &item
                         .gap_percentile
                         .map(|g| g.to_string())
+                        .unwrap_or_default(),
+                    &item
+                        .distance_percentile
+                        .map(|d| d.to_string())
                         .unwrap_or_default(),
                 ])
                 .map_err(|e| Error::Usage(e.to_string()))?;

@@ -405,6 +405,14 @@ pub struct DebugSetArgs {
     /// this, 0 to 1; needs --reference.
     #[arg(long, env = "DCD_MIN_GAP_PERCENTILE")]
     pub min_gap_percentile: Option<f32>,
+    /// The distance cap as a percentile (0 to 1) of the pool's own nearest-neighbour
+    /// distances, instead of --max-distance; every item then reports its percentile.
+    #[arg(
+        long,
+        env = "DCD_MAX_DISTANCE_PERCENTILE",
+        conflicts_with = "max_distance"
+    )]
+    pub max_distance_percentile: Option<f32>,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

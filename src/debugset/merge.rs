@@ -179,15 +179,15 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
                 };
             };
             let weak = t.weak.get(&n.id).and_then(|l| l.as_deref());
-            match t.estimate {
-                Some(e) => match e.probabilities.get(&n.id) {
+            let vote = judge(t.policy, weak, &findings[&n.id], t.errors);
+            // The failures' own labels judge where any labelled sample found the row: they
+            // know which classes the model gets wrong. The estimate speaks for the rest.
+            match (vote.label_confidence, t.estimate) {
+                (None, Some(e)) => match e.probabilities.get(&n.id) {
                     Some(p) => judge_estimate(t.policy, weak, &e.classes, p),
-                    None => LabelVerdict {
-                        keep: true,
-                        ..Default::default()
-                    },
+                    None => vote,
                 },
-                None => judge(t.policy, weak, &findings[&n.id], t.errors),
+                _ => vote,
             }
         });
         if support < min_support {

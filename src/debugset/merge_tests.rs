@@ -489,4 +489,27 @@ fn the_gap_rule_and_an_estimate_apply_in_order() {
             ..Default::default()
         }
     );
+    // A labelled error sample's vote outranks the estimate on the rows it found.
+    let labelled = vec![ErrorLabel {
+        label: Some("a".into()),
+        weight: 1.0,
+    }];
+    let a = assemble(
+        &lists,
+        &params(Merge::Union, None),
+        &Rules {
+            labels: Some(LabelTrust {
+                policy: LabelPolicy::Drop,
+                errors: &labelled,
+                weak: &weak,
+                estimate: Some(&estimate),
+            }),
+            ..Default::default()
+        },
+    );
+    assert_eq!(rows(&a), vec![1, 2, 3]);
+    assert!(a
+        .entries
+        .iter()
+        .all(|e| e.labels.label_confidence == Some(1.0)));
 }

@@ -16,8 +16,8 @@ pub struct LabelTrust<'a> {
     pub errors: &'a [ErrorLabel],
     /// The weak label of every candidate row (rows missing here count as unlabelled).
     pub weak: &'a HashMap<RowId, Option<String>>,
-    /// A label estimate from a trusted reference; where given, it judges instead of the
-    /// error samples' vote (it was fitted on their labels too).
+    /// A label estimate from a trusted reference; it judges the rows no labelled error
+    /// sample found (all rows when the error samples are unlabelled).
     pub estimate: Option<&'a LabelEstimates>,
 }
 

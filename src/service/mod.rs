@@ -117,6 +117,8 @@ pub struct Service {
     exact_device: exact_device::ExactDevice,
     /// Reference-pool work shared by debug-set requests.
     references: debug_set::ReferenceCache,
+    /// Pools' nearest-neighbour distance scales, for percentile distance caps.
+    distance_scales: debug_set::DistanceScales,
 }
 
 impl Service {
@@ -138,6 +140,7 @@ impl Service {
             images_embedded: std::sync::atomic::AtomicU64::new(0),
             exact_device,
             references: Default::default(),
+            distance_scales: Default::default(),
         });
         Ok(service)
     }

@@ -225,6 +225,7 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                 dedup_distance: None,
                 reference_pool: None,
                 min_gap_percentile: None,
+                max_distance_percentile: None,
             })
             .unwrap();
         if exact_rerank {

@@ -146,6 +146,7 @@ class DebugItem:
     weak_label_plausible: Optional[bool] = None  # None: no labelled error sample found it
     gap: Optional[float] = None  # squared l2 to the nearest reference item (with a reference)
     gap_percentile: Optional[float] = None  # share of the pool nearer to the reference
+    distance_percentile: Optional[float] = None  # of best_distance among the pool's NN distances
 
     @property
     def train_label(self) -> str:
@@ -422,6 +423,7 @@ class Client:
                   holdout_pool: str = "", holdout_radius: float = 0.0,
                   dedup_distance: Optional[float] = None, reference_pool: str = "",
                   min_gap_percentile: Optional[float] = None,
+                  max_distance_percentile: Optional[float] = None,
                   stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
@@ -439,7 +441,9 @@ class Client:
         `reference_pool`: a trusted pool (the model's training set, clean labels, same
         backbone): each item gets `gap` and `gap_percentile`, and a linear probe fitted on it
         (and the labelled error samples) judges weak labels; `min_gap_percentile` (0 to 1)
-        drops items nearer to the reference than that share of the pool."""
+        drops items nearer to the reference than that share of the pool.
+        `max_distance_percentile` (0 to 1): the distance cap as a percentile of the pool's own
+        nearest-neighbour distances, instead of `max_distance`."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
         if label_policy not in _LABEL_POLICIES:
@@ -453,6 +457,8 @@ class Client:
             negative_margin=negative_margin, holdout=_queries(holdout),
             holdout_pool=holdout_pool, holdout_radius=holdout_radius,
             reference_pool=reference_pool)
+        if max_distance_percentile is not None:
+            req.max_distance_percentile = max_distance_percentile
         if min_gap_percentile is not None:
             req.min_gap_percentile = min_gap_percentile
         if budget is not None:
@@ -483,7 +489,8 @@ class Client:
                              i.label_confidence if i.HasField("label_confidence") else None,
                              i.weak_label_plausible if i.HasField("weak_label_plausible") else None,
                              i.gap if i.HasField("gap") else None,
-                             i.gap_percentile if i.HasField("gap_percentile") else None)
+                             i.gap_percentile if i.HasField("gap_percentile") else None,
+                             i.distance_percentile if i.HasField("distance_percentile") else None)
                    for i in items],
             coverage=[Coverage(c.error_index, c.found, c.kept, c.nearest, c.error) for c in summary.coverage],
             label_counts=dict(summary.label_counts),

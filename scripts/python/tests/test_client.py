@@ -79,6 +79,8 @@ def test_vectors_end_to_end(server):
         held = dcd.debug_set("vecs", errors=[errors], k=20, holdout=[Key(found.items[0].key)])
         assert [c.key for c in held.collisions] == [found.items[0].key]
         assert len(held.items) == len(found.items) - 1 and held.funnel["holdout"] == 1
+        near = dcd.debug_set("vecs", errors=[errors], k=20, max_distance_percentile=0.5)
+        assert all(i.distance_percentile <= 0.5 for i in near.items)
         spread = dcd.debug_set("vecs", errors=[errors], k=20, dedup_distance=20.0)
         assert 0 < len(spread.items) < len(found.items)
         assert spread.funnel["dedup"] == len(found.items) - len(spread.items)

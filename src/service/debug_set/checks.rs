@@ -31,6 +31,24 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
             .into());
         }
     }
+    if let Some(p) = req.max_distance_percentile {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(ServiceError::InvalidArgument {
+                field: "max_distance_percentile",
+                reason: format!(
+                    "{p} must be a share above 0 and at most 1 of the pool's nearest-neighbour distances (0.2: no farther than the closest 20% of pairs)"
+                ),
+            }
+            .into());
+        }
+        if req.merge.max_distance.is_some() {
+            return Err(ServiceError::InvalidArgument {
+                field: "max_distance_percentile",
+                reason: "give the distance cap once: as max_distance or as a percentile".into(),
+            }
+            .into());
+        }
+    }
     if !req.errors.is_empty() && req.merge.min_support > req.errors.len() {
         return Err(ServiceError::InvalidArgument {
             field: "min_support",
@@ -144,6 +162,8 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
             .into())
         }
         Some(p) => Ok(p),
-        None => Ok(LabelPolicy::default_for(evidence)),
+        // A reference alone does not make drop the default: its estimate, applied, cost
+        // mnist-zigzag its gain over random (docs/debug-sets.md); it is reported instead.
+        None => Ok(LabelPolicy::default_for(labelled)),
     }
 }

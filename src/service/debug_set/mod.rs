@@ -6,12 +6,14 @@ mod nearest;
 mod reference;
 mod reports;
 mod request;
+mod scale;
 
 pub use reference::ReferenceCache;
 pub use request::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
     EstimateReport, ReferenceReport, VetoReport,
 };
+pub use scale::DistanceScales;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -68,6 +70,14 @@ impl Service {
             ef: req.ef,
             filter: filter.as_ref(),
         };
+        let scale = match req.max_distance_percentile {
+            Some(_) => Some(self.distance_scales.of(&ready, req.ef)?),
+            None => None,
+        };
+        let mut merge = req.merge;
+        if let (Some(s), Some(p)) = (&scale, req.max_distance_percentile) {
+            merge.max_distance = Some(s.at(p));
+        }
         let lists = run_queries(&ready, &resolved, &params, rerank)?;
         let usable: Vec<Vec<Neighbor>> = lists
             .iter()
@@ -178,7 +188,7 @@ impl Service {
             }),
             mean_distance: mean_distance.as_ref(),
         };
-        let assembled = debugset::assemble(&usable, &req.merge, &rules);
+        let assembled = debugset::assemble(&usable, &merge, &rules);
         let rows: Vec<RowId> = assembled.entries.iter().map(|e| e.row).collect();
         let (vetoes, collisions) = reports::removed(
             pool,
@@ -212,6 +222,7 @@ impl Service {
                 gap_percentile: reference
                     .as_ref()
                     .and_then(|r| r.percentiles.get(&entry.row).copied()),
+                distance_percentile: scale.as_ref().map(|s| s.percentile(entry.best_distance)),
                 labels: entry.labels,
             };
             *label_counts
@@ -234,6 +245,7 @@ impl Service {
             .collect();
         let mut request = req.clone();
         request.label_policy = Some(policy);
+        request.merge = merge;
         Ok(DebugSetResult {
             items: out,
             coverage,

@@ -125,11 +125,6 @@ impl ReferenceCache {
                 (r, below as f32 / sample.len().max(1) as f32)
             })
             .collect();
-        let fit = cached(&self.fits, generation(refpool), || {
-            let training = probe_training_set(refpool)?;
-            let probe = LabelProbe::fit(&training, None, FitParams::FRESH);
-            Ok(ReferenceFit { training, probe })
-        })?;
         let mut report = ReferenceReport {
             pool: refpool.record().name.clone(),
             items: refpool.len() as u64,
@@ -137,6 +132,33 @@ impl ReferenceCache {
             label_estimate: None,
             no_label_estimate: None,
         };
+        // Labelled error samples found every candidate: their vote judges them all, and a
+        // probe would cost its fit for nothing.
+        if errors.iter().all(|e| e.truth.label.is_some()) {
+            report.no_label_estimate = Some(
+                "not fitted: every error sample is labelled, and their vote judges every candidate"
+                    .into(),
+            );
+            return Ok(ReferenceView {
+                gaps,
+                percentiles,
+                estimate: None,
+                report,
+            });
+        }
+        let fit = cached(&self.fits, generation(refpool), || {
+            let started = std::time::Instant::now();
+            let training = probe_training_set(refpool)?;
+            let read = started.elapsed().as_secs_f64();
+            let probe = LabelProbe::fit(&training, None, FitParams::FRESH);
+            tracing::info!(
+                items = training.len(),
+                read_secs = read,
+                fit_secs = started.elapsed().as_secs_f64() - read,
+                "label probe fitted on the reference"
+            );
+            Ok(ReferenceFit { training, probe })
+        })?;
         let estimate = match &fit.probe {
             Err(e) => {
                 report.no_label_estimate = Some(format!(

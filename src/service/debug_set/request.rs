@@ -78,6 +78,9 @@ pub struct DebugSetRequest {
     pub reference_pool: Option<String>,
     /// Candidates whose gap percentile is under this are dropped (needs `reference_pool`).
     pub min_gap_percentile: Option<f32>,
+    /// The distance cap as a percentile of the pool's nearest-neighbour distances (instead
+    /// of `merge.max_distance`, which the result's request carries as applied).
+    pub max_distance_percentile: Option<f32>,
 }
 
 /// What the reference pool was used for.
@@ -163,6 +166,10 @@ pub struct DebugItem {
     /// Share of the pool nearer to the reference than this item (with a reference pool).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gap_percentile: Option<f32>,
+    /// Share of the pool's nearest-neighbour distances under `best_distance` (with a
+    /// percentile distance cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_percentile: Option<f32>,
     /// The label vote on its weak label, and the label to train with where replaced.
     #[serde(flatten)]
     pub labels: LabelVerdict,
