@@ -333,7 +333,8 @@ fn error_samples_labelled_by_their_folders() {
     let replaced_file = build("replaced.csv", &labelled, &["--label-policy", "replace"]);
     let text = std::fs::read_to_string(&replaced_file).unwrap();
     assert!(text.starts_with(
-        "key,label,best_distance,support,row,found_by,suggested_label,label_confidence,weak_label_plausible"
+        "key,label,best_distance,support,row,found_by,suggested_label,label_confidence,\
+         weak_label_plausible,gap,gap_percentile,distance_percentile,mode\n"
     ));
     let jsonl = build("replaced.jsonl", &labelled, &["--label-policy", "replace"]);
     let replaced = set_items(&jsonl);

@@ -242,6 +242,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         reference_pool: None,
         min_gap_percentile: None,
         max_distance_percentile: None,
+        max_modes: None,
     };
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client

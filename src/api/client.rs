@@ -14,7 +14,8 @@ use super::pb::dcd_client::DcdClient;
 use crate::debugset::{Finding, LabelVerdict, Merge, Quantiles};
 use crate::error::{Error, Result};
 use crate::service::{
-    CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, VetoReport,
+    CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ModeReport,
+    VetoReport,
 };
 use crate::store::{JobRecord, JobSource, JobState, JobTally};
 
@@ -197,6 +198,7 @@ impl RemoteService {
             reference_pool: req.reference_pool.clone().unwrap_or_default(),
             min_gap_percentile: req.min_gap_percentile,
             max_distance_percentile: req.max_distance_percentile,
+            max_modes: req.max_modes.map(|m| m as u32),
         };
         let r = self.request(wire);
         let client = &mut self.client;
@@ -245,6 +247,7 @@ impl RemoteService {
                     gap: i.gap,
                     gap_percentile: i.gap_percentile,
                     distance_percentile: i.distance_percentile,
+                    mode: i.mode as usize,
                     labels: LabelVerdict {
                         keep: true,
                         suggested_label: i.suggested_label,
@@ -257,6 +260,7 @@ impl RemoteService {
                 .coverage
                 .iter()
                 .map(|c| ErrorCoverage {
+                    mode: c.mode as usize,
                     found: c.found as usize,
                     kept: c.kept as usize,
                     nearest: (c.found > 0).then_some(c.nearest),
@@ -303,6 +307,22 @@ impl RemoteService {
                 })
                 .collect(),
             reference: summary.reference.as_ref().map(convert::reference_of),
+            modes: summary
+                .modes
+                .iter()
+                .map(|m| ModeReport {
+                    mode: m.mode as usize,
+                    errors: m.error_indices.iter().map(|&e| e as usize).collect(),
+                    budget: m.budget.map(|b| b as usize),
+                    kept: m.kept as usize,
+                    funnel: m
+                        .funnel
+                        .as_ref()
+                        .map(convert::funnel_of)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            mode_silhouette: summary.mode_silhouette,
             request,
             backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
             engine: summary.engine,

@@ -228,6 +228,7 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         reference_pool: Some(r.reference_pool.clone()).filter(|p| !p.is_empty()),
         min_gap_percentile: r.min_gap_percentile,
         max_distance_percentile: r.max_distance_percentile,
+        max_modes: r.max_modes.map(|m| m as usize),
     })
 }
 
@@ -330,6 +331,7 @@ pub fn debug_item(i: DebugItem) -> pb::DebugItem {
         gap: i.gap,
         gap_percentile: i.gap_percentile,
         distance_percentile: i.distance_percentile,
+        mode: i.mode as u32,
     }
 }
 
@@ -409,6 +411,7 @@ pub fn debug_set_summary(
                 nearest: c.nearest.unwrap_or(0.0),
                 error: c.error.clone().unwrap_or_default(),
                 funnel: Some(funnel(&c.funnel)),
+                mode: c.mode as u32,
             })
             .collect(),
         label_counts: r.label_counts.clone().into_iter().collect(),
@@ -441,5 +444,17 @@ pub fn debug_set_summary(
             })
             .collect(),
         reference: r.reference.as_ref().map(reference),
+        modes: r
+            .modes
+            .iter()
+            .map(|m| pb::FailureMode {
+                mode: m.mode as u32,
+                error_indices: m.errors.iter().map(|&e| e as u32).collect(),
+                budget: m.budget.map(|b| b as u32),
+                kept: m.kept as u32,
+                funnel: Some(funnel(&m.funnel)),
+            })
+            .collect(),
+        mode_silhouette: r.mode_silhouette,
     }
 }

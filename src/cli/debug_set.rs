@@ -144,6 +144,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         reference_pool: args.reference.clone(),
         min_gap_percentile: args.min_gap_percentile,
         max_distance_percentile: args.max_distance_percentile,
+        max_modes: args.max_modes,
     };
     let started = std::time::Instant::now();
     let result = match &args.target.server {
@@ -166,6 +167,8 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         "vetoes": result.vetoes,
         "collisions": result.collisions,
         "reference": result.reference,
+        "modes": result.modes,
+        "mode_silhouette": result.mode_silhouette,
         "error_labels": error_labels,
         "distances": result.distances,
         "request": result.request,
@@ -243,6 +246,7 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                 "gap",
                 "gap_percentile",
                 "distance_percentile",
+                "mode",
             ])
             .map_err(|e| Error::Usage(e.to_string()))?;
             for item in &result.items {
@@ -278,6 +282,7 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                         .distance_percentile
                         .map(|d| d.to_string())
                         .unwrap_or_default(),
+                    &item.mode.to_string(),
                 ])
                 .map_err(|e| Error::Usage(e.to_string()))?;
             }

@@ -413,6 +413,10 @@ pub struct DebugSetArgs {
         conflicts_with = "max_distance"
     )]
     pub max_distance_percentile: Option<f32>,
+    /// Most failure modes the error samples are grouped into (default 8; 1: one mode); with
+    /// --budget, each mode gets a share by its samples' weights.
+    #[arg(long, env = "DCD_MAX_MODES")]
+    pub max_modes: Option<usize>,
     /// Output: .jsonl or .csv (a .summary.json is written beside it).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,

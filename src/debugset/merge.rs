@@ -31,6 +31,21 @@ pub struct DebugEntry {
     pub found_by: Vec<Finding>,
     /// What the label vote said of its weak label.
     pub labels: LabelVerdict,
+    /// Failure mode of the nearest error sample that found it (0 without modes).
+    pub mode: usize,
+}
+
+/// What the set does for one failure mode.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ModeCoverage {
+    /// Its error samples, by request index.
+    pub errors: Vec<usize>,
+    /// Its share of the budget, where the budget was split.
+    pub budget: Option<usize>,
+    /// Entries of the set in this mode.
+    pub kept: usize,
+    /// Where the candidates of its samples' lists went (each counted once per mode).
+    pub funnel: Funnel,
 }
 
 /// Why candidates did not make the set: distinct rows removed by each rule, in the order the
@@ -85,6 +100,8 @@ pub struct Assembled {
     pub vetoes: Vec<Veto>,
     /// Candidates the holdout removed, in the merge's order.
     pub collisions: Vec<Collision>,
+    /// One per failure mode (one mode without a split).
+    pub modes: Vec<ModeCoverage>,
 }
 
 /// The first rule a row failed, or where it ended.
@@ -133,6 +150,19 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     let mut vetoes = Vec::new();
     let mut collisions = Vec::new();
     let mut kept_rows: Vec<RowId> = Vec::new();
+    let mode_count = rules.modes.map_or(1, |m| m.count.max(1));
+    let mode_of = |row: RowId| -> usize {
+        let Some(m) = rules.modes else { return 0 };
+        findings[&row]
+            .iter()
+            .min_by(|a, b| {
+                a.distance
+                    .total_cmp(&b.distance)
+                    .then(a.error.cmp(&b.error))
+            })
+            .map_or(0, |f| m.of_error.get(f.error).copied().unwrap_or(0))
+    };
+    let mut kept_per_mode = vec![0usize; mode_count];
     let mut taken: HashMap<(RowId, Option<usize>), ()> = HashMap::new();
     for (error, rank) in order {
         let n = capped[error][rank];
@@ -220,7 +250,12 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
                 }
             }
         }
-        if entries.len() >= budget {
+        let mode = mode_of(n.id);
+        let mode_full = rules
+            .modes
+            .and_then(|m| m.quota)
+            .is_some_and(|q| kept_per_mode[mode] >= q.get(mode).copied().unwrap_or(0));
+        if entries.len() >= budget || mode_full {
             outcome.entry(n.id).or_insert(Outcome::Budget);
             continue;
         }
@@ -244,12 +279,14 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             .iter()
             .map(|f| f.distance)
             .fold(f32::INFINITY, f32::min);
+        kept_per_mode[mode] += 1;
         entries.push(DebugEntry {
             row: n.id,
             best_distance,
             support,
             found_by,
             labels: verdict.clone(),
+            mode,
         });
     }
     let mut funnel = Funnel::default();
@@ -276,12 +313,38 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             coverage[f.error].kept += 1;
         }
     }
+    let mut modes: Vec<ModeCoverage> = (0..mode_count)
+        .map(|m| ModeCoverage {
+            budget: rules
+                .modes
+                .and_then(|s| s.quota)
+                .and_then(|q| q.get(m).copied()),
+            kept: kept_per_mode[m],
+            ..Default::default()
+        })
+        .collect();
+    let mut seen_in_mode: HashMap<(usize, RowId), ()> = HashMap::new();
+    for (error, list) in lists.iter().enumerate() {
+        let m = rules
+            .modes
+            .and_then(|s| s.of_error.get(error).copied())
+            .unwrap_or(0)
+            .min(mode_count - 1);
+        modes[m].errors.push(error);
+        for n in list {
+            if seen_in_mode.insert((m, n.id), ()).is_none() {
+                let o = outcome.get(&n.id).copied().unwrap_or(Outcome::DistanceCap);
+                modes[m].funnel.count(o);
+            }
+        }
+    }
     Assembled {
         entries,
         coverage,
         funnel,
         vetoes,
         collisions,
+        modes,
     }
 }
 

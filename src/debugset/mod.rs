@@ -8,15 +8,18 @@ mod labels;
 mod merge;
 #[cfg(test)]
 mod merge_tests;
+mod modes;
 mod probe;
 mod rules;
 mod summary;
 
 pub use labels::{judge, judge_estimate, ErrorLabel, LabelEstimates, LabelPolicy, LabelVerdict};
 pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding, Funnel};
+pub use modes::{find_modes, split_budget, Modes};
 pub use probe::{FitParams, LabelProbe, ProbeError, TrainingSet};
 pub use rules::{
-    Collision, Dedup, Gap, Holdout, ItemRef, LabelTrust, NearestItem, Negatives, Rules, Veto,
+    Collision, Dedup, Gap, Holdout, ItemRef, LabelTrust, ModeSplit, NearestItem, Negatives, Rules,
+    Veto,
 };
 pub use summary::{quantiles, Quantiles};
 

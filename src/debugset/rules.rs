@@ -106,6 +106,17 @@ impl std::fmt::Debug for Dedup<'_> {
     }
 }
 
+/// The error samples' failure modes, and each mode's share of the budget.
+#[derive(Clone, Copy, Debug)]
+pub struct ModeSplit<'a> {
+    /// Mode of each error sample, in request order.
+    pub of_error: &'a [usize],
+    /// Number of modes.
+    pub count: usize,
+    /// Most items per mode (None: only the overall budget).
+    pub quota: Option<&'a [usize]>,
+}
+
 /// The rules a merge applies beyond its parameters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rules<'a> {
@@ -119,6 +130,8 @@ pub struct Rules<'a> {
     pub holdout: Option<Holdout<'a>>,
     /// Near-duplicate removal, where the request asks for it.
     pub dedup: Option<Dedup<'a>>,
+    /// Failure modes: each row belongs to the mode of its nearest finder.
+    pub modes: Option<ModeSplit<'a>>,
     /// Each candidate's mean squared distance to all error samples, for `Merge::Mean` (rows
     /// missing here rank last).
     pub mean_distance: Option<&'a HashMap<RowId, f32>>,

@@ -226,6 +226,7 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
                 reference_pool: None,
                 min_gap_percentile: None,
                 max_distance_percentile: None,
+                max_modes: None,
             })
             .unwrap();
         if exact_rerank {

@@ -147,6 +147,7 @@ class DebugItem:
     gap: Optional[float] = None  # squared l2 to the nearest reference item (with a reference)
     gap_percentile: Optional[float] = None  # share of the pool nearer to the reference
     distance_percentile: Optional[float] = None  # of best_distance among the pool's NN distances
+    mode: int = 0  # failure mode of the nearest error sample that found it
 
     @property
     def train_label(self) -> str:
@@ -196,6 +197,8 @@ class DebugSet:
     # With a reference pool: its name, items, gap sample, and the label estimate fitted on it
     # (classes, fitted_on, error_samples, train_accuracy) or why there is none.
     reference: Optional[Dict[str, object]] = None
+    # Failure modes: error_indices, budget (its share, where split), kept, funnel.
+    modes: List[Dict[str, object]] = field(default_factory=list)
 
     @property
     def keys(self) -> List[str]:
@@ -424,6 +427,7 @@ class Client:
                   dedup_distance: Optional[float] = None, reference_pool: str = "",
                   min_gap_percentile: Optional[float] = None,
                   max_distance_percentile: Optional[float] = None,
+                  max_modes: Optional[int] = None,
                   stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
@@ -443,7 +447,9 @@ class Client:
         (and the labelled error samples) judges weak labels; `min_gap_percentile` (0 to 1)
         drops items nearer to the reference than that share of the pool.
         `max_distance_percentile` (0 to 1): the distance cap as a percentile of the pool's own
-        nearest-neighbour distances, instead of `max_distance`."""
+        nearest-neighbour distances, instead of `max_distance`.
+        `max_modes`: the error samples are grouped into at most that many failure modes
+        (default 8; 1: one mode); with a `budget`, each mode gets a share by weight."""
         if merge not in _MERGES:
             raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
         if label_policy not in _LABEL_POLICIES:
@@ -457,6 +463,8 @@ class Client:
             negative_margin=negative_margin, holdout=_queries(holdout),
             holdout_pool=holdout_pool, holdout_radius=holdout_radius,
             reference_pool=reference_pool)
+        if max_modes is not None:
+            req.max_modes = max_modes
         if max_distance_percentile is not None:
             req.max_distance_percentile = max_distance_percentile
         if min_gap_percentile is not None:
@@ -490,7 +498,8 @@ class Client:
                              i.weak_label_plausible if i.HasField("weak_label_plausible") else None,
                              i.gap if i.HasField("gap") else None,
                              i.gap_percentile if i.HasField("gap_percentile") else None,
-                             i.distance_percentile if i.HasField("distance_percentile") else None)
+                             i.distance_percentile if i.HasField("distance_percentile") else None,
+                             i.mode)
                    for i in items],
             coverage=[Coverage(c.error_index, c.found, c.kept, c.nearest, c.error) for c in summary.coverage],
             label_counts=dict(summary.label_counts),
@@ -503,6 +512,10 @@ class Client:
             label_policy={v: k for k, v in _LABEL_POLICIES.items()}.get(
                 summary.parameters.label_policy) or "keep",
             reference=_reference(summary),
+            modes=[{"mode": m.mode, "error_indices": list(m.error_indices),
+                    "budget": m.budget if m.HasField("budget") else None, "kept": m.kept,
+                    "funnel": {f.name: getattr(m.funnel, f.name) for f in pb.Funnel.DESCRIPTOR.fields}}
+                   for m in summary.modes],
         )
 
 

@@ -45,6 +45,7 @@ def test_vectors_end_to_end(server):
         assert sorted(by_mean.keys) == sorted(found.keys)
         rr = dcd.debug_set("vecs", errors=[errors], k=20, merge="round_robin", budget=12)
         assert len(rr.items) == 12
+        assert [m["error_indices"] for m in rr.modes] == [list(range(6))]  # one group, one mode
         agreed = dcd.debug_set("vecs", errors=[errors], k=20, min_support=3)
         assert agreed.items and all(i.support >= 3 for i in agreed.items)
         assert len(agreed.items) == sum(i.support >= 3 for i in found.items)

@@ -49,6 +49,18 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
             .into());
         }
     }
+    if let Some(m) = req.max_modes {
+        if m == 0 || m > super::request::MAX_MODES {
+            return Err(ServiceError::InvalidArgument {
+                field: "max_modes",
+                reason: format!(
+                    "{m} modes: give 1 (no grouping) to {}",
+                    super::request::MAX_MODES
+                ),
+            }
+            .into());
+        }
+    }
     if !req.errors.is_empty() && req.merge.min_support > req.errors.len() {
         return Err(ServiceError::InvalidArgument {
             field: "min_support",

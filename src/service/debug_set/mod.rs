@@ -11,7 +11,7 @@ mod scale;
 pub use reference::ReferenceCache;
 pub use request::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
-    EstimateReport, ReferenceReport, VetoReport,
+    EstimateReport, ModeReport, ReferenceReport, VetoReport, DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use scale::DistanceScales;
 
@@ -22,7 +22,8 @@ use self::reports::items_by_row;
 use super::query::{check_same_space, label_filter, run_queries};
 use super::{PoolHandle, QueryInput, Service, ServiceError};
 use crate::debugset::{
-    self, Dedup, ErrorLabel, Gap, Holdout, LabelPolicy, LabelTrust, Merge, Negatives, Rules,
+    self, Dedup, ErrorLabel, Gap, Holdout, LabelPolicy, LabelTrust, Merge, ModeSplit, Negatives,
+    Rules,
 };
 use crate::error::Result;
 use crate::index::manager::Engine;
@@ -165,7 +166,27 @@ impl Service {
             weak: &weak,
             estimate,
         };
+        let vectors_of_errors: Vec<Option<&[f32]>> = resolved
+            .iter()
+            .map(|r| r.as_ref().ok().map(|v| v.as_slice()))
+            .collect();
+        let modes = debugset::find_modes(
+            &vectors_of_errors,
+            req.max_modes.unwrap_or(DEFAULT_MAX_MODES),
+        );
+        let quota = merge.budget.filter(|_| modes.count > 1).map(|b| {
+            let mut weights = vec![0f64; modes.count];
+            for (e, &m) in req.errors.iter().zip(&modes.of_error) {
+                weights[m] += e.truth.weight as f64;
+            }
+            debugset::split_budget(b, &weights)
+        });
         let rules = Rules {
+            modes: Some(ModeSplit {
+                of_error: &modes.of_error,
+                count: modes.count,
+                quota: quota.as_deref(),
+            }),
             negatives: nearest.as_ref().map(|nearest| Negatives {
                 nearest,
                 margin: req.negative_margin,
@@ -223,6 +244,7 @@ impl Service {
                     .as_ref()
                     .and_then(|r| r.percentiles.get(&entry.row).copied()),
                 distance_percentile: scale.as_ref().map(|s| s.percentile(entry.best_distance)),
+                mode: entry.mode,
                 labels: entry.labels,
             };
             *label_counts
@@ -235,7 +257,9 @@ impl Service {
             .coverage
             .into_iter()
             .zip(&lists)
-            .map(|(c, r)| ErrorCoverage {
+            .zip(&modes.of_error)
+            .map(|((c, r), &mode)| ErrorCoverage {
+                mode,
                 found: c.found,
                 kept: c.kept,
                 nearest: c.nearest,
@@ -254,6 +278,19 @@ impl Service {
             vetoes,
             collisions,
             reference: reference.map(|r| r.report),
+            modes: assembled
+                .modes
+                .into_iter()
+                .enumerate()
+                .map(|(mode, m)| ModeReport {
+                    mode,
+                    errors: m.errors,
+                    budget: m.budget,
+                    kept: m.kept,
+                    funnel: m.funnel,
+                })
+                .collect(),
+            mode_silhouette: modes.silhouette,
             distances: debugset::quantiles(&best),
             request,
             backbone: pool.record().backbone.clone(),

@@ -81,6 +81,29 @@ pub struct DebugSetRequest {
     /// The distance cap as a percentile of the pool's nearest-neighbour distances (instead
     /// of `merge.max_distance`, which the result's request carries as applied).
     pub max_distance_percentile: Option<f32>,
+    /// Most failure modes the error samples are grouped into (None: `DEFAULT_MAX_MODES`;
+    /// 1: one mode). With a budget, each mode gets a share by its samples' weights.
+    pub max_modes: Option<usize>,
+}
+
+/// Modes the error samples may be grouped into when the request names no cap.
+pub const DEFAULT_MAX_MODES: usize = 8;
+/// The largest cap a request may name.
+pub const MAX_MODES: usize = 64;
+
+/// One failure mode of the set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ModeReport {
+    /// Its index.
+    pub mode: usize,
+    /// Its error samples, by request index.
+    pub errors: Vec<usize>,
+    /// Its share of the budget, where the budget was split.
+    pub budget: Option<usize>,
+    /// Items of the set in it.
+    pub kept: usize,
+    /// Where its candidates went.
+    pub funnel: Funnel,
 }
 
 /// What the reference pool was used for.
@@ -170,6 +193,8 @@ pub struct DebugItem {
     /// percentile distance cap).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distance_percentile: Option<f32>,
+    /// Failure mode of the nearest error sample that found it.
+    pub mode: usize,
     /// The label vote on its weak label, and the label to train with where replaced.
     #[serde(flatten)]
     pub labels: LabelVerdict,
@@ -198,6 +223,8 @@ pub struct ErrorCoverage {
     pub error: Option<String>,
     /// Where the candidates of its own list went.
     pub funnel: Funnel,
+    /// Its failure mode.
+    pub mode: usize,
 }
 
 /// A debug-train set and its summary.
@@ -217,6 +244,10 @@ pub struct DebugSetResult {
     pub collisions: Vec<CollisionReport>,
     /// What the reference pool was used for.
     pub reference: Option<ReferenceReport>,
+    /// One per failure mode.
+    pub modes: Vec<ModeReport>,
+    /// Mean silhouette of the modes (None: one mode).
+    pub mode_silhouette: Option<f32>,
     /// Best distances of the items.
     pub distances: Option<Quantiles>,
     /// The request as applied (defaults filled in).
