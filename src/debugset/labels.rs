@@ -147,6 +147,17 @@ pub fn judge(
             },
         );
     let winner_share = (winner_votes / total) as f32;
+    apply(policy, plausible, weak_share, (winner, winner_share))
+}
+
+/// What `policy` does with a candidate, given whether its weak label is plausible, the
+/// evidence's share for it, and the evidence's favourite label with its share.
+fn apply(
+    policy: LabelPolicy,
+    plausible: bool,
+    weak_share: f32,
+    (winner, winner_share): (&str, f32),
+) -> LabelVerdict {
     let kept_weak = |keep| LabelVerdict {
         keep,
         suggested_label: None,
@@ -212,24 +223,7 @@ pub fn judge_estimate(
                     best
                 }
             });
-    let kept_weak = |keep| LabelVerdict {
-        keep,
-        suggested_label: None,
-        label_confidence: Some(weak_p),
-        weak_label_plausible: Some(plausible),
-    };
-    match policy {
-        LabelPolicy::Keep => kept_weak(true),
-        LabelPolicy::Drop => kept_weak(plausible),
-        LabelPolicy::Replace if plausible => kept_weak(true),
-        LabelPolicy::Replace if winner_p > PLAUSIBLE_SHARE => LabelVerdict {
-            keep: true,
-            suggested_label: Some(classes[winner].clone()),
-            label_confidence: Some(winner_p),
-            weak_label_plausible: Some(false),
-        },
-        LabelPolicy::Replace => kept_weak(false),
-    }
+    apply(policy, plausible, weak_p, (&classes[winner], winner_p))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod nearest;
 mod reference;
 mod reports;
 mod request;
+mod samples;
 mod scale;
 
 pub use reference::ReferenceCache;

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use super::nearest::nearest_items;
 use super::request::{EstimateReport, ReferenceReport};
+use super::samples::{cached, generation, spread, Generation};
 use super::ErrorSample;
 use crate::debugset::{FitParams, LabelEstimates, LabelProbe, ProbeError, TrainingSet};
 use crate::error::Result;
@@ -28,12 +29,6 @@ pub const PROBE_SAMPLE: usize = 4096;
 /// A labelled error sample counts this many times its weight in the probe's fit: there are
 /// few of them, and they are the only labelled images of the failing slice.
 pub const ERROR_WEIGHT_IN_PROBE: f32 = 5.0;
-/// Entries each cache keeps before it starts afresh.
-const CACHE_ENTRIES: usize = 16;
-
-/// A pool as of one moment: a pool deleted and made again under its name is another.
-type Generation = (i64, usize);
-
 /// Gaps of a sample of a pool's rows to a reference, sorted, per (pool, reference).
 type GapSamples = HashMap<(Generation, Generation), Arc<Vec<f32>>>;
 
@@ -60,34 +55,6 @@ pub(super) struct ReferenceView {
     pub estimate: Option<LabelEstimates>,
     /// What was used, for the summary.
     pub report: ReferenceReport,
-}
-
-fn generation(pool: &Pool) -> Generation {
-    (pool.record().id, pool.len())
-}
-
-fn cached<K: std::hash::Hash + Eq, V>(
-    cache: &Mutex<HashMap<K, Arc<V>>>,
-    key: K,
-    make: impl FnOnce() -> Result<V>,
-) -> Result<Arc<V>> {
-    if let Some(v) = cache.lock().get(&key) {
-        return Ok(v.clone());
-    }
-    // Made without the lock held: other requests go on meanwhile (two may both make it once).
-    let v = Arc::new(make()?);
-    let mut map = cache.lock();
-    if map.len() >= CACHE_ENTRIES {
-        map.clear();
-    }
-    map.insert(key, v.clone());
-    Ok(v)
-}
-
-/// `n` rows spread evenly over `0..len`.
-fn spread(len: usize, n: usize) -> Vec<RowId> {
-    let n = n.min(len);
-    (0..n).map(|i| (i * len / n) as RowId).collect()
 }
 
 impl ReferenceCache {

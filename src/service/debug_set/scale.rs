@@ -8,20 +8,18 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::samples::{cached, generation, spread, Generation};
 use crate::error::Result;
 use crate::index::SearchParams;
 use crate::service::pools::ReadyPool;
 use crate::service::query::QUERY_STEP;
 use crate::service::ServiceError;
-use crate::types::{Matrix, RowId};
+use crate::types::Matrix;
 
 /// Rows whose nearest-neighbour distances make the scale.
 pub const SCALE_SAMPLE: usize = 1000;
-/// Entries kept before the cache starts afresh.
-const CACHE_ENTRIES: usize = 16;
-
-/// Sorted nearest-neighbour distances per pool generation (catalog id, rows).
-type Scales = HashMap<(i64, usize), Arc<Vec<f32>>>;
+/// Sorted nearest-neighbour distances per pool generation.
+type Scales = HashMap<Generation, Arc<Vec<f32>>>;
 
 /// Each pool's scale, per generation.
 #[derive(Default)]
@@ -53,48 +51,39 @@ impl DistanceScales {
     /// The scale of `ready`'s pool, searched with its own engine.
     pub(super) fn of(&self, ready: &ReadyPool<'_>, ef: Option<usize>) -> Result<Scale> {
         let pool = ready.pool();
-        let key = (pool.record().id, pool.len());
-        if let Some(s) = self.scales.lock().get(&key) {
-            return Ok(Scale(s.clone()));
-        }
-        let len = pool.len();
-        let n = SCALE_SAMPLE.min(len);
-        let rows: Vec<RowId> = (0..n).map(|i| (i * len / n) as RowId).collect();
-        let view = pool.vectors();
-        let dim = pool.dim();
-        let params = SearchParams {
-            k: 2,
-            ef,
-            filter: None,
-        };
-        let mut distances = Vec::with_capacity(n);
-        for chunk in rows.chunks(QUERY_STEP) {
-            if crate::cancel::requested() {
-                return Err(ServiceError::Cancelled {
-                    what: "measuring the pool's distance scale",
+        let scale = cached(&self.scales, generation(pool), || {
+            let rows = spread(pool.len(), SCALE_SAMPLE);
+            let view = pool.vectors();
+            let dim = pool.dim();
+            let params = SearchParams {
+                k: 2,
+                ef,
+                filter: None,
+            };
+            let mut distances = Vec::with_capacity(rows.len());
+            for chunk in rows.chunks(QUERY_STEP) {
+                if crate::cancel::requested() {
+                    return Err(ServiceError::Cancelled {
+                        what: "measuring the pool's distance scale",
+                    }
+                    .into());
                 }
-                .into());
-            }
-            let mut data = Vec::with_capacity(chunk.len() * dim);
-            for &r in chunk {
-                data.extend(view.row_f32(r as usize));
-            }
-            let queries = Matrix::new(chunk.len(), dim, data);
-            for (&row, found) in chunk.iter().zip(ready.search_batch(&queries, &params)?) {
-                // The nearest other row: an exact copy counts, at distance 0.
-                if let Some(n) = found.iter().find(|n| n.id != row) {
-                    distances.push(n.distance);
+                let mut data = Vec::with_capacity(chunk.len() * dim);
+                for &r in chunk {
+                    data.extend(view.row_f32(r as usize));
+                }
+                let queries = Matrix::new(chunk.len(), dim, data);
+                for (&row, found) in chunk.iter().zip(ready.search_batch(&queries, &params)?) {
+                    // The nearest other row: an exact copy counts, at distance 0.
+                    if let Some(n) = found.iter().find(|n| n.id != row) {
+                        distances.push(n.distance);
+                    }
                 }
             }
-        }
-        distances.sort_by(f32::total_cmp);
-        let s = Arc::new(distances);
-        let mut map = self.scales.lock();
-        if map.len() >= CACHE_ENTRIES {
-            map.clear();
-        }
-        map.insert(key, s.clone());
-        Ok(Scale(s))
+            distances.sort_by(f32::total_cmp);
+            Ok(distances)
+        })?;
+        Ok(Scale(scale))
     }
 }
 
