@@ -158,17 +158,6 @@ fn unlabelled(errors: &[pb::ErrorSample]) -> Vec<pb::ErrorSample> {
         .collect()
 }
 
-fn label_accuracy(items: &[pb::DebugItem]) -> f64 {
-    let right = items
-        .iter()
-        .filter(|i| {
-            let train = i.suggested_label.as_deref().unwrap_or(&i.label);
-            i.key.split('/').next() == Some(train)
-        })
-        .count();
-    right as f64 / items.len().max(1) as f64
-}
-
 fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
@@ -313,9 +302,9 @@ async fn the_reference_label_estimate_cleans_weak_labels() {
         .unwrap()
         .into_inner();
     let (k, r, l) = (
-        label_accuracy(&keep.items),
-        label_accuracy(&by_reference.items),
-        label_accuracy(&with_labels.items),
+        common::label_accuracy(&keep.items),
+        common::label_accuracy(&by_reference.items),
+        common::label_accuracy(&with_labels.items),
     );
     println!(
         "label accuracy keep {k:.3} ({}), reference {r:.3} ({}), reference + labels {l:.3} ({})",
@@ -355,7 +344,7 @@ async fn the_reference_label_estimate_cleans_weak_labels() {
         .await
         .unwrap()
         .into_inner();
-    let m = label_accuracy(&mixed.items);
+    let m = common::label_accuracy(&mixed.items);
     println!("label accuracy, half the error samples labelled: {m:.3}");
     assert!(m >= 0.9, "{m}");
     let estimate = mixed

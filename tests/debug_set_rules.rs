@@ -93,18 +93,6 @@ fn labelled_errors(f: &Fixture, seed: u64) -> Vec<pb::ErrorSample> {
         .collect()
 }
 
-/// Share of items whose label handed to training (suggested, else weak) is the true one.
-fn label_accuracy(items: &[pb::DebugItem]) -> f64 {
-    let right = items
-        .iter()
-        .filter(|i| {
-            let train = i.suggested_label.as_deref().unwrap_or(&i.label);
-            i.key.split('/').next() == Some(train)
-        })
-        .count();
-    right as f64 / items.len().max(1) as f64
-}
-
 async fn server_with_pool(dir: &std::path::Path, f: &Fixture) -> TestServer {
     let server = TestServer::start(&dir.join("data"), dir, ServerOptions::default()).await;
     let mut client = server.client().await;
@@ -153,9 +141,9 @@ async fn labelled_error_samples_clean_the_labels_handed_to_training() {
         .unwrap()
         .into_inner();
     let (acc_keep, acc_default, acc_replace) = (
-        label_accuracy(&keep.items),
-        label_accuracy(&default.items),
-        label_accuracy(&replace.items),
+        common::label_accuracy(&keep.items),
+        common::label_accuracy(&default.items),
+        common::label_accuracy(&replace.items),
     );
     println!(
         "sizes keep {} default {} replace {}; label accuracy {acc_keep:.3} {acc_default:.3} {acc_replace:.3}",

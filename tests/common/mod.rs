@@ -288,3 +288,16 @@ pub fn proc_kib(pid: Option<u32>, field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Share of a debug set's items whose label handed to training (suggested, else weak) is the
+/// true class, read from keys of the form "<true class>/...".
+pub fn label_accuracy(items: &[dcd::api::pb::DebugItem]) -> f64 {
+    let right = items
+        .iter()
+        .filter(|i| {
+            let train = i.suggested_label.as_deref().unwrap_or(&i.label);
+            i.key.split('/').next() == Some(train)
+        })
+        .count();
+    right as f64 / items.len().max(1) as f64
+}
