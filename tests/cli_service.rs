@@ -539,3 +539,76 @@ fn sigterm(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn eval_scores_a_recipe_on_folds_and_on_held_out_images() {
+    let f = fixture();
+    let data = f.root.join("data");
+    run_ok(
+        dcd(&data)
+            .args(["ingest", "--pool", "p", "--backbone", "resnet", "--weights"])
+            .arg(common::tiny_resnet())
+            .arg(&f.pool),
+    );
+    let report = f.root.join("eval.json");
+    let table = run_ok(
+        dcd(&data)
+            .args([
+                "eval", "--pool", "p", "--k", "5", "--ks", "5,10", "--errors",
+            ])
+            .arg(&f.errors)
+            .arg("--out")
+            .arg(&report),
+    );
+    assert!(
+        table.contains("score") && table.contains("3 folds"),
+        "{table}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["folds"], 3);
+    assert_eq!(r["scored"], 3);
+    let points = r["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(
+        (points[0]["k"].as_u64(), points[1]["k"].as_u64()),
+        (Some(5), Some(10))
+    );
+    // Stripes are a tenth of the pool: sets of their neighbours beat random ones.
+    assert!(
+        points[1]["comparison"]["win_rate"].as_f64().unwrap() > 0.5,
+        "{r}"
+    );
+    // Held-out images: every error sample builds the set.
+    let held = f.root.join("held");
+    std::fs::create_dir_all(&held).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(78);
+    for i in 0..2 {
+        common::stripes(&mut rng, 48)
+            .save(held.join(format!("h{i}.png")))
+            .unwrap();
+    }
+    run_ok(
+        dcd(&data)
+            .args(["eval", "--pool", "p", "--k", "5", "--errors"])
+            .arg(&f.errors)
+            .arg("--held-out")
+            .arg(&held)
+            .arg("--out")
+            .arg(&report),
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        (r["folds"].as_u64(), r["scored"].as_u64()),
+        (Some(0), Some(2))
+    );
+    let out = dcd(&data)
+        .args(["eval", "--pool", "p", "--errors"])
+        .arg(&f.errors)
+        .args(["--out", "x.csv"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(".json"));
+}

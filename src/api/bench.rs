@@ -12,7 +12,6 @@ use tonic::transport::Channel;
 
 use super::pb;
 use super::pb::dcd_client::DcdClient;
-use crate::debugset::{Merge, MergeParams};
 use crate::error::{Error, Result};
 use crate::service::{DebugSetRequest, QueryInput, Service};
 use crate::synth::ClusterSpec;
@@ -35,6 +34,8 @@ pub struct BenchConfig {
     pub clients: usize,
     /// Seconds of load.
     pub seconds: f64,
+    /// Items of the reference pool for the all-rules request (0: no reference).
+    pub reference: usize,
 }
 
 /// Latency quantiles in milliseconds.
@@ -87,6 +88,17 @@ pub struct BenchReport {
     pub in_process_over_grpc_p50: f64,
     /// Items per debug-train set.
     pub set_items: usize,
+    /// BuildDebugSet through gRPC with every rule on but the reference and consensus
+    /// (labelled error samples and their vote, negatives, holdout, dedup, percentile cap,
+    /// modes, label caps and targets, diversity, budget).
+    pub all_rules: Latency,
+    /// Items per all-rules set.
+    pub all_rules_items: usize,
+    /// The same with a reference pool (gap rule, and its label estimate for the unlabelled
+    /// half of the error samples); None without one.
+    pub all_rules_reference: Option<Latency>,
+    /// Items of the reference pool.
+    pub reference_items: usize,
     /// Load phase: calls by outcome code.
     pub load_codes: BTreeMap<String, u64>,
     /// Load phase latency of successful calls.
@@ -146,45 +158,9 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         dim: cfg.dim,
         ..BenchReport::default()
     };
-    let existing = service.store().pool_record(POOL).ok();
-    if existing
-        .as_ref()
-        .is_none_or(|p| p.rows as usize != cfg.n || p.dim != cfg.dim)
-    {
-        if existing.is_some() {
-            service.delete_pool(POOL)?;
-        }
-        client
-            .create_pool(pb::CreatePoolRequest {
-                name: POOL.into(),
-                dim: cfg.dim as u32,
-                ..Default::default()
-            })
-            .await
-            .map_err(failed)?;
-        tracing::info!(n = cfg.n, dim = cfg.dim, "generating the pool");
-        let base = Arc::new(spec.sample(cfg.n, 0));
-        let started = Instant::now();
-        let items = {
-            let base = base.clone();
-            (0..cfg.n).map(move |i| pb::IngestItem {
-                pool: if i == 0 { POOL.into() } else { String::new() },
-                key: format!("v{i}"),
-                label: format!("c{}", i % 10),
-                metadata_json: String::new(),
-                content: Some(pb::ingest_item::Content::Vector(pb::Vector {
-                    values: base.row(i).to_vec(),
-                })),
-            })
-        };
-        let summary = client
-            .ingest(tokio_stream::iter(items))
-            .await
-            .map_err(failed)?
-            .into_inner();
-        let secs = started.elapsed().as_secs_f64();
-        report.ingest_vectors_per_s = Some(summary.stored as f64 / secs);
-        tracing::info!(stored = summary.stored, secs, "ingested");
+    if let Some((stored, secs)) = ensure_pool(&service, &mut client, POOL, &spec, cfg.n, 0).await? {
+        report.ingest_vectors_per_s = Some(stored as f64 / secs);
+        tracing::info!(stored, secs, "ingested");
     }
     let started = Instant::now();
     {
@@ -211,39 +187,14 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         k: cfg.k as u32,
         ..Default::default()
     };
-    let domain = DebugSetRequest {
-        pool: POOL.into(),
-        errors: errors
+    let domain = DebugSetRequest::new(
+        POOL,
+        errors
             .iter_rows()
             .map(|r| QueryInput::Vector(r.to_vec()).into())
             .collect(),
-        errors_pool: None,
-        k: cfg.k,
-        merge: MergeParams {
-            merge: Merge::Union,
-            budget: None,
-            max_distance: None,
-            keep_duplicates: false,
-            min_support: 1,
-        },
-        labels: Vec::new(),
-        exclude_keys: Vec::new(),
-        exact: false,
-        exact_rerank: false,
-        ef: None,
-        label_policy: None,
-        negatives: Vec::new(),
-        negative_pool: None,
-        negative_margin: 1.0,
-        holdout: Vec::new(),
-        holdout_pool: None,
-        holdout_radius: 0.0,
-        dedup_distance: None,
-        reference_pool: None,
-        min_gap_percentile: None,
-        max_distance_percentile: None,
-        max_modes: None,
-    };
+        cfg.k,
+    );
     // Warm both paths once, then alternate so drift hits both alike.
     let set = client
         .build_debug_set(wire.clone())
@@ -267,10 +218,144 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
     report.debug_set_in_process = Latency::of(local);
     report.in_process_over_grpc_p50 =
         report.debug_set_in_process.p50_ms / report.debug_set_grpc.p50_ms.max(1e-9);
+    all_rules(&service, &mut client, &spec, &cfg, &wire, &mut report).await?;
     if cfg.clients > 0 {
         load(&channel, &spec, &cfg, &mut report).await;
     }
     Ok(report)
+}
+
+const REFERENCE: &str = "bench-reference";
+
+/// Makes `name` a pool of `n` vectors drawn from `spec` (stream `stream`), labelled c0..c9 in
+/// turn, unless it already is one of that size; returns (vectors stored, seconds) when it
+/// ingested them.
+async fn ensure_pool(
+    service: &Service,
+    client: &mut DcdClient<Channel>,
+    name: &str,
+    spec: &ClusterSpec,
+    n: usize,
+    stream: u64,
+) -> Result<Option<(u64, f64)>> {
+    let existing = service.store().pool_record(name).ok();
+    if existing
+        .as_ref()
+        .is_some_and(|p| p.rows as usize == n && p.dim == spec.dim)
+    {
+        return Ok(None);
+    }
+    if existing.is_some() {
+        service.delete_pool(name)?;
+    }
+    client
+        .create_pool(pb::CreatePoolRequest {
+            name: name.into(),
+            dim: spec.dim as u32,
+            ..Default::default()
+        })
+        .await
+        .map_err(failed)?;
+    tracing::info!(pool = name, n, dim = spec.dim, "generating the pool");
+    let base = Arc::new(spec.sample(n, stream));
+    let started = Instant::now();
+    let first = name.to_owned();
+    let items = (0..n).map(move |i| pb::IngestItem {
+        pool: if i == 0 { first.clone() } else { String::new() },
+        key: format!("v{i}"),
+        label: format!("c{}", i % 10),
+        metadata_json: String::new(),
+        content: Some(pb::ingest_item::Content::Vector(pb::Vector {
+            values: base.row(i).to_vec(),
+        })),
+    });
+    let summary = client
+        .ingest(tokio_stream::iter(items))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    Ok(Some((summary.stored, started.elapsed().as_secs_f64())))
+}
+
+/// Times BuildDebugSet with every rule on, without and with a reference pool.
+async fn all_rules(
+    service: &Arc<Service>,
+    client: &mut DcdClient<Channel>,
+    spec: &ClusterSpec,
+    cfg: &BenchConfig,
+    plain: &pb::BuildDebugSetRequest,
+    report: &mut BenchReport,
+) -> Result<()> {
+    let vectors = |m: Matrix| -> Vec<pb::Query> {
+        m.iter_rows()
+            .map(|r| pb::Query {
+                source: Some(pb::query::Source::Vector(pb::Vector { values: r.to_vec() })),
+            })
+            .collect()
+    };
+    let mut errors = plain.errors.clone();
+    // Half the error samples labelled (the vote judges what they find), half not (the
+    // reference's estimate judges the rest, where there is one).
+    for (i, e) in errors.iter_mut().enumerate().filter(|(i, _)| i % 2 == 0) {
+        e.label = format!("c{}", i % 10);
+    }
+    let rules = pb::BuildDebugSetRequest {
+        errors,
+        budget: Some(1000),
+        // Synthetic failures rarely share neighbours: consensus would leave a handful of
+        // items and hide what dedup and diversity cost on a real set.
+        min_support: 1,
+        // The labels here are noise: the vote is computed and reported, but keeps them all.
+        label_policy: pb::LabelPolicy::Keep as i32,
+        negatives: vectors(spec.sample(10, 3)),
+        holdout: vectors(spec.sample(10, 4)),
+        holdout_radius: Some(1e-3),
+        dedup_distance: Some(1e-3),
+        max_distance_percentile: Some(0.99),
+        max_per_label: Some(200),
+        label_targets: [("c0".to_owned(), 50)].into_iter().collect(),
+        mmr_lambda: Some(0.7),
+        ..plain.clone()
+    };
+    let caller = client.clone();
+    let time = |req: pb::BuildDebugSetRequest| {
+        let mut client = caller.clone();
+        async move {
+            // One call to warm caches (distance scale, reference sample, probe), then timed.
+            let set = client
+                .build_debug_set(req.clone())
+                .await
+                .map_err(failed)?
+                .into_inner();
+            let mut samples = Vec::new();
+            for _ in 0..cfg.repeat {
+                let t = Instant::now();
+                client.build_debug_set(req.clone()).await.map_err(failed)?;
+                samples.push(t.elapsed().as_secs_f64());
+            }
+            Ok::<_, Error>((Latency::of(samples), set.items.len()))
+        }
+    };
+    let (latency, items) = time(rules.clone()).await?;
+    report.all_rules = latency;
+    report.all_rules_items = items;
+    if cfg.reference == 0 {
+        return Ok(());
+    }
+    ensure_pool(service, client, REFERENCE, spec, cfg.reference, 5).await?;
+    let s = service.clone();
+    tokio::task::spawn_blocking(move || s.pool(REFERENCE)?.refresh_graph())
+        .await
+        .map_err(|e| Error::Usage(e.to_string()))??;
+    report.reference_items = cfg.reference;
+    let (latency, _) = time(pb::BuildDebugSetRequest {
+        reference_pool: REFERENCE.into(),
+        min_gap_percentile: Some(0.2),
+        ..rules
+    })
+    .await?;
+    report.all_rules_reference = Some(latency);
+    Ok(())
 }
 
 async fn load(channel: &Channel, spec: &ClusterSpec, cfg: &BenchConfig, report: &mut BenchReport) {

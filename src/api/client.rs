@@ -11,11 +11,11 @@ use tonic::{Code, Request, Status};
 use super::convert;
 use super::pb;
 use super::pb::dcd_client::DcdClient;
-use crate::debugset::{Finding, LabelVerdict, Merge, Quantiles};
+use crate::debugset::{Finding, LabelVerdict, Quantiles};
 use crate::error::{Error, Result};
 use crate::service::{
-    CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ModeReport,
-    VetoReport,
+    CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, EvaluationRequest,
+    EvaluationResult, ModeReport, VetoReport,
 };
 use crate::store::{JobRecord, JobSource, JobState, JobTally};
 
@@ -154,52 +154,19 @@ impl RemoteService {
         })
     }
 
+    /// Evaluates a debug-set recipe on the server.
+    pub fn evaluate_debug_set(&mut self, req: &EvaluationRequest) -> Result<EvaluationResult> {
+        let r = self.request(super::evaluation::wire_evaluation_request(req));
+        let answer = self
+            .runtime
+            .block_on(self.client.evaluate_debug_set(r))
+            .map_err(remote_error)?;
+        Ok(super::evaluation::evaluation_of(&answer.into_inner()))
+    }
+
     /// Builds a debug-train set on the server.
     pub fn debug_set(&mut self, req: &DebugSetRequest) -> Result<DebugSetResult> {
-        let wire = pb::BuildDebugSetRequest {
-            pool: req.pool.clone(),
-            errors: req
-                .errors
-                .iter()
-                .map(|e| pb::ErrorSample {
-                    label: e.truth.label.clone().unwrap_or_default(),
-                    weight: e.truth.weight,
-                    ..convert::wire_query(&e.input).into()
-                })
-                .collect(),
-            errors_pool: req.errors_pool.clone().unwrap_or_default(),
-            k: req.k as u32,
-            merge: match req.merge.merge {
-                Merge::Union => pb::Merge::Union,
-                Merge::RoundRobin => pb::Merge::RoundRobin,
-                Merge::GlobalTop => pb::Merge::GlobalTop,
-                Merge::Mean => pb::Merge::Mean,
-            } as i32,
-            budget: req.merge.budget.map(|b| b as u32),
-            max_distance: req.merge.max_distance,
-            labels: req.labels.clone(),
-            exclude_keys: req.exclude_keys.clone(),
-            exact_rerank: req.exact_rerank,
-            exact: req.exact,
-            ef: req.ef.unwrap_or(0) as u32,
-            keep_duplicates: req.merge.keep_duplicates,
-            min_support: req.merge.min_support as u32,
-            label_policy: req
-                .label_policy
-                .map_or(pb::LabelPolicy::Unspecified, convert::label_policy)
-                as i32,
-            negatives: req.negatives.iter().map(convert::wire_query).collect(),
-            negative_pool: req.negative_pool.clone().unwrap_or_default(),
-            negative_margin: Some(req.negative_margin),
-            holdout: req.holdout.iter().map(convert::wire_query).collect(),
-            holdout_pool: req.holdout_pool.clone().unwrap_or_default(),
-            holdout_radius: Some(req.holdout_radius),
-            dedup_distance: req.dedup_distance,
-            reference_pool: req.reference_pool.clone().unwrap_or_default(),
-            min_gap_percentile: req.min_gap_percentile,
-            max_distance_percentile: req.max_distance_percentile,
-            max_modes: req.max_modes.map(|m| m as u32),
-        };
+        let wire = convert::wire_debug_set_request(req);
         let r = self.request(wire);
         let client = &mut self.client;
         let (items, summary) = self.runtime.block_on(async move {
@@ -323,6 +290,11 @@ impl RemoteService {
                 })
                 .collect(),
             mode_silhouette: summary.mode_silhouette,
+            label_shortfall: summary
+                .label_shortfall
+                .iter()
+                .map(|(l, &n)| (l.clone(), n as usize))
+                .collect(),
             request,
             backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
             engine: summary.engine,

@@ -1,5 +1,7 @@
 //! Conversions between the generated wire types and the service's domain types.
 
+use std::collections::{BTreeMap, HashMap};
+
 use tonic::Status;
 
 use super::pb;
@@ -229,11 +231,77 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         min_gap_percentile: r.min_gap_percentile,
         max_distance_percentile: r.max_distance_percentile,
         max_modes: r.max_modes.map(|m| m as usize),
+        mmr_lambda: r.mmr_lambda,
+        max_per_label: r.max_per_label.map(|m| m as usize),
+        label_caps: counts_of(&r.label_caps),
+        label_targets: counts_of(&r.label_targets),
     })
 }
 
+/// A debug-set request on the wire (the client's side of [`debug_set_request`]).
+pub fn wire_debug_set_request(req: &DebugSetRequest) -> pb::BuildDebugSetRequest {
+    pb::BuildDebugSetRequest {
+        pool: req.pool.clone(),
+        errors: req.errors.iter().map(wire_error_sample).collect(),
+        errors_pool: req.errors_pool.clone().unwrap_or_default(),
+        k: req.k as u32,
+        merge: match req.merge.merge {
+            Merge::Union => pb::Merge::Union,
+            Merge::RoundRobin => pb::Merge::RoundRobin,
+            Merge::GlobalTop => pb::Merge::GlobalTop,
+            Merge::Mean => pb::Merge::Mean,
+        } as i32,
+        budget: req.merge.budget.map(|b| b as u32),
+        max_distance: req.merge.max_distance,
+        labels: req.labels.clone(),
+        exclude_keys: req.exclude_keys.clone(),
+        exact_rerank: req.exact_rerank,
+        exact: req.exact,
+        ef: req.ef.unwrap_or(0) as u32,
+        keep_duplicates: req.merge.keep_duplicates,
+        min_support: req.merge.min_support as u32,
+        label_policy: req
+            .label_policy
+            .map_or(pb::LabelPolicy::Unspecified, label_policy) as i32,
+        negatives: req.negatives.iter().map(wire_query).collect(),
+        negative_pool: req.negative_pool.clone().unwrap_or_default(),
+        negative_margin: Some(req.negative_margin),
+        holdout: req.holdout.iter().map(wire_query).collect(),
+        holdout_pool: req.holdout_pool.clone().unwrap_or_default(),
+        holdout_radius: Some(req.holdout_radius),
+        dedup_distance: req.dedup_distance,
+        reference_pool: req.reference_pool.clone().unwrap_or_default(),
+        min_gap_percentile: req.min_gap_percentile,
+        max_distance_percentile: req.max_distance_percentile,
+        max_modes: req.max_modes.map(|m| m as u32),
+        mmr_lambda: req.mmr_lambda,
+        max_per_label: req.max_per_label.map(|m| m as u32),
+        label_caps: wire_counts(&req.label_caps),
+        label_targets: wire_counts(&req.label_targets),
+    }
+}
+
+/// An error sample on the wire.
+pub fn wire_error_sample(e: &ErrorSample) -> pb::ErrorSample {
+    pb::ErrorSample {
+        label: e.truth.label.clone().unwrap_or_default(),
+        weight: e.truth.weight,
+        ..wire_query(&e.input).into()
+    }
+}
+
+/// Per-label counts on the wire.
+fn wire_counts(m: &BTreeMap<String, usize>) -> HashMap<String, u32> {
+    m.iter().map(|(l, &c)| (l.clone(), c as u32)).collect()
+}
+
+/// Per-label counts off the wire, in label order.
+fn counts_of(m: &HashMap<String, u32>) -> BTreeMap<String, usize> {
+    m.iter().map(|(l, &c)| (l.clone(), c as usize)).collect()
+}
+
 /// An error sample off the wire: its input as a query, an empty label as none, weight 0 as 1.
-fn error_sample(i: usize, e: pb::ErrorSample) -> Result<ErrorSample, Status> {
+pub fn error_sample(i: usize, e: pb::ErrorSample) -> Result<ErrorSample, Status> {
     let source = e.source.map(|s| match s {
         pb::error_sample::Source::Image(b) => pb::query::Source::Image(b),
         pb::error_sample::Source::Vector(v) => pb::query::Source::Vector(v),
@@ -289,6 +357,8 @@ pub fn funnel_of(f: &pb::Funnel) -> Funnel {
         holdout: f.holdout as usize,
         min_support: f.min_support as usize,
         label_policy: f.label_policy as usize,
+        label_cap: f.label_cap as usize,
+        diversity: f.diversity as usize,
         budget: f.budget as usize,
         kept: f.kept as usize,
     }
@@ -304,6 +374,8 @@ fn funnel(f: &Funnel) -> pb::Funnel {
         holdout: f.holdout as u32,
         min_support: f.min_support as u32,
         label_policy: f.label_policy as u32,
+        label_cap: f.label_cap as u32,
+        diversity: f.diversity as u32,
         budget: f.budget as u32,
         kept: f.kept as u32,
     }
@@ -456,5 +528,10 @@ pub fn debug_set_summary(
             })
             .collect(),
         mode_silhouette: r.mode_silhouette,
+        label_shortfall: r
+            .label_shortfall
+            .iter()
+            .map(|(l, &n)| (l.clone(), n as u32))
+            .collect(),
     }
 }

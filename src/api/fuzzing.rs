@@ -8,7 +8,7 @@ use tonic::Status;
 use super::{convert, pb};
 
 /// The methods [`decode_request`] knows, as named in `dcd.v1.Dcd`.
-pub const METHODS: [&str; 8] = [
+pub const METHODS: [&str; 9] = [
     "CreatePool",
     "GetPool",
     "Ingest",
@@ -16,6 +16,7 @@ pub const METHODS: [&str; 8] = [
     "Embed",
     "Search",
     "BuildDebugSet",
+    "EvaluateDebugSet",
     "CancelJob",
 ];
 
@@ -42,6 +43,7 @@ pub fn decode_request(method: &str, body: &[u8]) -> Result<(), Status> {
             Ok(())
         }
         "BuildDebugSet" => convert::debug_set_request(&decoded(body)?).map(drop),
+        "EvaluateDebugSet" => super::evaluation::evaluation_request(&decoded(body)?).map(drop),
         "CancelJob" => decoded::<pb::CancelJobRequest>(body).map(drop),
         other => Err(Status::unimplemented(format!("no method {other}"))),
     }
@@ -123,6 +125,27 @@ pub fn seed_requests() -> Vec<(&'static str, Vec<u8>)> {
                 }],
                 k: 10,
                 budget: Some(20),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "EvaluateDebugSet",
+            pb::EvaluateDebugSetRequest {
+                set: Some(pb::BuildDebugSetRequest {
+                    pool: "p".into(),
+                    errors: vec![pb::ErrorSample {
+                        source: Some(pb::error_sample::Source::Vector(pb::Vector {
+                            values: vec![0.5; 4],
+                        })),
+                        label: "cat".into(),
+                        weight: 1.0,
+                    }],
+                    k: 10,
+                    ..Default::default()
+                }),
+                ks: vec![5, 10],
+                budgets: vec![20],
                 ..Default::default()
             }
             .encode_to_vec(),

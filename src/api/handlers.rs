@@ -595,6 +595,19 @@ impl pb::dcd_server::Dcd for DcdApi {
         Ok(Response::new(set))
     }
 
+    async fn evaluate_debug_set(
+        &self,
+        request: Request<pb::EvaluateDebugSetRequest>,
+    ) -> std::result::Result<Response<pb::DebugSetEvaluation>, Status> {
+        let req = super::evaluation::evaluation_request(&request.into_inner())?;
+        let evaluation = self
+            .blocking("EvaluateDebugSet", move |s| {
+                Ok(super::evaluation::evaluation(&s.evaluate_debug_set(&req)?))
+            })
+            .await?;
+        Ok(Response::new(evaluation))
+    }
+
     type StreamDebugSetStream = RpcStream<pb::DebugSetChunk>;
 
     async fn stream_debug_set(

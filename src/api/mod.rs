@@ -8,6 +8,7 @@ pub mod client;
 mod connections;
 mod convert;
 mod decode_errors;
+mod evaluation;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;

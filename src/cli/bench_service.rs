@@ -32,6 +32,7 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
         repeat: args.repeat.max(1),
         clients: args.clients,
         seconds: args.seconds,
+        reference: args.reference,
     };
     let report = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -78,6 +79,17 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
         "BuildDebugSet        {} errors x k={} -> {} items: gRPC p50 {:.2} ms p99 {:.2} ms; in-process p50 {:.2} ms p99 {:.2} ms; in-process/gRPC {:.3}",
         args.errors, args.k, report.set_items, g.p50_ms, g.p99_ms, l.p50_ms, l.p99_ms, report.in_process_over_grpc_p50
     );
+    let a = &report.all_rules;
+    println!(
+        "  all rules          -> {} items: gRPC p50 {:.2} ms p99 {:.2} ms",
+        report.all_rules_items, a.p50_ms, a.p99_ms
+    );
+    if let Some(r) = &report.all_rules_reference {
+        println!(
+            "  + reference        {} items: gRPC p50 {:.2} ms p99 {:.2} ms",
+            report.reference_items, r.p50_ms, r.p99_ms
+        );
+    }
     if args.clients > 0 {
         let at = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(0.0);
         let (a, f) = (&report.rss_anon_mb, &report.rss_file_mb);

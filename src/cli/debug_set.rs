@@ -30,7 +30,10 @@ fn folder_label(root: &Path, image: &Path) -> Option<String> {
 
 /// Error samples from files: images (folders expanded, labelled by subfolder unless
 /// `unlabelled`), and .npy/.fvecs rows (unlabelled).
-fn error_samples(paths: &[PathBuf], unlabelled: bool) -> Result<(Vec<ErrorSample>, Vec<String>)> {
+pub(super) fn error_samples(
+    paths: &[PathBuf],
+    unlabelled: bool,
+) -> Result<(Vec<ErrorSample>, Vec<String>)> {
     let mut queries = Vec::new();
     let mut names = Vec::new();
     let (vector_files, image_paths): (Vec<PathBuf>, Vec<PathBuf>) =
@@ -74,17 +77,8 @@ fn error_samples(paths: &[PathBuf], unlabelled: bool) -> Result<(Vec<ErrorSample
     Ok((queries, names))
 }
 
-pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
-    let format = match args.out.extension().and_then(|e| e.to_str()) {
-        Some("jsonl") => "jsonl",
-        Some("csv") => "csv",
-        _ => {
-            return Err(Error::Usage(format!(
-                "--out {}: name a .jsonl or .csv file",
-                args.out.display()
-            )))
-        }
-    };
+/// The request `args` describe, and a name for each error sample (its path, or file#row).
+pub(super) fn request_of(args: &DebugSetArgs) -> Result<(DebugSetRequest, Vec<String>)> {
     let (errors, names) = error_samples(&args.errors, args.errors_unlabelled)?;
     let negatives: Vec<QueryInput> = match &args.negatives {
         Some(paths) => error_samples(paths, true)?
@@ -102,10 +96,6 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
             .collect(),
         None => Vec::new(),
     };
-    let error_labels: std::collections::BTreeSet<String> = errors
-        .iter()
-        .filter_map(|e| e.truth.label.clone())
-        .collect();
     let exclude_keys = match &args.exclude {
         Some(p) => std::fs::read_to_string(p)
             .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))?
@@ -145,7 +135,32 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         min_gap_percentile: args.min_gap_percentile,
         max_distance_percentile: args.max_distance_percentile,
         max_modes: args.max_modes,
+        mmr_lambda: args.mmr_lambda,
+        max_per_label: args.max_per_label,
+        label_caps: args.label_caps.iter().cloned().collect(),
+        label_targets: args.label_targets.iter().cloned().collect(),
     };
+    Ok((req, names))
+}
+
+/// `dcd debug-set`.
+pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
+    let format = match args.out.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") => "jsonl",
+        Some("csv") => "csv",
+        _ => {
+            return Err(Error::Usage(format!(
+                "--out {}: name a .jsonl or .csv file",
+                args.out.display()
+            )))
+        }
+    };
+    let (req, names) = request_of(&args)?;
+    let error_labels: std::collections::BTreeSet<String> = req
+        .errors
+        .iter()
+        .filter_map(|e| e.truth.label.clone())
+        .collect();
     let started = std::time::Instant::now();
     let result = match &args.target.server {
         Some(url) => {
@@ -169,6 +184,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         "reference": result.reference,
         "modes": result.modes,
         "mode_silhouette": result.mode_silhouette,
+        "label_shortfall": result.label_shortfall,
         "error_labels": error_labels,
         "distances": result.distances,
         "request": result.request,

@@ -6,6 +6,7 @@ mod bench_embed;
 mod bench_service;
 mod debug_set;
 mod embed;
+mod eval;
 mod export;
 mod ingest;
 mod pool;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => crate::app::serve(&cli.data_dir, args),
         Command::Ingest(args) => ingest::run(&cli.data_dir, args),
         Command::DebugSet(args) => debug_set::run(&cli.data_dir, args),
+        Command::Eval(args) => eval::run(&cli.data_dir, args),
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::run(args),
         Command::Bench(cmd) => bench::run(cmd),

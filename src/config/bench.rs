@@ -80,6 +80,9 @@ pub struct BenchServiceArgs {
     /// Seconds of load.
     #[arg(long, env = "DCD_BENCH_SECONDS", default_value_t = 60.0)]
     pub seconds: f64,
+    /// Items of a reference pool for the all-rules BuildDebugSet (0: none).
+    #[arg(long, env = "DCD_BENCH_REFERENCE", default_value_t = 100_000)]
+    pub reference: usize,
     /// The server's in-flight limit during the benchmark.
     #[arg(long, env = "DCD_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,

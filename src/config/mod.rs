@@ -63,6 +63,10 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Build a debug-train set: the pool items nearest to some error samples.
     DebugSet(DebugSetArgs),
+    /// Score a debug-set recipe without a model: build sets from part of the error samples
+    /// and measure how near they come to the rest, against random sets, over a k / budget
+    /// curve.
+    Eval(EvalArgs),
     /// Turn a debug-train set into CSV, JSONL, or an ImageFolder of symlinks or copies.
     Export(ExportArgs),
     /// Write one self-contained HTML page showing what each error sample found.
@@ -70,6 +74,34 @@ pub enum Command {
     /// Benchmarks with the interface similarity-search people script against.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `dcd eval`: the recipe (every `dcd debug-set` flag; `--out` is the report, .json) and how
+/// to score it.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub set: DebugSetArgs,
+    /// Failures to score on (image files or folders, ImageFolder subfolders as true labels;
+    /// .npy/.fvecs unlabelled); then every error sample builds the set. Without it the error
+    /// samples are split into folds.
+    #[arg(long, env = "DCD_HELD_OUT", num_args = 1.., value_delimiter = ',')]
+    pub held_out: Option<Vec<PathBuf>>,
+    /// Folds of the error samples (default 5, at most the samples there are).
+    #[arg(long, env = "DCD_FOLDS")]
+    pub folds: Option<usize>,
+    /// The curve's k values, comma-separated (default: --k).
+    #[arg(long, env = "DCD_KS", value_delimiter = ',')]
+    pub ks: Vec<usize>,
+    /// The curve's budgets, comma-separated, crossed with --ks (default: --budget).
+    #[arg(long, env = "DCD_BUDGETS", value_delimiter = ',')]
+    pub budgets: Vec<usize>,
+    /// Random sets drawn per built set (default 5).
+    #[arg(long, env = "DCD_DRAWS")]
+    pub draws: Option<usize>,
+    /// Seeds the folds and the random draws.
+    #[arg(long, env = "DCD_SEED", default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Where `dcd serve` listens and what it allows.
@@ -417,7 +449,22 @@ pub struct DebugSetArgs {
     /// --budget, each mode gets a share by its samples' weights.
     #[arg(long, env = "DCD_MAX_MODES")]
     pub max_modes: Option<usize>,
-    /// Output: .jsonl or .csv (a .summary.json is written beside it).
+    /// Diversity by maximal marginal relevance, 0 to 1: the weight of nearness to the
+    /// failures against distance from the items already taken (1: none; 0.5: even).
+    #[arg(long, env = "DCD_MMR_LAMBDA")]
+    pub mmr_lambda: Option<f32>,
+    /// Most items of any one label handed to training (suggested label, else weak).
+    #[arg(long, env = "DCD_MAX_PER_LABEL")]
+    pub max_per_label: Option<usize>,
+    /// Most items of one label, as LABEL=N (repeat for more labels; overrides
+    /// --max-per-label for that label).
+    #[arg(long = "label-cap", value_name = "LABEL=N", value_parser = label_count)]
+    pub label_caps: Vec<(String, usize)>,
+    /// Hold part of --budget for a label until it has N items, as LABEL=N (repeatable).
+    #[arg(long = "label-target", value_name = "LABEL=N", value_parser = label_count)]
+    pub label_targets: Vec<(String, usize)>,
+    /// Output: .jsonl or .csv (a .summary.json is written beside it); for `dcd eval`, the
+    /// report (.json).
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,
     #[command(flatten)]
@@ -633,9 +680,30 @@ pub struct EmbedArgs {
     pub limits: ImageLimitArgs,
 }
 
+/// A `LABEL=N` pair of --label-cap / --label-target (the label may itself hold `=`; the
+/// count is after the last one).
+fn label_count(s: &str) -> Result<(String, usize), String> {
+    let (label, n) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: write LABEL=N, e.g. cat=50"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {n:?} is not a count; write LABEL=N, e.g. cat=50"))?;
+    Ok((label.to_owned(), n))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cuda_ordinal;
+    use super::{cuda_ordinal, label_count};
+
+    #[test]
+    fn label_counts_parse_at_the_last_equals_sign() {
+        assert_eq!(label_count("cat=5"), Ok(("cat".into(), 5)));
+        assert_eq!(label_count("a=b=12"), Ok(("a=b".into(), 12)));
+        assert!(label_count("cat").unwrap_err().contains("LABEL=N"));
+        assert!(label_count("cat=x").unwrap_err().contains("not a count"));
+    }
 
     #[test]
     fn cuda_device_specs() {

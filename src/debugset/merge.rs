@@ -1,10 +1,11 @@
 //! Merging per-error-sample neighbour lists into one debug-train set.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::labels::{judge, judge_estimate, LabelVerdict};
+use super::order::Picker;
 use super::rules::{Collision, Rules, Veto};
-use super::{Merge, MergeParams};
+use super::MergeParams;
 use crate::types::{Neighbor, RowId};
 
 /// One error sample finding a row.
@@ -68,7 +69,11 @@ pub struct Funnel {
     pub dedup: usize,
     /// Within the holdout radius of a held-out item.
     pub holdout: usize,
-    /// Passed every rule, but the budget was spent.
+    /// Its label (the one handed to training) already had its cap.
+    pub label_cap: usize,
+    /// Would have made the budget by nearness alone, but diversity took farther items.
+    pub diversity: usize,
+    /// Passed every rule, but the budget (or its mode's share) was spent.
     pub budget: usize,
     /// In the set.
     pub kept: usize,
@@ -114,6 +119,8 @@ enum Outcome {
     LabelPolicy,
     Duplicate,
     Holdout,
+    LabelCap,
+    Diversity,
     Budget,
     Kept,
 }
@@ -143,7 +150,7 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     }
     let mut outcome: HashMap<RowId, Outcome> = HashMap::new();
     let mut verdicts: HashMap<RowId, LabelVerdict> = HashMap::new();
-    let order = selection_order(&capped, params.merge, rules.mean_distance);
+    let mut picker = Picker::new(&capped, params.merge, rules.mean_distance, rules.diversity);
     let budget = params.budget.unwrap_or(usize::MAX);
     let min_support = params.min_support.max(1);
     let mut entries = Vec::new();
@@ -163,8 +170,24 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             .map_or(0, |f| m.of_error.get(f.error).copied().unwrap_or(0))
     };
     let mut kept_per_mode = vec![0usize; mode_count];
+    let mut kept_per_label: HashMap<String, usize> = HashMap::new();
     let mut taken: HashMap<(RowId, Option<usize>), ()> = HashMap::new();
-    for (error, rank) in order {
+    // Candidates turned away only because the rest of the budget was held for label
+    // targets; they get a second turn, in order, once every candidate was considered.
+    let mut held_back: Vec<(usize, usize)> = Vec::new();
+    let mut second_turn: Option<std::vec::IntoIter<(usize, usize)>> = None;
+    loop {
+        let next = match &mut second_turn {
+            None => picker.next_position(),
+            Some(turn) => turn.next(),
+        };
+        let Some((error, rank)) = next else {
+            if second_turn.is_none() && !held_back.is_empty() {
+                second_turn = Some(std::mem::take(&mut held_back).into_iter());
+                continue;
+            }
+            break;
+        };
         let n = capped[error][rank];
         if let Some(
             Outcome::Negative
@@ -172,7 +195,8 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             | Outcome::MinSupport
             | Outcome::LabelPolicy
             | Outcome::Duplicate
-            | Outcome::Holdout,
+            | Outcome::Holdout
+            | Outcome::LabelCap,
         ) = outcome.get(&n.id)
         {
             continue;
@@ -228,12 +252,11 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             outcome.insert(n.id, Outcome::LabelPolicy);
             continue;
         }
+        let already_kept = outcome.get(&n.id) == Some(&Outcome::Kept);
         if let Some(d) = &rules.dedup {
             // A row already in the set (listed again for another finder) is no duplicate
             // of itself; the merge's order puts the nearest first, so the nearest is kept.
-            if outcome.get(&n.id) != Some(&Outcome::Kept)
-                && kept_rows.iter().any(|&k| (d.distance)(k, n.id) <= d.radius)
-            {
+            if !already_kept && kept_rows.iter().any(|&k| (d.distance)(k, n.id) <= d.radius) {
                 outcome.insert(n.id, Outcome::Duplicate);
                 continue;
             }
@@ -250,6 +273,20 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
                 }
             }
         }
+        let label = rules.label_quotas.map(|q| {
+            verdict
+                .suggested_label
+                .clone()
+                .or_else(|| q.weak.get(&n.id).cloned().flatten())
+                .unwrap_or_default()
+        });
+        if let (Some(q), Some(l)) = (rules.label_quotas, &label) {
+            let have = kept_per_label.get(l).copied().unwrap_or(0);
+            if have >= q.cap_of(l) && !already_kept {
+                outcome.insert(n.id, Outcome::LabelCap);
+                continue;
+            }
+        }
         let mode = mode_of(n.id);
         let mode_full = rules
             .modes
@@ -259,12 +296,30 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             outcome.entry(n.id).or_insert(Outcome::Budget);
             continue;
         }
+        if let (Some(q), Some(l), None) = (rules.label_quotas, &label, &second_turn) {
+            let unmet = |name: &String, target: &usize| {
+                target.saturating_sub(kept_per_label.get(name).copied().unwrap_or(0))
+            };
+            let own_unmet = q.targets.get(l).is_some_and(|t| unmet(l, t) > 0);
+            let held_for_others: usize = q
+                .targets
+                .iter()
+                .filter(|(name, _)| *name != l)
+                .map(|(name, t)| unmet(name, t))
+                .sum();
+            if !own_unmet && budget.saturating_sub(entries.len()) <= held_for_others {
+                outcome.entry(n.id).or_insert(Outcome::Budget);
+                held_back.push((error, rank));
+                continue;
+            }
+        }
         let key = (n.id, params.keep_duplicates.then_some(error));
         if taken.insert(key, ()).is_some() {
             continue;
         }
         if outcome.insert(n.id, Outcome::Kept) != Some(Outcome::Kept) {
             kept_rows.push(n.id);
+            picker.taken(n.id);
         }
         let found_by = if params.keep_duplicates {
             vec![Finding {
@@ -280,6 +335,9 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             .map(|f| f.distance)
             .fold(f32::INFINITY, f32::min);
         kept_per_mode[mode] += 1;
+        if let Some(l) = label {
+            *kept_per_label.entry(l).or_insert(0) += 1;
+        }
         entries.push(DebugEntry {
             row: n.id,
             best_distance,
@@ -288,6 +346,26 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             labels: verdict.clone(),
             mode,
         });
+    }
+    if rules.diversity.is_some() && params.budget.is_some() {
+        // Rows the budget left out that nearness alone would have taken: diversity's doing.
+        let mut eligible: Vec<RowId> = Vec::new();
+        let mut seen_rows: HashSet<RowId> = HashSet::new();
+        for &(e, r) in picker.merge_order() {
+            let row = capped[e][r].id;
+            let passed = matches!(outcome.get(&row), Some(Outcome::Kept | Outcome::Budget));
+            if passed && seen_rows.insert(row) {
+                eligible.push(row);
+                if eligible.len() == budget {
+                    break;
+                }
+            }
+        }
+        for row in eligible {
+            if let Some(o @ Outcome::Budget) = outcome.get_mut(&row) {
+                *o = Outcome::Diversity;
+            }
+        }
     }
     let mut funnel = Funnel::default();
     let mut coverage: Vec<Coverage> = Vec::with_capacity(lists.len());
@@ -359,54 +437,10 @@ impl Funnel {
             Outcome::LabelPolicy => self.label_policy += 1,
             Outcome::Duplicate => self.dedup += 1,
             Outcome::Holdout => self.holdout += 1,
+            Outcome::LabelCap => self.label_cap += 1,
+            Outcome::Diversity => self.diversity += 1,
             Outcome::Budget => self.budget += 1,
             Outcome::Kept => self.kept += 1,
         }
     }
-}
-
-/// (error sample, 0-based rank) pairs in the order the merge takes them.
-fn selection_order(
-    lists: &[&[Neighbor]],
-    merge: Merge,
-    mean_distance: Option<&HashMap<RowId, f32>>,
-) -> Vec<(usize, usize)> {
-    let mut order: Vec<(usize, usize)> = Vec::new();
-    match merge {
-        Merge::RoundRobin => {
-            let depth = lists.iter().map(|l| l.len()).max().unwrap_or(0);
-            for rank in 0..depth {
-                for (error, list) in lists.iter().enumerate() {
-                    if rank < list.len() {
-                        order.push((error, rank));
-                    }
-                }
-            }
-        }
-        Merge::Mean if mean_distance.is_some() => {
-            let mean = mean_distance.expect("checked");
-            let score = |id: RowId| mean.get(&id).copied().unwrap_or(f32::INFINITY);
-            for (error, list) in lists.iter().enumerate() {
-                order.extend((0..list.len()).map(|rank| (error, rank)));
-            }
-            // Lowest mean first; ties by row id, then by error sample, so the order is total.
-            order.sort_by(|&(ea, ra), &(eb, rb)| {
-                let (a, b) = (lists[ea][ra].id, lists[eb][rb].id);
-                score(a)
-                    .total_cmp(&score(b))
-                    .then(a.cmp(&b))
-                    .then(ea.cmp(&eb))
-            });
-        }
-        Merge::Union | Merge::GlobalTop | Merge::Mean => {
-            for (error, list) in lists.iter().enumerate() {
-                order.extend((0..list.len()).map(|rank| (error, rank)));
-            }
-            // Nearest first; ties by row id, then by error sample, so the order is total.
-            order.sort_by(|&(ea, ra), &(eb, rb)| {
-                lists[ea][ra].rank_cmp(&lists[eb][rb]).then(ea.cmp(&eb))
-            });
-        }
-    }
-    order
 }

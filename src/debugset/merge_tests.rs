@@ -406,6 +406,8 @@ fn funnel_counts_each_row_under_the_first_rule_it_failed() {
             label_policy: 0,
             dedup: 0,
             holdout: 0,
+            label_cap: 0,
+            diversity: 0,
             budget: 1,
             kept: 1,
         }

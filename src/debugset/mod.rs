@@ -4,22 +4,30 @@
 //! error samples found each row at which rank and why the other candidates were left out.
 //! No I/O: the service layer runs the searches and fetches the items.
 
+mod evaluation;
 mod labels;
 mod merge;
 #[cfg(test)]
 mod merge_tests;
 mod modes;
+mod order;
 mod probe;
 mod rules;
+#[cfg(test)]
+mod selection_tests;
 mod summary;
 
+pub use evaluation::{
+    compare, rank_correlation, reach, score_items, view_items, Comparison, ItemScore, ItemView,
+    Point, Reach,
+};
 pub use labels::{judge, judge_estimate, ErrorLabel, LabelEstimates, LabelPolicy, LabelVerdict};
 pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding, Funnel};
 pub use modes::{find_modes, split_budget, Modes};
 pub use probe::{FitParams, LabelProbe, ProbeError, TrainingSet};
 pub use rules::{
-    Collision, Dedup, Gap, Holdout, ItemRef, LabelTrust, ModeSplit, NearestItem, Negatives, Rules,
-    Veto,
+    Collision, Dedup, Diversity, Gap, Holdout, ItemRef, LabelQuotas, LabelTrust, ModeSplit,
+    NearestItem, Negatives, Rules, Veto,
 };
 pub use summary::{quantiles, Quantiles};
 

@@ -2,7 +2,7 @@
 //! the label vote, negatives, the gap to a reference and the holdout, each with what it
 //! removed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::labels::{ErrorLabel, LabelEstimates, LabelPolicy};
 use crate::types::RowId;
@@ -117,6 +117,51 @@ pub struct ModeSplit<'a> {
     pub quota: Option<&'a [usize]>,
 }
 
+/// Per-label caps and targets on the labels the set hands to training (the suggested label
+/// where the policy replaced the weak one, else the weak label; unlabelled items count under
+/// the empty label).
+#[derive(Clone, Copy, Debug)]
+pub struct LabelQuotas<'a> {
+    /// The weak label of every candidate row (rows missing here count as unlabelled).
+    pub weak: &'a HashMap<RowId, Option<String>>,
+    /// Most items of any one label.
+    pub max_per_label: Option<usize>,
+    /// Most items of the named labels (these override `max_per_label`).
+    pub caps: &'a BTreeMap<String, usize>,
+    /// Part of the budget held for the named labels until each has this many items; what
+    /// a label could not fill goes to the others once every candidate was considered.
+    pub targets: &'a BTreeMap<String, usize>,
+}
+
+impl LabelQuotas<'_> {
+    /// Most items `label` may have.
+    pub fn cap_of(&self, label: &str) -> usize {
+        self.caps
+            .get(label)
+            .copied()
+            .or(self.max_per_label)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// Diversity by maximal marginal relevance: each next item maximises
+/// `lambda * -(ℓ2 to the failures) + (1 - lambda) * (ℓ2 to the nearest item already taken)`.
+#[derive(Clone, Copy)]
+pub struct Diversity<'a> {
+    /// Weight of nearness to the failures, in [0, 1]; 1 is the merge's own order.
+    pub lambda: f32,
+    /// Squared ℓ2 distance between two candidate rows.
+    pub distance: &'a dyn Fn(RowId, RowId) -> f32,
+}
+
+impl std::fmt::Debug for Diversity<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Diversity")
+            .field("lambda", &self.lambda)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The rules a merge applies beyond its parameters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rules<'a> {
@@ -135,4 +180,8 @@ pub struct Rules<'a> {
     /// Each candidate's mean squared distance to all error samples, for `Merge::Mean` (rows
     /// missing here rank last).
     pub mean_distance: Option<&'a HashMap<RowId, f32>>,
+    /// Per-label caps and targets, where the request names any.
+    pub label_quotas: Option<LabelQuotas<'a>>,
+    /// MMR diversity, where the request asks for it.
+    pub diversity: Option<Diversity<'a>>,
 }

@@ -22,7 +22,8 @@ use parking_lot::Mutex;
 pub use crate::limits::ServiceLimits;
 pub use debug_set::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
-    EstimateReport, ModeReport, ReferenceReport, VetoReport, DEFAULT_MAX_MODES, MAX_MODES,
+    EstimateReport, EvaluationPoint, EvaluationRequest, EvaluationResult, ModeReport,
+    ReferenceReport, VetoReport, DEFAULT_DRAWS, DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use error::ServiceError;
 pub use ingest::{content_hash_bytes, IngestItem, ItemContent, StreamIngest, StreamSummary};

@@ -130,7 +130,6 @@ type Answer = Vec<Vec<(u32, f32)>>;
 /// `plans`: how the copy picks its plans (`--exact-plans`).
 fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, String) {
     use dcd::config::ModelRuntimeArgs;
-    use dcd::debugset::{Merge, MergeParams};
     use dcd::service::{
         AllowedRoots, CreatePool, DebugSetRequest, QueryInput, SearchRequest, Service,
     };
@@ -199,34 +198,10 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
     for (exact, exact_rerank) in [(true, false), (false, true)] {
         let set = service
             .build_debug_set(&DebugSetRequest {
-                pool: "p".into(),
-                errors: queries.iter().cloned().map(Into::into).collect(),
-                errors_pool: None,
-                k: 10,
-                merge: MergeParams {
-                    merge: Merge::Union,
-                    budget: None,
-                    max_distance: None,
-                    keep_duplicates: false,
-                    min_support: 1,
-                },
-                labels: vec![],
-                exclude_keys: vec![],
                 exact,
                 exact_rerank,
                 ef: Some(200),
-                label_policy: None,
-                negatives: vec![],
-                negative_pool: None,
-                negative_margin: 1.0,
-                holdout: vec![],
-                holdout_pool: None,
-                holdout_radius: 0.0,
-                dedup_distance: None,
-                reference_pool: None,
-                min_gap_percentile: None,
-                max_distance_percentile: None,
-                max_modes: None,
+                ..DebugSetRequest::new("p", queries.iter().cloned().map(Into::into).collect(), 10)
             })
             .unwrap();
         if exact_rerank {

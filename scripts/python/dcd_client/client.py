@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -199,6 +200,8 @@ class DebugSet:
     reference: Optional[Dict[str, object]] = None
     # Failure modes: error_indices, budget (its share, where split), kept, funnel.
     modes: List[Dict[str, object]] = field(default_factory=list)
+    # label_targets not met: how many items each label is short.
+    label_shortfall: Dict[str, int] = field(default_factory=dict)
 
     @property
     def keys(self) -> List[str]:
@@ -206,6 +209,18 @@ class DebugSet:
 
 
 ErrorSample = Union[str, os.PathLike, bytes, np.ndarray, Key, Labelled]
+
+
+@dataclass
+class Evaluation:
+    """What `Client.evaluate` found: the curve's points (k, budget, items, score, win_rate,
+    label_win_rate, nearest and random_nearest medians, coverage shares per threshold)."""
+    folds: int  # 0: scored on held_out
+    scored: int
+    labelled: int
+    skipped: List[str]
+    thresholds: List[tuple]  # (share of the pool's nearest-neighbour distances, squared l2)
+    points: List[Dict[str, object]]
 
 
 def _wrap(err: grpc.RpcError) -> DcdError:
@@ -428,6 +443,10 @@ class Client:
                   min_gap_percentile: Optional[float] = None,
                   max_distance_percentile: Optional[float] = None,
                   max_modes: Optional[int] = None,
+                  mmr_lambda: Optional[float] = None,
+                  max_per_label: Optional[int] = None,
+                  label_caps: Optional[Dict[str, int]] = None,
+                  label_targets: Optional[Dict[str, int]] = None,
                   stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
@@ -449,32 +468,13 @@ class Client:
         `max_distance_percentile` (0 to 1): the distance cap as a percentile of the pool's own
         nearest-neighbour distances, instead of `max_distance`.
         `max_modes`: the error samples are grouped into at most that many failure modes
-        (default 8; 1: one mode); with a `budget`, each mode gets a share by weight."""
-        if merge not in _MERGES:
-            raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
-        if label_policy not in _LABEL_POLICIES:
-            raise ValueError(f"label_policy {label_policy!r}: use keep, drop, replace or None")
-        req = pb.BuildDebugSetRequest(
-            pool=pool, errors=_error_samples(errors), errors_pool=errors_pool, k=k,
-            merge=_MERGES[merge], labels=list(labels), exclude_keys=list(exclude),
-            exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates,
-            min_support=min_support, label_policy=_LABEL_POLICIES[label_policy],
-            negatives=_queries(negatives), negative_pool=negative_pool,
-            negative_margin=negative_margin, holdout=_queries(holdout),
-            holdout_pool=holdout_pool, holdout_radius=holdout_radius,
-            reference_pool=reference_pool)
-        if max_modes is not None:
-            req.max_modes = max_modes
-        if max_distance_percentile is not None:
-            req.max_distance_percentile = max_distance_percentile
-        if min_gap_percentile is not None:
-            req.min_gap_percentile = min_gap_percentile
-        if budget is not None:
-            req.budget = budget
-        if dedup_distance is not None:
-            req.dedup_distance = dedup_distance
-        if max_distance is not None:
-            req.max_distance = max_distance
+        (default 8; 1: one mode); with a `budget`, each mode gets a share by weight.
+        `mmr_lambda` (0 to 1): diversity by maximal marginal relevance, the weight of nearness
+        to the failures against distance from the items already taken (1: none).
+        `max_per_label` / `label_caps` ({label: n}): most items of any / of that label handed
+        to training; `label_targets` ({label: n}): part of the `budget` held for that label
+        until it has n items (the set's `label_shortfall` says which fell short)."""
+        req = _debug_set_request(**{n: v for n, v in locals().items() if n not in ("self", "stream")})
         if stream:
             items, summary = [], None
             try:
@@ -516,8 +516,79 @@ class Client:
                     "budget": m.budget if m.HasField("budget") else None, "kept": m.kept,
                     "funnel": {f.name: getattr(m.funnel, f.name) for f in pb.Funnel.DESCRIPTOR.fields}}
                    for m in summary.modes],
+            label_shortfall=dict(summary.label_shortfall),
         )
 
+
+
+    def evaluate(self, pool: str, errors: Iterable[ErrorSample], held_out: Iterable[ErrorSample] = (),
+                 folds: Optional[int] = None, ks: Sequence[int] = (), budgets: Sequence[int] = (),
+                 draws: Optional[int] = None, seed: int = 0, **recipe) -> "Evaluation":
+        """Scores a debug-set recipe without a model: sets built from part of the failures
+        are measured on the rest (`folds` of `errors`, default 5, or `held_out`) against random
+        sets of the same size, at every k of `ks` and budget of `budgets` (default: the
+        recipe's). `recipe`: any keyword of `debug_set`. Each point's `score` is the share of
+        held-out failures the set brings an item of their true label nearer to than a random
+        set does (0.5: random); `win_rate` counts any item."""
+        req = pb.EvaluateDebugSetRequest(
+            set=_debug_set_request(**{**_RECIPE_DEFAULTS, **recipe, "pool": pool, "errors": errors}),
+            held_out=_error_samples(held_out), folds=folds or 0, ks=list(ks),
+            budgets=list(budgets), random_draws=draws or 0, seed=seed)
+        r = self._call(self._stub.EvaluateDebugSet, req)
+        return Evaluation(
+            folds=r.folds, scored=r.scored, labelled=r.labelled, skipped=list(r.skipped),
+            thresholds=[(t.percentile, t.distance) for t in r.thresholds],
+            points=[{"k": p.k, "budget": p.budget if p.HasField("budget") else None,
+                     "items": p.items, "score": p.score, "win_rate": p.win_rate,
+                     "label_win_rate": p.label_win_rate if p.HasField("label_win_rate") else None,
+                     "nearest": p.nearest, "random_nearest": p.random_nearest,
+                     "covered": list(p.covered), "random_covered": list(p.random_covered),
+                     "label_covered": list(p.label_covered),
+                     "random_label_covered": list(p.random_label_covered),
+                     "useful": p.useful, "random_useful": p.random_useful, "near": p.near,
+                     "agree": p.agree if p.HasField("agree") else None,
+                     "random_agree": p.random_agree if p.HasField("random_agree") else None}
+                    for p in r.points])
+
+def _debug_set_request(pool, errors, k, merge, budget, max_distance, labels, exclude, exact,
+                       exact_rerank, ef, errors_pool, keep_duplicates, min_support, label_policy,
+                       negatives, negative_pool, negative_margin, holdout, holdout_pool,
+                       holdout_radius, dedup_distance, reference_pool, min_gap_percentile,
+                       max_distance_percentile, max_modes, mmr_lambda, max_per_label, label_caps,
+                       label_targets) -> pb.BuildDebugSetRequest:
+    """The wire request `Client.debug_set` documents."""
+    if merge not in _MERGES:
+        raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
+    if label_policy not in _LABEL_POLICIES:
+        raise ValueError(f"label_policy {label_policy!r}: use keep, drop, replace or None")
+    req = pb.BuildDebugSetRequest(
+        pool=pool, errors=_error_samples(errors), errors_pool=errors_pool, k=k,
+        merge=_MERGES[merge], labels=list(labels), exclude_keys=list(exclude),
+        exact_rerank=exact_rerank, exact=exact, ef=ef, keep_duplicates=keep_duplicates,
+        min_support=min_support, label_policy=_LABEL_POLICIES[label_policy],
+        negatives=_queries(negatives), negative_pool=negative_pool,
+        negative_margin=negative_margin, holdout=_queries(holdout),
+        holdout_pool=holdout_pool, holdout_radius=holdout_radius,
+        reference_pool=reference_pool)
+    if max_modes is not None:
+        req.max_modes = max_modes
+    if mmr_lambda is not None:
+        req.mmr_lambda = mmr_lambda
+    if max_per_label is not None:
+        req.max_per_label = max_per_label
+    req.label_caps.update(label_caps or {})
+    req.label_targets.update(label_targets or {})
+    if max_distance_percentile is not None:
+        req.max_distance_percentile = max_distance_percentile
+    if min_gap_percentile is not None:
+        req.min_gap_percentile = min_gap_percentile
+    if budget is not None:
+        req.budget = budget
+    if dedup_distance is not None:
+        req.dedup_distance = dedup_distance
+    if max_distance is not None:
+        req.max_distance = max_distance
+    return req
 
 def _reference(summary) -> Optional[Dict[str, object]]:
     """The summary's reference section as a dict, or None where no reference was named."""
@@ -532,3 +603,8 @@ def _reference(summary) -> Optional[Dict[str, object]]:
                                  "error_samples": e.error_samples,
                                  "train_accuracy": e.train_accuracy}
     return out
+
+
+# What `Client.evaluate` fills a recipe in with: `debug_set`'s own defaults.
+_RECIPE_DEFAULTS = {n: p.default for n, p in inspect.signature(Client.debug_set).parameters.items()
+                    if p.default is not inspect.Parameter.empty and n != "stream"}

@@ -122,6 +122,54 @@ def test_reference_pool(server):
         assert e.value.code == "INVALID_ARGUMENT"
 
 
+def test_label_caps_targets_and_diversity(server):
+    """Caps and targets shape the labels handed to training; diversity reaches past the
+    nearest clump; a target the pool cannot meet is reported short."""
+    rng = np.random.default_rng(2)
+    vectors, keys, labels, group = vector_pool(rng)
+    with Client(server.url) as dcd:
+        dcd.create_pool("vecs", dim=DIM)
+        dcd.ingest_vectors("vecs", vectors, keys, labels)
+        errors = group + rng.uniform(-1, 1, size=(6, DIM))
+        capped = dcd.debug_set("vecs", errors=[errors], k=40, max_per_label=5,
+                               label_caps={"car": 2})
+        assert capped.label_counts.get("car", 0) <= 2
+        assert all(n <= 5 for n in capped.label_counts.values())
+        assert capped.funnel["label_cap"] > 0
+        held = dcd.debug_set("vecs", errors=[errors], k=40, budget=12,
+                             label_targets={"dog": 4, "ghost": 2})
+        assert held.label_counts.get("dog", 0) >= 4
+        assert held.label_shortfall == {"ghost": 2}
+        plain = dcd.debug_set("vecs", errors=[errors], k=40, budget=12, max_modes=1)
+        spread = dcd.debug_set("vecs", errors=[errors], k=40, budget=12, max_modes=1,
+                               mmr_lambda=0.3)
+        assert len(spread.items) == 12
+        assert spread.funnel["diversity"] == len(set(plain.keys) - set(spread.keys))
+        with pytest.raises(DcdError) as e:
+            dcd.debug_set("vecs", errors=[errors], k=5, label_targets={"dog": 2})
+        assert e.value.code == "INVALID_ARGUMENT" and "budget" in str(e.value)
+
+
+def test_evaluate_a_recipe(server):
+    """The model-free evaluation: a curve over ks, labelled failures scored by label, and the
+    same recipe keywords as debug_set."""
+    rng = np.random.default_rng(3)
+    vectors, keys, labels, group = vector_pool(rng)
+    with Client(server.url) as dcd:
+        dcd.create_pool("vecs", dim=DIM)
+        dcd.ingest_vectors("vecs", vectors, keys, labels)
+        failures = [Labelled(v, "cat") for v in group + rng.uniform(-1, 1, size=(10, DIM))]
+        ev = dcd.evaluate("vecs", failures, ks=[5, 20], exact=True, label_policy="keep")
+        assert (ev.folds, ev.scored, ev.labelled) == (5, 10, 10)
+        assert [p["k"] for p in ev.points] == [5, 20]
+        assert all(p["win_rate"] > 0.8 and p["label_win_rate"] is not None for p in ev.points)
+        with pytest.raises(DcdError) as e:
+            dcd.evaluate("vecs", failures[:1])
+        assert e.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(TypeError):
+            dcd.evaluate("vecs", failures, no_such_rule=1)
+
+
 def stripes(rng, side=48):
     period = int(rng.integers(6, 12))
     a = rng.integers(0, 40, 3)

@@ -2,7 +2,7 @@
 //! field and says how to fix it.
 
 use super::DebugSetRequest;
-use crate::debugset::LabelPolicy;
+use crate::debugset::{LabelPolicy, Merge};
 use crate::error::Result;
 use crate::index::MAX_K;
 use crate::service::query::check_k;
@@ -73,6 +73,7 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
         .into());
     }
     let policy = check_rules(req)?;
+    check_selection(req)?;
     let depth = req.merge.search_depth(req.k);
     if depth > MAX_K {
         return Err(ServiceError::InvalidArgument {
@@ -178,4 +179,68 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
         // mnist-zigzag its gain over random (docs/debug-sets.md); it is reported instead.
         None => Ok(LabelPolicy::default_for(labelled)),
     }
+}
+
+/// Checks diversity and the per-label caps and targets.
+fn check_selection(req: &DebugSetRequest) -> Result<()> {
+    let invalid = |field: &'static str, reason: String| -> Result<()> {
+        Err(ServiceError::InvalidArgument { field, reason }.into())
+    };
+    if let Some(l) = req.mmr_lambda {
+        if !(0.0..=1.0).contains(&l) {
+            return invalid(
+                "mmr_lambda",
+                format!("{l} must be between 0 (spread only) and 1 (nearness only, no diversity)"),
+            );
+        }
+        if req.merge.merge == Merge::RoundRobin {
+            return invalid(
+                "mmr_lambda",
+                "round_robin fixes its own order (rank by rank); use union, global_top or mean with diversity".into(),
+            );
+        }
+    }
+    if req.max_per_label == Some(0) {
+        return invalid(
+            "max_per_label",
+            "0 would leave the set empty: give at least 1, or leave it out for no cap".into(),
+        );
+    }
+    for (field, counts) in [
+        ("label_caps", &req.label_caps),
+        ("label_targets", &req.label_targets),
+    ] {
+        if let Some((label, _)) = counts.iter().find(|(_, &n)| n == 0) {
+            return invalid(
+                field,
+                format!("{label:?} has 0: give at least 1, or leave the label out"),
+            );
+        }
+    }
+    if req.label_targets.is_empty() {
+        return Ok(());
+    }
+    let Some(budget) = req.merge.budget else {
+        return invalid(
+            "label_targets",
+            "targets hold part of a budget for some labels, and there is no budget: set one".into(),
+        );
+    };
+    let held: usize = req.label_targets.values().sum();
+    if held > budget {
+        return invalid(
+            "label_targets",
+            format!("the targets add up to {held} items, more than the budget of {budget}: lower them or raise the budget"),
+        );
+    }
+    for (label, &target) in &req.label_targets {
+        let cap = req.label_caps.get(label).copied().or(req.max_per_label);
+        if let Some(cap) = cap.filter(|&c| c < target) {
+            return invalid(
+                "label_targets",
+                format!("{label:?} has a target of {target} but a cap of {cap}: the target could never be met"),
+            );
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! negatives, the label vote, dedup, the holdout), and the set with its summary.
 
 mod checks;
+mod evaluation;
 mod nearest;
 mod reference;
 mod reports;
@@ -9,6 +10,7 @@ mod request;
 mod samples;
 mod scale;
 
+pub use evaluation::{EvaluationPoint, EvaluationRequest, EvaluationResult, DEFAULT_DRAWS};
 pub use reference::ReferenceCache;
 pub use request::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
@@ -23,8 +25,8 @@ use self::reports::items_by_row;
 use super::query::{check_same_space, label_filter, run_queries};
 use super::{PoolHandle, QueryInput, Service, ServiceError};
 use crate::debugset::{
-    self, Dedup, ErrorLabel, Gap, Holdout, LabelPolicy, LabelTrust, Merge, ModeSplit, Negatives,
-    Rules,
+    self, Dedup, Diversity, ErrorLabel, Gap, Holdout, LabelPolicy, LabelQuotas, LabelTrust, Merge,
+    ModeSplit, Negatives, Rules,
 };
 use crate::error::Result;
 use crate::index::manager::Engine;
@@ -138,9 +140,10 @@ impl Service {
             holdout_ready.as_ref(),
             None,
         )?;
-        // Near-duplicates and the mean merge are judged on the candidates' stored vectors,
-        // read once.
-        let vectors = if req.dedup_distance.is_some() || req.merge.merge == Merge::Mean {
+        let diverse = req.mmr_lambda.is_some_and(|l| l < 1.0);
+        // Near-duplicates, diversity and the mean merge are judged on the candidates' stored
+        // vectors, read once.
+        let vectors = if req.dedup_distance.is_some() || diverse || req.merge.merge == Merge::Mean {
             nearest::vectors_of(pool, &candidates)
         } else {
             HashMap::new()
@@ -151,8 +154,12 @@ impl Service {
             (Some(x), Some(y)) => crate::index::distance::l2_squared(x, y),
             _ => f32::INFINITY,
         };
-        // The vote needs the weak label of every candidate, not only of the rows kept.
-        let mut items = if judged {
+        let quotas = req.max_per_label.is_some()
+            || !req.label_caps.is_empty()
+            || !req.label_targets.is_empty();
+        // The vote and the label caps need the weak label of every candidate, not only of
+        // the rows kept.
+        let mut items = if judged || quotas {
             items_by_row(pool, &candidates)?
         } else {
             HashMap::new()
@@ -209,6 +216,16 @@ impl Service {
                 distance: &between,
             }),
             mean_distance: mean_distance.as_ref(),
+            label_quotas: quotas.then_some(LabelQuotas {
+                weak: &weak,
+                max_per_label: req.max_per_label,
+                caps: &req.label_caps,
+                targets: &req.label_targets,
+            }),
+            diversity: req.mmr_lambda.filter(|_| diverse).map(|lambda| Diversity {
+                lambda,
+                distance: &between,
+            }),
         };
         let assembled = debugset::assemble(&usable, &merge, &rules);
         let rows: Vec<RowId> = assembled.entries.iter().map(|e| e.row).collect();
@@ -253,6 +270,14 @@ impl Service {
                 .or_insert(0) += 1;
             out.push(item);
         }
+        let label_shortfall = req
+            .label_targets
+            .iter()
+            .filter_map(|(label, &target)| {
+                let have = label_counts.get(label).copied().unwrap_or(0) as usize;
+                (have < target).then(|| (label.clone(), target - have))
+            })
+            .collect();
         let best: Vec<f32> = out.iter().map(|i| i.best_distance).collect();
         let coverage = assembled
             .coverage
@@ -292,6 +317,7 @@ impl Service {
                 })
                 .collect(),
             mode_silhouette: modes.silhouette,
+            label_shortfall,
             distances: debugset::quantiles(&best),
             request,
             backbone: pool.record().backbone.clone(),

@@ -84,6 +84,56 @@ pub struct DebugSetRequest {
     /// Most failure modes the error samples are grouped into (None: `DEFAULT_MAX_MODES`;
     /// 1: one mode). With a budget, each mode gets a share by its samples' weights.
     pub max_modes: Option<usize>,
+    /// MMR diversity: the weight of nearness to the failures against spread, in [0, 1]
+    /// (None or 1: the merge's own order).
+    pub mmr_lambda: Option<f32>,
+    /// Most items of any one label handed to training.
+    pub max_per_label: Option<usize>,
+    /// Most items of the named labels (override `max_per_label`).
+    pub label_caps: BTreeMap<String, usize>,
+    /// Budget held for the named labels until each has this many items.
+    pub label_targets: BTreeMap<String, usize>,
+}
+
+impl DebugSetRequest {
+    /// The plain request: each error sample's `k` nearest in `pool`, merged by union, no
+    /// rule beyond the server's defaults.
+    pub fn new(pool: impl Into<String>, errors: Vec<ErrorSample>, k: usize) -> Self {
+        DebugSetRequest {
+            pool: pool.into(),
+            errors,
+            errors_pool: None,
+            k,
+            merge: MergeParams {
+                merge: Default::default(),
+                budget: None,
+                max_distance: None,
+                keep_duplicates: false,
+                min_support: 1,
+            },
+            labels: Vec::new(),
+            exclude_keys: Vec::new(),
+            exact: false,
+            exact_rerank: false,
+            ef: None,
+            label_policy: None,
+            negatives: Vec::new(),
+            negative_pool: None,
+            negative_margin: 1.0,
+            holdout: Vec::new(),
+            holdout_pool: None,
+            holdout_radius: 0.0,
+            dedup_distance: None,
+            reference_pool: None,
+            min_gap_percentile: None,
+            max_distance_percentile: None,
+            max_modes: None,
+            mmr_lambda: None,
+            max_per_label: None,
+            label_caps: BTreeMap::new(),
+            label_targets: BTreeMap::new(),
+        }
+    }
 }
 
 /// Modes the error samples may be grouped into when the request names no cap.
@@ -248,6 +298,8 @@ pub struct DebugSetResult {
     pub modes: Vec<ModeReport>,
     /// Mean silhouette of the modes (None: one mode).
     pub mode_silhouette: Option<f32>,
+    /// Label targets not met: how many items each is short.
+    pub label_shortfall: BTreeMap<String, usize>,
     /// Best distances of the items.
     pub distances: Option<Quantiles>,
     /// The request as applied (defaults filled in).

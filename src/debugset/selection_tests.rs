@@ -1,0 +1,161 @@
+//! Tests of what decides among candidates that passed every rule: per-label caps and
+//! targets, and diversity.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::merge::{assemble, Assembled, Funnel};
+use super::rules::{Diversity, LabelQuotas};
+use super::{Merge, MergeParams, Rules};
+use crate::types::{Neighbor, RowId};
+
+fn one_list(ids: &[RowId]) -> Vec<Vec<Neighbor>> {
+    vec![ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| Neighbor {
+            id,
+            distance: 0.1 * (i + 1) as f32,
+        })
+        .collect()]
+}
+
+fn params(budget: Option<usize>) -> MergeParams {
+    MergeParams {
+        merge: Merge::Union,
+        budget,
+        max_distance: None,
+        keep_duplicates: false,
+        min_support: 1,
+    }
+}
+
+fn weak_labels(labels: &[(RowId, &str)]) -> HashMap<RowId, Option<String>> {
+    labels
+        .iter()
+        .map(|&(row, l)| (row, Some(l.to_owned())))
+        .collect()
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|&(l, n)| (l.to_owned(), n)).collect()
+}
+
+fn rows(a: &Assembled) -> Vec<RowId> {
+    a.entries.iter().map(|e| e.row).collect()
+}
+
+#[test]
+fn label_caps_stop_a_label_at_its_cap_and_count_what_they_removed() {
+    let lists = one_list(&[1, 2, 3, 4, 5, 6]);
+    let weak = weak_labels(&[(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "b"), (6, "c")]);
+    let caps = counts(&[("b", 1)]);
+    let none = BTreeMap::new();
+    let rules = Rules {
+        label_quotas: Some(LabelQuotas {
+            weak: &weak,
+            max_per_label: Some(2),
+            caps: &caps,
+            targets: &none,
+        }),
+        ..Default::default()
+    };
+    let a = assemble(&lists, &params(None), &rules);
+    assert_eq!(rows(&a), vec![1, 2, 4, 6]);
+    assert_eq!(
+        a.funnel,
+        Funnel {
+            candidates: 6,
+            label_cap: 2,
+            kept: 4,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn label_targets_hold_budget_for_a_label_and_release_what_it_cannot_fill() {
+    let lists = one_list(&[1, 2, 3, 4, 5]);
+    let weak = weak_labels(&[(1, "a"), (2, "a"), (3, "a"), (4, "a"), (5, "b")]);
+    let none = BTreeMap::new();
+    let run = |targets: &BTreeMap<String, usize>| {
+        let rules = Rules {
+            label_quotas: Some(LabelQuotas {
+                weak: &weak,
+                max_per_label: None,
+                caps: &none,
+                targets,
+            }),
+            ..Default::default()
+        };
+        assemble(&lists, &params(Some(3)), &rules)
+    };
+    assert_eq!(rows(&run(&none)), vec![1, 2, 3]);
+    // One slot is held for "b", so its one row beats the nearer "a" rows.
+    assert_eq!(rows(&run(&counts(&[("b", 1)]))), vec![1, 2, 5]);
+    // Two slots held for "b", which has one row: the other slot goes back to "a" at the end.
+    let a = run(&counts(&[("b", 2)]));
+    assert_eq!(rows(&a), vec![1, 5, 2]);
+    assert_eq!(a.funnel.budget, 2);
+    assert_eq!(a.funnel.kept, 3);
+}
+
+/// Rows on a line: 1, 2, 3 in a tight clump nearest the failure, 4 a little farther off
+/// but far from the clump.
+fn line() -> (Vec<Vec<Neighbor>>, impl Fn(RowId, RowId) -> f32) {
+    let x = |r: RowId| match r {
+        1 => 0.0f32,
+        2 => 0.01,
+        3 => 0.02,
+        _ => 1.0,
+    };
+    let lists = vec![vec![
+        Neighbor {
+            id: 1,
+            distance: 0.01,
+        },
+        Neighbor {
+            id: 2,
+            distance: 0.11,
+        },
+        Neighbor {
+            id: 3,
+            distance: 0.12,
+        },
+        Neighbor {
+            id: 4,
+            distance: 0.5,
+        },
+    ]];
+    (lists, move |a, b| (x(a) - x(b)).powi(2))
+}
+
+#[test]
+fn diversity_takes_a_farther_item_over_a_near_copy() {
+    let (lists, distance) = line();
+    let with = |lambda: f32| Rules {
+        diversity: Some(Diversity {
+            lambda,
+            distance: &distance,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        rows(&assemble(&lists, &params(Some(2)), &Rules::default())),
+        vec![1, 2]
+    );
+    // λ = 1 is nearness alone: the merge's own order.
+    assert_eq!(
+        rows(&assemble(&lists, &params(Some(2)), &with(1.0))),
+        vec![1, 2]
+    );
+    let a = assemble(&lists, &params(Some(2)), &with(0.5));
+    assert_eq!(rows(&a), vec![1, 4]);
+    assert_eq!(
+        a.funnel.diversity, 1,
+        "row 2 made the budget by nearness alone"
+    );
+    assert_eq!(a.funnel.budget, 1);
+    // Without a budget the same rows come back, in the order diversity took them.
+    let all = assemble(&lists, &params(None), &with(0.5));
+    assert_eq!(rows(&all), vec![1, 4, 2, 3]);
+}
