@@ -6,6 +6,7 @@ use super::labels::{judge, judge_estimate, LabelVerdict};
 use super::order::Picker;
 use super::rules::{Collision, Rules, Veto};
 use super::MergeParams;
+use crate::index::distance::l2_squared;
 use crate::types::{Neighbor, RowId};
 
 /// One error sample finding a row.
@@ -156,7 +157,8 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     let mut entries = Vec::new();
     let mut vetoes = Vec::new();
     let mut collisions = Vec::new();
-    let mut kept_rows: Vec<RowId> = Vec::new();
+    // Vectors of the rows kept, for near-duplicates: looked up once, not once per pair.
+    let mut kept_vectors: Vec<&[f32]> = Vec::new();
     let mode_count = rules.modes.map_or(1, |m| m.count.max(1));
     let mode_of = |row: RowId| -> usize {
         let Some(m) = rules.modes else { return 0 };
@@ -256,7 +258,9 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         if let Some(d) = &rules.dedup {
             // A row already in the set (listed again for another finder) is no duplicate
             // of itself; the merge's order puts the nearest first, so the nearest is kept.
-            if !already_kept && kept_rows.iter().any(|&k| (d.distance)(k, n.id) <= d.radius) {
+            let near_kept =
+                |v: &Vec<f32>| kept_vectors.iter().any(|k| l2_squared(k, v) <= d.radius);
+            if !already_kept && d.vectors.get(&n.id).is_some_and(near_kept) {
                 outcome.insert(n.id, Outcome::Duplicate);
                 continue;
             }
@@ -318,7 +322,9 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             continue;
         }
         if outcome.insert(n.id, Outcome::Kept) != Some(Outcome::Kept) {
-            kept_rows.push(n.id);
+            if let Some(v) = rules.dedup.and_then(|d| d.vectors.get(&n.id)) {
+                kept_vectors.push(v);
+            }
             picker.taken(n.id);
         }
         let found_by = if params.keep_duplicates {

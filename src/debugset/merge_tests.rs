@@ -333,19 +333,13 @@ fn dedup_keeps_the_nearest_of_near_duplicates() {
     // Rows 1 and 2 are 0.1 apart, 3 is far from both; row 2 is found first by sample 1
     // but row 1 is nearer to its error sample.
     let lists = vec![vec![n(1, 0.5), n(3, 0.9)], vec![n(2, 0.7)]];
-    let at = |r: RowId| match r {
-        1 => 0.0,
-        2 => 0.1,
-        _ => 10.0,
-    };
-    let between = |a: RowId, b: RowId| {
-        let d: f32 = at(a) - at(b);
-        d * d
-    };
+    let vectors: HashMap<RowId, Vec<f32>> = [(1, vec![0.0]), (2, vec![0.1]), (3, vec![10.0])]
+        .into_iter()
+        .collect();
     let rules = |radius| Rules {
         dedup: Some(Dedup {
             radius,
-            distance: &between,
+            vectors: &vectors,
         }),
         ..Default::default()
     };

@@ -3,35 +3,69 @@
 //! (MMR), which trades nearness to the failures against distance from the items already
 //! taken, so a budget is not spent on one tight clump of near-copies.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
 
 use super::rules::Diversity;
 use super::Merge;
+use crate::index::distance::l2_squared;
 use crate::types::{Neighbor, RowId};
 
 /// Hands out (error sample, 0-based rank) positions in the order the merge takes them.
 pub(super) struct Picker<'a> {
     /// The merge's own order.
     order: Vec<(usize, usize)>,
-    /// Next position of `order` (fixed order only).
+    /// Next position of `order` (fixed order, and MMR until something is taken).
     cursor: usize,
     mmr: Option<Mmr<'a>>,
 }
 
-/// MMR state: each position's relevance, and each row's distance to the items taken.
+/// MMR, picked lazily: a position's score only falls as items are taken (its distance to
+/// the nearest taken item can only shrink), so a score computed earlier bounds it from
+/// above. The heap holds those bounds; the top is brought up to date against the items taken
+/// since, and handed out when it still beats the next bound. Most candidates are never
+/// brought up to date against most items, where the plain loop measured every pair.
 struct Mmr<'a> {
     lambda: f32,
-    distance: &'a dyn Fn(RowId, RowId) -> f32,
-    /// Row and relevance (ℓ2 to the failures: smaller is more relevant) of each position
-    /// of the merge's order.
-    rows: Vec<RowId>,
+    /// Relevance (ℓ2 to the failures: smaller is more relevant) and distinct-row index of
+    /// each position of the merge's order.
     relevance: Vec<f32>,
+    row_of: Vec<usize>,
+    /// Per distinct row: its vector, its ℓ2 to the nearest item taken among the first
+    /// `folded` taken, and that count.
+    vectors: Vec<Option<&'a [f32]>>,
+    spread: Vec<f32>,
+    folded: Vec<usize>,
+    /// Distinct-row index of each candidate row.
+    index: HashMap<RowId, usize>,
+    /// Vectors of the items taken, in order.
+    taken: Vec<Option<&'a [f32]>>,
     handed: Vec<bool>,
-    /// ℓ2 distance of each candidate row to the nearest row taken so far.
-    spread: HashMap<RowId, f32>,
-    /// Rows taken since the spreads were last brought up to date.
-    pending: Vec<RowId>,
-    taken_any: bool,
+    bounds: BinaryHeap<Bound>,
+}
+
+/// An upper bound on a position's score; the heap's top is the highest, ties to the earlier
+/// position of the merge's order.
+#[derive(Clone, Copy, PartialEq)]
+struct Bound {
+    score: f32,
+    position: usize,
+}
+
+impl Eq for Bound {}
+
+impl Ord for Bound {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(other.position.cmp(&self.position))
+    }
+}
+
+impl PartialOrd for Bound {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl<'a> Picker<'a> {
@@ -46,28 +80,35 @@ impl<'a> Picker<'a> {
     ) -> Self {
         let order = selection_order(lists, merge, mean_distance);
         let mmr = diversity.map(|d| {
-            let rows: Vec<RowId> = order.iter().map(|&(e, r)| lists[e][r].id).collect();
-            let relevance = order
-                .iter()
-                .map(|&(e, r)| {
-                    let n = lists[e][r];
-                    let squared = match (merge, mean_distance) {
-                        (Merge::Mean, Some(m)) => m.get(&n.id).copied().unwrap_or(f32::INFINITY),
-                        _ => n.distance,
-                    };
-                    squared.max(0.0).sqrt()
-                })
-                .collect();
-            let spread = rows.iter().map(|&r| (r, f32::INFINITY)).collect();
+            let mut index: HashMap<RowId, usize> = HashMap::new();
+            let mut vectors = Vec::new();
+            let mut row_of = Vec::with_capacity(order.len());
+            let mut relevance = Vec::with_capacity(order.len());
+            for &(e, r) in &order {
+                let n = lists[e][r];
+                let next = index.len();
+                let u = *index.entry(n.id).or_insert(next);
+                if u == vectors.len() {
+                    vectors.push(d.vectors.get(&n.id).map(Vec::as_slice));
+                }
+                row_of.push(u);
+                let squared = match (merge, mean_distance) {
+                    (Merge::Mean, Some(m)) => m.get(&n.id).copied().unwrap_or(f32::INFINITY),
+                    _ => n.distance,
+                };
+                relevance.push(squared.max(0.0).sqrt());
+            }
             Mmr {
                 lambda: d.lambda,
-                distance: d.distance,
-                handed: vec![false; rows.len()],
-                rows,
+                handed: vec![false; order.len()],
+                spread: vec![f32::INFINITY; vectors.len()],
+                folded: vec![0; vectors.len()],
+                vectors,
                 relevance,
-                spread,
-                pending: Vec::new(),
-                taken_any: false,
+                row_of,
+                index,
+                taken: Vec::new(),
+                bounds: BinaryHeap::new(),
             }
         });
         Picker {
@@ -85,61 +126,75 @@ impl<'a> Picker<'a> {
     /// Tells the picker `row` joined the set.
     pub(super) fn taken(&mut self, row: RowId) {
         if let Some(m) = &mut self.mmr {
-            m.pending.push(row);
-            m.taken_any = true;
+            let vector = m.index.get(&row).and_then(|&u| m.vectors[u]);
+            m.taken.push(vector);
         }
     }
 
     /// The next position to consider, or None when every position was handed out.
     pub(super) fn next_position(&mut self) -> Option<(usize, usize)> {
-        let Some(m) = &mut self.mmr else {
-            let next = self.order.get(self.cursor).copied();
-            self.cursor += 1;
-            return next;
+        let pick = match &mut self.mmr {
+            // Nothing taken yet: every row is infinitely far from the set, so relevance
+            // decides, as in the merge's own order.
+            Some(m) if !m.taken.is_empty() => m.best()?,
+            Some(m) => {
+                let i = (self.cursor..self.order.len()).find(|&i| !m.handed[i])?;
+                m.handed[i] = true;
+                self.cursor = i + 1;
+                i
+            }
+            None => {
+                self.cursor += 1;
+                self.cursor - 1
+            }
         };
-        let pick = if m.taken_any {
-            m.update_spread();
-            m.best()
-        } else {
-            // Nothing taken yet: every row is infinitely far from the set, so relevance decides.
-            m.handed.iter().position(|h| !h)
-        }?;
-        m.handed[pick] = true;
-        Some(self.order[pick])
+        self.order.get(pick).copied()
     }
 }
 
 impl Mmr<'_> {
-    fn update_spread(&mut self) {
-        if self.pending.is_empty() {
-            return;
+    /// The position's score with its row's spread brought up to date.
+    fn score(&mut self, position: usize) -> f32 {
+        let u = self.row_of[position];
+        if self.folded[u] < self.taken.len() {
+            if let Some(v) = self.vectors[u] {
+                for t in self.taken[self.folded[u]..].iter().flatten() {
+                    let d = l2_squared(t, v).max(0.0).sqrt();
+                    self.spread[u] = self.spread[u].min(d);
+                }
+            }
+            self.folded[u] = self.taken.len();
         }
-        let pending = std::mem::take(&mut self.pending);
-        for (row, spread) in self.spread.iter_mut() {
-            for &taken in &pending {
-                let d = (self.distance)(taken, *row).max(0.0).sqrt();
-                if d < *spread {
-                    *spread = d;
+        (1.0 - self.lambda) * self.spread[u] - self.lambda * self.relevance[position]
+    }
+
+    /// The position not yet handed out with the highest MMR score.
+    fn best(&mut self) -> Option<usize> {
+        if self.bounds.is_empty() {
+            // First call after the first item was taken: every position's score, once.
+            for p in 0..self.handed.len() {
+                if !self.handed[p] {
+                    let score = self.score(p);
+                    self.bounds.push(Bound { score, position: p });
                 }
             }
         }
-    }
-
-    /// The position not yet handed out with the highest MMR score; ties go to the earlier
-    /// position of the merge's order.
-    fn best(&self) -> Option<usize> {
-        let mut best: Option<(usize, f32)> = None;
-        for (i, &handed) in self.handed.iter().enumerate() {
-            if handed {
+        while let Some(top) = self.bounds.pop() {
+            if self.handed[top.position] {
                 continue;
             }
-            let spread = self.spread[&self.rows[i]];
-            let score = (1.0 - self.lambda) * spread - self.lambda * self.relevance[i];
-            if best.is_none_or(|(_, s)| score > s) {
-                best = Some((i, score));
+            let score = self.score(top.position);
+            let current = Bound {
+                score,
+                position: top.position,
+            };
+            if self.bounds.peek().is_none_or(|next| current >= *next) {
+                self.handed[top.position] = true;
+                return Some(top.position);
             }
+            self.bounds.push(current);
         }
-        best.map(|(i, _)| i)
+        None
     }
 }
 

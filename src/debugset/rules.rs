@@ -90,20 +90,12 @@ pub struct Veto {
 }
 
 /// Near-duplicate removal: no two rows of the set within `radius` of each other.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Dedup<'a> {
     /// Squared ℓ2 distance at or under which two rows are near-duplicates.
     pub radius: f32,
-    /// Squared ℓ2 distance between two candidate rows.
-    pub distance: &'a dyn Fn(RowId, RowId) -> f32,
-}
-
-impl std::fmt::Debug for Dedup<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dedup")
-            .field("radius", &self.radius)
-            .finish_non_exhaustive()
-    }
+    /// The candidates' vectors (a row missing here is nobody's duplicate).
+    pub vectors: &'a HashMap<RowId, Vec<f32>>,
 }
 
 /// The error samples' failure modes, and each mode's share of the budget.
@@ -146,20 +138,12 @@ impl LabelQuotas<'_> {
 
 /// Diversity by maximal marginal relevance: each next item maximises
 /// `lambda * -(ℓ2 to the failures) + (1 - lambda) * (ℓ2 to the nearest item already taken)`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Diversity<'a> {
     /// Weight of nearness to the failures, in [0, 1]; 1 is the merge's own order.
     pub lambda: f32,
-    /// Squared ℓ2 distance between two candidate rows.
-    pub distance: &'a dyn Fn(RowId, RowId) -> f32,
-}
-
-impl std::fmt::Debug for Diversity<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Diversity")
-            .field("lambda", &self.lambda)
-            .finish_non_exhaustive()
-    }
+    /// The candidates' vectors (a row missing here is infinitely far from every other).
+    pub vectors: &'a HashMap<RowId, Vec<f32>>,
 }
 
 /// The rules a merge applies beyond its parameters.

@@ -101,13 +101,11 @@ fn label_targets_hold_budget_for_a_label_and_release_what_it_cannot_fill() {
 
 /// Rows on a line: 1, 2, 3 in a tight clump nearest the failure, 4 a little farther off
 /// but far from the clump.
-fn line() -> (Vec<Vec<Neighbor>>, impl Fn(RowId, RowId) -> f32) {
-    let x = |r: RowId| match r {
-        1 => 0.0f32,
-        2 => 0.01,
-        3 => 0.02,
-        _ => 1.0,
-    };
+fn line() -> (Vec<Vec<Neighbor>>, HashMap<RowId, Vec<f32>>) {
+    let vectors = [(1, 0.0f32), (2, 0.01), (3, 0.02), (4, 1.0)]
+        .into_iter()
+        .map(|(r, x)| (r, vec![x]))
+        .collect();
     let lists = vec![vec![
         Neighbor {
             id: 1,
@@ -126,16 +124,16 @@ fn line() -> (Vec<Vec<Neighbor>>, impl Fn(RowId, RowId) -> f32) {
             distance: 0.5,
         },
     ]];
-    (lists, move |a, b| (x(a) - x(b)).powi(2))
+    (lists, vectors)
 }
 
 #[test]
 fn diversity_takes_a_farther_item_over_a_near_copy() {
-    let (lists, distance) = line();
+    let (lists, vectors) = line();
     let with = |lambda: f32| Rules {
         diversity: Some(Diversity {
             lambda,
-            distance: &distance,
+            vectors: &vectors,
         }),
         ..Default::default()
     };
@@ -158,4 +156,83 @@ fn diversity_takes_a_farther_item_over_a_near_copy() {
     // Without a budget the same rows come back, in the order diversity took them.
     let all = assemble(&lists, &params(None), &with(0.5));
     assert_eq!(rows(&all), vec![1, 4, 2, 3]);
+}
+
+#[test]
+fn lazy_diversity_picks_what_scoring_every_candidate_each_time_picks() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let points: HashMap<RowId, Vec<f32>> = (0..60)
+        .map(|r| {
+            (
+                r,
+                vec![rng.gen_range(-1.0..1.0f32), rng.gen_range(-1.0..1.0f32)],
+            )
+        })
+        .collect();
+    let failures = [[0.0f32, 0.0], [0.5, 0.5], [-0.6, 0.2]];
+    let lists: Vec<Vec<Neighbor>> = failures
+        .iter()
+        .map(|f| {
+            let mut l: Vec<Neighbor> = points
+                .iter()
+                .map(|(&id, v)| Neighbor {
+                    id,
+                    distance: (v[0] - f[0]).powi(2) + (v[1] - f[1]).powi(2),
+                })
+                .collect();
+            l.sort_by(|a, b| a.rank_cmp(b));
+            l.truncate(25);
+            l
+        })
+        .collect();
+    for lambda in [0.2f32, 0.5, 0.8] {
+        let rules = Rules {
+            diversity: Some(Diversity {
+                lambda,
+                vectors: &points,
+            }),
+            ..Default::default()
+        };
+        let got = rows(&assemble(&lists, &params(None), &rules));
+        // Every position scored afresh at every step.
+        let mut order: Vec<(usize, usize)> = (0..lists.len())
+            .flat_map(|e| (0..lists[e].len()).map(move |r| (e, r)))
+            .collect();
+        order.sort_by(|&(ea, ra), &(eb, rb)| {
+            lists[ea][ra].rank_cmp(&lists[eb][rb]).then(ea.cmp(&eb))
+        });
+        let mut handed = vec![false; order.len()];
+        let mut taken: Vec<RowId> = Vec::new();
+        while let Some(pick) = (0..order.len())
+            .filter(|&i| !handed[i])
+            .map(|i| {
+                let n = lists[order[i].0][order[i].1];
+                let spread = taken
+                    .iter()
+                    .map(|t| {
+                        let (a, b) = (&points[t], &points[&n.id]);
+                        ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+                    })
+                    .fold(f32::INFINITY, f32::min);
+                let score = if taken.is_empty() {
+                    -(i as f32)
+                } else {
+                    (1.0 - lambda) * spread - lambda * n.distance.sqrt()
+                };
+                (i, score)
+            })
+            .fold(None, |best: Option<(usize, f32)>, (i, s)| match best {
+                Some((_, b)) if b >= s => best,
+                _ => Some((i, s)),
+            })
+        {
+            handed[pick.0] = true;
+            let row = lists[order[pick.0].0][order[pick.0].1].id;
+            if !taken.contains(&row) {
+                taken.push(row);
+            }
+        }
+        assert_eq!(got, taken, "lambda {lambda}");
+    }
 }

@@ -150,10 +150,6 @@ impl Service {
         };
         let mean_distance =
             (req.merge.merge == Merge::Mean).then(|| nearest::mean_distances(&vectors, &resolved));
-        let between = |a: RowId, b: RowId| match (vectors.get(&a), vectors.get(&b)) {
-            (Some(x), Some(y)) => crate::index::distance::l2_squared(x, y),
-            _ => f32::INFINITY,
-        };
         let quotas = req.max_per_label.is_some()
             || !req.label_caps.is_empty()
             || !req.label_targets.is_empty();
@@ -213,7 +209,7 @@ impl Service {
             }),
             dedup: req.dedup_distance.map(|radius| Dedup {
                 radius,
-                distance: &between,
+                vectors: &vectors,
             }),
             mean_distance: mean_distance.as_ref(),
             label_quotas: quotas.then_some(LabelQuotas {
@@ -224,7 +220,7 @@ impl Service {
             }),
             diversity: req.mmr_lambda.filter(|_| diverse).map(|lambda| Diversity {
                 lambda,
-                distance: &between,
+                vectors: &vectors,
             }),
         };
         let assembled = debugset::assemble(&usable, &merge, &rules);
