@@ -102,6 +102,32 @@ async fn a_set_of_the_failures_label_scores_above_random_and_one_without_it_does
         assert!(p.nearest < p.random_nearest, "{p:?}");
         assert_eq!(p.covered.len(), good.thresholds.len());
     }
+    // Built blind to the failures' labels (the vote off), scored with them: the "dog" items
+    // stay in the set, and the score sees it.
+    let evaluate = |build_without_labels: bool| {
+        let mut client = client.clone();
+        let failures = failures.clone();
+        async move {
+            client
+                .evaluate_debug_set(pb::EvaluateDebugSetRequest {
+                    set: Some(recipe(failures)),
+                    build_without_labels,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .points
+                .remove(0)
+        }
+    };
+    let (voted, blind) = (evaluate(false).await, evaluate(true).await);
+    assert!(blind.label_win_rate.is_some());
+    assert!(
+        blind.agree.unwrap() < voted.agree.unwrap(),
+        "{blind:?} {voted:?}"
+    );
+    assert!(blind.useful < voted.useful, "{blind:?} {voted:?}");
     // Only "dog" items: near the failures, but never with their label.
     let wrong = client
         .evaluate_debug_set(pb::EvaluateDebugSetRequest {

@@ -29,6 +29,7 @@ pub fn evaluation_request(r: &pb::EvaluateDebugSetRequest) -> Result<EvaluationR
         budgets: r.budgets.iter().map(|&b| b as usize).collect(),
         draws: Some(r.random_draws as usize).filter(|&d| d > 0),
         seed: r.seed,
+        build_without_labels: r.build_without_labels,
     })
 }
 
@@ -42,6 +43,7 @@ pub fn wire_evaluation_request(r: &EvaluationRequest) -> pb::EvaluateDebugSetReq
         budgets: r.budgets.iter().map(|&b| b as u32).collect(),
         random_draws: r.draws.unwrap_or(0) as u32,
         seed: r.seed,
+        build_without_labels: r.build_without_labels,
     }
 }
 

@@ -77,9 +77,13 @@ pub(super) fn error_samples(
     Ok((queries, names))
 }
 
-/// The request `args` describe, and a name for each error sample (its path, or file#row).
-pub(super) fn request_of(args: &DebugSetArgs) -> Result<(DebugSetRequest, Vec<String>)> {
-    let (errors, names) = error_samples(&args.errors, args.errors_unlabelled)?;
+/// The request `args` describe, and a name for each error sample (its path, or file#row);
+/// with `unlabelled`, folder names give no labels.
+pub(super) fn request_of(
+    args: &DebugSetArgs,
+    unlabelled: bool,
+) -> Result<(DebugSetRequest, Vec<String>)> {
+    let (errors, names) = error_samples(&args.errors, unlabelled)?;
     let negatives: Vec<QueryInput> = match &args.negatives {
         Some(paths) => error_samples(paths, true)?
             .0
@@ -155,7 +159,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
             )))
         }
     };
-    let (req, names) = request_of(&args)?;
+    let (req, names) = request_of(&args, args.errors_unlabelled)?;
     let error_labels: std::collections::BTreeSet<String> = req
         .errors
         .iter()

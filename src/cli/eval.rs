@@ -16,7 +16,10 @@ pub(super) fn run(data_dir: &Path, args: EvalArgs) -> Result<()> {
             args.set.out.display()
         )));
     }
-    let (recipe, _) = super::debug_set::request_of(&args.set)?;
+    // The failures' labels always score the sets; --errors-unlabelled only keeps them out of
+    // the building, so recipes with and without labels are scored on the same terms.
+    let unlabelled = args.set.errors_unlabelled;
+    let (recipe, _) = super::debug_set::request_of(&args.set, false)?;
     let held_out = match &args.held_out {
         // The held-out failures are the yardstick, not part of the recipe: their labels stay.
         Some(paths) => super::debug_set::error_samples(paths, false)?.0,
@@ -30,6 +33,7 @@ pub(super) fn run(data_dir: &Path, args: EvalArgs) -> Result<()> {
         budgets: args.budgets.clone(),
         draws: args.draws,
         seed: args.seed,
+        build_without_labels: unlabelled,
     };
     let started = std::time::Instant::now();
     let result = match &args.set.target.server {

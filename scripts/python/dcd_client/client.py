@@ -523,17 +523,20 @@ class Client:
 
     def evaluate(self, pool: str, errors: Iterable[ErrorSample], held_out: Iterable[ErrorSample] = (),
                  folds: Optional[int] = None, ks: Sequence[int] = (), budgets: Sequence[int] = (),
-                 draws: Optional[int] = None, seed: int = 0, **recipe) -> "Evaluation":
+                 draws: Optional[int] = None, seed: int = 0, build_without_labels: bool = False,
+                 **recipe) -> "Evaluation":
         """Scores a debug-set recipe without a model: sets built from part of the failures
         are measured on the rest (`folds` of `errors`, default 5, or `held_out`) against random
         sets of the same size, at every k of `ks` and budget of `budgets` (default: the
-        recipe's). `recipe`: any keyword of `debug_set`. Each point's `score` is the share of
+        recipe's). `recipe`: any keyword of `debug_set`; `build_without_labels` builds the
+        sets as if the failures were unlabelled but still scores with their labels. Each point's `score` is the share of
         held-out failures the set brings an item of their true label nearer to than a random
         set does (0.5: random); `win_rate` counts any item."""
         req = pb.EvaluateDebugSetRequest(
             set=_debug_set_request(**{**_RECIPE_DEFAULTS, **recipe, "pool": pool, "errors": errors}),
             held_out=_error_samples(held_out), folds=folds or 0, ks=list(ks),
-            budgets=list(budgets), random_draws=draws or 0, seed=seed)
+            budgets=list(budgets), random_draws=draws or 0, seed=seed,
+            build_without_labels=build_without_labels)
         r = self._call(self._stub.EvaluateDebugSet, req)
         return Evaluation(
             folds=r.folds, scored=r.scored, labelled=r.labelled, skipped=list(r.skipped),

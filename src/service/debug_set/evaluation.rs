@@ -9,7 +9,7 @@ use super::nearest::vectors_of;
 use super::reports::items_by_row;
 use super::{DebugSetRequest, ErrorSample};
 use crate::debugset::{
-    compare, reach, score_items, view_items, Comparison, ItemView, Point, Reach,
+    compare, reach, score_items, view_items, Comparison, ErrorLabel, ItemView, Point, Reach,
 };
 use crate::error::Result;
 use crate::index::manager::Engine;
@@ -48,6 +48,8 @@ pub struct EvaluationRequest {
     pub draws: Option<usize>,
     /// Seeds the folds and the random draws.
     pub seed: u64,
+    /// Build the sets as if the error samples had no labels, and score with their labels.
+    pub build_without_labels: bool,
 }
 
 /// One point of the curve.
@@ -87,7 +89,7 @@ pub struct EvaluationResult {
 /// A failure resolved to the pool's space, with its true label and weight.
 struct Resolved {
     vector: Vec<f32>,
-    truth: crate::debugset::ErrorLabel,
+    truth: ErrorLabel,
 }
 
 /// Which failures build a set and which score it, one pair per fold.
@@ -184,7 +186,14 @@ impl Service {
                     .iter()
                     .map(|&i| ErrorSample {
                         input: QueryInput::Vector(failures[i].vector.clone()),
-                        truth: failures[i].truth.clone(),
+                        truth: ErrorLabel {
+                            label: failures[i]
+                                .truth
+                                .label
+                                .clone()
+                                .filter(|_| !req.build_without_labels),
+                            weight: failures[i].truth.weight,
+                        },
                     })
                     .collect();
                 let set = self.build_debug_set(&built)?;
