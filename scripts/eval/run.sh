@@ -10,7 +10,9 @@
 # (nearest neighbours, the error samples unlabelled), "default" (`dcd debug-set` with no
 # flag: the error samples labelled by their folders), "negref" (default + the reference
 # pool as negatives) and "refgap" (default + the reference pool, items under the pool's
-# median gap dropped).
+# median gap dropped). EVAL_MODEL_FREE (default 1): also score each recipe with `dcd eval`
+# and print how its score ranks the sets against the retrained gain (rank_sets.py).
+# EVAL_CLOSED_LOOP=0: skip retraining, reuse $OUT/CASE.json from an earlier run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-target/eval}
@@ -58,7 +60,21 @@ for case in "${cases[@]}"; do
       "$dcd" --data-dir "$data" debug-set --pool "$case" --errors "$dir/errors" --k "$k" \
         ${flags[@]+"${flags[@]}"} --out "$set_file" >/dev/null
       sets+=(--set "$name-k$k=$set_file")
+      if [ "${EVAL_MODEL_FREE:-1}" = 1 ]; then
+        # The same recipe scored by `dcd eval`, without a model: on the held-out failures
+        # the closed loop scores, and on folds of the error samples alone.
+        "$dcd" --data-dir "$data" eval --pool "$case" --errors "$dir/errors" --k "$k" \
+          ${flags[@]+"${flags[@]}"} --held-out "$dir/heldout" --max-images-per-call 100000 \
+          --out "${set_file%.jsonl}.heldout.json" >/dev/null
+        "$dcd" --data-dir "$data" eval --pool "$case" --errors "$dir/errors" --k "$k" \
+          ${flags[@]+"${flags[@]}"} --out "${set_file%.jsonl}.folds.json" >/dev/null
+      fi
     done
   done
-  "$py" scripts/eval/closed_loop.py --case "$dir" "${sets[@]}" --json "$out/$case.json"
+  if [ "${EVAL_CLOSED_LOOP:-1}" = 1 ]; then
+    "$py" scripts/eval/closed_loop.py --case "$dir" "${sets[@]}" --json "$out/$case.json"
+  fi
+  if [ "${EVAL_MODEL_FREE:-1}" = 1 ]; then
+    "$py" scripts/eval/rank_sets.py "$out" "$case"
+  fi
 done
