@@ -520,6 +520,27 @@ fn cli_against_a_server_and_graceful_shutdown() {
     );
     assert!(page.contains("dcd_pool_vectors 120"), "{page}");
     assert!(page.contains("dcd_images_embedded_total"), "{page}");
+    // The same recipe scored by the server: two folds of the three error images.
+    let report = f.root.join("remote-eval.json");
+    let table = run_ok(
+        dcd(&scratch)
+            .args([
+                "eval", "--server", &url, "--pool", "p", "--k", "6", "--folds", "2",
+            ])
+            .args(["--errors"])
+            .arg(&f.errors)
+            .arg("--out")
+            .arg(&report),
+    );
+    assert!(table.contains("2 folds"), "{table}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        (r["folds"].as_u64(), r["scored"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert!(http_get(&metrics_addr)
+        .contains("dcd_requests_total{method=\"EvaluateDebugSet\",code=\"Ok\"} 1"));
     // A path outside the allowed root is refused.
     let out = dcd(&scratch)
         .args(["ingest", "--server", &url, "--pool", "p", "/etc"])
