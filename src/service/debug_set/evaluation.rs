@@ -140,9 +140,12 @@ impl Service {
         } else {
             Engine::Native
         };
-        let ready = handle.ready(engine, false)?;
-        let pool = ready.pool();
-        let scale = self.distance_scales.of(&ready, recipe.ef)?;
+        // A pool's read guard is never held across a build: the build takes its own, and a
+        // second read on one thread waits behind any writer queued in between (an ingest, the
+        // index swapping in its catch-up), which would wait on the first: a deadlock.
+        let scale = self
+            .distance_scales
+            .of(&handle.ready(engine, false)?, recipe.ef)?;
         let thresholds: Vec<(f32, f32)> = COVERAGE_PERCENTILES
             .iter()
             .map(|&p| (p, scale.at(p)))
@@ -197,6 +200,8 @@ impl Service {
                     })
                     .collect();
                 let set = self.build_debug_set(&built)?;
+                let ready = handle.ready(engine, false)?;
+                let pool = ready.pool();
                 let fold_held = &held[offset..offset + s.score.len()];
                 offset += s.score.len();
                 let rows: Vec<RowId> = set.items.iter().map(|i| i.row).collect();
@@ -236,6 +241,7 @@ impl Service {
                 },
             });
         }
+        let ready = handle.ready(engine, false)?;
         Ok(EvaluationResult {
             folds,
             scored: held.len(),
@@ -244,7 +250,7 @@ impl Service {
             thresholds,
             points,
             engine: ready.engine_name(),
-            pool_items: pool.len() as u64,
+            pool_items: ready.pool().len() as u64,
         })
     }
 }
