@@ -4,10 +4,12 @@ use std::collections::{HashMap, HashSet};
 
 use super::labels::{judge, judge_estimate, LabelVerdict};
 use super::order::Picker;
-use super::rules::{Collision, Rules, Veto};
+use super::rules::{Collision, Dedup, Rules, Veto};
 use super::MergeParams;
 use crate::index::distance::l2_squared;
-use crate::types::{Neighbor, RowId};
+use crate::index::exact::ExactIndex;
+use crate::index::{AnnIndex, SearchParams};
+use crate::types::{Matrix, Neighbor, RowId, VectorView};
 
 /// One error sample finding a row.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -178,14 +180,29 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     // targets; they get a second turn, in order, once every candidate was considered.
     let mut held_back: Vec<(usize, usize)> = Vec::new();
     let mut second_turn: Option<std::vec::IntoIter<(usize, usize)>> = None;
+    // Once the set is full it never changes, so candidates after that point are checked for
+    // near-duplicates in one batch (exact, through a GEMM) instead of each against every
+    // item kept; they go round once more with the answer.
+    let mut late: Vec<(usize, usize)> = Vec::new();
+    let mut late_turn: Option<std::vec::IntoIter<(usize, usize)>> = None;
+    let mut late_duplicate: HashMap<RowId, bool> = HashMap::new();
     loop {
-        let next = match &mut second_turn {
-            None => picker.next_position(),
-            Some(turn) => turn.next(),
+        let next = match (&mut second_turn, &mut late_turn) {
+            (_, Some(turn)) => turn.next(),
+            (Some(turn), None) => turn.next(),
+            (None, None) => picker.next_position(),
         };
         let Some((error, rank)) = next else {
             if second_turn.is_none() && !held_back.is_empty() {
                 second_turn = Some(std::mem::take(&mut held_back).into_iter());
+                continue;
+            }
+            if late_turn.is_none() && !late.is_empty() {
+                if let Some(d) = &rules.dedup {
+                    let rows = late.iter().map(|&(e, r)| capped[e][r].id);
+                    late_duplicate = near_any(d, rows, &kept_vectors);
+                }
+                late_turn = Some(std::mem::take(&mut late).into_iter());
                 continue;
             }
             break;
@@ -258,11 +275,19 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         if let Some(d) = &rules.dedup {
             // A row already in the set (listed again for another finder) is no duplicate
             // of itself; the merge's order puts the nearest first, so the nearest is kept.
-            let near_kept =
-                |v: &Vec<f32>| kept_vectors.iter().any(|k| l2_squared(k, v) <= d.radius);
-            if !already_kept && d.vectors.get(&n.id).is_some_and(near_kept) {
-                outcome.insert(n.id, Outcome::Duplicate);
-                continue;
+            if let (false, Some(v)) = (already_kept, d.vectors.get(&n.id)) {
+                let duplicate = match late_duplicate.get(&n.id) {
+                    Some(&answer) => answer,
+                    None if entries.len() >= budget => {
+                        late.push((error, rank));
+                        continue;
+                    }
+                    None => kept_vectors.iter().any(|k| l2_squared(k, v) <= d.radius),
+                };
+                if duplicate {
+                    outcome.insert(n.id, Outcome::Duplicate);
+                    continue;
+                }
             }
         }
         if let Some(h) = &rules.holdout {
@@ -429,6 +454,49 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         vetoes,
         collisions,
         modes,
+    }
+}
+
+/// For each of `rows` with a vector: whether a vector of `kept` lies within the dedup
+/// radius, by one exact batched search.
+fn near_any(
+    d: &Dedup<'_>,
+    rows: impl Iterator<Item = RowId>,
+    kept: &[&[f32]],
+) -> HashMap<RowId, bool> {
+    let mut distinct: Vec<RowId> = rows.filter(|r| d.vectors.contains_key(r)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let Some(dim) = kept.first().map(|k| k.len()) else {
+        return distinct.into_iter().map(|r| (r, false)).collect();
+    };
+    let flat: Vec<f32> = kept.iter().flat_map(|k| k.iter().copied()).collect();
+    let view = VectorView::f32(&flat, dim);
+    let index = ExactIndex::build(view);
+    let mut data = Vec::with_capacity(distinct.len() * dim);
+    for r in &distinct {
+        data.extend_from_slice(&d.vectors[r]);
+    }
+    let queries = Matrix::new(distinct.len(), dim, data);
+    let params = SearchParams {
+        k: 1,
+        ef: None,
+        filter: None,
+    };
+    match index.search_batch(view, &queries, &params) {
+        Ok(found) => distinct
+            .into_iter()
+            .zip(found)
+            .map(|(r, near)| (r, near.first().is_some_and(|n| n.distance <= d.radius)))
+            .collect(),
+        // Vectors of another width than the kept ones: compared one by one, as before.
+        Err(_) => distinct
+            .into_iter()
+            .map(|r| {
+                let v = &d.vectors[&r];
+                (r, kept.iter().any(|k| l2_squared(k, v) <= d.radius))
+            })
+            .collect(),
     }
 }
 

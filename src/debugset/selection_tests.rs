@@ -236,3 +236,71 @@ fn lazy_diversity_picks_what_scoring_every_candidate_each_time_picks() {
         assert_eq!(got, taken, "lambda {lambda}");
     }
 }
+
+#[test]
+fn near_duplicates_after_the_budget_is_spent_count_as_before() {
+    use super::rules::Dedup;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    // 400 candidates in clumps of near-copies, one list nearest first.
+    let centres: Vec<[f32; 3]> = (0..60)
+        .map(|_| {
+            [
+                rng.gen_range(-5.0..5.0),
+                rng.gen_range(-5.0..5.0),
+                rng.gen_range(-5.0..5.0),
+            ]
+        })
+        .collect();
+    let vectors: HashMap<RowId, Vec<f32>> = (0..400)
+        .map(|r| {
+            let c = centres[rng.gen_range(0..centres.len())];
+            (
+                r,
+                c.iter().map(|x| x + rng.gen_range(-0.01..0.01)).collect(),
+            )
+        })
+        .collect();
+    let norm = |v: &Vec<f32>| v.iter().map(|x| x * x).sum::<f32>();
+    let mut list: Vec<Neighbor> = vectors
+        .iter()
+        .map(|(&id, v)| Neighbor {
+            id,
+            distance: norm(v),
+        })
+        .collect();
+    list.sort_by(|a, b| a.rank_cmp(b));
+    let radius = 0.01;
+    for budget in [10, 45, 1000] {
+        let rules = Rules {
+            dedup: Some(Dedup {
+                radius,
+                vectors: &vectors,
+            }),
+            ..Default::default()
+        };
+        let a = assemble(&[list.clone()], &params(Some(budget)), &rules);
+        // Each candidate against the items kept so far, one by one.
+        let (mut kept, mut dedup, mut over) = (Vec::<RowId>::new(), 0, 0);
+        for n in &list {
+            let v = &vectors[&n.id];
+            let d2 = |k: &RowId| {
+                let w = &vectors[k];
+                v.iter().zip(w).map(|(x, y)| (x - y) * (x - y)).sum::<f32>()
+            };
+            if kept.iter().any(|k| d2(k) <= radius) {
+                dedup += 1;
+            } else if kept.len() >= budget {
+                over += 1;
+            } else {
+                kept.push(n.id);
+            }
+        }
+        assert_eq!(rows(&a), kept, "budget {budget}");
+        assert_eq!(
+            (a.funnel.dedup, a.funnel.budget),
+            (dedup, over),
+            "budget {budget}"
+        );
+    }
+}
