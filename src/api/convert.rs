@@ -245,12 +245,7 @@ pub fn wire_debug_set_request(req: &DebugSetRequest) -> pb::BuildDebugSetRequest
         errors: req.errors.iter().map(wire_error_sample).collect(),
         errors_pool: req.errors_pool.clone().unwrap_or_default(),
         k: req.k as u32,
-        merge: match req.merge.merge {
-            Merge::Union => pb::Merge::Union,
-            Merge::RoundRobin => pb::Merge::RoundRobin,
-            Merge::GlobalTop => pb::Merge::GlobalTop,
-            Merge::Mean => pb::Merge::Mean,
-        } as i32,
+        merge: wire_merge(req.merge.merge) as i32,
         budget: req.merge.budget.map(|b| b as u32),
         max_distance: req.merge.max_distance,
         labels: req.labels.clone(),
@@ -278,6 +273,16 @@ pub fn wire_debug_set_request(req: &DebugSetRequest) -> pb::BuildDebugSetRequest
         max_per_label: req.max_per_label.map(|m| m as u32),
         label_caps: wire_counts(&req.label_caps),
         label_targets: wire_counts(&req.label_targets),
+    }
+}
+
+/// A merge on the wire.
+fn wire_merge(m: Merge) -> pb::Merge {
+    match m {
+        Merge::Union => pb::Merge::Union,
+        Merge::RoundRobin => pb::Merge::RoundRobin,
+        Merge::GlobalTop => pb::Merge::GlobalTop,
+        Merge::Mean => pb::Merge::Mean,
     }
 }
 
@@ -460,12 +465,7 @@ pub fn debug_set_summary(
     applied.holdout.clear();
     applied.holdout_radius = Some(r.request.holdout_radius);
     applied.negative_margin = Some(r.request.negative_margin);
-    applied.merge = match r.request.merge.merge {
-        Merge::Union => pb::Merge::Union,
-        Merge::RoundRobin => pb::Merge::RoundRobin,
-        Merge::GlobalTop => pb::Merge::GlobalTop,
-        Merge::Mean => pb::Merge::Mean,
-    } as i32;
+    applied.merge = wire_merge(r.request.merge.merge) as i32;
     applied.min_support = r.request.merge.min_support as u32;
     applied.max_distance = r.request.merge.max_distance;
     if let Some(p) = r.request.label_policy {
