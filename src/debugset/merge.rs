@@ -3,13 +3,11 @@
 use std::collections::{HashMap, HashSet};
 
 use super::labels::{judge, judge_estimate, LabelVerdict};
+use super::near::{spread_direction, KeptNear, Keys};
 use super::order::Picker;
-use super::rules::{Collision, Dedup, Rules, Veto};
+use super::rules::{Collision, Rules, Veto};
 use super::MergeParams;
-use crate::index::distance::l2_squared;
-use crate::index::exact::ExactIndex;
-use crate::index::{AnnIndex, SearchParams};
-use crate::types::{Matrix, Neighbor, RowId, VectorView};
+use crate::types::{Neighbor, RowId};
 
 /// One error sample finding a row.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -153,14 +151,18 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     }
     let mut outcome: HashMap<RowId, Outcome> = HashMap::new();
     let mut verdicts: HashMap<RowId, LabelVerdict> = HashMap::new();
+    let keys = rules
+        .dedup
+        .and_then(|d| spread_direction(d.vectors))
+        .map(Keys::new);
     let mut picker = Picker::new(&capped, params.merge, rules.mean_distance, rules.diversity);
     let budget = params.budget.unwrap_or(usize::MAX);
     let min_support = params.min_support.max(1);
     let mut entries = Vec::new();
     let mut vetoes = Vec::new();
     let mut collisions = Vec::new();
-    // Vectors of the rows kept, for near-duplicates: looked up once, not once per pair.
-    let mut kept_vectors: Vec<&[f32]> = Vec::new();
+    // Vectors of the rows kept, for near-duplicates.
+    let mut kept_near = keys.map(KeptNear::new);
     let mode_count = rules.modes.map_or(1, |m| m.count.max(1));
     let mode_of = |row: RowId| -> usize {
         let Some(m) = rules.modes else { return 0 };
@@ -180,29 +182,14 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
     // targets; they get a second turn, in order, once every candidate was considered.
     let mut held_back: Vec<(usize, usize)> = Vec::new();
     let mut second_turn: Option<std::vec::IntoIter<(usize, usize)>> = None;
-    // Once the set is full it never changes, so candidates after that point are checked for
-    // near-duplicates in one batch (exact, through a GEMM) instead of each against every
-    // item kept; they go round once more with the answer.
-    let mut late: Vec<(usize, usize)> = Vec::new();
-    let mut late_turn: Option<std::vec::IntoIter<(usize, usize)>> = None;
-    let mut late_duplicate: HashMap<RowId, bool> = HashMap::new();
     loop {
-        let next = match (&mut second_turn, &mut late_turn) {
-            (_, Some(turn)) => turn.next(),
-            (Some(turn), None) => turn.next(),
-            (None, None) => picker.next_position(),
+        let next = match &mut second_turn {
+            Some(turn) => turn.next(),
+            None => picker.next_position(),
         };
         let Some((error, rank)) = next else {
             if second_turn.is_none() && !held_back.is_empty() {
                 second_turn = Some(std::mem::take(&mut held_back).into_iter());
-                continue;
-            }
-            if late_turn.is_none() && !late.is_empty() {
-                if let Some(d) = &rules.dedup {
-                    let rows = late.iter().map(|&(e, r)| capped[e][r].id);
-                    late_duplicate = near_any(d, rows, &kept_vectors);
-                }
-                late_turn = Some(std::mem::take(&mut late).into_iter());
                 continue;
             }
             break;
@@ -275,16 +262,8 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         if let Some(d) = &rules.dedup {
             // A row already in the set (listed again for another finder) is no duplicate
             // of itself; the merge's order puts the nearest first, so the nearest is kept.
-            if let (false, Some(v)) = (already_kept, d.vectors.get(&n.id)) {
-                let duplicate = match late_duplicate.get(&n.id) {
-                    Some(&answer) => answer,
-                    None if entries.len() >= budget => {
-                        late.push((error, rank));
-                        continue;
-                    }
-                    None => kept_vectors.iter().any(|k| l2_squared(k, v) <= d.radius),
-                };
-                if duplicate {
+            if let (false, Some(v), Some(near)) = (already_kept, d.vectors.get(&n.id), &kept_near) {
+                if near.any_within(v, d.radius) {
                     outcome.insert(n.id, Outcome::Duplicate);
                     continue;
                 }
@@ -347,8 +326,11 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             continue;
         }
         if outcome.insert(n.id, Outcome::Kept) != Some(Outcome::Kept) {
-            if let Some(v) = rules.dedup.and_then(|d| d.vectors.get(&n.id)) {
-                kept_vectors.push(v);
+            if let (Some(v), Some(near)) = (
+                rules.dedup.and_then(|d| d.vectors.get(&n.id)),
+                &mut kept_near,
+            ) {
+                near.insert(v);
             }
             picker.taken(n.id);
         }
@@ -377,6 +359,9 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             labels: verdict.clone(),
             mode,
         });
+        if entries.len() >= budget {
+            picker.set_full();
+        }
     }
     if rules.diversity.is_some() && params.budget.is_some() {
         // Rows the budget left out that nearness alone would have taken: diversity's doing.
@@ -454,49 +439,6 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
         vetoes,
         collisions,
         modes,
-    }
-}
-
-/// For each of `rows` with a vector: whether a vector of `kept` lies within the dedup
-/// radius, by one exact batched search.
-fn near_any(
-    d: &Dedup<'_>,
-    rows: impl Iterator<Item = RowId>,
-    kept: &[&[f32]],
-) -> HashMap<RowId, bool> {
-    let mut distinct: Vec<RowId> = rows.filter(|r| d.vectors.contains_key(r)).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let Some(dim) = kept.first().map(|k| k.len()) else {
-        return distinct.into_iter().map(|r| (r, false)).collect();
-    };
-    let flat: Vec<f32> = kept.iter().flat_map(|k| k.iter().copied()).collect();
-    let view = VectorView::f32(&flat, dim);
-    let index = ExactIndex::build(view);
-    let mut data = Vec::with_capacity(distinct.len() * dim);
-    for r in &distinct {
-        data.extend_from_slice(&d.vectors[r]);
-    }
-    let queries = Matrix::new(distinct.len(), dim, data);
-    let params = SearchParams {
-        k: 1,
-        ef: None,
-        filter: None,
-    };
-    match index.search_batch(view, &queries, &params) {
-        Ok(found) => distinct
-            .into_iter()
-            .zip(found)
-            .map(|(r, near)| (r, near.first().is_some_and(|n| n.distance <= d.radius)))
-            .collect(),
-        // Vectors of another width than the kept ones: compared one by one, as before.
-        Err(_) => distinct
-            .into_iter()
-            .map(|r| {
-                let v = &d.vectors[&r];
-                (r, kept.iter().any(|k| l2_squared(k, v) <= d.radius))
-            })
-            .collect(),
     }
 }
 

@@ -10,6 +10,7 @@ mod merge;
 #[cfg(test)]
 mod merge_tests;
 mod modes;
+mod near;
 mod order;
 mod probe;
 mod rules;

@@ -8,7 +8,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use super::rules::Diversity;
 use super::Merge;
-use crate::index::distance::l2_squared;
+use crate::index::distance::l2_squared_rows;
 use crate::types::{Neighbor, RowId};
 
 /// Hands out (error sample, 0-based rank) positions in the order the merge takes them.
@@ -17,6 +17,8 @@ pub(super) struct Picker<'a> {
     order: Vec<(usize, usize)>,
     /// Next position of `order` (fixed order, and MMR until something is taken).
     cursor: usize,
+    /// Positions already handed out (MMR hands them out of order).
+    handed: Vec<bool>,
     mmr: Option<Mmr<'a>>,
 }
 
@@ -32,15 +34,19 @@ struct Mmr<'a> {
     relevance: Vec<f32>,
     row_of: Vec<usize>,
     /// Per distinct row: its vector, its ℓ2 to the nearest item taken among the first
-    /// `folded` taken, and that count.
+    /// `folded` taken (of those with a vector), and that count.
     vectors: Vec<Option<&'a [f32]>>,
     spread: Vec<f32>,
     folded: Vec<usize>,
     /// Distinct-row index of each candidate row.
     index: HashMap<RowId, usize>,
-    /// Vectors of the items taken, in order.
-    taken: Vec<Option<&'a [f32]>>,
-    handed: Vec<bool>,
+    /// Vectors of the items taken, in order, one after another (copied, so that a fold reads
+    /// them as one block), their width, and how many were taken in all.
+    taken_rows: Vec<f32>,
+    dim: usize,
+    taken: usize,
+    /// Distances from one row to a block of taken rows.
+    scratch: Vec<f32>,
     bounds: BinaryHeap<Bound>,
 }
 
@@ -100,18 +106,21 @@ impl<'a> Picker<'a> {
             }
             Mmr {
                 lambda: d.lambda,
-                handed: vec![false; order.len()],
                 spread: vec![f32::INFINITY; vectors.len()],
                 folded: vec![0; vectors.len()],
+                dim: vectors.iter().flatten().next().map_or(0, |v| v.len()),
                 vectors,
                 relevance,
                 row_of,
                 index,
-                taken: Vec::new(),
+                taken_rows: Vec::new(),
+                taken: 0,
+                scratch: Vec::new(),
                 bounds: BinaryHeap::new(),
             }
         });
         Picker {
+            handed: vec![false; order.len()],
             order,
             cursor: 0,
             mmr,
@@ -126,9 +135,17 @@ impl<'a> Picker<'a> {
     /// Tells the picker `row` joined the set.
     pub(super) fn taken(&mut self, row: RowId) {
         if let Some(m) = &mut self.mmr {
-            let vector = m.index.get(&row).and_then(|&u| m.vectors[u]);
-            m.taken.push(vector);
+            if let Some(v) = m.index.get(&row).and_then(|&u| m.vectors[u]) {
+                m.taken_rows.extend_from_slice(v);
+            }
+            m.taken += 1;
         }
+    }
+
+    /// Tells the picker the set is full: what comes next can no longer join it, so its
+    /// order no longer matters and the rest is handed out in the merge's own order.
+    pub(super) fn set_full(&mut self) {
+        self.mmr = None;
     }
 
     /// The next position to consider, or None when every position was handed out.
@@ -136,18 +153,14 @@ impl<'a> Picker<'a> {
         let pick = match &mut self.mmr {
             // Nothing taken yet: every row is infinitely far from the set, so relevance
             // decides, as in the merge's own order.
-            Some(m) if !m.taken.is_empty() => m.best()?,
-            Some(m) => {
-                let i = (self.cursor..self.order.len()).find(|&i| !m.handed[i])?;
-                m.handed[i] = true;
+            Some(m) if m.taken > 0 => m.best(&self.handed)?,
+            _ => {
+                let i = (self.cursor..self.order.len()).find(|&i| !self.handed[i])?;
                 self.cursor = i + 1;
                 i
             }
-            None => {
-                self.cursor += 1;
-                self.cursor - 1
-            }
         };
+        self.handed[pick] = true;
         self.order.get(pick).copied()
     }
 }
@@ -156,31 +169,37 @@ impl Mmr<'_> {
     /// The position's score with its row's spread brought up to date.
     fn score(&mut self, position: usize) -> f32 {
         let u = self.row_of[position];
-        if self.folded[u] < self.taken.len() {
+        let count = self.taken_rows.len() / self.dim.max(1);
+        if self.folded[u] < count {
             if let Some(v) = self.vectors[u] {
-                for t in self.taken[self.folded[u]..].iter().flatten() {
-                    let d = l2_squared(t, v).max(0.0).sqrt();
-                    self.spread[u] = self.spread[u].min(d);
-                }
+                let from = self.folded[u];
+                self.scratch.resize(count - from, 0.0);
+                l2_squared_rows(
+                    v,
+                    &self.taken_rows[from * self.dim..count * self.dim],
+                    &mut self.scratch,
+                );
+                let nearest = self.scratch.iter().copied().fold(f32::INFINITY, f32::min);
+                self.spread[u] = self.spread[u].min(nearest.max(0.0).sqrt());
             }
-            self.folded[u] = self.taken.len();
+            self.folded[u] = count;
         }
         (1.0 - self.lambda) * self.spread[u] - self.lambda * self.relevance[position]
     }
 
     /// The position not yet handed out with the highest MMR score.
-    fn best(&mut self) -> Option<usize> {
+    fn best(&mut self, handed: &[bool]) -> Option<usize> {
         if self.bounds.is_empty() {
             // First call after the first item was taken: every position's score, once.
-            for p in 0..self.handed.len() {
-                if !self.handed[p] {
+            for (p, &done) in handed.iter().enumerate() {
+                if !done {
                     let score = self.score(p);
                     self.bounds.push(Bound { score, position: p });
                 }
             }
         }
         while let Some(top) = self.bounds.pop() {
-            if self.handed[top.position] {
+            if handed[top.position] {
                 continue;
             }
             let score = self.score(top.position);
@@ -189,7 +208,6 @@ impl Mmr<'_> {
                 position: top.position,
             };
             if self.bounds.peek().is_none_or(|next| current >= *next) {
-                self.handed[top.position] = true;
                 return Some(top.position);
             }
             self.bounds.push(current);

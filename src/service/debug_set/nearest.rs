@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::debugset::{ItemRef, NearestItem};
 use crate::error::Result;
-use crate::index::distance::l2_squared;
+use crate::index::distance::{l2_squared, l2_squared_rows};
 use crate::index::SearchParams;
 use crate::service::pools::ReadyPool;
 use crate::service::query::{QueryInput, Resolved, QUERY_STEP};
@@ -112,6 +112,9 @@ pub(super) fn nearest_items(
     };
     let view = pool.vectors();
     let dim = pool.dim();
+    // The listed items in one block, measured a few at a time.
+    let block: Vec<f32> = listed.iter().flatten().copied().collect();
+    let mut distances = vec![0f32; listed.len()];
     for start in (0..candidates.len()).step_by(QUERY_STEP) {
         if crate::cancel::requested() {
             return Err(ServiceError::Cancelled {
@@ -126,12 +129,16 @@ pub(super) fn nearest_items(
         }
         let queries = Matrix::new(rows.len(), dim, data);
         for (&row, q) in rows.iter().zip(queries.iter_rows()) {
-            for (i, n) in listed.iter().enumerate() {
+            if listed.is_empty() {
+                break;
+            }
+            l2_squared_rows(q, &block, &mut distances);
+            for (i, &distance) in distances.iter().enumerate() {
                 offer(
                     row,
                     NearestItem {
                         item: ItemRef::Listed(i),
-                        distance: l2_squared(q, n),
+                        distance,
                     },
                 );
             }
