@@ -1,5 +1,7 @@
 //! A label estimate fitted on a trusted reference: multinomial logistic regression (a linear
-//! probe) on standardised features, trained with candle's autograd and AdamW.
+//! probe) on standardised features, trained by full-batch AdamW on its closed-form gradient.
+//! A model this small is a few thousand dot products a step; written out, a fit costs a
+//! fraction of what a tensor library's per-operation overhead adds to it.
 //!
 //! Why a probe and not neighbours: the features group images by how they look (a corruption,
 //! a backdrop) more than by class, so a candidate's nearest reference items often carry the
@@ -10,8 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use crate::index::distance::dot;
 
 /// Why a probe could not be fitted.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -24,15 +25,6 @@ pub enum ProbeError {
         /// Classes with at least `MIN_PER_CLASS` items.
         classes: usize,
     },
-    /// The numeric work failed (a candle error, out of memory, ...).
-    #[error("fitting the label estimate failed: {0}")]
-    Fit(String),
-}
-
-impl From<candle_core::Error> for ProbeError {
-    fn from(e: candle_core::Error) -> Self {
-        ProbeError::Fit(e.to_string())
-    }
 }
 
 /// Fewest classes a probe is fitted on.
@@ -68,6 +60,21 @@ impl TrainingSet {
         self.vectors.extend_from_slice(vector);
         self.labels.push(label);
         self.weights.push(weight);
+    }
+
+    /// Every `step`-th item, each weighing `step` times as much, so that the sample weighs
+    /// what the whole did.
+    pub fn every(&self, step: usize) -> TrainingSet {
+        let step = step.max(1);
+        let mut sample = TrainingSet::new(self.dim);
+        for i in (0..self.len()).step_by(step) {
+            sample.push(
+                &self.vectors[i * self.dim..(i + 1) * self.dim],
+                self.labels[i].clone(),
+                self.weights[i] * step as f32,
+            );
+        }
+        sample
     }
 
     /// Number of vectors.
@@ -113,13 +120,62 @@ pub struct LabelProbe {
     classes: Vec<String>,
     mean: Vec<f32>,
     inv_scale: Vec<f32>,
-    /// dim × classes.
+    /// classes × dim, on standardised features.
     weights: Vec<f32>,
     bias: Vec<f32>,
+    /// The same model on raw features (standardisation folded in): classes × dim, and bias.
+    raw_weights: Vec<f32>,
+    raw_bias: Vec<f32>,
     /// Items it was fitted on.
     pub fitted_on: usize,
     /// Share of those it classifies right (weighted).
     pub train_accuracy: f32,
+}
+
+/// AdamW's moment decay rates and denominator guard (the usual defaults).
+const BETA1: f32 = 0.9;
+const BETA2: f32 = 0.999;
+const EPSILON: f32 = 1e-8;
+
+/// First and second moment estimates of one parameter block.
+struct Moments {
+    first: Vec<f32>,
+    second: Vec<f32>,
+}
+
+impl Moments {
+    fn new(len: usize) -> Self {
+        Moments {
+            first: vec![0.0; len],
+            second: vec![0.0; len],
+        }
+    }
+
+    /// One Adam step of `params` along `grad` (step `t`, from 1).
+    fn step(&mut self, params: &mut [f32], grad: &[f32], t: i32, learning_rate: f32) {
+        let (c1, c2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(&mut self.first)
+            .zip(&mut self.second)
+        {
+            *m = BETA1 * *m + (1.0 - BETA1) * g;
+            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+            *p -= learning_rate * (*m / c1) / ((*v / c2).sqrt() + EPSILON);
+        }
+    }
+}
+
+/// Softmax of `logits` in place.
+fn softmax(logits: &mut [f32]) {
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for l in logits.iter_mut() {
+        *l = (*l - top).exp();
+        sum += *l;
+    }
+    logits.iter_mut().for_each(|l| *l /= sum);
 }
 
 impl LabelProbe {
@@ -142,7 +198,7 @@ impl LabelProbe {
         for (i, label) in data.labels.iter().enumerate() {
             if let Some(c) = index(label) {
                 rows.push(i);
-                targets.push(c as u32);
+                targets.push(c);
                 weights.push(data.weights[i]);
             }
         }
@@ -161,60 +217,84 @@ impl LabelProbe {
                     .map(|((v, m), s)| (v - m) * s),
             );
         }
-        let device = Device::Cpu;
         let c = classes.len();
-        let x = Tensor::from_vec(x, (n, dim), &device)?;
-        let y = Tensor::from_vec(targets.clone(), (n, 1), &device)?;
         let total: f32 = weights.iter().sum();
-        let w = Tensor::from_vec(
-            weights.iter().map(|w| w / total).collect::<Vec<f32>>(),
-            (n, 1),
-            &device,
-        )?;
-        let (w0, b0) = match start {
+        let share: Vec<f32> = weights.iter().map(|w| w / total).collect();
+        let (mut w, mut b) = match start {
             Some(p) => (p.weights.clone(), p.bias.clone()),
-            None => (vec![0.0; dim * c], vec![0.0; c]),
+            None => (vec![0.0; c * dim], vec![0.0; c]),
         };
-        let weight = candle_core::Var::from_tensor(&Tensor::from_vec(w0, (dim, c), &device)?)?;
-        let bias = candle_core::Var::from_tensor(&Tensor::from_vec(b0, (1, c), &device)?)?;
-        let mut opt = AdamW::new(
-            vec![weight.clone(), bias.clone()],
-            ParamsAdamW {
-                lr: params.learning_rate,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )?;
-        for _ in 0..params.steps {
-            let logits = x
-                .matmul(weight.as_tensor())?
-                .broadcast_add(bias.as_tensor())?;
-            let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-            let nll = log_p.gather(&y, 1)?.neg()?;
-            let loss = (nll * &w)?.sum_all()?;
-            let penalty = (weight.as_tensor().sqr()?.sum_all()? * (params.l2 / 2.0))?;
-            opt.backward_step(&(loss + penalty)?)?;
+        let (mut w_moments, mut b_moments) = (Moments::new(c * dim), Moments::new(c));
+        let mut w_grad = vec![0f32; c * dim];
+        let mut b_grad = vec![0f32; c];
+        let mut logits = vec![0f32; n * c];
+        let lr = params.learning_rate as f32;
+        let l2 = params.l2 as f32;
+        // Loss: Σ share_i · −log p(y_i | x_i) + l2/2 · ‖W‖²; its gradient in the logits of
+        // item i is share_i · (p_i − onehot(y_i)).
+        for t in 1..=params.steps {
+            // logits (n × c) = X (n × dim) · Wᵀ.
+            matmul(&mut logits, (n, c, dim), &x, (1, dim), &w, (dim, 1));
+            b_grad.iter_mut().for_each(|g| *g = 0.0);
+            for ((row, &y), &s) in logits.chunks_exact_mut(c).zip(&targets).zip(&share) {
+                for (l, bias) in row.iter_mut().zip(&b) {
+                    *l += bias;
+                }
+                softmax(row);
+                row[y] -= 1.0;
+                for (l, g) in row.iter_mut().zip(&mut b_grad) {
+                    *l *= s;
+                    *g += *l;
+                }
+            }
+            // ∂/∂W (c × dim) = Gᵀ (c × n) · X (n × dim), plus the penalty's l2 · W.
+            matmul(&mut w_grad, (c, dim, n), &logits, (c, 1), &x, (1, dim));
+            for (g, wv) in w_grad.iter_mut().zip(&w) {
+                *g += l2 * wv;
+            }
+            w_moments.step(&mut w, &w_grad, t as i32, lr);
+            b_moments.step(&mut b, &b_grad, t as i32, lr);
         }
-        let logits = x
-            .matmul(weight.as_tensor())?
-            .broadcast_add(bias.as_tensor())?;
-        let predicted: Vec<u32> = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1()?;
-        let right: f32 = predicted
-            .iter()
-            .zip(&targets)
-            .zip(&weights)
-            .filter(|((p, t), _)| p == t)
-            .map(|(_, w)| w)
-            .sum();
-        Ok(LabelProbe {
+        let mut right = 0.0;
+        for ((xi, &y), &wt) in x.chunks_exact(dim.max(1)).zip(&targets).zip(&weights) {
+            let logits: Vec<f32> = (0..c)
+                .map(|j| dot(xi, &w[j * dim..(j + 1) * dim]) + b[j])
+                .collect();
+            let best = (0..c).fold(0, |best, j| if logits[j] > logits[best] { j } else { best });
+            if best == y {
+                right += wt;
+            }
+        }
+        let mut probe = LabelProbe {
             classes,
             mean,
             inv_scale,
-            weights: weight.as_tensor().flatten_all()?.to_vec1()?,
-            bias: bias.as_tensor().flatten_all()?.to_vec1()?,
+            weights: w,
+            bias: b,
+            raw_weights: Vec::new(),
+            raw_bias: Vec::new(),
             fitted_on: n,
             train_accuracy: right / total,
-        })
+        };
+        probe.fold_standardisation();
+        Ok(probe)
+    }
+
+    /// Folds the standardisation into a copy of the weights: logit_j(v) = Σ_d w_jd s_d
+    /// (v_d − m_d) + b_j = Σ_d (w_jd s_d) v_d + (b_j − Σ_d w_jd s_d m_d).
+    fn fold_standardisation(&mut self) {
+        let dim = self.mean.len();
+        self.raw_weights = Vec::with_capacity(self.weights.len());
+        self.raw_bias = Vec::with_capacity(self.bias.len());
+        for (row, &b) in self.weights.chunks_exact(dim.max(1)).zip(&self.bias) {
+            let scaled: Vec<f32> = row
+                .iter()
+                .zip(&self.inv_scale)
+                .map(|(w, s)| w * s)
+                .collect();
+            self.raw_bias.push(b - dot(&scaled, &self.mean));
+            self.raw_weights.extend(scaled);
+        }
     }
 
     /// The classes, sorted; probabilities come in this order.
@@ -224,23 +304,65 @@ impl LabelProbe {
 
     /// Class probabilities of one vector.
     pub fn probabilities(&self, vector: &[f32]) -> Vec<f32> {
-        let c = self.classes.len();
-        let mut logits = self.bias.clone();
-        for (d, ((v, m), s)) in vector
-            .iter()
-            .zip(&self.mean)
-            .zip(&self.inv_scale)
-            .enumerate()
-        {
-            let x = (v - m) * s;
-            for (l, w) in logits.iter_mut().zip(&self.weights[d * c..(d + 1) * c]) {
-                *l += x * w;
-            }
-        }
-        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|l| (l - top).exp()).collect();
-        let sum: f32 = exp.iter().sum();
-        exp.into_iter().map(|e| e / sum).collect()
+        let dim = self.mean.len();
+        let mut p: Vec<f32> = self
+            .raw_weights
+            .chunks_exact(dim.max(1))
+            .zip(&self.raw_bias)
+            .map(|(w, b)| dot(vector, w) + b)
+            .collect();
+        softmax(&mut p);
+        p
+    }
+}
+
+/// `out` (m × n, row-major) = lhs (m × k) · rhs (k × n), each operand given by its (column,
+/// row) strides.
+fn matmul(
+    out: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: &[f32],
+    (lhs_cs, lhs_rs): (usize, usize),
+    rhs: &[f32],
+    (rhs_cs, rhs_rs): (usize, usize),
+) {
+    let last = |rows: usize, cols: usize, cs: usize, rs: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    assert!(out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out[..m * n].iter_mut().for_each(|o| *o = 0.0);
+        return;
+    }
+    assert!(lhs.len() > last(m, k, lhs_cs, lhs_rs));
+    assert!(rhs.len() > last(k, n, rhs_cs, rhs_rs));
+    // SAFETY: the asserts above keep every element the strides reach inside its slice; `out`
+    // is written only, and aliases neither operand (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
