@@ -9,6 +9,7 @@ mod reports;
 mod request;
 mod samples;
 mod scale;
+mod stages;
 
 pub use evaluation::{EvaluationPoint, EvaluationRequest, EvaluationResult, DEFAULT_DRAWS};
 pub use reference::ReferenceCache;
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use self::reports::items_by_row;
+use self::stages::StageClock;
 use super::query::{check_same_space, label_filter, run_queries};
 use super::{PoolHandle, QueryInput, Service, ServiceError};
 use crate::debugset::{
@@ -36,6 +38,7 @@ use crate::types::{Neighbor, RowId};
 impl Service {
     /// Builds a debug-train set.
     pub fn build_debug_set(&self, req: &DebugSetRequest) -> Result<DebugSetResult> {
+        let mut clock = StageClock::start();
         let (policy, depth) = checks::check_request(req)?;
         self.check_hits(req.errors.len(), depth, "error samples")?;
         let handle = self.pool(&req.pool)?;
@@ -63,6 +66,7 @@ impl Service {
             Engine::Native
         };
         let rerank = req.exact_rerank && !req.exact;
+        clock.lap("resolve");
         let ready = handle.ready(engine, rerank)?;
         let pool = ready.pool();
         let (filter, excluded) = match label_filter(pool, &req.labels, &req.exclude_keys)? {
@@ -82,7 +86,9 @@ impl Service {
         if let (Some(s), Some(p)) = (&scale, req.max_distance_percentile) {
             merge.max_distance = Some(s.at(p));
         }
+        clock.lap("scale");
         let lists = run_queries(&ready, &resolved, &params, rerank)?;
+        clock.lap("search");
         let usable: Vec<Vec<Neighbor>> = lists
             .iter()
             .map(|r| r.clone().unwrap_or_default())
@@ -91,17 +97,24 @@ impl Service {
         let mut candidates: Vec<RowId> = usable.iter().flatten().map(|n| n.id).collect();
         candidates.sort_unstable();
         candidates.dedup();
-        let reference = match &reference_pool {
+        // Without a gap rule only the set's items need their gaps: measured after the merge.
+        let gap_rows: &[RowId] = match req.min_gap_percentile {
+            Some(_) => &candidates,
+            None => &[],
+        };
+        let mut reference = match &reference_pool {
             Some(h) => Some(self.references.consult(
                 pool,
                 &h.ready(engine, false)?,
                 &candidates,
+                gap_rows,
                 &req.errors,
                 &resolved,
-                req.ef,
+                &mut clock,
             )?),
             None => None,
         };
+        clock.lap("reference");
         let estimate = reference.as_ref().and_then(|r| r.estimate.as_ref());
         let judged = truths.iter().any(|t| t.label.is_some()) || estimate.is_some();
         if !judged && policy != LabelPolicy::Keep {
@@ -140,6 +153,7 @@ impl Service {
             holdout_ready.as_ref(),
             None,
         )?;
+        clock.lap("negatives+holdout");
         let diverse = req.mmr_lambda.is_some_and(|l| l < 1.0);
         // Near-duplicates, diversity and the mean merge are judged on the candidates' stored
         // vectors, read once.
@@ -223,7 +237,9 @@ impl Service {
                 vectors: &vectors,
             }),
         };
+        clock.lap("prepare");
         let assembled = debugset::assemble(&usable, &merge, &rules);
+        clock.lap("merge");
         let rows: Vec<RowId> = assembled.entries.iter().map(|e| e.row).collect();
         let (vetoes, collisions) = reports::removed(
             pool,
@@ -232,11 +248,26 @@ impl Service {
             negatives_ready.as_ref(),
             holdout_ready.as_ref(),
         )?;
+        // The read guards of other pools are let go before the reference's is taken again:
+        // a second read of a pool already read waits behind any writer queued in between.
+        drop(negatives_ready);
+        drop(holdout_ready);
+        if let (Some(view), Some(h), None) =
+            (&mut reference, &reference_pool, req.min_gap_percentile)
+        {
+            let measured = self
+                .references
+                .gaps(pool, &h.ready(engine, false)?, &rows)?;
+            view.gaps = measured.gaps;
+            view.percentiles = measured.percentiles;
+            clock.lap("reference gaps of the set");
+        }
         let missing: Vec<RowId> = rows
             .into_iter()
             .filter(|r| !items.contains_key(r))
             .collect();
         items.extend(items_by_row(pool, &missing)?);
+        clock.lap("reports");
         let mut label_counts = BTreeMap::new();
         let mut out = Vec::with_capacity(assembled.entries.len());
         for entry in assembled.entries {
