@@ -120,6 +120,8 @@ pub struct Service {
     references: debug_set::ReferenceCache,
     /// Pools' nearest-neighbour distance scales, for percentile distance caps.
     distance_scales: debug_set::DistanceScales,
+    /// Pools' weak labels in memory, for the label vote and label caps.
+    weak_labels: debug_set::WeakLabels,
 }
 
 impl Service {
@@ -142,6 +144,7 @@ impl Service {
             exact_device,
             references: Default::default(),
             distance_scales: Default::default(),
+            weak_labels: Default::default(),
         });
         Ok(service)
     }

@@ -437,6 +437,28 @@ impl Catalog {
             .collect()
     }
 
+    /// The weak label of every item with a row in `from..to` (None: unlabelled), by row.
+    pub fn labels_in_range(
+        &self,
+        pool_id: i64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(RowId, Option<String>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT row_id, label FROM items WHERE pool_id = ?1 AND row_id >= ?2 AND row_id < ?3",
+            )
+            .map_err(StoreError::catalog("reading labels"))?;
+        let rows = stmt
+            .query_map(params![pool_id, from as i64, to as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as RowId, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(StoreError::catalog("reading labels"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(StoreError::catalog("reading labels"))
+    }
+
     /// The row holding `key`, if any.
     pub fn row_of_key(&self, pool_id: i64, key: &str) -> Result<Option<RowId>, StoreError> {
         self.conn

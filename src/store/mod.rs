@@ -552,6 +552,17 @@ impl Pool {
         self.catalog.lock().items(self.record.id, rows)
     }
 
+    /// The weak label of every item with a row in `from..to` (None: unlabelled), by row.
+    pub fn labels_in_range(
+        &self,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<(RowId, Option<String>)>, StoreError> {
+        self.catalog
+            .lock()
+            .labels_in_range(self.record.id, from as u64, to as u64)
+    }
+
     /// The row stored under `key`.
     pub fn row_of_key(&self, key: &str) -> Result<Option<RowId>, StoreError> {
         self.catalog.lock().row_of_key(self.record.id, key)

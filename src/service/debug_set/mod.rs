@@ -10,6 +10,7 @@ mod request;
 mod samples;
 mod scale;
 mod stages;
+mod weak_labels;
 
 pub use evaluation::{EvaluationPoint, EvaluationRequest, EvaluationResult, DEFAULT_DRAWS};
 pub use reference::ReferenceCache;
@@ -18,6 +19,7 @@ pub use request::{
     EstimateReport, ModeReport, ReferenceReport, VetoReport, DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use scale::DistanceScales;
+pub use weak_labels::WeakLabels;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -168,16 +170,27 @@ impl Service {
             || !req.label_caps.is_empty()
             || !req.label_targets.is_empty();
         // The vote and the label caps need the weak label of every candidate, not only of
-        // the rows kept.
-        let mut items = if judged || quotas {
-            items_by_row(pool, &candidates)?
-        } else {
-            HashMap::new()
+        // the rows kept: from the pool's label column where it is held in memory, else with
+        // the candidates' items from the catalog.
+        let need_weak = judged || quotas;
+        let column = match need_weak {
+            true => self.weak_labels.of(pool)?,
+            false => None,
         };
-        let weak: HashMap<RowId, Option<String>> = items
-            .iter()
-            .map(|(&row, item)| (row, item.label.clone()))
-            .collect();
+        let mut items = match (need_weak, &column) {
+            (true, None) => items_by_row(pool, &candidates)?,
+            _ => HashMap::new(),
+        };
+        let weak: HashMap<RowId, Option<String>> = match &column {
+            Some(c) => candidates
+                .iter()
+                .map(|&row| (row, c.get(row).map(str::to_owned)))
+                .collect(),
+            None => items
+                .iter()
+                .map(|(&row, item)| (row, item.label.clone()))
+                .collect(),
+        };
         let trust = LabelTrust {
             policy,
             errors: &truths,
