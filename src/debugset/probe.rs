@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::features::cpu::math::gemm_strided;
 use crate::index::distance::dot;
 
 /// Why a probe could not be fitted.
@@ -234,7 +235,7 @@ impl LabelProbe {
         // item i is share_i · (p_i − onehot(y_i)).
         for t in 1..=params.steps {
             // logits (n × c) = X (n × dim) · Wᵀ.
-            matmul(&mut logits, (n, c, dim), &x, (1, dim), &w, (dim, 1));
+            gemm_strided(n, c, dim, &x, (dim, 1), &w, (1, dim), &mut logits, c);
             b_grad.iter_mut().for_each(|g| *g = 0.0);
             for ((row, &y), &s) in logits.chunks_exact_mut(c).zip(&targets).zip(&share) {
                 for (l, bias) in row.iter_mut().zip(&b) {
@@ -248,7 +249,7 @@ impl LabelProbe {
                 }
             }
             // ∂/∂W (c × dim) = Gᵀ (c × n) · X (n × dim), plus the penalty's l2 · W.
-            matmul(&mut w_grad, (c, dim, n), &logits, (c, 1), &x, (1, dim));
+            gemm_strided(c, dim, n, &logits, (1, c), &x, (dim, 1), &mut w_grad, dim);
             for (g, wv) in w_grad.iter_mut().zip(&w) {
                 *g += l2 * wv;
             }
@@ -313,56 +314,6 @@ impl LabelProbe {
             .collect();
         softmax(&mut p);
         p
-    }
-}
-
-/// `out` (m × n, row-major) = lhs (m × k) · rhs (k × n), each operand given by its (column,
-/// row) strides.
-fn matmul(
-    out: &mut [f32],
-    (m, n, k): (usize, usize, usize),
-    lhs: &[f32],
-    (lhs_cs, lhs_rs): (usize, usize),
-    rhs: &[f32],
-    (rhs_cs, rhs_rs): (usize, usize),
-) {
-    let last = |rows: usize, cols: usize, cs: usize, rs: usize| {
-        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
-    };
-    assert!(out.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        out[..m * n].iter_mut().for_each(|o| *o = 0.0);
-        return;
-    }
-    assert!(lhs.len() > last(m, k, lhs_cs, lhs_rs));
-    assert!(rhs.len() > last(k, n, rhs_cs, rhs_rs));
-    // SAFETY: the asserts above keep every element the strides reach inside its slice; `out`
-    // is written only, and aliases neither operand (it is borrowed mutably).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
-use super::math::softmax_rows_scaled;
+use super::math::{gemm_strided, softmax_rows_scaled};
 
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -20,52 +20,6 @@ thread_local! {
 pub struct SelfAttention {
     /// Heads.
     pub heads: usize,
-}
-
-/// `c = a · b` for strided operands (element (i, j) of x at `x[i·rs + j·cs]`).
-#[allow(clippy::too_many_arguments)]
-fn gemm_strided(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    (a_rs, a_cs): (usize, usize),
-    b: &[f32],
-    (b_rs, b_cs): (usize, usize),
-    c: &mut [f32],
-    c_rs: usize,
-) {
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(last(m, k, a_rs, a_cs) < a.len(), "lhs out of bounds");
-    assert!(last(k, n, b_rs, b_cs) < b.len(), "rhs out of bounds");
-    assert!(last(m, n, c_rs, 1) < c.len(), "dst out of bounds");
-    // SAFETY: the asserts bound the largest index each operand is read or written at.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            c_rs as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 impl CustomOp1 for SelfAttention {

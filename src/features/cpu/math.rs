@@ -217,6 +217,58 @@ wide_simd_fn! {
     }
 }
 
+/// `c = a · b` for strided operands (element (i, j) of x at `x[i·rs + j·cs]`).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    c: &mut [f32],
+    c_rs: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            c[i * c_rs..i * c_rs + n].fill(0.0);
+        }
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(last(m, k, a_rs, a_cs) < a.len(), "lhs out of bounds");
+    assert!(last(k, n, b_rs, b_cs) < b.len(), "rhs out of bounds");
+    assert!(last(m, n, c_rs, 1) < c.len(), "dst out of bounds");
+    // SAFETY: the asserts bound the largest index each operand is read or written at.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            c_rs as isize,
+            false,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
