@@ -321,16 +321,34 @@ async fn the_reference_label_estimate_cleans_weak_labels() {
     assert_eq!(estimate.fitted_on, 400);
     assert_eq!(estimate.error_samples, 0);
     assert!(estimate.train_accuracy > 0.95);
-    // Every error sample labelled: their vote judges all, and no probe is fitted.
+    // Every error sample labelled: their vote judges all, and the probe, fine-tuned with all
+    // of them, may still veto a label the vote let through.
     let reference = with_labels.summary.unwrap().reference.unwrap();
-    assert!(reference.label_estimate.is_none());
-    assert!(reference
-        .no_label_estimate
-        .contains("every error sample is labelled"));
+    let estimate = reference.label_estimate.unwrap();
+    assert_eq!((estimate.fitted_on, estimate.error_samples), (408, 8));
     assert!(with_labels
         .items
         .iter()
         .all(|i| i.weak_label_plausible == Some(true) && i.label_confidence.is_some()));
+    // ... unless the policy keeps every weak label: then nothing it says could change the
+    // set, and no probe is fitted.
+    let kept = client
+        .build_debug_set(pb::BuildDebugSetRequest {
+            label_policy: pb::LabelPolicy::Keep as i32,
+            ..request(&c)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let reference = kept.summary.unwrap().reference.unwrap();
+    assert!(reference.label_estimate.is_none());
+    assert!(
+        reference
+            .no_label_estimate
+            .contains("every error sample is labelled and the policy keeps every weak label"),
+        "{}",
+        reference.no_label_estimate
+    );
     // Half labelled: the probe is fine-tuned with the labelled half and judges the rest.
     let mut mixed = c.errors.clone();
     for e in mixed.iter_mut().skip(4) {

@@ -226,6 +226,32 @@ pub fn judge_estimate(
     apply(policy, plausible, weak_p, (&classes[winner], winner_p))
 }
 
+/// A label estimate's say on a candidate the failures' vote already judged. Under `drop` and
+/// `replace` it drops a candidate the vote kept when the estimate gives the label handed to
+/// training (the suggestion, else the weak label) less than chance: the vote only knows the
+/// labels of nearby failures, so a clean image whose weak label happens to match one of them
+/// passes it, while the estimate was fitted on what each class looks like.
+pub fn second_opinion(
+    policy: LabelPolicy,
+    vote: LabelVerdict,
+    weak: Option<&str>,
+    classes: &[String],
+    probabilities: &[f32],
+) -> LabelVerdict {
+    if policy == LabelPolicy::Keep || !vote.keep || probabilities.len() != classes.len() {
+        return vote;
+    }
+    let Some(label) = vote.suggested_label.as_deref().or(weak) else {
+        return vote;
+    };
+    let p = classes
+        .iter()
+        .position(|c| c == label)
+        .map_or(0.0, |i| probabilities[i]);
+    let keep = p >= 1.0 / classes.len().max(1) as f32;
+    LabelVerdict { keep, ..vote }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +391,48 @@ mod tests {
         // No majority: replace drops an implausible weak label.
         let flat = [0.45, 0.45, 0.1];
         assert!(!judge_estimate(LabelPolicy::Replace, Some("fox"), &classes, &flat).keep);
+    }
+
+    #[test]
+    fn an_estimate_vetoes_what_the_vote_let_through() {
+        let classes: Vec<String> = ["cat", "dog", "fox"].map(String::from).to_vec();
+        let probs = [0.6, 0.3, 0.1];
+        let errors = labelled(&[Some("dog"), Some("fox")]);
+        let by = found(&[(0, 1.0)]);
+        // The vote keeps "dog" (the only finder is a dog); the estimate gives it under chance.
+        let vote = judge(LabelPolicy::Drop, Some("dog"), &by, &errors);
+        assert!(vote.keep);
+        let v = second_opinion(
+            LabelPolicy::Drop,
+            vote.clone(),
+            Some("dog"),
+            &classes,
+            &probs,
+        );
+        assert!(!v.keep);
+        // What the verdict reports is still the vote's.
+        assert_eq!(v.label_confidence, vote.label_confidence);
+        assert_eq!(v.weak_label_plausible, Some(true));
+        // At or above chance it stays; keep hands every weak label on whatever the estimate says.
+        let even = [0.2, 1.0 / 3.0, 0.5];
+        assert!(
+            second_opinion(
+                LabelPolicy::Drop,
+                vote.clone(),
+                Some("dog"),
+                &classes,
+                &even
+            )
+            .keep
+        );
+        assert!(second_opinion(LabelPolicy::Keep, vote, Some("dog"), &classes, &probs).keep);
+        // Under replace the suggestion is what is checked, not the weak label.
+        let vote = judge(LabelPolicy::Replace, Some("cat"), &by, &errors);
+        assert_eq!(vote.suggested_label.as_deref(), Some("dog"));
+        assert!(!second_opinion(LabelPolicy::Replace, vote, Some("cat"), &classes, &probs).keep);
+        // A candidate the vote dropped stays dropped.
+        let vote = judge(LabelPolicy::Drop, Some("cat"), &by, &errors);
+        assert!(!second_opinion(LabelPolicy::Drop, vote, Some("cat"), &classes, &probs).keep);
     }
 
     #[test]

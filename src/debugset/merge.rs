@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::labels::{judge, judge_estimate, LabelVerdict};
+use super::labels::{judge, judge_estimate, second_opinion, LabelVerdict};
 use super::near::{spread_direction, KeptNear, Keys};
 use super::order::Picker;
 use super::rules::{Collision, Rules, Veto};
@@ -240,14 +240,18 @@ pub fn assemble(lists: &[Vec<Neighbor>], params: &MergeParams, rules: &Rules<'_>
             };
             let weak = t.weak.get(&n.id).and_then(|l| l.as_deref());
             let vote = judge(t.policy, weak, &findings[&n.id], t.errors);
+            let Some((e, p)) = t
+                .estimate
+                .and_then(|e| e.probabilities.get(&n.id).map(|p| (e, p)))
+            else {
+                return vote;
+            };
             // The failures' own labels judge where any labelled sample found the row: they
-            // know which classes the model gets wrong. The estimate speaks for the rest.
-            match (vote.label_confidence, t.estimate) {
-                (None, Some(e)) => match e.probabilities.get(&n.id) {
-                    Some(p) => judge_estimate(t.policy, weak, &e.classes, p),
-                    None => vote,
-                },
-                _ => vote,
+            // know which classes the model gets wrong. The estimate speaks for the rest, and
+            // may still veto a label the vote let through.
+            match vote.label_confidence {
+                None => judge_estimate(t.policy, weak, &e.classes, p),
+                Some(_) => second_opinion(t.policy, vote, weak, &e.classes, p),
             }
         });
         if support < min_support {

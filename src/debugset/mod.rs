@@ -22,7 +22,9 @@ pub use evaluation::{
     compare, rank_correlation, reach, score_items, view_items, Comparison, ItemScore, ItemView,
     Point, Reach,
 };
-pub use labels::{judge, judge_estimate, ErrorLabel, LabelEstimates, LabelPolicy, LabelVerdict};
+pub use labels::{
+    judge, judge_estimate, second_opinion, ErrorLabel, LabelEstimates, LabelPolicy, LabelVerdict,
+};
 pub use merge::{assemble, Assembled, Coverage, DebugEntry, Finding, Funnel};
 pub use modes::{find_modes, split_budget, Modes};
 pub use probe::{FitParams, LabelProbe, ProbeError, TrainingSet};

@@ -24,6 +24,7 @@ pub use weak_labels::WeakLabels;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use self::reference::Estimate;
 use self::reports::items_by_row;
 use self::stages::StageClock;
 use super::query::{check_same_space, label_filter, run_queries};
@@ -104,12 +105,23 @@ impl Service {
             Some(_) => &candidates,
             None => &[],
         };
+        // Where every error sample is labelled and every weak label is kept, no label
+        // estimate could change the set: the probe is not fitted.
+        let all_labelled = truths.iter().all(|t| t.label.is_some());
+        let estimate = if all_labelled && policy == LabelPolicy::Keep {
+            Estimate::NotNeeded(
+                "every error sample is labelled and the policy keeps every weak label",
+            )
+        } else {
+            Estimate::Wanted
+        };
         let mut reference = match &reference_pool {
             Some(h) => Some(self.references.consult(
                 pool,
                 &h.ready(engine, false)?,
                 &candidates,
                 gap_rows,
+                estimate,
                 &req.errors,
                 &resolved,
                 &mut clock,

@@ -63,6 +63,15 @@ pub(super) struct Gaps {
     pub sample: usize,
 }
 
+/// Whether a request needs the reference's label estimate.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Estimate {
+    /// Fit (or fine-tune) the probe and estimate every candidate's label.
+    Wanted,
+    /// Nothing the estimate says could change the set, for this reason.
+    NotNeeded(&'static str),
+}
+
 /// What the reference says of the candidates.
 pub(super) struct ReferenceView {
     /// Squared ℓ2 from each candidate to its nearest reference item.
@@ -116,7 +125,7 @@ impl ReferenceCache {
     /// Looks the candidates up in the reference: the gaps of `gap_rows` (the candidates when
     /// a rule needs them; the set's items are measured after the merge otherwise), and every
     /// candidate's class probabilities under a probe fitted on the reference and the
-    /// labelled error samples.
+    /// labelled error samples, where the `estimate` is wanted.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn consult(
         &self,
@@ -124,6 +133,7 @@ impl ReferenceCache {
         reference: &ReadyPool<'_>,
         candidates: &[RowId],
         gap_rows: &[RowId],
+        estimate: Estimate,
         errors: &[ErrorSample],
         resolved: &Resolved,
         clock: &mut StageClock,
@@ -142,13 +152,8 @@ impl ReferenceCache {
             label_estimate: None,
             no_label_estimate: None,
         };
-        // Labelled error samples found every candidate: their vote judges them all, and a
-        // probe would cost its fit for nothing.
-        if errors.iter().all(|e| e.truth.label.is_some()) {
-            report.no_label_estimate = Some(
-                "not fitted: every error sample is labelled, and their vote judges every candidate"
-                    .into(),
-            );
+        if let Estimate::NotNeeded(why) = estimate {
+            report.no_label_estimate = Some(format!("not fitted: {why}"));
             return Ok(ReferenceView {
                 gaps,
                 percentiles,
