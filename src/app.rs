@@ -69,22 +69,21 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
         .enable_all()
         .thread_name("dcd-rpc")
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
-            .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
-        let metrics_listener = match args.metrics_addr {
-            Some(a) => Some(
-                tokio::net::TcpListener::bind(a)
-                    .await
-                    .map_err(|e| Error::Usage(format!("cannot listen on {a} for metrics: {e}")))?,
-            ),
-            None => None,
-        };
+            .map_err(|e| Error::Network(format!("cannot listen on {}: {e}", args.addr)))?;
+        let metrics_listener =
+            match args.metrics_addr {
+                Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                    Error::Network(format!("cannot listen on {a} for metrics: {e}"))
+                })?),
+                None => None,
+            };
         let local = listener
             .local_addr()
-            .map_err(|e| Error::Usage(format!("cannot read the bound address: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot read the bound address: {e}")))?;
         // One line on stdout that scripts (and the Python tests) read to find the port.
         println!("dcd listening on {local}");
         if let Some(m) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
@@ -94,7 +93,7 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
             let s = service.clone();
             tokio::task::spawn_blocking(move || crate::ingest::resume_unfinished(&s))
                 .await
-                .map_err(|e| Error::Usage(format!("resuming jobs: {e}")))??
+                .map_err(|e| Error::Internal(format!("resuming jobs: {e}")))??
         };
         if !resumed.is_empty() {
             tracing::info!(jobs = resumed.len(), "resumed unfinished ingestion jobs");

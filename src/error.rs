@@ -1,6 +1,8 @@
-//! The crate-level error: one variant per layer, so callers (the CLI now, the gRPC layer
-//! later) classify failures in one place.
+//! The crate-level error: one variant per layer, so callers classify failures in one place:
+//! [`Error::kind`], from which the gRPC code (`api::status`) and the exit code (`main.rs`) are
+//! both derived.
 
+use crate::error_kind::ErrorKind;
 use crate::features::FeatureError;
 use crate::formats::FormatError;
 use crate::index::IndexError;
@@ -32,6 +34,21 @@ pub enum Error {
     /// Command-line arguments that do not fit together.
     #[error("{0}")]
     Usage(String),
+    /// What a remote `dcd serve` answered, with the kind its status code names.
+    #[error("the server answered {kind}: {message}")]
+    Remote {
+        /// The kind of the server's status.
+        kind: ErrorKind,
+        /// The server's message.
+        message: String,
+    },
+    /// An address that cannot be listened on or connected to.
+    #[error("{0}")]
+    Network(String),
+    /// dcd's own machinery failed (an async runtime, a worker thread), or a promise between
+    /// its parts was broken: a bug to report.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<FeatureError> for Error {
@@ -41,31 +58,26 @@ impl From<FeatureError> for Error {
 }
 
 impl Error {
-    /// True when the caller's input was at fault (not the machine or the data on disk).
-    pub fn is_user_error(&self) -> bool {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Usage(_) | Error::Format(_) => true,
+            Error::Store(e) => e.kind(),
+            Error::Index(e) => e.kind(),
+            Error::Format(e) => e.kind(),
+            Error::Feature(e) => e.kind(),
             #[cfg(feature = "cuda")]
-            Error::Gpu(e) => matches!(e, crate::gpu::GpuError::KTooLarge { .. }),
-            Error::Service(e) => !matches!(e, ServiceError::ShuttingDown),
-            Error::Feature(e) => !matches!(**e, FeatureError::Tensor(_)),
-            Error::Store(e) => !matches!(
-                e,
-                StoreError::Io { .. }
-                    | StoreError::Catalog { .. }
-                    | StoreError::CatalogUnreadable { .. }
-                    | StoreError::CorruptVectorFile { .. }
-                    | StoreError::TruncatedVectorFile { .. }
-                    | StoreError::MissingItem { .. }
-                    | StoreError::ItemsDisagree { .. }
-            ),
-            Error::Index(e) => !matches!(
-                e,
-                IndexError::Io { .. }
-                    | IndexError::CorruptIndexFile { .. }
-                    | IndexError::Backend(_)
-            ),
+            Error::Gpu(e) => e.kind(),
+            Error::Service(e) => e.kind(),
+            Error::Usage(_) => ErrorKind::InvalidArgument,
+            Error::Remote { kind, .. } => *kind,
+            Error::Network(_) => ErrorKind::Unavailable,
+            Error::Internal(_) => ErrorKind::Internal,
         }
+    }
+
+    /// The exit code of a command that failed with this error.
+    pub fn exit_code(&self) -> u8 {
+        self.kind().exit_code()
     }
 }
 

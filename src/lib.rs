@@ -4,7 +4,8 @@
 //! Layers, top to bottom: `cli` and `api` (gRPC, tonic) front ends → `app` (composition) →
 //! `service` (pools, searches, debug-train sets) → `debugset` (the merge, pure) and `ingest`
 //! (server-side jobs) → `features` (backbones) → `index` (exact, HNSW) → `store` (vectors on
-//! disk, SQLite catalog); `formats`, `config`, `error`, `types`, `telemetry` are leaves.
+//! disk, SQLite catalog); `formats`, `config`, `error`, `error_kind`, `types`, `telemetry` are
+//! leaves.
 
 pub mod api;
 pub mod app;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod debugset;
 pub mod error;
+pub mod error_kind;
 pub mod features;
 pub mod files;
 pub mod formats;

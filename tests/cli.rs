@@ -428,7 +428,8 @@ fn benchmark_commands_print_the_documented_json() {
         assert!(msg.contains("\"mmx\"") && msg.contains("mma"), "{msg}");
     }
     // A cuda build on a machine without a usable GPU (no driver, no libraries, no device)
-    // starts, and says why CUDA is out with the CPU path named: a machine error, not a crash.
+    // starts, and says why CUDA is out with the CPU path named: a precondition the caller can
+    // meet (exit 2, as FAILED_PRECONDITION over gRPC), not a crash.
     if cfg!(feature = "cuda") && !gpu_usable() {
         for args in [
             &["bench", "exact", "--random", "100x8", "--device", "cuda"][..],
@@ -436,7 +437,7 @@ fn benchmark_commands_print_the_documented_json() {
         ] {
             let out = dcd(&data, args);
             let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "dcd {args:?}: {err}");
+            assert_eq!(out.status.code(), Some(2), "dcd {args:?}: {err}");
             assert!(
                 err.contains("CUDA") && err.contains("--device cpu"),
                 "dcd {args:?}: {err}"

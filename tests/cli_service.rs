@@ -547,7 +547,7 @@ fn cli_against_a_server_and_graceful_shutdown() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PermissionDenied"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));
     // SIGTERM: graceful, exit 0.
     sigterm(server.id());
     assert!(server.wait().unwrap().success());

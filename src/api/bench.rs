@@ -127,11 +127,7 @@ fn rss_mb() -> (f64, f64) {
 }
 
 fn failed(s: tonic::Status) -> Error {
-    Error::Usage(format!(
-        "benchmark call failed: {:?}: {}",
-        s.code(),
-        s.message()
-    ))
+    crate::api::status::remote_error(s)
 }
 
 const POOL: &str = "bench";
@@ -139,12 +135,12 @@ const POOL: &str = "bench";
 /// Runs the benchmark against the server at `url`, which serves `service`.
 pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result<BenchReport> {
     let channel = Channel::from_shared(url)
-        .map_err(|e| Error::Usage(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))?
         .initial_stream_window_size(super::WINDOW_BYTES)
         .initial_connection_window_size(2 * super::WINDOW_BYTES)
         .connect()
         .await
-        .map_err(|e| Error::Usage(format!("cannot connect: {e}")))?;
+        .map_err(|e| Error::Network(format!("cannot connect: {e}")))?;
     let mut client = DcdClient::new(channel.clone())
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
@@ -167,7 +163,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         let s = service.clone();
         tokio::task::spawn_blocking(move || s.pool(POOL)?.refresh_graph())
             .await
-            .map_err(|e| Error::Usage(e.to_string()))??;
+            .map_err(|e| Error::Internal(e.to_string()))??;
     }
     report.index_seconds = started.elapsed().as_secs_f64();
     tracing::info!(secs = report.index_seconds, "index ready");
@@ -211,7 +207,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
         let t = Instant::now();
         tokio::task::spawn_blocking(move || s.build_debug_set(&req))
             .await
-            .map_err(|e| Error::Usage(e.to_string()))??;
+            .map_err(|e| Error::Internal(e.to_string()))??;
         local.push(t.elapsed().as_secs_f64());
     }
     report.debug_set_grpc = Latency::of(grpc);
@@ -346,7 +342,7 @@ async fn all_rules(
     let s = service.clone();
     tokio::task::spawn_blocking(move || s.pool(REFERENCE)?.refresh_graph())
         .await
-        .map_err(|e| Error::Usage(e.to_string()))??;
+        .map_err(|e| Error::Internal(e.to_string()))??;
     report.reference_items = cfg.reference;
     let (latency, _) = time(pb::BuildDebugSetRequest {
         reference_pool: REFERENCE.into(),

@@ -6,13 +6,15 @@ use std::path::Path;
 
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request};
 
 use super::convert;
 use super::pb;
 use super::pb::dcd_client::DcdClient;
+use super::status::remote_error;
 use crate::debugset::{Finding, LabelVerdict, Quantiles};
 use crate::error::{Error, Result};
+use crate::error_kind::ErrorKind;
 use crate::service::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, EvaluationRequest,
     EvaluationResult, ModeReport, VetoReport,
@@ -35,28 +37,20 @@ pub struct RemoteJob {
     pub problems: Vec<(String, String)>,
 }
 
-fn remote_error(s: Status) -> Error {
-    Error::Usage(format!(
-        "the server answered {:?}: {}",
-        s.code(),
-        s.message()
-    ))
-}
-
 impl RemoteService {
     /// Connects to `url` (http:// or https://).
     pub fn connect(url: &str, api_key: Option<&str>) -> Result<RemoteService> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
         let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| {
             Error::Usage(format!(
                 "--server {url}: {e}; use e.g. http://127.0.0.1:50051"
             ))
         })?;
         let channel = runtime.block_on(endpoint.connect()).map_err(|e| {
-            Error::Usage(format!(
+            Error::Network(format!(
                 "cannot connect to {url}: {e}; is `dcd serve` running there?"
             ))
         })?;
@@ -150,7 +144,10 @@ impl RemoteService {
                 progress(&job);
                 last = Some(job);
             }
-            last.ok_or_else(|| Error::Usage("the server closed the job feed without a word".into()))
+            last.ok_or_else(|| Error::Remote {
+                kind: ErrorKind::Unavailable,
+                message: "the server closed the job feed without a word".into(),
+            })
         })
     }
 
@@ -186,8 +183,10 @@ impl RemoteService {
             }
             Ok::<_, Error>((items, summary))
         })?;
-        let summary =
-            summary.ok_or_else(|| Error::Usage("the server sent no summary for the set".into()))?;
+        let summary = summary.ok_or_else(|| Error::Remote {
+            kind: ErrorKind::Internal,
+            message: "the server sent no summary for the set".into(),
+        })?;
         let mut request = req.clone();
         if let Some(applied) = &summary.parameters {
             request.label_policy = convert::label_policy_of(applied.label_policy);

@@ -14,6 +14,8 @@ pub mod fuzzing;
 mod handlers;
 pub mod metrics;
 pub mod status;
+#[cfg(test)]
+mod status_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,14 +1,13 @@
-//! The one place errors become gRPC statuses. Every variant of every layer's error is named
-//! here (no catch-all arm), so a new variant cannot reach a client with the wrong code.
+//! The one place errors become gRPC statuses, and statuses from a server become errors: both
+//! through the error's [`ErrorKind`] (each layer's `kind()` names every variant, with no
+//! catch-all arm, so a new variant cannot reach a client with the wrong code).
 
 use tonic::{Code, Status};
 
 use crate::error::Error;
-use crate::features::FeatureError;
+use crate::error_kind::ErrorKind;
 use crate::formats::FormatError;
 use crate::index::IndexError;
-use crate::service::ServiceError;
-use crate::store::StoreError;
 
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
@@ -48,107 +47,49 @@ pub fn is_disk_full(e: &Error) -> bool {
 /// header blocks beyond a few KiB (requests may echo names of any length).
 pub const MAX_MESSAGE_BYTES: usize = 2048;
 
-/// The gRPC code of an error.
+/// The gRPC code of an error: the code of its kind.
 pub fn code_of(e: &Error) -> Code {
-    match e {
-        Error::Store(e) => store_code(e),
-        Error::Index(e) => index_code(e),
-        Error::Format(e) => match e {
-            FormatError::Unsupported { .. } | FormatError::Malformed { .. } => {
-                Code::InvalidArgument
-            }
-            FormatError::Io { .. } => Code::Internal,
-        },
-        Error::Feature(e) => feature_code(e),
-        Error::Service(e) => service_code(e),
-        #[cfg(feature = "cuda")]
-        Error::Gpu(e) => match e {
-            crate::gpu::GpuError::KTooLarge { .. } => Code::InvalidArgument,
-            crate::gpu::GpuError::NoDevice { .. }
-            | crate::gpu::GpuError::MissingLibrary { .. }
-            | crate::gpu::GpuError::OldDriver { .. }
-            | crate::gpu::GpuError::NotCuda { .. }
-            | crate::gpu::GpuError::ComputeCapability { .. }
-            | crate::gpu::GpuError::OutOfHalfRange(_) => Code::FailedPrecondition,
-            crate::gpu::GpuError::OutOfMemory { .. } => Code::ResourceExhausted,
-            // The service asks half copies of f32 pools only (NotHalfCopy is a bug), and never
-            // returns Unidentified (it only stops plan timings being saved).
-            crate::gpu::GpuError::Driver { .. }
-            | crate::gpu::GpuError::NotHalfCopy { .. }
-            | crate::gpu::GpuError::Unidentified { .. } => Code::Internal,
-        },
-        Error::Usage(_) => Code::InvalidArgument,
+    code_of_kind(e.kind())
+}
+
+/// The gRPC code a kind of failure is answered with.
+pub fn code_of_kind(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Cancelled => Code::Cancelled,
+        ErrorKind::DataLoss => Code::DataLoss,
+        ErrorKind::Internal => Code::Internal,
     }
 }
 
-fn store_code(e: &StoreError) -> Code {
-    match e {
-        StoreError::PoolNotFound { .. }
-        | StoreError::PoolDeleted { .. }
-        | StoreError::JobNotFound { .. } => Code::NotFound,
-        StoreError::PoolExists { .. } | StoreError::DuplicateKey { .. } => Code::AlreadyExists,
-        StoreError::InvalidPoolName { .. }
-        | StoreError::InvalidDimension { .. }
-        | StoreError::DimensionMismatch { .. }
-        | StoreError::NonFinite { .. }
-        | StoreError::VectorTooLarge { .. }
-        | StoreError::InvalidItem { .. }
-        | StoreError::ItemCountMismatch { .. }
-        | StoreError::InvalidMetadata { .. } => Code::InvalidArgument,
-        StoreError::PoolFull { .. } => Code::ResourceExhausted,
-        StoreError::DataDirLocked { .. } => Code::Unavailable,
-        StoreError::ReadOnly { .. } | StoreError::NotWritable { .. } => Code::FailedPrecondition,
-        StoreError::CorruptVectorFile { .. }
-        | StoreError::TruncatedVectorFile { .. }
-        | StoreError::MissingItem { .. }
-        | StoreError::ItemsDisagree { .. }
-        | StoreError::CatalogUnreadable { .. } => Code::DataLoss,
-        StoreError::Catalog { .. } | StoreError::Io { .. } => Code::Internal,
+/// The kind of failure a status from a server names. Codes dcd never answers with map to
+/// the nearest kind: DEADLINE_EXCEEDED and ABORTED to UNAVAILABLE (retry), OUT_OF_RANGE to
+/// INVALID_ARGUMENT, UNAUTHENTICATED to PERMISSION_DENIED, the rest to INTERNAL.
+pub fn kind_of_code(code: Code) -> ErrorKind {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidArgument,
+        Code::NotFound => ErrorKind::NotFound,
+        Code::AlreadyExists => ErrorKind::AlreadyExists,
+        Code::FailedPrecondition => ErrorKind::FailedPrecondition,
+        Code::PermissionDenied | Code::Unauthenticated => ErrorKind::PermissionDenied,
+        Code::ResourceExhausted => ErrorKind::ResourceExhausted,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => ErrorKind::Unavailable,
+        Code::Cancelled => ErrorKind::Cancelled,
+        Code::DataLoss => ErrorKind::DataLoss,
+        Code::Ok | Code::Unknown | Code::Unimplemented | Code::Internal => ErrorKind::Internal,
     }
 }
 
-fn index_code(e: &IndexError) -> Code {
-    match e {
-        IndexError::InvalidK { .. }
-        | IndexError::DimensionMismatch { .. }
-        | IndexError::NonFiniteQuery { .. }
-        | IndexError::VectorTooLarge { .. }
-        | IndexError::InvalidParameter { .. } => Code::InvalidArgument,
-        IndexError::EmptyPool => Code::FailedPrecondition,
-        IndexError::AheadOfStore { .. }
-        | IndexError::CorruptIndexFile { .. }
-        | IndexError::Backend(_)
-        | IndexError::Io { .. } => Code::Internal,
-    }
-}
-
-fn feature_code(e: &FeatureError) -> Code {
-    match e {
-        FeatureError::UnknownBackbone { .. } | FeatureError::Config(_) => Code::InvalidArgument,
-        FeatureError::WeightsNotFound { .. } => Code::NotFound,
-        FeatureError::WeightsUnreadable { .. }
-        | FeatureError::MissingTensor { .. }
-        | FeatureError::TensorShape { .. } => Code::FailedPrecondition,
-        FeatureError::Tensor(_) => Code::Internal,
-    }
-}
-
-fn service_code(e: &ServiceError) -> Code {
-    match e {
-        ServiceError::InvalidArgument { .. }
-        | ServiceError::NothingUsable { .. }
-        | ServiceError::BadManifest { .. }
-        | ServiceError::NoImages { .. } => Code::InvalidArgument,
-        ServiceError::NoModel { .. }
-        | ServiceError::IncompatiblePools { .. }
-        | ServiceError::JobFinished { .. } => Code::FailedPrecondition,
-        ServiceError::KeyNotFound { .. } | ServiceError::PathUnreadable { .. } => Code::NotFound,
-        ServiceError::PathNotAllowed { .. } | ServiceError::PathPermissionDenied { .. } => {
-            Code::PermissionDenied
-        }
-        ServiceError::OverLimit { .. } => Code::InvalidArgument,
-        ServiceError::Cancelled { .. } => Code::Cancelled,
-        ServiceError::Internal { .. } => Code::Internal,
-        ServiceError::ShuttingDown => Code::Unavailable,
+/// A status from a remote server as an error of the kind its code names.
+pub fn remote_error(status: Status) -> Error {
+    Error::Remote {
+        kind: kind_of_code(status.code()),
+        message: status.message().to_owned(),
     }
 }

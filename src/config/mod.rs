@@ -23,7 +23,7 @@ pub fn cuda_ordinal(spec: &str) -> Option<usize> {
 
 /// dcd: find the pool images nearest to a model's failures (data-centric debugging).
 #[derive(Debug, Parser)]
-#[command(name = "dcd", version, about, long_about = None)]
+#[command(name = "dcd", version, about, long_about = None, after_help = crate::error_kind::EXIT_CODES)]
 pub struct Cli {
     /// Data directory holding the catalog and the pools.
     #[arg(

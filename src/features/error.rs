@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::error_kind::ErrorKind;
+
 /// Why a backbone could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
@@ -66,3 +68,19 @@ pub enum FeatureError {
 
 /// Result with [`FeatureError`].
 pub type FeatureResult<T> = std::result::Result<T, FeatureError>;
+
+impl FeatureError {
+    /// What kind of failure this is (the gRPC code and exit code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FeatureError::UnknownBackbone { .. } | FeatureError::Config(_) => {
+                ErrorKind::InvalidArgument
+            }
+            FeatureError::WeightsNotFound { .. } => ErrorKind::NotFound,
+            FeatureError::WeightsUnreadable { .. }
+            | FeatureError::MissingTensor { .. }
+            | FeatureError::TensorShape { .. } => ErrorKind::FailedPrecondition,
+            FeatureError::Tensor(_) => ErrorKind::Internal,
+        }
+    }
+}

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub use npy::write_npy;
 pub use vecs::{read_ivecs, write_fvecs, write_ivecs};
 
+use crate::error_kind::ErrorKind;
 use crate::types::Matrix;
 
 /// A vector file that cannot be read.
@@ -44,6 +45,19 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// What kind of failure this is (the gRPC code and exit code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            FormatError::Unsupported { .. } | FormatError::Malformed { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            FormatError::Io { source, .. } if crate::files::is_disk_full(source) => {
+                ErrorKind::ResourceExhausted
+            }
+            FormatError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn malformed(path: &Path, reason: impl Into<String>) -> FormatError {
         FormatError::Malformed {
             path: path.to_owned(),

@@ -47,7 +47,7 @@ impl GpuExact {
     ) -> Result<(Vec<Vec<Neighbor>>, Certification), Error> {
         validate_queries(self.dim, queries, k)?;
         if bounds.dtype() != self.dtype || originals.len() != self.len || bounds.len() != self.len {
-            return Err(Error::Usage(format!(
+            return Err(Error::Internal(format!(
                 "a certified search needs the f32 rows of this {} copy and their bounds: {} \
                  rows given and {} bounded for a copy of {}",
                 self.dtype.name(),
@@ -57,7 +57,7 @@ impl GpuExact {
             )));
         }
         if originals.dim() != self.dim {
-            return Err(Error::Usage(format!(
+            return Err(Error::Internal(format!(
                 "a certified search needs the f32 rows of this {}-d copy: they are {}-d",
                 self.dim,
                 originals.dim()

@@ -1,5 +1,7 @@
 //! Errors of the GPU path: the driver's failures as values, never panics.
 
+use crate::error_kind::ErrorKind;
+
 /// What went wrong on the GPU path.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -139,6 +141,27 @@ impl GpuError {
                 what,
                 reason: format!("{e:?}"),
             },
+        }
+    }
+}
+
+impl GpuError {
+    /// What kind of failure this is (the gRPC code and exit code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GpuError::KTooLarge { .. } => ErrorKind::InvalidArgument,
+            GpuError::NoDevice { .. }
+            | GpuError::MissingLibrary { .. }
+            | GpuError::OldDriver { .. }
+            | GpuError::NotCuda { .. }
+            | GpuError::ComputeCapability { .. }
+            | GpuError::OutOfHalfRange(_) => ErrorKind::FailedPrecondition,
+            GpuError::OutOfMemory { .. } => ErrorKind::ResourceExhausted,
+            // The service asks half copies of f32 pools only (NotHalfCopy is a bug), and never
+            // returns Unidentified (it only stops plan timings being saved).
+            GpuError::Driver { .. }
+            | GpuError::NotHalfCopy { .. }
+            | GpuError::Unidentified { .. } => ErrorKind::Internal,
         }
     }
 }

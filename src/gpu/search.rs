@@ -167,7 +167,7 @@ impl GpuExact {
     ) -> Result<(), crate::error::Error> {
         validate_queries(self.dim, queries, 1)?;
         if lists.len() != queries.rows {
-            return Err(crate::error::Error::Usage(format!(
+            return Err(crate::error::Error::Internal(format!(
                 "{} candidate lists for {} queries",
                 lists.len(),
                 queries.rows

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::error_kind::ErrorKind;
+
 /// Everything that can go wrong while building, loading or searching an index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -92,5 +94,26 @@ impl IndexError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IndexError {
         let path = path.into();
         move |source| IndexError::Io { path, source }
+    }
+}
+
+impl IndexError {
+    /// What kind of failure this is (the gRPC code and exit code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IndexError::Io { source, .. } if crate::files::is_disk_full(source) => {
+                ErrorKind::ResourceExhausted
+            }
+            IndexError::InvalidK { .. }
+            | IndexError::DimensionMismatch { .. }
+            | IndexError::NonFiniteQuery { .. }
+            | IndexError::VectorTooLarge { .. }
+            | IndexError::InvalidParameter { .. } => ErrorKind::InvalidArgument,
+            IndexError::EmptyPool => ErrorKind::FailedPrecondition,
+            IndexError::AheadOfStore { .. }
+            | IndexError::CorruptIndexFile { .. }
+            | IndexError::Backend(_)
+            | IndexError::Io { .. } => ErrorKind::Internal,
+        }
     }
 }

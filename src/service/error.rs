@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::error_kind::ErrorKind;
+
 /// A request the service refuses, or a limit it hit.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -127,4 +129,29 @@ pub enum ServiceError {
     /// The server is shutting down.
     #[error("the server is shutting down; retry against the next instance")]
     ShuttingDown,
+}
+
+impl ServiceError {
+    /// What kind of failure this is (the gRPC code and exit code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::InvalidArgument { .. }
+            | ServiceError::NothingUsable { .. }
+            | ServiceError::BadManifest { .. }
+            | ServiceError::NoImages { .. }
+            | ServiceError::OverLimit { .. } => ErrorKind::InvalidArgument,
+            ServiceError::NoModel { .. }
+            | ServiceError::IncompatiblePools { .. }
+            | ServiceError::JobFinished { .. } => ErrorKind::FailedPrecondition,
+            ServiceError::KeyNotFound { .. } | ServiceError::PathUnreadable { .. } => {
+                ErrorKind::NotFound
+            }
+            ServiceError::PathNotAllowed { .. } | ServiceError::PathPermissionDenied { .. } => {
+                ErrorKind::PermissionDenied
+            }
+            ServiceError::Cancelled { .. } => ErrorKind::Cancelled,
+            ServiceError::Internal { .. } => ErrorKind::Internal,
+            ServiceError::ShuttingDown => ErrorKind::Unavailable,
+        }
+    }
 }

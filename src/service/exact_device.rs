@@ -114,7 +114,7 @@ impl ExactDevice {
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn upload(&self, pool: &Pool) -> Result<Resident> {
         match self {
-            ExactDevice::Cpu => Err(Error::Usage(
+            ExactDevice::Cpu => Err(Error::Internal(
                 "the CPU exact engine keeps no device copy".into(),
             )),
             #[cfg(feature = "cuda")]

@@ -335,7 +335,7 @@ fn a_gpu_out_of_memory_is_resource_exhausted_with_the_ways_out() {
         let e = dcd::error::Error::from(e);
         let msg = e.to_string();
         assert_eq!(code_of(&e), tonic::Code::ResourceExhausted, "{msg}");
-        assert!(!e.is_user_error(), "{msg}");
+        assert_eq!(e.exit_code(), 3, "{msg}");
         assert!(
             msg.contains("out of memory while")
                 && msg.contains("nvidia-smi")
