@@ -485,7 +485,8 @@ fn the_gap_rule_and_an_estimate_apply_in_order() {
             ..Default::default()
         }
     );
-    // A labelled error sample's vote outranks the estimate on the rows it found.
+    // A labelled error sample's vote judges the rows it found; the estimate still vetoes
+    // row 3, whose weak label it gives under chance.
     let labelled = vec![ErrorLabel {
         label: Some("a".into()),
         weight: 1.0,
@@ -503,9 +504,25 @@ fn the_gap_rule_and_an_estimate_apply_in_order() {
             ..Default::default()
         },
     );
-    assert_eq!(rows(&a), vec![1, 2, 3]);
+    assert_eq!(rows(&a), vec![1, 2]);
     assert!(a
         .entries
         .iter()
         .all(|e| e.labels.label_confidence == Some(1.0)));
+    assert_eq!(a.funnel.label_policy, 1);
+    // Under keep the estimate has no say on what the vote judged.
+    let a = assemble(
+        &lists,
+        &params(Merge::Union, None),
+        &Rules {
+            labels: Some(LabelTrust {
+                policy: LabelPolicy::Keep,
+                errors: &labelled,
+                weak: &weak,
+                estimate: Some(&estimate),
+            }),
+            ..Default::default()
+        },
+    );
+    assert_eq!(rows(&a), vec![1, 2, 3]);
 }
