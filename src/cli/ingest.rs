@@ -1,11 +1,11 @@
 //! `dcd ingest`: fill a pool from an ImageFolder tree or a manifest, locally or through a
-//! server, with a progress bar. Re-running the same command after a crash resumes the job.
+//! server, with progress (a bar on a terminal, a line every few seconds otherwise).
+//! Re-running the same command after a crash resumes the job.
 
 use std::path::Path;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
-
+use super::progress::Progress;
 use crate::api::client::RemoteService;
 use crate::config::IngestArgs;
 use crate::error::{Error, Result};
@@ -45,17 +45,6 @@ fn source_of(path: &Path) -> Result<JobSource> {
     })
 }
 
-fn bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} images ({per_sec}, eta {eta}) {msg}",
-        )
-        .expect("valid template"),
-    );
-    bar
-}
-
 fn local(
     data_dir: &Path,
     args: &IngestArgs,
@@ -92,22 +81,17 @@ fn local(
             job.total
         );
     }
-    let bar = bar(job.total);
+    let mut progress = Progress::new(job.total, "ingest", "images");
     loop {
         let now = service.store().job(&job.id)?;
-        bar.set_length(now.total);
-        bar.set_position(now.tally.done());
-        bar.set_message(format!(
-            "{} failed, {} duplicates",
-            now.tally.failed, now.tally.duplicates
-        ));
+        progress.update(now.total, now.tally.done(), &tally_note(&now));
         if now.state.is_final() || service.jobs().running_count() == 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let record = crate::ingest::wait(&service, &job.id)?;
-    bar.finish_and_clear();
+    progress.finish();
     let problems = service
         .store()
         .job_problems(&job.id, 20)?
@@ -115,6 +99,13 @@ fn local(
         .map(|(k, outcome, detail)| (k, describe(&outcome, &detail)))
         .collect();
     Ok((record, problems))
+}
+
+fn tally_note(job: &JobRecord) -> String {
+    format!(
+        "{} failed, {} duplicates",
+        job.tally.failed, job.tally.duplicates
+    )
 }
 
 fn describe(outcome: &str, detail: &str) -> String {
@@ -138,16 +129,15 @@ fn remote(
         args.pooling.as_deref(),
     )?;
     let job = client.start_job(&args.pool, source)?;
-    let bar = bar(job.record.total);
+    let mut progress = Progress::new(job.record.total, "ingest", "images");
     let last = client.watch_job(&job.record.id, |j| {
-        bar.set_length(j.record.total);
-        bar.set_position(j.record.tally.done());
-        bar.set_message(format!(
-            "{} failed, {} duplicates",
-            j.record.tally.failed, j.record.tally.duplicates
-        ));
+        progress.update(
+            j.record.total,
+            j.record.tally.done(),
+            &tally_note(&j.record),
+        );
     })?;
-    bar.finish_and_clear();
+    progress.finish();
     Ok((last.record, last.problems.into_iter().take(20).collect()))
 }
 

@@ -10,6 +10,7 @@ mod eval;
 mod export;
 mod ingest;
 mod pool;
+mod progress;
 mod report;
 mod search;
 mod vectors;

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::progress::Progress;
 use crate::config::{ImportArgs, VectorsCommand};
 use crate::error::{Error, Result};
 use crate::formats::{read_lines, VectorStream};
@@ -45,6 +46,7 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
     let first = pool.len();
     let mut start = 0;
     let mut present = 0usize;
+    let mut progress = Progress::new(n as u64, "import", "vectors");
     while let Some(batch) = vectors.next_batch(args.batch)? {
         let end = start + batch.rows;
         let mut items: Vec<NewItem> = (start..end)
@@ -64,6 +66,7 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
         present += skipped;
         if items.is_empty() {
             start = end;
+            progress.update(n as u64, end as u64, "");
             continue;
         }
         pool.append(&batch, &items).inspect_err(|_| {
@@ -75,7 +78,9 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
             }
         })?;
         start = end;
+        progress.update(n as u64, end as u64, "");
     }
+    progress.finish();
     let secs = t.elapsed().as_secs_f64();
     let already = if present > 0 {
         format!("; {present} were stored already and skipped")
