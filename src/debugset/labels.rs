@@ -203,14 +203,7 @@ pub fn judge_estimate(
             ..Default::default()
         };
     }
-    let p = |label: &str| {
-        classes
-            .iter()
-            .position(|c| c == label)
-            .map_or(0.0, |i| probabilities[i])
-    };
-    let weak_p = weak.map_or(0.0, p);
-    let plausible = weak_p >= 1.0 / classes.len() as f32;
+    let (weak_p, plausible) = estimated(weak, classes, probabilities);
     // Ties go to the first class, which sorts first.
     let (winner, winner_p) =
         probabilities
@@ -244,12 +237,17 @@ pub fn second_opinion(
     let Some(label) = vote.suggested_label.as_deref().or(weak) else {
         return vote;
     };
-    let p = classes
-        .iter()
-        .position(|c| c == label)
-        .map_or(0.0, |i| probabilities[i]);
-    let keep = p >= 1.0 / classes.len().max(1) as f32;
+    let (_, keep) = estimated(Some(label), classes, probabilities);
     LabelVerdict { keep, ..vote }
+}
+
+/// The estimate's probability for `label` (0 for a label it does not know, or none), and
+/// whether that is at least chance (1 / classes).
+fn estimated(label: Option<&str>, classes: &[String], probabilities: &[f32]) -> (f32, bool) {
+    let p = label
+        .and_then(|l| classes.iter().position(|c| c == l))
+        .map_or(0.0, |i| probabilities[i]);
+    (p, p >= 1.0 / classes.len().max(1) as f32)
 }
 
 #[cfg(test)]

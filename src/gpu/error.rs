@@ -116,6 +116,25 @@ fn capability_message(device: u32, built: u32) -> String {
 }
 
 impl GpuError {
+    /// What kind of failure this is (the gRPC code and exit code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GpuError::KTooLarge { .. } => ErrorKind::InvalidArgument,
+            GpuError::NoDevice { .. }
+            | GpuError::MissingLibrary { .. }
+            | GpuError::OldDriver { .. }
+            | GpuError::NotCuda { .. }
+            | GpuError::ComputeCapability { .. }
+            | GpuError::OutOfHalfRange(_) => ErrorKind::FailedPrecondition,
+            GpuError::OutOfMemory { .. } => ErrorKind::ResourceExhausted,
+            // The service asks half copies of f32 pools only (NotHalfCopy is a bug), and never
+            // returns Unidentified (it only stops plan timings being saved).
+            GpuError::Driver { .. }
+            | GpuError::NotHalfCopy { .. }
+            | GpuError::Unidentified { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// Wraps a driver error with the operation that failed.
     pub fn driver(what: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> GpuError {
         move |e| match e.0 {
@@ -141,27 +160,6 @@ impl GpuError {
                 what,
                 reason: format!("{e:?}"),
             },
-        }
-    }
-}
-
-impl GpuError {
-    /// What kind of failure this is (the gRPC code and exit code follow from it).
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            GpuError::KTooLarge { .. } => ErrorKind::InvalidArgument,
-            GpuError::NoDevice { .. }
-            | GpuError::MissingLibrary { .. }
-            | GpuError::OldDriver { .. }
-            | GpuError::NotCuda { .. }
-            | GpuError::ComputeCapability { .. }
-            | GpuError::OutOfHalfRange(_) => ErrorKind::FailedPrecondition,
-            GpuError::OutOfMemory { .. } => ErrorKind::ResourceExhausted,
-            // The service asks half copies of f32 pools only (NotHalfCopy is a bug), and never
-            // returns Unidentified (it only stops plan timings being saved).
-            GpuError::Driver { .. }
-            | GpuError::NotHalfCopy { .. }
-            | GpuError::Unidentified { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -91,13 +91,6 @@ pub enum IndexError {
 }
 
 impl IndexError {
-    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IndexError {
-        let path = path.into();
-        move |source| IndexError::Io { path, source }
-    }
-}
-
-impl IndexError {
     /// What kind of failure this is (the gRPC code and exit code follow from it).
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -115,5 +108,10 @@ impl IndexError {
             | IndexError::Backend(_)
             | IndexError::Io { .. } => ErrorKind::Internal,
         }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IndexError {
+        let path = path.into();
+        move |source| IndexError::Io { path, source }
     }
 }

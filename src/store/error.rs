@@ -205,6 +205,40 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What kind of failure this is (the gRPC code and exit code follow from it).
+    pub fn kind(&self) -> ErrorKind {
+        if self.is_disk_full() {
+            return ErrorKind::ResourceExhausted;
+        }
+        match self {
+            StoreError::PoolNotFound { .. }
+            | StoreError::PoolDeleted { .. }
+            | StoreError::JobNotFound { .. } => ErrorKind::NotFound,
+            StoreError::PoolExists { .. } | StoreError::DuplicateKey { .. } => {
+                ErrorKind::AlreadyExists
+            }
+            StoreError::InvalidPoolName { .. }
+            | StoreError::InvalidDimension { .. }
+            | StoreError::DimensionMismatch { .. }
+            | StoreError::NonFinite { .. }
+            | StoreError::VectorTooLarge { .. }
+            | StoreError::InvalidItem { .. }
+            | StoreError::ItemCountMismatch { .. }
+            | StoreError::InvalidMetadata { .. } => ErrorKind::InvalidArgument,
+            StoreError::PoolFull { .. } => ErrorKind::ResourceExhausted,
+            StoreError::DataDirLocked { .. } => ErrorKind::Unavailable,
+            StoreError::ReadOnly { .. } | StoreError::NotWritable { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+            StoreError::CorruptVectorFile { .. }
+            | StoreError::TruncatedVectorFile { .. }
+            | StoreError::MissingItem { .. }
+            | StoreError::ItemsDisagree { .. }
+            | StoreError::CatalogUnreadable { .. } => ErrorKind::DataLoss,
+            StoreError::Catalog { .. } | StoreError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// True when the disk (or the user's quota) is full: the file system's or SQLite's word.
     pub fn is_disk_full(&self) -> bool {
         match self {
@@ -239,41 +273,5 @@ impl StoreError {
 
     pub(crate) fn catalog(action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         move |source| StoreError::Catalog { action, source }
-    }
-}
-
-impl StoreError {
-    /// What kind of failure this is (the gRPC code and exit code follow from it).
-    pub fn kind(&self) -> ErrorKind {
-        if self.is_disk_full() {
-            return ErrorKind::ResourceExhausted;
-        }
-        match self {
-            StoreError::PoolNotFound { .. }
-            | StoreError::PoolDeleted { .. }
-            | StoreError::JobNotFound { .. } => ErrorKind::NotFound,
-            StoreError::PoolExists { .. } | StoreError::DuplicateKey { .. } => {
-                ErrorKind::AlreadyExists
-            }
-            StoreError::InvalidPoolName { .. }
-            | StoreError::InvalidDimension { .. }
-            | StoreError::DimensionMismatch { .. }
-            | StoreError::NonFinite { .. }
-            | StoreError::VectorTooLarge { .. }
-            | StoreError::InvalidItem { .. }
-            | StoreError::ItemCountMismatch { .. }
-            | StoreError::InvalidMetadata { .. } => ErrorKind::InvalidArgument,
-            StoreError::PoolFull { .. } => ErrorKind::ResourceExhausted,
-            StoreError::DataDirLocked { .. } => ErrorKind::Unavailable,
-            StoreError::ReadOnly { .. } | StoreError::NotWritable { .. } => {
-                ErrorKind::FailedPrecondition
-            }
-            StoreError::CorruptVectorFile { .. }
-            | StoreError::TruncatedVectorFile { .. }
-            | StoreError::MissingItem { .. }
-            | StoreError::ItemsDisagree { .. }
-            | StoreError::CatalogUnreadable { .. } => ErrorKind::DataLoss,
-            StoreError::Catalog { .. } | StoreError::Io { .. } => ErrorKind::Internal,
-        }
     }
 }
