@@ -91,7 +91,7 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
         }
         let resumed = {
             let s = service.clone();
-            tokio::task::spawn_blocking(move || crate::ingest::resume_unfinished(&s))
+            tokio::task::spawn_blocking(move || crate::service::jobs::resume_unfinished(&s))
                 .await
                 .map_err(|e| Error::Internal(format!("resuming jobs: {e}")))??
         };

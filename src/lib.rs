@@ -20,7 +20,6 @@ pub mod files;
 pub mod formats;
 pub mod gpu;
 pub mod index;
-pub mod ingest;
 pub mod limits;
 pub mod service;
 pub mod store;

@@ -56,8 +56,8 @@ fn resume_after_death(
         .set_job_state(&job.id, JobState::Running, None)
         .unwrap();
     store.set_job_inflight(&job.id, inflight).unwrap();
-    dcd::ingest::resume_unfinished(service).unwrap();
-    dcd::ingest::wait(service, &job.id).unwrap()
+    dcd::service::jobs::resume_unfinished(service).unwrap();
+    dcd::service::jobs::wait(service, &job.id).unwrap()
 }
 
 fn mkfifo(p: &Path) {
@@ -113,8 +113,8 @@ fn a_hostile_folder_ends_with_every_good_image_stored_once() {
         // Chunks of at most 1 MiB of files: the 3 MiB file stands alone.
         r.limits.job_chunk_mib = 1;
     });
-    let job = dcd::ingest::start(&service, "p", JobSource::Folder(root.clone())).unwrap();
-    let job = dcd::ingest::wait(&service, &job.id).unwrap();
+    let job = dcd::service::jobs::start(&service, "p", JobSource::Folder(root.clone())).unwrap();
+    let job = dcd::service::jobs::wait(&service, &job.id).unwrap();
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     assert_eq!(job.tally.stored, good.len() as u64, "{job:?}");
     let problems = service.store().job_problems(&job.id, 100).unwrap();
@@ -159,9 +159,52 @@ fn a_fifo_manifest_is_refused_at_once() {
     std::fs::create_dir_all(&root).unwrap();
     mkfifo(&root.join("list.csv"));
     let service = service(&base.join("data"), &root, |_| {});
-    let e =
-        dcd::ingest::start(&service, "p", JobSource::Manifest(root.join("list.csv"))).unwrap_err();
+    let e = dcd::service::jobs::start(&service, "p", JobSource::Manifest(root.join("list.csv")))
+        .unwrap_err();
     assert!(e.to_string().contains("FIFO"), "{e}");
+}
+
+/// A job and the `Ingest` stream admit entries through one step: a manifest row whose label is
+/// beyond the store's limit fails alone (before, it failed the whole job at its commit).
+#[test]
+fn a_manifest_row_with_bad_fields_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let root = base.join("images");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+    for i in 0..3 {
+        std::fs::write(
+            root.join(format!("{i}.png")),
+            common::png(&common::smooth(&mut rng, 40)),
+        )
+        .unwrap();
+    }
+    let long_label = "x".repeat(dcd::store::MAX_LABEL_BYTES + 1);
+    std::fs::write(
+        root.join("list.csv"),
+        format!(
+            "path,label,metadata\n0.png,cat,\"{{\"\"ok\"\": 1}}\"\n1.png,dog,\n2.png,{long_label},\n"
+        ),
+    )
+    .unwrap();
+    let service = service(&base.join("data"), &root, |_| {});
+    let job = dcd::service::jobs::start(&service, "p", JobSource::Manifest(root.join("list.csv")))
+        .unwrap();
+    let job = dcd::service::jobs::wait(&service, &job.id).unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!((job.tally.stored, job.tally.failed), (2, 1), "{job:?}");
+    let problems = service.store().job_problems(&job.id, 10).unwrap();
+    let reason_of = |name: &str| {
+        problems
+            .iter()
+            .find(|(k, _, _)| k.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not among {problems:?}"))
+            .2
+            .clone()
+    };
+    assert!(reason_of("2.png").contains("label"), "{problems:?}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
 }
 
 /// B2: a file that killed the server inside a folder job killed it again at every restart

@@ -549,7 +549,7 @@ fn cancelled_calls_stop_listing_and_searching() {
     let (guard, flag) = dcd::cancel::CancelOnDrop::new();
     drop(guard);
     let listing = dcd::cancel::within(flag.clone(), || {
-        dcd::ingest::start(&service, "v", dcd::store::JobSource::Folder(root.clone()))
+        dcd::service::jobs::start(&service, "v", dcd::store::JobSource::Folder(root.clone()))
     });
     let e = listing.unwrap_err();
     assert!(e.to_string().contains("cancelled"), "{e}");

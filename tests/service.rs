@@ -811,7 +811,7 @@ async fn manifest_with_missing_files_lists_them_and_goes_on() {
         .await
         .unwrap()
         .into_inner();
-    let done = dcd::ingest::wait(&server.service, &job.id).unwrap();
+    let done = dcd::service::jobs::wait(&server.service, &job.id).unwrap();
     assert_eq!(done.state, dcd::store::JobState::Succeeded);
     assert_eq!(
         (done.total, done.tally.stored, done.tally.failed),

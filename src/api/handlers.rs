@@ -15,7 +15,7 @@ use super::convert::{self, invalid};
 use super::metrics::Metrics;
 use super::pb;
 use crate::error::Result;
-use crate::ingest;
+use crate::service::jobs;
 use crate::service::{CreatePool, ModelKey, SearchRequest, Service, StreamIngest};
 use crate::store::JobSource;
 
@@ -407,7 +407,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         let pool = r.pool;
         let job = self
             .blocking("StartIngestJob", move |s| {
-                let job = ingest::start(s, &pool, source)?;
+                let job = jobs::start(s, &pool, source)?;
                 job_message(s, &job.id)
             })
             .await?;
@@ -423,7 +423,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         let id = request.into_inner().id;
         let rx = {
             let id = id.clone();
-            self.blocking("WatchJob", move |s| ingest::watch(s, &id))
+            self.blocking("WatchJob", move |s| jobs::watch(s, &id))
                 .await?
         };
         let (tx, out) = mpsc::channel(4);
@@ -477,7 +477,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         let id = request.into_inner().id;
         let job = self
             .blocking("CancelJob", move |s| {
-                ingest::cancel(s, &id)?;
+                jobs::cancel(s, &id)?;
                 job_message(s, &id)
             })
             .await?;

@@ -20,7 +20,7 @@ pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         if p.is_dir() {
             let listing = crate::files::walk(
                 p,
-                &crate::ingest::source::is_image,
+                &crate::service::source::is_image,
                 None,
                 &crate::files::WalkLimits::default(),
                 &|| false,

@@ -72,7 +72,7 @@ fn local(
         }
         Err(e) => return Err(e.into()),
     }
-    let job = crate::ingest::start(&service, &args.pool, source.clone())?;
+    let job = crate::service::jobs::start(&service, &args.pool, source.clone())?;
     if job.tally.done() > 0 {
         eprintln!(
             "resuming job {} ({} of {} entries done)",
@@ -90,7 +90,7 @@ fn local(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let record = crate::ingest::wait(&service, &job.id)?;
+    let record = crate::service::jobs::wait(&service, &job.id)?;
     progress.finish();
     let problems = service
         .store()

@@ -26,7 +26,9 @@ pub use debug_set::{
     ReferenceReport, VetoReport, DEFAULT_DRAWS, DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use error::ServiceError;
-pub use ingest::{content_hash_bytes, IngestItem, ItemContent, StreamIngest, StreamSummary};
+pub use ingest::{
+    content_hash_bytes, jobs, source, IngestItem, ItemContent, StreamIngest, StreamSummary,
+};
 pub use models::{ModelCache, ModelKey, ModelSettings};
 pub use paths::AllowedRoots;
 pub use pools::PoolHandle;
@@ -113,7 +115,7 @@ pub struct Service {
     settings: ServiceSettings,
     pools: Mutex<OpenPools>,
     models: ModelCache,
-    jobs: crate::ingest::Jobs,
+    jobs: jobs::Jobs,
     images_embedded: std::sync::atomic::AtomicU64,
     exact_device: exact_device::ExactDevice,
     /// Reference-pool work shared by debug-set requests.
@@ -139,7 +141,7 @@ impl Service {
             settings,
             pools: Mutex::new(OpenPools::default()),
             models,
-            jobs: crate::ingest::Jobs::default(),
+            jobs: jobs::Jobs::default(),
             images_embedded: std::sync::atomic::AtomicU64::new(0),
             exact_device,
             references: Default::default(),
@@ -165,7 +167,7 @@ impl Service {
     }
 
     /// The job registry.
-    pub fn jobs(&self) -> &crate::ingest::Jobs {
+    pub fn jobs(&self) -> &jobs::Jobs {
         &self.jobs
     }
 

@@ -1,11 +1,7 @@
-//! Server-side ingestion jobs: walk a folder or manifest, read and hash each file, skip what
-//! the pool already holds, embed the rest in batches and append them durably with a record of
-//! every entry's outcome. Jobs run on their own threads; a job interrupted by a crash or a
-//! shutdown stays `running` in the catalog and resumes from its last commit when the service
-//! starts again.
-
-mod runner;
-pub mod source;
+//! Server-side ingestion jobs: walk a folder or manifest, read and hash each file, and admit
+//! the entries in commits with a record of every entry's outcome. Jobs run on their own
+//! threads; a job interrupted by a crash or a shutdown stays `running` in the catalog and
+//! resumes from its last commit when the service starts again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -14,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::{job_run, source};
 use crate::error::Result;
 use crate::service::{Service, ServiceError};
 use crate::store::{JobRecord, JobSource, JobState};
@@ -21,8 +18,8 @@ use crate::store::{JobRecord, JobSource, JobState};
 /// Entries read, hashed and embedded per commit.
 pub const CHUNK: usize = 64;
 
-const RUN: u8 = 0;
-const CANCEL: u8 = 1;
+pub(super) const RUN: u8 = 0;
+pub(super) const CANCEL: u8 = 1;
 const SHUTDOWN: u8 = 2;
 
 struct Control {
@@ -138,7 +135,7 @@ fn launch(service: &Arc<Service>, job: JobRecord) -> Result<JobRecord> {
         std::thread::Builder::new()
             .name(format!("dcd-{}", job.id))
             .spawn(move || {
-                runner::run(&service, &id, &stop, &tx);
+                job_run::run(&service, &id, &stop, &tx);
                 service.jobs().finished(&id);
             })
             .map_err(|e| ServiceError::Internal {

@@ -1,19 +1,18 @@
 //! The body of one ingestion job, on its own thread.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
 use tokio::sync::watch;
 
+use super::admit::{admit, content_hash_bytes, Candidate, Target};
+use super::jobs::{CANCEL, CHUNK, RUN};
 use super::source::{self, Entry};
-use super::{CANCEL, CHUNK, RUN};
+use super::ItemContent;
 use crate::error::{Error, Result};
-use crate::features::pipeline::ImageInput;
-use crate::service::{content_hash_bytes, Service};
-use crate::store::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobState, NewItem, StoreError};
-use crate::types::Matrix;
+use crate::service::Service;
+use crate::store::{EntryOutcome, JobRecord, JobState, StoreError};
 
 /// What the entries the model held when the process last stopped (`inflight`, those not
 /// done) say about `todo`. If the process died on them, one may have killed it: with several,
@@ -136,8 +135,6 @@ fn run_inner(
         .collect();
     let alone = quarantine(store.job_inflight(id)?, &mut todo);
     let handle = service.pool(&job.pool)?;
-    let model = service.pool_model(&handle.record())?;
-    let dim = handle.record().dim;
     let started = Instant::now();
     let mut processed = 0usize;
     // The tally as committed so far, kept up to date here rather than recounted from the
@@ -145,134 +142,38 @@ fn run_inner(
     let mut record = store.job(id)?;
     tx.send_replace(record.clone());
     let max_file_bytes = settings.models.pipeline.limits.max_file_bytes;
+    let target = Target {
+        service,
+        pool: &handle,
+        job: Some(id),
+    };
     for chunk in chunks(&todo, settings.limits.job_chunk_bytes, alone) {
         if stop.load(Ordering::SeqCst) != RUN {
             return Ok(());
         }
         // Read and hash in parallel; a file that cannot be read is a failed entry.
-        let read: Vec<std::result::Result<(Vec<u8>, String), String>> = chunk
+        let candidates: Vec<Candidate> = chunk
             .par_iter()
             .map(|e| {
-                if let Some(why) = &e.refused {
-                    return Err(why.clone());
+                let read = read_entry(service, e, max_file_bytes);
+                let hash = match &read {
+                    Ok(bytes) => content_hash_bytes(bytes),
+                    Err(_) => String::new(),
+                };
+                Candidate {
+                    key: e.key.clone(),
+                    label: e.label.clone(),
+                    metadata: e.metadata.clone(),
+                    content: read.map(ItemContent::Image),
+                    hash,
                 }
-                service
-                    .settings()
-                    .roots
-                    .check(&e.path)
-                    .map_err(|err| err.to_string())?;
-                let bytes = crate::files::read_regular(&e.path, max_file_bytes)
-                    .map_err(|err| err.to_string())?;
-                let hash = content_hash_bytes(&bytes);
-                Ok((bytes, hash))
             })
             .collect();
-        let keys: Vec<&str> = chunk.iter().map(|e| e.key.as_str()).collect();
-        let hashes: Vec<&str> = read
-            .iter()
-            .filter_map(|r| r.as_ref().ok().map(|(_, h)| h.as_str()))
-            .collect();
-        let (present, mut by_hash) = {
-            let open = handle.read();
-            (
-                open.pool.existing_keys(&keys)?,
-                open.pool.keys_by_hash(&hashes)?,
-            )
-        };
-        let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; chunk.len()];
-        let mut to_embed: Vec<(usize, ImageInput, String)> = Vec::new();
-        for (i, (entry, r)) in chunk.iter().zip(read).enumerate() {
-            if present.contains(&entry.key) {
-                outcomes[i] = Some(EntryOutcome::Present);
-                continue;
-            }
-            match r {
-                Err(why) => outcomes[i] = Some(EntryOutcome::Failed(why)),
-                Ok((bytes, hash)) => {
-                    if let Some(of) = by_hash.get(&hash) {
-                        outcomes[i] = Some(EntryOutcome::Duplicate(of.clone()));
-                        continue;
-                    }
-                    by_hash.insert(hash.clone(), entry.key.clone());
-                    to_embed.push((
-                        i,
-                        ImageInput::Bytes {
-                            name: entry.key.clone(),
-                            bytes,
-                        },
-                        hash,
-                    ));
-                }
-            }
-        }
-        let (idx, rest): (Vec<usize>, Vec<(ImageInput, String)>) = to_embed
-            .into_iter()
-            .map(|(i, input, h)| (i, (input, h)))
-            .unzip();
-        let (inputs, hashes): (Vec<ImageInput>, Vec<String>) = rest.into_iter().unzip();
-        let inflight: Vec<String> = idx.iter().map(|&i| chunk[i].key.clone()).collect();
-        // Committed before decoding: if this kills the process, the next run knows (see
-        // `quarantine`).
-        store.set_job_inflight(id, &inflight)?;
-        let vectors = model.embed(inputs);
-        service.count_embedded(vectors.iter().filter(|v| v.is_ok()).count());
-        let mut data = Vec::with_capacity(idx.len() * dim);
-        let mut items = Vec::with_capacity(idx.len());
-        let mut stored_hash: HashMap<String, String> = HashMap::new();
-        for ((i, v), hash) in idx.into_iter().zip(vectors).zip(hashes) {
-            let entry = &chunk[i];
-            match v {
-                Ok(v) => {
-                    data.extend_from_slice(&v);
-                    stored_hash.insert(hash.clone(), entry.key.clone());
-                    items.push(NewItem {
-                        key: entry.key.clone(),
-                        label: entry.label.clone(),
-                        content_hash: Some(hash),
-                        metadata: entry.metadata.clone(),
-                    });
-                    outcomes[i] = Some(EntryOutcome::Stored);
-                }
-                Err(e) => outcomes[i] = Some(EntryOutcome::Failed(e.error.to_string())),
-            }
-        }
-        // A duplicate of an image whose embedding failed in this chunk is a failure too:
-        // its original is not in the pool.
-        for (o, entry) in outcomes.iter_mut().zip(chunk) {
-            if let Some(EntryOutcome::Duplicate(of)) = o {
-                let of_in_chunk = chunk.iter().any(|e| &e.key == of);
-                if of_in_chunk && !stored_hash.values().any(|k| k == of) {
-                    *o = Some(EntryOutcome::Failed(format!(
-                        "same content as {of}, which could not be embedded"
-                    )));
-                }
-            }
-            debug_assert!(o.is_some(), "{} has an outcome", entry.key);
-        }
-        let job_entries: Vec<JobEntry> = chunk
-            .iter()
-            .zip(outcomes)
-            .map(|(e, o)| JobEntry {
-                key: e.key.clone(),
-                outcome: o.expect("every entry has an outcome"),
-            })
-            .collect();
-        let rows = items.len();
-        handle.append(
-            &Matrix::new(rows, dim, data),
-            &items,
-            Some(&JobBatch {
-                job_id: id,
-                entries: &job_entries,
-            }),
-        )?;
-        if !inflight.is_empty() {
-            store.set_job_inflight(id, &[])?;
-        }
+        let outcomes = admit(&target, candidates)?;
         processed += chunk.len();
-        for e in &job_entries {
+        for outcome in &outcomes {
             let t = &mut record.tally;
-            match e.outcome {
+            match outcome {
                 EntryOutcome::Stored => t.stored += 1,
                 EntryOutcome::Duplicate(_) => t.duplicates += 1,
                 EntryOutcome::Failed(_) => t.failed += 1,
@@ -296,4 +197,21 @@ fn run_inner(
         }
     }
     Ok(())
+}
+
+/// The bytes of an entry's file, or why they cannot be had.
+fn read_entry(
+    service: &Service,
+    entry: &Entry,
+    max_file_bytes: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    if let Some(why) = &entry.refused {
+        return Err(why.clone());
+    }
+    service
+        .settings()
+        .roots
+        .check(&entry.path)
+        .map_err(|err| err.to_string())?;
+    crate::files::read_regular(&entry.path, max_file_bytes).map_err(|err| err.to_string())
 }
