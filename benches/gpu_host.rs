@@ -8,6 +8,9 @@
 //! now), and the separate pass over the pool that measured it before
 //! (`dcd::gpu::certified::HalfBounds::of`, still how appended rows are measured).
 
+// criterion_main! defines an undocumented `main`.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dcd::gpu::host::HostRows;
 use dcd::gpu::GpuDtype;

@@ -2,6 +2,9 @@
 //! exact single-query scan, exact batched GEMM path, native HNSW and hnsw_rs at ef = 64.
 //! Peers (faiss, hnswlib) are measured by `scripts/bench_peers.py` on the same machine.
 
+// criterion_main! defines an undocumented `main`.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dcd::index::exact::ExactIndex;
 use dcd::index::graph::{HnswGraph, HnswParams};

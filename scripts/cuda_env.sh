@@ -11,7 +11,7 @@
 #   copy of candle-core that asks for `dynamic-loading` instead (the only change; the copy is
 #   made from the registry's own candle-core-0.11.1). cudarc then opens the libraries on first
 #   use, and dcd checks for them first, so a machine without a driver gets dcd's error naming
-#   the CPU path (src/gpu/libraries.rs). Nothing to link against, so no CUDA libraries here.
+#   the CPU path (src/gpu/cuda/libraries.rs). Nothing to link against, so no CUDA libraries here.
 # - sm_90 (H100/H200) for candle's kernels, which need a target when there is no nvidia-smi;
 #   dcd's own kernels are PTX for compute_90, which newer GPUs JIT-compile.
 

@@ -25,17 +25,14 @@ pub fn settings(
     ServiceSettings {
         roots,
         index: params,
-        exact_device: runtime
-            .exact_device
-            .clone()
-            .unwrap_or_else(|| runtime.device.clone()),
-        exact_copy: runtime.exact_copy.clone(),
-        exact_plans: runtime.exact_plans.clone(),
+        exact_device: runtime.exact_device.unwrap_or(runtime.device),
+        exact_copy: runtime.exact_copy,
+        exact_plans: runtime.exact_plans,
         limits: runtime.limits.limits(),
         background_index: false,
         models: ModelSettings {
-            device: runtime.device.clone(),
-            precision: runtime.precision.clone(),
+            device: runtime.device,
+            precision: runtime.precision,
             pipeline: PipelineConfig {
                 max_batch: runtime.batch.max(1),
                 queue: 4 * runtime.batch.max(1),
@@ -58,8 +55,7 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
             let read = |p: &std::path::Path| {
-                std::fs::read(p)
-                    .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))
+                std::fs::read(p).map_err(Error::io(format!("cannot read {}", p.display())))
             };
             Some((read(c)?, read(k)?))
         }

@@ -1,11 +1,13 @@
 //! dcd: data-centric debugging. Embeds a weakly labelled image pool once, stores and indexes
 //! the vectors, and finds the pool items nearest in ℓ2 to a model's failures.
 //!
-//! Layers, top to bottom: `cli` and `api` (gRPC, tonic) front ends → `app` (composition) →
-//! `service` (pools, searches, debug-train sets) → `debugset` (the merge, pure) and `ingest`
-//! (server-side jobs) → `features` (backbones) → `index` (exact, HNSW) → `store` (vectors on
-//! disk, SQLite catalog); `formats`, `config`, `error`, `error_kind`, `types`, `telemetry` are
-//! leaves.
+//! Layers, top to bottom (each imports only from those below it; docs/architecture.md says
+//! more): `cli` (the commands) over `config` (the flags, clap) → `app` (composition,
+//! `dcd serve`) → `api` (gRPC) → `error` (the crate-level error of those three) → `service`
+//! (pools, searches, debug-train sets, ingestion streams and jobs) → `debugset` (the set's
+//! logic, pure) → `features` (backbones) → `gpu` (the exact path on a GPU) → `index` (exact,
+//! HNSW) → `store` (vectors on disk, SQLite catalog) → `formats`, `files`; `types`,
+//! `settings`, `limits`, `error_kind`, `cancel`, `telemetry` and `synth` are leaves.
 
 pub mod api;
 pub mod app;
@@ -22,6 +24,7 @@ pub mod gpu;
 pub mod index;
 pub mod limits;
 pub mod service;
+pub mod settings;
 pub mod store;
 pub mod synth;
 pub mod telemetry;

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use dcd::features::models::vit::VitPooling;
 use dcd::features::registry;
 use dcd::features::weights::{Placement, Weights};
 use dcd::features::{Backbone, FeatureError, FeatureExtractor, LoadOptions};
+use dcd::settings::Pooling;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones")
@@ -48,7 +48,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Loads `backbone` from `weights`, embeds the fixture batch and compares with the reference.
-fn check_parity(backbone: &str, weights: &Path, reference_name: &str, pooling: VitPooling) {
+fn check_parity(backbone: &str, weights: &Path, reference_name: &str, pooling: Pooling) {
     let opts = LoadOptions {
         pooling,
         ..LoadOptions::default()
@@ -101,7 +101,7 @@ fn dino_vit_matches_transformers_vitmodel() {
         "dino-vit",
         &fixtures().join("dino-tiny"),
         "dino-tiny",
-        VitPooling::Cls,
+        Pooling::Cls,
     );
 }
 
@@ -111,7 +111,7 @@ fn dinov2_matches_transformers_with_resized_positions_and_mean_patch() {
         "dinov2-vit",
         &fixtures().join("dinov2-tiny"),
         "dinov2-tiny",
-        VitPooling::ClsMeanPatch,
+        Pooling::ClsMeanPatch,
     );
 }
 
@@ -121,7 +121,7 @@ fn dinov2_swiglu_mlp_matches_transformers() {
         "dinov2-vit",
         &fixtures().join("dinov2-swiglu/model.safetensors"),
         "dinov2-swiglu",
-        VitPooling::Cls,
+        Pooling::Cls,
     );
 }
 
@@ -131,7 +131,7 @@ fn resnet_bottleneck_from_zip_pth_matches_torchvision() {
         "resnet",
         &fixtures().join("resnet-tiny.pth"),
         "resnet-tiny",
-        VitPooling::Cls,
+        Pooling::Cls,
     );
 }
 
@@ -141,7 +141,7 @@ fn robust_resnet_checkpoint_in_legacy_format_loads_and_matches() {
         "resnet",
         &fixtures().join("resnet-basic-robust.pth"),
         "resnet-basic-robust",
-        VitPooling::Cls,
+        Pooling::Cls,
     );
 }
 
@@ -162,7 +162,7 @@ fn mobilenet_weights() -> Option<PathBuf> {
 #[test]
 fn mobilenetv2_real_weights_match_torchvision() {
     let Some(w) = mobilenet_weights() else { return };
-    check_parity("mobilenetv2", &w, "mobilenetv2", VitPooling::Cls);
+    check_parity("mobilenetv2", &w, "mobilenetv2", Pooling::Cls);
 }
 
 #[test]
@@ -394,19 +394,19 @@ fn half_precision_models_track_the_reference() {
             "dino-vit",
             fixtures().join("dino-tiny"),
             "dino-tiny",
-            VitPooling::Cls,
+            Pooling::Cls,
         ),
         (
             "dinov2-vit",
             fixtures().join("dinov2-tiny"),
             "dinov2-tiny",
-            VitPooling::ClsMeanPatch,
+            Pooling::ClsMeanPatch,
         ),
         (
             "resnet",
             fixtures().join("resnet-tiny.pth"),
             "resnet-tiny",
-            VitPooling::Cls,
+            Pooling::Cls,
         ),
     ];
     for (dtype, min_cos) in [(DType::F16, 0.9999), (DType::BF16, 0.998)] {

@@ -73,18 +73,7 @@ fn pool_lifecycle_import_and_search() {
     std::fs::write(tmp.path().join("keys.txt"), keys).unwrap();
     std::fs::write(tmp.path().join("labels.txt"), labels).unwrap();
 
-    ok(
-        &data,
-        &[
-            "pool",
-            "create",
-            "pets",
-            "--dim",
-            "32",
-            "--backbone",
-            "dino-vits16",
-        ],
-    );
+    ok(&data, &["pool", "create", "pets", "--dim", "32"]);
     let out = ok(
         &data,
         &[
@@ -106,7 +95,7 @@ fn pool_lifecycle_import_and_search() {
     let list: Value = serde_json::from_str(&ok(&data, &["pool", "list", "--json"])).unwrap();
     assert_eq!(list[0]["name"], "pets");
     assert_eq!(list[0]["rows"], 3000);
-    assert_eq!(list[0]["backbone"], "dino-vits16");
+    assert_eq!(list[0]["backbone"], serde_json::Value::Null);
     let info: Value =
         serde_json::from_str(&ok(&data, &["pool", "info", "pets", "--json"])).unwrap();
     assert_eq!(info["labels"]["dog"], 1000);
@@ -166,6 +155,58 @@ fn pool_lifecycle_import_and_search() {
 
     ok(&data, &["pool", "delete", "pets"]);
     assert_eq!(ok(&data, &["pool", "list", "--json"]).trim(), "[]");
+}
+
+/// `dcd pool create` makes the checks of `CreatePool`: with a backbone the dimension is the
+/// model's (before, `--dim` was required, `--weights` did not exist, and a wrong `--dim` was
+/// accepted and failed at the first ingest).
+#[test]
+fn pool_create_takes_the_dimension_from_the_backbone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let weights = common::tiny_resnet();
+    let out = ok(
+        &data,
+        &[
+            "pool",
+            "create",
+            "r",
+            "--backbone",
+            "resnet",
+            "--weights",
+            &weights,
+        ],
+    );
+    let dim: usize = out
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once("-d"))
+        .and_then(|(d, _)| d.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let wrong = (dim + 1).to_string();
+    let e = user_error(
+        &data,
+        &[
+            "pool",
+            "create",
+            "s",
+            "--backbone",
+            "resnet",
+            "--weights",
+            &weights,
+            "--dim",
+            &wrong,
+        ],
+    );
+    assert!(
+        e.contains(&format!("gives {dim}-d features, not {wrong}")),
+        "{e}"
+    );
+    let e = user_error(&data, &["pool", "create", "t"]);
+    assert!(e.contains("needs its vector dimension"), "{e}");
+    let list: Value = serde_json::from_str(&ok(&data, &["pool", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["dim"], dim);
+    assert_eq!(list[0]["weights"], weights.as_str());
 }
 
 #[test]
@@ -503,7 +544,7 @@ fn imports_resume_and_pools_verify() {
             file.display().to_string(),
             "--keys".into(),
             tmp.path().join(keys).display().to_string(),
-            "--batch".into(),
+            "--commit-rows".into(),
             "64".into(),
         ]
     };

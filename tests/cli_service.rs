@@ -494,6 +494,30 @@ fn cli_against_a_server_and_graceful_shutdown() {
             .arg(&f.pool),
     );
     assert!(out.contains("succeeded: 120 stored"), "{out}");
+    // `pool create` is the same call on the server: the dimension comes from the backbone,
+    // whose weights the server reads below its allowed roots.
+    let out = run_ok(
+        dcd(&scratch)
+            .args([
+                "pool",
+                "create",
+                "q",
+                "--server",
+                &url,
+                "--backbone",
+                "resnet",
+            ])
+            .arg("--weights")
+            .arg(common::tiny_resnet()),
+    );
+    assert!(
+        out.starts_with("created pool q (") && out.contains("-d f32)"),
+        "{out}"
+    );
+    assert!(
+        !scratch.join("pools/q").exists(),
+        "created on the server, not here"
+    );
     let set = f.root.join("remote.jsonl");
     run_ok(
         dcd(&scratch)

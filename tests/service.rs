@@ -1063,10 +1063,10 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-fn is_pool_deleted(e: &dcd::Error) -> bool {
+fn is_pool_deleted(e: &dcd::service::ServiceError) -> bool {
     matches!(
         e,
-        dcd::Error::Store(dcd::store::StoreError::PoolDeleted { .. })
+        dcd::service::ServiceError::Store(dcd::store::StoreError::PoolDeleted { .. })
     )
 }
 

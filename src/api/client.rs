@@ -78,6 +78,30 @@ impl RemoteService {
         r
     }
 
+    /// Creates a pool (`CreatePool`); returns its name, dimension and storage type.
+    pub fn create_pool(
+        &mut self,
+        req: &crate::service::CreatePool,
+    ) -> Result<(String, usize, crate::types::Dtype)> {
+        let create = self.request(pb::CreatePoolRequest {
+            name: req.name.clone(),
+            backbone: req.backbone.clone().unwrap_or_default(),
+            weights: req.weights.clone().unwrap_or_default(),
+            pooling: req.pooling.map(|p| p.name().to_owned()).unwrap_or_default(),
+            dim: req.dim.map_or(Ok(0), u32::try_from).map_err(|_| {
+                Error::Usage(format!("--dim {}: too large", req.dim.unwrap_or_default()))
+            })?,
+            dtype: super::convert::dtype_pb(req.dtype) as i32,
+        });
+        let pool = self
+            .runtime
+            .block_on(self.client.create_pool(create))
+            .map_err(remote_error)?
+            .into_inner();
+        let dtype = super::convert::dtype(pool.dtype).map_err(remote_error)?;
+        Ok((pool.name, pool.dim as usize, dtype))
+    }
+
     /// Creates the pool unless it exists.
     pub fn ensure_pool(
         &mut self,

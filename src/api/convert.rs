@@ -28,7 +28,16 @@ pub fn dtype(d: i32) -> Result<Dtype, Status> {
     }
 }
 
-fn dtype_pb(d: Dtype) -> pb::Dtype {
+/// A pool's ViT pooling; empty means the default.
+pub fn pooling(p: &str) -> Result<Option<crate::settings::Pooling>, Status> {
+    if p.is_empty() {
+        return Ok(None);
+    }
+    p.parse().map(Some).map_err(|e| invalid("pooling", e))
+}
+
+/// The wire's name of a storage type.
+pub fn dtype_pb(d: Dtype) -> pb::Dtype {
     match d {
         Dtype::F32 => pb::Dtype::F32,
         Dtype::F16 => pb::Dtype::F16,

@@ -1,22 +1,21 @@
 //! The `dcd.v1.Dcd` service: each handler validates and converts the request, runs the
-//! service call on the blocking pool (never on tonic's async threads) under the in-flight
-//! limit, and converts the answer back.
+//! service call as every call runs (`calls`: admitted, on the blocking pool, in its span), and
+//! converts the answer back.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
-use prost::Message;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::calls::rpc_span;
 use super::convert::{self, invalid};
-use super::metrics::Metrics;
 use super::pb;
+use super::DcdApi;
 use crate::error::Result;
 use crate::service::jobs;
-use crate::service::{CreatePool, ModelKey, SearchRequest, Service, StreamIngest};
+use crate::service::{CreatePool, ModelKey, SearchRequest, Service};
 use crate::store::JobSource;
 
 /// Items per message of a streamed debug-train set.
@@ -27,159 +26,6 @@ const JOB_ERRORS: usize = 100;
 const POOL_JOBS: usize = 20;
 
 type RpcStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
-
-/// The gRPC front of a [`Service`].
-#[derive(Clone)]
-pub struct DcdApi {
-    service: Arc<Service>,
-    in_flight: Arc<Semaphore>,
-    max_in_flight: usize,
-    /// Requests computing at once; the others admitted wait for a slot. A few per core keep
-    /// every core busy without a thread (and an allocator heap) per request.
-    compute: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
-    streams: super::StreamLimits,
-    /// One permit per open Ingest stream.
-    open_streams: Arc<Semaphore>,
-    /// KiB of streamed items held uncommitted, over the server.
-    stream_kib: Arc<Semaphore>,
-}
-
-/// How a call is admitted.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Admission {
-    /// Under an in-flight permit (`--max-in-flight`) and a compute slot.
-    Call,
-    /// A client stream: it mostly waits on its client, so it takes neither (streams have a
-    /// cap of their own, `--max-ingest-streams`); an idle stream must not keep a slot from
-    /// the calls that compute.
-    Stream,
-}
-
-/// What a stream's feed hands its worker: an item with its share of the byte budgets, or
-/// a request to commit now (the feed is short of budget: committing frees it).
-enum Feed {
-    Item(pb::IngestItem, [OwnedSemaphorePermit; 2]),
-    Commit,
-}
-
-/// Whole KiB covering `bytes` (at least 1: every item costs something).
-fn kib(bytes: usize) -> u32 {
-    bytes.div_ceil(1024).clamp(1, u32::MAX as usize) as u32
-}
-
-impl DcdApi {
-    /// Serves `service`, refusing requests beyond `max_in_flight` at once.
-    pub fn new(service: Arc<Service>, max_in_flight: usize, metrics: Arc<Metrics>) -> DcdApi {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        DcdApi {
-            service,
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
-            max_in_flight: max_in_flight.max(1),
-            compute: Arc::new(Semaphore::new(2 * cores)),
-            metrics,
-            streams: super::StreamLimits::default(),
-            open_streams: Arc::new(Semaphore::new(super::StreamLimits::default().max_streams)),
-            stream_kib: Arc::new(Semaphore::new(
-                kib(super::StreamLimits::default().max_total_bytes) as usize,
-            )),
-        }
-    }
-
-    /// With these bounds on Ingest streams.
-    pub fn with_stream_limits(mut self, limits: super::StreamLimits) -> DcdApi {
-        self.streams = limits;
-        self.open_streams = Arc::new(Semaphore::new(limits.max_streams.max(1)));
-        self.stream_kib = Arc::new(Semaphore::new(kib(limits.max_total_bytes) as usize));
-        self
-    }
-
-    fn permit(&self) -> std::result::Result<OwnedSemaphorePermit, Status> {
-        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "the server is at its limit of {} requests in flight; retry with backoff, or start it with a higher --max-in-flight",
-                self.max_in_flight
-            ))
-        })?;
-        self.metrics
-            .in_flight
-            .set((self.max_in_flight - self.in_flight.available_permits()) as i64);
-        Ok(permit)
-    }
-
-    /// Runs `f` on the blocking pool under an in-flight permit and a compute slot, with the
-    /// caller's tracing span.
-    async fn blocking<T, F>(&self, method: &'static str, f: F) -> std::result::Result<T, Status>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Arc<Service>) -> Result<T> + Send + 'static,
-    {
-        self.run_blocking(method, Admission::Call, f).await
-    }
-
-    /// As [`DcdApi::blocking`], admitted as `admission` says.
-    async fn run_blocking<T, F>(
-        &self,
-        method: &'static str,
-        admission: Admission,
-        f: F,
-    ) -> std::result::Result<T, Status>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Arc<Service>) -> Result<T> + Send + 'static,
-    {
-        let permit = match admission {
-            Admission::Stream => None,
-            Admission::Call => match self.permit() {
-                Ok(p) => Some(p),
-                Err(s) => {
-                    self.metrics.observe(method, s.code(), 0.0);
-                    return Err(s);
-                }
-            },
-        };
-        let started = std::time::Instant::now();
-        let slot = if admission == Admission::Call {
-            Some(
-                self.compute
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Status::unavailable("the server is shutting down"))?,
-            )
-        } else {
-            None
-        };
-        let service = self.service.clone();
-        let span = tracing::Span::current();
-        // Dropped with this future (client gone, deadline passed): the work sees it and stops
-        // at its next step.
-        let (cancel_guard, cancelled) = crate::cancel::CancelOnDrop::new();
-        let joined = tokio::task::spawn_blocking(move || {
-            let _span = span.enter();
-            let _permit = permit;
-            let _slot = slot;
-            crate::cancel::within(cancelled, || f(&service))
-        })
-        .await;
-        cancel_guard.disarm();
-        let result = match joined {
-            Ok(r) => r.map_err(Status::from),
-            Err(e) => Err(Status::internal(format!(
-                "the request's worker failed: {e}"
-            ))),
-        };
-        let code = result
-            .as_ref()
-            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        self.metrics
-            .observe(method, code, started.elapsed().as_secs_f64());
-        self.metrics
-            .in_flight
-            .set((self.max_in_flight - self.in_flight.available_permits()) as i64);
-        result
-    }
-}
 
 fn job_message(service: &Service, id: &str) -> Result<pb::Job> {
     let record = service.store().job(id)?;
@@ -198,12 +44,14 @@ impl pb::dcd_server::Dcd for DcdApi {
             name: r.name,
             backbone: Some(r.backbone).filter(|b| !b.is_empty()),
             weights: Some(r.weights).filter(|w| !w.is_empty()),
-            pooling: Some(r.pooling).filter(|p| !p.is_empty()),
+            pooling: convert::pooling(&r.pooling)?,
             dim: Some(r.dim as usize).filter(|&d| d > 0),
             dtype: convert::dtype(r.dtype)?,
         };
         let record = self
-            .blocking("CreatePool", move |s| s.create_pool(&req))
+            .blocking("CreatePool", req.name.clone(), move |s| {
+                Ok(s.create_pool(&req)?)
+            })
             .await?;
         Ok(Response::new(convert::pool(&record)))
     }
@@ -212,7 +60,9 @@ impl pb::dcd_server::Dcd for DcdApi {
         &self,
         _request: Request<pb::ListPoolsRequest>,
     ) -> std::result::Result<Response<pb::ListPoolsResponse>, Status> {
-        let pools = self.blocking("ListPools", |s| s.list_pools()).await?;
+        let pools = self
+            .blocking("ListPools", String::new(), |s| Ok(s.list_pools()?))
+            .await?;
         Ok(Response::new(pb::ListPoolsResponse {
             pools: pools.iter().map(convert::pool).collect(),
         }))
@@ -224,7 +74,7 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::PoolDetails>, Status> {
         let name = request.into_inner().name;
         let details = self
-            .blocking("GetPool", move |s| {
+            .blocking("GetPool", name.clone(), move |s| {
                 let d = s.pool_details(&name)?;
                 let jobs = s
                     .store()
@@ -246,7 +96,9 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::DeletePoolResponse>, Status> {
         let name = request.into_inner().name;
         let items = self
-            .blocking("DeletePool", move |s| s.delete_pool(&name))
+            .blocking("DeletePool", name.clone(), move |s| {
+                Ok(s.delete_pool(&name)?)
+            })
             .await?;
         Ok(Response::new(pb::DeletePoolResponse {
             items_deleted: items,
@@ -257,139 +109,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         &self,
         request: Request<Streaming<pb::IngestItem>>,
     ) -> std::result::Result<Response<pb::IngestSummary>, Status> {
-        let limits = self.streams;
-        // Streams wait on their clients: capped apart from the in-flight limit, so that idle
-        // streams can never take every slot.
-        let _stream = self.open_streams.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "the server has {} Ingest streams open, its limit; retry with backoff, or start it with a higher --max-ingest-streams",
-                limits.max_streams
-            ))
-        })?;
-        let mut stream = request.into_inner();
-        let idle = |what: &str| {
-            Status::deadline_exceeded(format!(
-                "no {what} for {} s (--stream-idle-timeout-s); the stream is closed, items committed before stay stored",
-                limits.idle_timeout.as_secs()
-            ))
-        };
-        let first = match tokio::time::timeout(limits.idle_timeout, stream.next()).await {
-            Err(_) => return Err(idle("first item")),
-            Ok(Some(item)) => item.map_err(super::decode_errors::reclassify_status)?,
-            Ok(None) => {
-                return Err(invalid(
-                    "items",
-                    "the stream is empty: send at least one item",
-                ))
-            }
-        };
-        if first.pool.is_empty() {
-            return Err(invalid(
-                "pool",
-                "set the pool on the first item of the stream",
-            ));
-        }
-        // The blocking side commits batches while this side keeps reading the stream. Each
-        // item carries its share of two byte budgets (the stream's, the server's) until its
-        // batch is committed; a feed short of budget asks for a commit, which frees it.
-        let (tx, mut rx) = mpsc::channel::<Feed>(1024);
-        let pool = first.pool.clone();
-        let worker = self.run_blocking("Ingest", Admission::Stream, move |s| {
-            let mut ingest = StreamIngest::start(s.clone(), &pool)?;
-            let mut held: Vec<[OwnedSemaphorePermit; 2]> = Vec::new();
-            while let Some(feed) = rx.blocking_recv() {
-                let (item, permits) = match feed {
-                    Feed::Item(item, permits) => (item, permits),
-                    Feed::Commit => {
-                        ingest.commit()?;
-                        held.clear();
-                        continue;
-                    }
-                };
-                if !item.pool.is_empty() && item.pool != pool {
-                    return Err(crate::service::ServiceError::InvalidArgument {
-                        field: "pool",
-                        reason: format!(
-                            "one stream fills one pool: it started with {pool:?} and an item names {:?}",
-                            crate::types::clip_for_message(&item.pool, 100)
-                        ),
-                    }
-                    .into());
-                }
-                let item = convert::ingest_item(item).map_err(|st| {
-                    crate::service::ServiceError::InvalidArgument {
-                        field: "items",
-                        reason: st.message().to_owned(),
-                    }
-                })?;
-                ingest.push(item)?;
-                held.push(permits);
-                if ingest.pending() == 0 {
-                    held.clear();
-                }
-            }
-            ingest.finish()
-        });
-        let own_kib = Arc::new(Semaphore::new(kib(limits.max_stream_bytes) as usize));
-        let shared_kib = self.stream_kib.clone();
-        let feed = async move {
-            let mut next = Some(first);
-            loop {
-                let item = match next.take() {
-                    Some(item) => item,
-                    None => match tokio::time::timeout(limits.idle_timeout, stream.next()).await {
-                        Err(_) => return Err(idle("item")),
-                        Ok(None) => break,
-                        Ok(Some(item)) => item.map_err(super::decode_errors::reclassify_status)?,
-                    },
-                };
-                let cost = kib(item.encoded_len());
-                let mut permits = Vec::with_capacity(2);
-                let budgets = [
-                    (&own_kib, kib(limits.max_stream_bytes)),
-                    (&shared_kib, kib(limits.max_total_bytes)),
-                ];
-                for (budget, size) in budgets {
-                    // An item larger than a whole budget takes all of it.
-                    let cost = cost.min(size);
-                    let permit = match budget.clone().try_acquire_many_owned(cost) {
-                        Ok(p) => p,
-                        Err(_) => {
-                            if tx.send(Feed::Commit).await.is_err() {
-                                return Ok(());
-                            }
-                            match tokio::time::timeout(
-                                limits.idle_timeout,
-                                budget.clone().acquire_many_owned(cost),
-                            )
-                            .await
-                            {
-                                Ok(Ok(p)) => p,
-                                _ => {
-                                    return Err(Status::resource_exhausted(format!(
-                                        "the server holds {} MiB of streamed items not yet stored (--max-ingest-mib) and none was freed for {} s; retry with backoff",
-                                        limits.max_total_bytes >> 20,
-                                        limits.idle_timeout.as_secs()
-                                    )))
-                                }
-                            }
-                        }
-                    };
-                    permits.push(permit);
-                }
-                let permits: [OwnedSemaphorePermit; 2] = permits.try_into().expect("two budgets");
-                if tx.send(Feed::Item(item, permits)).await.is_err() {
-                    // The worker stopped (its error is the answer).
-                    break;
-                }
-            }
-            Ok::<(), Status>(())
-        };
-        let (summary, fed) = tokio::join!(worker, feed);
-        let summary = summary?;
-        fed?;
-        self.metrics.vectors_stored.inc_by(summary.stored);
-        Ok(Response::new(convert::ingest_summary(summary)))
+        self.ingest_stream(request).await
     }
 
     async fn start_ingest_job(
@@ -406,7 +126,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         };
         let pool = r.pool;
         let job = self
-            .blocking("StartIngestJob", move |s| {
+            .blocking("StartIngestJob", pool.clone(), move |s| {
                 let job = jobs::start(s, &pool, source)?;
                 job_message(s, &job.id)
             })
@@ -423,7 +143,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         let id = request.into_inner().id;
         let rx = {
             let id = id.clone();
-            self.blocking("WatchJob", move |s| jobs::watch(s, &id))
+            self.blocking("WatchJob", String::new(), move |s| Ok(jobs::watch(s, &id)?))
                 .await?
         };
         let (tx, out) = mpsc::channel(4);
@@ -465,7 +185,7 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::Job>, Status> {
         let id = request.into_inner().id;
         let job = self
-            .blocking("GetJob", move |s| job_message(s, &id))
+            .blocking("GetJob", String::new(), move |s| job_message(s, &id))
             .await?;
         Ok(Response::new(job))
     }
@@ -476,7 +196,7 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::Job>, Status> {
         let id = request.into_inner().id;
         let job = self
-            .blocking("CancelJob", move |s| {
+            .blocking("CancelJob", String::new(), move |s| {
                 jobs::cancel(s, &id)?;
                 job_message(s, &id)
             })
@@ -497,13 +217,13 @@ impl pb::dcd_server::Dcd for DcdApi {
             .ok_or_else(|| invalid("model", "set backbone or pool"))?;
         let images = r.images;
         let response = self
-            .blocking("Embed", move |s| {
+            .blocking("Embed", String::new(), move |s| {
                 s.check_images(images.len())?;
                 let embedder = match model {
                     pb::embed_request::Model::Backbone(b) => s.models().get(&ModelKey {
                         backbone: b,
                         weights: None,
-                        pooling: "cls".into(),
+                        pooling: crate::settings::Pooling::Cls,
                     })?,
                     pb::embed_request::Model::Pool(p) => {
                         let record = s.pool(&p)?.record();
@@ -557,7 +277,9 @@ impl pb::dcd_server::Dcd for DcdApi {
             exact: r.exact,
             labels: r.labels,
         };
-        let (results, _engine) = self.blocking("Search", move |s| s.search(&req)).await?;
+        let (results, _engine) = self
+            .blocking("Search", req.pool.clone(), move |s| Ok(s.search(&req)?))
+            .await?;
         Ok(Response::new(pb::SearchResponse {
             results: results
                 .into_iter()
@@ -583,7 +305,7 @@ impl pb::dcd_server::Dcd for DcdApi {
         let req = convert::debug_set_request(&wire)?;
         // The conversion runs on the blocking thread too: thousands of items are not free.
         let set = self
-            .blocking("BuildDebugSet", move |s| {
+            .blocking("BuildDebugSet", req.pool.clone(), move |s| {
                 let result = s.build_debug_set(&req)?;
                 let summary = convert::debug_set_summary(&result, &wire);
                 Ok(pb::DebugSet {
@@ -601,7 +323,7 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::DebugSetEvaluation>, Status> {
         let req = super::evaluation::evaluation_request(&request.into_inner())?;
         let evaluation = self
-            .blocking("EvaluateDebugSet", move |s| {
+            .blocking("EvaluateDebugSet", req.recipe.pool.clone(), move |s| {
                 Ok(super::evaluation::evaluation(&s.evaluate_debug_set(&req)?))
             })
             .await?;
@@ -616,33 +338,45 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<Self::StreamDebugSetStream>, Status> {
         let wire = request.into_inner();
         let req = convert::debug_set_request(&wire)?;
+        let pool = req.pool.clone();
         let result = self
-            .blocking("StreamDebugSet", move |s| s.build_debug_set(&req))
+            .blocking("StreamDebugSet", pool.clone(), move |s| {
+                Ok(s.build_debug_set(&req)?)
+            })
             .await?;
-        let summary = convert::debug_set_summary(&result, &wire);
-        // Each message is converted when the stream is ready for it: the set is held once
-        // (as service items), not a second time as every message at once.
-        let mut items = result.items.into_iter().peekable();
-        let mut summary = Some(summary);
-        let chunks = std::iter::from_fn(move || {
-            if items.peek().is_some() {
+        // Messages are converted on a blocking thread of their own (no compute slot: it
+        // waits on the client), a chunk at a time as the stream takes them, so the set is held
+        // once (as service items), never a second time as every message at once.
+        let (tx, rx) = mpsc::channel(2);
+        let span = rpc_span("StreamDebugSet", &pool);
+        tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            let summary = convert::debug_set_summary(&result, &wire);
+            let mut items = result.items.into_iter();
+            // False once the client is gone, and with it the need for the rest.
+            let send = |part| {
+                tx.blocking_send(Ok(pb::DebugSetChunk { part: Some(part) }))
+                    .is_ok()
+            };
+            loop {
                 let part: Vec<pb::DebugItem> = items
                     .by_ref()
                     .take(DEBUG_SET_CHUNK)
                     .map(convert::debug_item)
                     .collect();
-                return Some(Ok(pb::DebugSetChunk {
-                    part: Some(pb::debug_set_chunk::Part::Items(pb::DebugItems {
-                        items: part,
-                    })),
-                }));
+                if part.is_empty() {
+                    break;
+                }
+                if !send(pb::debug_set_chunk::Part::Items(pb::DebugItems {
+                    items: part,
+                })) {
+                    return;
+                }
             }
-            summary.take().map(|s| {
-                Ok(pb::DebugSetChunk {
-                    part: Some(pb::debug_set_chunk::Part::Summary(s)),
-                })
-            })
+            send(pb::debug_set_chunk::Part::Summary(summary));
         });
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod bench;
+mod calls;
 pub mod client;
 mod connections;
 mod convert;
@@ -12,6 +13,7 @@ mod evaluation;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;
+mod ingest_stream;
 pub mod metrics;
 pub mod status;
 #[cfg(test)]
@@ -24,7 +26,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use crate::limits::{ConnectionLimits, StreamLimits};
-pub use handlers::DcdApi;
+pub use calls::DcdApi;
 
 use crate::service::Service;
 

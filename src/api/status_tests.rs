@@ -422,8 +422,51 @@ fn table() -> Vec<(Error, Code, u8)> {
         ),
         service(ServiceError::Internal { what: s() }, Internal, 1),
         service(ServiceError::ShuttingDown, Unavailable, 3),
+        service(
+            ServiceError::BadSetting {
+                flag: "exact-plans",
+                value: s(),
+                reason: "r",
+            },
+            InvalidArgument,
+            2,
+        ),
         (Error::Usage(s()), InvalidArgument, 2),
         (Error::Network(s()), Unavailable, 3),
+        (
+            Error::io("cannot read x")(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            NotFound,
+            2,
+        ),
+        (
+            Error::io("cannot write x")(disk_full()),
+            ResourceExhausted,
+            3,
+        ),
+        (
+            Error::io("cannot write x")(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+            PermissionDenied,
+            2,
+        ),
+        (Error::io("cannot write x")(io()), Internal, 1),
+        (
+            Error::JobEnded {
+                id: s(),
+                state: crate::store::JobState::Cancelled,
+                reason: s(),
+            },
+            Cancelled,
+            1,
+        ),
+        (
+            Error::JobEnded {
+                id: s(),
+                state: crate::store::JobState::Failed,
+                reason: s(),
+            },
+            Internal,
+            1,
+        ),
         (Error::Internal(s()), Internal, 1),
         (
             Error::Remote {
@@ -444,6 +487,33 @@ fn every_variant_has_its_code_and_exit_code() {
         let text = e.to_string();
         assert_eq!(tonic::Status::from(e).code(), code, "{text}");
     }
+}
+
+/// The service's pass-through variants keep the kind of what they carry, and come out of
+/// the service as the layer's own variant: one error, one code, whichever way it travelled.
+#[test]
+fn a_lower_layer_error_passes_through_the_service_unchanged() {
+    let through = |e: ServiceError| {
+        let kind = e.kind();
+        let e = Error::from(e);
+        assert_eq!(e.kind(), kind, "{e:?}");
+        e
+    };
+    let e = through(StoreError::PoolNotFound { name: s() }.into());
+    assert!(
+        matches!(e, Error::Store(StoreError::PoolNotFound { .. })),
+        "{e:?}"
+    );
+    assert_eq!(code_of(&e), Code::NotFound);
+    let e = through(IndexError::EmptyPool.into());
+    assert!(matches!(e, Error::Index(IndexError::EmptyPool)), "{e:?}");
+    let e = through(FeatureError::Config(s()).into());
+    assert!(matches!(e, Error::Feature(_)), "{e:?}");
+    let e = through(ServiceError::ShuttingDown);
+    assert!(
+        matches!(e, Error::Service(ServiceError::ShuttingDown)),
+        "{e:?}"
+    );
 }
 
 #[test]

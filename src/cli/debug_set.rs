@@ -102,7 +102,7 @@ pub(super) fn request_of(
     };
     let exclude_keys = match &args.exclude {
         Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", p.display())))?
+            .map_err(Error::io(format!("cannot read {}", p.display())))?
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -202,7 +202,10 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         &summary_file,
         serde_json::to_string_pretty(&summary).expect("plain data serialises"),
     )
-    .map_err(|e| Error::Usage(format!("cannot write {}: {e}", summary_file.display())))?;
+    .map_err(Error::io(format!(
+        "cannot write {}",
+        summary_file.display()
+    )))?;
     for (i, c) in result.coverage.iter().enumerate() {
         if let Some(e) = &c.error {
             eprintln!("error sample {} ({}) skipped: {e}", i, names[i]);
@@ -242,7 +245,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
 }
 
 fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
-    let io = |e: std::io::Error| Error::Usage(format!("cannot write {}: {e}", out.display()));
+    let io = |e: std::io::Error| Error::io(format!("cannot write {}", out.display()))(e);
     let mut w = std::io::BufWriter::new(std::fs::File::create(out).map_err(io)?);
     match format {
         "jsonl" => {
@@ -268,7 +271,7 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                 "distance_percentile",
                 "mode",
             ])
-            .map_err(|e| Error::Usage(e.to_string()))?;
+            .map_err(|e| io(e.into()))?;
             for item in &result.items {
                 let found: Vec<String> = item
                     .found_by
@@ -304,7 +307,7 @@ fn write_set(out: &Path, format: &str, result: &DebugSetResult) -> Result<()> {
                         .unwrap_or_default(),
                     &item.mode.to_string(),
                 ])
-                .map_err(|e| Error::Usage(e.to_string()))?;
+                .map_err(|e| io(e.into()))?;
             }
             csv.flush().map_err(io)?;
             return Ok(());

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::EmbedArgs;
 use crate::error::{Error, Result};
-use crate::features::backbone::backbone_from_args;
 use crate::features::pipeline::{Embedder, ImageInput, PipelineConfig};
 use crate::features::FeatureExtractor;
 use crate::types::Matrix;
@@ -52,7 +51,7 @@ pub(super) fn run(args: EmbedArgs) -> Result<()> {
             "no images found in the given folders (looked for .jpg .jpeg .png .webp .bmp .tif .tiff .gif)".into(),
         ));
     }
-    let model = backbone_from_args(&args.model, false)?;
+    let model = args.model.choice().load(false)?;
     let preprocess = *model.preprocess();
     let dim = model.dim();
     let mut config = PipelineConfig {
@@ -69,7 +68,7 @@ pub(super) fn run(args: EmbedArgs) -> Result<()> {
     }
     let model: Arc<dyn FeatureExtractor> = Arc::new(model);
     let (embedder, stats) = Embedder::start(model, preprocess, &config)
-        .map_err(|e| Error::Usage(format!("cannot start the embedding threads: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the embedding threads: {e}")))?;
     let started = Instant::now();
     let results = embedder.embed(files.iter().cloned().map(ImageInput::Path).collect());
     let elapsed = started.elapsed().as_secs_f64();
@@ -103,7 +102,7 @@ pub(super) fn run(args: EmbedArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.out.with_extension("keys.txt"));
     std::fs::write(&keys_out, keys)
-        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", keys_out.display())))?;
+        .map_err(Error::io(format!("cannot write {}", keys_out.display())))?;
     let s = stats.lock().clone();
     println!(
         "embedded {rows} images ({dim}-d) into {} in {elapsed:.1} s ({:.1} images/s, {} batches); {failed} skipped; row paths in {}",

@@ -50,7 +50,7 @@ pub(super) fn run(data_dir: &Path, args: EvalArgs) -> Result<()> {
         out,
         serde_json::to_string_pretty(&result).expect("plain data serialises"),
     )
-    .map_err(|e| Error::Usage(format!("cannot write {}: {e}", out.display())))?;
+    .map_err(Error::io(format!("cannot write {}", out.display())))?;
     for s in &result.skipped {
         eprintln!("skipped: {s}");
     }

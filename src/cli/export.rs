@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::config::ExportArgs;
+use crate::config::{ExportArgs, ExportFormat};
 use crate::error::{Error, Result};
 
 /// One item of a set file, as written by `dcd debug-set`.
@@ -46,7 +46,7 @@ impl SetItem {
 /// Reads a set file.
 pub fn read_set(path: &Path) -> Result<Vec<SetItem>> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(Error::io(format!("cannot read {}", path.display())))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -84,10 +84,9 @@ fn label_dir(label: Option<&str>) -> String {
 
 pub(super) fn run(args: ExportArgs) -> Result<()> {
     let items = read_set(&args.set)?;
-    let io =
-        |p: &Path, e: std::io::Error| Error::Usage(format!("cannot write {}: {e}", p.display()));
-    match args.format.as_str() {
-        "jsonl" => {
+    let io = |p: &Path, e: std::io::Error| Error::io(format!("cannot write {}", p.display()))(e);
+    match args.format {
+        ExportFormat::Jsonl => {
             let mut text = String::new();
             for it in &items {
                 text.push_str(&serde_json::to_string(it).expect("plain data serialises"));
@@ -95,11 +94,11 @@ pub(super) fn run(args: ExportArgs) -> Result<()> {
             }
             std::fs::write(&args.out, text).map_err(|e| io(&args.out, e))?;
         }
-        "csv" => {
-            let mut w =
-                csv::Writer::from_path(&args.out).map_err(|e| Error::Usage(e.to_string()))?;
+        ExportFormat::Csv => {
+            let csv_io = |e: csv::Error| io(&args.out, e.into());
+            let mut w = csv::Writer::from_path(&args.out).map_err(csv_io)?;
             w.write_record(["path", "label", "distance", "weak_label"])
-                .map_err(|e| Error::Usage(e.to_string()))?;
+                .map_err(csv_io)?;
             for it in &items {
                 w.write_record([
                     it.key.as_str(),
@@ -107,11 +106,11 @@ pub(super) fn run(args: ExportArgs) -> Result<()> {
                     &it.best_distance.to_string(),
                     it.label.as_deref().unwrap_or(""),
                 ])
-                .map_err(|e| Error::Usage(e.to_string()))?;
+                .map_err(csv_io)?;
             }
             w.flush().map_err(|e| io(&args.out, e))?;
         }
-        _ => {
+        ExportFormat::Imagefolder => {
             let (made, missing) = image_folder(&items, &args.out, args.copy)?;
             for key in &missing {
                 eprintln!("skipped {key}: not a file on this machine");
@@ -131,8 +130,7 @@ pub(super) fn run(args: ExportArgs) -> Result<()> {
 
 /// Writes `out/<label>/<row>_<file name>` for every item whose key is a readable file.
 fn image_folder(items: &[SetItem], out: &Path, copy: bool) -> Result<(usize, Vec<String>)> {
-    let io =
-        |p: &Path, e: std::io::Error| Error::Usage(format!("cannot write {}: {e}", p.display()));
+    let io = |p: &Path, e: std::io::Error| Error::io(format!("cannot write {}", p.display()))(e);
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let mut made = 0;
     let mut missing = Vec::new();

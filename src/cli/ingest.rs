@@ -21,13 +21,17 @@ pub(super) fn run(data_dir: &Path, args: IngestArgs) -> Result<()> {
     report(&record, &problems, args.json);
     match record.state {
         JobState::Succeeded => Ok(()),
-        JobState::Cancelled => Err(Error::Usage(format!("job {} was cancelled", record.id))),
-        _ => Err(Error::Usage(format!(
-            "job {} {}: {}",
-            record.id,
-            record.state,
-            record.error.as_deref().unwrap_or("see the server log")
-        ))),
+        state => Err(Error::JobEnded {
+            id: record.id.clone(),
+            state,
+            reason: match state {
+                JobState::Cancelled => "cancelled before it finished".into(),
+                _ => record
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "see the server log".into()),
+            },
+        }),
     }
 }
 
@@ -59,7 +63,7 @@ fn local(
                 name: args.pool.clone(),
                 backbone: args.backbone.clone(),
                 weights: args.weights.clone(),
-                pooling: args.pooling.clone(),
+                pooling: args.pooling,
                 dim: None,
                 dtype: crate::types::Dtype::F32,
             })?;
@@ -126,7 +130,7 @@ fn remote(
         &args.pool,
         args.backbone.as_deref(),
         args.weights.as_deref(),
-        args.pooling.as_deref(),
+        args.pooling.map(|p| p.name()),
     )?;
     let job = client.start_job(&args.pool, source)?;
     let mut progress = Progress::new(job.record.total, "ingest", "images");

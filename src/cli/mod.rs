@@ -2,8 +2,7 @@
 //! what it needs, calls the store and index layers, and prints text or JSON.
 
 mod bench;
-mod bench_embed;
-mod bench_service;
+
 mod debug_set;
 mod embed;
 mod eval;

@@ -2,37 +2,20 @@
 
 use std::path::Path;
 
-use crate::config::PoolCommand;
+use crate::api::client::RemoteService;
+use crate::config::{PoolCommand, PoolCreateArgs};
 use crate::error::Result;
 use crate::index::manager;
-use crate::store::{PoolSpec, Store};
+use crate::service::{AllowedRoots, CreatePool, Service};
+use crate::store::Store;
 
 pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
     // Commands that only read work beside a running server, and on a read-only copy.
-    let store = match cmd {
-        PoolCommand::List { .. } | PoolCommand::Info { .. } | PoolCommand::Verify { .. } => {
-            Store::open_for_reading(data_dir)?
-        }
-        _ => Store::open(data_dir)?,
-    };
+    let reading = || Store::open_for_reading(data_dir);
     match cmd {
-        PoolCommand::Create {
-            name,
-            dim,
-            dtype,
-            backbone,
-        } => {
-            let rec = store.create_pool(&PoolSpec {
-                weights: None,
-                pooling: None,
-                name,
-                dim,
-                dtype,
-                backbone,
-            })?;
-            println!("created pool {} ({}-d {})", rec.name, rec.dim, rec.dtype);
-        }
+        PoolCommand::Create(args) => create(data_dir, *args)?,
         PoolCommand::List { json } => {
+            let store = reading()?;
             let pools = store.pools()?;
             if json {
                 super::print_json(&pools);
@@ -54,6 +37,7 @@ pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
             }
         }
         PoolCommand::Info { name, json } => {
+            let store = reading()?;
             let pool = store.open_pool(&name)?;
             let labels = pool.label_histogram()?;
             let index = manager::status(&pool);
@@ -97,11 +81,38 @@ pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
             }
         }
         PoolCommand::Delete { name } => {
-            store.delete_pool(&name)?;
+            Store::open(data_dir)?.delete_pool(&name)?;
             println!("deleted pool {name}");
         }
-        PoolCommand::Verify { name } => verify(&store, name)?,
+        PoolCommand::Verify { name } => verify(&reading()?, name)?,
     }
+    Ok(())
+}
+
+/// `dcd pool create`: the service's `CreatePool`, in this process or on `--server`, so the
+/// checks are one: with a backbone the dimension is the model's (loaded to learn it), and
+/// weights or a pooling without a backbone are refused.
+fn create(data_dir: &Path, args: PoolCreateArgs) -> Result<()> {
+    let req = CreatePool {
+        name: args.name,
+        backbone: args.backbone,
+        weights: args.weights,
+        pooling: args.pooling,
+        dim: args.dim,
+        dtype: args.dtype,
+    };
+    let (name, dim, dtype) = match &args.target.server {
+        Some(url) => {
+            let mut client = RemoteService::connect(url, args.target.api_key.as_deref())?;
+            client.create_pool(&req)?
+        }
+        None => {
+            let settings = crate::app::settings(AllowedRoots::Any, &args.runtime, None);
+            let rec = Service::open(data_dir, settings)?.create_pool(&req)?;
+            (rec.name, rec.dim, rec.dtype)
+        }
+    };
+    println!("created pool {name} ({dim}-d {dtype})");
     Ok(())
 }
 

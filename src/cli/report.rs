@@ -38,7 +38,7 @@ pub(super) fn run(args: ReportArgs) -> Result<()> {
         args.thumb.max(16),
     );
     std::fs::write(&args.out, html)
-        .map_err(|e| Error::Usage(format!("cannot write {}: {e}", args.out.display())))?;
+        .map_err(Error::io(format!("cannot write {}", args.out.display())))?;
     println!(
         "report of {} error samples and {} items written to {}",
         errors.len(),

@@ -10,6 +10,7 @@ use crate::formats::read_vectors;
 use crate::index::graph::HnswParams;
 use crate::index::manager::{self, Engine};
 use crate::index::{RowFilter, SearchParams};
+use crate::service::ServiceError;
 use crate::store::Store;
 use crate::types::{Matrix, RowId};
 
@@ -42,9 +43,12 @@ pub(super) fn run(data_dir: &Path, args: SearchArgs) -> Result<()> {
         (None, false) => {
             let mut data = Vec::with_capacity(args.key.len() * pool.dim());
             for key in &args.key {
-                let row = pool.row_of_key(key)?.ok_or_else(|| {
-                    Error::Usage(format!("no item with key {key:?} in pool {}", args.pool))
-                })?;
+                let row = pool
+                    .row_of_key(key)?
+                    .ok_or_else(|| ServiceError::KeyNotFound {
+                        pool: args.pool.clone(),
+                        key: key.clone(),
+                    })?;
                 data.extend(pool.vectors().row_f32(row as usize));
             }
             Matrix::new(args.key.len(), pool.dim(), data)

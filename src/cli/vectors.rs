@@ -21,8 +21,8 @@ pub(super) fn run(data_dir: &Path, cmd: VectorsCommand) -> Result<()> {
 }
 
 fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
-    if args.batch == 0 {
-        return Err(Error::Usage("--batch must be at least 1".into()));
+    if args.commit_rows == 0 {
+        return Err(Error::Usage("--commit-rows must be at least 1".into()));
     }
     let store = Store::open(data_dir)?;
     let mut pool = store.open_pool(&args.pool)?;
@@ -47,7 +47,7 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
     let mut start = 0;
     let mut present = 0usize;
     let mut progress = Progress::new(n as u64, "import", "vectors");
-    while let Some(batch) = vectors.next_batch(args.batch)? {
+    while let Some(batch) = vectors.next_batch(args.commit_rows)? {
         let end = start + batch.rows;
         let mut items: Vec<NewItem> = (start..end)
             .map(|i| NewItem {

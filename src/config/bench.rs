@@ -26,6 +26,7 @@ pub enum BenchCommand {
 /// `dcd bench embed`
 #[derive(Debug, Args)]
 pub struct BenchEmbedArgs {
+    /// The backbone.
     #[command(flatten)]
     pub model: BackboneArgs,
     /// Use random weights in the backbone's shapes instead of loading any.
@@ -89,6 +90,7 @@ pub struct BenchServiceArgs {
     /// Print one JSON document instead of text.
     #[arg(long, env = "DCD_JSON")]
     pub json: bool,
+    /// HNSW parameters.
     #[command(flatten)]
     pub index: IndexArgs,
 }
@@ -188,10 +190,10 @@ pub struct BenchExactArgs {
     pub calls: usize,
     /// Store the base as f16 before searching (bf16: the GPU path only).
     #[arg(long, env = "DCD_DTYPE", default_value = "f32")]
-    pub dtype: String,
+    pub dtype: crate::settings::Precision,
     /// Where to search: cpu, or cuda / cuda:N (dcd's kernels; a --features cuda build).
     #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
-    pub device: String,
+    pub device: crate::settings::Device,
     /// GPU plan: auto (dcd's heuristic), fused, gemm, wide (k beyond shared memory) or mma
     /// (selection in dcd's tensor-core kernel; f32 pools as 3xTF32); several, comma-separated,
     /// give one result each.
@@ -199,9 +201,10 @@ pub struct BenchExactArgs {
     pub gpu_plan: Vec<String>,
     /// GPU: which plan `auto` takes for each batch size: `builtin` (dcd's thresholds, from
     /// an H100) or `measure` (first time each one-pass plan on this card and pool at batches
-    /// of 1, 2, 4, ... 1024 of the queries, at --k, and print the timings and the choice).
-    #[arg(long, default_value = "builtin", value_parser = ["builtin", "measure"])]
-    pub gpu_plans: String,
+    /// of 1, 2, 4, ... 1024 of the queries, at --k, and print the timings and the choice;
+    /// `remeasure` is the same here: a bench saves nothing).
+    #[arg(long, default_value = "builtin")]
+    pub gpu_plans: crate::gpu::plan_cache::PlanMode,
     /// GPU: the GEMM plan's tile of cross terms, in MiB (default: dcd's).
     #[arg(long)]
     pub gpu_tile_mib: Option<usize>,

@@ -7,11 +7,12 @@ use super::error::{FeatureError, FeatureResult};
 use super::hub;
 use super::models::mobilenet::MobileNetV2;
 use super::models::resnet::ResNet;
-use super::models::vit::{Vit, VitConfig, VitPooling};
+use super::models::vit::{Vit, VitConfig};
 use super::preprocess::Preprocess;
 use super::random;
 use super::registry::{self, Arch, BackboneSpec};
 use super::weights::{Placement, Weights};
+use crate::settings::{self, Pooling, Precision};
 use crate::types::Matrix;
 
 /// A frozen network that maps preprocessed images to feature vectors.
@@ -54,7 +55,7 @@ pub struct LoadOptions {
     /// run candle's generic ops, slowly).
     pub dtype: DType,
     /// For ViTs: CLS alone, or CLS and the mean patch token.
-    pub pooling: VitPooling,
+    pub pooling: Pooling,
 }
 
 impl Default for LoadOptions {
@@ -62,7 +63,7 @@ impl Default for LoadOptions {
         LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
-            pooling: VitPooling::Cls,
+            pooling: Pooling::Cls,
         }
     }
 }
@@ -258,49 +259,55 @@ impl FeatureExtractor for Backbone {
     }
 }
 
+/// Which backbone to load and how: what the command line and the service's model cache
+/// ask for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BackboneChoice {
+    /// Registry name (`dino-vits16`, `resnet50`, ...).
+    pub name: String,
+    /// Weights: a file, a model directory or a hub model id; None: the backbone's usual id.
+    pub weights: Option<String>,
+    /// The ViT feature.
+    pub pooling: Pooling,
+    /// Where it runs.
+    pub device: settings::Device,
+    /// What it computes in.
+    pub precision: Precision,
+}
+
 /// CUDA device `ordinal` for the backbones, through the GPU path's checks (driver, libraries).
 #[cfg(feature = "cuda")]
-fn cuda_device(spec: &str, ordinal: usize) -> FeatureResult<Device> {
-    crate::gpu::device(ordinal).map_err(|e| FeatureError::Config(format!("--device {spec}: {e}")))
+fn cuda_device(ordinal: usize) -> FeatureResult<Device> {
+    crate::gpu::device(ordinal)
+        .map_err(|e| FeatureError::Config(format!("--device cuda:{ordinal}: {e}")))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device(spec: &str, _ordinal: usize) -> FeatureResult<Device> {
+fn cuda_device(ordinal: usize) -> FeatureResult<Device> {
     Err(FeatureError::Config(format!(
-        "--device {spec}: this dcd was built without CUDA; use --device cpu, or a dcd built with --features cuda (scripts/cuda_build.sh) on a machine with a GPU"
+        "--device cuda:{ordinal}: this dcd was built without CUDA; use --device cpu, or a dcd built with --features cuda (scripts/cuda_build.sh) on a machine with a GPU"
     )))
 }
 
-/// The backbone named on the command line: loaded from its weights, or random when asked.
-pub fn backbone_from_args(
-    args: &crate::config::BackboneArgs,
-    random_weights: bool,
-) -> FeatureResult<Backbone> {
-    let device = match args.device.as_str() {
-        "cpu" => Device::Cpu,
-        spec => {
-            let ordinal = crate::config::cuda_ordinal(spec).ok_or_else(|| {
-                FeatureError::Config(format!("--device {spec}: use cpu, cuda or cuda:N"))
-            })?;
-            cuda_device(spec, ordinal)?
+impl BackboneChoice {
+    /// The backbone: loaded from its weights, or random (seed 0) when asked.
+    pub fn load(&self, random_weights: bool) -> FeatureResult<Backbone> {
+        let opts = LoadOptions {
+            device: match self.device {
+                settings::Device::Cpu => Device::Cpu,
+                settings::Device::Cuda(ordinal) => cuda_device(ordinal)?,
+            },
+            dtype: match self.precision {
+                Precision::F32 => DType::F32,
+                Precision::F16 => DType::F16,
+                Precision::Bf16 => DType::BF16,
+            },
+            pooling: self.pooling,
+        };
+        if random_weights {
+            Backbone::random(&self.name, 0, &opts)
+        } else {
+            Backbone::load(&self.name, self.weights.as_deref(), &opts)
         }
-    };
-    let dtype = match args.precision.as_str() {
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
-    let opts = LoadOptions {
-        device,
-        dtype,
-        pooling: match args.pooling.as_str() {
-            "cls-mean-patch" => VitPooling::ClsMeanPatch,
-            _ => VitPooling::Cls,
-        },
-    };
-    if random_weights {
-        Backbone::random(&args.backbone, 0, &opts)
-    } else {
-        Backbone::load(&args.backbone, args.weights.as_deref(), &opts)
     }
 }

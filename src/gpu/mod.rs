@@ -19,14 +19,13 @@
 //! one CUDA context. A pool that grows is appended to the copy ([`GpuExact::append`]), not
 //! uploaded again.
 //!
-//! Everything here but [`certified`], [`growth`], [`host`], [`mma_shape`], [`plan`],
-//! [`plan_cache`], [`sample`], [`stage_times`] and [`topk_shape`] needs `--features cuda`:
-//! `certified` is the certificate of a half copy's answers, `growth` the pure plan of how the
-//! copy takes appended rows, `host` the conversion of rows to the device's element type,
-//! `mma_shape` and `sample` the mma plan's tile shapes and sizing, `plan` the plans and the
-//! choice among them from timings, `plan_cache` those timings saved beside a pool for the next
-//! start, `stage_times` the arithmetic of a search's stage timings, `topk_shape` the shared
-//! memory of the top-k kernels; all are compiled and tested on every build.
+//! Two rooms: `cuda/`, everything that talks to the device, behind the one `cuda` feature;
+//! and the modules here, compiled and tested on every build: [`certified`] (the certificate
+//! of a half copy's answers), [`growth`] (how the copy takes appended rows), [`host`] (rows
+//! converted to the device's element type), [`mma_shape`] and [`sample`] (the mma plan's tile
+//! shapes and sizing), [`plan`] (the plans and the choice among them from timings),
+//! [`plan_cache`] (those timings saved beside a pool), [`stage_times`] (the arithmetic of a
+//! search's stage timings) and [`topk_shape`] (the top-k kernels' shared memory).
 
 pub mod certified;
 pub mod growth;
@@ -39,39 +38,12 @@ pub mod stage_times;
 pub mod topk_shape;
 
 #[cfg(feature = "cuda")]
-mod certified_search;
-#[cfg(feature = "cuda")]
-mod error;
-#[cfg(feature = "cuda")]
-mod exact;
-#[cfg(feature = "cuda")]
-mod gemm;
-#[cfg(feature = "cuda")]
-mod kernels;
-#[cfg(feature = "cuda")]
-mod libraries;
-#[cfg(feature = "cuda")]
-mod memory_pool;
-#[cfg(feature = "cuda")]
-mod mma;
-#[cfg(feature = "cuda")]
-mod plan_measure;
-#[cfg(feature = "cuda")]
-mod search;
-#[cfg(feature = "cuda")]
-mod segment;
-#[cfg(feature = "cuda")]
-mod stage_clock;
+mod cuda;
 
 #[cfg(feature = "cuda")]
-pub use certified_search::Certification;
-#[cfg(feature = "cuda")]
-pub use error::GpuError;
-#[cfg(feature = "cuda")]
-pub use exact::{device, drop_buffer_events, GpuExact, MAX_GPU_K, MAX_WIDE_K};
+pub use cuda::{
+    device, drop_buffer_events, keep_pool_memory, Certification, GpuError, GpuExact, Growth,
+    MAX_GPU_K, MAX_WIDE_K,
+};
 pub use host::GpuDtype;
-#[cfg(feature = "cuda")]
-pub use memory_pool::keep_pool_memory;
 pub use plan::{GpuPlan, PlanChoice};
-#[cfg(feature = "cuda")]
-pub use segment::Growth;

@@ -30,14 +30,25 @@ const FORMAT: u32 = 1;
 pub const ROWS_FACTOR: f64 = 2.0;
 
 /// How a GPU copy's plan choice is made (`--exact-plans`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PlanMode {
+    #[default]
     /// dcd's built-in thresholds.
     Builtin,
     /// Timings saved beside the pool when they hold here, else measured and saved.
     Measure,
     /// Measured now whatever was saved, and saved.
     Remeasure,
+}
+
+impl std::fmt::Display for PlanMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PlanMode::Builtin => "builtin",
+            PlanMode::Measure => "measure",
+            PlanMode::Remeasure => "remeasure",
+        })
+    }
 }
 
 impl std::str::FromStr for PlanMode {
@@ -48,7 +59,7 @@ impl std::str::FromStr for PlanMode {
             "measure" => Ok(PlanMode::Measure),
             "remeasure" => Ok(PlanMode::Remeasure),
             other => Err(format!(
-                "--exact-plans {other}: use builtin, measure or remeasure"
+                "{other:?} is not a plan mode: use builtin, measure, remeasure"
             )),
         }
     }

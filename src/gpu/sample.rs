@@ -15,7 +15,9 @@ pub const ROOM_FACTOR: usize = 4;
 /// Every `stride`-th row of a segment from its first, `rows` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
+    /// Rows between two sampled rows.
     pub stride: usize,
+    /// Rows sampled.
     pub rows: usize,
 }
 

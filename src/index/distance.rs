@@ -290,9 +290,10 @@ fn kernels() -> &'static Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU reports avx512f, the only feature these variants enable.
                 return Kernels {
+                    // SAFETY: the CPU reports avx512f, the only feature these variants enable.
                     l2: |a, b| unsafe { x86::l2_avx512(a, b) },
+                    // SAFETY: as above.
                     dot: |a, b| unsafe { x86::dot_avx512(a, b) },
                     // SAFETY: as above, avx512f is the only feature it enables.
                     l2_four: Some(|a, rows| unsafe { x86::l2_four_avx512(a, rows) }),
@@ -300,9 +301,10 @@ fn kernels() -> &'static Kernels {
                 };
             }
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU reports avx2 and fma, the features these variants enable.
                 return Kernels {
+                    // SAFETY: the CPU reports avx2 and fma, the features these variants enable.
                     l2: |a, b| unsafe { x86::l2_avx2(a, b) },
+                    // SAFETY: as above.
                     dot: |a, b| unsafe { x86::dot_avx2(a, b) },
                     l2_four: None,
                     name: "avx2",

@@ -15,6 +15,7 @@ pub mod exact;
 pub mod graph;
 pub mod hnsw;
 pub mod manager;
+pub mod progress;
 pub mod topk;
 
 use std::path::Path;

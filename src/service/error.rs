@@ -1,9 +1,17 @@
 //! Errors of the service layer: requests that do not fit together, resources that ran out,
-//! and paths the server may not read. Store, index and model errors pass through unchanged.
+//! and paths the server may not read. Store, index, format, model and GPU errors pass through
+//! unchanged (the crate-level [`crate::Error`] takes them back out of the wrapper).
 
 use std::path::PathBuf;
 
 use crate::error_kind::ErrorKind;
+use crate::features::FeatureError;
+use crate::formats::FormatError;
+use crate::index::IndexError;
+use crate::store::StoreError;
+
+/// Result of a service call.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// A request the service refuses, or a limit it hit.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +137,38 @@ pub enum ServiceError {
     /// The server is shutting down.
     #[error("the server is shutting down; retry against the next instance")]
     ShuttingDown,
+    /// Settings the service was started with that do not fit together or this build.
+    #[error("--{flag} {value}: {reason}")]
+    BadSetting {
+        /// The flag, without its dashes.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it cannot be used, and the fix.
+        reason: &'static str,
+    },
+    /// The storage layer's error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The index layer's error.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Reading or writing a vector file.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Loading or running a backbone (boxed: its variants carry names and shapes).
+    #[error(transparent)]
+    Feature(Box<FeatureError>),
+    /// The GPU path.
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+}
+
+impl From<FeatureError> for ServiceError {
+    fn from(e: FeatureError) -> Self {
+        ServiceError::Feature(Box::new(e))
+    }
 }
 
 impl ServiceError {
@@ -139,7 +179,8 @@ impl ServiceError {
             | ServiceError::NothingUsable { .. }
             | ServiceError::BadManifest { .. }
             | ServiceError::NoImages { .. }
-            | ServiceError::OverLimit { .. } => ErrorKind::InvalidArgument,
+            | ServiceError::OverLimit { .. }
+            | ServiceError::BadSetting { .. } => ErrorKind::InvalidArgument,
             ServiceError::NoModel { .. }
             | ServiceError::IncompatiblePools { .. }
             | ServiceError::JobFinished { .. } => ErrorKind::FailedPrecondition,
@@ -152,6 +193,12 @@ impl ServiceError {
             ServiceError::Cancelled { .. } => ErrorKind::Cancelled,
             ServiceError::Internal { .. } => ErrorKind::Internal,
             ServiceError::ShuttingDown => ErrorKind::Unavailable,
+            ServiceError::Store(e) => e.kind(),
+            ServiceError::Index(e) => e.kind(),
+            ServiceError::Format(e) => e.kind(),
+            ServiceError::Feature(e) => e.kind(),
+            #[cfg(feature = "cuda")]
+            ServiceError::Gpu(e) => e.kind(),
         }
     }
 }

@@ -9,10 +9,11 @@
 //! on this card and binary for a pool of about this size, else timed when the copy is made and
 //! saved ([`crate::gpu::plan_cache`]); `remeasure` always times them.
 
-use crate::error::{Error, Result};
 use crate::gpu::plan_cache::PlanMode;
 use crate::gpu::GpuDtype;
 use crate::index::SearchParams;
+use crate::service::{Result, ServiceError};
+use crate::settings::{Device, ExactCopy};
 use crate::store::Pool;
 use crate::types::{Matrix, Neighbor};
 
@@ -45,45 +46,35 @@ const MEASURED_KS: [usize; 2] = [100, 1000];
 const MEASURE_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ExactDevice {
-    /// `cpu`, `cuda` or `cuda:N`, with the copy's element type for f32 pools (`stored`,
-    /// `f16` or `bf16`) and how its plans are chosen (`builtin`, `measure` or `remeasure`,
-    /// see [`PlanMode`]); a CUDA device
-    /// is opened now, so a missing one is reported at start rather than at the first exact
-    /// query.
-    pub fn open(spec: &str, copy: &str, plans: &str) -> Result<ExactDevice> {
+    /// The exact engine on `device`, with the copy's element type for f32 pools and how its
+    /// plans are chosen (see [`PlanMode`]); a CUDA device is opened now, so a missing one is
+    /// reported at start rather than at the first exact query.
+    pub fn open(device: Device, copy: ExactCopy, plans: PlanMode) -> Result<ExactDevice> {
         let half_copy = match copy {
-            "stored" => None,
-            "f16" => Some(GpuDtype::F16),
-            "bf16" => Some(GpuDtype::BF16),
-            other => {
-                return Err(Error::Usage(format!(
-                    "--exact-device-copy {other}: use stored, f16 or bf16"
-                )))
-            }
+            ExactCopy::Stored => None,
+            ExactCopy::F16 => Some(GpuDtype::F16),
+            ExactCopy::Bf16 => Some(GpuDtype::BF16),
         };
-        let plans: PlanMode = plans.parse().map_err(Error::Usage)?;
-        if spec == "cpu" {
-            if plans != PlanMode::Builtin {
-                return Err(Error::Usage(format!(
-                    "--exact-plans {} times the GPU's search plans: add --exact-device \
-                     cuda, or drop it (the CPU exact path has one plan)",
-                    match plans {
-                        PlanMode::Remeasure => "remeasure",
-                        _ => "measure",
-                    }
-                )));
+        let ordinal = match device {
+            Device::Cuda(ordinal) => ordinal,
+            Device::Cpu if plans != PlanMode::Builtin => {
+                return Err(ServiceError::BadSetting {
+                    flag: "exact-plans",
+                    value: plans.to_string(),
+                    reason: "it times the GPU's search plans: add --exact-device cuda, or drop \
+                             it (the CPU exact path has one plan)",
+                })
             }
-            if half_copy.is_some() {
-                return Err(Error::Usage(format!(
-                    "--exact-device-copy {copy} sets the element type of a GPU's copy of the \
-                     pools: add --exact-device cuda, or drop it (the CPU searches the stored rows)"
-                )));
+            Device::Cpu if half_copy.is_some() => {
+                return Err(ServiceError::BadSetting {
+                    flag: "exact-device-copy",
+                    value: copy.to_string(),
+                    reason: "it sets the element type of a GPU's copy of the pools: add \
+                             --exact-device cuda, or drop it (the CPU searches the stored rows)",
+                })
             }
-            return Ok(ExactDevice::Cpu);
-        }
-        let ordinal = crate::config::cuda_ordinal(spec).ok_or_else(|| {
-            Error::Usage(format!("--exact-device {spec}: use cpu, cuda or cuda:N"))
-        })?;
+            Device::Cpu => return Ok(ExactDevice::Cpu),
+        };
         Self::cuda(ordinal, half_copy, plans)
     }
 
@@ -99,10 +90,12 @@ impl ExactDevice {
 
     #[cfg(not(feature = "cuda"))]
     fn cuda(ordinal: usize, _: Option<GpuDtype>, _: PlanMode) -> Result<ExactDevice> {
-        Err(Error::Usage(format!(
-            "--exact-device cuda:{ordinal}: this dcd was built without CUDA; rebuild with \
-             --features cuda, or run exact searches on the CPU (--exact-device cpu)"
-        )))
+        Err(ServiceError::BadSetting {
+            flag: "exact-device",
+            value: format!("cuda:{ordinal}"),
+            reason: "this dcd was built without CUDA; rebuild with --features cuda, or run \
+                     exact searches on the CPU (--exact-device cpu)",
+        })
     }
 
     /// True for a GPU.
@@ -114,9 +107,9 @@ impl ExactDevice {
     #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
     pub fn upload(&self, pool: &Pool) -> Result<Resident> {
         match self {
-            ExactDevice::Cpu => Err(Error::Internal(
-                "the CPU exact engine keeps no device copy".into(),
-            )),
+            ExactDevice::Cpu => Err(ServiceError::Internal {
+                what: "the CPU exact engine keeps no device copy".into(),
+            }),
             #[cfg(feature = "cuda")]
             ExactDevice::Cuda {
                 ordinal,
@@ -276,7 +269,7 @@ impl Resident {
                 tracing::debug!(?how, "certified search");
                 Ok(lists)
             }
-            None => self.index.search(queries, params.k, params.filter),
+            None => Ok(self.index.search(queries, params.k, params.filter)?),
         }
     }
 
@@ -288,7 +281,7 @@ impl Resident {
 
     /// Exact distances of each list's rows to its query, in place.
     pub fn rerank(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>]) -> Result<()> {
-        self.index.rescore(queries, lists)
+        Ok(self.index.rescore(queries, lists)?)
     }
 
     /// Copies the rows `pool` gained since the copy was made or last appended to.
@@ -348,39 +341,40 @@ impl Resident {
 
 #[cfg(test)]
 mod tests {
-    use super::{strided_rows, ExactDevice};
+    use super::{strided_rows, Device, ExactCopy, ExactDevice, PlanMode};
 
     #[test]
-    fn a_half_copy_needs_a_gpu_and_a_known_type() {
+    fn a_half_copy_needs_a_gpu() {
         assert!(matches!(
-            ExactDevice::open("cpu", "stored", "builtin"),
+            ExactDevice::open(Device::Cpu, ExactCopy::Stored, PlanMode::Builtin),
             Ok(ExactDevice::Cpu)
         ));
-        let err = ExactDevice::open("cpu", "f16", "builtin")
+        let err = ExactDevice::open(Device::Cpu, ExactCopy::F16, PlanMode::Builtin)
             .unwrap_err()
             .to_string();
+        assert!(err.contains("--exact-device-copy f16"), "{err}");
         assert!(err.contains("--exact-device cuda"), "{err}");
-        let err = ExactDevice::open("cuda", "f8", "builtin")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("stored, f16 or bf16"), "{err}");
     }
 
     #[test]
-    fn measured_plans_need_a_gpu_and_a_known_mode() {
-        let err = ExactDevice::open("cpu", "stored", "measure")
+    fn measured_plans_need_a_gpu() {
+        for plans in [PlanMode::Measure, PlanMode::Remeasure] {
+            let err = ExactDevice::open(Device::Cpu, ExactCopy::Stored, plans)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("--exact-plans {plans}")), "{err}");
+            assert!(err.contains("--exact-device cuda"), "{err}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn a_cuda_device_needs_a_cuda_build() {
+        let err = ExactDevice::open(Device::Cuda(1), ExactCopy::Stored, PlanMode::Builtin)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--exact-device cuda"), "{err}");
-        let err = ExactDevice::open("cpu", "stored", "remeasure")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--exact-plans remeasure"), "{err}");
-        assert!(err.contains("--exact-device cuda"), "{err}");
-        let err = ExactDevice::open("cuda", "stored", "fastest")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("builtin, measure or remeasure"), "{err}");
+        assert!(err.starts_with("--exact-device cuda:1: "), "{err}");
+        assert!(err.contains("--features cuda"), "{err}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use debug_set::{
     EstimateReport, EvaluationPoint, EvaluationRequest, EvaluationResult, ModeReport,
     ReferenceReport, VetoReport, DEFAULT_DRAWS, DEFAULT_MAX_MODES, MAX_MODES,
 };
-pub use error::ServiceError;
+pub use error::{Result, ServiceError};
 pub use ingest::{
     content_hash_bytes, jobs, source, IngestItem, ItemContent, StreamIngest, StreamSummary,
 };
@@ -34,7 +34,6 @@ pub use paths::AllowedRoots;
 pub use pools::PoolHandle;
 pub use query::{Hit, QueryInput, SearchRequest};
 
-use crate::error::Result;
 use crate::index::graph::HnswParams;
 use crate::index::manager::{self, IndexStatus};
 use crate::store::{PoolRecord, PoolSpec, Store, StoreError};
@@ -49,12 +48,12 @@ pub struct ServiceSettings {
     pub index: HnswParams,
     /// Model placement and batching.
     pub models: ModelSettings,
-    /// Where exact searches and re-ranking run: `cpu`, `cuda` or `cuda:N`.
-    pub exact_device: String,
-    /// The GPU copy's element type for f32 pools: `stored`, `f16` or `bf16` (certified).
-    pub exact_copy: String,
-    /// How a GPU copy picks its search plan by batch size: `builtin` or `measure`.
-    pub exact_plans: String,
+    /// Where exact searches and re-ranking run.
+    pub exact_device: crate::settings::Device,
+    /// The GPU copy's element type for f32 pools (a half copy is certified).
+    pub exact_copy: crate::settings::ExactCopy,
+    /// How a GPU copy picks its search plan by batch size.
+    pub exact_plans: crate::gpu::plan_cache::PlanMode,
     /// What one request or job may ask for.
     pub limits: ServiceLimits,
     /// Build indexes on threads of their own, searches scanning what they lack meanwhile
@@ -82,8 +81,8 @@ pub struct CreatePool {
     pub backbone: Option<String>,
     /// Weights of the backbone (path or model id).
     pub weights: Option<String>,
-    /// ViT pooling (`cls` or `cls-mean-patch`).
-    pub pooling: Option<String>,
+    /// ViT pooling (default `cls`).
+    pub pooling: Option<crate::settings::Pooling>,
     /// Dimension: required without a backbone; checked against it with one.
     pub dim: Option<usize>,
     /// Storage type.
@@ -131,9 +130,9 @@ impl Service {
     pub fn open(data_dir: &std::path::Path, settings: ServiceSettings) -> Result<Arc<Service>> {
         let store = Store::open(data_dir)?;
         let exact_device = exact_device::ExactDevice::open(
-            &settings.exact_device,
-            &settings.exact_copy,
-            &settings.exact_plans,
+            settings.exact_device,
+            settings.exact_copy,
+            settings.exact_plans,
         )?;
         let models = ModelCache::new(settings.models.clone());
         let service = Arc::new(Service {
@@ -177,8 +176,7 @@ impl Service {
             return Err(ServiceError::InvalidArgument {
                 field: "pool",
                 reason: "name the pool (list them with ListPools / dcd pool list)".into(),
-            }
-            .into());
+            });
         }
         let mut pools = self.pools.lock();
         if let Some(p) = pools.open.get(name) {
@@ -210,18 +208,11 @@ impl Service {
         }
         let (dim, pooling) = match &req.backbone {
             Some(backbone) => {
-                let pooling = req.pooling.clone().unwrap_or_else(|| "cls".into());
-                if !matches!(pooling.as_str(), "cls" | "cls-mean-patch") {
-                    return Err(ServiceError::InvalidArgument {
-                        field: "pooling",
-                        reason: format!("{pooling:?}: use cls or cls-mean-patch"),
-                    }
-                    .into());
-                }
+                let pooling = req.pooling.unwrap_or_default();
                 let key = ModelKey {
                     backbone: backbone.clone(),
                     weights: req.weights.clone(),
-                    pooling: pooling.clone(),
+                    pooling,
                 };
                 let dim = self.models.dim(&key)?;
                 if let Some(d) = req.dim.filter(|&d| d != dim) {
@@ -230,18 +221,16 @@ impl Service {
                         reason: format!(
                             "{backbone} gives {dim}-d features, not {d}; leave the dimension out"
                         ),
-                    }
-                    .into());
+                    });
                 }
-                (dim, Some(pooling))
+                (dim, Some(pooling.name().to_owned()))
             }
             None => {
                 if req.weights.is_some() {
                     return Err(ServiceError::InvalidArgument {
                         field: "weights",
                         reason: "weights need a backbone; name one, or leave the weights out for a raw-vector pool".into(),
-                    }
-                    .into());
+                    });
                 }
                 let dim = req.dim.ok_or(ServiceError::InvalidArgument {
                     field: "dim",
@@ -311,9 +300,7 @@ impl Service {
         &self,
         record: &PoolRecord,
     ) -> Result<Arc<crate::features::pipeline::Embedder>> {
-        let key = ModelKey::of_pool(record).ok_or_else(|| ServiceError::NoModel {
-            pool: record.name.clone(),
-        })?;
+        let key = ModelKey::of_pool(record)?;
         self.models.get(&key)
     }
 
@@ -331,6 +318,6 @@ impl Service {
 
     /// Paths the server may read.
     pub fn check_path(&self, path: &std::path::Path) -> Result<PathBuf> {
-        Ok(self.settings.roots.check(path)?)
+        self.settings.roots.check(path)
     }
 }

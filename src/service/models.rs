@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::error::Result;
-use crate::features::backbone::backbone_from_args;
+use crate::features::backbone::BackboneChoice;
 use crate::features::pipeline::{Embedder, PipelineConfig};
 use crate::features::FeatureExtractor;
+use crate::service::{Result, ServiceError};
+use crate::settings::{Device, Pooling, Precision};
 use crate::store::PoolRecord;
 
 /// Which model, as recorded with a pool.
@@ -21,16 +22,32 @@ pub struct ModelKey {
     /// Weights path or model id (None: the registry default).
     pub weights: Option<String>,
     /// ViT pooling.
-    pub pooling: String,
+    pub pooling: Pooling,
 }
 
 impl ModelKey {
-    /// The model a pool's vectors come from, if it has one.
-    pub fn of_pool(record: &PoolRecord) -> Option<ModelKey> {
-        Some(ModelKey {
-            backbone: record.backbone.clone()?,
+    /// The model a pool's vectors come from; refused for a pool of raw vectors.
+    pub fn of_pool(record: &PoolRecord) -> Result<ModelKey> {
+        let backbone = record
+            .backbone
+            .clone()
+            .ok_or_else(|| ServiceError::NoModel {
+                pool: record.name.clone(),
+            })?;
+        let pooling = match &record.pooling {
+            None => Pooling::Cls,
+            Some(p) => p.parse().map_err(|e| ServiceError::Internal {
+                what: format!(
+                    "pool {:?} records the pooling {p:?}, which this dcd does not know ({e}); \
+                     was the pool created by a newer dcd?",
+                    record.name
+                ),
+            })?,
+        };
+        Ok(ModelKey {
+            backbone,
             weights: record.weights.clone(),
-            pooling: record.pooling.clone().unwrap_or_else(|| "cls".into()),
+            pooling,
         })
     }
 }
@@ -38,10 +55,10 @@ impl ModelKey {
 /// Where and how models run.
 #[derive(Clone, Debug)]
 pub struct ModelSettings {
-    /// `cpu`, `cuda`, `cuda:N`.
-    pub device: String,
-    /// `f32`, `f16`, `bf16`.
-    pub precision: String,
+    /// Where models run.
+    pub device: Device,
+    /// What they compute in.
+    pub precision: Precision,
     /// Batching pipeline sizes.
     pub pipeline: PipelineConfig,
 }
@@ -97,20 +114,20 @@ impl ModelCache {
     }
 
     fn load(&self, key: &ModelKey) -> Result<Arc<Embedder>> {
-        let args = crate::config::BackboneArgs {
-            backbone: key.backbone.clone(),
+        let choice = BackboneChoice {
+            name: key.backbone.clone(),
             weights: key.weights.clone(),
-            pooling: key.pooling.clone(),
-            device: self.settings.device.clone(),
-            precision: self.settings.precision.clone(),
+            pooling: key.pooling,
+            device: self.settings.device,
+            precision: self.settings.precision,
         };
         let started = std::time::Instant::now();
-        let model = backbone_from_args(&args, false)?;
+        let model = choice.load(false)?;
         let preprocess = *model.preprocess();
         let model: Arc<dyn FeatureExtractor> = Arc::new(model);
         let (embedder, _) =
             Embedder::start(model, preprocess, &self.settings.pipeline).map_err(|e| {
-                super::ServiceError::Internal {
+                ServiceError::Internal {
                     what: format!("cannot start the embedding threads: {e}"),
                 }
             })?;

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockUpgradableReadGuard};
 
 use super::exact_device::ExactDevice;
-use crate::error::Result;
 use crate::index::exact::ExactIndex;
 use crate::index::graph::HnswParams;
 use crate::index::manager::{self, Engine, IndexSource};
 use crate::index::{AnnIndex, IndexError, SearchParams};
+use crate::service::{Result, ServiceError};
 use crate::store::{JobBatch, NewItem, Pool, PoolRecord, StoreError};
 use crate::types::{Matrix, Neighbor};
 
@@ -266,7 +266,7 @@ impl PoolHandle {
                 handle.building.store(false, Ordering::Release);
                 match result {
                     Ok(()) => {}
-                    Err(crate::Error::Store(StoreError::PoolDeleted { .. })) => return,
+                    Err(ServiceError::Store(StoreError::PoolDeleted { .. })) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "index build failed; searches scan the rows it lacks, the next one retries");
                         return;

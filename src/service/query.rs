@@ -3,10 +3,10 @@
 //! filters. The debug-train set (`debug_set.rs`) builds on the same steps.
 
 use super::{PoolHandle, Service, ServiceError};
-use crate::error::Result;
 use crate::features::pipeline::ImageInput;
 use crate::index::manager::Engine;
 use crate::index::{IndexError, RowFilter, SearchParams, MAX_K};
+use crate::service::Result;
 use crate::types::{Matrix, Neighbor, RowId};
 
 /// One query or error sample.
@@ -116,8 +116,7 @@ impl Service {
                 reason: format!(
                     "send at least one of the {what} (image bytes, a vector or an item key)"
                 ),
-            }
-            .into());
+            });
         }
         let images = queries
             .iter()
@@ -171,8 +170,7 @@ impl Service {
                 what,
                 count: out.len(),
                 first,
-            }
-            .into());
+            });
         }
         Ok(out)
     }
@@ -187,8 +185,7 @@ impl Service {
                 what: format!("{images} images in one call, above the limit of {max}"),
                 fix: "send them in several calls",
                 flag: "--max-images-per-call",
-            }
-            .into());
+            });
         }
         Ok(())
     }
@@ -205,8 +202,7 @@ impl Service {
                 ),
                 fix: "send fewer per call or ask for a smaller k",
                 flag: "--max-hits",
-            }
-            .into());
+            });
         }
         Ok(())
     }
@@ -234,8 +230,7 @@ pub(super) fn check_same_space(a: &PoolHandle, b: &PoolHandle) -> Result<()> {
             a_space: space(&ra),
             b: rb.name.clone(),
             b_space: space(&rb),
-        }
-        .into());
+        });
     }
     Ok(())
 }
@@ -295,7 +290,7 @@ pub(super) fn run_queries(
     let mut lists = Vec::with_capacity(queries.rows);
     for start in (0..queries.rows).step_by(QUERY_STEP) {
         if crate::cancel::requested() {
-            return Err(ServiceError::Cancelled { what: "searching" }.into());
+            return Err(ServiceError::Cancelled { what: "searching" });
         }
         let end = (start + QUERY_STEP).min(queries.rows);
         let step = Matrix::new(

@@ -192,7 +192,7 @@ impl Catalog {
                 });
             }
         }
-        tx.execute_batch(super::jobs::JOBS_SCHEMA)
+        tx.execute_batch(super::job_records::JOBS_SCHEMA)
             .map_err(unreadable)?;
         tx.commit().map_err(unreadable)?;
         if upgraded {
@@ -350,7 +350,7 @@ impl Catalog {
             .transaction()
             .map_err(StoreError::catalog("starting an append"))?;
         if let Some(job) = job {
-            super::jobs::record_entries(&tx, job)?;
+            super::job_records::record_entries(&tx, job)?;
         }
         {
             let mut ins = tx

@@ -10,6 +10,7 @@
 mod catalog;
 mod error;
 mod header;
+mod job_records;
 mod jobs;
 mod vectors;
 
@@ -23,7 +24,7 @@ use parking_lot::Mutex;
 pub use catalog::{Item, NewItem, PoolRecord};
 pub use error::StoreError;
 pub use header::VectorHeader;
-pub use jobs::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobSource, JobState, JobTally};
+pub use job_records::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobSource, JobState, JobTally};
 pub use vectors::{VectorFile, VectorSnapshot};
 
 use crate::types::{Dtype, Matrix, Metric, RowId, VectorView};

@@ -31,11 +31,11 @@ pub fn tiny_dino() -> String {
 /// Models and exact search on the CPU, f32, batches of 8.
 pub fn cpu_runtime() -> ModelRuntimeArgs {
     ModelRuntimeArgs {
-        device: "cpu".into(),
-        precision: "f32".into(),
+        device: Default::default(),
+        precision: Default::default(),
         exact_device: None,
-        exact_copy: "stored".into(),
-        exact_plans: "builtin".into(),
+        exact_copy: Default::default(),
+        exact_plans: Default::default(),
         batch: 8,
         images: Default::default(),
         limits: Default::default(),

@@ -511,7 +511,7 @@ fn bad_input(device: &candle_core::Device) {
     let base = synth::uniform(100, 8, 3);
     let index = GpuExact::new(device, VectorView::f32(&base.data, 8), GpuDtype::F32).unwrap();
     let q = synth::uniform(1, 8, 4);
-    let msg = |r: Result<Vec<Vec<Neighbor>>, dcd::error::Error>| r.unwrap_err().to_string();
+    let msg = |r: Result<Vec<Vec<Neighbor>>, dcd::gpu::GpuError>| r.unwrap_err().to_string();
     assert!(msg(index.search(&q, 0, None)).contains("k"), "k = 0");
     let too_many = index.max_k() + 1;
     assert!(

@@ -136,11 +136,11 @@ fn service_answers(exact_device: &str, copy: &str, plans: &str) -> (Answer, Stri
     use dcd::store::NewItem;
     let dir = tempfile::tempdir().unwrap();
     let runtime = ModelRuntimeArgs {
-        device: "cpu".into(),
-        exact_device: Some(exact_device.into()),
-        exact_copy: copy.into(),
-        exact_plans: plans.into(),
-        precision: "f32".into(),
+        device: Default::default(),
+        exact_device: Some(exact_device.parse().unwrap()),
+        exact_copy: copy.parse().unwrap(),
+        exact_plans: plans.parse().unwrap(),
+        precision: Default::default(),
         batch: 8,
         images: Default::default(),
         limits: Default::default(),
@@ -252,7 +252,7 @@ fn saved_plans_serve_the_next_start(
     let saved_at = modified();
     for (plans, rewritten) in [("measure", false), ("remeasure", true)] {
         let runtime = dcd::config::ModelRuntimeArgs {
-            exact_plans: plans.into(),
+            exact_plans: plans.parse().unwrap(),
             ..runtime.clone()
         };
         let service =

@@ -11,6 +11,7 @@ use super::layers::{LayerNorm, Linear};
 use crate::features::cpu::attention::SelfAttention;
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
+use crate::settings::Pooling;
 
 /// Which checkpoint family: decides tensor names and the block's structure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,15 +31,6 @@ impl VitFamily {
     }
 }
 
-/// What the feature vector is made of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VitPooling {
-    /// The CLS token after the final norm.
-    Cls,
-    /// CLS concatenated with the mean of the patch tokens, both after the final norm (2·width).
-    ClsMeanPatch,
-}
-
 /// Settings that are not in the tensors.
 #[derive(Clone, Copy, Debug)]
 pub struct VitConfig {
@@ -49,7 +41,7 @@ pub struct VitConfig {
     /// Input side in pixels (square).
     pub image_size: usize,
     /// Output pooling.
-    pub pooling: VitPooling,
+    pub pooling: Pooling,
 }
 
 impl VitConfig {
@@ -237,8 +229,8 @@ impl Vit {
     /// Feature width.
     pub fn dim(&self) -> usize {
         match self.config.pooling {
-            VitPooling::Cls => self.width,
-            VitPooling::ClsMeanPatch => 2 * self.width,
+            Pooling::Cls => self.width,
+            Pooling::ClsMeanPatch => 2 * self.width,
         }
     }
 
@@ -288,8 +280,8 @@ impl Vit {
         let x = self.norm.forward(&x)?;
         let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
         Ok(match self.config.pooling {
-            VitPooling::Cls => cls,
-            VitPooling::ClsMeanPatch => {
+            Pooling::Cls => cls,
+            Pooling::ClsMeanPatch => {
                 let mean = x.narrow(1, 1, gh * gw)?.mean(1)?;
                 Tensor::cat(&[&cls, &mean], 1)?
             }

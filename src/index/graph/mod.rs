@@ -25,6 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
+use super::progress::BuildProgress;
 use super::{check_extend, exact, validate_query, AnnIndex, IndexError, SearchParams};
 use crate::types::{Neighbor, RowId, VectorView};
 
@@ -237,15 +238,17 @@ impl AnnIndex for HnswGraph {
         }
         self.reserve(end);
         let this = &*self;
+        let progress = BuildProgress::new(end - start);
         let mut first = start;
         if this.entry.read().is_none() {
             this.insert(vectors, first as u32);
+            progress.row_done();
             first += 1;
         }
-        (first..end)
-            .into_par_iter()
-            .with_min_len(16)
-            .for_each(|i| this.insert(vectors, i as u32));
+        (first..end).into_par_iter().with_min_len(16).for_each(|i| {
+            this.insert(vectors, i as u32);
+            progress.row_done();
+        });
         let lost = this.repair(vectors, start as u32..end as u32);
         if !lost.is_empty() {
             tracing::warn!(rows = lost.len(), "rows a search cannot reach after repair");

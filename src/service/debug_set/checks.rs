@@ -3,9 +3,9 @@
 
 use super::DebugSetRequest;
 use crate::debugset::{LabelPolicy, Merge};
-use crate::error::Result;
 use crate::index::MAX_K;
 use crate::service::query::check_k;
+use crate::service::Result;
 use crate::service::ServiceError;
 
 /// Checks everything about a request that needs no pool: sizes, distances, margins, the
@@ -17,8 +17,7 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
         return Err(ServiceError::InvalidArgument {
             field: "budget",
             reason: "a budget must be at least 1 (leave it out for no limit)".into(),
-        }
-        .into());
+        });
     }
     if let Some(d) = req.merge.max_distance {
         if !(d.is_finite() && d > 0.0) {
@@ -27,8 +26,7 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
                 reason: format!(
                     "{d} must be a positive squared distance (leave it out for no cap)"
                 ),
-            }
-            .into());
+            });
         }
     }
     if let Some(p) = req.max_distance_percentile {
@@ -38,15 +36,13 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
                 reason: format!(
                     "{p} must be a share above 0 and at most 1 of the pool's nearest-neighbour distances (0.2: no farther than the closest 20% of pairs)"
                 ),
-            }
-            .into());
+            });
         }
         if req.merge.max_distance.is_some() {
             return Err(ServiceError::InvalidArgument {
                 field: "max_distance_percentile",
                 reason: "give the distance cap once: as max_distance or as a percentile".into(),
-            }
-            .into());
+            });
         }
     }
     if let Some(m) = req.max_modes {
@@ -57,8 +53,7 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
                     "{m} modes: give 1 (no grouping) to {}",
                     super::request::MAX_MODES
                 ),
-            }
-            .into());
+            });
         }
     }
     if !req.errors.is_empty() && req.merge.min_support > req.errors.len() {
@@ -69,8 +64,7 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
                 req.merge.min_support,
                 req.errors.len()
             ),
-        }
-        .into());
+        });
     }
     let policy = check_rules(req)?;
     check_selection(req)?;
@@ -81,8 +75,7 @@ pub(super) fn check_request(req: &DebugSetRequest) -> Result<(LabelPolicy, usize
             reason: format!(
                 "global_top searches each error sample as deep as the budget ({depth}); keep it at most {MAX_K}"
             ),
-        }
-        .into());
+        });
     }
     Ok((policy, depth))
 }
@@ -97,8 +90,7 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
             reason: format!(
                 "{m} must be a positive ratio of squared distances (1: drop candidates plainly nearer to a negative)"
             ),
-        }
-        .into());
+        });
     }
     if let Some(d) = req.dedup_distance {
         if !(d.is_finite() && d > 0.0) {
@@ -107,8 +99,7 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
                 reason: format!(
                     "{d} must be a positive squared distance (leave it out to keep near-duplicates)"
                 ),
-            }
-            .into());
+            });
         }
     }
     let r = req.holdout_radius;
@@ -118,8 +109,7 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
             reason: format!(
                 "{r} must be a squared distance of 0 or more (0: only identical vectors collide)"
             ),
-        }
-        .into());
+        });
     }
     for (i, e) in req.errors.iter().enumerate() {
         let w = e.truth.weight;
@@ -129,8 +119,7 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
                 reason: format!(
                     "error sample {i} has weight {w}: give a positive, finite weight (or none for 1)"
                 ),
-            }
-            .into());
+            });
         }
         if let Some(label) = &e.truth.label {
             if label.is_empty() || label.len() > crate::store::MAX_LABEL_BYTES {
@@ -141,8 +130,7 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
                         label.len(),
                         crate::store::MAX_LABEL_BYTES
                     ),
-                }
-                .into());
+                });
             }
         }
     }
@@ -151,15 +139,13 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
             return Err(ServiceError::InvalidArgument {
                 field: "min_gap_percentile",
                 reason: format!("{p} must be a share between 0 and 1 (0.5: farther from the reference than half the pool)"),
-            }
-            .into());
+            });
         }
         if req.reference_pool.is_none() {
             return Err(ServiceError::InvalidArgument {
                 field: "min_gap_percentile",
                 reason: "a gap is the distance to a reference pool, and none was named: name one (e.g. the model's training set) or leave the minimum out".into(),
-            }
-            .into());
+            });
         }
     }
     let labelled = req.errors.iter().any(|e| e.truth.label.is_some());
@@ -171,8 +157,7 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
                 reason: format!(
                     "{p} judges weak labels by the error samples' true labels or a reference pool, and neither was given: label the error samples (e.g. an ImageFolder of them), name a reference pool, or use keep"
                 ),
-            }
-            .into())
+            })
         }
         Some(p) => Ok(p),
         // A reference alone does not make drop the default: its estimate, applied, cost
@@ -184,7 +169,7 @@ fn check_rules(req: &DebugSetRequest) -> Result<LabelPolicy> {
 /// Checks diversity and the per-label caps and targets.
 fn check_selection(req: &DebugSetRequest) -> Result<()> {
     let invalid = |field: &'static str, reason: String| -> Result<()> {
-        Err(ServiceError::InvalidArgument { field, reason }.into())
+        Err(ServiceError::InvalidArgument { field, reason })
     };
     if let Some(l) = req.mmr_lambda {
         if !(0.0..=1.0).contains(&l) {

@@ -11,8 +11,8 @@ use super::{DebugSetRequest, ErrorSample};
 use crate::debugset::{
     compare, reach, score_items, view_items, Comparison, ErrorLabel, ItemView, Point, Reach,
 };
-use crate::error::Result;
 use crate::index::manager::Engine;
+use crate::service::Result;
 use crate::service::{QueryInput, Service, ServiceError};
 use crate::store::Pool;
 use crate::types::RowId;
@@ -289,8 +289,7 @@ fn split(
             return Err(invalid(
                 "held_out",
                 "no held-out failure or no error sample could be used (see the skipped list in the server log): send inputs that decode".into(),
-            )
-            .into());
+            ));
         }
         let n = errors.len();
         let m = held_out.len();
@@ -307,8 +306,7 @@ fn split(
         return Err(invalid(
             "errors",
             format!("{n} usable error samples: holding some out needs at least 2; send more, or send held_out failures to score on"),
-        )
-        .into());
+        ));
     }
     let folds = req.folds.unwrap_or(DEFAULT_FOLDS).min(n);
     let mut rng = rand::rngs::StdRng::seed_from_u64(req.seed);
@@ -335,7 +333,7 @@ fn split(
 /// Checks what needs no pool; returns the number of random draws.
 fn check(req: &EvaluationRequest) -> Result<usize> {
     let invalid = |field: &'static str, reason: String| -> Result<usize> {
-        Err(ServiceError::InvalidArgument { field, reason }.into())
+        Err(ServiceError::InvalidArgument { field, reason })
     };
     if let Some(f) = req.folds {
         if !(2..=MAX_FOLDS).contains(&f) {

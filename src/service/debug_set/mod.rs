@@ -33,9 +33,9 @@ use crate::debugset::{
     self, Dedup, Diversity, ErrorLabel, Gap, Holdout, LabelPolicy, LabelQuotas, LabelTrust, Merge,
     ModeSplit, Negatives, Rules,
 };
-use crate::error::Result;
 use crate::index::manager::Engine;
 use crate::index::SearchParams;
+use crate::service::Result;
 use crate::types::{Neighbor, RowId};
 
 impl Service {
@@ -141,8 +141,7 @@ impl Service {
                 reason: format!(
                     "{policy} needs labelled error samples or a label estimate from the reference, and there is neither ({why}); label the error samples, ingest the reference with labels, or use keep"
                 ),
-            }
-            .into());
+            });
         }
         let negatives_ready = match &negative_pool {
             Some(h) => Some(h.ready(engine, false)?),
@@ -396,8 +395,7 @@ impl Service {
                 reason: format!(
                     "{name} is the pool the set is drawn from: every candidate would match itself; name another pool"
                 ),
-            }
-            .into()),
+            }),
             Some(name) => {
                 let other = self.pool(name)?;
                 check_same_space(handle, &other)?;

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 
 use crate::debugset::{ItemRef, NearestItem};
-use crate::error::Result;
 use crate::index::distance::{l2_squared, l2_squared_rows};
 use crate::index::SearchParams;
 use crate::service::pools::ReadyPool;
 use crate::service::query::{QueryInput, Resolved, QUERY_STEP};
+use crate::service::Result;
 use crate::service::{PoolHandle, Service, ServiceError};
 use crate::types::{Matrix, RowId};
 
@@ -36,12 +36,9 @@ impl Service {
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                r.map_err(|e| {
-                    ServiceError::InvalidArgument {
-                        field,
-                        reason: format!("{field}[{i}] could not be used: {e}"),
-                    }
-                    .into()
+                r.map_err(|e| ServiceError::InvalidArgument {
+                    field,
+                    reason: format!("{field}[{i}] could not be used: {e}"),
                 })
             })
             .collect()
@@ -60,8 +57,7 @@ pub(super) fn check_negatives_differ(listed: &[Vec<f32>], errors: &Resolved) -> 
                     reason: format!(
                         "negative {i} is the same input as error sample {j}: an input the model fails on cannot also be one it handles; remove one of them"
                     ),
-                }
-                .into());
+                });
             }
         }
     }
@@ -119,8 +115,7 @@ pub(super) fn nearest_items(
         if crate::cancel::requested() {
             return Err(ServiceError::Cancelled {
                 what: "checking negatives and the holdout",
-            }
-            .into());
+            });
         }
         let rows = &candidates[start..(start + QUERY_STEP).min(candidates.len())];
         let mut data = Vec::with_capacity(rows.len() * dim);

@@ -17,9 +17,9 @@ use super::samples::{cached, generation, spread, Generation};
 use super::stages::StageClock;
 use super::ErrorSample;
 use crate::debugset::{FitParams, LabelEstimates, LabelProbe, ProbeError, TrainingSet};
-use crate::error::Result;
 use crate::service::pools::ReadyPool;
 use crate::service::query::Resolved;
+use crate::service::Result;
 use crate::store::Pool;
 use crate::types::RowId;
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::request::{CollisionReport, VetoReport, MAX_COLLISIONS_REPORTED, MAX_VETOES_REPORTED};
 use crate::debugset::{Assembled, ItemRef};
-use crate::error::Result;
 use crate::service::pools::ReadyPool;
+use crate::service::Result;
 use crate::store::{Item, Pool};
 use crate::types::RowId;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::error::Result;
+use crate::service::Result;
 use crate::store::Pool;
 use crate::types::RowId;
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::samples::{cached, generation, spread, Generation};
-use crate::error::Result;
 use crate::index::SearchParams;
 use crate::service::pools::ReadyPool;
 use crate::service::query::QUERY_STEP;
+use crate::service::Result;
 use crate::service::ServiceError;
 use crate::types::Matrix;
 
@@ -65,8 +65,7 @@ impl DistanceScales {
                 if crate::cancel::requested() {
                     return Err(ServiceError::Cancelled {
                         what: "measuring the pool's distance scale",
-                    }
-                    .into());
+                    });
                 }
                 let mut data = Vec::with_capacity(chunk.len() * dim);
                 for &r in chunk {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::samples::{cached, generation, Generation};
-use crate::error::Result;
+use crate::service::Result;
 use crate::store::Pool;
 use crate::types::RowId;
 

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use sha2::{Digest, Sha256};
 
 use super::ItemContent;
-use crate::error::Result;
 use crate::features::pipeline::ImageInput;
+use crate::service::Result;
 use crate::service::{PoolHandle, Service};
 use crate::store::{EntryOutcome, JobBatch, JobEntry, NewItem};
 use crate::types::{hex, Matrix};

@@ -7,12 +7,19 @@ use rayon::prelude::*;
 use tokio::sync::watch;
 
 use super::admit::{admit, content_hash_bytes, Candidate, Target};
-use super::jobs::{CANCEL, CHUNK, RUN};
 use super::source::{self, Entry};
 use super::ItemContent;
-use crate::error::{Error, Result};
-use crate::service::Service;
+use crate::service::{Result, Service, ServiceError};
 use crate::store::{EntryOutcome, JobRecord, JobState, StoreError};
+
+/// Entries read, hashed and embedded per commit.
+const CHUNK: usize = 64;
+
+// What a job's stop flag says: go on; stop as cancelled; stop for a shutdown, staying
+// `running` so that the next start resumes it.
+pub(super) const RUN: u8 = 0;
+pub(super) const CANCEL: u8 = 1;
+pub(super) const SHUTDOWN: u8 = 2;
 
 /// What the entries the model held when the process last stopped (`inflight`, those not
 /// done) say about `todo`. If the process died on them, one may have killed it: with several,
@@ -84,13 +91,12 @@ pub(super) fn run(service: &Service, id: &str, stop: &AtomicU8, tx: &watch::Send
         run_inner(service, id, stop, tx)
     }))
     .unwrap_or_else(|panic| {
-        Err(crate::service::ServiceError::Internal {
+        Err(ServiceError::Internal {
             what: format!(
                 "the job stopped on an unexpected error ({}); please report it",
                 crate::features::pipeline::panic_message(&panic)
             ),
-        }
-        .into())
+        })
     });
     let store = service.store();
     let outcome = match (result, stop.load(Ordering::SeqCst)) {
@@ -191,7 +197,7 @@ fn run_inner(
         );
     }
     match handle.refresh_graph() {
-        Ok(()) | Err(Error::Store(StoreError::PoolDeleted { .. })) => {}
+        Ok(()) | Err(ServiceError::Store(StoreError::PoolDeleted { .. })) => {}
         Err(e) => {
             tracing::warn!(error = %e, "index refresh after the job failed; the next search retries")
         }

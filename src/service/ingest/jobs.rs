@@ -10,17 +10,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{job_run, source};
-use crate::error::Result;
+use super::job_run::{self, CANCEL, RUN, SHUTDOWN};
+use super::source;
+use crate::service::Result;
 use crate::service::{Service, ServiceError};
 use crate::store::{JobRecord, JobSource, JobState};
-
-/// Entries read, hashed and embedded per commit.
-pub const CHUNK: usize = 64;
-
-pub(super) const RUN: u8 = 0;
-pub(super) const CANCEL: u8 = 1;
-const SHUTDOWN: u8 = 2;
 
 struct Control {
     stop: Arc<AtomicU8>,
@@ -99,7 +93,7 @@ pub fn start(service: &Arc<Service>, pool: &str, source: JobSource) -> Result<Jo
     )?;
     let record = store.pool_record(pool)?;
     if record.backbone.is_none() {
-        return Err(ServiceError::NoModel { pool: record.name }.into());
+        return Err(ServiceError::NoModel { pool: record.name });
     }
     let existing = store
         .unfinished_jobs()?
@@ -170,8 +164,7 @@ pub fn cancel(service: &Service, id: &str) -> Result<JobRecord> {
         return Err(ServiceError::JobFinished {
             id: id.into(),
             state: record.state.to_string(),
-        }
-        .into());
+        });
     }
     let thread = service.jobs().running.lock().get_mut(id).and_then(|c| {
         c.stop.store(CANCEL, Ordering::SeqCst);

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
 use crate::files::{self, WalkError};
+use crate::service::Result;
 use crate::service::{AllowedRoots, ServiceError, ServiceLimits};
 use crate::store::JobSource;
 
@@ -49,8 +49,7 @@ pub fn list(
                         "{} is a file; give a folder (or use a manifest)",
                         dir.display()
                     ),
-                }
-                .into());
+                });
             }
             folder(&dir, roots, limits, stop)?
         }
@@ -72,8 +71,7 @@ pub fn list(
                 }
                 JobSource::Manifest(_) => first_failure,
             },
-        }
-        .into());
+        });
     }
     Ok(entries)
 }
@@ -230,8 +228,7 @@ fn manifest(file: &Path, roots: &AllowedRoots, limits: &ServiceLimits) -> Result
             ),
             fix: "split it into several manifests",
             flag: "--max-job-entries",
-        }
-        .into());
+        });
     }
     let mut out = Vec::with_capacity(rows.len());
     let mut seen = std::collections::HashSet::new();
@@ -247,7 +244,7 @@ fn manifest(file: &Path, roots: &AllowedRoots, limits: &ServiceLimits) -> Result
             Err(e) => (full.to_string_lossy().into_owned(), Some(e.to_string())),
         };
         if !seen.insert(key.clone()) {
-            return Err(bad(line, format!("{path} is listed twice")).into());
+            return Err(bad(line, format!("{path} is listed twice")));
         }
         out.push(Entry {
             path: full,

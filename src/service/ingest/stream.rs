@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::admit::{admit, content_hash, Candidate, Target};
-use crate::error::Result;
 use crate::index::IndexError;
+use crate::service::Result;
 use crate::service::{PoolHandle, Service, ServiceError};
 use crate::store::EntryOutcome;
 
@@ -117,8 +117,7 @@ impl StreamIngest {
                             },
                             self.summary.stored + self.summary.present + self.summary.duplicates
                         ),
-                    }
-                    .into());
+                    });
                 }
             }
             ItemContent::Image(bytes) => {

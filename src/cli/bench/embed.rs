@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::print_json;
+use crate::cli::print_json;
 use crate::config::BenchEmbedArgs;
 use crate::error::{Error, Result};
-use crate::features::backbone::backbone_from_args;
 use crate::features::FeatureExtractor;
 
 #[derive(Serialize)]
@@ -81,7 +80,7 @@ pub(super) fn run(args: BenchEmbedArgs) -> Result<()> {
             "--batch needs sizes ≥ 1, e.g. --batch 1,8,32".into(),
         ));
     }
-    let model = backbone_from_args(&args.model, args.random_weights)?;
+    let model = args.model.choice().load(args.random_weights)?;
     let pre = *model.preprocess();
     let (bytes, image_name) = match &args.image {
         Some(p) => (

@@ -227,7 +227,7 @@ impl GpuExact {
     /// cannot take them beside the copy, the copy is made again from `vectors`, split between
     /// device and host afresh ([`Growth::Rebuilt`]). On an error the copy still answers for
     /// the rows it holds ([`GpuExact::len`]).
-    pub fn append(&mut self, vectors: VectorView<'_>) -> Result<Growth, crate::error::Error> {
+    pub fn append(&mut self, vectors: VectorView<'_>) -> Result<Growth, GpuError> {
         check_extend(self.len, self.dim, &vectors)?;
         let rows = vectors.len() - self.len;
         let stream = self.kernels.stream.clone();

@@ -7,8 +7,7 @@
 use rayon::prelude::*;
 
 use super::certified::{certify, HalfBounds, Selection};
-use super::{GpuExact, GpuPlan};
-use crate::error::Error;
+use super::{GpuError, GpuExact, GpuPlan};
 use crate::index::exact::scan_one;
 use crate::index::{validate_queries, RowFilter};
 use crate::types::{Matrix, Neighbor, VectorView};
@@ -44,24 +43,28 @@ impl GpuExact {
         filter: Option<&RowFilter>,
         originals: VectorView<'_>,
         bounds: &HalfBounds,
-    ) -> Result<(Vec<Vec<Neighbor>>, Certification), Error> {
+    ) -> Result<(Vec<Vec<Neighbor>>, Certification), GpuError> {
         validate_queries(self.dim, queries, k)?;
         if bounds.dtype() != self.dtype || originals.len() != self.len || bounds.len() != self.len {
-            return Err(Error::Internal(format!(
-                "a certified search needs the f32 rows of this {} copy and their bounds: {} \
+            return Err(GpuError::Contract {
+                what: format!(
+                    "a certified search needs the f32 rows of this {} copy and their bounds: {} \
                  rows given and {} bounded for a copy of {}",
-                self.dtype.name(),
-                originals.len(),
-                bounds.len(),
-                self.len
-            )));
+                    self.dtype.name(),
+                    originals.len(),
+                    bounds.len(),
+                    self.len
+                ),
+            });
         }
         if originals.dim() != self.dim {
-            return Err(Error::Internal(format!(
-                "a certified search needs the f32 rows of this {}-d copy: they are {}-d",
-                self.dim,
-                originals.dim()
-            )));
+            return Err(GpuError::Contract {
+                what: format!(
+                    "a certified search needs the f32 rows of this {}-d copy: they are {}-d",
+                    self.dim,
+                    originals.dim()
+                ),
+            });
         }
         let cap = self.max_k().min(self.len);
         let mut answers: Vec<Option<Vec<Neighbor>>> = vec![None; queries.rows];

@@ -44,7 +44,7 @@ impl GpuExact {
         queries: &Matrix,
         k: usize,
         filter: Option<&RowFilter>,
-    ) -> Result<Vec<Vec<Neighbor>>, crate::error::Error> {
+    ) -> Result<Vec<Vec<Neighbor>>, GpuError> {
         Ok(self.search_with(queries, k, filter, None)?.0)
     }
 
@@ -56,7 +56,7 @@ impl GpuExact {
         k: usize,
         filter: Option<&RowFilter>,
         plan: Option<GpuPlan>,
-    ) -> Result<(Vec<Vec<Neighbor>>, GpuPlan), crate::error::Error> {
+    ) -> Result<(Vec<Vec<Neighbor>>, GpuPlan), GpuError> {
         validate_queries(self.dim, queries, k)?;
         if self.is_empty() {
             return Err(IndexError::EmptyPool.into());
@@ -67,7 +67,7 @@ impl GpuExact {
             GpuPlan::Wide => self.max_k(),
         };
         if k > max {
-            return Err(GpuError::KTooLarge { k, max }.into());
+            return Err(GpuError::KTooLarge { k, max });
         }
         let stream = &self.kernels.stream;
         if let Some(clock) = &self.stages {
@@ -160,18 +160,16 @@ impl GpuExact {
 
     /// Replaces each list's distances by the exact squared ℓ2 of its rows to its query
     /// (re-ranking HNSW candidates), computed where the rows live. Lists keep their order.
-    pub fn rescore(
-        &self,
-        queries: &Matrix,
-        lists: &mut [Vec<Neighbor>],
-    ) -> Result<(), crate::error::Error> {
+    pub fn rescore(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>]) -> Result<(), GpuError> {
         validate_queries(self.dim, queries, 1)?;
         if lists.len() != queries.rows {
-            return Err(crate::error::Error::Internal(format!(
-                "{} candidate lists for {} queries",
-                lists.len(),
-                queries.rows
-            )));
+            return Err(GpuError::Contract {
+                what: format!(
+                    "{} candidate lists for {} queries",
+                    lists.len(),
+                    queries.rows
+                ),
+            });
         }
         let width = lists.iter().map(Vec::len).max().unwrap_or(0);
         if width == 0 {

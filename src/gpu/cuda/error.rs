@@ -1,6 +1,7 @@
 //! Errors of the GPU path: the driver's failures as values, never panics.
 
 use crate::error_kind::ErrorKind;
+use crate::index::IndexError;
 
 /// What went wrong on the GPU path.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,16 @@ pub enum GpuError {
         /// What was given.
         device: String,
     },
+    /// Queries, k or candidate rows the index layer refuses.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A promise between dcd's parts was broken (rows and bounds that do not belong together,
+    /// lists for other queries): a bug to report.
+    #[error("{what}")]
+    Contract {
+        /// What did not hold.
+        what: String,
+    },
 }
 
 /// The oldest compute capability dcd's kernels compile for (build.rs refuses a lower
@@ -129,7 +140,9 @@ impl GpuError {
             GpuError::OutOfMemory { .. } => ErrorKind::ResourceExhausted,
             // The service asks half copies of f32 pools only (NotHalfCopy is a bug), and never
             // returns Unidentified (it only stops plan timings being saved).
+            GpuError::Index(e) => e.kind(),
             GpuError::Driver { .. }
+            | GpuError::Contract { .. }
             | GpuError::NotHalfCopy { .. }
             | GpuError::Unidentified { .. } => ErrorKind::Internal,
         }

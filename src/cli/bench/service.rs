@@ -9,11 +9,11 @@ use crate::service::{AllowedRoots, Service};
 
 pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
     let runtime_args = ModelRuntimeArgs {
-        device: "cpu".into(),
-        precision: "f32".into(),
+        device: Default::default(),
+        precision: Default::default(),
         exact_device: None,
-        exact_copy: "stored".into(),
-        exact_plans: "builtin".into(),
+        exact_copy: Default::default(),
+        exact_plans: Default::default(),
         batch: 16,
         images: Default::default(),
         limits: Default::default(),
@@ -23,7 +23,7 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let cfg = BenchConfig {
         n: args.n,
         dim: args.dim,
@@ -37,12 +37,12 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
     let report = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .map_err(|e| Error::Usage(format!("cannot listen on loopback: {e}")))?;
+            .map_err(|e| Error::Network(format!("cannot listen on loopback: {e}")))?;
         let url = format!(
             "http://{}",
             listener
                 .local_addr()
-                .map_err(|e| Error::Usage(e.to_string()))?
+                .map_err(|e| Error::Network(format!("cannot listen on loopback: {e}")))?
         );
         let (stop, rx) = tokio::sync::watch::channel(false);
         let options = ServerOptions {
@@ -62,7 +62,7 @@ pub(super) fn run(args: BenchServiceArgs) -> Result<()> {
         report
     })?;
     if args.json {
-        super::print_json(&report);
+        crate::cli::print_json(&report);
         return Ok(());
     }
     println!("pool                 {} x {}-d", report.n, report.dim);

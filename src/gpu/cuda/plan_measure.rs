@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use super::plan::{measured_batches, GpuPlan, PlanChoice, PlanTiming, DROP_RATIO, ONE_PASS_PLANS};
 use super::plan_cache::{build_identity, MeasuredOn};
 use super::{GpuError, GpuExact};
-use crate::error::{Error, Result};
 use crate::index::{validate_queries, IndexError};
 use crate::types::Matrix;
 
@@ -31,7 +30,7 @@ impl GpuExact {
         queries: &Matrix,
         ks: &[usize],
         budget: Duration,
-    ) -> Result<Vec<(usize, Vec<PlanTiming>)>> {
+    ) -> Result<Vec<(usize, Vec<PlanTiming>)>, GpuError> {
         validate_queries(self.dim, queries, 1)?;
         if self.is_empty() {
             return Err(IndexError::EmptyPool.into());
@@ -41,9 +40,12 @@ impl GpuExact {
         ks.sort_unstable();
         ks.dedup();
         if ks.is_empty() {
-            return Err(Error::Usage(
-                "measuring the GPU plans needs at least one k to time them at".into(),
-            ));
+            return Err(IndexError::InvalidParameter {
+                name: "k",
+                value: "none".into(),
+                reason: "measuring the GPU plans needs at least one k to time them at",
+            }
+            .into());
         }
         let started = Instant::now();
         let mut timings = Vec::new();
@@ -67,7 +69,7 @@ impl GpuExact {
                             seconds,
                         })
                     })
-                    .collect::<Result<_>>()?;
+                    .collect::<Result<_, GpuError>>()?;
                 let best = here.iter().map(|t| t.seconds).fold(f64::INFINITY, f64::min);
                 fused &= here
                     .iter()
@@ -104,7 +106,7 @@ impl GpuExact {
     }
 
     /// The least of [`REPEATS`] calls' wall times with `plan`, after a call to warm up.
-    fn time_plan(&self, batch: &Matrix, k: usize, plan: GpuPlan) -> Result<f64> {
+    fn time_plan(&self, batch: &Matrix, k: usize, plan: GpuPlan) -> Result<f64, GpuError> {
         self.search_with(batch, k, None, Some(plan))?;
         let mut best = f64::INFINITY;
         for _ in 0..REPEATS {

@@ -1,0 +1,228 @@
+//! The flags of `dcd debug-set`, `dcd eval`, `dcd export` and `dcd report`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{ModelRuntimeArgs, TargetArgs};
+
+/// `dcd eval`: the recipe (every `dcd debug-set` flag; `--out` is the report, .json) and how
+/// to score it.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// How the sets are built: every `dcd debug-set` flag.
+    #[command(flatten)]
+    pub set: DebugSetArgs,
+    /// Failures to score on (image files or folders, ImageFolder subfolders as true labels;
+    /// .npy/.fvecs unlabelled); then every error sample builds the set. Without it the error
+    /// samples are split into folds.
+    #[arg(long, env = "DCD_HELD_OUT", num_args = 1.., value_delimiter = ',')]
+    pub held_out: Option<Vec<PathBuf>>,
+    /// Folds of the error samples (default 5, at most the samples there are).
+    #[arg(long, env = "DCD_FOLDS")]
+    pub folds: Option<usize>,
+    /// The curve's k values, comma-separated (default: --k).
+    #[arg(long, env = "DCD_KS", value_delimiter = ',')]
+    pub ks: Vec<usize>,
+    /// The curve's budgets, comma-separated, crossed with --ks (default: --budget).
+    #[arg(long, env = "DCD_BUDGETS", value_delimiter = ',')]
+    pub budgets: Vec<usize>,
+    /// Random sets drawn per built set (default 5).
+    #[arg(long, env = "DCD_DRAWS")]
+    pub draws: Option<usize>,
+    /// Seeds the folds and the random draws.
+    #[arg(long, env = "DCD_SEED", default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `dcd debug-set`
+#[derive(Debug, Args)]
+pub struct DebugSetArgs {
+    /// Pool to draw from.
+    #[arg(long, env = "DCD_POOL")]
+    pub pool: String,
+    /// Error samples: image files or folders of images, .npy/.fvecs vector files. Images in a
+    /// folder's subfolders carry the subfolder's name as their true label (ImageFolder).
+    #[arg(long, env = "DCD_ERRORS", required = true, num_args = 1.., value_delimiter = ',')]
+    pub errors: Vec<PathBuf>,
+    /// Neighbours per error sample.
+    #[arg(long, env = "DCD_K", default_value_t = 50)]
+    pub k: usize,
+    /// union, round_robin, global_top or mean (ranked by mean distance to all error samples).
+    #[arg(long, env = "DCD_MERGE", default_value = "union")]
+    pub merge: crate::debugset::Merge,
+    /// Most items in the set.
+    #[arg(long, env = "DCD_BUDGET")]
+    pub budget: Option<usize>,
+    /// Drop items farther than this squared ℓ2 distance from every error sample.
+    #[arg(long, env = "DCD_MAX_DISTANCE")]
+    pub max_distance: Option<f32>,
+    /// Only items with one of these weak labels (repeatable).
+    #[arg(long, env = "DCD_LABEL")]
+    pub label: Vec<String>,
+    /// A file of keys (one per line) never to return, e.g. a held-out set.
+    #[arg(long, env = "DCD_EXCLUDE")]
+    pub exclude: Option<PathBuf>,
+    /// Exact search instead of HNSW.
+    #[arg(long, env = "DCD_EXACT")]
+    pub exact: bool,
+    /// Fetch 4k HNSW candidates and re-rank them by exact distance.
+    #[arg(long, env = "DCD_EXACT_RERANK")]
+    pub exact_rerank: bool,
+    /// HNSW search beam.
+    #[arg(long, env = "DCD_EF")]
+    pub ef: Option<usize>,
+    /// List an item once per error sample that found it.
+    #[arg(long, env = "DCD_KEEP_DUPLICATES")]
+    pub keep_duplicates: bool,
+    /// Keep only items found by at least this many error samples (within their --k).
+    #[arg(long, env = "DCD_MIN_SUPPORT", default_value_t = 1)]
+    pub min_support: usize,
+    /// keep, drop or replace weak labels the labelled error samples that found an item do not
+    /// support. Default: drop when any error sample is labelled, else keep.
+    #[arg(long, env = "DCD_LABEL_POLICY")]
+    pub label_policy: Option<crate::debugset::LabelPolicy>,
+    /// Ignore the folder names of --errors: every error sample is unlabelled.
+    #[arg(long, env = "DCD_ERRORS_UNLABELLED")]
+    pub errors_unlabelled: bool,
+    /// Negatives, inputs the model already handles: image files or folders, .npy/.fvecs.
+    /// Candidates nearer to one than to the error samples are dropped.
+    #[arg(long, env = "DCD_NEGATIVES", num_args = 1.., value_delimiter = ',')]
+    pub negatives: Option<Vec<PathBuf>>,
+    /// A pool (same backbone) whose every item is a negative, e.g. the model's training set.
+    #[arg(long, env = "DCD_NEGATIVE_POOL")]
+    pub negative_pool: Option<String>,
+    /// Drop a candidate when its nearest negative is nearer than this times its distance to
+    /// the nearest error sample (squared ℓ2; above 1 drops more).
+    #[arg(long, env = "DCD_NEGATIVE_MARGIN", default_value_t = 1.0)]
+    pub negative_margin: f32,
+    /// Held-out inputs the set must stay away from (your debug-heldout or test images):
+    /// image files or folders, .npy/.fvecs. Checked by exact search.
+    #[arg(long, env = "DCD_HOLDOUT", num_args = 1.., value_delimiter = ',')]
+    pub holdout: Option<Vec<PathBuf>>,
+    /// A pool (same backbone) whose every item is held out.
+    #[arg(long, env = "DCD_HOLDOUT_POOL")]
+    pub holdout_pool: Option<String>,
+    /// Drop candidates this near a held-out item or nearer (squared ℓ2); 0: identical only.
+    #[arg(long, env = "DCD_HOLDOUT_RADIUS", default_value_t = 0.0)]
+    pub holdout_radius: f32,
+    /// No two items of the set within this squared ℓ2 distance (the nearest to an error
+    /// sample is kept).
+    #[arg(long, env = "DCD_DEDUP_DISTANCE")]
+    pub dedup_distance: Option<f32>,
+    /// A trusted reference pool (e.g. the model's training set, clean labels, same backbone):
+    /// every item gets its gap to it, and a label estimate fitted on it judges weak labels.
+    #[arg(long, env = "DCD_REFERENCE")]
+    pub reference: Option<String>,
+    /// Drop items whose gap percentile (share of the pool nearer to the reference) is under
+    /// this, 0 to 1; needs --reference.
+    #[arg(long, env = "DCD_MIN_GAP_PERCENTILE")]
+    pub min_gap_percentile: Option<f32>,
+    /// The distance cap as a percentile (0 to 1) of the pool's own nearest-neighbour
+    /// distances, instead of --max-distance; every item then reports its percentile.
+    #[arg(
+        long,
+        env = "DCD_MAX_DISTANCE_PERCENTILE",
+        conflicts_with = "max_distance"
+    )]
+    pub max_distance_percentile: Option<f32>,
+    /// Most failure modes the error samples are grouped into (default 8; 1: one mode); with
+    /// --budget, each mode gets a share by its samples' weights.
+    #[arg(long, env = "DCD_MAX_MODES")]
+    pub max_modes: Option<usize>,
+    /// Diversity by maximal marginal relevance, 0 to 1: the weight of nearness to the
+    /// failures against distance from the items already taken (1: none; 0.5: even).
+    #[arg(long, env = "DCD_MMR_LAMBDA")]
+    pub mmr_lambda: Option<f32>,
+    /// Most items of any one label handed to training (suggested label, else weak).
+    #[arg(long, env = "DCD_MAX_PER_LABEL")]
+    pub max_per_label: Option<usize>,
+    /// Most items of one label, as LABEL=N (repeat for more labels; overrides
+    /// --max-per-label for that label).
+    #[arg(long = "label-cap", value_name = "LABEL=N", value_parser = label_count)]
+    pub label_caps: Vec<(String, usize)>,
+    /// Hold part of --budget for a label until it has N items, as LABEL=N (repeatable).
+    #[arg(long = "label-target", value_name = "LABEL=N", value_parser = label_count)]
+    pub label_targets: Vec<(String, usize)>,
+    /// Output: .jsonl or .csv (a .summary.json is written beside it); for `dcd eval`, the
+    /// report (.json).
+    #[arg(long, env = "DCD_OUT")]
+    pub out: PathBuf,
+    /// The local data directory, or a server.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Where models run, how images are batched, and the service's bounds.
+    #[command(flatten)]
+    pub runtime: ModelRuntimeArgs,
+}
+
+/// `dcd export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A debug-train set written by `dcd debug-set` (.jsonl).
+    #[arg(long, env = "DCD_SET")]
+    pub set: PathBuf,
+    /// Output: a .csv or .jsonl file, or a folder for --format imagefolder.
+    #[arg(long, env = "DCD_OUT")]
+    pub out: PathBuf,
+    /// csv, jsonl, or imagefolder (one subfolder per weak label, for torchvision's ImageFolder).
+    #[arg(long, env = "DCD_FORMAT", value_enum, default_value_t = ExportFormat::Imagefolder)]
+    pub format: ExportFormat,
+    /// For imagefolder: copy the images instead of symlinking them.
+    #[arg(long, env = "DCD_COPY")]
+    pub copy: bool,
+}
+
+/// `dcd report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A debug-train set written by `dcd debug-set` (.jsonl).
+    #[arg(long, env = "DCD_SET")]
+    pub set: PathBuf,
+    /// The HTML page to write.
+    #[arg(long, env = "DCD_OUT")]
+    pub out: PathBuf,
+    /// Pool images shown per error sample.
+    #[arg(long, env = "DCD_REPORT_PER_ERROR", default_value_t = 12)]
+    pub per_error: usize,
+    /// Thumbnail side in pixels.
+    #[arg(long, env = "DCD_REPORT_THUMB", default_value_t = 128)]
+    pub thumb: u32,
+}
+
+/// What `dcd export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// A CSV of path, label, distance, weak label.
+    Csv,
+    /// One JSON object per item.
+    Jsonl,
+    /// A folder per label of links (or copies) to the images, for torchvision's ImageFolder.
+    Imagefolder,
+}
+
+/// A `LABEL=N` pair of --label-cap / --label-target (the label may itself hold `=`; the
+/// count is after the last one).
+fn label_count(s: &str) -> Result<(String, usize), String> {
+    let (label, n) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: write LABEL=N, e.g. cat=50"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?}: {n:?} is not a count; write LABEL=N, e.g. cat=50"))?;
+    Ok((label.to_owned(), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_count;
+
+    #[test]
+    fn label_counts_parse_at_the_last_equals_sign() {
+        assert_eq!(label_count("cat=5"), Ok(("cat".into(), 5)));
+        assert_eq!(label_count("a=b=12"), Ok(("a=b".into(), 12)));
+        assert!(label_count("cat").unwrap_err().contains("LABEL=N"));
+        assert!(label_count("cat=x").unwrap_err().contains("not a count"));
+    }
+}
