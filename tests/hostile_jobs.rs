@@ -60,6 +60,16 @@ fn resume_after_death(
     dcd::service::jobs::wait(service, &job.id).unwrap()
 }
 
+/// The reason recorded for the failed entry whose key ends with `name`.
+fn reason_of(problems: &[(String, String, String)], name: &str) -> String {
+    problems
+        .iter()
+        .find(|(k, _, _)| k.ends_with(name))
+        .unwrap_or_else(|| panic!("{name} not among {problems:?}"))
+        .2
+        .clone()
+}
+
 fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system node.
@@ -118,14 +128,7 @@ fn a_hostile_folder_ends_with_every_good_image_stored_once() {
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     assert_eq!(job.tally.stored, good.len() as u64, "{job:?}");
     let problems = service.store().job_problems(&job.id, 100).unwrap();
-    let reason_of = |name: &str| {
-        problems
-            .iter()
-            .find(|(k, _, _)| k.ends_with(name))
-            .unwrap_or_else(|| panic!("{name} not among {problems:?}"))
-            .2
-            .clone()
-    };
+    let reason_of = |name: &str| reason_of(&problems, name);
     assert!(
         reason_of("needle.png").contains("--max-aspect-ratio"),
         "{problems:?}"
@@ -195,16 +198,62 @@ fn a_manifest_row_with_bad_fields_fails_alone() {
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     assert_eq!((job.tally.stored, job.tally.failed), (2, 1), "{job:?}");
     let problems = service.store().job_problems(&job.id, 10).unwrap();
-    let reason_of = |name: &str| {
-        problems
-            .iter()
-            .find(|(k, _, _)| k.ends_with(name))
-            .unwrap_or_else(|| panic!("{name} not among {problems:?}"))
-            .2
-            .clone()
-    };
+    let reason_of = |name: &str| reason_of(&problems, name);
     assert!(reason_of("2.png").contains("label"), "{problems:?}");
     assert_eq!(problems.len(), 1, "{problems:?}");
+}
+
+/// The admit step's duplicates: an image whose original is in the pool is a duplicate, even
+/// when that original is re-sent (present) in the same batch; one whose original came in this
+/// batch and could not be embedded fails with it.
+#[test]
+fn duplicates_name_an_original_that_is_stored() {
+    use dcd::service::{IngestItem, ItemContent, StreamIngest};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    let service = service(&base.join("data"), &base, |_| {});
+    let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+    let image = common::png(&common::smooth(&mut rng, 40));
+    let item = |key: &str, bytes: &[u8]| IngestItem {
+        key: key.into(),
+        label: None,
+        metadata: None,
+        content: ItemContent::Image(bytes.to_vec()),
+    };
+    let mut first = StreamIngest::start(service.clone(), "p").unwrap();
+    first.push(item("a", &image)).unwrap();
+    assert_eq!(first.finish().unwrap().stored, 1);
+    let mut second = StreamIngest::start(service.clone(), "p").unwrap();
+    for (key, bytes) in [
+        ("a", &image[..]),
+        ("b", &image[..]),
+        ("c", b"not an image"),
+        ("d", b"not an image"),
+    ] {
+        second.push(item(key, bytes)).unwrap();
+    }
+    let summary = second.finish().unwrap();
+    assert_eq!(
+        (
+            summary.present,
+            summary.duplicates,
+            summary.failed,
+            summary.stored
+        ),
+        (1, 1, 2, 0),
+        "{summary:?}"
+    );
+    let reason = |key: &str| {
+        summary
+            .errors
+            .iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("{key} not among {:?}", summary.errors))
+            .1
+            .clone()
+    };
+    assert_eq!(reason("b"), "duplicate of a");
+    assert!(reason("d").contains("same content as c"), "{}", reason("d"));
 }
 
 /// B2: a file that killed the server inside a folder job killed it again at every restart

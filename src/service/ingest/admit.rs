@@ -102,7 +102,9 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
             Err(reason) => EntryOutcome::Failed(reason),
         });
     }
-    let batch_keys: HashSet<&str> = keys.iter().map(String::as_str).collect();
+    // The images this batch brought first (the embedded ones): a duplicate of any other
+    // image has its original in the pool already.
+    let originals: HashSet<&str> = inflight.iter().map(String::as_str).collect();
     let stored_keys: HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
     let outcomes: Vec<EntryOutcome> = outcomes
         .into_iter()
@@ -110,7 +112,7 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
             // A duplicate of an image of this batch that could not be embedded fails too:
             // its original is not in the pool.
             EntryOutcome::Duplicate(of)
-                if batch_keys.contains(of.as_str()) && !stored_keys.contains(of.as_str()) =>
+                if originals.contains(of.as_str()) && !stored_keys.contains(of.as_str()) =>
             {
                 EntryOutcome::Failed(format!("same content as {of}, which could not be embedded"))
             }
