@@ -4,10 +4,11 @@
 //! Layers, top to bottom (each imports only from those below it; docs/architecture.md says
 //! more): `cli` (the commands) over `config` (the flags, clap) → `app` (composition,
 //! `dcd serve`) → `api` (gRPC) → `error` (the crate-level error of those three) → `service`
-//! (pools, searches, debug-train sets, ingestion streams and jobs) → `debugset` (the set's
-//! logic, pure) → `features` (backbones) → `gpu` (the exact path on a GPU) → `index` (exact,
-//! HNSW) → `store` (vectors on disk, SQLite catalog) → `formats`, `files`; `types`,
-//! `settings`, `limits`, `error_kind`, `cancel`, `telemetry` and `synth` are leaves.
+//! (pools through the storage seam, searches, debug-train sets, ingestion streams and jobs) →
+//! `debugset` (the set's logic, pure) → `features` (backbones) → `gpu` (the exact path on a
+//! GPU) → `index` (exact, HNSW) → `store` (vectors on disk, SQLite catalog) → `formats`,
+//! `files`; `types`, `settings`, `limits`, `error_kind`, `cancel`, `telemetry` and `synth` are
+//! leaves.
 
 pub mod api;
 pub mod app;

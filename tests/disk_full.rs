@@ -95,19 +95,10 @@ async fn a_full_disk_is_resource_exhausted_and_loses_nothing() {
     server.stop().await.unwrap();
 
     // Reopened: every acknowledged row is there, and catalog and rows agree.
-    let service = dcd::service::Service::open(
-        &data,
-        dcd::app::settings(
-            dcd::service::AllowedRoots::Any,
-            &common::cpu_runtime(),
-            None,
-        ),
-    )
-    .unwrap();
-    let pool = service.pool("v").unwrap();
-    let open = pool.read();
-    assert!(open.pool.len() as u64 >= acknowledged);
-    assert_eq!(open.pool.verify().unwrap(), open.pool.len() as u64);
-    let first = open.pool.row_of_key("item-00000000").unwrap();
+    let store = dcd::store::Store::open(&data).unwrap();
+    let pool = store.open_pool("v").unwrap();
+    assert!(pool.len() as u64 >= acknowledged);
+    assert_eq!(pool.verify().unwrap(), pool.len() as u64);
+    let first = pool.row_of_key("item-00000000").unwrap();
     assert_eq!(first, Some(0));
 }

@@ -1101,7 +1101,7 @@ fn a_deleted_pools_handle_writes_nothing_into_its_successor() {
     assert!(service.pool("p").is_err());
 
     create_local_pool(&service, "p");
-    let e = old.refresh_graph().unwrap_err();
+    let e = old.catch_up_index(true).unwrap_err();
     assert!(is_pool_deleted(&e), "{e}");
     assert!(e.to_string().contains("was deleted"), "{e}");
     let e = old.append(&rows, &items("b"), None).unwrap_err();

@@ -161,7 +161,7 @@ pub async fn run(service: Arc<Service>, url: String, cfg: BenchConfig) -> Result
     let started = Instant::now();
     {
         let s = service.clone();
-        tokio::task::spawn_blocking(move || s.pool(POOL)?.refresh_graph())
+        tokio::task::spawn_blocking(move || s.pool(POOL)?.catch_up_index(true))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
     }
@@ -234,7 +234,7 @@ async fn ensure_pool(
     n: usize,
     stream: u64,
 ) -> Result<Option<(u64, f64)>> {
-    let existing = service.store().pool_record(name).ok();
+    let existing = service.pool_record(name).ok();
     if existing
         .as_ref()
         .is_some_and(|p| p.rows as usize == n && p.dim == spec.dim)
@@ -340,7 +340,7 @@ async fn all_rules(
     }
     ensure_pool(service, client, REFERENCE, spec, cfg.reference, 5).await?;
     let s = service.clone();
-    tokio::task::spawn_blocking(move || s.pool(REFERENCE)?.refresh_graph())
+    tokio::task::spawn_blocking(move || s.pool(REFERENCE)?.catch_up_index(true))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
     report.reference_items = cfg.reference;

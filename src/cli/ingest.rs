@@ -9,7 +9,7 @@ use super::progress::Progress;
 use crate::api::client::RemoteService;
 use crate::config::IngestArgs;
 use crate::error::{Error, Result};
-use crate::service::{AllowedRoots, CreatePool, Service};
+use crate::service::{AllowedRoots, CreatePool, Service, ServiceError};
 use crate::store::{JobRecord, JobSource, JobState, StoreError};
 
 pub(super) fn run(data_dir: &Path, args: IngestArgs) -> Result<()> {
@@ -56,9 +56,9 @@ fn local(
 ) -> Result<(JobRecord, Vec<(String, String)>)> {
     let settings = crate::app::settings(AllowedRoots::Any, &args.runtime, None);
     let service = Service::open(data_dir, settings)?;
-    match service.store().pool_record(&args.pool) {
+    match service.pool_record(&args.pool) {
         Ok(_) => {}
-        Err(StoreError::PoolNotFound { .. }) if args.backbone.is_some() => {
+        Err(ServiceError::Store(StoreError::PoolNotFound { .. })) if args.backbone.is_some() => {
             let rec = service.create_pool(&CreatePool {
                 name: args.pool.clone(),
                 backbone: args.backbone.clone(),
@@ -69,7 +69,7 @@ fn local(
             })?;
             eprintln!("created pool {} ({}-d, {})", rec.name, rec.dim, args.backbone.as_deref().unwrap_or(""));
         }
-        Err(StoreError::PoolNotFound { name }) => {
+        Err(ServiceError::Store(StoreError::PoolNotFound { name })) => {
             return Err(Error::Usage(format!(
                 "no pool named {name:?}; pass --backbone NAME to create it, or create it with `dcd pool create`"
             )))

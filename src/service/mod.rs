@@ -5,13 +5,11 @@
 
 mod debug_set;
 mod error;
-mod exact_device;
 mod ingest;
 mod models;
-
 mod paths;
-mod pools;
 mod query;
+pub mod storage;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -31,13 +29,14 @@ pub use ingest::{
 };
 pub use models::{ModelCache, ModelKey, ModelSettings};
 pub use paths::AllowedRoots;
-pub use pools::PoolHandle;
 pub use query::{Hit, QueryInput, SearchRequest};
+pub use storage::{PoolStorage, StoredPool};
 
 use crate::index::graph::HnswParams;
-use crate::index::manager::{self, IndexStatus};
+use crate::index::manager::IndexStatus;
 use crate::store::{PoolRecord, PoolSpec, Store, StoreError};
 use crate::types::Dtype;
+use storage::local::{ExactDevice, LocalStorage};
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -92,7 +91,7 @@ pub struct CreatePool {
 /// Pools with an open handle, and the names being deleted (which open as not found).
 #[derive(Default)]
 struct OpenPools {
-    open: HashMap<String, Arc<PoolHandle>>,
+    open: HashMap<String, Arc<dyn StoredPool>>,
     deleting: HashSet<String>,
 }
 
@@ -110,13 +109,15 @@ impl Drop for DeletingName<'_> {
 
 /// The service.
 pub struct Service {
-    store: Store,
+    /// The data directory's catalog: job records (pools go through `storage`).
+    store: Arc<Store>,
+    /// Where pools are kept.
+    storage: Box<dyn PoolStorage>,
     settings: ServiceSettings,
     pools: Mutex<OpenPools>,
     models: ModelCache,
     jobs: jobs::Jobs,
     images_embedded: std::sync::atomic::AtomicU64,
-    exact_device: exact_device::ExactDevice,
     /// Reference-pool work shared by debug-set requests.
     references: debug_set::ReferenceCache,
     /// Pools' nearest-neighbour distance scales, for percentile distance caps.
@@ -128,31 +129,52 @@ pub struct Service {
 impl Service {
     /// Opens the data directory and resumes the jobs a previous run left unfinished.
     pub fn open(data_dir: &std::path::Path, settings: ServiceSettings) -> Result<Arc<Service>> {
-        let store = Store::open(data_dir)?;
-        let exact_device = exact_device::ExactDevice::open(
+        let store = Arc::new(Store::open(data_dir)?);
+        let exact_device = ExactDevice::open(
             settings.exact_device,
             settings.exact_copy,
             settings.exact_plans,
         )?;
+        let storage = Box::new(LocalStorage::new(
+            store.clone(),
+            settings.index,
+            exact_device,
+            settings.background_index,
+        ));
+        Ok(Service::with_storage(store, storage, settings))
+    }
+
+    /// A service whose pools live in `storage`, with `store` (its data directory's catalog)
+    /// keeping the job records.
+    pub fn with_storage(
+        store: Arc<Store>,
+        storage: Box<dyn PoolStorage>,
+        settings: ServiceSettings,
+    ) -> Arc<Service> {
         let models = ModelCache::new(settings.models.clone());
-        let service = Arc::new(Service {
+        Arc::new(Service {
             store,
+            storage,
             settings,
             pools: Mutex::new(OpenPools::default()),
             models,
             jobs: jobs::Jobs::default(),
             images_embedded: std::sync::atomic::AtomicU64::new(0),
-            exact_device,
             references: Default::default(),
             distance_scales: Default::default(),
             weak_labels: Default::default(),
-        });
-        Ok(service)
+        })
     }
 
-    /// The store.
+    /// The data directory's catalog, for job records; pools are reached through
+    /// [`Service::pool`] and the pool calls.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Where pools are kept.
+    pub fn storage(&self) -> &dyn PoolStorage {
+        self.storage.as_ref()
     }
 
     /// The settings.
@@ -171,7 +193,7 @@ impl Service {
     }
 
     /// The open pool `name`.
-    pub fn pool(&self, name: &str) -> Result<Arc<PoolHandle>> {
+    pub fn pool(&self, name: &str) -> Result<Arc<dyn StoredPool>> {
         if name.is_empty() {
             return Err(ServiceError::InvalidArgument {
                 field: "pool",
@@ -185,13 +207,7 @@ impl Service {
         if pools.deleting.contains(name) {
             return Err(StoreError::PoolNotFound { name: name.into() }.into());
         }
-        let pool = self.store.open_pool(name)?;
-        let handle = Arc::new(PoolHandle::new(
-            pool,
-            self.settings.index,
-            self.exact_device.clone(),
-            self.settings.background_index,
-        ));
+        let handle = self.storage.open(name)?;
         pools.open.insert(name.to_owned(), handle.clone());
         Ok(handle)
     }
@@ -240,29 +256,36 @@ impl Service {
                 (dim, None)
             }
         };
-        Ok(self.store.create_pool(&PoolSpec {
+        self.storage.create(&PoolSpec {
             name: req.name.clone(),
             dim,
             dtype: req.dtype,
             backbone: req.backbone.clone(),
             weights: req.weights.clone(),
             pooling,
-        })?)
+        })
     }
 
     /// All pools.
     pub fn list_pools(&self) -> Result<Vec<PoolRecord>> {
-        Ok(self.store.pools()?)
+        self.storage.list()
+    }
+
+    /// One pool's record as stored now.
+    pub fn pool_record(&self, name: &str) -> Result<PoolRecord> {
+        self.storage.record(name)
     }
 
     /// One pool with its label histogram and index state.
     pub fn pool_details(&self, name: &str) -> Result<PoolDetails> {
         let handle = self.pool(name)?;
-        let open = handle.read();
+        // Before the read view: a second read of the pool's lock could wait behind a writer.
+        let index = handle.index_status();
+        let rows = handle.rows()?;
         Ok(PoolDetails {
-            record: open.pool.record().clone(),
-            labels: open.pool.label_histogram()?,
-            index: manager::status(&open.pool),
+            record: rows.record().clone(),
+            labels: rows.label_histogram()?,
+            index,
         })
     }
 
@@ -273,7 +296,7 @@ impl Service {
     /// after that fails with `PoolDeleted`. Only then do the catalog row and the folder go,
     /// so nothing of the old pool is written after a new pool of the same name is created.
     pub fn delete_pool(&self, name: &str) -> Result<u64> {
-        self.store.pool_record(name)?;
+        self.storage.record(name)?;
         let handle = {
             let mut pools = self.pools.lock();
             if !pools.deleting.insert(name.to_owned()) {
@@ -290,8 +313,8 @@ impl Service {
             handle.retire();
         }
         // Read after the last append through the handle.
-        let rows = self.store.pool_record(name)?.rows;
-        self.store.delete_pool(name)?;
+        let rows = self.storage.record(name)?.rows;
+        self.storage.delete(name)?;
         Ok(rows)
     }
 

@@ -2,10 +2,13 @@
 //! feature space and running them through the pool's index with the label and exclusion
 //! filters. The debug-train set (`debug_set.rs`) builds on the same steps.
 
-use super::{PoolHandle, Service, ServiceError};
+use std::sync::Arc;
+
+use super::storage::{Lookup, PoolRows, PoolSearch, StoredPool};
+use super::{Service, ServiceError};
 use crate::features::pipeline::ImageInput;
 use crate::index::manager::Engine;
-use crate::index::{IndexError, RowFilter, SearchParams, MAX_K};
+use crate::index::{IndexError, MAX_K};
 use crate::service::Result;
 use crate::types::{Matrix, Neighbor, RowId};
 
@@ -79,18 +82,17 @@ impl Service {
             Engine::Native
         };
         let ready = handle.ready(engine, false)?;
-        let pool = ready.pool();
-        let filter = label_filter(pool, &req.labels, &[])?.map(|(f, _)| f);
-        let params = SearchParams {
+        let selection = ready.select(&req.labels, &[])?;
+        let lookup = Lookup {
             k: req.k,
             ef: req.ef,
-            filter: filter.as_ref(),
+            within: selection.as_ref(),
         };
-        let lists = run_queries(&ready, &resolved, &params, false)?;
+        let lists = run_queries(ready.as_ref(), &resolved, &lookup, false)?;
         let mut out = Vec::with_capacity(lists.len());
         for r in lists {
             out.push(match r {
-                Ok(list) => Ok(hits(pool, &list)?),
+                Ok(list) => Ok(hits(ready.as_ref(), &list)?),
                 Err(e) => Err(e),
             });
         }
@@ -101,8 +103,8 @@ impl Service {
     /// Images that fail give a per-query error; a wrong vector or unknown key fails the call.
     pub(super) fn resolve(
         &self,
-        target: &PoolHandle,
-        key_pool: &PoolHandle,
+        target: &Arc<dyn StoredPool>,
+        key_pool: &Arc<dyn StoredPool>,
         queries: &[&QueryInput],
         what: &'static str,
     ) -> Result<Resolved> {
@@ -133,15 +135,14 @@ impl Service {
                     out.push(Ok(v.clone()));
                 }
                 QueryInput::Key(key) => {
-                    let open = key_pool.read();
-                    let row =
-                        open.pool
-                            .row_of_key(key)?
-                            .ok_or_else(|| ServiceError::KeyNotFound {
-                                pool: open.pool.record().name.clone(),
-                                key: key.clone(),
-                            })?;
-                    out.push(Ok(open.pool.vectors().row_f32(row as usize)));
+                    let rows = key_pool.rows()?;
+                    let row = rows
+                        .row_of_key(key)?
+                        .ok_or_else(|| ServiceError::KeyNotFound {
+                            pool: rows.record().name.clone(),
+                            key: key.clone(),
+                        })?;
+                    out.push(Ok(rows.vectors(&[row])?.data));
                 }
                 QueryInput::Image { name, bytes } => {
                     // One copy, handed to the pipeline (the request keeps its own).
@@ -215,7 +216,7 @@ pub(super) fn check_k(k: usize) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn check_same_space(a: &PoolHandle, b: &PoolHandle) -> Result<()> {
+pub(super) fn check_same_space(a: &Arc<dyn StoredPool>, b: &Arc<dyn StoredPool>) -> Result<()> {
     let (ra, rb) = (a.record(), b.record());
     if ra.dim != rb.dim || ra.backbone != rb.backbone || ra.pooling != rb.pooling {
         let space = |r: &crate::store::PoolRecord| {
@@ -235,40 +236,14 @@ pub(super) fn check_same_space(a: &PoolHandle, b: &PoolHandle) -> Result<()> {
     Ok(())
 }
 
-/// The allowed rows for a label filter minus excluded keys, and how many keys matched.
-pub(super) fn label_filter(
-    pool: &crate::store::Pool,
-    labels: &[String],
-    exclude_keys: &[String],
-) -> Result<Option<(RowFilter, usize)>> {
-    if labels.is_empty() && exclude_keys.is_empty() {
-        return Ok(None);
-    }
-    let n = pool.len();
-    let mut filter = if labels.is_empty() {
-        RowFilter::all(n)
-    } else {
-        RowFilter::from_rows(pool.rows_with_labels(labels)?, n)
-    };
-    let mut excluded = 0;
-    for key in exclude_keys {
-        if let Some(row) = pool.row_of_key(key)? {
-            excluded += 1;
-            filter.remove(row);
-        }
-    }
-    Ok(Some((filter, excluded)))
-}
-
 /// Searches every usable query; with `rerank`, 4x the candidates re-ranked exactly.
 pub(super) fn run_queries(
-    ready: &super::pools::ReadyPool<'_>,
+    ready: &dyn PoolSearch,
     resolved: &Resolved,
-    params: &SearchParams<'_>,
+    lookup: &Lookup<'_>,
     rerank: bool,
 ) -> Result<Vec<std::result::Result<Vec<Neighbor>, String>>> {
-    let pool = ready.pool();
-    let dim = pool.dim();
+    let dim = ready.dim();
     let usable: Vec<usize> = (0..resolved.len())
         .filter(|&i| resolved[i].is_ok())
         .collect();
@@ -277,14 +252,13 @@ pub(super) fn run_queries(
         data.extend_from_slice(resolved[i].as_ref().expect("usable"));
     }
     let queries = Matrix::new(usable.len(), dim, data);
-    let wide = SearchParams {
+    let wide = Lookup {
         k: if rerank {
-            (params.k * 4).min(MAX_K)
+            (lookup.k * 4).min(MAX_K)
         } else {
-            params.k
+            lookup.k
         },
-        ef: params.ef,
-        filter: params.filter,
+        ..*lookup
     };
     // In steps, so that a call whose client went away stops computing.
     let mut lists = Vec::with_capacity(queries.rows);
@@ -298,9 +272,9 @@ pub(super) fn run_queries(
             dim,
             queries.data[start * dim..end * dim].to_vec(),
         );
-        let mut found = ready.search_batch(&step, &wide)?;
+        let mut found = ready.search(&step, &wide)?;
         if rerank {
-            ready.rerank(&step, &mut found, params.k)?;
+            ready.rerank(&step, &mut found, lookup.k)?;
         }
         lists.extend(found);
     }
@@ -314,7 +288,7 @@ pub(super) fn run_queries(
     Ok(out)
 }
 
-fn hits(pool: &crate::store::Pool, list: &[Neighbor]) -> Result<Vec<Hit>> {
+fn hits(pool: &dyn PoolRows, list: &[Neighbor]) -> Result<Vec<Hit>> {
     let rows: Vec<RowId> = list.iter().map(|n| n.id).collect();
     let items = pool.items(&rows)?;
     Ok(list

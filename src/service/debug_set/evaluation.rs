@@ -12,9 +12,9 @@ use crate::debugset::{
     compare, reach, score_items, view_items, Comparison, ErrorLabel, ItemView, Point, Reach,
 };
 use crate::index::manager::Engine;
+use crate::service::storage::PoolRows;
 use crate::service::Result;
 use crate::service::{QueryInput, Service, ServiceError};
-use crate::store::Pool;
 use crate::types::RowId;
 
 /// Folds when the request names none.
@@ -145,7 +145,7 @@ impl Service {
         // index swapping in its catch-up), which would wait on the first: a deadlock.
         let scale = self
             .distance_scales
-            .of(&handle.ready(engine, false)?, recipe.ef)?;
+            .of(handle.ready(engine, false)?.as_ref(), recipe.ef)?;
         let thresholds: Vec<(f32, f32)> = COVERAGE_PERCENTILES
             .iter()
             .map(|&p| (p, scale.at(p)))
@@ -201,12 +201,12 @@ impl Service {
                     .collect();
                 let set = self.build_debug_set(&built)?;
                 let ready = handle.ready(engine, false)?;
-                let pool = ready.pool();
+                let pool: &dyn PoolRows = ready.as_ref();
                 let fold_held = &held[offset..offset + s.score.len()];
                 offset += s.score.len();
                 let rows: Vec<RowId> = set.items.iter().map(|i| i.row).collect();
                 let labels: Vec<Option<&str>> = set.items.iter().map(|i| i.train_label()).collect();
-                let (r, v) = measure(pool, fold_held, &rows, &labels);
+                let (r, v) = measure(pool, fold_held, &rows, &labels)?;
                 set_reach.extend(r);
                 set_views.extend(v);
                 let mut distinct = rows.clone();
@@ -225,7 +225,7 @@ impl Service {
                     let stored = items_by_row(pool, &rows)?;
                     let labels: Vec<Option<&str>> =
                         rows.iter().map(|r| stored[r].label.as_deref()).collect();
-                    let (r, v) = measure(pool, fold_held, &rows, &labels);
+                    let (r, v) = measure(pool, fold_held, &rows, &labels)?;
                     draw.extend(r);
                     random_views.extend(v);
                 }
@@ -250,7 +250,7 @@ impl Service {
             thresholds,
             points,
             engine: ready.engine_name(),
-            pool_items: ready.pool().len() as u64,
+            pool_items: ready.len() as u64,
         })
     }
 }
@@ -258,12 +258,12 @@ impl Service {
 /// How near the items `rows` (with `labels`) come to each of `held`, and how each item
 /// looks from them.
 fn measure(
-    pool: &Pool,
+    pool: &dyn PoolRows,
     held: &[Point<'_>],
     rows: &[RowId],
     labels: &[Option<&str>],
-) -> (Vec<Reach>, Vec<ItemView>) {
-    let vectors = vectors_of(pool, rows);
+) -> Result<(Vec<Reach>, Vec<ItemView>)> {
+    let vectors = vectors_of(pool, rows)?;
     let points: Vec<Point<'_>> = rows
         .iter()
         .zip(labels)
@@ -272,7 +272,7 @@ fn measure(
             label,
         })
         .collect();
-    (reach(held, &points), view_items(&points, held))
+    Ok((reach(held, &points), view_items(&points, held)))
 }
 
 /// Splits the failures into folds (or builds from all errors and scores on `held_out`).

@@ -27,14 +27,14 @@ use std::sync::Arc;
 use self::reference::Estimate;
 use self::reports::items_by_row;
 use self::stages::StageClock;
-use super::query::{check_same_space, label_filter, run_queries};
-use super::{PoolHandle, QueryInput, Service, ServiceError};
+use super::query::{check_same_space, run_queries};
+use super::storage::{Lookup, PoolSearch, StoredPool};
+use super::{QueryInput, Service, ServiceError};
 use crate::debugset::{
     self, Dedup, Diversity, ErrorLabel, Gap, Holdout, LabelPolicy, LabelQuotas, LabelTrust, Merge,
     ModeSplit, Negatives, Rules,
 };
 use crate::index::manager::Engine;
-use crate::index::SearchParams;
 use crate::service::Result;
 use crate::types::{Neighbor, RowId};
 
@@ -71,18 +71,16 @@ impl Service {
         let rerank = req.exact_rerank && !req.exact;
         clock.lap("resolve");
         let ready = handle.ready(engine, rerank)?;
-        let pool = ready.pool();
-        let (filter, excluded) = match label_filter(pool, &req.labels, &req.exclude_keys)? {
-            Some((f, n)) => (Some(f), n),
-            None => (None, 0),
-        };
-        let params = SearchParams {
+        let pool: &dyn PoolSearch = ready.as_ref();
+        let selection = pool.select(&req.labels, &req.exclude_keys)?;
+        let excluded = selection.as_ref().map_or(0, |s| s.excluded);
+        let lookup = Lookup {
             k: depth,
             ef: req.ef,
-            filter: filter.as_ref(),
+            within: selection.as_ref(),
         };
         let scale = match req.max_distance_percentile {
-            Some(_) => Some(self.distance_scales.of(&ready, req.ef)?),
+            Some(_) => Some(self.distance_scales.of(pool, req.ef)?),
             None => None,
         };
         let mut merge = req.merge;
@@ -90,7 +88,7 @@ impl Service {
             merge.max_distance = Some(s.at(p));
         }
         clock.lap("scale");
-        let lists = run_queries(&ready, &resolved, &params, rerank)?;
+        let lists = run_queries(pool, &resolved, &lookup, rerank)?;
         clock.lap("search");
         let usable: Vec<Vec<Neighbor>> = lists
             .iter()
@@ -118,7 +116,7 @@ impl Service {
         let mut reference = match &reference_pool {
             Some(h) => Some(self.references.consult(
                 pool,
-                &h.ready(engine, false)?,
+                h.ready(engine, false)?.as_ref(),
                 &candidates,
                 gap_rows,
                 estimate,
@@ -151,7 +149,7 @@ impl Service {
             pool,
             &candidates,
             &listed_negatives,
-            negatives_ready.as_ref(),
+            negatives_ready.as_deref(),
             req.ef,
         )?;
         // Leakage is checked by exact search, never by an approximate index.
@@ -163,7 +161,7 @@ impl Service {
             pool,
             &candidates,
             &listed_holdout,
-            holdout_ready.as_ref(),
+            holdout_ready.as_deref(),
             None,
         )?;
         clock.lap("negatives+holdout");
@@ -171,7 +169,7 @@ impl Service {
         // Near-duplicates, diversity and the mean merge are judged on the candidates' stored
         // vectors, read once.
         let vectors = if req.dedup_distance.is_some() || diverse || req.merge.merge == Merge::Mean {
-            nearest::vectors_of(pool, &candidates)
+            nearest::vectors_of(pool, &candidates)?
         } else {
             HashMap::new()
         };
@@ -269,8 +267,8 @@ impl Service {
             pool,
             &assembled,
             &mut items,
-            negatives_ready.as_ref(),
-            holdout_ready.as_ref(),
+            negatives_ready.as_deref(),
+            holdout_ready.as_deref(),
         )?;
         // The read guards of other pools are let go before the reference's is taken again:
         // a second read of a pool already read waits behind any writer queued in between.
@@ -281,7 +279,7 @@ impl Service {
         {
             let measured = self
                 .references
-                .gaps(pool, &h.ready(engine, false)?, &rows)?;
+                .gaps(pool, h.ready(engine, false)?.as_ref(), &rows)?;
             view.gaps = measured.gaps;
             view.percentiles = measured.percentiles;
             clock.lap("reference gaps of the set");
@@ -384,11 +382,11 @@ impl Service {
     /// pool the set is drawn from and not that pool itself.
     fn other_pool(
         &self,
-        handle: &PoolHandle,
+        handle: &Arc<dyn StoredPool>,
         req: &DebugSetRequest,
         name: &Option<String>,
         field: &'static str,
-    ) -> Result<Option<Arc<PoolHandle>>> {
+    ) -> Result<Option<Arc<dyn StoredPool>>> {
         match name {
             Some(name) if name == &req.pool => Err(ServiceError::InvalidArgument {
                 field,

@@ -2,16 +2,17 @@
 //! already handles) and held-out items, each given as a list of inputs (images, vectors or
 //! keys) or as every item of another pool, and each candidate's nearest one.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use crate::debugset::{ItemRef, NearestItem};
 use crate::index::distance::{l2_squared, l2_squared_rows};
-use crate::index::SearchParams;
-use crate::service::pools::ReadyPool;
 use crate::service::query::{QueryInput, Resolved, QUERY_STEP};
+use crate::service::storage::{Lookup, PoolRows, PoolSearch, StoredPool};
 use crate::service::Result;
-use crate::service::{PoolHandle, Service, ServiceError};
-use crate::types::{Matrix, RowId};
+use crate::service::{Service, ServiceError};
+use crate::types::RowId;
 
 /// Two vectors this close (squared ℓ2, relative to their norm) are the same input.
 const SAME_INPUT: f32 = 1e-6;
@@ -22,8 +23,8 @@ impl Service {
     /// held-out item silently lost would let through the very items it was sent to stop.
     pub(super) fn resolve_listed(
         &self,
-        target: &PoolHandle,
-        key_pool: &PoolHandle,
+        target: &Arc<dyn StoredPool>,
+        key_pool: &Arc<dyn StoredPool>,
         inputs: &[QueryInput],
         field: &'static str,
     ) -> Result<Vec<Vec<f32>>> {
@@ -80,20 +81,22 @@ pub(super) fn mean_distances(
 }
 
 /// The stored vectors of `rows`.
-pub(super) fn vectors_of(pool: &crate::store::Pool, rows: &[RowId]) -> HashMap<RowId, Vec<f32>> {
-    let view = pool.vectors();
-    rows.iter()
-        .map(|&r| (r, view.row_f32(r as usize)))
-        .collect()
+pub(super) fn vectors_of(pool: &dyn PoolRows, rows: &[RowId]) -> Result<HashMap<RowId, Vec<f32>>> {
+    let vectors = pool.vectors(rows)?;
+    Ok(rows
+        .iter()
+        .zip(vectors.iter_rows())
+        .map(|(&r, v)| (r, v.to_vec()))
+        .collect())
 }
 
 /// Each candidate's nearest item among `listed` and the items of `other` (searched with
 /// its own engine: exact where the caller asked for exact); None when there is neither.
 pub(super) fn nearest_items(
-    pool: &crate::store::Pool,
+    pool: &dyn PoolRows,
     candidates: &[RowId],
     listed: &[Vec<f32>],
-    other: Option<&ReadyPool<'_>>,
+    other: Option<&dyn PoolSearch>,
     ef: Option<usize>,
 ) -> Result<Option<HashMap<RowId, NearestItem>>> {
     if listed.is_empty() && other.is_none() {
@@ -106,8 +109,6 @@ pub(super) fn nearest_items(
             *slot = hit;
         }
     };
-    let view = pool.vectors();
-    let dim = pool.dim();
     // The listed items in one block, measured a few at a time.
     let block: Vec<f32> = listed.iter().flatten().copied().collect();
     let mut distances = vec![0f32; listed.len()];
@@ -118,11 +119,7 @@ pub(super) fn nearest_items(
             });
         }
         let rows = &candidates[start..(start + QUERY_STEP).min(candidates.len())];
-        let mut data = Vec::with_capacity(rows.len() * dim);
-        for &row in rows {
-            data.extend(view.row_f32(row as usize));
-        }
-        let queries = Matrix::new(rows.len(), dim, data);
+        let queries = pool.vectors(rows)?;
         for (&row, q) in rows.iter().zip(queries.iter_rows()) {
             if listed.is_empty() {
                 break;
@@ -139,12 +136,12 @@ pub(super) fn nearest_items(
             }
         }
         if let Some(negs) = other {
-            let params = SearchParams {
+            let lookup = Lookup {
                 k: 1,
                 ef,
-                filter: None,
+                within: None,
             };
-            for (&row, found) in rows.iter().zip(negs.search_batch(&queries, &params)?) {
+            for (&row, found) in rows.iter().zip(negs.search(&queries, &lookup)?) {
                 if let Some(n) = found.first() {
                     offer(
                         row,

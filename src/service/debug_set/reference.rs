@@ -13,14 +13,13 @@ use parking_lot::Mutex;
 
 use super::nearest::nearest_items;
 use super::request::{EstimateReport, ReferenceReport};
-use super::samples::{cached, generation, spread, Generation};
+use super::samples::{cached, spread, Generation};
 use super::stages::StageClock;
 use super::ErrorSample;
 use crate::debugset::{FitParams, LabelEstimates, LabelProbe, ProbeError, TrainingSet};
-use crate::service::pools::ReadyPool;
 use crate::service::query::Resolved;
+use crate::service::storage::{PoolRows, PoolSearch};
 use crate::service::Result;
-use crate::store::Pool;
 use crate::types::RowId;
 
 /// Search breadth of the one-nearest lookups that measure gaps. A gap is a soft signal
@@ -89,8 +88,8 @@ impl ReferenceCache {
     /// among the gaps of a sample of the pool, and that sample's size.
     pub(super) fn gaps(
         &self,
-        pool: &Pool,
-        reference: &ReadyPool<'_>,
+        pool: &dyn PoolRows,
+        reference: &dyn PoolSearch,
         rows: &[RowId],
     ) -> Result<Gaps> {
         let nearest =
@@ -98,7 +97,7 @@ impl ReferenceCache {
         let gaps: HashMap<RowId, f32> = nearest.iter().map(|(&r, n)| (r, n.distance)).collect();
         let sample = cached(
             &self.gap_samples,
-            (generation(pool), generation(reference.pool())),
+            (pool.generation(), reference.generation()),
             || {
                 let rows = spread(pool.len(), GAP_SAMPLE);
                 let found = nearest_items(pool, &rows, &[], Some(reference), Some(GAP_EF))?
@@ -129,8 +128,8 @@ impl ReferenceCache {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn consult(
         &self,
-        pool: &Pool,
-        reference: &ReadyPool<'_>,
+        pool: &dyn PoolRows,
+        reference: &dyn PoolSearch,
         candidates: &[RowId],
         gap_rows: &[RowId],
         estimate: Estimate,
@@ -138,7 +137,7 @@ impl ReferenceCache {
         resolved: &Resolved,
         clock: &mut StageClock,
     ) -> Result<ReferenceView> {
-        let refpool = reference.pool();
+        let refpool: &dyn PoolRows = reference;
         let Gaps {
             gaps,
             percentiles,
@@ -161,7 +160,7 @@ impl ReferenceCache {
                 report,
             });
         }
-        let fit = cached(&self.fits, generation(refpool), || {
+        let fit = cached(&self.fits, refpool.generation(), || {
             let started = std::time::Instant::now();
             let training = probe_training_set(refpool)?;
             let read = started.elapsed().as_secs_f64();
@@ -206,10 +205,10 @@ impl ReferenceCache {
                     base.clone()
                 };
                 clock.lap("probe fine-tune");
-                let view = pool.vectors();
                 let probabilities = candidates
                     .iter()
-                    .map(|&r| (r, probe.probabilities(&view.row_f32(r as usize))))
+                    .zip(pool.vectors(candidates)?.iter_rows())
+                    .map(|(&r, v)| (r, probe.probabilities(v)))
                     .collect();
                 report.label_estimate = Some(EstimateReport {
                     classes: probe.classes().to_vec(),
@@ -235,14 +234,14 @@ impl ReferenceCache {
 }
 
 /// A sample of the reference's labelled items, spread over its rows.
-fn probe_training_set(reference: &Pool) -> Result<TrainingSet> {
+fn probe_training_set(reference: &dyn PoolRows) -> Result<TrainingSet> {
     let rows = spread(reference.len(), PROBE_SAMPLE);
-    let view = reference.vectors();
     let mut training = TrainingSet::new(reference.dim());
     for chunk in rows.chunks(1024) {
-        for (&row, item) in chunk.iter().zip(reference.items(chunk)?) {
+        let vectors = reference.vectors(chunk)?;
+        for (v, item) in vectors.iter_rows().zip(reference.items(chunk)?) {
             if let Some(label) = item.label {
-                training.push(&view.row_f32(row as usize), label, 1.0);
+                training.push(v, label, 1.0);
             }
         }
     }

@@ -5,19 +5,19 @@ use std::collections::HashMap;
 
 use super::request::{CollisionReport, VetoReport, MAX_COLLISIONS_REPORTED, MAX_VETOES_REPORTED};
 use crate::debugset::{Assembled, ItemRef};
-use crate::service::pools::ReadyPool;
+use crate::service::storage::{PoolRows, PoolSearch};
 use crate::service::Result;
-use crate::store::{Item, Pool};
+use crate::store::Item;
 use crate::types::RowId;
 
 /// The vetoes and collisions of `assembled` to report (the first of each, up to their
 /// limits), with both sides named; the candidates' items are fetched into `items`.
 pub(super) fn removed(
-    pool: &Pool,
+    pool: &dyn PoolRows,
     assembled: &Assembled,
     items: &mut HashMap<RowId, Item>,
-    negative_pool: Option<&ReadyPool<'_>>,
-    holdout_pool: Option<&ReadyPool<'_>>,
+    negative_pool: Option<&dyn PoolSearch>,
+    holdout_pool: Option<&dyn PoolSearch>,
 ) -> Result<(Vec<VetoReport>, Vec<CollisionReport>)> {
     let vetoes = &assembled.vetoes[..assembled.vetoes.len().min(MAX_VETOES_REPORTED)];
     let collisions =
@@ -68,7 +68,7 @@ pub(super) fn removed(
 fn names(
     refs: impl Iterator<Item = ItemRef>,
     listed: &str,
-    pool: Option<&ReadyPool<'_>>,
+    pool: Option<&dyn PoolSearch>,
 ) -> Result<HashMap<ItemRef, String>> {
     let refs: Vec<ItemRef> = refs.collect();
     let mut rows: Vec<RowId> = refs
@@ -81,7 +81,7 @@ fn names(
     rows.sort_unstable();
     rows.dedup();
     let keys: HashMap<RowId, String> = match pool {
-        Some(p) if !rows.is_empty() => items_by_row(p.pool(), &rows)?
+        Some(p) if !rows.is_empty() => items_by_row(p, &rows)?
             .into_iter()
             .map(|(r, it)| (r, it.key))
             .collect(),
@@ -104,7 +104,7 @@ fn key_of(items: &HashMap<RowId, Item>, row: RowId) -> String {
 }
 
 /// The items of `rows`, by row.
-pub(super) fn items_by_row(pool: &Pool, rows: &[RowId]) -> Result<HashMap<RowId, Item>> {
+pub(super) fn items_by_row(pool: &dyn PoolRows, rows: &[RowId]) -> Result<HashMap<RowId, Item>> {
     let items = pool.items(rows)?;
     Ok(rows.iter().copied().zip(items).collect())
 }

@@ -8,19 +8,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::service::Result;
-use crate::store::Pool;
 use crate::types::RowId;
 
 /// Entries a cache keeps before it starts afresh.
 const CACHE_ENTRIES: usize = 16;
 
-/// A pool as of one moment: its catalog id and row count.
-pub type Generation = (i64, usize);
-
-/// The generation of `pool` now.
-pub fn generation(pool: &Pool) -> Generation {
-    (pool.record().id, pool.len())
-}
+pub use crate::service::storage::Generation;
 
 /// The value cached under `key`, made by `make` when missing.
 pub fn cached<K: std::hash::Hash + Eq, V>(

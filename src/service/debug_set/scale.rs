@@ -8,13 +8,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::samples::{cached, generation, spread, Generation};
-use crate::index::SearchParams;
-use crate::service::pools::ReadyPool;
+use super::samples::{cached, spread, Generation};
 use crate::service::query::QUERY_STEP;
+use crate::service::storage::{Lookup, PoolSearch};
 use crate::service::Result;
 use crate::service::ServiceError;
-use crate::types::Matrix;
 
 /// Rows whose nearest-neighbour distances make the scale.
 pub const SCALE_SAMPLE: usize = 1000;
@@ -49,16 +47,13 @@ impl Scale {
 
 impl DistanceScales {
     /// The scale of `ready`'s pool, searched with its own engine.
-    pub(super) fn of(&self, ready: &ReadyPool<'_>, ef: Option<usize>) -> Result<Scale> {
-        let pool = ready.pool();
-        let scale = cached(&self.scales, generation(pool), || {
+    pub(super) fn of(&self, pool: &dyn PoolSearch, ef: Option<usize>) -> Result<Scale> {
+        let scale = cached(&self.scales, pool.generation(), || {
             let rows = spread(pool.len(), SCALE_SAMPLE);
-            let view = pool.vectors();
-            let dim = pool.dim();
-            let params = SearchParams {
+            let lookup = Lookup {
                 k: 2,
                 ef,
-                filter: None,
+                within: None,
             };
             let mut distances = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(QUERY_STEP) {
@@ -67,12 +62,8 @@ impl DistanceScales {
                         what: "measuring the pool's distance scale",
                     });
                 }
-                let mut data = Vec::with_capacity(chunk.len() * dim);
-                for &r in chunk {
-                    data.extend(view.row_f32(r as usize));
-                }
-                let queries = Matrix::new(chunk.len(), dim, data);
-                for (&row, found) in chunk.iter().zip(ready.search_batch(&queries, &params)?) {
+                let queries = pool.vectors(chunk)?;
+                for (&row, found) in chunk.iter().zip(pool.search(&queries, &lookup)?) {
                     // The nearest other row: an exact copy counts, at distance 0.
                     if let Some(n) = found.iter().find(|n| n.id != row) {
                         distances.push(n.distance);

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::samples::{cached, generation, Generation};
+use super::samples::{cached, Generation};
+use crate::service::storage::PoolRows;
 use crate::service::Result;
-use crate::store::Pool;
 use crate::types::RowId;
 
 /// Pools with more rows are not held in memory (4 bytes a row): their candidates' labels are
@@ -47,15 +47,15 @@ impl LabelColumn {
 
 impl WeakLabels {
     /// The label column of `pool`, read on first use; None for pools over `MAX_ROWS` rows.
-    pub(super) fn of(&self, pool: &Pool) -> Result<Option<Arc<LabelColumn>>> {
+    pub(super) fn of(&self, pool: &dyn PoolRows) -> Result<Option<Arc<LabelColumn>>> {
         if pool.len() > MAX_ROWS {
             return Ok(None);
         }
-        cached(&self.columns, generation(pool), || read(pool)).map(Some)
+        cached(&self.columns, pool.generation(), || read(pool)).map(Some)
     }
 }
 
-fn read(pool: &Pool) -> Result<LabelColumn> {
+fn read(pool: &dyn PoolRows) -> Result<LabelColumn> {
     let started = std::time::Instant::now();
     let n = pool.len();
     let mut index: HashMap<String, u32> = HashMap::new();

@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::ItemContent;
 use crate::features::pipeline::ImageInput;
+use crate::service::storage::StoredPool;
 use crate::service::Result;
-use crate::service::{PoolHandle, Service};
+use crate::service::Service;
 use crate::store::{EntryOutcome, JobBatch, JobEntry, NewItem};
 use crate::types::{hex, Matrix};
 
@@ -43,7 +44,7 @@ struct Admissible {
 /// it, and which notes what the model holds in case the process dies on it).
 pub(super) struct Target<'a> {
     pub service: &'a Service,
-    pub pool: &'a PoolHandle,
+    pub pool: &'a dyn StoredPool,
     pub job: Option<&'a str>,
 }
 
@@ -58,10 +59,10 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
             .filter(|c| matches!(c.content, Ok(ItemContent::Image(_))))
             .map(|c| c.hash.as_str())
             .collect();
-        let open = target.pool.read();
+        let rows = target.pool.rows()?;
         (
-            open.pool.existing_keys(&key_refs)?,
-            open.pool.keys_by_hash(&image_hashes)?,
+            rows.existing_keys(&key_refs)?,
+            rows.keys_by_hash(&image_hashes)?,
         )
     };
     let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; batch.len()];

@@ -150,7 +150,7 @@ fn run_inner(
     let max_file_bytes = settings.models.pipeline.limits.max_file_bytes;
     let target = Target {
         service,
-        pool: &handle,
+        pool: handle.as_ref(),
         job: Some(id),
     };
     for chunk in chunks(&todo, settings.limits.job_chunk_bytes, alone) {
@@ -196,7 +196,7 @@ fn run_inner(
             "job progress"
         );
     }
-    match handle.refresh_graph() {
+    match handle.catch_up_index(true) {
         Ok(()) | Err(ServiceError::Store(StoreError::PoolDeleted { .. })) => {}
         Err(e) => {
             tracing::warn!(error = %e, "index refresh after the job failed; the next search retries")

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use super::admit::{admit, content_hash, Candidate, Target};
 use crate::index::IndexError;
+use crate::service::storage::StoredPool;
 use crate::service::Result;
-use crate::service::{PoolHandle, Service, ServiceError};
+use crate::service::{Service, ServiceError};
 use crate::store::EntryOutcome;
 
 /// Vectors per commit.
@@ -64,7 +65,7 @@ pub struct StreamSummary {
 /// A stream in progress.
 pub struct StreamIngest {
     service: Arc<Service>,
-    pool: Arc<PoolHandle>,
+    pool: Arc<dyn StoredPool>,
     dim: usize,
     pending: Vec<IngestItem>,
     pending_images: usize,
@@ -157,7 +158,9 @@ impl StreamIngest {
         if self.summary.stored > 0 {
             // One build thread per pool however many streams finish; searches scan the new
             // rows until it is done.
-            self.pool.refresh_in_background();
+            if let Err(e) = self.pool.catch_up_index(false) {
+                tracing::warn!(error = %e, "cannot start the index catch-up; the next search retries");
+            }
         }
         Ok(self.summary)
     }
@@ -195,7 +198,7 @@ impl StreamIngest {
         let keys: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
         let target = Target {
             service: &self.service,
-            pool: &self.pool,
+            pool: self.pool.as_ref(),
             job: None,
         };
         for (key, outcome) in keys.into_iter().zip(admit(&target, candidates)?) {

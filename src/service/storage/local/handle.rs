@@ -13,21 +13,24 @@
 //! and writes nothing more: least of all a graph file into a new pool of the same name.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockUpgradableReadGuard};
 
 use super::exact_device::ExactDevice;
 use crate::index::exact::ExactIndex;
 use crate::index::graph::HnswParams;
-use crate::index::manager::{self, Engine, IndexSource};
+use crate::index::manager::{self, Engine, IndexSource, IndexStatus};
 use crate::index::{AnnIndex, IndexError, SearchParams};
+use crate::service::storage::{Lookup, PoolRows, PoolSearch, StoredPool};
 use crate::service::{Result, ServiceError};
 use crate::store::{JobBatch, NewItem, Pool, PoolRecord, StoreError};
 use crate::types::{Matrix, Neighbor};
 
 /// One open pool.
 pub struct PoolHandle {
+    /// Itself, for the background build thread to hold.
+    me: Weak<PoolHandle>,
     state: RwLock<OpenPool>,
     params: HnswParams,
     device: ExactDevice,
@@ -41,9 +44,8 @@ pub struct PoolHandle {
 }
 
 /// What the lock guards.
-pub struct OpenPool {
-    /// The store's pool.
-    pub pool: Pool,
+pub(super) struct OpenPool {
+    pub(super) pool: Pool,
     graph: Option<Box<dyn AnnIndex>>,
     exact: ExactIndex,
     resident: Option<super::exact_device::Resident>,
@@ -63,18 +65,14 @@ impl OpenPool {
     }
 }
 
-/// A pool whose index covers every committed row, held for reading.
+/// A pool held for reading; with an engine, one that covers every committed row.
 pub struct ReadyPool<'a> {
-    guard: RwLockReadGuard<'a, OpenPool>,
-    engine: Engine,
+    pub(super) guard: RwLockReadGuard<'a, OpenPool>,
+    /// None for a view that only reads rows.
+    engine: Option<Engine>,
 }
 
 impl ReadyPool<'_> {
-    /// The store's pool.
-    pub fn pool(&self) -> &Pool {
-        &self.guard.pool
-    }
-
     /// Rows the graph covers (the rest are scanned exactly).
     fn graph_rows(&self) -> usize {
         self.guard.graph.as_ref().map_or(0, |g| g.len())
@@ -82,10 +80,11 @@ impl ReadyPool<'_> {
 
     /// The engine that answers, as reported to callers (`exact-cuda:0` for the GPU copy;
     /// `native+scan` while the graph catches up and the rows it lacks are scanned).
-    pub fn engine_name(&self) -> String {
+    fn engine(&self) -> String {
         match (&self.engine, &self.guard.resident) {
-            (Engine::Exact, Some(r)) => r.name(),
-            (Engine::Exact, None) => self.guard.exact.engine().to_string(),
+            (None, _) => "none".into(),
+            (Some(Engine::Exact), Some(r)) => r.name(),
+            (Some(Engine::Exact), None) => self.guard.exact.engine().to_string(),
             _ if self.graph_rows() < self.guard.pool.len() => "native+scan".into(),
             _ => "native".into(),
         }
@@ -94,15 +93,21 @@ impl ReadyPool<'_> {
     /// One list per query: the exact engine on the GPU when the pool is resident there, the
     /// exact engine on the CPU, or the graph over the rows it covers merged with an exact
     /// scan of the rows it does not cover yet.
-    pub fn search_batch(
-        &self,
-        queries: &Matrix,
-        params: &SearchParams<'_>,
-    ) -> Result<Vec<Vec<Neighbor>>> {
+    fn search_batch(&self, queries: &Matrix, lookup: &Lookup<'_>) -> Result<Vec<Vec<Neighbor>>> {
         let view = self.guard.pool.vectors();
+        let params = &SearchParams {
+            k: lookup.k,
+            ef: lookup.ef,
+            filter: lookup.within.and_then(|s| s.rows.as_ref()),
+        };
         match (&self.engine, &self.guard.resident) {
-            (Engine::Exact, Some(r)) => r.search(&self.guard.pool, queries, params),
-            (Engine::Exact, None) => Ok(self.guard.exact.search_batch(view, queries, params)?),
+            (None, _) => Err(ServiceError::Internal {
+                what: "a search on a pool view opened without an engine".into(),
+            }),
+            (Some(Engine::Exact), Some(r)) => r.search(&self.guard.pool, queries, params),
+            (Some(Engine::Exact), None) => {
+                Ok(self.guard.exact.search_batch(view, queries, params)?)
+            }
             _ => {
                 let covered = self.graph_rows();
                 let mut lists = match &self.guard.graph {
@@ -117,7 +122,7 @@ impl ReadyPool<'_> {
 
     /// Exact distances of `lists`' rows to their queries, re-sorted and cut to `k`: on the
     /// GPU when a copy of the pool is resident there, else on the CPU.
-    pub fn rerank(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>], k: usize) -> Result<()> {
+    fn rerank_lists(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>], k: usize) -> Result<()> {
         match &self.guard.resident {
             Some(r) if r.reranks() => r.rerank(queries, lists)?,
             _ => {
@@ -143,6 +148,20 @@ impl ReadyPool<'_> {
     }
 }
 
+impl PoolSearch for ReadyPool<'_> {
+    fn engine_name(&self) -> String {
+        self.engine()
+    }
+
+    fn search(&self, queries: &Matrix, lookup: &Lookup<'_>) -> Result<Vec<Vec<Neighbor>>> {
+        self.search_batch(queries, lookup)
+    }
+
+    fn rerank(&self, queries: &Matrix, lists: &mut [Vec<Neighbor>], k: usize) -> Result<()> {
+        self.rerank_lists(queries, lists, k)
+    }
+}
+
 impl PoolHandle {
     /// Wraps a pool opened from the store; `device` is where its exact engine runs;
     /// `background`: graph builds on a thread of their own instead of in the search.
@@ -151,9 +170,10 @@ impl PoolHandle {
         params: HnswParams,
         device: ExactDevice,
         background: bool,
-    ) -> PoolHandle {
+    ) -> Arc<PoolHandle> {
         let exact = ExactIndex::new(pool.dim());
-        PoolHandle {
+        Arc::new_cyclic(|me| PoolHandle {
+            me: me.clone(),
             state: RwLock::new(OpenPool {
                 pool,
                 graph: None,
@@ -166,22 +186,12 @@ impl PoolHandle {
             background,
             build: Mutex::new(()),
             building: AtomicBool::new(false),
-        }
-    }
-
-    /// The pool's record as of now.
-    pub fn record(&self) -> PoolRecord {
-        self.state.read().pool.record().clone()
-    }
-
-    /// Read access without touching the indexes.
-    pub fn read(&self) -> RwLockReadGuard<'_, OpenPool> {
-        self.state.read()
+        })
     }
 
     /// Read access with `engine`'s index caught up with the store (and, with an exact
     /// device, the pool resident on it: exact searches and re-ranking run there).
-    pub fn ready(self: &Arc<Self>, engine: Engine, rerank: bool) -> Result<ReadyPool<'_>> {
+    pub fn ready_pool(&self, engine: Engine, rerank: bool) -> Result<ReadyPool<'_>> {
         if engine != Engine::Exact && self.graph_behind()? {
             if self.background {
                 self.refresh_in_background();
@@ -224,24 +234,10 @@ impl PoolHandle {
         if guard.pool.is_empty() {
             return Err(IndexError::EmptyPool.into());
         }
-        Ok(ReadyPool { guard, engine })
-    }
-
-    /// Appends a batch durably (see [`Pool::append_for_job`]).
-    pub fn append(
-        &self,
-        vectors: &Matrix,
-        items: &[NewItem],
-        job: Option<&JobBatch<'_>>,
-    ) -> Result<std::ops::Range<u64>> {
-        let mut w = self.state.write();
-        w.check_live()?;
-        Ok(w.pool.append_for_job(vectors, items, job)?)
-    }
-
-    /// True while a background graph build is queued or running.
-    pub fn index_building(&self) -> bool {
-        self.building.load(Ordering::Acquire)
+        Ok(ReadyPool {
+            guard,
+            engine: Some(engine),
+        })
     }
 
     /// True when the native graph covers fewer rows than the store committed.
@@ -254,11 +250,13 @@ impl PoolHandle {
     /// Starts a build on a thread of its own unless one is queued or running; that one
     /// builds again until the graph covers the rows committed meanwhile. So however many
     /// ingests and searches ask, one thread builds, one build after another.
-    pub fn refresh_in_background(self: &Arc<Self>) {
+    pub fn refresh_in_background(&self) {
+        let Some(handle) = self.me.upgrade() else {
+            return;
+        };
         if self.building.swap(true, Ordering::AcqRel) {
             return;
         }
-        let handle = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("dcd-index-build".into())
             .spawn(move || loop {
@@ -327,11 +325,59 @@ impl PoolHandle {
         }
         Ok(())
     }
+}
+
+impl StoredPool for PoolHandle {
+    fn record(&self) -> PoolRecord {
+        self.state.read().pool.record().clone()
+    }
+
+    fn rows(&self) -> Result<Box<dyn PoolRows + '_>> {
+        let guard = self.state.read();
+        guard.check_live()?;
+        Ok(Box::new(ReadyPool {
+            guard,
+            engine: None,
+        }))
+    }
+
+    fn ready(&self, engine: Engine, rerank: bool) -> Result<Box<dyn PoolSearch + '_>> {
+        Ok(Box::new(self.ready_pool(engine, rerank)?))
+    }
+
+    /// Appends a batch durably (see [`Pool::append_for_job`]).
+    fn append(
+        &self,
+        vectors: &Matrix,
+        items: &[NewItem],
+        job: Option<&JobBatch<'_>>,
+    ) -> Result<std::ops::Range<u64>> {
+        let mut w = self.state.write();
+        w.check_live()?;
+        Ok(w.pool.append_for_job(vectors, items, job)?)
+    }
+
+    fn index_status(&self) -> IndexStatus {
+        manager::status(&self.state.read().pool)
+    }
+
+    fn index_building(&self) -> bool {
+        self.building.load(Ordering::Acquire)
+    }
+
+    fn catch_up_index(&self, wait: bool) -> Result<()> {
+        if wait {
+            self.refresh_graph()
+        } else {
+            self.refresh_in_background();
+            Ok(())
+        }
+    }
 
     /// Marks the pool deleted once the calls using it now are done (it waits for the write
     /// lock), and frees its indexes and GPU copy. Later calls on this handle fail with
     /// [`StoreError::PoolDeleted`] and touch no file.
-    pub fn retire(&self) {
+    fn retire(&self) {
         let mut w = self.state.write();
         w.retired = true;
         w.graph = None;
