@@ -221,6 +221,26 @@ mod tests {
         assert!(e.to_string().contains("astype(np.float32)"), "{e}");
     }
 
+    /// A cut or padded `.npy` is refused when it is opened, before any row is handed out: an
+    /// import never stores the part before the cut.
+    #[test]
+    fn npy_of_the_wrong_length_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.npy");
+        npy::write_npy(&p, &crate::synth::uniform(40, 6, 1)).unwrap();
+        let whole = std::fs::read(&p).unwrap();
+        for (name, bytes) in [
+            ("cut", whole[..whole.len() - 4].to_vec()),
+            ("padded", [whole.as_slice(), &[0u8; 4]].concat()),
+        ] {
+            let f = dir.path().join(format!("{name}.npy"));
+            std::fs::write(&f, bytes).unwrap();
+            let e = VectorStream::open(&f).err().unwrap();
+            assert!(e.to_string().contains("truncated or padded"), "{name}: {e}");
+        }
+        assert_eq!(VectorStream::open(&p).unwrap().rows(), 40);
+    }
+
     #[test]
     fn fvecs_round_trip_and_row_checks() {
         let dir = tempfile::tempdir().unwrap();

@@ -65,7 +65,11 @@ fn check_length(path: &Path, values: usize, dtype: &str) -> Result<(), FormatErr
         path: path.to_owned(),
         source,
     };
-    let item = match dtype.trim_start_matches(['<', '>', '|', '=']) {
+    // npyz spells a plain dtype as Python does, quoted: 'f4' as '<f4'.
+    let item = match dtype
+        .trim_matches('\'')
+        .trim_start_matches(['<', '>', '|', '='])
+    {
         "f2" => 2,
         "f4" => 4,
         "f8" => 8,
