@@ -30,6 +30,7 @@ pub fn settings(
         exact_plans: runtime.exact_plans,
         limits: runtime.limits.limits(),
         background_index: false,
+        mmap_index: index.is_some_and(|i| i.mmap_index),
         models: ModelSettings {
             device: runtime.device,
             precision: runtime.precision,

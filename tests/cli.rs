@@ -695,3 +695,107 @@ fn checksum(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Every data command runs through one interface, in this process or on `--server`: against
+/// a server, `pool create|list|info|delete`, `vectors import` (resumed, and stopped by a key
+/// stored with another vector) and `search` give what they give locally, and the client's
+/// own data directory stays untouched.
+#[test]
+fn data_commands_answer_the_same_on_a_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = small_pool(tmp.path());
+    let served = tmp.path().join("served");
+    let server = common::ServerProcess::start(&served, tmp.path(), &[]);
+    let client = tmp.path().join("client");
+    let url = server.url.clone();
+    let remote = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", url.as_str()]);
+        ok(&client, &all)
+    };
+    let (npy, keys) = (tmp.path().join("v.npy"), tmp.path().join("keys.txt"));
+    let (npy, keys) = (npy.to_str().unwrap(), keys.to_str().unwrap());
+    let import = [
+        "vectors", "import", "--pool", "p", "--file", npy, "--keys", keys,
+    ];
+
+    assert!(remote(&["pool", "create", "p", "--dim", "8"]).contains("created pool p (8-d f32)"));
+    let out = remote(&import);
+    assert!(out.contains("imported 200 vectors"), "{out}");
+    assert!(out.contains("the server indexes the new rows"), "{out}");
+    let out = remote(&import);
+    assert!(
+        out.contains("imported 0 vectors") && out.contains("200 were stored already"),
+        "{out}"
+    );
+
+    let list = |json: String| -> Value { serde_json::from_str(&json).unwrap() };
+    let (l, r) = (
+        list(ok(&local, &["pool", "list", "--json"])),
+        list(remote(&["pool", "list", "--json"])),
+    );
+    for field in ["name", "dim", "dtype", "rows"] {
+        assert_eq!(l[0][field], r[0][field], "{field}");
+    }
+    let (l, r) = (
+        list(ok(&local, &["pool", "info", "p", "--json"])),
+        list(remote(&["pool", "info", "p", "--json"])),
+    );
+    assert_eq!(l["labels"], r["labels"]);
+    assert_eq!(l["vector_bytes"], 200 * 8 * 4);
+    assert_eq!(l["vector_bytes"], r["vector_bytes"]);
+
+    for extra in [&[][..], &["--exact"][..]] {
+        let mut args = vec![
+            "search", "--pool", "p", "--key", "k7", "--key", "k8", "--k", "4",
+        ];
+        args.extend_from_slice(extra);
+        let (l, r) = (json_lines(&ok(&local, &args)), json_lines(&remote(&args)));
+        assert_eq!(l.len(), 2);
+        for (a, b) in l.iter().zip(&r) {
+            assert_eq!(a["hits"], b["hits"], "{extra:?}");
+        }
+        assert_eq!(r[0]["hits"][0]["key"], "k7");
+    }
+
+    // A key stored with another vector stops the import, naming it, on either side.
+    let other = tmp.path().join("other.npy");
+    write_npy(&other, &synth::uniform(1, 8, 9)).unwrap();
+    let one_key = tmp.path().join("one.txt");
+    std::fs::write(&one_key, "k3\n").unwrap();
+    let changed = [
+        "vectors",
+        "import",
+        "--pool",
+        "p",
+        "--file",
+        other.to_str().unwrap(),
+        "--keys",
+        one_key.to_str().unwrap(),
+    ];
+    for e in [
+        user_error(&local, &changed),
+        user_error(
+            &client,
+            &[&changed[..], &["--server", url.as_str()]].concat(),
+        ),
+    ] {
+        assert!(
+            e.contains("\"k3\"") && e.contains("different vector"),
+            "{e}"
+        );
+    }
+
+    assert!(remote(&["pool", "delete", "p"]).contains("deleted pool p (200 items)"));
+    assert_eq!(remote(&["pool", "list", "--json"]).trim(), "[]");
+    let e = user_error(&client, &["pool", "info", "p", "--server", url.as_str()]);
+    assert!(
+        e.contains("NOT_FOUND") || e.contains("no pool named"),
+        "{e}"
+    );
+    assert!(
+        !client.join("catalog.sqlite").exists(),
+        "a command with --server wrote to the local data directory"
+    );
+    server.kill();
+}

@@ -9,6 +9,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
 use super::convert;
+use super::from_pb;
 use super::pb;
 use super::pb::dcd_client::DcdClient;
 use super::status::remote_error;
@@ -17,9 +18,10 @@ use crate::error::{Error, Result};
 use crate::error_kind::ErrorKind;
 use crate::service::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, EvaluationRequest,
-    EvaluationResult, ModeReport, VetoReport,
+    EvaluationResult, IngestItem, ItemContent, ModeReport, PoolDetails, SearchOutcome,
+    SearchRequest, StreamSummary, VetoReport,
 };
-use crate::store::{JobRecord, JobSource, JobState, JobTally};
+use crate::store::{JobRecord, JobSource, JobState, JobTally, PoolRecord};
 
 /// A connection to a dcd server.
 pub struct RemoteService {
@@ -78,11 +80,8 @@ impl RemoteService {
         r
     }
 
-    /// Creates a pool (`CreatePool`); returns its name, dimension and storage type.
-    pub fn create_pool(
-        &mut self,
-        req: &crate::service::CreatePool,
-    ) -> Result<(String, usize, crate::types::Dtype)> {
+    /// Creates a pool (`CreatePool`); returns its record.
+    pub fn create_pool(&mut self, req: &crate::service::CreatePool) -> Result<PoolRecord> {
         let create = self.request(pb::CreatePoolRequest {
             name: req.name.clone(),
             backbone: req.backbone.clone().unwrap_or_default(),
@@ -98,8 +97,99 @@ impl RemoteService {
             .block_on(self.client.create_pool(create))
             .map_err(remote_error)?
             .into_inner();
-        let dtype = super::convert::dtype(pool.dtype).map_err(remote_error)?;
-        Ok((pool.name, pool.dim as usize, dtype))
+        from_pb::pool_record(pool)
+    }
+
+    /// Every pool (`ListPools`).
+    pub fn list_pools(&mut self) -> Result<Vec<PoolRecord>> {
+        let req = self.request(pb::ListPoolsRequest {});
+        let answer = self
+            .runtime
+            .block_on(self.client.list_pools(req))
+            .map_err(remote_error)?
+            .into_inner();
+        answer.pools.into_iter().map(from_pb::pool_record).collect()
+    }
+
+    /// One pool with its labels and index state (`GetPool`).
+    pub fn pool_details(&mut self, name: &str) -> Result<PoolDetails> {
+        let req = self.request(pb::GetPoolRequest { name: name.into() });
+        let answer = self
+            .runtime
+            .block_on(self.client.get_pool(req))
+            .map_err(remote_error)?
+            .into_inner();
+        from_pb::pool_details(answer)
+    }
+
+    /// Deletes a pool (`DeletePool`); returns how many items it held.
+    pub fn delete_pool(&mut self, name: &str) -> Result<u64> {
+        let req = self.request(pb::DeletePoolRequest { name: name.into() });
+        let answer = self
+            .runtime
+            .block_on(self.client.delete_pool(req))
+            .map_err(remote_error)?
+            .into_inner();
+        Ok(answer.items_deleted)
+    }
+
+    /// k-NN search (`Search`): one result or per-query error per query. The engine is the
+    /// server's, which the wire does not name.
+    pub fn search(&mut self, req: &SearchRequest) -> Result<(SearchOutcome, String)> {
+        let wire = pb::SearchRequest {
+            pool: req.pool.clone(),
+            queries: req.queries.iter().map(from_pb::query).collect(),
+            k: u32::try_from(req.k).unwrap_or(u32::MAX),
+            ef: req.ef.map_or(0, |e| u32::try_from(e).unwrap_or(u32::MAX)),
+            exact: req.exact,
+            labels: req.labels.clone(),
+        };
+        let r = self.request(wire);
+        let answer = self
+            .runtime
+            .block_on(self.client.search(r))
+            .map_err(remote_error)?
+            .into_inner();
+        let engine = if req.exact {
+            "server (exact)"
+        } else {
+            "server"
+        };
+        Ok((
+            answer
+                .results
+                .into_iter()
+                .map(from_pb::query_result)
+                .collect(),
+            engine.into(),
+        ))
+    }
+
+    /// Sends `items` to `pool` in one `Ingest` stream; returns its summary.
+    pub fn ingest(&mut self, pool: &str, items: Vec<IngestItem>) -> Result<StreamSummary> {
+        let messages: Vec<pb::IngestItem> = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| pb::IngestItem {
+                pool: if i == 0 { pool.into() } else { String::new() },
+                key: item.key,
+                label: item.label.unwrap_or_default(),
+                metadata_json: item.metadata.unwrap_or_default(),
+                content: Some(match item.content {
+                    ItemContent::Image(bytes) => pb::ingest_item::Content::Image(bytes),
+                    ItemContent::Vector(values) => {
+                        pb::ingest_item::Content::Vector(pb::Vector { values })
+                    }
+                }),
+            })
+            .collect();
+        let r = self.request(tokio_stream::iter(messages));
+        let answer = self
+            .runtime
+            .block_on(self.client.ingest(r))
+            .map_err(remote_error)?
+            .into_inner();
+        Ok(from_pb::ingest_summary(answer))
     }
 
     /// Creates the pool unless it exists.

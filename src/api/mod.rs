@@ -10,6 +10,7 @@ mod connections;
 mod convert;
 mod decode_errors;
 mod evaluation;
+mod from_pb;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;

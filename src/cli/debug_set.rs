@@ -5,13 +5,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::api::client::RemoteService;
+use super::target::{Access, Target};
 use crate::config::DebugSetArgs;
 use crate::debugset::{ErrorLabel, MergeParams};
 use crate::error::{Error, Result};
-use crate::service::{
-    AllowedRoots, DebugSetRequest, DebugSetResult, ErrorSample, QueryInput, Service,
-};
+use crate::service::{AllowedRoots, DebugSetRequest, DebugSetResult, ErrorSample, QueryInput};
 
 /// The summary file written beside a set.
 pub fn summary_path(set: &Path) -> PathBuf {
@@ -166,15 +164,10 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         .filter_map(|e| e.truth.label.clone())
         .collect();
     let started = std::time::Instant::now();
-    let result = match &args.target.server {
-        Some(url) => {
-            RemoteService::connect(url, args.target.api_key.as_deref())?.debug_set(&req)?
-        }
-        None => {
-            let settings = crate::app::settings(AllowedRoots::Any, &args.runtime, None);
-            Service::open(data_dir, settings)?.build_debug_set(&req)?
-        }
-    };
+    let result = Target::open(data_dir, &args.target, Access::Read, || {
+        crate::app::settings(AllowedRoots::Any, &args.runtime, None)
+    })?
+    .debug_set(&req)?;
     let secs = started.elapsed().as_secs_f64();
     write_set(&args.out, format, &result)?;
     let summary = serde_json::json!({

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use crate::api::client::RemoteService;
+use super::target::{Access, Target};
 use crate::config::EvalArgs;
 use crate::error::{Error, Result};
-use crate::service::{AllowedRoots, EvaluationRequest, EvaluationResult, Service};
+use crate::service::{AllowedRoots, EvaluationRequest, EvaluationResult};
 
 /// `dcd eval`.
 pub(super) fn run(data_dir: &Path, args: EvalArgs) -> Result<()> {
@@ -36,14 +36,10 @@ pub(super) fn run(data_dir: &Path, args: EvalArgs) -> Result<()> {
         build_without_labels: unlabelled,
     };
     let started = std::time::Instant::now();
-    let result = match &args.set.target.server {
-        Some(url) => RemoteService::connect(url, args.set.target.api_key.as_deref())?
-            .evaluate_debug_set(&req)?,
-        None => {
-            let settings = crate::app::settings(AllowedRoots::Any, &args.set.runtime, None);
-            Service::open(data_dir, settings)?.evaluate_debug_set(&req)?
-        }
-    };
+    let result = Target::open(data_dir, &args.set.target, Access::Read, || {
+        crate::app::settings(AllowedRoots::Any, &args.set.runtime, None)
+    })?
+    .evaluate_debug_set(&req)?;
     let secs = started.elapsed().as_secs_f64();
     let out = &args.set.out;
     std::fs::write(

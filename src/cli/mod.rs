@@ -12,6 +12,7 @@ mod pool;
 mod progress;
 mod report;
 mod search;
+mod target;
 mod vectors;
 
 use crate::config::{Cli, Command};

@@ -2,21 +2,19 @@
 
 use std::path::Path;
 
-use crate::api::client::RemoteService;
-use crate::config::{PoolCommand, PoolCreateArgs};
+use super::target::{Access, Target};
+use crate::config::{PoolCommand, PoolCreateArgs, TargetArgs};
 use crate::error::Result;
 use crate::index::manager;
-use crate::service::{AllowedRoots, CreatePool, Service};
+use crate::service::{AllowedRoots, CreatePool, PoolDetails, ServiceSettings};
 use crate::store::Store;
 
 pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
-    // Commands that only read work beside a running server, and on a read-only copy.
-    let reading = || Store::open_for_reading(data_dir);
+    let settings = || crate::app::settings(AllowedRoots::Any, &Default::default(), None);
     match cmd {
         PoolCommand::Create(args) => create(data_dir, *args)?,
-        PoolCommand::List { json } => {
-            let store = reading()?;
-            let pools = store.pools()?;
+        PoolCommand::List { json, target } => {
+            let pools = open(data_dir, &target, Access::Read, settings)?.list_pools()?;
             if json {
                 super::print_json(&pools);
             } else {
@@ -36,57 +34,69 @@ pub(super) fn run(data_dir: &Path, cmd: PoolCommand) -> Result<()> {
                 }
             }
         }
-        PoolCommand::Info { name, json } => {
-            let store = reading()?;
-            let pool = store.open_pool(&name)?;
-            let labels = pool.label_histogram()?;
-            let index = manager::status(&pool);
-            let bytes = std::fs::metadata(pool.dir().join("vectors.bin"))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            if json {
-                super::print_json(&serde_json::json!({
-                    "pool": pool.record(),
-                    "vector_file_bytes": bytes,
-                    "labels": labels,
-                    "index": index,
-                }));
-            } else {
-                let r = pool.record();
-                println!("pool      {}", r.name);
-                println!(
-                    "vectors   {} x {}-d {} ({bytes} bytes)",
-                    r.rows, r.dim, r.dtype
-                );
-                println!("metric    squared l2");
-                println!("backbone  {}", r.backbone.as_deref().unwrap_or("-"));
-                match (index.indexed_rows, index.params) {
-                    (Some(rows), Some(p)) => println!(
-                        "index     native hnsw, {rows} rows (m={}, ef_construction={}, ef={})",
-                        p.m, p.ef_construction, p.ef_search
-                    ),
-                    _ => println!(
-                        "index     none: {}",
-                        index.problem.as_deref().unwrap_or("unknown")
-                    ),
-                }
-                println!("labels    {}", labels.len());
-                for (label, n) in labels.iter().take(20) {
-                    let shown = if label.is_empty() { "(none)" } else { label };
-                    println!("  {shown:<30} {n}");
-                }
-                if labels.len() > 20 {
-                    println!("  ... {} more (use --json)", labels.len() - 20);
-                }
-            }
+        PoolCommand::Info { name, json, target } => {
+            let details = open(data_dir, &target, Access::Read, settings)?.pool_details(&name)?;
+            info(&details, json);
         }
-        PoolCommand::Delete { name } => {
-            Store::open(data_dir)?.delete_pool(&name)?;
-            println!("deleted pool {name}");
+        PoolCommand::Delete { name, target } => {
+            let items = open(data_dir, &target, Access::Write, settings)?.delete_pool(&name)?;
+            println!("deleted pool {name} ({items} items)");
         }
-        PoolCommand::Verify { name } => verify(&reading()?, name)?,
+        // Checks the files themselves: only where they are.
+        PoolCommand::Verify { name } => verify(&Store::open_for_reading(data_dir)?, name)?,
     }
     Ok(())
+}
+
+fn open(
+    data_dir: &Path,
+    target: &TargetArgs,
+    access: Access,
+    settings: impl FnOnce() -> ServiceSettings,
+) -> Result<Target> {
+    Target::open(data_dir, target, access, settings)
+}
+
+/// `dcd pool info`: the pool's record, its vectors' size, labels and index.
+fn info(details: &PoolDetails, json: bool) {
+    let r = &details.record;
+    let bytes = r.rows * r.dim as u64 * r.dtype.size() as u64;
+    let index = &details.index;
+    let labels = &details.labels;
+    if json {
+        super::print_json(&serde_json::json!({
+            "pool": r,
+            "vector_bytes": bytes,
+            "labels": labels,
+            "index": index,
+        }));
+        return;
+    }
+    println!("pool      {}", r.name);
+    println!(
+        "vectors   {} x {}-d {} ({bytes} bytes)",
+        r.rows, r.dim, r.dtype
+    );
+    println!("metric    squared l2");
+    println!("backbone  {}", r.backbone.as_deref().unwrap_or("-"));
+    match (index.indexed_rows, index.params) {
+        (Some(rows), Some(p)) => println!(
+            "index     native hnsw, {rows} rows (m={}, ef_construction={})",
+            p.m, p.ef_construction
+        ),
+        _ => println!(
+            "index     none: {}",
+            index.problem.as_deref().unwrap_or("unknown")
+        ),
+    }
+    println!("labels    {}", labels.len());
+    for (label, n) in labels.iter().take(20) {
+        let shown = if label.is_empty() { "(none)" } else { label };
+        println!("  {shown:<30} {n}");
+    }
+    if labels.len() > 20 {
+        println!("  ... {} more (use --json)", labels.len() - 20);
+    }
 }
 
 /// `dcd pool create`: the service's `CreatePool`, in this process or on `--server`, so the
@@ -101,18 +111,9 @@ fn create(data_dir: &Path, args: PoolCreateArgs) -> Result<()> {
         dim: args.dim,
         dtype: args.dtype,
     };
-    let (name, dim, dtype) = match &args.target.server {
-        Some(url) => {
-            let mut client = RemoteService::connect(url, args.target.api_key.as_deref())?;
-            client.create_pool(&req)?
-        }
-        None => {
-            let settings = crate::app::settings(AllowedRoots::Any, &args.runtime, None);
-            let rec = Service::open(data_dir, settings)?.create_pool(&req)?;
-            (rec.name, rec.dim, rec.dtype)
-        }
-    };
-    println!("created pool {name} ({dim}-d {dtype})");
+    let settings = || crate::app::settings(AllowedRoots::Any, &args.runtime, None);
+    let rec = open(data_dir, &args.target, Access::Write, settings)?.create_pool(&req)?;
+    println!("created pool {} ({}-d {})", rec.name, rec.dim, rec.dtype);
     Ok(())
 }
 

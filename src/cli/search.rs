@@ -1,106 +1,70 @@
-//! `dcd search`: k-NN over a pool by query file or stored keys, as JSON lines.
+//! `dcd search`: k-NN over a pool by query file or stored keys, as JSON lines; in this
+//! process (beside a running server too: the data directory is then read-only) or on
+//! `--server`.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::target::{Access, Target};
 use crate::config::SearchArgs;
 use crate::error::{Error, Result};
 use crate::formats::read_vectors;
-use crate::index::graph::HnswParams;
-use crate::index::manager::{self, Engine};
-use crate::index::{RowFilter, SearchParams};
-use crate::service::ServiceError;
-use crate::store::Store;
-use crate::types::{Matrix, RowId};
+use crate::limits::ServiceLimits;
+use crate::service::{AllowedRoots, Hit, QueryInput, SearchRequest};
 
-#[derive(Serialize)]
-struct Hit {
-    row: RowId,
-    key: String,
-    label: Option<String>,
-    distance: f32,
-}
+/// Queries per call: a query file of any length is searched a slice at a time, within the
+/// service's bound on results per call, and printed as it goes.
+const QUERIES_PER_CALL: usize = 1024;
 
 #[derive(Serialize)]
 struct QueryResult<'a> {
     query: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
-    engine: &'static str,
-    hits: Vec<Hit>,
+    engine: &'a str,
+    hits: &'a [Hit],
 }
 
 pub(super) fn run(data_dir: &Path, args: SearchArgs) -> Result<()> {
-    // Works beside a running server and on a read-only copy (the index is then kept in memory).
-    let store = Store::open_for_reading(data_dir)?;
-    let pool = store.open_pool(&args.pool)?;
-    if pool.is_empty() {
-        return Err(crate::index::IndexError::EmptyPool.into());
-    }
-    let queries = match (&args.queries, args.key.is_empty()) {
-        (Some(path), true) => read_vectors(path)?,
-        (None, false) => {
-            let mut data = Vec::with_capacity(args.key.len() * pool.dim());
-            for key in &args.key {
-                let row = pool
-                    .row_of_key(key)?
-                    .ok_or_else(|| ServiceError::KeyNotFound {
-                        pool: args.pool.clone(),
-                        key: key.clone(),
-                    })?;
-                data.extend(pool.vectors().row_f32(row as usize));
-            }
-            Matrix::new(args.key.len(), pool.dim(), data)
-        }
+    let queries: Vec<QueryInput> = match (&args.queries, args.key.is_empty()) {
+        (Some(path), true) => read_vectors(path)?
+            .iter_rows()
+            .map(|r| QueryInput::Vector(r.to_vec()))
+            .collect(),
+        (None, false) => args.key.iter().cloned().map(QueryInput::Key).collect(),
         _ => {
             return Err(Error::Usage(
                 "give the queries with --queries FILE or --key KEY (one of them)".into(),
             ))
         }
     };
-    let filter = if args.label.is_empty() {
-        None
-    } else {
-        let rows = pool.rows_with_labels(&args.label)?;
-        Some(RowFilter::from_rows(rows, pool.len()))
-    };
-    let engine = if args.exact {
-        Engine::Exact
-    } else {
-        args.index.engine
-    };
-    let params = HnswParams {
-        m: args.index.m,
-        ef_construction: args.index.ef_construction,
-        ..HnswParams::default()
-    };
-    let index = manager::open_with(&pool, engine, params, args.mmap_index)?;
-    let search = SearchParams {
-        k: args.k,
-        ef: args.ef,
-        filter: filter.as_ref(),
-    };
-    let results = index.search_batch(pool.vectors(), &queries, &search)?;
-    for (i, hits) in results.into_iter().enumerate() {
-        let rows: Vec<RowId> = hits.iter().map(|h| h.id).collect();
-        let items = pool.items(&rows)?;
-        let hits = hits
-            .iter()
-            .zip(items)
-            .map(|(h, it)| Hit {
-                row: h.id,
-                key: it.key,
-                label: it.label,
-                distance: h.distance,
-            })
-            .collect();
-        super::print_json(&QueryResult {
-            query: i,
-            key: args.key.get(i).map(String::as_str),
-            engine: index.engine(),
-            hits,
-        });
+    let mut target = Target::open(data_dir, &args.target, Access::Read, || {
+        crate::app::settings(AllowedRoots::Any, &Default::default(), Some(&args.index))
+    })?;
+    let per_call = (ServiceLimits::default().max_hits / args.k.max(1)).clamp(1, QUERIES_PER_CALL);
+    for (slice, chunk) in queries.chunks(per_call).enumerate() {
+        let req = SearchRequest {
+            pool: args.pool.clone(),
+            queries: chunk.to_vec(),
+            k: args.k,
+            ef: args.ef,
+            exact: args.exact,
+            labels: args.label.clone(),
+        };
+        let (results, engine) = target.search(&req)?;
+        for (i, result) in results.into_iter().enumerate() {
+            let query = slice * per_call + i;
+            // Every query is a vector or a stored key: one that cannot be run fails the call.
+            let hits =
+                result.map_err(|reason| Error::Internal(format!("query {query}: {reason}")))?;
+            super::print_json(&QueryResult {
+                query,
+                key: args.key.get(query).map(String::as_str),
+                engine: &engine,
+                hits: &hits,
+            });
+        }
     }
     Ok(())
 }

@@ -1,18 +1,19 @@
-//! `dcd vectors import`: reads a vector file (plus optional keys and labels) and appends it to
-//! a pool in durable batches, then brings the index up to date. Resumable: a key already
-//! stored with the same vector (an import cut short and run again) is skipped; one stored
-//! with a different vector stops the import, naming it.
+//! `dcd vectors import`: reads a vector file (plus optional keys and labels) and sends it to a
+//! pool through the `Ingest` call, in this process or on `--server`, a commit at a time; then
+//! brings the index up to date (a server does that in the background). Resumable: a key
+//! already stored with the same vector (an import cut short and run again) is skipped; one
+//! stored with a different vector, or an item the pool refuses, stops the import, naming it.
 
 use std::path::Path;
 use std::time::Instant;
 
 use super::progress::Progress;
+use super::target::{Access, Target};
 use crate::config::{ImportArgs, VectorsCommand};
 use crate::error::{Error, Result};
 use crate::formats::{read_lines, VectorStream};
-use crate::index::graph::HnswParams;
-use crate::index::manager::{self, Engine};
-use crate::store::{NewItem, Store};
+use crate::service::{AllowedRoots, IngestItem, ItemContent, ServiceError};
+use crate::store::StoreError;
 
 pub(super) fn run(data_dir: &Path, cmd: VectorsCommand) -> Result<()> {
     match cmd {
@@ -24,9 +25,21 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
     if args.commit_rows == 0 {
         return Err(Error::Usage("--commit-rows must be at least 1".into()));
     }
-    let store = Store::open(data_dir)?;
-    let mut pool = store.open_pool(&args.pool)?;
+    let mut target = Target::open(data_dir, &args.target, Access::Write, || {
+        crate::app::settings(AllowedRoots::Any, &Default::default(), Some(&args.index))
+    })?;
+    // Refused before anything is sent: a missing pool, a file of another dimension.
+    let pool = target.pool_details(&args.pool)?.record;
+    let first = pool.rows;
     let mut vectors = VectorStream::open(&args.file)?;
+    if vectors.dim() != pool.dim {
+        return Err(StoreError::DimensionMismatch {
+            pool: pool.name,
+            expected: pool.dim,
+            got: vectors.dim(),
+        }
+        .into());
+    }
     let n = vectors.rows();
     let keys = match &args.keys {
         Some(p) => Some(lines_for(p, n, "keys")?),
@@ -43,14 +56,32 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
         .unwrap_or("vectors")
         .to_string();
     let t = Instant::now();
-    let first = pool.len();
     let mut start = 0;
-    let mut present = 0usize;
+    let (mut present, mut pool_items) = (0u64, first);
     let mut progress = Progress::new(n as u64, "import", "vectors");
     while let Some(batch) = vectors.next_batch(args.commit_rows)? {
         let end = start + batch.rows;
-        let mut items: Vec<NewItem> = (start..end)
-            .map(|i| NewItem {
+        // A bad value stops the import before its batch is sent: the batch is stored whole
+        // or not at all, as the batches before it were.
+        if let Some((row, col)) = batch.first_non_finite() {
+            return Err(stopped(
+                start,
+                StoreError::NonFinite {
+                    row: start + row,
+                    col,
+                },
+            ));
+        }
+        if let Some((row, squared_norm)) = batch.first_too_large() {
+            let row = start + row;
+            return Err(stopped(
+                start,
+                StoreError::VectorTooLarge { row, squared_norm },
+            ));
+        }
+        let items: Vec<IngestItem> = (start..end)
+            .zip(batch.iter_rows())
+            .map(|(i, row)| IngestItem {
                 key: keys
                     .as_ref()
                     .map_or_else(|| format!("{stem}#{i}"), |k| k[i].clone()),
@@ -58,25 +89,25 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
                     .as_ref()
                     .map(|l| l[i].clone())
                     .filter(|l| !l.is_empty()),
-                content_hash: None,
                 metadata: None,
+                content: ItemContent::Vector(row.to_vec()),
             })
             .collect();
-        let (batch, skipped) = without_stored(&pool, batch, &mut items)?;
-        present += skipped;
-        if items.is_empty() {
-            start = end;
-            progress.update(n as u64, end as u64, "");
-            continue;
-        }
-        pool.append(&batch, &items).inspect_err(|_| {
-            if start > 0 {
-                tracing::warn!(
-                    committed_rows = start,
-                    "import stopped; rows before the failing batch are stored"
-                );
+        let summary = target
+            .ingest(&args.pool, items)
+            .inspect_err(|_| warn_stored(start))?;
+        if let Some((key, reason)) = summary.errors.first() {
+            return Err(ServiceError::InvalidArgument {
+                field: "items",
+                reason: format!(
+                    "import stopped at the batch of rows {start}..{end}: key {key:?} {reason}; the rows before that batch and the {} of it that could be are stored; fix it and run the import again (stored keys are skipped)",
+                    summary.stored
+                ),
             }
-        })?;
+            .into());
+        }
+        present += summary.present;
+        pool_items = summary.pool_items;
         start = end;
         progress.update(n as u64, end as u64, "");
     }
@@ -88,76 +119,37 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
         String::new()
     };
     println!(
-        "imported {} vectors into {} (rows {first}..{}) in {secs:.2}s{already}",
-        n - present,
+        "imported {} vectors into {} (rows {first}..{pool_items}) in {secs:.2}s{already}",
+        n as u64 - present,
         args.pool,
-        pool.len()
     );
-    if !args.no_index && args.index.engine == Engine::Native {
+    if !args.no_index {
         let t = Instant::now();
-        let params = HnswParams {
-            m: args.index.m,
-            ef_construction: args.index.ef_construction,
-            ..HnswParams::default()
-        };
-        let index = manager::open(&pool, Engine::Native, params)?;
-        println!(
-            "index covers {} rows ({:.2}s)",
-            index.len(),
-            t.elapsed().as_secs_f64()
-        );
+        match target.catch_up_index(&args.pool)? {
+            Some(details) => println!(
+                "index covers {} rows ({:.2}s)",
+                details.index.indexed_rows.unwrap_or(0),
+                t.elapsed().as_secs_f64()
+            ),
+            None => println!("the server indexes the new rows in the background"),
+        }
     }
     Ok(())
 }
 
-/// The batch without the rows whose keys the pool holds already with the same vector (as
-/// stored: f16 pools compare after rounding); a key stored with another vector is an error.
-fn without_stored(
-    pool: &crate::store::Pool,
-    batch: crate::types::Matrix,
-    items: &mut Vec<NewItem>,
-) -> Result<(crate::types::Matrix, usize)> {
-    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
-    let stored = pool.existing_keys(&keys)?;
-    if stored.is_empty() {
-        return Ok((batch, 0));
+/// The import's error, after saying what earlier batches stored.
+fn stopped(committed_rows: usize, e: StoreError) -> Error {
+    warn_stored(committed_rows);
+    e.into()
+}
+
+fn warn_stored(committed_rows: usize) {
+    if committed_rows > 0 {
+        tracing::warn!(
+            committed_rows,
+            "import stopped; rows before the failing batch are stored"
+        );
     }
-    let f16 = pool.record().dtype == crate::types::Dtype::F16;
-    let as_stored = |v: f32| {
-        if f16 {
-            half::f16::from_f32(v).to_f32()
-        } else {
-            v
-        }
-    };
-    let mut data = Vec::with_capacity(batch.data.len());
-    let mut kept = Vec::with_capacity(items.len());
-    for (item, row) in items.drain(..).zip(batch.iter_rows()) {
-        if !stored.contains(&item.key) {
-            data.extend_from_slice(row);
-            kept.push(item);
-            continue;
-        }
-        let at = pool.row_of_key(&item.key)?.expect("the key was just found");
-        let same = pool
-            .vectors()
-            .row_f32(at as usize)
-            .iter()
-            .zip(row)
-            .all(|(a, b)| a.to_bits() == as_stored(*b).to_bits());
-        if !same {
-            return Err(Error::Usage(format!(
-                "key {:?} is stored already (row {at}) with a different vector; give it another key, or delete the pool to import afresh",
-                item.key
-            )));
-        }
-    }
-    let skipped = batch.rows - kept.len();
-    *items = kept;
-    Ok((
-        crate::types::Matrix::new(items.len(), batch.dim, data),
-        skipped,
-    ))
 }
 
 fn lines_for(path: &Path, n: usize, what: &str) -> Result<Vec<String>> {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::index::manager::Engine;
 use crate::settings::Pooling;
 use crate::types::Dtype;
 
@@ -60,6 +59,9 @@ pub enum PoolCommand {
         /// Print JSON instead of a table.
         #[arg(long, env = "DCD_JSON")]
         json: bool,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Show one pool: rows, labels, index state.
     Info {
@@ -69,12 +71,18 @@ pub enum PoolCommand {
         /// Print JSON instead of text.
         #[arg(long, env = "DCD_JSON")]
         json: bool,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Delete a pool and everything stored for it.
     Delete {
         /// Pool name.
         #[arg(env = "DCD_POOL")]
         name: String,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Check pools against the catalog: identity, row and item counts, row ids, finite
     /// values, the saved index. Exits non-zero when any pool fails.
@@ -125,15 +133,15 @@ pub enum VectorsCommand {
 /// Index settings shared by the commands that build one.
 #[derive(Debug, Args, Clone)]
 pub struct IndexArgs {
-    /// Search engine: native (dcd's HNSW), hnsw-rs, or exact.
-    #[arg(long, env = "DCD_ENGINE", default_value = "native")]
-    pub engine: Engine,
     /// HNSW links per node (layer 0 keeps twice as many).
     #[arg(long, env = "DCD_M", default_value_t = 16)]
     pub m: usize,
     /// HNSW beam width while building.
     #[arg(long, env = "DCD_EF_CONSTRUCTION", default_value_t = 200)]
     pub ef_construction: usize,
+    /// Serve the saved HNSW links from a memory map instead of reading them in.
+    #[arg(long, env = "DCD_MMAP_INDEX")]
+    pub mmap_index: bool,
 }
 
 /// `dcd vectors import`
@@ -165,6 +173,9 @@ pub struct ImportArgs {
     /// HNSW parameters.
     #[command(flatten)]
     pub index: IndexArgs,
+    /// The local data directory, or a server.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// `dcd search`
@@ -191,10 +202,10 @@ pub struct SearchArgs {
     /// Only return items with one of these weak labels (repeatable).
     #[arg(long, env = "DCD_LABEL")]
     pub label: Vec<String>,
-    /// Serve the saved HNSW links from a memory map instead of reading them in.
-    #[arg(long, env = "DCD_MMAP_INDEX")]
-    pub mmap_index: bool,
     /// HNSW parameters.
     #[command(flatten)]
     pub index: IndexArgs,
+    /// The local data directory, or a server.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }

@@ -117,7 +117,7 @@ pub struct ModelRuntimeArgs {
     #[arg(long, env = "DCD_PRECISION", default_value = "f32")]
     pub precision: Precision,
     /// Most images per forward pass.
-    #[arg(long, env = "DCD_BATCH", default_value_t = 16)]
+    #[arg(long, env = "DCD_BATCH", default_value_t = ModelRuntimeArgs::BATCH)]
     pub batch: usize,
     /// Bounds on images.
     #[command(flatten)]
@@ -125,6 +125,28 @@ pub struct ModelRuntimeArgs {
     /// Bounds on requests, streams and jobs.
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+impl ModelRuntimeArgs {
+    /// Images per forward pass when not given.
+    pub const BATCH: usize = 16;
+}
+
+/// The flags' defaults: for commands that load no model (pool, search, import), which take
+/// no runtime flags.
+impl Default for ModelRuntimeArgs {
+    fn default() -> Self {
+        ModelRuntimeArgs {
+            device: Default::default(),
+            exact_device: None,
+            exact_copy: Default::default(),
+            exact_plans: Default::default(),
+            precision: Default::default(),
+            batch: ModelRuntimeArgs::BATCH,
+            images: Default::default(),
+            limits: Default::default(),
+        }
+    }
 }
 
 /// Bounds on what one request or job may ask of the service (docs/operations.md lists every
@@ -231,5 +253,27 @@ impl ImageLimitArgs {
             max_aspect_ratio: self.max_aspect_ratio,
             max_decode_bytes: self.max_decode_mib.max(1).saturating_mul(1 << 20),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelRuntimeArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        runtime: ModelRuntimeArgs,
+    }
+
+    /// The defaults the data commands take are the flags' own.
+    #[test]
+    fn runtime_defaults_are_the_flags_defaults() {
+        let parsed = Only::try_parse_from(["dcd"]).unwrap().runtime;
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", ModelRuntimeArgs::default())
+        );
     }
 }

@@ -29,14 +29,14 @@ pub use ingest::{
 };
 pub use models::{ModelCache, ModelKey, ModelSettings};
 pub use paths::AllowedRoots;
-pub use query::{Hit, QueryInput, SearchRequest};
+pub use query::{Hit, QueryInput, SearchOutcome, SearchRequest};
 pub use storage::{PoolStorage, StoredPool};
 
 use crate::index::graph::HnswParams;
 use crate::index::manager::IndexStatus;
 use crate::store::{PoolRecord, PoolSpec, Store, StoreError};
 use crate::types::Dtype;
-use storage::local::{ExactDevice, LocalStorage};
+use storage::local::{Engines, ExactDevice, LocalStorage};
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -58,6 +58,8 @@ pub struct ServiceSettings {
     /// Build indexes on threads of their own, searches scanning what they lack meanwhile
     /// (the server), instead of in the search that needs them (local commands).
     pub background_index: bool,
+    /// Serve saved HNSW graphs' links from a memory map instead of reading them in.
+    pub mmap_index: bool,
 }
 
 /// A pool as reported to callers.
@@ -129,18 +131,31 @@ pub struct Service {
 impl Service {
     /// Opens the data directory and resumes the jobs a previous run left unfinished.
     pub fn open(data_dir: &std::path::Path, settings: ServiceSettings) -> Result<Arc<Service>> {
-        let store = Arc::new(Store::open(data_dir)?);
-        let exact_device = ExactDevice::open(
-            settings.exact_device,
-            settings.exact_copy,
-            settings.exact_plans,
-        )?;
-        let storage = Box::new(LocalStorage::new(
-            store.clone(),
-            settings.index,
-            exact_device,
-            settings.background_index,
-        ));
+        Service::on_store(Store::open(data_dir)?, settings)
+    }
+
+    /// Opens the data directory for reading: read-only (every write refused, no index file
+    /// written) when a running server holds it or it cannot be written, else as `open`.
+    pub fn open_for_reading(
+        data_dir: &std::path::Path,
+        settings: ServiceSettings,
+    ) -> Result<Arc<Service>> {
+        Service::on_store(Store::open_for_reading(data_dir)?, settings)
+    }
+
+    fn on_store(store: Store, settings: ServiceSettings) -> Result<Arc<Service>> {
+        let store = Arc::new(store);
+        let engines = Engines {
+            params: settings.index,
+            mmap_graph: settings.mmap_index,
+            device: ExactDevice::open(
+                settings.exact_device,
+                settings.exact_copy,
+                settings.exact_plans,
+            )?,
+            background: settings.background_index,
+        };
+        let storage = Box::new(LocalStorage::new(store.clone(), engines));
         Ok(Service::with_storage(store, storage, settings))
     }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::ItemContent;
 use crate::features::pipeline::ImageInput;
-use crate::service::storage::StoredPool;
+use crate::service::storage::{PoolRows, StoredPool};
 use crate::service::Result;
 use crate::service::Service;
 use crate::store::{EntryOutcome, JobBatch, JobEntry, NewItem};
@@ -52,7 +52,7 @@ pub(super) struct Target<'a> {
 /// here (the store, the catalog) means nothing of the batch was committed.
 pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<EntryOutcome>> {
     let keys: Vec<String> = batch.iter().map(|c| c.key.clone()).collect();
-    let (present, mut by_hash) = {
+    let (present, mut by_hash, changed) = {
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let image_hashes: Vec<&str> = batch
             .iter()
@@ -60,16 +60,15 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
             .map(|c| c.hash.as_str())
             .collect();
         let rows = target.pool.rows()?;
-        (
-            rows.existing_keys(&key_refs)?,
-            rows.keys_by_hash(&image_hashes)?,
-        )
+        let present = rows.existing_keys(&key_refs)?;
+        let changed = changed_vectors(rows.as_ref(), &batch, &present)?;
+        (present, rows.keys_by_hash(&image_hashes)?, changed)
     };
     let mut outcomes: Vec<Option<EntryOutcome>> = vec![None; batch.len()];
     let mut seen_keys = HashSet::new();
     let mut kept: Vec<(usize, Admissible)> = Vec::new();
     for (i, c) in batch.into_iter().enumerate() {
-        match screen(c, &present, &mut seen_keys, &mut by_hash) {
+        match screen(c, &present, &changed, &mut seen_keys, &mut by_hash) {
             Err(outcome) => outcomes[i] = Some(outcome),
             Ok(a) => kept.push((i, a)),
         }
@@ -154,9 +153,13 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
 fn screen(
     c: Candidate,
     present: &HashSet<String>,
+    changed: &HashMap<String, String>,
     seen_keys: &mut HashSet<String>,
     by_hash: &mut HashMap<String, String>,
 ) -> std::result::Result<Admissible, EntryOutcome> {
+    if let Some(reason) = changed.get(&c.key) {
+        return Err(EntryOutcome::Failed(reason.clone()));
+    }
     if present.contains(&c.key) || !seen_keys.insert(c.key.clone()) {
         return Err(EntryOutcome::Present);
     }
@@ -188,6 +191,53 @@ fn screen(
         content,
         hash: c.hash,
     })
+}
+
+/// The vectors sent under keys the pool holds with another vector (compared as stored: an
+/// f16 pool's after rounding), by key, with the reason: re-sending an item is harmless, but
+/// a different vector under a stored key is a mistake that skipping would hide.
+fn changed_vectors(
+    rows: &dyn PoolRows,
+    batch: &[Candidate],
+    present: &HashSet<String>,
+) -> Result<HashMap<String, String>> {
+    let mut changed = HashMap::new();
+    if present.is_empty() {
+        return Ok(changed);
+    }
+    let f16 = rows.record().dtype == crate::types::Dtype::F16;
+    let as_stored = |v: f32| {
+        if f16 {
+            half::f16::from_f32(v).to_f32()
+        } else {
+            v
+        }
+    };
+    for c in batch {
+        let Ok(ItemContent::Vector(sent)) = &c.content else {
+            continue;
+        };
+        if !present.contains(&c.key) || changed.contains_key(&c.key) {
+            continue;
+        }
+        let Some(row) = rows.row_of_key(&c.key)? else {
+            continue;
+        };
+        let stored = rows.vectors(&[row])?;
+        let same = stored.data.len() == sent.len()
+            && stored
+                .data
+                .iter()
+                .zip(sent)
+                .all(|(a, b)| a.to_bits() == as_stored(*b).to_bits());
+        if !same {
+            changed.insert(
+                c.key.clone(),
+                format!("stored already (row {row}) with a different vector; give it another key, or delete the pool to import afresh"),
+            );
+        }
+    }
+    Ok(changed)
 }
 
 /// Vectors of the kept candidates: given, or embedded (a bad image gets its own reason). The

@@ -66,7 +66,8 @@ pub trait StoredPool: Send + Sync {
     fn index_status(&self) -> IndexStatus;
     /// True while the approximate index is being caught up in the background.
     fn index_building(&self) -> bool;
-    /// Catches the approximate index up with the rows now (`wait`) or on a thread of its own.
+    /// Catches the approximate index up with the rows now (`wait`), or lets it catch up in
+    /// the background where the backend does that (otherwise the next search does it).
     fn catch_up_index(&self, wait: bool) -> Result<()>;
     /// Ends the handle: calls holding it finish first, later ones fail with `PoolDeleted`
     /// and write nothing.

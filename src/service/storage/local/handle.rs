@@ -27,16 +27,26 @@ use crate::service::{Result, ServiceError};
 use crate::store::{JobBatch, NewItem, Pool, PoolRecord, StoreError};
 use crate::types::{Matrix, Neighbor};
 
+/// How a local pool's engines are set up.
+#[derive(Clone, Debug)]
+pub struct Engines {
+    /// Parameters of new HNSW graphs.
+    pub params: HnswParams,
+    /// Serve a saved graph's links from a memory map instead of reading them in.
+    pub mmap_graph: bool,
+    /// Where the exact engine runs.
+    pub device: ExactDevice,
+    /// Graph builds run on a thread of their own (the server) rather than in the call that
+    /// finds the graph behind (local commands).
+    pub background: bool,
+}
+
 /// One open pool.
 pub struct PoolHandle {
     /// Itself, for the background build thread to hold.
     me: Weak<PoolHandle>,
     state: RwLock<OpenPool>,
-    params: HnswParams,
-    device: ExactDevice,
-    /// Graph builds run on a thread of their own (the server) rather than in the call that
-    /// finds the graph behind (local commands).
-    background: bool,
+    engines: Engines,
     /// One graph build at a time.
     build: Mutex<()>,
     /// A background build is queued or running.
@@ -163,14 +173,8 @@ impl PoolSearch for ReadyPool<'_> {
 }
 
 impl PoolHandle {
-    /// Wraps a pool opened from the store; `device` is where its exact engine runs;
-    /// `background`: graph builds on a thread of their own instead of in the search.
-    pub fn new(
-        pool: Pool,
-        params: HnswParams,
-        device: ExactDevice,
-        background: bool,
-    ) -> Arc<PoolHandle> {
+    /// Wraps a pool opened from the store, searched with `engines`.
+    pub fn new(pool: Pool, engines: Engines) -> Arc<PoolHandle> {
         let exact = ExactIndex::new(pool.dim());
         Arc::new_cyclic(|me| PoolHandle {
             me: me.clone(),
@@ -181,9 +185,7 @@ impl PoolHandle {
                 resident: None,
                 retired: false,
             }),
-            params,
-            device,
-            background,
+            engines,
             build: Mutex::new(()),
             building: AtomicBool::new(false),
         })
@@ -193,7 +195,7 @@ impl PoolHandle {
     /// device, the pool resident on it: exact searches and re-ranking run there).
     pub fn ready_pool(&self, engine: Engine, rerank: bool) -> Result<ReadyPool<'_>> {
         if engine != Engine::Exact && self.graph_behind()? {
-            if self.background {
+            if self.engines.background {
                 self.refresh_in_background();
             } else {
                 self.refresh_graph()?;
@@ -201,7 +203,7 @@ impl PoolHandle {
         }
         let guard = self.state.upgradable_read();
         guard.check_live()?;
-        let on_device = self.device.is_gpu() && (engine == Engine::Exact || rerank);
+        let on_device = self.engines.device.is_gpu() && (engine == Engine::Exact || rerank);
         let behind = |s: &OpenPool| {
             let index = engine == Engine::Exact && !on_device && s.exact.len() < s.pool.len();
             let resident = on_device && s.resident.as_ref().is_none_or(|r| r.len() < s.pool.len());
@@ -224,7 +226,7 @@ impl PoolHandle {
                         }
                     }
                     Some(_) => {}
-                    None => *resident = Some(self.device.upload(pool)?),
+                    None => *resident = Some(self.engines.device.upload(pool)?),
                 }
             }
             parking_lot::RwLockWriteGuard::downgrade(w)
@@ -289,7 +291,9 @@ impl PoolHandle {
     /// under the write lock, saves nothing), and swapped in under the write lock.
     pub fn refresh_graph(&self) -> Result<()> {
         let _one = self.build.lock();
-        let (snapshot, dir, name) = {
+        // A read-only store (beside a running server, or on read-only media) keeps its graph
+        // in memory: nothing is written.
+        let (snapshot, dir, name, read_only) = {
             let s = self.state.read();
             s.check_live()?;
             let have = s.graph.as_ref().map_or(0, |g| g.len());
@@ -300,15 +304,17 @@ impl PoolHandle {
                 s.pool.snapshot(),
                 s.pool.dir().to_owned(),
                 s.pool.record().name.clone(),
+                s.pool.read_only(),
             )
         };
         let source = IndexSource {
             vectors: snapshot.view(),
             dir: &dir,
             name: &name,
-            read_only: false,
+            read_only,
         };
-        let prepare = || manager::prepare_native(&source, self.params, false);
+        let prepare =
+            || manager::prepare_native(&source, self.engines.params, self.engines.mmap_graph);
         let (graph, saved_rows) = match build_threads() {
             Some(threads) => threads.install(prepare)?,
             None => prepare()?,
@@ -369,7 +375,10 @@ impl StoredPool for PoolHandle {
         if wait {
             self.refresh_graph()
         } else {
-            self.refresh_in_background();
+            // Local commands build in the search that needs the graph.
+            if self.engines.background {
+                self.refresh_in_background();
+            }
             Ok(())
         }
     }

@@ -9,37 +9,22 @@ mod rows;
 use std::sync::Arc;
 
 pub use exact_device::ExactDevice;
-pub use handle::{PoolHandle, ReadyPool};
+pub use handle::{Engines, PoolHandle, ReadyPool};
 
 use super::{PoolStorage, StoredPool};
-use crate::index::graph::HnswParams;
 use crate::service::Result;
 use crate::store::{PoolRecord, PoolSpec, Store};
 
 /// Pools of one data directory.
 pub struct LocalStorage {
     store: Arc<Store>,
-    params: HnswParams,
-    device: ExactDevice,
-    background: bool,
+    engines: Engines,
 }
 
 impl LocalStorage {
-    /// Pools of `store`: new graphs with `params`, exact searches on `device`; with
-    /// `background`, graphs are caught up on threads of their own (the server) rather than
-    /// in the search that finds them behind (local commands).
-    pub fn new(
-        store: Arc<Store>,
-        params: HnswParams,
-        device: ExactDevice,
-        background: bool,
-    ) -> LocalStorage {
-        LocalStorage {
-            store,
-            params,
-            device,
-            background,
-        }
+    /// Pools of `store`, searched with `engines`.
+    pub fn new(store: Arc<Store>, engines: Engines) -> LocalStorage {
+        LocalStorage { store, engines }
     }
 }
 
@@ -62,12 +47,7 @@ impl PoolStorage for LocalStorage {
 
     fn open(&self, name: &str) -> Result<Arc<dyn StoredPool>> {
         let pool = self.store.open_pool(name)?;
-        Ok(PoolHandle::new(
-            pool,
-            self.params,
-            self.device.clone(),
-            self.background,
-        ))
+        Ok(PoolHandle::new(pool, self.engines.clone()))
     }
 
     fn delete(&self, name: &str) -> Result<()> {

@@ -1,0 +1,95 @@
+//! What a server answers, back in the service's types, so a command reads a remote answer as
+//! it reads a local one. Fields the wire does not carry take the value that says so: a
+//! pool's catalog id is 0, its identity unknown.
+
+use crate::api::pb;
+use crate::error::Result;
+use crate::index::graph::HnswParams;
+use crate::index::manager::IndexStatus;
+use crate::service::{Hit, PoolDetails, QueryInput, StreamSummary};
+use crate::store::PoolRecord;
+use crate::types::{Metric, RowId};
+
+use super::status::remote_error;
+
+/// A pool's record from its message.
+pub fn pool_record(p: pb::Pool) -> Result<PoolRecord> {
+    let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
+    Ok(PoolRecord {
+        id: 0,
+        dtype: super::convert::dtype(p.dtype).map_err(remote_error)?,
+        name: p.name,
+        dim: p.dim as usize,
+        metric: Metric::L2,
+        backbone: non_empty(p.backbone),
+        weights: non_empty(p.weights),
+        pooling: non_empty(p.pooling),
+        created_at: p.created_unix_ms / 1000,
+        rows: p.items,
+        uid: None,
+    })
+}
+
+/// A pool's details from `GetPool`'s answer.
+pub fn pool_details(d: pb::PoolDetails) -> Result<PoolDetails> {
+    let record = pool_record(d.pool.unwrap_or_default())?;
+    let mut labels: std::collections::BTreeMap<String, u64> = d.label_counts.into_iter().collect();
+    if d.unlabelled > 0 {
+        labels.insert(String::new(), d.unlabelled);
+    }
+    let index = d.index.unwrap_or_default();
+    let saved = index.problem.is_empty();
+    Ok(PoolDetails {
+        record,
+        labels,
+        index: IndexStatus {
+            indexed_rows: saved.then_some(index.indexed_items as usize),
+            params: saved.then(|| HnswParams {
+                m: index.m as usize,
+                ef_construction: index.ef_construction as usize,
+                ..HnswParams::default()
+            }),
+            problem: Some(index.problem).filter(|p| !p.is_empty()),
+        },
+    })
+}
+
+/// A query as sent.
+pub fn query(q: &QueryInput) -> pb::Query {
+    pb::Query {
+        source: Some(match q {
+            QueryInput::Image { bytes, .. } => pb::query::Source::Image(bytes.clone()),
+            QueryInput::Vector(v) => pb::query::Source::Vector(pb::Vector { values: v.clone() }),
+            QueryInput::Key(k) => pb::query::Source::ItemKey(k.clone()),
+        }),
+    }
+}
+
+/// One query's hits, or why it has none.
+pub fn query_result(r: pb::QueryResult) -> std::result::Result<Vec<Hit>, String> {
+    if !r.error.is_empty() {
+        return Err(r.error);
+    }
+    Ok(r.hits
+        .into_iter()
+        .map(|h| Hit {
+            row: h.row as RowId,
+            key: h.key,
+            label: Some(h.label).filter(|l| !l.is_empty()),
+            distance: h.distance,
+        })
+        .collect())
+}
+
+/// An `Ingest` stream's summary.
+pub fn ingest_summary(s: pb::IngestSummary) -> StreamSummary {
+    StreamSummary {
+        received: s.received,
+        stored: s.stored,
+        duplicates: s.duplicates,
+        present: s.present,
+        failed: s.failed,
+        errors: s.errors.into_iter().map(|e| (e.key, e.reason)).collect(),
+        pool_items: s.pool_items,
+    }
+}

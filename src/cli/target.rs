@@ -1,0 +1,137 @@
+//! Where a data command runs: in this process on `--data-dir`, or on `--server`. Both answer
+//! in the service's types, so each command is written once and a local run makes the same
+//! checks as the server. Commands that only read open the data directory read-only when a
+//! running server holds it (or it cannot be written), so they work beside the server.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::api::client::RemoteService;
+use crate::config::TargetArgs;
+use crate::error::Result;
+use crate::service::{
+    CreatePool, DebugSetRequest, DebugSetResult, EvaluationRequest, EvaluationResult, IngestItem,
+    PoolDetails, SearchOutcome, SearchRequest, Service, ServiceSettings, StreamIngest,
+    StreamSummary,
+};
+use crate::store::PoolRecord;
+
+/// What a command does to the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Reads only: works beside a running server and on read-only media.
+    Read,
+    /// Writes: takes the data directory's lock.
+    Write,
+}
+
+/// A data directory in this process, or a server.
+pub(super) enum Target {
+    /// The service in this process.
+    Local(Arc<Service>),
+    /// A dcd server.
+    Remote(Box<RemoteService>),
+}
+
+impl Target {
+    /// `--server` when given, else the data directory opened for `access` with `settings`.
+    pub fn open(
+        data_dir: &Path,
+        target: &TargetArgs,
+        access: Access,
+        settings: impl FnOnce() -> ServiceSettings,
+    ) -> Result<Target> {
+        Ok(match &target.server {
+            Some(url) => Target::Remote(Box::new(RemoteService::connect(
+                url,
+                target.api_key.as_deref(),
+            )?)),
+            None => Target::Local(match access {
+                Access::Read => Service::open_for_reading(data_dir, settings())?,
+                Access::Write => Service::open(data_dir, settings())?,
+            }),
+        })
+    }
+
+    /// `CreatePool`.
+    pub fn create_pool(&mut self, req: &CreatePool) -> Result<PoolRecord> {
+        match self {
+            Target::Local(s) => Ok(s.create_pool(req)?),
+            Target::Remote(r) => r.create_pool(req),
+        }
+    }
+
+    /// `ListPools`.
+    pub fn list_pools(&mut self) -> Result<Vec<PoolRecord>> {
+        match self {
+            Target::Local(s) => Ok(s.list_pools()?),
+            Target::Remote(r) => r.list_pools(),
+        }
+    }
+
+    /// `GetPool`.
+    pub fn pool_details(&mut self, name: &str) -> Result<PoolDetails> {
+        match self {
+            Target::Local(s) => Ok(s.pool_details(name)?),
+            Target::Remote(r) => r.pool_details(name),
+        }
+    }
+
+    /// `DeletePool`: how many items the pool held.
+    pub fn delete_pool(&mut self, name: &str) -> Result<u64> {
+        match self {
+            Target::Local(s) => Ok(s.delete_pool(name)?),
+            Target::Remote(r) => r.delete_pool(name),
+        }
+    }
+
+    /// `Search`: per query its hits or why it has none, and the engine that answered.
+    pub fn search(&mut self, req: &SearchRequest) -> Result<(SearchOutcome, String)> {
+        match self {
+            Target::Local(s) => Ok(s.search(req)?),
+            Target::Remote(r) => r.search(req),
+        }
+    }
+
+    /// `BuildDebugSet`.
+    pub fn debug_set(&mut self, req: &DebugSetRequest) -> Result<DebugSetResult> {
+        match self {
+            Target::Local(s) => Ok(s.build_debug_set(req)?),
+            Target::Remote(r) => r.debug_set(req),
+        }
+    }
+
+    /// `EvaluateDebugSet`.
+    pub fn evaluate_debug_set(&mut self, req: &EvaluationRequest) -> Result<EvaluationResult> {
+        match self {
+            Target::Local(s) => Ok(s.evaluate_debug_set(req)?),
+            Target::Remote(r) => r.evaluate_debug_set(req),
+        }
+    }
+
+    /// One `Ingest` stream of `items` into `pool`.
+    pub fn ingest(&mut self, pool: &str, items: Vec<IngestItem>) -> Result<StreamSummary> {
+        match self {
+            Target::Local(s) => {
+                let mut stream = StreamIngest::start(s.clone(), pool)?;
+                for item in items {
+                    stream.push(item)?;
+                }
+                Ok(stream.finish()?)
+            }
+            Target::Remote(r) => r.ingest(pool, items),
+        }
+    }
+
+    /// Brings the pool's approximate index up to date now (in this process); a server does
+    /// it in the background on its own, so there this returns None.
+    pub fn catch_up_index(&mut self, pool: &str) -> Result<Option<PoolDetails>> {
+        match self {
+            Target::Local(s) => {
+                s.pool(pool)?.catch_up_index(true)?;
+                Ok(Some(s.pool_details(pool)?))
+            }
+            Target::Remote(_) => Ok(None),
+        }
+    }
+}
