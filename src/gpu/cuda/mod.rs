@@ -4,6 +4,7 @@
 //! everywhere (the plans and their choice, tile shapes, growth, host conversion, the
 //! certificate), which the modules here reach as `super::NAME`.
 
+mod buffers;
 mod certified_search;
 mod error;
 mod exact;
