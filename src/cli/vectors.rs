@@ -93,6 +93,8 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
                 content: ItemContent::Vector(row.to_vec()),
             })
             .collect();
+        // The rows live on in the items: the batch is let go before the stream copies them.
+        drop(batch);
         let summary = target
             .ingest(&args.pool, items)
             .inspect_err(|_| warn_stored(start))?;
