@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request};
+use tonic::Request;
 
 use super::convert;
 use super::from_pb;
@@ -190,33 +190,6 @@ impl RemoteService {
             .map_err(remote_error)?
             .into_inner();
         Ok(from_pb::ingest_summary(answer))
-    }
-
-    /// Creates the pool unless it exists.
-    pub fn ensure_pool(
-        &mut self,
-        name: &str,
-        backbone: Option<&str>,
-        weights: Option<&str>,
-        pooling: Option<&str>,
-    ) -> Result<()> {
-        let get = self.request(pb::GetPoolRequest { name: name.into() });
-        match self.runtime.block_on(self.client.get_pool(get)) {
-            Ok(_) => return Ok(()),
-            Err(s) if s.code() == Code::NotFound && backbone.is_some() => {}
-            Err(s) => return Err(remote_error(s)),
-        }
-        let create = self.request(pb::CreatePoolRequest {
-            name: name.into(),
-            backbone: backbone.unwrap_or_default().into(),
-            weights: weights.unwrap_or_default().into(),
-            pooling: pooling.unwrap_or_default().into(),
-            ..Default::default()
-        });
-        self.runtime
-            .block_on(self.client.create_pool(create))
-            .map_err(remote_error)?;
-        Ok(())
     }
 
     /// Starts (or resumes) an ingestion job over a server-side path.

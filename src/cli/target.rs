@@ -8,13 +8,21 @@ use std::sync::Arc;
 
 use crate::api::client::RemoteService;
 use crate::config::TargetArgs;
+use crate::error::Error;
 use crate::error::Result;
+use crate::error_kind::ErrorKind;
 use crate::service::{
     CreatePool, DebugSetRequest, DebugSetResult, EvaluationRequest, EvaluationResult, IngestItem,
     PoolDetails, SearchOutcome, SearchRequest, Service, ServiceSettings, StreamIngest,
     StreamSummary,
 };
-use crate::store::PoolRecord;
+use crate::store::{JobRecord, JobSource, PoolRecord};
+
+/// A job's first problems: (key, reason) of failed and duplicate entries.
+pub(super) type Problems = Vec<(String, String)>;
+
+/// Problems a finished job reports.
+const JOB_PROBLEMS: usize = 20;
 
 /// What a command does to the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +66,73 @@ impl Target {
         match self {
             Target::Local(s) => Ok(s.create_pool(req)?),
             Target::Remote(r) => r.create_pool(req),
+        }
+    }
+
+    /// The pool `req.name`, created from `req` when missing and `req` names a backbone;
+    /// returns the record when it was created.
+    pub fn ensure_pool(&mut self, req: &CreatePool) -> Result<Option<PoolRecord>> {
+        let found = match self {
+            Target::Local(s) => s.pool_record(&req.name).map_err(Error::from),
+            Target::Remote(r) => r.pool_details(&req.name).map(|d| d.record),
+        };
+        match found {
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => match req.backbone {
+                Some(_) => Ok(Some(self.create_pool(req)?)),
+                None => Err(Error::Usage(format!(
+                    "no pool named {:?}; pass --backbone NAME to create it, or create it with `dcd pool create`",
+                    req.name
+                ))),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `StartIngestJob`: a new job over `source`, or the unfinished one over it, resumed.
+    pub fn start_job(&mut self, pool: &str, source: &JobSource) -> Result<JobRecord> {
+        match self {
+            Target::Local(s) => Ok(crate::service::jobs::start(s, pool, source.clone())?),
+            Target::Remote(r) => Ok(r.start_job(pool, source)?.record),
+        }
+    }
+
+    /// Follows a job until it ends (`WatchJob`), calling `progress` with each state; returns
+    /// the last one and its first problems.
+    pub fn watch_job(
+        &mut self,
+        id: &str,
+        mut progress: impl FnMut(&JobRecord),
+    ) -> Result<(JobRecord, Problems)> {
+        match self {
+            Target::Local(s) => {
+                loop {
+                    let now = s.store().job(id)?;
+                    progress(&now);
+                    if now.state.is_final() || s.jobs().running_count() == 0 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                let record = crate::service::jobs::wait(s, id)?;
+                let problems = s
+                    .store()
+                    .job_problems(id, JOB_PROBLEMS)?
+                    .into_iter()
+                    .map(|(key, outcome, detail)| match outcome.as_str() {
+                        "duplicate" => (key, format!("duplicate of {detail}")),
+                        _ => (key, detail),
+                    })
+                    .collect();
+                Ok((record, problems))
+            }
+            Target::Remote(r) => {
+                let last = r.watch_job(id, |j| progress(&j.record))?;
+                Ok((
+                    last.record,
+                    last.problems.into_iter().take(JOB_PROBLEMS).collect(),
+                ))
+            }
         }
     }
 
