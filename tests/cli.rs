@@ -799,3 +799,138 @@ fn data_commands_answer_the_same_on_a_server() {
     );
     server.kill();
 }
+
+/// Saved sets from the command line, in the data directory and on a server alike:
+/// `debug-set --save` (and `--parent`), `sets list|show|diff|delete`; a taken name is refused
+/// and the saved set stays as it was.
+#[test]
+fn sets_are_saved_listed_compared_and_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = small_pool(tmp.path());
+    let served = tmp.path().join("served");
+    let server = common::ServerProcess::start(&served, tmp.path(), &[]);
+    let client = tmp.path().join("client");
+    let (npy, keys) = (tmp.path().join("v.npy"), tmp.path().join("keys.txt"));
+    let errors = tmp.path().join("errors.npy");
+    write_npy(
+        &errors,
+        &ClusterSpec {
+            dim: 8,
+            clusters: 3,
+            seed: 2,
+        }
+        .sample(3, 7),
+    )
+    .unwrap();
+    let set_file = tmp.path().join("set.jsonl");
+    let url = server.url.clone();
+    ok(
+        &client,
+        &["pool", "create", "p", "--dim", "8", "--server", &url],
+    );
+    ok(
+        &client,
+        &[
+            "vectors",
+            "import",
+            "--pool",
+            "p",
+            "--file",
+            npy.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+            "--server",
+            &url,
+        ],
+    );
+    for (data, extra) in [
+        (&local, &[][..]),
+        (&client, &["--server", url.as_str()][..]),
+    ] {
+        let run = |args: &[&str]| ok(data, &[args, extra].concat());
+        let build = |k: &str, save: &[&str]| {
+            let args = [
+                &[
+                    "debug-set",
+                    "--pool",
+                    "p",
+                    "--errors",
+                    errors.to_str().unwrap(),
+                    "--k",
+                    k,
+                    "--out",
+                    set_file.to_str().unwrap(),
+                ][..],
+                save,
+            ]
+            .concat();
+            run(&args)
+        };
+        let out = build("4", &["--save", "first"]);
+        assert!(out.contains("saved as first"), "{out}");
+        let first: Vec<Value> = json_lines(&std::fs::read_to_string(&set_file).unwrap());
+        build("9", &["--save", "second", "--parent", "first"]);
+
+        let list: Value = serde_json::from_str(&run(&["sets", "list", "--json"])).unwrap();
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{list}");
+        assert!(names.contains(&"first") && names.contains(&"second"));
+
+        let shown: Value =
+            serde_json::from_str(&run(&["sets", "show", "first", "--json"])).unwrap();
+        let saved_keys: Vec<&str> = shown["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key"].as_str().unwrap())
+            .collect();
+        let built_keys: Vec<&str> = first.iter().map(|i| i["key"].as_str().unwrap()).collect();
+        assert_eq!(saved_keys, built_keys);
+        assert_eq!(shown["manifest"]["pool"]["rows"], 200);
+        assert_eq!(shown["manifest"]["request"]["k"], 4);
+        assert_eq!(shown["manifest"]["errors"].as_array().unwrap().len(), 3);
+        let second: Value =
+            serde_json::from_str(&run(&["sets", "show", "second", "--json"])).unwrap();
+        assert_eq!(second["parent"], "first");
+
+        let d: Value =
+            serde_json::from_str(&run(&["sets", "diff", "first", "second", "--json"])).unwrap();
+        let added = d["added"].as_array().unwrap().len();
+        assert_eq!(
+            added,
+            second["items"].as_array().unwrap().len() - saved_keys.len(),
+            "{d}"
+        );
+        assert!(d["removed"].as_array().unwrap().is_empty(), "{d}");
+
+        let e = user_error(
+            data,
+            &[
+                &[
+                    "debug-set",
+                    "--pool",
+                    "p",
+                    "--errors",
+                    errors.to_str().unwrap(),
+                    "--out",
+                    set_file.to_str().unwrap(),
+                    "--save",
+                    "first",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(e.contains("first"), "{e}");
+        run(&["sets", "delete", "first"]);
+        let e = user_error(data, &[&["sets", "show", "first"][..], extra].concat());
+        assert!(e.contains("first"), "{e}");
+        run(&["sets", "delete", "second"]);
+    }
+    server.kill();
+}

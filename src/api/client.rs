@@ -18,10 +18,10 @@ use crate::error::{Error, Result};
 use crate::error_kind::ErrorKind;
 use crate::service::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, EvaluationRequest,
-    EvaluationResult, IngestItem, ItemContent, ModeReport, PoolDetails, SearchOutcome,
-    SearchRequest, StreamSummary, VetoReport,
+    EvaluationResult, IngestItem, ItemContent, ModeReport, PoolDetails, SavedDebugSet,
+    SearchOutcome, SearchRequest, SetDiff, StreamSummary, VetoReport,
 };
-use crate::store::{JobRecord, JobSource, JobState, JobTally, PoolRecord};
+use crate::store::{JobRecord, JobSource, JobState, JobTally, PoolRecord, SavedSet};
 
 /// A connection to a dcd server.
 pub struct RemoteService {
@@ -192,6 +192,53 @@ impl RemoteService {
         Ok(from_pb::ingest_summary(answer))
     }
 
+    /// The saved set `name` with its manifest, summary and items (`GetDebugSet`).
+    pub fn saved_debug_set(&mut self, name: &str) -> Result<SavedDebugSet> {
+        let r = self.request(pb::GetDebugSetRequest { name: name.into() });
+        let answer = self
+            .runtime
+            .block_on(self.client.get_debug_set(r))
+            .map_err(remote_error)?
+            .into_inner();
+        from_pb::saved_debug_set(answer)
+    }
+
+    /// Saved sets (of `pool` when given), newest first (`ListDebugSets`).
+    pub fn saved_debug_sets(&mut self, pool: Option<&str>) -> Result<Vec<SavedSet>> {
+        let r = self.request(pb::ListDebugSetsRequest {
+            pool: pool.unwrap_or_default().into(),
+        });
+        let answer = self
+            .runtime
+            .block_on(self.client.list_debug_sets(r))
+            .map_err(remote_error)?
+            .into_inner();
+        Ok(answer.sets.into_iter().map(from_pb::saved_set).collect())
+    }
+
+    /// Deletes a saved set (`DeleteDebugSet`).
+    pub fn delete_saved_debug_set(&mut self, name: &str) -> Result<()> {
+        let r = self.request(pb::DeleteDebugSetRequest { name: name.into() });
+        self.runtime
+            .block_on(self.client.delete_debug_set(r))
+            .map_err(remote_error)?;
+        Ok(())
+    }
+
+    /// What changed from saved set `from` to `to` (`DiffDebugSets`).
+    pub fn diff_saved_debug_sets(&mut self, from: &str, to: &str) -> Result<SetDiff> {
+        let r = self.request(pb::DiffDebugSetsRequest {
+            from: from.into(),
+            to: to.into(),
+        });
+        let answer = self
+            .runtime
+            .block_on(self.client.diff_debug_sets(r))
+            .map_err(remote_error)?
+            .into_inner();
+        Ok(from_pb::set_diff(answer))
+    }
+
     /// Starts (or resumes) an ingestion job over a server-side path.
     pub fn start_job(&mut self, pool: &str, source: &JobSource) -> Result<RemoteJob> {
         let path = source.path().to_string_lossy().into_owned();
@@ -251,6 +298,28 @@ impl RemoteService {
     /// Builds a debug-train set on the server.
     pub fn debug_set(&mut self, req: &DebugSetRequest) -> Result<DebugSetResult> {
         let wire = convert::wire_debug_set_request(req);
+        Ok(self.stream_debug_set(req, wire)?.0)
+    }
+
+    /// Builds a debug-train set on the server and saves it there as `name` (following the
+    /// saved set `parent`); returns it and the name it was saved under.
+    pub fn save_debug_set(
+        &mut self,
+        req: &DebugSetRequest,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<(DebugSetResult, String)> {
+        let mut wire = convert::wire_debug_set_request(req);
+        wire.save_as = name.into();
+        wire.parent = parent.unwrap_or_default().into();
+        self.stream_debug_set(req, wire)
+    }
+
+    fn stream_debug_set(
+        &mut self,
+        req: &DebugSetRequest,
+        wire: pb::BuildDebugSetRequest,
+    ) -> Result<(DebugSetResult, String)> {
         let r = self.request(wire);
         let client = &mut self.client;
         let (items, summary) = self.runtime.block_on(async move {
@@ -279,114 +348,118 @@ impl RemoteService {
             request.label_policy = convert::label_policy_of(applied.label_policy);
             request.merge.max_distance = applied.max_distance;
         }
-        Ok(DebugSetResult {
-            items: items
-                .into_iter()
-                .map(|i| DebugItem {
-                    row: i.row as u32,
-                    key: i.key,
-                    label: Some(i.label).filter(|l| !l.is_empty()),
-                    best_distance: i.best_distance,
-                    support: i.support as usize,
-                    found_by: i
-                        .found_by
-                        .iter()
-                        .map(|f| Finding {
-                            error: f.error_index as usize,
-                            rank: f.rank as usize,
-                            distance: f.distance,
-                        })
-                        .collect(),
-                    gap: i.gap,
-                    gap_percentile: i.gap_percentile,
-                    distance_percentile: i.distance_percentile,
-                    mode: i.mode as usize,
-                    labels: LabelVerdict {
-                        keep: true,
-                        suggested_label: i.suggested_label,
-                        label_confidence: i.label_confidence,
-                        weak_label_plausible: i.weak_label_plausible,
-                    },
-                })
-                .collect(),
-            coverage: summary
-                .coverage
-                .iter()
-                .map(|c| ErrorCoverage {
-                    mode: c.mode as usize,
-                    found: c.found as usize,
-                    kept: c.kept as usize,
-                    nearest: (c.found > 0).then_some(c.nearest),
-                    error: Some(c.error.clone()).filter(|e| !e.is_empty()),
-                    funnel: c
-                        .funnel
-                        .as_ref()
-                        .map(convert::funnel_of)
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            label_counts: summary.label_counts.into_iter().collect::<BTreeMap<_, _>>(),
-            distances: summary.distances.map(|q| Quantiles {
-                min: q.min,
-                p10: q.p10,
-                p50: q.p50,
-                p90: q.p90,
-                max: q.max,
-            }),
-            funnel: summary
-                .funnel
-                .as_ref()
-                .map(convert::funnel_of)
-                .unwrap_or_default(),
-            vetoes: summary
-                .vetoes
-                .iter()
-                .map(|v| VetoReport {
-                    row: v.row as u32,
-                    key: v.key.clone(),
-                    distance: v.distance,
-                    negative: v.negative.clone(),
-                    negative_distance: v.negative_distance,
-                })
-                .collect(),
-            collisions: summary
-                .collisions
-                .iter()
-                .map(|c| CollisionReport {
-                    row: c.row as u32,
-                    key: c.key.clone(),
-                    held_out: c.held_out.clone(),
-                    distance: c.distance,
-                })
-                .collect(),
-            reference: summary.reference.as_ref().map(convert::reference_of),
-            modes: summary
-                .modes
-                .iter()
-                .map(|m| ModeReport {
-                    mode: m.mode as usize,
-                    errors: m.error_indices.iter().map(|&e| e as usize).collect(),
-                    budget: m.budget.map(|b| b as usize),
-                    kept: m.kept as usize,
-                    funnel: m
-                        .funnel
-                        .as_ref()
-                        .map(convert::funnel_of)
-                        .unwrap_or_default(),
-                })
-                .collect(),
-            mode_silhouette: summary.mode_silhouette,
-            label_shortfall: summary
-                .label_shortfall
-                .iter()
-                .map(|(l, &n)| (l.clone(), n as usize))
-                .collect(),
-            request,
-            backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
-            engine: summary.engine,
-            pool_items: summary.pool_items,
-            excluded: summary.excluded as usize,
-        })
+        let saved_as = summary.saved_as.clone();
+        Ok((
+            DebugSetResult {
+                items: items
+                    .into_iter()
+                    .map(|i| DebugItem {
+                        row: i.row as u32,
+                        key: i.key,
+                        label: Some(i.label).filter(|l| !l.is_empty()),
+                        best_distance: i.best_distance,
+                        support: i.support as usize,
+                        found_by: i
+                            .found_by
+                            .iter()
+                            .map(|f| Finding {
+                                error: f.error_index as usize,
+                                rank: f.rank as usize,
+                                distance: f.distance,
+                            })
+                            .collect(),
+                        gap: i.gap,
+                        gap_percentile: i.gap_percentile,
+                        distance_percentile: i.distance_percentile,
+                        mode: i.mode as usize,
+                        labels: LabelVerdict {
+                            keep: true,
+                            suggested_label: i.suggested_label,
+                            label_confidence: i.label_confidence,
+                            weak_label_plausible: i.weak_label_plausible,
+                        },
+                    })
+                    .collect(),
+                coverage: summary
+                    .coverage
+                    .iter()
+                    .map(|c| ErrorCoverage {
+                        mode: c.mode as usize,
+                        found: c.found as usize,
+                        kept: c.kept as usize,
+                        nearest: (c.found > 0).then_some(c.nearest),
+                        error: Some(c.error.clone()).filter(|e| !e.is_empty()),
+                        funnel: c
+                            .funnel
+                            .as_ref()
+                            .map(convert::funnel_of)
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+                label_counts: summary.label_counts.into_iter().collect::<BTreeMap<_, _>>(),
+                distances: summary.distances.map(|q| Quantiles {
+                    min: q.min,
+                    p10: q.p10,
+                    p50: q.p50,
+                    p90: q.p90,
+                    max: q.max,
+                }),
+                funnel: summary
+                    .funnel
+                    .as_ref()
+                    .map(convert::funnel_of)
+                    .unwrap_or_default(),
+                vetoes: summary
+                    .vetoes
+                    .iter()
+                    .map(|v| VetoReport {
+                        row: v.row as u32,
+                        key: v.key.clone(),
+                        distance: v.distance,
+                        negative: v.negative.clone(),
+                        negative_distance: v.negative_distance,
+                    })
+                    .collect(),
+                collisions: summary
+                    .collisions
+                    .iter()
+                    .map(|c| CollisionReport {
+                        row: c.row as u32,
+                        key: c.key.clone(),
+                        held_out: c.held_out.clone(),
+                        distance: c.distance,
+                    })
+                    .collect(),
+                reference: summary.reference.as_ref().map(convert::reference_of),
+                modes: summary
+                    .modes
+                    .iter()
+                    .map(|m| ModeReport {
+                        mode: m.mode as usize,
+                        errors: m.error_indices.iter().map(|&e| e as usize).collect(),
+                        budget: m.budget.map(|b| b as usize),
+                        kept: m.kept as usize,
+                        funnel: m
+                            .funnel
+                            .as_ref()
+                            .map(convert::funnel_of)
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+                mode_silhouette: summary.mode_silhouette,
+                label_shortfall: summary
+                    .label_shortfall
+                    .iter()
+                    .map(|(l, &n)| (l.clone(), n as usize))
+                    .collect(),
+                request,
+                backbone: Some(summary.backbone).filter(|b| !b.is_empty()),
+                engine: summary.engine,
+                pool_items: summary.pool_items,
+                excluded: summary.excluded as usize,
+            },
+            saved_as,
+        ))
     }
 }
 

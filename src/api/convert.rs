@@ -254,6 +254,9 @@ pub fn wire_debug_set_request(req: &DebugSetRequest) -> pb::BuildDebugSetRequest
         errors: req.errors.iter().map(wire_error_sample).collect(),
         errors_pool: req.errors_pool.clone().unwrap_or_default(),
         k: req.k as u32,
+        // Saving is the caller's to ask (RemoteService::save_debug_set).
+        save_as: String::new(),
+        parent: String::new(),
         merge: wire_merge(req.merge.merge) as i32,
         budget: req.merge.budget.map(|b| b as u32),
         max_distance: req.merge.max_distance,
@@ -481,6 +484,8 @@ pub fn debug_set_summary(
         applied.label_policy = label_policy(p) as i32;
     }
     pb::DebugSetSummary {
+        // Set by the handler that saved it.
+        saved_as: String::new(),
         coverage: r
             .coverage
             .iter()

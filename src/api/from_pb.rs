@@ -6,8 +6,8 @@ use crate::api::pb;
 use crate::error::Result;
 use crate::index::graph::HnswParams;
 use crate::index::manager::IndexStatus;
-use crate::service::{Hit, PoolDetails, QueryInput, StreamSummary};
-use crate::store::PoolRecord;
+use crate::service::{Hit, PoolDetails, QueryInput, SavedDebugSet, SetDiff, StreamSummary};
+use crate::store::{PoolRecord, SavedItem, SavedSet};
 use crate::types::{Metric, RowId};
 
 use super::status::remote_error;
@@ -91,5 +91,67 @@ pub fn ingest_summary(s: pb::IngestSummary) -> StreamSummary {
         failed: s.failed,
         errors: s.errors.into_iter().map(|e| (e.key, e.reason)).collect(),
         pool_items: s.pool_items,
+    }
+}
+
+/// A saved set's record from its info (a listing carries no manifest or summary).
+pub fn saved_set(i: pb::SavedSetInfo) -> SavedSet {
+    SavedSet {
+        name: i.name,
+        pool: i.pool,
+        parent: Some(i.parent).filter(|p| !p.is_empty()),
+        created_at: i.created_unix,
+        items: i.items,
+        manifest: String::new(),
+        summary: String::new(),
+    }
+}
+
+/// A saved set's item.
+pub fn saved_item(i: pb::SavedItem) -> SavedItem {
+    let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
+    SavedItem {
+        row: i.row as RowId,
+        key: i.key,
+        label: non_empty(i.label),
+        train_label: non_empty(i.train_label),
+        distance: i.distance,
+        mode: i.mode as usize,
+        support: i.support as usize,
+    }
+}
+
+/// A saved set read back from `GetDebugSet`.
+pub fn saved_debug_set(s: pb::SavedDebugSet) -> Result<SavedDebugSet> {
+    let unreadable = |what: &str, e: serde_json::Error| crate::error::Error::Remote {
+        kind: crate::error_kind::ErrorKind::Internal,
+        message: format!("the server sent a {what} that cannot be read: {e}"),
+    };
+    let mut record = saved_set(s.info.unwrap_or_default());
+    record.manifest = s.manifest_json;
+    record.summary = s.summary_json;
+    Ok(SavedDebugSet {
+        manifest: serde_json::from_str(&record.manifest).map_err(|e| unreadable("manifest", e))?,
+        summary: serde_json::from_str(&record.summary).map_err(|e| unreadable("summary", e))?,
+        items: s.items.into_iter().map(saved_item).collect(),
+        record,
+    })
+}
+
+/// What changed between two saved sets.
+pub fn set_diff(d: pb::DebugSetDiff) -> SetDiff {
+    SetDiff {
+        added: d.added.into_iter().map(saved_item).collect(),
+        removed: d.removed.into_iter().map(saved_item).collect(),
+        relabelled: d
+            .relabelled
+            .into_iter()
+            .map(|r| {
+                (
+                    saved_item(r.from.unwrap_or_default()),
+                    saved_item(r.to.unwrap_or_default()),
+                )
+            })
+            .collect(),
     }
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::calls::rpc_span;
 use super::convert::{self, invalid};
 use super::pb;
+use super::saved_sets;
 use super::DcdApi;
 use crate::error::Result;
 use crate::service::jobs;
@@ -303,11 +304,13 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::DebugSet>, Status> {
         let wire = request.into_inner();
         let req = convert::debug_set_request(&wire)?;
+        let save = saved_sets::save_as(&wire)?;
         // The conversion runs on the blocking thread too: thousands of items are not free.
         let set = self
             .blocking("BuildDebugSet", req.pool.clone(), move |s| {
-                let result = s.build_debug_set(&req)?;
-                let summary = convert::debug_set_summary(&result, &wire);
+                let (result, saved_as) = saved_sets::build(s, &req, save.as_ref())?;
+                let mut summary = convert::debug_set_summary(&result, &wire);
+                summary.saved_as = saved_as;
                 Ok(pb::DebugSet {
                     items: result.items.into_iter().map(convert::debug_item).collect(),
                     summary: Some(summary),
@@ -338,10 +341,11 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<Self::StreamDebugSetStream>, Status> {
         let wire = request.into_inner();
         let req = convert::debug_set_request(&wire)?;
+        let save = saved_sets::save_as(&wire)?;
         let pool = req.pool.clone();
-        let result = self
+        let (result, saved_as) = self
             .blocking("StreamDebugSet", pool.clone(), move |s| {
-                Ok(s.build_debug_set(&req)?)
+                saved_sets::build(s, &req, save.as_ref())
             })
             .await?;
         // Messages are converted on a blocking thread of their own (no compute slot: it
@@ -351,7 +355,8 @@ impl pb::dcd_server::Dcd for DcdApi {
         let span = rpc_span("StreamDebugSet", &pool);
         tokio::task::spawn_blocking(move || {
             let _span = span.enter();
-            let summary = convert::debug_set_summary(&result, &wire);
+            let mut summary = convert::debug_set_summary(&result, &wire);
+            summary.saved_as = saved_as;
             let mut items = result.items.into_iter();
             // False once the client is gone, and with it the need for the rest.
             let send = |part| {
@@ -378,5 +383,33 @@ impl pb::dcd_server::Dcd for DcdApi {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn get_debug_set(
+        &self,
+        request: Request<pb::GetDebugSetRequest>,
+    ) -> std::result::Result<Response<pb::SavedDebugSet>, Status> {
+        saved_sets::get(self, request.into_inner()).await
+    }
+
+    async fn list_debug_sets(
+        &self,
+        request: Request<pb::ListDebugSetsRequest>,
+    ) -> std::result::Result<Response<pb::ListDebugSetsResponse>, Status> {
+        saved_sets::list(self, request.into_inner()).await
+    }
+
+    async fn delete_debug_set(
+        &self,
+        request: Request<pb::DeleteDebugSetRequest>,
+    ) -> std::result::Result<Response<pb::DeleteDebugSetResponse>, Status> {
+        saved_sets::delete(self, request.into_inner()).await
+    }
+
+    async fn diff_debug_sets(
+        &self,
+        request: Request<pb::DiffDebugSetsRequest>,
+    ) -> std::result::Result<Response<pb::DebugSetDiff>, Status> {
+        saved_sets::diff(self, request.into_inner()).await
     }
 }

@@ -16,6 +16,7 @@ pub mod fuzzing;
 mod handlers;
 mod ingest_stream;
 pub mod metrics;
+mod saved_sets;
 pub mod status;
 #[cfg(test)]
 mod status_tests;

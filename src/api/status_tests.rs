@@ -51,6 +51,16 @@ fn table() -> Vec<(Error, Code, u8)> {
         store(StoreError::PoolNotFound { name: s() }, NotFound, 2),
         store(StoreError::PoolDeleted { name: s() }, NotFound, 2),
         store(StoreError::JobNotFound { id: s() }, NotFound, 2),
+        store(StoreError::SetNotFound { name: s() }, NotFound, 2),
+        store(StoreError::SetExists { name: s() }, AlreadyExists, 2),
+        store(
+            StoreError::InvalidSetName {
+                name: s(),
+                reason: "r",
+            },
+            InvalidArgument,
+            2,
+        ),
         store(
             StoreError::InvalidDimension { dim: 0, max: 1 },
             InvalidArgument,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::target::{Access, Target};
-use crate::config::DebugSetArgs;
+use crate::config::{BuildSetArgs, DebugSetArgs};
 use crate::debugset::{ErrorLabel, MergeParams};
 use crate::error::{Error, Result};
 use crate::service::{AllowedRoots, DebugSetRequest, DebugSetResult, ErrorSample, QueryInput};
@@ -146,7 +146,12 @@ pub(super) fn request_of(
 }
 
 /// `dcd debug-set`.
-pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
+pub(super) fn run(data_dir: &Path, build: BuildSetArgs) -> Result<()> {
+    let BuildSetArgs {
+        set: args,
+        save,
+        parent,
+    } = build;
     let format = match args.out.extension().and_then(|e| e.to_str()) {
         Some("jsonl") => "jsonl",
         Some("csv") => "csv",
@@ -164,10 +169,21 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         .filter_map(|e| e.truth.label.clone())
         .collect();
     let started = std::time::Instant::now();
-    let result = Target::open(data_dir, &args.target, Access::Read, || {
+    // Saving writes to the data directory; building alone only reads it.
+    let access = match save {
+        Some(_) => Access::Write,
+        None => Access::Read,
+    };
+    let mut target = Target::open(data_dir, &args.target, access, || {
         crate::app::settings(AllowedRoots::Any, &args.runtime, None)
-    })?
-    .debug_set(&req)?;
+    })?;
+    let (result, saved_as) = match &save {
+        Some(name) => {
+            let (result, saved) = target.save_debug_set(&req, name, parent.as_deref())?;
+            (result, Some(saved))
+        }
+        None => (target.debug_set(&req)?, None),
+    };
     let secs = started.elapsed().as_secs_f64();
     write_set(&args.out, format, &result)?;
     let summary = serde_json::json!({
@@ -189,6 +205,7 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         "engine": result.engine,
         "pool_items": result.pool_items,
         "excluded": result.excluded,
+        "saved_as": saved_as,
     });
     let summary_file = summary_path(&args.out);
     std::fs::write(
@@ -234,6 +251,9 @@ pub(super) fn run(data_dir: &Path, args: DebugSetArgs) -> Result<()> {
         args.out.display(),
         summary_file.display()
     );
+    if let Some(name) = saved_as {
+        println!("saved as {name} (dcd sets show {name})");
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@ mod pool;
 mod progress;
 mod report;
 mod search;
+mod sets;
 mod target;
 mod vectors;
 
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => crate::app::serve(&cli.data_dir, args),
         Command::Ingest(args) => ingest::run(&cli.data_dir, args),
         Command::DebugSet(args) => debug_set::run(&cli.data_dir, args),
+        Command::Sets(cmd) => sets::run(&cli.data_dir, cmd),
         Command::Eval(args) => eval::run(&cli.data_dir, args),
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::run(args),

@@ -13,10 +13,10 @@ use crate::error::Result;
 use crate::error_kind::ErrorKind;
 use crate::service::{
     CreatePool, DebugSetRequest, DebugSetResult, EvaluationRequest, EvaluationResult, IngestItem,
-    PoolDetails, SearchOutcome, SearchRequest, Service, ServiceSettings, StreamIngest,
-    StreamSummary,
+    PoolDetails, SavedDebugSet, SearchOutcome, SearchRequest, Service, ServiceSettings, SetDiff,
+    StreamIngest, StreamSummary,
 };
-use crate::store::{JobRecord, JobSource, PoolRecord};
+use crate::store::{JobRecord, JobSource, PoolRecord, SavedSet};
 
 /// A job's first problems: (key, reason) of failed and duplicate entries.
 pub(super) type Problems = Vec<(String, String)>;
@@ -173,6 +173,54 @@ impl Target {
         match self {
             Target::Local(s) => Ok(s.build_debug_set(req)?),
             Target::Remote(r) => r.debug_set(req),
+        }
+    }
+
+    /// `BuildDebugSet` with `save_as`: the set, and the name it was saved under.
+    pub fn save_debug_set(
+        &mut self,
+        req: &DebugSetRequest,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<(DebugSetResult, String)> {
+        match self {
+            Target::Local(s) => {
+                let (result, record) = s.build_and_save_debug_set(req, name, parent)?;
+                Ok((result, record.name))
+            }
+            Target::Remote(r) => r.save_debug_set(req, name, parent),
+        }
+    }
+
+    /// `GetDebugSet`.
+    pub fn saved_debug_set(&mut self, name: &str) -> Result<SavedDebugSet> {
+        match self {
+            Target::Local(s) => Ok(s.saved_debug_set(name)?),
+            Target::Remote(r) => r.saved_debug_set(name),
+        }
+    }
+
+    /// `ListDebugSets`.
+    pub fn saved_debug_sets(&mut self, pool: Option<&str>) -> Result<Vec<SavedSet>> {
+        match self {
+            Target::Local(s) => Ok(s.saved_debug_sets(pool)?),
+            Target::Remote(r) => r.saved_debug_sets(pool),
+        }
+    }
+
+    /// `DeleteDebugSet`.
+    pub fn delete_saved_debug_set(&mut self, name: &str) -> Result<()> {
+        match self {
+            Target::Local(s) => Ok(s.delete_saved_debug_set(name)?),
+            Target::Remote(r) => r.delete_saved_debug_set(name),
+        }
+    }
+
+    /// `DiffDebugSets`.
+    pub fn diff_saved_debug_sets(&mut self, from: &str, to: &str) -> Result<SetDiff> {
+        match self {
+            Target::Local(s) => Ok(s.diff_saved_debug_sets(from, to)?),
+            Target::Remote(r) => r.diff_saved_debug_sets(from, to),
         }
     }
 

@@ -35,7 +35,71 @@ pub struct EvalArgs {
     pub seed: u64,
 }
 
-/// `dcd debug-set`
+/// `dcd debug-set`: the set's flags, and where to save it.
+#[derive(Debug, Args)]
+pub struct BuildSetArgs {
+    /// The set.
+    #[command(flatten)]
+    pub set: DebugSetArgs,
+    /// Save the set (in the data directory, or on --server) under this name, with the
+    /// manifest that rebuilds it; see `dcd sets`.
+    #[arg(long, env = "DCD_SAVE")]
+    pub save: Option<String>,
+    /// The saved set whose review this round follows (recorded with the new one).
+    #[arg(long, env = "DCD_PARENT", requires = "save")]
+    pub parent: Option<String>,
+}
+
+/// `dcd sets ...`: saved debug-train sets.
+#[derive(Debug, clap::Subcommand)]
+pub enum SetsCommand {
+    /// List saved sets, newest first.
+    List {
+        /// Only the sets of this pool.
+        #[arg(long, env = "DCD_POOL")]
+        pool: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, env = "DCD_JSON")]
+        json: bool,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Show a saved set: how it was built, what the build reported, its items.
+    Show {
+        /// The set's name.
+        name: String,
+        /// Print the whole set (record, manifest, summary, items) as JSON.
+        #[arg(long, env = "DCD_JSON")]
+        json: bool,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// What changed from one saved set to another: items added, removed, relabelled.
+    Diff {
+        /// The earlier set.
+        from: String,
+        /// The later set.
+        to: String,
+        /// Print JSON instead of text.
+        #[arg(long, env = "DCD_JSON")]
+        json: bool,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete a saved set.
+    Delete {
+        /// The set's name.
+        name: String,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// The flags of a debug-train set (`dcd debug-set`, and the recipe of `dcd eval`).
 #[derive(Debug, Args)]
 pub struct DebugSetArgs {
     /// Pool to draw from.

@@ -58,7 +58,10 @@ pub enum Command {
     /// Ingest an ImageFolder tree or a CSV/JSONL manifest into a pool (resumable).
     Ingest(IngestArgs),
     /// Build a debug-train set: the pool items nearest to some error samples.
-    DebugSet(DebugSetArgs),
+    DebugSet(BuildSetArgs),
+    /// Saved debug-train sets: list, show, diff, delete.
+    #[command(subcommand)]
+    Sets(SetsCommand),
     /// Score a debug-set recipe without a model: build sets from part of the error samples
     /// and measure how near they come to the rest, against random sets, over a k / budget
     /// curve.

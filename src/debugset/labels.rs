@@ -15,7 +15,7 @@ use std::str::FromStr;
 use super::Finding;
 
 /// What happens to a candidate whose weak label the vote does not support.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelPolicy {
     /// Hand every weak label to training; the vote is only reported.

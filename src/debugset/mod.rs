@@ -38,7 +38,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How the per-error-sample neighbour lists become one set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Merge {
     /// Every error sample's `k` nearest, de-duplicated; over the budget, the nearest are kept.
@@ -88,7 +88,7 @@ impl FromStr for Merge {
 }
 
 /// Parameters of the merge.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MergeParams {
     /// Merge strategy.
     pub merge: Merge,

@@ -20,8 +20,9 @@ use parking_lot::Mutex;
 pub use crate::limits::ServiceLimits;
 pub use debug_set::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
-    EstimateReport, EvaluationPoint, EvaluationRequest, EvaluationResult, ModeReport,
-    ReferenceReport, VetoReport, DEFAULT_DRAWS, DEFAULT_MAX_MODES, MAX_MODES,
+    EstimateReport, EvaluationPoint, EvaluationRequest, EvaluationResult, ModeReport, PoolAtSave,
+    ReferenceReport, SavedDebugSet, SavedInput, SetDiff, SetManifest, VetoReport, DEFAULT_DRAWS,
+    DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use error::{Result, ServiceError};
 pub use ingest::{
@@ -324,6 +325,16 @@ impl Service {
             name,
         };
         self.jobs.cancel_pool(name);
+        // Its saved sets go first: a crash before the pool goes leaves the pool without
+        // them, never sets that a new pool of the same name would seem to own.
+        let sets = self.store.delete_saved_sets_of(name)?;
+        if sets > 0 {
+            tracing::info!(
+                pool = name,
+                sets,
+                "deleted the pool's saved debug-train sets"
+            );
+        }
         if let Some(handle) = handle {
             handle.retire();
         }

@@ -41,6 +41,26 @@ pub enum StoreError {
         /// The deleted pool's name.
         name: String,
     },
+    /// No saved debug-train set of that name.
+    #[error("no saved debug-train set named {name:?}; list them with `dcd sets list`")]
+    SetNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// Saving a set under a name that is taken.
+    #[error("a saved debug-train set named {name:?} exists; pick another name or delete it first (dcd sets delete {name})")]
+    SetExists {
+        /// The taken name.
+        name: String,
+    },
+    /// A set name that cannot be used.
+    #[error("invalid set name {name:?}: {reason}")]
+    InvalidSetName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// No job with that id.
     #[error("no ingestion job {id:?}; list a pool's jobs with `dcd pool info`")]
     JobNotFound {
@@ -213,11 +233,13 @@ impl StoreError {
         match self {
             StoreError::PoolNotFound { .. }
             | StoreError::PoolDeleted { .. }
-            | StoreError::JobNotFound { .. } => ErrorKind::NotFound,
-            StoreError::PoolExists { .. } | StoreError::DuplicateKey { .. } => {
-                ErrorKind::AlreadyExists
-            }
+            | StoreError::JobNotFound { .. }
+            | StoreError::SetNotFound { .. } => ErrorKind::NotFound,
+            StoreError::PoolExists { .. }
+            | StoreError::DuplicateKey { .. }
+            | StoreError::SetExists { .. } => ErrorKind::AlreadyExists,
             StoreError::InvalidPoolName { .. }
+            | StoreError::InvalidSetName { .. }
             | StoreError::InvalidDimension { .. }
             | StoreError::DimensionMismatch { .. }
             | StoreError::NonFinite { .. }

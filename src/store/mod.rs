@@ -15,6 +15,7 @@ mod item_limits;
 mod job_records;
 mod jobs;
 mod pool;
+mod saved_sets;
 mod vectors;
 
 use std::fs::{File, OpenOptions};
@@ -31,6 +32,7 @@ pub use item_limits::{
 };
 pub use job_records::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobSource, JobState, JobTally};
 pub use pool::Pool;
+pub use saved_sets::{SavedItem, SavedSet};
 pub use vectors::{VectorFile, VectorSnapshot};
 
 use crate::types::{Dtype, Metric};
@@ -361,6 +363,58 @@ impl Store {
         self.catalog.lock().job_done_keys(id)
     }
 
+    /// Refuses a set name that cannot be used (before any work is done for the set).
+    pub fn check_set_name(name: &str) -> Result<(), StoreError> {
+        saved_sets::validate_set_name(name)
+    }
+
+    /// Saves a debug-train set with its items, whole or not at all; the name must be free.
+    pub fn save_set(&self, set: &SavedSet, items: &[SavedItem]) -> Result<(), StoreError> {
+        self.writable()?;
+        saved_sets::validate_set_name(&set.name)?;
+        self.catalog.lock().insert_saved_set(set, items)
+    }
+
+    /// The saved set `name`.
+    pub fn saved_set(&self, name: &str) -> Result<SavedSet, StoreError> {
+        // A catalog of an older build opened read-only has no set tables (a read-write open
+        // adds them): it holds no set.
+        let found = match self.catalog.lock().saved_set(name) {
+            Err(e) if self.is_read_only() && is_missing_table(&e) => None,
+            other => other?,
+        };
+        found.ok_or_else(|| StoreError::SetNotFound { name: name.into() })
+    }
+
+    /// Every saved set (of `pool` when given), newest first.
+    pub fn saved_sets(&self, pool: Option<&str>) -> Result<Vec<SavedSet>, StoreError> {
+        match self.catalog.lock().saved_sets(pool) {
+            Err(e) if self.is_read_only() && is_missing_table(&e) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// The items of the saved set `name`, in order.
+    pub fn saved_set_items(&self, name: &str) -> Result<Vec<SavedItem>, StoreError> {
+        self.saved_set(name)?;
+        self.catalog.lock().saved_set_items(name)
+    }
+
+    /// Deletes the saved set `name`.
+    pub fn delete_saved_set(&self, name: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        match self.catalog.lock().delete_saved_set(name)? {
+            true => Ok(()),
+            false => Err(StoreError::SetNotFound { name: name.into() }),
+        }
+    }
+
+    /// Deletes every set drawn from `pool`; returns how many.
+    pub fn delete_saved_sets_of(&self, pool: &str) -> Result<usize, StoreError> {
+        self.writable()?;
+        self.catalog.lock().delete_saved_sets_of(pool)
+    }
+
     /// The job's failed and duplicate entries (key, outcome, detail), at most `limit`.
     pub fn job_problems(
         &self,
@@ -434,4 +488,9 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// True for SQLite's "no such table".
+fn is_missing_table(e: &StoreError) -> bool {
+    matches!(e, StoreError::Catalog { source: rusqlite::Error::SqliteFailure(_, Some(m)), .. } if m.starts_with("no such table"))
 }

@@ -25,6 +25,9 @@ from .client import (
     Key,
     Labelled,
     Pool,
+    SavedItem,
+    SavedSet,
+    SetDiff,
     image_folder,
 )
 
@@ -43,5 +46,8 @@ __all__ = [
     "Key",
     "Labelled",
     "Pool",
+    "SavedItem",
+    "SavedSet",
+    "SetDiff",
     "image_folder",
 ]

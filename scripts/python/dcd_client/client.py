@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -202,6 +203,7 @@ class DebugSet:
     modes: List[Dict[str, object]] = field(default_factory=list)
     # label_targets not met: how many items each label is short.
     label_shortfall: Dict[str, int] = field(default_factory=dict)
+    saved_as: str = ""  # the name it was saved under (save_as), else empty
 
     @property
     def keys(self) -> List[str]:
@@ -209,6 +211,39 @@ class DebugSet:
 
 
 ErrorSample = Union[str, os.PathLike, bytes, np.ndarray, Key, Labelled]
+
+
+@dataclass
+class SavedItem:
+    row: int
+    key: str
+    label: str  # weak label
+    train_label: str  # the label handed to training ("" for none)
+    distance: float  # squared l2 to the nearest error sample
+    mode: int
+    support: int
+
+
+@dataclass
+class SavedSet:
+    """A saved debug-train set: `manifest` rebuilds it exactly (the pool as it was, every
+    parameter, the inputs as the vectors they resolved to, the dcd version); `summary` is what
+    the build reported. A listing leaves manifest, summary and items empty."""
+    name: str
+    pool: str
+    parent: str  # "" for a first round
+    created_unix: int
+    item_count: int
+    manifest: Dict[str, object] = field(default_factory=dict)
+    summary: Dict[str, object] = field(default_factory=dict)
+    items: List[SavedItem] = field(default_factory=list)
+
+
+@dataclass
+class SetDiff:
+    added: List[SavedItem]
+    removed: List[SavedItem]
+    relabelled: List[tuple]  # (item in the first set, item in the second)
 
 
 @dataclass
@@ -351,8 +386,6 @@ class Client:
         """Streams items (images or vectors) into `pool`; committed in batches as they arrive."""
 
         def messages() -> Iterator[pb.IngestItem]:
-            import json
-
             for i, it in enumerate(items):
                 msg = pb.IngestItem(pool=pool if i == 0 else "", key=it.key, label=it.label,
                                     metadata_json=json.dumps(it.metadata) if it.metadata else "")
@@ -447,6 +480,7 @@ class Client:
                   max_per_label: Optional[int] = None,
                   label_caps: Optional[Dict[str, int]] = None,
                   label_targets: Optional[Dict[str, int]] = None,
+                  save_as: str = "", parent: str = "",
                   stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
@@ -473,7 +507,9 @@ class Client:
         to the failures against distance from the items already taken (1: none).
         `max_per_label` / `label_caps` ({label: n}): most items of any / of that label handed
         to training; `label_targets` ({label: n}): part of the `budget` held for that label
-        until it has n items (the set's `label_shortfall` says which fell short)."""
+        until it has n items (the set's `label_shortfall` says which fell short).
+        `save_as`: save the set on the server under this name with the manifest that
+        rebuilds it (`get_debug_set`); `parent`: the saved set whose review this round follows."""
         req = _debug_set_request(**{n: v for n, v in locals().items() if n not in ("self", "stream")})
         if stream:
             items, summary = [], None
@@ -517,7 +553,31 @@ class Client:
                     "funnel": {f.name: getattr(m.funnel, f.name) for f in pb.Funnel.DESCRIPTOR.fields}}
                    for m in summary.modes],
             label_shortfall=dict(summary.label_shortfall),
+            saved_as=summary.saved_as,
         )
+
+    def get_debug_set(self, name: str) -> SavedSet:
+        """A saved set with its manifest, summary and items."""
+        r = self._call(self._stub.GetDebugSet, pb.GetDebugSetRequest(name=name))
+        s = _saved_set(r.info)
+        s.manifest = json.loads(r.manifest_json)
+        s.summary = json.loads(r.summary_json)
+        s.items = [_saved_item(i) for i in r.items]
+        return s
+
+    def list_debug_sets(self, pool: str = "") -> List[SavedSet]:
+        """Saved sets (of `pool` when given), newest first."""
+        r = self._call(self._stub.ListDebugSets, pb.ListDebugSetsRequest(pool=pool))
+        return [_saved_set(i) for i in r.sets]
+
+    def delete_debug_set(self, name: str) -> None:
+        self._call(self._stub.DeleteDebugSet, pb.DeleteDebugSetRequest(name=name))
+
+    def diff_debug_sets(self, first: str, second: str) -> SetDiff:
+        """What changed from one saved set to another, by key."""
+        r = self._call(self._stub.DiffDebugSets, pb.DiffDebugSetsRequest(**{"from": first, "to": second}))
+        return SetDiff([_saved_item(i) for i in r.added], [_saved_item(i) for i in r.removed],
+                       [(_saved_item(getattr(x, "from")), _saved_item(x.to)) for x in r.relabelled])
 
 
 
@@ -558,7 +618,7 @@ def _debug_set_request(pool, errors, k, merge, budget, max_distance, labels, exc
                        negatives, negative_pool, negative_margin, holdout, holdout_pool,
                        holdout_radius, dedup_distance, reference_pool, min_gap_percentile,
                        max_distance_percentile, max_modes, mmr_lambda, max_per_label, label_caps,
-                       label_targets) -> pb.BuildDebugSetRequest:
+                       label_targets, save_as, parent) -> pb.BuildDebugSetRequest:
     """The wire request `Client.debug_set` documents."""
     if merge not in _MERGES:
         raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
@@ -572,7 +632,7 @@ def _debug_set_request(pool, errors, k, merge, budget, max_distance, labels, exc
         negatives=_queries(negatives), negative_pool=negative_pool,
         negative_margin=negative_margin, holdout=_queries(holdout),
         holdout_pool=holdout_pool, holdout_radius=holdout_radius,
-        reference_pool=reference_pool)
+        reference_pool=reference_pool, save_as=save_as, parent=parent)
     if max_modes is not None:
         req.max_modes = max_modes
     if mmr_lambda is not None:
@@ -592,6 +652,14 @@ def _debug_set_request(pool, errors, k, merge, budget, max_distance, labels, exc
     if max_distance is not None:
         req.max_distance = max_distance
     return req
+
+def _saved_set(i) -> SavedSet:
+    return SavedSet(i.name, i.pool, i.parent, i.created_unix, i.items)
+
+
+def _saved_item(i) -> SavedItem:
+    return SavedItem(i.row, i.key, i.label, i.train_label, i.distance, i.mode, i.support)
+
 
 def _reference(summary) -> Optional[Dict[str, object]]:
     """The summary's reference section as a dict, or None where no reference was named."""

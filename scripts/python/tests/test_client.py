@@ -255,3 +255,32 @@ def test_api_key(server_with_key):
         assert e.value.code == "UNAUTHENTICATED"
     with Client(server_with_key.url, api_key="k3y") as dcd:
         assert dcd.list_pools() == []
+
+
+def test_saved_sets(server):
+    rng = np.random.default_rng(5)
+    vectors, keys, labels, group = vector_pool(rng)
+    with Client(server.url) as dcd:
+        dcd.create_pool("saved", dim=DIM)
+        dcd.ingest_vectors("saved", vectors, keys, labels)
+        errors = group + rng.uniform(-1, 1, size=(4, DIM))
+        first = dcd.debug_set("saved", errors=[errors], k=10, save_as="round-1")
+        assert first.saved_as == "round-1"
+        second = dcd.debug_set("saved", errors=[errors], k=20, save_as="round-2", parent="round-1")
+        assert [s.name for s in dcd.list_debug_sets("saved")] == ["round-2", "round-1"]
+        saved = dcd.get_debug_set("round-1")
+        assert [i.key for i in saved.items] == first.keys
+        assert saved.manifest["pool"]["rows"] == 2000
+        assert saved.manifest["request"]["k"] == 10
+        assert len(saved.manifest["errors"]) == 4
+        assert dcd.get_debug_set("round-2").parent == "round-1"
+        d = dcd.diff_debug_sets("round-1", "round-2")
+        assert {i.key for i in d.added} == set(second.keys) - set(first.keys)
+        assert not d.removed
+        with pytest.raises(DcdError) as e:
+            dcd.debug_set("saved", errors=[errors], k=5, save_as="round-1")
+        assert e.value.code == "ALREADY_EXISTS"
+        dcd.delete_debug_set("round-1")
+        with pytest.raises(DcdError) as e:
+            dcd.get_debug_set("round-1")
+        assert e.value.code == "NOT_FOUND"

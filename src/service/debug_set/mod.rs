@@ -8,6 +8,7 @@ mod reference;
 mod reports;
 mod request;
 mod samples;
+mod saved;
 mod scale;
 mod stages;
 mod weak_labels;
@@ -18,6 +19,7 @@ pub use request::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
     EstimateReport, ModeReport, ReferenceReport, VetoReport, DEFAULT_MAX_MODES, MAX_MODES,
 };
+pub use saved::{PoolAtSave, SavedDebugSet, SavedInput, SetDiff, SetManifest};
 pub use scale::DistanceScales;
 pub use weak_labels::WeakLabels;
 

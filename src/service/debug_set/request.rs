@@ -27,8 +27,10 @@ impl From<QueryInput> for ErrorSample {
     }
 }
 
-/// A debug-train set request.
-#[derive(Clone, Debug, serde::Serialize)]
+/// A debug-train set request. Its serialized form holds every parameter but not the
+/// inputs (error samples, negatives, held-out items), which a saved set's manifest keeps as
+/// the vectors they resolved to.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DebugSetRequest {
     /// The pool to draw from.
     pub pool: String,

@@ -1,0 +1,147 @@
+//! Saved debug-train sets over gRPC: saving from `BuildDebugSet` / `StreamDebugSet`
+//! (`save_as`, `parent`), and `GetDebugSet`, `ListDebugSets`, `DeleteDebugSet`,
+//! `DiffDebugSets`, each run like every call (admitted, on the blocking pool, in its span).
+
+use std::sync::Arc;
+
+use tonic::{Response, Status};
+
+use super::pb;
+use super::DcdApi;
+use crate::service::{DebugSetRequest, DebugSetResult, Service, SetDiff};
+use crate::store::{SavedItem, SavedSet};
+
+/// Where a build is saved: its name and the round it follows.
+pub(super) struct SaveAs {
+    name: String,
+    parent: Option<String>,
+}
+
+/// The `save_as` and `parent` of a build request (None: not saved; a parent without a name
+/// is refused).
+pub(super) fn save_as(wire: &pb::BuildDebugSetRequest) -> Result<Option<SaveAs>, Status> {
+    match (wire.save_as.is_empty(), wire.parent.is_empty()) {
+        (true, true) => Ok(None),
+        (true, false) => Err(super::convert::invalid(
+            "parent",
+            "a parent round is recorded with a saved set: give save_as too",
+        )),
+        (false, _) => Ok(Some(SaveAs {
+            name: wire.save_as.clone(),
+            parent: Some(wire.parent.clone()).filter(|p| !p.is_empty()),
+        })),
+    }
+}
+
+/// Builds the set, and saves it when asked; returns it with the name it was saved under.
+pub(super) fn build(
+    s: &Arc<Service>,
+    req: &DebugSetRequest,
+    save: Option<&SaveAs>,
+) -> crate::error::Result<(DebugSetResult, String)> {
+    Ok(match save {
+        None => (s.build_debug_set(req)?, String::new()),
+        Some(to) => {
+            let (result, record) =
+                s.build_and_save_debug_set(req, &to.name, to.parent.as_deref())?;
+            (result, record.name)
+        }
+    })
+}
+
+pub(super) async fn get(
+    api: &DcdApi,
+    req: pb::GetDebugSetRequest,
+) -> Result<Response<pb::SavedDebugSet>, Status> {
+    let set = api
+        .blocking("GetDebugSet", String::new(), move |s| {
+            saved_message(s, &req.name)
+        })
+        .await?;
+    Ok(Response::new(set))
+}
+
+pub(super) async fn list(
+    api: &DcdApi,
+    req: pb::ListDebugSetsRequest,
+) -> Result<Response<pb::ListDebugSetsResponse>, Status> {
+    let pool = req.pool.clone();
+    let sets = api
+        .blocking("ListDebugSets", pool, move |s| {
+            let pool = Some(req.pool.as_str()).filter(|p| !p.is_empty());
+            Ok(s.saved_debug_sets(pool)?.iter().map(info).collect())
+        })
+        .await?;
+    Ok(Response::new(pb::ListDebugSetsResponse { sets }))
+}
+
+pub(super) async fn delete(
+    api: &DcdApi,
+    req: pb::DeleteDebugSetRequest,
+) -> Result<Response<pb::DeleteDebugSetResponse>, Status> {
+    api.blocking("DeleteDebugSet", String::new(), move |s| {
+        Ok(s.delete_saved_debug_set(&req.name)?)
+    })
+    .await?;
+    Ok(Response::new(pb::DeleteDebugSetResponse {}))
+}
+
+pub(super) async fn diff(
+    api: &DcdApi,
+    req: pb::DiffDebugSetsRequest,
+) -> Result<Response<pb::DebugSetDiff>, Status> {
+    let d = api
+        .blocking("DiffDebugSets", String::new(), move |s| {
+            Ok(diff_message(&s.diff_saved_debug_sets(&req.from, &req.to)?))
+        })
+        .await?;
+    Ok(Response::new(d))
+}
+
+/// The saved set `name` as its message.
+fn saved_message(s: &Service, name: &str) -> crate::error::Result<pb::SavedDebugSet> {
+    let saved = s.saved_debug_set(name)?;
+    Ok(pb::SavedDebugSet {
+        info: Some(info(&saved.record)),
+        manifest_json: saved.record.manifest.clone(),
+        summary_json: saved.record.summary.clone(),
+        items: saved.items.iter().map(item).collect(),
+    })
+}
+
+fn info(r: &SavedSet) -> pb::SavedSetInfo {
+    pb::SavedSetInfo {
+        name: r.name.clone(),
+        pool: r.pool.clone(),
+        parent: r.parent.clone().unwrap_or_default(),
+        created_unix: r.created_at,
+        items: r.items,
+    }
+}
+
+fn item(i: &SavedItem) -> pb::SavedItem {
+    pb::SavedItem {
+        row: i.row as u64,
+        key: i.key.clone(),
+        label: i.label.clone().unwrap_or_default(),
+        train_label: i.train_label.clone().unwrap_or_default(),
+        distance: i.distance,
+        mode: i.mode as u32,
+        support: i.support as u32,
+    }
+}
+
+fn diff_message(d: &SetDiff) -> pb::DebugSetDiff {
+    pb::DebugSetDiff {
+        added: d.added.iter().map(item).collect(),
+        removed: d.removed.iter().map(item).collect(),
+        relabelled: d
+            .relabelled
+            .iter()
+            .map(|(a, b)| pb::Relabelled {
+                from: Some(item(a)),
+                to: Some(item(b)),
+            })
+            .collect(),
+    }
+}

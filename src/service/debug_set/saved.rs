@@ -1,0 +1,420 @@
+//! Saved debug-train sets: a set built and stored under a name with a manifest that rebuilds
+//! it exactly — the pool as it was (rows, identity, backbone and a digest of its weights),
+//! every request parameter, the error samples, negatives and held-out inputs as the vectors
+//! they resolved to (with a digest of what was sent), the dcd version and the time. On an
+//! unchanged pool the manifest's request gives the same items in the same order. Sets are
+//! listed, read back with their items, compared (added, removed, relabelled) and deleted; a
+//! pool's sets go with it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{DebugItem, DebugSetRequest, DebugSetResult, ErrorSample};
+use crate::debugset::ErrorLabel;
+use crate::service::{QueryInput, Result, Service, ServiceError};
+use crate::store::{PoolRecord, SavedItem, SavedSet};
+use crate::types::hex;
+
+/// The pool a set was drawn from, as it was when the set was saved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolAtSave {
+    /// Its name.
+    pub name: String,
+    /// Rows it held (a pool only grows: more rows now means it changed).
+    pub rows: u64,
+    /// Its identity (hex), where the backend keeps one.
+    pub uid: Option<String>,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Backbone that made its vectors.
+    pub backbone: Option<String>,
+    /// The backbone's weights, as named.
+    pub weights: Option<String>,
+    /// SHA-256 of the weights file, where the weights are one local file.
+    pub weights_sha256: Option<String>,
+    /// ViT pooling.
+    pub pooling: Option<String>,
+}
+
+/// One input of a saved request (an error sample, a negative, a held-out item): the vector
+/// it resolved to, or why it could not be used, and a digest of what was sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedInput {
+    /// What was sent: `image`, `vector` or `key`.
+    pub sent: String,
+    /// SHA-256 of the image bytes or of the vector's little-endian f32 bytes; the key itself
+    /// for a key.
+    pub digest: String,
+    /// The vector it resolved to (None: it could not be used).
+    pub vector: Option<Vec<f32>>,
+    /// Why it could not be used.
+    pub failed: Option<String>,
+    /// An error sample's true label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// An error sample's weight.
+    #[serde(default = "one")]
+    pub weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// Everything needed to build a saved set again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetManifest {
+    /// The dcd that built it.
+    pub dcd_version: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    /// The pool as it was.
+    pub pool: PoolAtSave,
+    /// Every parameter of the request (its inputs are below).
+    pub request: DebugSetRequest,
+    /// The error samples, in order.
+    pub errors: Vec<SavedInput>,
+    /// The listed negatives.
+    pub negatives: Vec<SavedInput>,
+    /// The listed held-out inputs.
+    pub holdout: Vec<SavedInput>,
+}
+
+/// A saved set read back.
+#[derive(Clone, Debug, Serialize)]
+pub struct SavedDebugSet {
+    /// Its record.
+    pub record: SavedSet,
+    /// How it was built.
+    pub manifest: SetManifest,
+    /// What the build reported (the result without its items).
+    pub summary: serde_json::Value,
+    /// Its items, in order.
+    pub items: Vec<SavedItem>,
+}
+
+/// What changed from one saved set to another, by key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SetDiff {
+    /// Items of the second set only.
+    pub added: Vec<SavedItem>,
+    /// Items of the first set only.
+    pub removed: Vec<SavedItem>,
+    /// Items in both whose training label changed: (first, second).
+    pub relabelled: Vec<(SavedItem, SavedItem)>,
+}
+
+impl Service {
+    /// Builds a debug-train set and saves it as `name` (with `parent`, the round it
+    /// follows), manifest and items in one commit. Returns the set and its record.
+    pub fn build_and_save_debug_set(
+        &self,
+        req: &DebugSetRequest,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<(DebugSetResult, SavedSet)> {
+        crate::store::Store::check_set_name(name)?;
+        if let Some(p) = parent {
+            self.store().saved_set(p)?;
+        }
+        // Refused before any work: a name that is taken or cannot be used.
+        match self.store().saved_set(name) {
+            Ok(_) => return Err(crate::store::StoreError::SetExists { name: name.into() }.into()),
+            Err(crate::store::StoreError::SetNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (manifest, resolved) = self.manifest_of(req)?;
+        let result = self.build_debug_set(&resolved)?;
+        let mut summary = result.clone();
+        summary.items.clear();
+        let record = SavedSet {
+            name: name.into(),
+            pool: req.pool.clone(),
+            parent: parent.map(str::to_owned),
+            created_at: manifest.created_at,
+            items: result.items.len() as u64,
+            manifest: to_json(&manifest)?,
+            summary: to_json(&summary)?,
+        };
+        let items: Vec<SavedItem> = result.items.iter().map(saved_item).collect();
+        self.store().save_set(&record, &items)?;
+        Ok((result, record))
+    }
+
+    /// The saved set `name`, with its manifest, summary and items.
+    pub fn saved_debug_set(&self, name: &str) -> Result<SavedDebugSet> {
+        let record = self.store().saved_set(name)?;
+        let items = self.store().saved_set_items(name)?;
+        let unreadable = |what: &str, e: serde_json::Error| ServiceError::Internal {
+            what: format!("the {what} of saved set {name:?} cannot be read: {e}"),
+        };
+        Ok(SavedDebugSet {
+            manifest: serde_json::from_str(&record.manifest)
+                .map_err(|e| unreadable("manifest", e))?,
+            summary: serde_json::from_str(&record.summary).map_err(|e| unreadable("summary", e))?,
+            record,
+            items,
+        })
+    }
+
+    /// Every saved set (of `pool` when given), newest first.
+    pub fn saved_debug_sets(&self, pool: Option<&str>) -> Result<Vec<SavedSet>> {
+        Ok(self.store().saved_sets(pool)?)
+    }
+
+    /// Deletes the saved set `name` (its rounds keep their own items; their parent is gone).
+    pub fn delete_saved_debug_set(&self, name: &str) -> Result<()> {
+        Ok(self.store().delete_saved_set(name)?)
+    }
+
+    /// What changed from saved set `a` to saved set `b`, by key.
+    pub fn diff_saved_debug_sets(&self, a: &str, b: &str) -> Result<SetDiff> {
+        let (a, b) = (
+            self.store().saved_set_items(a)?,
+            self.store().saved_set_items(b)?,
+        );
+        Ok(diff(&a, &b))
+    }
+
+    /// Builds the saved set `name` again from its manifest (nothing is saved). On the pool
+    /// as it was, the items are the saved ones, in the same order.
+    pub fn rebuild_saved_debug_set(&self, name: &str) -> Result<DebugSetResult> {
+        let saved = self.saved_debug_set(name)?;
+        self.build_debug_set(&request_of(&saved.manifest))
+    }
+
+    /// The manifest of `req` on its pool now, and `req` with every input replaced by the
+    /// vector it resolves to (what the manifest rebuilds).
+    fn manifest_of(&self, req: &DebugSetRequest) -> Result<(SetManifest, DebugSetRequest)> {
+        let handle = self.pool(&req.pool)?;
+        let key_pool = match &req.errors_pool {
+            Some(name) if name != &req.pool => self.pool(name)?,
+            _ => handle.clone(),
+        };
+        let inputs: Vec<&QueryInput> = req.errors.iter().map(|e| &e.input).collect();
+        let vectors = self.resolve(&handle, &key_pool, &inputs, "error samples")?;
+        let errors: Vec<SavedInput> = req
+            .errors
+            .iter()
+            .zip(vectors)
+            .map(|(e, v)| SavedInput {
+                label: e.truth.label.clone(),
+                weight: e.truth.weight,
+                ..saved_input(&e.input, v)
+            })
+            .collect();
+        let listed = |inputs: &[QueryInput], field| -> Result<Vec<SavedInput>> {
+            let vectors = self.resolve_listed(&handle, &key_pool, inputs, field)?;
+            Ok(inputs
+                .iter()
+                .zip(vectors)
+                .map(|(q, v)| saved_input(q, Ok(v)))
+                .collect())
+        };
+        let record = handle.record();
+        let mut request = req.clone();
+        request.errors.clear();
+        request.negatives.clear();
+        request.holdout.clear();
+        let manifest = SetManifest {
+            dcd_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            pool: pool_at_save(&record),
+            negatives: listed(&req.negatives, "negatives")?,
+            holdout: listed(&req.holdout, "holdout")?,
+            errors,
+            request,
+        };
+        let resolved = request_of(&manifest);
+        Ok((manifest, resolved))
+    }
+}
+
+/// The request a manifest rebuilds: its parameters, with every input as its vector. An
+/// error sample that could not be used is sent as an empty image, which fails again the
+/// same way, so the failure modes and budget shares come out as they did.
+pub fn request_of(m: &SetManifest) -> DebugSetRequest {
+    let mut req = m.request.clone();
+    req.errors_pool = None;
+    req.errors = m
+        .errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ErrorSample {
+            input: match &e.vector {
+                Some(v) => QueryInput::Vector(v.clone()),
+                None => QueryInput::Image {
+                    name: format!(
+                        "error sample {i} ({})",
+                        e.failed
+                            .as_deref()
+                            .unwrap_or("could not be used when saved")
+                    ),
+                    bytes: Vec::new(),
+                },
+            },
+            truth: ErrorLabel {
+                label: e.label.clone(),
+                weight: e.weight,
+            },
+        })
+        .collect();
+    let vectors = |inputs: &[SavedInput]| -> Vec<QueryInput> {
+        inputs
+            .iter()
+            .filter_map(|i| i.vector.clone().map(QueryInput::Vector))
+            .collect()
+    };
+    req.negatives = vectors(&m.negatives);
+    req.holdout = vectors(&m.holdout);
+    req
+}
+
+fn saved_input(q: &QueryInput, v: std::result::Result<Vec<f32>, String>) -> SavedInput {
+    let (sent, digest) = match q {
+        QueryInput::Image { bytes, .. } => ("image", hex(&Sha256::digest(bytes))),
+        QueryInput::Vector(v) => (
+            "vector",
+            hex(&Sha256::digest(bytemuck::cast_slice::<f32, u8>(v))),
+        ),
+        QueryInput::Key(k) => ("key", k.clone()),
+    };
+    let (vector, failed) = match v {
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(e)),
+    };
+    SavedInput {
+        sent: sent.into(),
+        digest,
+        vector,
+        failed,
+        label: None,
+        weight: 1.0,
+    }
+}
+
+fn pool_at_save(r: &PoolRecord) -> PoolAtSave {
+    PoolAtSave {
+        name: r.name.clone(),
+        rows: r.rows,
+        uid: r.uid.map(|u| hex(&u)),
+        dim: r.dim,
+        backbone: r.backbone.clone(),
+        weights: r.weights.clone(),
+        weights_sha256: r.weights.as_deref().and_then(weights_digest),
+        pooling: r.pooling.clone(),
+    }
+}
+
+/// SHA-256 of a weights file, computed once per (path, size, modification time): a model id
+/// or a folder of files has none here.
+fn weights_digest(weights: &str) -> Option<String> {
+    use std::sync::{Mutex, OnceLock};
+    type Seen = HashMap<(String, u64, std::time::SystemTime), String>;
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    let path = Path::new(weights);
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let id = (weights.to_owned(), meta.len(), meta.modified().ok()?);
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(d) = seen.lock().ok()?.get(&id) {
+        return Some(d.clone());
+    }
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut file, &mut h).ok()?;
+    let digest = hex(&h.finalize());
+    seen.lock().ok()?.insert(id, digest.clone());
+    Some(digest)
+}
+
+fn saved_item(i: &DebugItem) -> SavedItem {
+    SavedItem {
+        row: i.row,
+        key: i.key.clone(),
+        label: i.label.clone(),
+        train_label: i.train_label().map(str::to_owned),
+        distance: i.best_distance,
+        mode: i.mode,
+        support: i.support,
+    }
+}
+
+fn to_json(v: &impl Serialize) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| ServiceError::Internal {
+        what: format!("cannot write a saved set's record: {e}"),
+    })
+}
+
+/// Items of `b` not in `a`, of `a` not in `b`, and in both with another training label; a
+/// key listed twice (keep_duplicates) counts once, at its first place.
+pub fn diff(a: &[SavedItem], b: &[SavedItem]) -> SetDiff {
+    let first = |items: &[SavedItem]| -> HashMap<String, usize> {
+        let mut at = HashMap::new();
+        for (i, it) in items.iter().enumerate() {
+            at.entry(it.key.clone()).or_insert(i);
+        }
+        at
+    };
+    let (in_a, in_b) = (first(a), first(b));
+    let mut out = SetDiff::default();
+    for (i, it) in b.iter().enumerate() {
+        if in_b[&it.key] != i {
+            continue;
+        }
+        match in_a.get(&it.key) {
+            None => out.added.push(it.clone()),
+            Some(&j) if a[j].train_label != it.train_label => {
+                out.relabelled.push((a[j].clone(), it.clone()))
+            }
+            Some(_) => {}
+        }
+    }
+    for (i, it) in a.iter().enumerate() {
+        if in_a[&it.key] == i && !in_b.contains_key(&it.key) {
+            out.removed.push(it.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, label: &str) -> SavedItem {
+        SavedItem {
+            row: 0,
+            key: key.into(),
+            label: Some(label.into()),
+            train_label: Some(label.into()),
+            distance: 1.0,
+            mode: 0,
+            support: 1,
+        }
+    }
+
+    #[test]
+    fn diff_names_added_removed_and_relabelled_once_each() {
+        let a = [
+            item("x", "cat"),
+            item("y", "dog"),
+            item("z", "dog"),
+            item("x", "cat"),
+        ];
+        let b = [item("y", "cat"), item("w", "dog"), item("z", "dog")];
+        let d = diff(&a, &b);
+        let keys = |v: &[SavedItem]| v.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&d.added), ["w"]);
+        assert_eq!(keys(&d.removed), ["x"]);
+        assert_eq!(d.relabelled.len(), 1);
+        assert_eq!(d.relabelled[0].0.train_label.as_deref(), Some("dog"));
+        assert_eq!(d.relabelled[0].1.train_label.as_deref(), Some("cat"));
+        assert_eq!(diff(&b, &b), SetDiff::default());
+    }
+}
