@@ -240,6 +240,18 @@ fn bad_names_and_parents_are_refused_and_a_pool_takes_its_sets() {
     let e = service.diff_saved_debug_sets("s", "missing").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 
+    // The other pools a request names are recorded as they were.
+    let mut with_negatives = request(&service, 8);
+    with_negatives.negative_pool = Some("q".into());
+    service
+        .build_and_save_debug_set(&with_negatives, "with-negatives", None)
+        .unwrap();
+    let m = service.saved_debug_set("with-negatives").unwrap().manifest;
+    assert_eq!(m.other_pools["negative_pool"].name, "q");
+    assert_eq!(m.other_pools["negative_pool"].rows, 800);
+    assert_eq!(m.other_pools.len(), 1);
+    service.delete_saved_debug_set("with-negatives").unwrap();
+
     let mut on_q = request(&service, 8);
     on_q.pool = "q".into();
     on_q.errors

@@ -462,8 +462,21 @@ impl Store {
 }
 
 fn validate_pool_name(name: &str) -> Result<(), StoreError> {
-    let reason = if name.is_empty() || name.len() > 64 {
-        Some("use 1 to 64 characters")
+    match name_problem(name, 64, "use 1 to 64 characters") {
+        Some(reason) => Err(StoreError::InvalidPoolName {
+            name: name.into(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why `name` cannot name a pool (a folder) or a saved set, if it cannot: empty or over
+/// `max` bytes (`length_rule` says so), a leading '.', or a character a path, a shell or a
+/// URL would need quoted.
+fn name_problem(name: &str, max: usize, length_rule: &'static str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > max {
+        Some(length_rule)
     } else if name.starts_with('.') {
         Some("a name may not start with '.'")
     } else if !name
@@ -473,13 +486,6 @@ fn validate_pool_name(name: &str) -> Result<(), StoreError> {
         Some("use only ASCII letters, digits, '_', '-' and '.'")
     } else {
         None
-    };
-    match reason {
-        Some(reason) => Err(StoreError::InvalidPoolName {
-            name: name.into(),
-            reason,
-        }),
-        None => Ok(()),
     }
 }
 

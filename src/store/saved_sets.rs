@@ -76,20 +76,9 @@ pub struct SavedItem {
     pub support: usize,
 }
 
-/// Refuses a set name that is empty, too long, or holds characters a shell or URL would
-/// need quoted.
+/// Refuses a set name as a pool name is refused (see `name_problem`), up to 128 bytes.
 pub(super) fn validate_set_name(name: &str) -> Result<(), StoreError> {
-    let reason = if name.is_empty() || name.len() > MAX_NAME {
-        Some("use 1 to 128 characters")
-    } else if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
-        Some("use only ASCII letters, digits, '_', '-' and '.'")
-    } else {
-        None
-    };
-    match reason {
+    match super::name_problem(name, MAX_NAME, "use 1 to 128 characters") {
         Some(reason) => Err(StoreError::InvalidSetName {
             name: name.into(),
             reason,

@@ -73,6 +73,10 @@ pub struct SetManifest {
     pub created_at: i64,
     /// The pool as it was.
     pub pool: PoolAtSave,
+    /// The other pools the request names (`errors_pool`, `negative_pool`, `holdout_pool`,
+    /// `reference_pool`), as they were, by role.
+    #[serde(default)]
+    pub other_pools: std::collections::BTreeMap<String, PoolAtSave>,
     /// Every parameter of the request (its inputs are below).
     pub request: DebugSetRequest,
     /// The error samples, in order.
@@ -191,9 +195,24 @@ impl Service {
     fn manifest_of(&self, req: &DebugSetRequest) -> Result<(SetManifest, DebugSetRequest)> {
         let handle = self.pool(&req.pool)?;
         let key_pool = match &req.errors_pool {
-            Some(name) if name != &req.pool => self.pool(name)?,
+            Some(name) if name != &req.pool => {
+                let other = self.pool(name)?;
+                crate::service::query::check_same_space(&handle, &other)?;
+                other
+            }
             _ => handle.clone(),
         };
+        let mut other_pools = std::collections::BTreeMap::new();
+        for (role, name) in [
+            ("errors_pool", &req.errors_pool),
+            ("negative_pool", &req.negative_pool),
+            ("holdout_pool", &req.holdout_pool),
+            ("reference_pool", &req.reference_pool),
+        ] {
+            if let Some(name) = name.as_ref().filter(|n| *n != &req.pool) {
+                other_pools.insert(role.to_owned(), pool_at_save(&self.pool_record(name)?));
+            }
+        }
         let inputs: Vec<&QueryInput> = req.errors.iter().map(|e| &e.input).collect();
         let vectors = self.resolve(&handle, &key_pool, &inputs, "error samples")?;
         let errors: Vec<SavedInput> = req
@@ -226,6 +245,7 @@ impl Service {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
             pool: pool_at_save(&record),
+            other_pools,
             negatives: listed(&req.negatives, "negatives")?,
             holdout: listed(&req.holdout, "holdout")?,
             errors,
