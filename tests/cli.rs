@@ -582,6 +582,13 @@ fn imports_resume_and_pools_verify() {
 /// A data directory holding pool `p`: 200 rows of dimension 8 keyed `k0..k199`.
 fn small_pool(tmp: &Path) -> std::path::PathBuf {
     let data = tmp.join("data");
+    fill_small_pool(tmp, &data, &[]);
+    data
+}
+
+/// Writes `v.npy` and `keys.txt` under `tmp` and makes pool `p` of them: 200 rows of
+/// dimension 8 keyed `k0..k199`, in `data` or where `extra` (e.g. `--server URL`) says.
+fn fill_small_pool(tmp: &Path, data: &Path, extra: &[&str]) {
     let spec = ClusterSpec {
         dim: 8,
         clusters: 3,
@@ -595,21 +602,21 @@ fn small_pool(tmp: &Path) -> std::path::PathBuf {
         (0..200).map(|i| format!("k{i}\n")).collect::<String>(),
     )
     .unwrap();
-    ok(&data, &["pool", "create", "p", "--dim", "8"]);
     ok(
-        &data,
-        &[
-            "vectors",
-            "import",
-            "--pool",
-            "p",
-            "--file",
-            npy.to_str().unwrap(),
-            "--keys",
-            keys.to_str().unwrap(),
-        ],
+        data,
+        &[&["pool", "create", "p", "--dim", "8"][..], extra].concat(),
     );
-    data
+    let import = [
+        "vectors",
+        "import",
+        "--pool",
+        "p",
+        "--file",
+        npy.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+    ];
+    ok(data, &[&import[..], extra].concat());
 }
 
 /// The read commands answer on `data`; a write is refused with `reason` in its message.
@@ -810,7 +817,6 @@ fn sets_are_saved_listed_compared_and_deleted() {
     let served = tmp.path().join("served");
     let server = common::ServerProcess::start(&served, tmp.path(), &[]);
     let client = tmp.path().join("client");
-    let (npy, keys) = (tmp.path().join("v.npy"), tmp.path().join("keys.txt"));
     let errors = tmp.path().join("errors.npy");
     write_npy(
         &errors,
@@ -824,25 +830,7 @@ fn sets_are_saved_listed_compared_and_deleted() {
     .unwrap();
     let set_file = tmp.path().join("set.jsonl");
     let url = server.url.clone();
-    ok(
-        &client,
-        &["pool", "create", "p", "--dim", "8", "--server", &url],
-    );
-    ok(
-        &client,
-        &[
-            "vectors",
-            "import",
-            "--pool",
-            "p",
-            "--file",
-            npy.to_str().unwrap(),
-            "--keys",
-            keys.to_str().unwrap(),
-            "--server",
-            &url,
-        ],
-    );
+    fill_small_pool(tmp.path(), &client, &["--server", url.as_str()]);
     for (data, extra) in [
         (&local, &[][..]),
         (&client, &["--server", url.as_str()][..]),
