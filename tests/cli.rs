@@ -808,8 +808,8 @@ fn data_commands_answer_the_same_on_a_server() {
 }
 
 /// Saved sets from the command line, in the data directory and on a server alike:
-/// `debug-set --save` (and `--parent`), `sets list|show|diff|delete`; a taken name is refused
-/// and the saved set stays as it was.
+/// `debug-set --save` (and `--parent`), `sets list|show|diff|review|export|next|delete`; a
+/// taken name is refused and the saved set stays as it was.
 #[test]
 fn sets_are_saved_listed_compared_and_deleted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -895,6 +895,84 @@ fn sets_are_saved_listed_compared_and_deleted() {
             "{d}"
         );
         assert!(d["removed"].as_array().unwrap().is_empty(), "{d}");
+
+        // Review: two rejected, one relabelled, the rest accepted in bulk; a key the set
+        // lacks is refused.
+        let keys: Vec<String> = second["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key"].as_str().unwrap().to_owned())
+            .collect();
+        let two = format!("{},{}", keys[0], keys[1]);
+        let out = run(&[
+            "sets",
+            "review",
+            "second",
+            "reject",
+            "--key",
+            &two,
+            "--reviewer",
+            "ann",
+        ]);
+        assert!(out.contains("2 items marked reject"), "{out}");
+        run(&[
+            "sets", "review", "second", "relabel", "--label", "c9", "--key", &keys[2],
+        ]);
+        let e = user_error(
+            data,
+            &[
+                &["sets", "review", "second", "accept", "--key", "nope"][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(e.contains("nope"), "{e}");
+        let out = run(&[
+            "sets",
+            "review",
+            "second",
+            "accept",
+            "--all",
+            "--unreviewed-only",
+        ]);
+        assert!(
+            out.contains(&format!("{} items marked accept", keys.len() - 3)),
+            "{out}"
+        );
+        let reviewed: Value =
+            serde_json::from_str(&run(&["sets", "show", "second", "--json"])).unwrap();
+        let reviews = reviewed["reviews"].as_array().unwrap();
+        assert_eq!(reviews.len(), keys.len());
+        assert_eq!(reviews[0]["verdict"], "reject");
+        assert_eq!(reviews[0]["reviewer"], "ann");
+        assert_eq!(reviews[2]["label"], "c9");
+
+        // Export: the accepted and relabelled items, the reviewer's label first.
+        let csv = tmp.path().join("accepted.csv");
+        run(&["sets", "export", "second", "--out", csv.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + keys.len() - 2, "{text}");
+        assert!(lines[1].starts_with(&format!("{},c9,", keys[2])), "{text}");
+
+        // The next round: every reviewed item left out, the rejections as negatives.
+        let next: Value = serde_json::from_str(&run(&[
+            "sets", "next", "second", "--save", "third", "--json",
+        ]))
+        .unwrap();
+        assert_eq!(next["round"]["rejected"], 2, "{next}");
+        assert_eq!(next["round"]["accepted"], keys.len() - 2, "{next}");
+        let third: Value =
+            serde_json::from_str(&run(&["sets", "show", "third", "--json"])).unwrap();
+        assert_eq!(third["parent"], "second");
+        for it in third["items"].as_array().unwrap() {
+            assert!(
+                !keys.contains(&it["key"].as_str().unwrap().to_owned()),
+                "{it}"
+            );
+        }
+        run(&["sets", "delete", "third"]);
 
         let e = user_error(
             data,

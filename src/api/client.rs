@@ -18,10 +18,10 @@ use crate::error::{Error, Result};
 use crate::error_kind::ErrorKind;
 use crate::service::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, EvaluationRequest,
-    EvaluationResult, IngestItem, ItemContent, ModeReport, PoolDetails, SavedDebugSet,
-    SearchOutcome, SearchRequest, SetDiff, StreamSummary, VetoReport,
+    EvaluationResult, IngestItem, ItemContent, ModeReport, PoolDetails, ReviewRequest, RoundReport,
+    SavedDebugSet, SearchOutcome, SearchRequest, SetDiff, StreamSummary, VetoReport,
 };
-use crate::store::{JobRecord, JobSource, JobState, JobTally, PoolRecord, SavedSet};
+use crate::store::{JobRecord, JobSource, JobState, JobTally, PoolRecord, Review, SavedSet};
 
 /// A connection to a dcd server.
 pub struct RemoteService {
@@ -192,9 +192,12 @@ impl RemoteService {
         Ok(from_pb::ingest_summary(answer))
     }
 
-    /// The saved set `name` with its manifest, summary and items (`GetDebugSet`).
+    /// The saved set `name` with its manifest, summary, items and reviews (`GetDebugSet`).
     pub fn saved_debug_set(&mut self, name: &str) -> Result<SavedDebugSet> {
-        let r = self.request(pb::GetDebugSetRequest { name: name.into() });
+        let r = self.request(pb::GetDebugSetRequest {
+            name: name.into(),
+            history: false,
+        });
         let answer = self
             .runtime
             .block_on(self.client.get_debug_set(r))
@@ -223,6 +226,32 @@ impl RemoteService {
             .block_on(self.client.delete_debug_set(r))
             .map_err(remote_error)?;
         Ok(())
+    }
+
+    /// Every verdict given on the saved set's items, oldest first (`GetDebugSet` with
+    /// `history`).
+    pub fn review_history(&mut self, name: &str) -> Result<Vec<Review>> {
+        let r = self.request(pb::GetDebugSetRequest {
+            name: name.into(),
+            history: true,
+        });
+        let answer = self
+            .runtime
+            .block_on(self.client.get_debug_set(r))
+            .map_err(remote_error)?
+            .into_inner();
+        Ok(answer.history.into_iter().map(from_pb::review).collect())
+    }
+
+    /// Records a verdict for items of a saved set; returns how many (`ReviewDebugSet`).
+    pub fn review_debug_set(&mut self, req: &ReviewRequest) -> Result<usize> {
+        let r = self.request(super::saved_sets::wire_review_request(req));
+        let answer = self
+            .runtime
+            .block_on(self.client.review_debug_set(r))
+            .map_err(remote_error)?
+            .into_inner();
+        Ok(answer.reviewed as usize)
     }
 
     /// What changed from saved set `from` to `to` (`DiffDebugSets`).
@@ -457,6 +486,13 @@ impl RemoteService {
                 engine: summary.engine,
                 pool_items: summary.pool_items,
                 excluded: summary.excluded as usize,
+                round: summary.round.as_ref().map(|r| RoundReport {
+                    from_set: r.from_set.clone(),
+                    accepted: r.accepted as usize,
+                    rejected: r.rejected as usize,
+                    first_accepted_error: r.first_accepted_error as usize,
+                    inherited_inputs: r.inherited_inputs,
+                }),
             },
             saved_as,
         ))

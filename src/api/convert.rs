@@ -244,6 +244,8 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         max_per_label: r.max_per_label.map(|m| m as usize),
         label_caps: counts_of(&r.label_caps),
         label_targets: counts_of(&r.label_targets),
+        from_set: Some(r.from_set.clone()).filter(|s| !s.is_empty()),
+        accepted_weight: r.accepted_weight,
     })
 }
 
@@ -285,6 +287,8 @@ pub fn wire_debug_set_request(req: &DebugSetRequest) -> pb::BuildDebugSetRequest
         max_per_label: req.max_per_label.map(|m| m as u32),
         label_caps: wire_counts(&req.label_caps),
         label_targets: wire_counts(&req.label_targets),
+        from_set: req.from_set.clone().unwrap_or_default(),
+        accepted_weight: req.accepted_weight,
     }
 }
 
@@ -486,6 +490,13 @@ pub fn debug_set_summary(
     pb::DebugSetSummary {
         // Set by the handler that saved it.
         saved_as: String::new(),
+        round: r.round.as_ref().map(|r| pb::Round {
+            from_set: r.from_set.clone(),
+            accepted: r.accepted as u32,
+            rejected: r.rejected as u32,
+            first_accepted_error: r.first_accepted_error as u32,
+            inherited_inputs: r.inherited_inputs,
+        }),
         coverage: r
             .coverage
             .iter()

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::index::graph::HnswParams;
 use crate::index::manager::IndexStatus;
 use crate::service::{Hit, PoolDetails, QueryInput, SavedDebugSet, SetDiff, StreamSummary};
-use crate::store::{PoolRecord, SavedItem, SavedSet};
+use crate::store::{PoolRecord, Review, SavedItem, SavedSet, Verdict};
 use crate::types::{Metric, RowId};
 
 use super::status::remote_error;
@@ -118,6 +118,23 @@ pub fn saved_item(i: pb::SavedItem) -> SavedItem {
         distance: i.distance,
         mode: i.mode as usize,
         support: i.support as usize,
+        found_by: i.found_by.iter().map(|&e| e as usize).collect(),
+    }
+}
+
+/// A verdict as recorded (an unknown verdict number reads as a clear: it counts for nothing).
+pub fn review(r: pb::Review) -> Review {
+    let verdict = match pb::Verdict::try_from(r.verdict) {
+        Ok(pb::Verdict::Accept) => Verdict::Accept,
+        Ok(pb::Verdict::Reject) => Verdict::Reject,
+        Ok(pb::Verdict::Relabel) => Verdict::Relabel(r.label),
+        Ok(pb::Verdict::Clear | pb::Verdict::Unspecified) | Err(_) => Verdict::Clear,
+    };
+    Review {
+        key: r.key,
+        verdict,
+        reviewer: r.reviewer,
+        at_ms: r.at_unix_ms,
     }
 }
 
@@ -133,6 +150,12 @@ pub fn saved_debug_set(s: pb::SavedDebugSet) -> Result<SavedDebugSet> {
     Ok(SavedDebugSet {
         manifest: serde_json::from_str(&record.manifest).map_err(|e| unreadable("manifest", e))?,
         summary: serde_json::from_str(&record.summary).map_err(|e| unreadable("summary", e))?,
+        reviews: s
+            .items
+            .iter()
+            .filter_map(|i| i.review.clone())
+            .map(review)
+            .collect(),
         items: s.items.into_iter().map(saved_item).collect(),
         record,
     })

@@ -8,7 +8,7 @@ use tonic::Status;
 use super::{convert, pb};
 
 /// The methods [`decode_request`] knows, as named in `dcd.v1.Dcd`.
-pub const METHODS: [&str; 9] = [
+pub const METHODS: [&str; 10] = [
     "CreatePool",
     "GetPool",
     "Ingest",
@@ -18,6 +18,7 @@ pub const METHODS: [&str; 9] = [
     "BuildDebugSet",
     "EvaluateDebugSet",
     "CancelJob",
+    "ReviewDebugSet",
 ];
 
 fn decoded<M: Message + Default>(body: &[u8]) -> Result<M, Status> {
@@ -45,6 +46,7 @@ pub fn decode_request(method: &str, body: &[u8]) -> Result<(), Status> {
         "BuildDebugSet" => convert::debug_set_request(&decoded(body)?).map(drop),
         "EvaluateDebugSet" => super::evaluation::evaluation_request(&decoded(body)?).map(drop),
         "CancelJob" => decoded::<pb::CancelJobRequest>(body).map(drop),
+        "ReviewDebugSet" => super::saved_sets::review_request(decoded(body)?).map(drop),
         other => Err(Status::unimplemented(format!("no method {other}"))),
     }
 }
@@ -153,6 +155,19 @@ pub fn seed_requests() -> Vec<(&'static str, Vec<u8>)> {
         (
             "CancelJob",
             pb::CancelJobRequest { id: "job-1".into() }.encode_to_vec(),
+        ),
+        (
+            "ReviewDebugSet",
+            pb::ReviewDebugSetRequest {
+                name: "round-1".into(),
+                keys: vec!["k".into()],
+                mode: Some(0),
+                verdict: pb::Verdict::Relabel as i32,
+                label: "cat".into(),
+                reviewer: "ann".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
         ),
     ]
 }

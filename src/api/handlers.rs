@@ -412,4 +412,11 @@ impl pb::dcd_server::Dcd for DcdApi {
     ) -> std::result::Result<Response<pb::DebugSetDiff>, Status> {
         saved_sets::diff(self, request.into_inner()).await
     }
+
+    async fn review_debug_set(
+        &self,
+        request: Request<pb::ReviewDebugSetRequest>,
+    ) -> std::result::Result<Response<pb::ReviewDebugSetResponse>, Status> {
+        saved_sets::review(self, request.into_inner()).await
+    }
 }

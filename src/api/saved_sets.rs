@@ -1,6 +1,7 @@
 //! Saved debug-train sets over gRPC: saving from `BuildDebugSet` / `StreamDebugSet`
 //! (`save_as`, `parent`), and `GetDebugSet`, `ListDebugSets`, `DeleteDebugSet`,
-//! `DiffDebugSets`, each run like every call (admitted, on the blocking pool, in its span).
+//! `DiffDebugSets`, `ReviewDebugSet`, each run like every call (admitted, on the blocking
+//! pool, in its span).
 
 use std::sync::Arc;
 
@@ -8,8 +9,10 @@ use tonic::{Response, Status};
 
 use super::pb;
 use super::DcdApi;
-use crate::service::{DebugSetRequest, DebugSetResult, Service, SetDiff};
-use crate::store::{SavedItem, SavedSet};
+use crate::service::{
+    DebugSetRequest, DebugSetResult, ItemSelector, ReviewRequest, Service, SetDiff,
+};
+use crate::store::{Review, SavedItem, SavedSet, Verdict};
 
 /// Where a build is saved: its name and the round it follows.
 pub(super) struct SaveAs {
@@ -55,7 +58,15 @@ pub(super) async fn get(
 ) -> Result<Response<pb::SavedDebugSet>, Status> {
     let set = api
         .blocking("GetDebugSet", String::new(), move |s| {
-            saved_message(s, &req.name)
+            let mut set = saved_message(s, &req.name)?;
+            if req.history {
+                set.history = s
+                    .review_history(&req.name)?
+                    .iter()
+                    .map(wire_review)
+                    .collect();
+            }
+            Ok(set)
         })
         .await?;
     Ok(Response::new(set))
@@ -98,14 +109,108 @@ pub(super) async fn diff(
     Ok(Response::new(d))
 }
 
-/// The saved set `name` as its message.
+pub(super) async fn review(
+    api: &DcdApi,
+    req: pb::ReviewDebugSetRequest,
+) -> Result<Response<pb::ReviewDebugSetResponse>, Status> {
+    let review = review_request(req)?;
+    let reviewed = api
+        .blocking("ReviewDebugSet", String::new(), move |s| {
+            Ok(s.review_debug_set(&review)?)
+        })
+        .await?;
+    Ok(Response::new(pb::ReviewDebugSetResponse {
+        reviewed: reviewed as u32,
+    }))
+}
+
+/// A review request from its message.
+pub(super) fn review_request(r: pb::ReviewDebugSetRequest) -> Result<ReviewRequest, Status> {
+    let verdict = match pb::Verdict::try_from(r.verdict) {
+        Ok(pb::Verdict::Accept) => Verdict::Accept,
+        Ok(pb::Verdict::Reject) => Verdict::Reject,
+        Ok(pb::Verdict::Relabel) => Verdict::Relabel(r.label),
+        Ok(pb::Verdict::Clear) => Verdict::Clear,
+        Ok(pb::Verdict::Unspecified) | Err(_) => {
+            return Err(super::convert::invalid(
+                "verdict",
+                format!(
+                    "{} is not a verdict: give accept, reject, relabel (with label) or clear",
+                    r.verdict
+                ),
+            ))
+        }
+    };
+    Ok(ReviewRequest {
+        set: r.name,
+        select: ItemSelector {
+            keys: r.keys,
+            all: r.all,
+            mode: r.mode.map(|m| m as usize),
+            weak_label: r.weak_label,
+            error_index: r.error_index.map(|e| e as usize),
+            unreviewed_only: r.unreviewed_only,
+        },
+        verdict,
+        reviewer: r.reviewer,
+    })
+}
+
+/// A review request on the wire (the client's side of [`review_request`]).
+pub(super) fn wire_review_request(r: &ReviewRequest) -> pb::ReviewDebugSetRequest {
+    let (verdict, label) = wire_verdict(&r.verdict);
+    pb::ReviewDebugSetRequest {
+        name: r.set.clone(),
+        keys: r.select.keys.clone(),
+        all: r.select.all,
+        mode: r.select.mode.map(|m| m as u32),
+        weak_label: r.select.weak_label.clone(),
+        error_index: r.select.error_index.map(|e| e as u32),
+        unreviewed_only: r.select.unreviewed_only,
+        verdict: verdict as i32,
+        label,
+        reviewer: r.reviewer.clone(),
+    }
+}
+
+fn wire_verdict(v: &Verdict) -> (pb::Verdict, String) {
+    match v {
+        Verdict::Accept => (pb::Verdict::Accept, String::new()),
+        Verdict::Reject => (pb::Verdict::Reject, String::new()),
+        Verdict::Relabel(l) => (pb::Verdict::Relabel, l.clone()),
+        Verdict::Clear => (pb::Verdict::Clear, String::new()),
+    }
+}
+
+fn wire_review(r: &Review) -> pb::Review {
+    let (verdict, label) = wire_verdict(&r.verdict);
+    pb::Review {
+        key: r.key.clone(),
+        verdict: verdict as i32,
+        label,
+        reviewer: r.reviewer.clone(),
+        at_unix_ms: r.at_ms,
+    }
+}
+
+/// The saved set `name` as its message, each item with its latest verdict.
 fn saved_message(s: &Service, name: &str) -> crate::error::Result<pb::SavedDebugSet> {
     let saved = s.saved_debug_set(name)?;
+    let reviews: std::collections::HashMap<&str, &Review> =
+        saved.reviews.iter().map(|r| (r.key.as_str(), r)).collect();
     Ok(pb::SavedDebugSet {
         info: Some(info(&saved.record)),
         manifest_json: saved.record.manifest.clone(),
         summary_json: saved.record.summary.clone(),
-        items: saved.items.iter().map(item).collect(),
+        items: saved
+            .items
+            .iter()
+            .map(|i| pb::SavedItem {
+                review: reviews.get(i.key.as_str()).map(|r| wire_review(r)),
+                ..item(i)
+            })
+            .collect(),
+        history: Vec::new(),
     })
 }
 
@@ -128,6 +233,8 @@ fn item(i: &SavedItem) -> pb::SavedItem {
         distance: i.distance,
         mode: i.mode as u32,
         support: i.support as u32,
+        found_by: i.found_by.iter().map(|&e| e as u32).collect(),
+        review: None,
     }
 }
 

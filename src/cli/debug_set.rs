@@ -141,6 +141,8 @@ pub(super) fn request_of(
         max_per_label: args.max_per_label,
         label_caps: args.label_caps.iter().cloned().collect(),
         label_targets: args.label_targets.iter().cloned().collect(),
+        from_set: None,
+        accepted_weight: None,
     };
     Ok((req, names))
 }
@@ -151,6 +153,8 @@ pub(super) fn run(data_dir: &Path, build: BuildSetArgs) -> Result<()> {
         set: args,
         save,
         parent,
+        from_set,
+        accepted_weight,
     } = build;
     let format = match args.out.extension().and_then(|e| e.to_str()) {
         Some("jsonl") => "jsonl",
@@ -162,7 +166,9 @@ pub(super) fn run(data_dir: &Path, build: BuildSetArgs) -> Result<()> {
             )))
         }
     };
-    let (req, names) = request_of(&args, args.errors_unlabelled)?;
+    let (mut req, names) = request_of(&args, args.errors_unlabelled)?;
+    req.from_set = from_set;
+    req.accepted_weight = accepted_weight;
     let error_labels: std::collections::BTreeSet<String> = req
         .errors
         .iter()

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{ExportArgs, ExportFormat};
 use crate::error::{Error, Result};
+use crate::service::export::image_folder_path;
+use crate::types::RowId;
 
 /// One item of a set file, as written by `dcd debug-set`.
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
@@ -62,26 +64,6 @@ pub fn read_set(path: &Path) -> Result<Vec<SetItem>> {
         .collect()
 }
 
-/// A folder name for a weak label (path separators and dots made safe).
-fn label_dir(label: Option<&str>) -> String {
-    let l = label.filter(|l| !l.is_empty()).unwrap_or("unlabelled");
-    let safe: String = l
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c == '\0' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if safe == "." || safe == ".." {
-        format!("_{safe}")
-    } else {
-        safe
-    }
-}
-
 pub(super) fn run(args: ExportArgs) -> Result<()> {
     let items = read_set(&args.set)?;
     let io = |p: &Path, e: std::io::Error| Error::io(format!("cannot write {}", p.display()))(e);
@@ -111,7 +93,11 @@ pub(super) fn run(args: ExportArgs) -> Result<()> {
             w.flush().map_err(|e| io(&args.out, e))?;
         }
         ExportFormat::Imagefolder => {
-            let (made, missing) = image_folder(&items, &args.out, args.copy)?;
+            let rows: Vec<(RowId, &str, Option<&str>)> = items
+                .iter()
+                .map(|it| (it.row as RowId, it.key.as_str(), it.train_label()))
+                .collect();
+            let (made, missing) = image_folder(&rows, &args.out, args.copy)?;
             for key in &missing {
                 eprintln!("skipped {key}: not a file on this machine");
             }
@@ -128,28 +114,31 @@ pub(super) fn run(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes `out/<label>/<row>_<file name>` for every item whose key is a readable file.
-fn image_folder(items: &[SetItem], out: &Path, copy: bool) -> Result<(usize, Vec<String>)> {
+/// Writes `out/<label>/<row>_<file name>` for every (row, key, label) whose key is a
+/// readable file; returns how many, and the keys that were not files here.
+pub(super) fn image_folder(
+    items: &[(RowId, &str, Option<&str>)],
+    out: &Path,
+    copy: bool,
+) -> Result<(usize, Vec<String>)> {
     let io = |p: &Path, e: std::io::Error| Error::io(format!("cannot write {}", p.display()))(e);
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let mut made = 0;
     let mut missing = Vec::new();
     let mut seen = HashSet::new();
-    for it in items {
-        let src = PathBuf::from(&it.key);
-        if !src.is_file() || !seen.insert(it.row) {
-            if !src.is_file() {
-                missing.push(it.key.clone());
-            }
+    for &(row, key, label) in items {
+        let src = PathBuf::from(key);
+        if !src.is_file() {
+            missing.push(key.to_owned());
             continue;
         }
-        let dir = out.join(label_dir(it.train_label()));
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let name = src
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
-        let dst = dir.join(format!("{}_{name}", it.row));
+        if !seen.insert(row) {
+            continue;
+        }
+        let dst = out.join(image_folder_path(row, key, label));
+        if let Some(dir) = dst.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
         if dst.symlink_metadata().is_ok() {
             std::fs::remove_file(&dst).map_err(|e| io(&dst, e))?;
         }

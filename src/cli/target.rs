@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::error_kind::ErrorKind;
 use crate::service::{
     CreatePool, DebugSetRequest, DebugSetResult, EvaluationRequest, EvaluationResult, IngestItem,
-    PoolDetails, SavedDebugSet, SearchOutcome, SearchRequest, Service, ServiceSettings, SetDiff,
-    StreamIngest, StreamSummary,
+    PoolDetails, ReviewRequest, SavedDebugSet, SearchOutcome, SearchRequest, Service,
+    ServiceSettings, SetDiff, StreamIngest, StreamSummary,
 };
 use crate::store::{JobRecord, JobSource, PoolRecord, SavedSet};
 
@@ -213,6 +213,14 @@ impl Target {
         match self {
             Target::Local(s) => Ok(s.delete_saved_debug_set(name)?),
             Target::Remote(r) => r.delete_saved_debug_set(name),
+        }
+    }
+
+    /// `ReviewDebugSet`: how many items the verdict was recorded for.
+    pub fn review_debug_set(&mut self, req: &ReviewRequest) -> Result<usize> {
+        match self {
+            Target::Local(s) => Ok(s.review_debug_set(req)?),
+            Target::Remote(r) => r.review_debug_set(req),
         }
     }
 

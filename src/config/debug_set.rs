@@ -45,9 +45,17 @@ pub struct BuildSetArgs {
     /// manifest that rebuilds it; see `dcd sets`.
     #[arg(long, env = "DCD_SAVE")]
     pub save: Option<String>,
-    /// The saved set whose review this round follows (recorded with the new one).
+    /// The saved set whose review this round follows (recorded with the new one; --from-set
+    /// where not given).
     #[arg(long, env = "DCD_PARENT", requires = "save")]
     pub parent: Option<String>,
+    /// Build the next round after this reviewed saved set: its accepted items join the error
+    /// samples, its rejected ones the negatives, every reviewed item is left out.
+    #[arg(long, env = "DCD_FROM_SET")]
+    pub from_set: Option<String>,
+    /// With --from-set: an accepted item's weight as an error sample.
+    #[arg(long, env = "DCD_ACCEPTED_WEIGHT", requires = "from_set")]
+    pub accepted_weight: Option<f32>,
 }
 
 /// `dcd sets ...`: saved debug-train sets.
@@ -85,6 +93,86 @@ pub enum SetsCommand {
         /// Print JSON instead of text.
         #[arg(long, env = "DCD_JSON")]
         json: bool,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Mark items of a saved set: accept, reject, relabel (with --label) or clear. Name the
+    /// items by --key, or in bulk by --all / --mode / --weak-label / --error-index (items
+    /// matching every one given).
+    Review {
+        /// The set's name.
+        name: String,
+        /// accept, reject, relabel or clear.
+        #[arg(value_enum)]
+        verdict: VerdictArg,
+        /// With relabel: the label to train with.
+        #[arg(long, required_if_eq("verdict", "relabel"))]
+        label: Option<String>,
+        /// Items by key (repeat, or comma-separated).
+        #[arg(long = "key", value_delimiter = ',')]
+        keys: Vec<String>,
+        /// Every item (narrowed by the other selectors).
+        #[arg(long)]
+        all: bool,
+        /// Items of this failure mode.
+        #[arg(long)]
+        mode: Option<usize>,
+        /// Items with this weak label ("" for those without one).
+        #[arg(long)]
+        weak_label: Option<String>,
+        /// Items this error sample (its index in the request) found.
+        #[arg(long)]
+        error_index: Option<usize>,
+        /// Skip items that already have a verdict.
+        #[arg(long)]
+        unreviewed_only: bool,
+        /// Who reviews (default: $USER).
+        #[arg(long, env = "DCD_REVIEWER")]
+        reviewer: Option<String>,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Build and save the next round after a reviewed set, with its parameters and error
+    /// samples: accepted items join the error samples, rejected ones the negatives, every
+    /// reviewed item is left out.
+    Next {
+        /// The reviewed set.
+        parent: String,
+        /// Save the round under this name.
+        #[arg(long, env = "DCD_SAVE")]
+        save: String,
+        /// An accepted item's weight as an error sample (default 1).
+        #[arg(long, env = "DCD_ACCEPTED_WEIGHT")]
+        accepted_weight: Option<f32>,
+        /// Another budget than the parent's.
+        #[arg(long, env = "DCD_BUDGET")]
+        budget: Option<usize>,
+        /// Print JSON instead of text.
+        #[arg(long, env = "DCD_JSON")]
+        json: bool,
+        /// The local data directory, or a server.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Write a saved set's accepted items (and with --unreviewed, the unreviewed ones) for
+    /// training, each with the reviewer's label first: CSV, JSONL, or an ImageFolder tree.
+    Export {
+        /// The set's name.
+        name: String,
+        /// Output: a .csv or .jsonl file, or a folder for --format imagefolder.
+        #[arg(long, env = "DCD_OUT")]
+        out: PathBuf,
+        /// csv, jsonl, or imagefolder (one subfolder per label).
+        #[arg(long, env = "DCD_FORMAT", value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Also the items nobody has reviewed yet.
+        #[arg(long)]
+        unreviewed: bool,
+        /// For imagefolder: copy the images instead of symlinking them.
+        #[arg(long, env = "DCD_COPY")]
+        copy: bool,
         /// The local data directory, or a server.
         #[command(flatten)]
         target: TargetArgs,
@@ -252,6 +340,19 @@ pub struct ReportArgs {
     /// Thumbnail side in pixels.
     #[arg(long, env = "DCD_REPORT_THUMB", default_value_t = 128)]
     pub thumb: u32,
+}
+
+/// A reviewer's verdict on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerdictArg {
+    /// Right for training, with the label it was handed.
+    Accept,
+    /// Wrong for training.
+    Reject,
+    /// Right for training under --label.
+    Relabel,
+    /// Withdraw the verdict.
+    Clear,
 }
 
 /// What `dcd export` writes.

@@ -18,11 +18,13 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use crate::limits::ServiceLimits;
+pub use debug_set::export;
 pub use debug_set::{
-    CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
-    EstimateReport, EvaluationPoint, EvaluationRequest, EvaluationResult, ModeReport, PoolAtSave,
-    ReferenceReport, SavedDebugSet, SavedInput, SetDiff, SetManifest, VetoReport, DEFAULT_DRAWS,
-    DEFAULT_MAX_MODES, MAX_MODES,
+    next_round_request, CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage,
+    ErrorSample, EstimateReport, EvaluationPoint, EvaluationRequest, EvaluationResult,
+    ItemSelector, ModeReport, PoolAtSave, ReferenceReport, ReviewCarry, ReviewRequest, RoundReport,
+    SavedDebugSet, SavedInput, SetDiff, SetManifest, VetoReport, DEFAULT_ACCEPTED_WEIGHT,
+    DEFAULT_DRAWS, DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use error::{Result, ServiceError};
 pub use ingest::{

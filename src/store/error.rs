@@ -53,6 +53,14 @@ pub enum StoreError {
         /// The taken name.
         name: String,
     },
+    /// A review naming an item the set does not hold.
+    #[error("saved set {set:?} has no item {key:?}; only the set's own items can be reviewed (see them with `dcd sets show {set}`)")]
+    NotInSet {
+        /// The set.
+        set: String,
+        /// The key it lacks.
+        key: String,
+    },
     /// A set name that cannot be used.
     #[error("invalid set name {name:?}: {reason}")]
     InvalidSetName {
@@ -234,7 +242,8 @@ impl StoreError {
             StoreError::PoolNotFound { .. }
             | StoreError::PoolDeleted { .. }
             | StoreError::JobNotFound { .. }
-            | StoreError::SetNotFound { .. } => ErrorKind::NotFound,
+            | StoreError::SetNotFound { .. }
+            | StoreError::NotInSet { .. } => ErrorKind::NotFound,
             StoreError::PoolExists { .. }
             | StoreError::DuplicateKey { .. }
             | StoreError::SetExists { .. } => ErrorKind::AlreadyExists,

@@ -16,6 +16,7 @@ mod job_records;
 mod jobs;
 mod pool;
 mod saved_sets;
+mod set_reviews;
 mod vectors;
 
 use std::fs::{File, OpenOptions};
@@ -33,6 +34,7 @@ pub use item_limits::{
 pub use job_records::{EntryOutcome, JobBatch, JobEntry, JobRecord, JobSource, JobState, JobTally};
 pub use pool::Pool;
 pub use saved_sets::{SavedItem, SavedSet};
+pub use set_reviews::{latest_reviews, Review, Verdict};
 pub use vectors::{VectorFile, VectorSnapshot};
 
 use crate::types::{Dtype, Metric};
@@ -406,6 +408,35 @@ impl Store {
         match self.catalog.lock().delete_saved_set(name)? {
             true => Ok(()),
             false => Err(StoreError::SetNotFound { name: name.into() }),
+        }
+    }
+
+    /// Records `verdict` by `reviewer` for each of `keys` in the saved set `set`, all or none
+    /// (a key the set lacks stores nothing). Returns how many items were reviewed.
+    pub fn review_set(
+        &self,
+        set: &str,
+        keys: &[String],
+        verdict: &Verdict,
+        reviewer: &str,
+    ) -> Result<usize, StoreError> {
+        self.writable()?;
+        self.saved_set(set)?;
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.catalog
+            .lock()
+            .insert_reviews(set, keys, verdict, reviewer, at_ms)
+    }
+
+    /// Every verdict given on the saved set's items, oldest first.
+    pub fn set_review_history(&self, set: &str) -> Result<Vec<Review>, StoreError> {
+        self.saved_set(set)?;
+        match self.catalog.lock().review_history(set) {
+            Err(e) if self.is_read_only() && is_missing_table(&e) => Ok(Vec::new()),
+            other => other,
         }
     }
 

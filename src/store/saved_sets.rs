@@ -31,9 +31,27 @@ CREATE TABLE IF NOT EXISTS saved_set_items (
     distance     REAL NOT NULL,
     mode         INTEGER NOT NULL,
     support      INTEGER NOT NULL,
+    found_by     TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (set_name, position)
 ) WITHOUT ROWID;
 ";
+
+/// Creates the set tables, and adds what a catalog of an earlier build of them lacks (the
+/// error samples that found each item).
+pub(super) fn ensure_schema(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(SETS_SCHEMA)?;
+    let has_found_by: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('saved_set_items') WHERE name = 'found_by'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_found_by {
+        tx.execute_batch(
+            "ALTER TABLE saved_set_items ADD COLUMN found_by TEXT NOT NULL DEFAULT '';",
+        )?;
+    }
+    tx.execute_batch(super::set_reviews::REVIEWS_SCHEMA)
+}
 
 /// Longest set name.
 const MAX_NAME: usize = 128;
@@ -74,6 +92,8 @@ pub struct SavedItem {
     pub mode: usize,
     /// Error samples that found it.
     pub support: usize,
+    /// Which error samples found it (their indices in the request), nearest first.
+    pub found_by: Vec<usize>,
 }
 
 /// Refuses a set name as a pool name is refused (see `name_problem`), up to 128 bytes.
@@ -129,8 +149,9 @@ impl Catalog {
             let mut insert = tx
                 .prepare(
                     "INSERT INTO saved_set_items
-                     (set_name, position, row_id, key, label, train_label, distance, mode, support)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     (set_name, position, row_id, key, label, train_label, distance, mode, support,
+                      found_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(StoreError::catalog("saving a set's items"))?;
             for (i, it) in items.iter().enumerate() {
@@ -144,7 +165,8 @@ impl Catalog {
                         it.train_label,
                         it.distance as f64,
                         it.mode as i64,
-                        it.support as i64
+                        it.support as i64,
+                        join_indices(&it.found_by)
                     ])
                     .map_err(StoreError::catalog("saving a set's items"))?;
             }
@@ -186,7 +208,7 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT row_id, key, label, train_label, distance, mode, support
+                "SELECT row_id, key, label, train_label, distance, mode, support, found_by
                  FROM saved_set_items WHERE set_name = ?1 ORDER BY position",
             )
             .map_err(StoreError::catalog("reading a set's items"))?;
@@ -200,6 +222,7 @@ impl Catalog {
                     distance: r.get::<_, f64>(4)? as f32,
                     mode: r.get::<_, i64>(5)? as usize,
                     support: r.get::<_, i64>(6)? as usize,
+                    found_by: split_indices(&r.get::<_, String>(7)?),
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
@@ -233,4 +256,13 @@ fn row_to_set(r: &rusqlite::Row<'_>) -> rusqlite::Result<SavedSet> {
         manifest: r.get(5)?,
         summary: r.get(6)?,
     })
+}
+
+/// `0,3,5`: a short, readable column for a short list.
+fn join_indices(v: &[usize]) -> String {
+    v.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn split_indices(s: &str) -> Vec<usize> {
+    s.split(',').filter_map(|p| p.parse().ok()).collect()
 }

@@ -204,6 +204,9 @@ class DebugSet:
     # label_targets not met: how many items each label is short.
     label_shortfall: Dict[str, int] = field(default_factory=dict)
     saved_as: str = ""  # the name it was saved under (save_as), else empty
+    # With from_set: from_set, accepted (items added as error samples), rejected (as
+    # negatives), first_accepted_error, inherited_inputs.
+    round: Optional[Dict[str, object]] = None
 
     @property
     def keys(self) -> List[str]:
@@ -222,6 +225,17 @@ class SavedItem:
     distance: float  # squared l2 to the nearest error sample
     mode: int
     support: int
+    found_by: List[int] = field(default_factory=list)  # error samples that found it
+    review: Optional["Review"] = None  # its latest verdict; None: not reviewed
+
+
+@dataclass
+class Review:
+    key: str
+    verdict: str  # accept, reject, relabel or clear
+    label: str  # with relabel: the reviewer's label
+    reviewer: str
+    at_unix_ms: int
 
 
 @dataclass
@@ -480,7 +494,8 @@ class Client:
                   max_per_label: Optional[int] = None,
                   label_caps: Optional[Dict[str, int]] = None,
                   label_targets: Optional[Dict[str, int]] = None,
-                  save_as: str = "", parent: str = "",
+                  save_as: str = "", parent: str = "", from_set: str = "",
+                  accepted_weight: Optional[float] = None,
                   stream: bool = False) -> DebugSet:
         """The pool items nearest to the error samples: image paths or bytes, vectors
         (1-D or rows of a 2-D array, or .npy files), or `Key(...)` of stored items, each
@@ -509,7 +524,11 @@ class Client:
         to training; `label_targets` ({label: n}): part of the `budget` held for that label
         until it has n items (the set's `label_shortfall` says which fell short).
         `save_as`: save the set on the server under this name with the manifest that
-        rebuilds it (`get_debug_set`); `parent`: the saved set whose review this round follows."""
+        rebuilds it (`get_debug_set`); `parent`: the saved set whose review this round follows.
+        `from_set`: build the next round after that reviewed saved set (`review_debug_set`):
+        its accepted items join the error samples (weight `accepted_weight`, default 1), its
+        rejected ones the negatives, every reviewed item is left out; with no `errors`, its
+        own error samples, negatives and held-out inputs are used."""
         req = _debug_set_request(**{n: v for n, v in locals().items() if n not in ("self", "stream")})
         if stream:
             items, summary = [], None
@@ -554,16 +573,47 @@ class Client:
                    for m in summary.modes],
             label_shortfall=dict(summary.label_shortfall),
             saved_as=summary.saved_as,
+            round={"from_set": summary.round.from_set, "accepted": summary.round.accepted,
+                   "rejected": summary.round.rejected,
+                   "first_accepted_error": summary.round.first_accepted_error,
+                   "inherited_inputs": summary.round.inherited_inputs}
+            if summary.HasField("round") else None,
         )
 
     def get_debug_set(self, name: str) -> SavedSet:
-        """A saved set with its manifest, summary and items."""
+        """A saved set with its manifest, summary and items (each with its latest review)."""
         r = self._call(self._stub.GetDebugSet, pb.GetDebugSetRequest(name=name))
         s = _saved_set(r.info)
         s.manifest = json.loads(r.manifest_json)
         s.summary = json.loads(r.summary_json)
         s.items = [_saved_item(i) for i in r.items]
         return s
+
+    def review_history(self, name: str) -> List[Review]:
+        """Every verdict given on the saved set's items, oldest first."""
+        r = self._call(self._stub.GetDebugSet, pb.GetDebugSetRequest(name=name, history=True))
+        return [_review(v) for v in r.history]
+
+    def review_debug_set(self, name: str, verdict: str, keys: Sequence[str] = (),
+                         label: str = "", all: bool = False, mode: Optional[int] = None,
+                         weak_label: Optional[str] = None, error_index: Optional[int] = None,
+                         unreviewed_only: bool = False, reviewer: str = "") -> int:
+        """Marks items of a saved set: `verdict` is accept, reject, relabel (with `label`) or
+        clear. The items: `keys`, or in bulk `all` / `mode` / `weak_label` ("" for none) /
+        `error_index` (those matching every one given), `unreviewed_only` skipping the
+        reviewed ones. Returns how many were marked; a key the set lacks marks nothing."""
+        if verdict not in _VERDICTS:
+            raise ValueError(f"verdict {verdict!r}: use one of {sorted(_VERDICTS)}")
+        req = pb.ReviewDebugSetRequest(name=name, keys=list(keys), all=all,
+                                       unreviewed_only=unreviewed_only,
+                                       verdict=_VERDICTS[verdict], label=label, reviewer=reviewer)
+        if mode is not None:
+            req.mode = mode
+        if weak_label is not None:
+            req.weak_label = weak_label
+        if error_index is not None:
+            req.error_index = error_index
+        return self._call(self._stub.ReviewDebugSet, req).reviewed
 
     def list_debug_sets(self, pool: str = "") -> List[SavedSet]:
         """Saved sets (of `pool` when given), newest first."""
@@ -618,7 +668,8 @@ def _debug_set_request(pool, errors, k, merge, budget, max_distance, labels, exc
                        negatives, negative_pool, negative_margin, holdout, holdout_pool,
                        holdout_radius, dedup_distance, reference_pool, min_gap_percentile,
                        max_distance_percentile, max_modes, mmr_lambda, max_per_label, label_caps,
-                       label_targets, save_as, parent) -> pb.BuildDebugSetRequest:
+                       label_targets, save_as, parent, from_set="",
+                       accepted_weight=None) -> pb.BuildDebugSetRequest:
     """The wire request `Client.debug_set` documents."""
     if merge not in _MERGES:
         raise ValueError(f"merge {merge!r}: use one of {sorted(_MERGES)}")
@@ -632,7 +683,9 @@ def _debug_set_request(pool, errors, k, merge, budget, max_distance, labels, exc
         negatives=_queries(negatives), negative_pool=negative_pool,
         negative_margin=negative_margin, holdout=_queries(holdout),
         holdout_pool=holdout_pool, holdout_radius=holdout_radius,
-        reference_pool=reference_pool, save_as=save_as, parent=parent)
+        reference_pool=reference_pool, save_as=save_as, parent=parent, from_set=from_set)
+    if accepted_weight is not None:
+        req.accepted_weight = accepted_weight
     if max_modes is not None:
         req.max_modes = max_modes
     if mmr_lambda is not None:
@@ -658,7 +711,17 @@ def _saved_set(i) -> SavedSet:
 
 
 def _saved_item(i) -> SavedItem:
-    return SavedItem(i.row, i.key, i.label, i.train_label, i.distance, i.mode, i.support)
+    return SavedItem(i.row, i.key, i.label, i.train_label, i.distance, i.mode, i.support,
+                     list(i.found_by), _review(i.review) if i.HasField("review") else None)
+
+
+_VERDICTS = {"accept": pb.VERDICT_ACCEPT, "reject": pb.VERDICT_REJECT,
+             "relabel": pb.VERDICT_RELABEL, "clear": pb.VERDICT_CLEAR}
+
+
+def _review(r) -> Review:
+    names = {v: k for k, v in _VERDICTS.items()}
+    return Review(r.key, names.get(r.verdict, "clear"), r.label, r.reviewer, r.at_unix_ms)
 
 
 def _reference(summary) -> Optional[Dict[str, object]]:

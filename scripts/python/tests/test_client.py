@@ -284,3 +284,39 @@ def test_saved_sets(server):
         with pytest.raises(DcdError) as e:
             dcd.get_debug_set("round-1")
         assert e.value.code == "NOT_FOUND"
+
+
+def test_review_and_the_next_round(server):
+    rng = np.random.default_rng(6)
+    vectors, keys, labels, group = vector_pool(rng)
+    with Client(server.url) as dcd:
+        dcd.create_pool("reviewed", dim=DIM)
+        dcd.ingest_vectors("reviewed", vectors, keys, labels)
+        errors = group + rng.uniform(-1, 1, size=(4, DIM))
+        first = dcd.debug_set("reviewed", errors=[errors], k=10, save_as="r1")
+        rejected, relabelled = first.keys[:2], first.keys[2]
+        assert dcd.review_debug_set("r1", "reject", keys=rejected, reviewer="ann") == 2
+        assert dcd.review_debug_set("r1", "relabel", keys=[relabelled], label="fixed") == 1
+        rest = dcd.review_debug_set("r1", "accept", all=True, unreviewed_only=True)
+        assert rest == len(set(first.keys)) - 3
+        with pytest.raises(DcdError) as e:
+            dcd.review_debug_set("r1", "accept", keys=["not-in-the-set"])
+        assert e.value.code == "NOT_FOUND"
+        with pytest.raises(DcdError) as e:
+            dcd.review_debug_set("r1", "relabel", keys=[relabelled])
+        assert e.value.code == "INVALID_ARGUMENT"
+        saved = dcd.get_debug_set("r1")
+        marks = {i.key: i.review.verdict for i in saved.items}
+        assert marks[rejected[0]] == "reject" and marks[relabelled] == "relabel"
+        assert len(dcd.review_history("r1")) == len(set(first.keys))
+
+        # The next round, with the same error samples: nothing reviewed comes back, the
+        # rejections are negatives, the acceptances error samples.
+        second = dcd.debug_set("reviewed", errors=[errors], k=10, from_set="r1", save_as="r2")
+        assert second.round["rejected"] == 2
+        assert second.round["accepted"] == len(set(first.keys)) - 2
+        assert len(second.coverage) == 4 + second.round["accepted"]
+        assert not set(second.keys) & set(first.keys)
+        assert dcd.get_debug_set("r2").parent == "r1"
+        manifest = dcd.get_debug_set("r2").manifest
+        assert [c["key"] for c in manifest["carry"]["rejected"]] == rejected

@@ -3,10 +3,13 @@
 
 mod checks;
 mod evaluation;
+pub mod export;
 mod nearest;
 mod reference;
 mod reports;
 mod request;
+mod review;
+mod rounds;
 mod samples;
 mod saved;
 mod scale;
@@ -19,6 +22,8 @@ pub use request::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
     EstimateReport, ModeReport, ReferenceReport, VetoReport, DEFAULT_MAX_MODES, MAX_MODES,
 };
+pub use review::{ItemSelector, ReviewRequest};
+pub use rounds::{next_round_request, ReviewCarry, RoundReport, DEFAULT_ACCEPTED_WEIGHT};
 pub use saved::{PoolAtSave, SavedDebugSet, SavedInput, SetDiff, SetManifest};
 pub use scale::DistanceScales;
 pub use weak_labels::WeakLabels;
@@ -41,8 +46,20 @@ use crate::service::Result;
 use crate::types::{Neighbor, RowId};
 
 impl Service {
-    /// Builds a debug-train set.
+    /// Builds a debug-train set; with `from_set`, the next round after that set's review.
     pub fn build_debug_set(&self, req: &DebugSetRequest) -> Result<DebugSetResult> {
+        let Some(parent) = &req.from_set else {
+            return self.build_set(req);
+        };
+        let (base, carry, inherited) = self.round_of(req, parent)?;
+        let mut result = self.build_set(&self.with_carry(&base, &carry)?)?;
+        result.request.from_set = Some(parent.clone());
+        result.round = Some(rounds::round_report(parent, &base, &carry, inherited));
+        Ok(result)
+    }
+
+    /// Builds the set `req` names, its inputs as given (`from_set` already applied).
+    fn build_set(&self, req: &DebugSetRequest) -> Result<DebugSetResult> {
         let mut clock = StageClock::start();
         let (policy, depth) = checks::check_request(req)?;
         self.check_hits(req.errors.len(), depth, "error samples")?;
@@ -375,6 +392,7 @@ impl Service {
             engine: ready.engine_name(),
             pool_items: pool.len() as u64,
             excluded,
+            round: None,
         })
     }
 }

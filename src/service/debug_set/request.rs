@@ -95,6 +95,14 @@ pub struct DebugSetRequest {
     pub label_caps: BTreeMap<String, usize>,
     /// Budget held for the named labels until each has this many items.
     pub label_targets: BTreeMap<String, usize>,
+    /// The reviewed saved set this round follows: its accepted items join the error samples,
+    /// its rejected ones the negatives, every item reviewed in it or the rounds before it is
+    /// excluded. With no error samples, the set's own inputs are used.
+    #[serde(default)]
+    pub from_set: Option<String>,
+    /// Weight of an accepted item as an error sample (None: 1).
+    #[serde(default)]
+    pub accepted_weight: Option<f32>,
 }
 
 impl DebugSetRequest {
@@ -134,6 +142,8 @@ impl DebugSetRequest {
             max_per_label: None,
             label_caps: BTreeMap::new(),
             label_targets: BTreeMap::new(),
+            from_set: None,
+            accepted_weight: None,
         }
     }
 }
@@ -314,4 +324,6 @@ pub struct DebugSetResult {
     pub pool_items: u64,
     /// Exclusion keys that matched a pool item.
     pub excluded: usize,
+    /// How the reviews of the set it follows were used (with `from_set`).
+    pub round: Option<super::RoundReport>,
 }

@@ -12,10 +12,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::rounds::{round_report, ReviewCarry, RoundReport};
 use super::{DebugItem, DebugSetRequest, DebugSetResult, ErrorSample};
 use crate::debugset::ErrorLabel;
 use crate::service::{QueryInput, Result, Service, ServiceError};
-use crate::store::{PoolRecord, SavedItem, SavedSet};
+use crate::store::{latest_reviews, PoolRecord, Review, SavedItem, SavedSet};
 use crate::types::hex;
 
 /// The pool a set was drawn from, as it was when the set was saved.
@@ -85,6 +86,13 @@ pub struct SetManifest {
     pub negatives: Vec<SavedInput>,
     /// The listed held-out inputs.
     pub holdout: Vec<SavedInput>,
+    /// What the reviews of earlier rounds added (with `request.from_set`): the error samples,
+    /// negatives and exclusions above are the request's own.
+    #[serde(default)]
+    pub carry: ReviewCarry,
+    /// Whether the inputs above were the parent round's (the request sent none).
+    #[serde(default)]
+    pub inherited_inputs: bool,
 }
 
 /// A saved set read back.
@@ -98,6 +106,8 @@ pub struct SavedDebugSet {
     pub summary: serde_json::Value,
     /// Its items, in order.
     pub items: Vec<SavedItem>,
+    /// Each reviewed item's latest verdict (cleared ones left out), in the set's order.
+    pub reviews: Vec<Review>,
 }
 
 /// What changed from one saved set to another, by key.
@@ -113,7 +123,8 @@ pub struct SetDiff {
 
 impl Service {
     /// Builds a debug-train set and saves it as `name` (with `parent`, the round it
-    /// follows), manifest and items in one commit. Returns the set and its record.
+    /// follows: `from_set` where not given), manifest and items in one commit. Returns the
+    /// set and its record.
     pub fn build_and_save_debug_set(
         &self,
         req: &DebugSetRequest,
@@ -121,6 +132,17 @@ impl Service {
         parent: Option<&str>,
     ) -> Result<(DebugSetResult, SavedSet)> {
         crate::store::Store::check_set_name(name)?;
+        let parent = match (parent, req.from_set.as_deref()) {
+            (Some(p), Some(f)) if p != f => {
+                return Err(ServiceError::InvalidArgument {
+                    field: "parent",
+                    reason: format!(
+                    "a round built from_set {f:?} follows that set; leave parent out or give {f:?}"
+                ),
+                })
+            }
+            (p, f) => p.or(f),
+        };
         if let Some(p) = parent {
             self.store().saved_set(p)?;
         }
@@ -131,7 +153,9 @@ impl Service {
             Err(e) => return Err(e.into()),
         }
         let (manifest, resolved) = self.manifest_of(req)?;
-        let result = self.build_debug_set(&resolved)?;
+        let mut result = self.build_set(&resolved)?;
+        result.request.from_set = req.from_set.clone();
+        result.round = round_of_manifest(&manifest);
         let mut summary = result.clone();
         summary.items.clear();
         let record = SavedSet {
@@ -152,6 +176,14 @@ impl Service {
     pub fn saved_debug_set(&self, name: &str) -> Result<SavedDebugSet> {
         let record = self.store().saved_set(name)?;
         let items = self.store().saved_set_items(name)?;
+        let mut reviews = latest_reviews(self.store().set_review_history(name)?);
+        let position: HashMap<&str, usize> = items
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, it)| (it.key.as_str(), i))
+            .collect();
+        reviews.sort_by_key(|r| position.get(r.key.as_str()).copied());
         let unreadable = |what: &str, e: serde_json::Error| ServiceError::Internal {
             what: format!("the {what} of saved set {name:?} cannot be read: {e}"),
         };
@@ -161,6 +193,7 @@ impl Service {
             summary: serde_json::from_str(&record.summary).map_err(|e| unreadable("summary", e))?,
             record,
             items,
+            reviews,
         })
     }
 
@@ -187,12 +220,29 @@ impl Service {
     /// as it was, the items are the saved ones, in the same order.
     pub fn rebuild_saved_debug_set(&self, name: &str) -> Result<DebugSetResult> {
         let saved = self.saved_debug_set(name)?;
-        self.build_debug_set(&request_of(&saved.manifest))
+        let mut result = self.build_set(&self.manifest_request(&saved.manifest)?)?;
+        result.request.from_set = saved.manifest.request.from_set.clone();
+        result.round = round_of_manifest(&saved.manifest);
+        Ok(result)
+    }
+
+    /// The request a manifest rebuilds: its parameters, its inputs as their vectors, and
+    /// what the reviews carried.
+    pub(super) fn manifest_request(&self, m: &SetManifest) -> Result<DebugSetRequest> {
+        let mut base = m.request.clone();
+        base.errors_pool = None;
+        (base.errors, base.negatives, base.holdout) = inputs_of(m);
+        self.with_carry(&base, &m.carry)
     }
 
     /// The manifest of `req` on its pool now, and `req` with every input replaced by the
     /// vector it resolves to (what the manifest rebuilds).
     fn manifest_of(&self, req: &DebugSetRequest) -> Result<(SetManifest, DebugSetRequest)> {
+        let (round, carry, inherited_inputs) = match &req.from_set {
+            Some(parent) => self.round_of(req, parent)?,
+            None => (req.clone(), ReviewCarry::default(), false),
+        };
+        let req = &round;
         let handle = self.pool(&req.pool)?;
         let key_pool = match &req.errors_pool {
             Some(name) if name != &req.pool => {
@@ -250,19 +300,19 @@ impl Service {
             holdout: listed(&req.holdout, "holdout")?,
             errors,
             request,
+            carry,
+            inherited_inputs,
         };
-        let resolved = request_of(&manifest);
+        let resolved = self.manifest_request(&manifest)?;
         Ok((manifest, resolved))
     }
 }
 
-/// The request a manifest rebuilds: its parameters, with every input as its vector. An
-/// error sample that could not be used is sent as an empty image, which fails again the
+/// A manifest's inputs as the vectors they resolved to: error samples, negatives, held-out
+/// inputs. An error sample that could not be used is an empty image, which fails again the
 /// same way, so the failure modes and budget shares come out as they did.
-pub fn request_of(m: &SetManifest) -> DebugSetRequest {
-    let mut req = m.request.clone();
-    req.errors_pool = None;
-    req.errors = m
+pub(super) fn inputs_of(m: &SetManifest) -> (Vec<ErrorSample>, Vec<QueryInput>, Vec<QueryInput>) {
+    let errors = m
         .errors
         .iter()
         .enumerate()
@@ -291,9 +341,7 @@ pub fn request_of(m: &SetManifest) -> DebugSetRequest {
             .filter_map(|i| i.vector.clone().map(QueryInput::Vector))
             .collect()
     };
-    req.negatives = vectors(&m.negatives);
-    req.holdout = vectors(&m.holdout);
-    req
+    (errors, vectors(&m.negatives), vectors(&m.holdout))
 }
 
 fn saved_input(q: &QueryInput, v: std::result::Result<Vec<f32>, String>) -> SavedInput {
@@ -353,6 +401,15 @@ fn weights_digest(weights: &str) -> Option<String> {
     Some(digest)
 }
 
+/// The round report of a saved round, from its manifest.
+fn round_of_manifest(m: &SetManifest) -> Option<RoundReport> {
+    let parent = m.request.from_set.as_deref()?;
+    let (base_errors, _, _) = inputs_of(m);
+    let mut base = m.request.clone();
+    base.errors = base_errors;
+    Some(round_report(parent, &base, &m.carry, m.inherited_inputs))
+}
+
 fn saved_item(i: &DebugItem) -> SavedItem {
     SavedItem {
         row: i.row,
@@ -362,6 +419,7 @@ fn saved_item(i: &DebugItem) -> SavedItem {
         distance: i.best_distance,
         mode: i.mode,
         support: i.support,
+        found_by: i.found_by.iter().map(|f| f.error).collect(),
     }
 }
 
@@ -416,6 +474,7 @@ mod tests {
             distance: 1.0,
             mode: 0,
             support: 1,
+            found_by: vec![0],
         }
     }
 
