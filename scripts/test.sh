@@ -49,6 +49,12 @@ echo "== the cuda build: clippy, and its tests without a GPU (nvcc from PyPI)"
 scripts/check_cuda.sh
 
 echo "== Python client (scripts/python): pytest against a real dcd serve"
+# The review page's tests drive Debian's headless chromium through chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "== installing chromium and chromium-driver (for the review page's browser tests)"
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium chromium-driver
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 cargo build --locked --bin dcd

@@ -78,6 +78,12 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
                 })?),
                 None => None,
             };
+        let http_listener = match args.http_addr {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                Error::Network(format!("cannot listen on {a} for the review page: {e}"))
+            })?),
+            None => None,
+        };
         let local = listener
             .local_addr()
             .map_err(|e| Error::Internal(format!("cannot read the bound address: {e}")))?;
@@ -85,6 +91,9 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
         println!("dcd listening on {local}");
         if let Some(m) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
             println!("dcd metrics on http://{m}/metrics");
+        }
+        if let Some(h) = http_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!("dcd review page on http://{h}/");
         }
         let resumed = {
             let s = service.clone();
@@ -108,6 +117,7 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
             request_timeout: (args.request_timeout_s > 0)
                 .then(|| Duration::from_secs(args.request_timeout_s)),
             metrics_listener,
+            http_listener,
             streams: api::StreamLimits {
                 max_streams: args.max_ingest_streams.max(1),
                 idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),

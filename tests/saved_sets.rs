@@ -575,3 +575,23 @@ fn export_writes_accepted_items_with_the_reviewers_label() {
         "every item once but the rejected"
     );
 }
+
+#[test]
+fn the_overview_maps_the_set_against_a_random_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = with_first_round(dir.path());
+    let set = service.saved_debug_set("r1").unwrap();
+    let o = service.set_overview("r1").unwrap();
+    assert_eq!(o.items.len(), set.items.len());
+    assert_eq!(o.random_items.len(), set.items.len());
+    assert_eq!(o.errors.len(), 7);
+    assert!(o.explained[0] >= o.explained[1] && o.explained[0] > 0.0);
+    let n: u64 = o.random_labels.values().sum();
+    assert_eq!(n as usize, set.items.len());
+    // The set lies nearer to the failures than chance.
+    let set_median = set.summary["distances"]["p50"].as_f64().unwrap() as f32;
+    assert!(o.random_distances.unwrap().p50 > set_median);
+    // The same sample every time.
+    let again = service.set_overview("r1").unwrap();
+    assert_eq!(again.random_items, o.random_items);
+}

@@ -28,31 +28,46 @@ impl BearerAuth {
     }
 }
 
+impl BearerAuth {
+    /// Whether a request offering `token` (None: no key sent) may proceed; the refusal says
+    /// what was wrong.
+    pub fn check(&self, token: Option<&str>) -> Result<(), &'static str> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        match token {
+            Some(token) if !token.is_empty() && bool::from(token.as_bytes().ct_eq(key)) => Ok(()),
+            Some(_) => Err(
+                "the API key is wrong; send the key the server was started with (--api-key / DCD_API_KEY)",
+            ),
+            None => Err(
+                "this server needs an API key: send the metadata `authorization: Bearer <key>`",
+            ),
+        }
+    }
+
+    /// Whether a key is required at all.
+    pub fn required(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` value (the scheme in any case).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 impl Interceptor for BearerAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(key) = &self.key else {
-            return Ok(request);
-        };
         let offered = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| token.trim_start_matches(' '))
-            });
-        match offered {
-            Some(token) if !token.is_empty() && bool::from(token.as_bytes().ct_eq(key)) => {
-                Ok(request)
-            }
-            Some(_) => Err(Status::unauthenticated(
-                "the API key is wrong; send the key the server was started with (--api-key / DCD_API_KEY)",
-            )),
-            None => Err(Status::unauthenticated(
-                "this server needs an API key: send the metadata `authorization: Bearer <key>`",
-            )),
-        }
+            .and_then(bearer_token);
+        self.check(offered).map_err(Status::unauthenticated)?;
+        Ok(request)
     }
 }

@@ -14,6 +14,7 @@ mod from_pb;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;
+pub mod http;
 mod ingest_stream;
 pub mod metrics;
 mod saved_sets;
@@ -86,6 +87,8 @@ pub struct ServerOptions {
     pub request_timeout: Option<Duration>,
     /// Where to serve Prometheus metrics.
     pub metrics_listener: Option<TcpListener>,
+    /// Where to serve the review page and its JSON API.
+    pub http_listener: Option<TcpListener>,
     /// Bounds on client-streamed ingestion.
     pub streams: StreamLimits,
     /// Bounds on connections and on the drain at shutdown.
@@ -101,6 +104,7 @@ impl Default for ServerOptions {
             tls: None,
             request_timeout: None,
             metrics_listener: None,
+            http_listener: None,
             streams: StreamLimits::default(),
             connections: ConnectionLimits::default(),
         }
@@ -129,10 +133,20 @@ pub async fn serve(
     }
     let api = DcdApi::new(service.clone(), options.max_in_flight, metrics)
         .with_stream_limits(options.streams);
-    let dcd = pb::dcd_server::DcdServer::new(api)
+    let dcd = pb::dcd_server::DcdServer::new(api.clone())
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let auth = auth::BearerAuth::new(options.api_key.clone())?;
+    if let Some(l) = options.http_listener {
+        tracing::info!(addr = ?l.local_addr().ok(), "serving the review page");
+        tokio::spawn(http::serve(
+            l,
+            api.clone(),
+            auth.clone(),
+            options.max_message_bytes,
+            shutdown.clone(),
+        ));
+    }
     let dcd = decode_errors::DecodeErrorsAreInvalid(
         tonic::service::interceptor::InterceptedService::new(dcd, auth.clone()),
     );

@@ -68,6 +68,21 @@ pub fn code_of_kind(kind: ErrorKind) -> Code {
     }
 }
 
+/// The HTTP status a kind of failure is answered with on the review page's API (the usual
+/// mapping of gRPC codes: a failed precondition is the caller's to fix, 400).
+pub fn http_status_of_kind(kind: ErrorKind) -> u16 {
+    match kind {
+        ErrorKind::InvalidArgument | ErrorKind::FailedPrecondition => 400,
+        ErrorKind::PermissionDenied => 403,
+        ErrorKind::NotFound => 404,
+        ErrorKind::AlreadyExists => 409,
+        ErrorKind::ResourceExhausted => 429,
+        ErrorKind::Cancelled => 499,
+        ErrorKind::DataLoss | ErrorKind::Internal => 500,
+        ErrorKind::Unavailable => 503,
+    }
+}
+
 /// The kind of failure a status from a server names. Codes dcd never answers with map to
 /// the nearest kind: DEADLINE_EXCEEDED and ABORTED to UNAVAILABLE (retry), OUT_OF_RANGE to
 /// INVALID_ARGUMENT, UNAUTHENTICATED to PERMISSION_DENIED, the rest to INTERNAL.

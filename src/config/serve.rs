@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9100).
     #[arg(long, env = "DCD_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the review page on this address (e.g. 127.0.0.1:8080): pools, saved sets, their
+    /// review and rounds, in a browser. Off by default; same API key as gRPC; plain HTTP
+    /// (keep it on loopback, or behind a TLS proxy).
+    #[arg(long, env = "DCD_HTTP_ADDR")]
+    pub http_addr: Option<std::net::SocketAddr>,
     /// Requests served at once; beyond it, RESOURCE_EXHAUSTED.
     #[arg(long, env = "DCD_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,

@@ -10,6 +10,7 @@ mod models;
 mod paths;
 mod query;
 pub mod storage;
+mod thumbnails;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -23,8 +24,8 @@ pub use debug_set::{
     next_round_request, CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage,
     ErrorSample, EstimateReport, EvaluationPoint, EvaluationRequest, EvaluationResult,
     ItemSelector, ModeReport, PoolAtSave, ReferenceReport, ReviewCarry, ReviewRequest, RoundReport,
-    SavedDebugSet, SavedInput, SetDiff, SetManifest, VetoReport, DEFAULT_ACCEPTED_WEIGHT,
-    DEFAULT_DRAWS, DEFAULT_MAX_MODES, MAX_MODES,
+    SampledItem, SavedDebugSet, SavedInput, SetDiff, SetManifest, SetOverview, VetoReport,
+    DEFAULT_ACCEPTED_WEIGHT, DEFAULT_DRAWS, DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use error::{Result, ServiceError};
 pub use ingest::{

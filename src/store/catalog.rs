@@ -193,7 +193,7 @@ impl Catalog {
         }
         tx.execute_batch(super::job_records::JOBS_SCHEMA)
             .map_err(unreadable)?;
-        super::saved_sets::ensure_schema(&tx).map_err(unreadable)?;
+        super::set_schema::ensure_schema(&tx).map_err(unreadable)?;
         tx.commit().map_err(unreadable)?;
         if upgraded {
             tracing::info!(path = %path.display(), "catalog upgraded to schema version {SCHEMA_VERSION}");

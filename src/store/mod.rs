@@ -17,6 +17,7 @@ mod jobs;
 mod pool;
 mod saved_sets;
 mod set_reviews;
+mod set_schema;
 mod vectors;
 
 use std::fs::{File, OpenOptions};

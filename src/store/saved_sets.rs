@@ -10,49 +10,6 @@ use super::catalog::Catalog;
 use super::error::StoreError;
 use crate::types::RowId;
 
-pub(super) const SETS_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS saved_sets (
-    name        TEXT PRIMARY KEY,
-    pool        TEXT NOT NULL,
-    parent      TEXT,
-    created_at  INTEGER NOT NULL,
-    items       INTEGER NOT NULL,
-    manifest    TEXT NOT NULL,
-    summary     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS saved_sets_by_pool ON saved_sets (pool);
-CREATE TABLE IF NOT EXISTS saved_set_items (
-    set_name     TEXT NOT NULL REFERENCES saved_sets(name) ON DELETE CASCADE,
-    position     INTEGER NOT NULL,
-    row_id       INTEGER NOT NULL,
-    key          TEXT NOT NULL,
-    label        TEXT,
-    train_label  TEXT,
-    distance     REAL NOT NULL,
-    mode         INTEGER NOT NULL,
-    support      INTEGER NOT NULL,
-    found_by     TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (set_name, position)
-) WITHOUT ROWID;
-";
-
-/// Creates the set tables, and adds what a catalog of an earlier build of them lacks (the
-/// error samples that found each item).
-pub(super) fn ensure_schema(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(SETS_SCHEMA)?;
-    let has_found_by: bool = tx.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('saved_set_items') WHERE name = 'found_by'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_found_by {
-        tx.execute_batch(
-            "ALTER TABLE saved_set_items ADD COLUMN found_by TEXT NOT NULL DEFAULT '';",
-        )?;
-    }
-    tx.execute_batch(super::set_reviews::REVIEWS_SCHEMA)
-}
-
 /// Longest set name.
 const MAX_NAME: usize = 128;
 

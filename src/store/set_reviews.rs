@@ -11,19 +11,6 @@ use rusqlite::params;
 use super::catalog::Catalog;
 use super::error::StoreError;
 
-pub(super) const REVIEWS_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS saved_set_reviews (
-    id        INTEGER PRIMARY KEY,
-    set_name  TEXT NOT NULL REFERENCES saved_sets(name) ON DELETE CASCADE,
-    key       TEXT NOT NULL,
-    verdict   TEXT NOT NULL,
-    label     TEXT,
-    reviewer  TEXT NOT NULL,
-    at_ms     INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS saved_set_reviews_by_set ON saved_set_reviews (set_name, id);
-";
-
 /// What a reviewer said about an item.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "verdict", content = "label")]

@@ -31,6 +31,16 @@ class Server:
             self.proc.kill()
             raise RuntimeError(f"dcd serve did not start: {line!r}")
         self.url = line.split()[-1]
+        self.page = None
+        if "--http-addr" in extra:
+            for _ in range(5):
+                line = self.proc.stdout.readline()
+                if line.startswith("dcd review page on "):
+                    self.page = line.split()[-1]
+                    break
+            if self.page is None:
+                self.proc.kill()
+                raise RuntimeError("dcd serve did not print the review page's address")
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

@@ -4,7 +4,9 @@
 mod checks;
 mod evaluation;
 pub mod export;
+mod manifest;
 mod nearest;
+mod overview;
 mod reference;
 mod reports;
 mod request;
@@ -17,14 +19,16 @@ mod stages;
 mod weak_labels;
 
 pub use evaluation::{EvaluationPoint, EvaluationRequest, EvaluationResult, DEFAULT_DRAWS};
+pub use manifest::{PoolAtSave, ReviewCarry, SavedInput, SetManifest};
+pub use overview::{SampledItem, SetOverview};
 pub use reference::ReferenceCache;
 pub use request::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, ErrorSample,
     EstimateReport, ModeReport, ReferenceReport, VetoReport, DEFAULT_MAX_MODES, MAX_MODES,
 };
 pub use review::{ItemSelector, ReviewRequest};
-pub use rounds::{next_round_request, ReviewCarry, RoundReport, DEFAULT_ACCEPTED_WEIGHT};
-pub use saved::{PoolAtSave, SavedDebugSet, SavedInput, SetDiff, SetManifest};
+pub use rounds::{next_round_request, RoundReport, DEFAULT_ACCEPTED_WEIGHT};
+pub use saved::{SavedDebugSet, SetDiff};
 pub use scale::DistanceScales;
 pub use weak_labels::WeakLabels;
 

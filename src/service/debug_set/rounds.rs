@@ -7,46 +7,14 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::saved::inputs_of;
+use super::manifest::{inputs_of, CarriedItem, ReviewCarry, SetManifest};
 use super::{DebugSetRequest, ErrorSample};
 use crate::debugset::ErrorLabel;
 use crate::service::{QueryInput, Result, Service, ServiceError};
 use crate::store::{latest_reviews, Verdict};
 use crate::types::RowId;
-
-/// One reviewed item carried into later rounds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CarriedItem {
-    /// Its key.
-    pub key: String,
-    /// Its row in the pool (rows never change: the pool only grows).
-    pub row: RowId,
-    /// The label it is trusted with (accepted items; None: unlabelled).
-    pub label: Option<String>,
-    /// Its weight as an error sample (accepted items).
-    pub weight: f32,
-}
-
-/// What the reviews of earlier rounds hand to a round.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReviewCarry {
-    /// Accepted and relabelled items: extra error samples.
-    pub accepted: Vec<CarriedItem>,
-    /// Rejected items: extra negatives.
-    pub rejected: Vec<CarriedItem>,
-}
-
-impl ReviewCarry {
-    /// Every carried key: none of them is offered again.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.accepted
-            .iter()
-            .chain(&self.rejected)
-            .map(|c| c.key.as_str())
-    }
-}
 
 /// How a round used its parent's reviews.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -184,7 +152,7 @@ impl Service {
 
 /// The next round after the saved set `parent` (whose manifest is `m`): the same
 /// parameters, no inputs of its own (so the parent's are used), following `parent`.
-pub fn next_round_request(parent: &str, m: &super::SetManifest) -> DebugSetRequest {
+pub fn next_round_request(parent: &str, m: &SetManifest) -> DebugSetRequest {
     let mut req = m.request.clone();
     req.errors.clear();
     req.negatives.clear();
@@ -208,4 +176,13 @@ pub(super) fn round_report(
         first_accepted_error: base.errors.len(),
         inherited_inputs: inherited,
     }
+}
+
+/// The round report of a saved round, from its manifest.
+pub(super) fn round_of_manifest(m: &SetManifest) -> Option<RoundReport> {
+    let parent = m.request.from_set.as_deref()?;
+    let (base_errors, _, _) = inputs_of(m);
+    let mut base = m.request.clone();
+    base.errors = base_errors;
+    Some(round_report(parent, &base, &m.carry, m.inherited_inputs))
 }

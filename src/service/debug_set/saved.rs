@@ -9,91 +9,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::rounds::{round_report, ReviewCarry, RoundReport};
-use super::{DebugItem, DebugSetRequest, DebugSetResult, ErrorSample};
-use crate::debugset::ErrorLabel;
+use super::manifest::{inputs_of, PoolAtSave, ReviewCarry, SavedInput, SetManifest};
+use super::rounds::round_of_manifest;
+use super::{DebugItem, DebugSetRequest, DebugSetResult};
 use crate::service::{QueryInput, Result, Service, ServiceError};
 use crate::store::{latest_reviews, PoolRecord, Review, SavedItem, SavedSet};
 use crate::types::hex;
-
-/// The pool a set was drawn from, as it was when the set was saved.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PoolAtSave {
-    /// Its name.
-    pub name: String,
-    /// Rows it held (a pool only grows: more rows now means it changed).
-    pub rows: u64,
-    /// Its identity (hex), where the backend keeps one.
-    pub uid: Option<String>,
-    /// Vector dimension.
-    pub dim: usize,
-    /// Backbone that made its vectors.
-    pub backbone: Option<String>,
-    /// The backbone's weights, as named.
-    pub weights: Option<String>,
-    /// SHA-256 of the weights file, where the weights are one local file.
-    pub weights_sha256: Option<String>,
-    /// ViT pooling.
-    pub pooling: Option<String>,
-}
-
-/// One input of a saved request (an error sample, a negative, a held-out item): the vector
-/// it resolved to, or why it could not be used, and a digest of what was sent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SavedInput {
-    /// What was sent: `image`, `vector` or `key`.
-    pub sent: String,
-    /// SHA-256 of the image bytes or of the vector's little-endian f32 bytes; the key itself
-    /// for a key.
-    pub digest: String,
-    /// The vector it resolved to (None: it could not be used).
-    pub vector: Option<Vec<f32>>,
-    /// Why it could not be used.
-    pub failed: Option<String>,
-    /// An error sample's true label.
-    #[serde(default)]
-    pub label: Option<String>,
-    /// An error sample's weight.
-    #[serde(default = "one")]
-    pub weight: f32,
-}
-
-fn one() -> f32 {
-    1.0
-}
-
-/// Everything needed to build a saved set again.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SetManifest {
-    /// The dcd that built it.
-    pub dcd_version: String,
-    /// Seconds since the Unix epoch.
-    pub created_at: i64,
-    /// The pool as it was.
-    pub pool: PoolAtSave,
-    /// The other pools the request names (`errors_pool`, `negative_pool`, `holdout_pool`,
-    /// `reference_pool`), as they were, by role.
-    #[serde(default)]
-    pub other_pools: std::collections::BTreeMap<String, PoolAtSave>,
-    /// Every parameter of the request (its inputs are below).
-    pub request: DebugSetRequest,
-    /// The error samples, in order.
-    pub errors: Vec<SavedInput>,
-    /// The listed negatives.
-    pub negatives: Vec<SavedInput>,
-    /// The listed held-out inputs.
-    pub holdout: Vec<SavedInput>,
-    /// What the reviews of earlier rounds added (with `request.from_set`): the error samples,
-    /// negatives and exclusions above are the request's own.
-    #[serde(default)]
-    pub carry: ReviewCarry,
-    /// Whether the inputs above were the parent round's (the request sent none).
-    #[serde(default)]
-    pub inherited_inputs: bool,
-}
 
 /// A saved set read back.
 #[derive(Clone, Debug, Serialize)]
@@ -308,42 +232,6 @@ impl Service {
     }
 }
 
-/// A manifest's inputs as the vectors they resolved to: error samples, negatives, held-out
-/// inputs. An error sample that could not be used is an empty image, which fails again the
-/// same way, so the failure modes and budget shares come out as they did.
-pub(super) fn inputs_of(m: &SetManifest) -> (Vec<ErrorSample>, Vec<QueryInput>, Vec<QueryInput>) {
-    let errors = m
-        .errors
-        .iter()
-        .enumerate()
-        .map(|(i, e)| ErrorSample {
-            input: match &e.vector {
-                Some(v) => QueryInput::Vector(v.clone()),
-                None => QueryInput::Image {
-                    name: format!(
-                        "error sample {i} ({})",
-                        e.failed
-                            .as_deref()
-                            .unwrap_or("could not be used when saved")
-                    ),
-                    bytes: Vec::new(),
-                },
-            },
-            truth: ErrorLabel {
-                label: e.label.clone(),
-                weight: e.weight,
-            },
-        })
-        .collect();
-    let vectors = |inputs: &[SavedInput]| -> Vec<QueryInput> {
-        inputs
-            .iter()
-            .filter_map(|i| i.vector.clone().map(QueryInput::Vector))
-            .collect()
-    };
-    (errors, vectors(&m.negatives), vectors(&m.holdout))
-}
-
 fn saved_input(q: &QueryInput, v: std::result::Result<Vec<f32>, String>) -> SavedInput {
     let (sent, digest) = match q {
         QueryInput::Image { bytes, .. } => ("image", hex(&Sha256::digest(bytes))),
@@ -399,15 +287,6 @@ fn weights_digest(weights: &str) -> Option<String> {
     let digest = hex(&h.finalize());
     seen.lock().ok()?.insert(id, digest.clone());
     Some(digest)
-}
-
-/// The round report of a saved round, from its manifest.
-fn round_of_manifest(m: &SetManifest) -> Option<RoundReport> {
-    let parent = m.request.from_set.as_deref()?;
-    let (base_errors, _, _) = inputs_of(m);
-    let mut base = m.request.clone();
-    base.errors = base_errors;
-    Some(round_report(parent, &base, &m.carry, m.inherited_inputs))
 }
 
 fn saved_item(i: &DebugItem) -> SavedItem {
