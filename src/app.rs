@@ -53,6 +53,10 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
     // A build of minutes must not hold up the searches that need it: they scan meanwhile.
     settings.background_index = true;
     let service = Service::open(data_dir, settings)?;
+    let demo = api::http::demo::Demo::new(match &args.demo_data {
+        Some(dir) => Some(crate::service::demo::DemoData::at(dir)?),
+        None => None,
+    });
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
             let read = |p: &std::path::Path| {
@@ -94,6 +98,15 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
         }
         if let Some(h) = http_listener.as_ref().and_then(|l| l.local_addr().ok()) {
             println!("dcd review page on http://{h}/");
+            if args.demo {
+                println!(
+                    "dcd demo: building it in the background (about a minute), then http://{h}/#/set/{}",
+                    crate::service::demo::DEMO_SET
+                );
+            }
+        }
+        if args.demo {
+            demo.start(service.clone());
         }
         let resumed = {
             let s = service.clone();
@@ -118,6 +131,7 @@ pub fn serve(data_dir: &std::path::Path, args: ServeArgs) -> Result<()> {
                 .then(|| Duration::from_secs(args.request_timeout_s)),
             metrics_listener,
             http_listener,
+            demo,
             streams: api::StreamLimits {
                 max_streams: args.max_ingest_streams.max(1),
                 idle_timeout: Duration::from_secs(args.stream_idle_timeout_s),

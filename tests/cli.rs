@@ -956,6 +956,28 @@ fn sets_are_saved_listed_compared_and_deleted() {
         assert_eq!(lines.len(), 1 + keys.len() - 2, "{text}");
         assert!(lines[1].starts_with(&format!("{},c9,", keys[2])), "{text}");
 
+        // The report of a saved set: its overview, map, random sample and reviews.
+        let html = tmp.path().join("saved.html");
+        run(&[
+            "report",
+            "--saved",
+            "second",
+            "--out",
+            html.to_str().unwrap(),
+        ]);
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(
+            page.contains("<h2>Map</h2>") && page.contains("<svg"),
+            "no map"
+        );
+        assert_eq!(
+            page.matches("<circle").count(),
+            2 * keys.len(),
+            "set + random sample"
+        );
+        assert!(page.contains("A random sample of the pool"));
+        assert!(page.contains("relabelled c9 by"), "reviews shown");
+
         // The next round: every reviewed item left out, the rejections as negatives.
         let next: Value = serde_json::from_str(&run(&[
             "sets", "next", "second", "--save", "third", "--json",

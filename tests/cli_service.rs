@@ -233,6 +233,25 @@ fn local_ingest_debug_set_export_and_report() {
     assert_eq!(page.matches("<h2>Error sample").count(), 3);
     assert!(page.matches("data:image/jpeg;base64,").count() >= 3 + 6);
     assert!(!page.contains("src=\"/"), "self-contained: no file links");
+    // Every item it says it shows, and every item each error sample kept.
+    for section in page.split("<section><h2>Error sample").skip(1) {
+        let section = section.split("</section>").next().unwrap();
+        let kept: usize = section
+            .split("kept ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        let shown: usize = section
+            .split("showing ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert_eq!(shown, kept, "{section}");
+        assert_eq!(section.matches("<figure").count(), shown + 1, "{section}");
+    }
+    assert!(page.contains("<h2>Overview</h2>") && page.contains("Failure modes"));
 
     // Bad input.
     let out = dcd(&data)

@@ -19,7 +19,7 @@ use crate::error_kind::ErrorKind;
 use crate::service::{
     CollisionReport, DebugItem, DebugSetRequest, DebugSetResult, ErrorCoverage, EvaluationRequest,
     EvaluationResult, IngestItem, ItemContent, ModeReport, PoolDetails, ReviewRequest, RoundReport,
-    SavedDebugSet, SearchOutcome, SearchRequest, SetDiff, StreamSummary, VetoReport,
+    SavedDebugSet, SearchOutcome, SearchRequest, SetDiff, SetOverview, StreamSummary, VetoReport,
 };
 use crate::store::{JobRecord, JobSource, JobState, JobTally, PoolRecord, Review, SavedSet};
 
@@ -197,6 +197,7 @@ impl RemoteService {
         let r = self.request(pb::GetDebugSetRequest {
             name: name.into(),
             history: false,
+            overview: false,
         });
         let answer = self
             .runtime
@@ -234,6 +235,7 @@ impl RemoteService {
         let r = self.request(pb::GetDebugSetRequest {
             name: name.into(),
             history: true,
+            overview: false,
         });
         let answer = self
             .runtime
@@ -241,6 +243,25 @@ impl RemoteService {
             .map_err(remote_error)?
             .into_inner();
         Ok(answer.history.into_iter().map(from_pb::review).collect())
+    }
+
+    /// The overview of a saved set: its map and a random sample of the pool (`GetDebugSet`
+    /// with `overview`).
+    pub fn set_overview(&mut self, name: &str) -> Result<SetOverview> {
+        let r = self.request(pb::GetDebugSetRequest {
+            name: name.into(),
+            history: false,
+            overview: true,
+        });
+        let answer = self
+            .runtime
+            .block_on(self.client.get_debug_set(r))
+            .map_err(remote_error)?
+            .into_inner();
+        serde_json::from_str(&answer.overview_json).map_err(|e| Error::Remote {
+            kind: ErrorKind::Internal,
+            message: format!("the server sent an overview that cannot be read: {e}"),
+        })
     }
 
     /// Records a verdict for items of a saved set; returns how many (`ReviewDebugSet`).

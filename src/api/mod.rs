@@ -89,6 +89,8 @@ pub struct ServerOptions {
     pub metrics_listener: Option<TcpListener>,
     /// Where to serve the review page and its JSON API.
     pub http_listener: Option<TcpListener>,
+    /// The page's demo (its data, if this server has it).
+    pub demo: http::demo::Demo,
     /// Bounds on client-streamed ingestion.
     pub streams: StreamLimits,
     /// Bounds on connections and on the drain at shutdown.
@@ -105,6 +107,7 @@ impl Default for ServerOptions {
             request_timeout: None,
             metrics_listener: None,
             http_listener: None,
+            demo: http::demo::Demo::new(None),
             streams: StreamLimits::default(),
             connections: ConnectionLimits::default(),
         }
@@ -144,6 +147,7 @@ pub async fn serve(
             api.clone(),
             auth.clone(),
             options.max_message_bytes,
+            options.demo.clone(),
             shutdown.clone(),
         ));
     }

@@ -59,6 +59,14 @@ pub(super) async fn get(
     let set = api
         .blocking("GetDebugSet", String::new(), move |s| {
             let mut set = saved_message(s, &req.name)?;
+            if req.overview {
+                set.overview_json =
+                    serde_json::to_string(&s.set_overview(&req.name)?).map_err(|e| {
+                        crate::service::ServiceError::Internal {
+                            what: format!("cannot write the overview: {e}"),
+                        }
+                    })?;
+            }
             if req.history {
                 set.history = s
                     .review_history(&req.name)?
@@ -211,6 +219,7 @@ fn saved_message(s: &Service, name: &str) -> crate::error::Result<pb::SavedDebug
             })
             .collect(),
         history: Vec::new(),
+        overview_json: String::new(),
     })
 }
 

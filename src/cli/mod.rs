@@ -40,7 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sets(cmd) => sets::run(&cli.data_dir, cmd),
         Command::Eval(args) => eval::run(&cli.data_dir, args),
         Command::Export(args) => export::run(args),
-        Command::Report(args) => report::run(args),
+        Command::Report(args) => report::run(&cli.data_dir, args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -14,7 +14,7 @@ use crate::error_kind::ErrorKind;
 use crate::service::{
     CreatePool, DebugSetRequest, DebugSetResult, EvaluationRequest, EvaluationResult, IngestItem,
     PoolDetails, ReviewRequest, SavedDebugSet, SearchOutcome, SearchRequest, Service,
-    ServiceSettings, SetDiff, StreamIngest, StreamSummary,
+    ServiceSettings, SetDiff, SetOverview, StreamIngest, StreamSummary,
 };
 use crate::store::{JobRecord, JobSource, PoolRecord, SavedSet};
 
@@ -213,6 +213,14 @@ impl Target {
         match self {
             Target::Local(s) => Ok(s.delete_saved_debug_set(name)?),
             Target::Remote(r) => r.delete_saved_debug_set(name),
+        }
+    }
+
+    /// `GetDebugSet` with `overview`: the set's map and a random sample of its pool.
+    pub fn set_overview(&mut self, name: &str) -> Result<SetOverview> {
+        match self {
+            Target::Local(s) => Ok(s.set_overview(name)?),
+            Target::Remote(r) => r.set_overview(name),
         }
     }
 

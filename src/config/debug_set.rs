@@ -328,18 +328,30 @@ pub struct ExportArgs {
 /// `dcd report`
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A debug-train set written by `dcd debug-set` (.jsonl).
-    #[arg(long, env = "DCD_SET")]
-    pub set: PathBuf,
+    /// A debug-train set written by `dcd debug-set` (.jsonl, its summary beside it).
+    #[arg(
+        long,
+        env = "DCD_SET",
+        required_unless_present = "saved",
+        conflicts_with = "saved"
+    )]
+    pub set: Option<PathBuf>,
+    /// A saved set (in the data directory, or on --server): the report adds its reviews, the
+    /// map and a random sample of the pool of the same size.
+    #[arg(long, env = "DCD_SAVED")]
+    pub saved: Option<String>,
     /// The HTML page to write.
     #[arg(long, env = "DCD_OUT")]
     pub out: PathBuf,
-    /// Pool images shown per error sample.
-    #[arg(long, env = "DCD_REPORT_PER_ERROR", default_value_t = 12)]
+    /// Pool images shown per error sample (0: every one it found in the set).
+    #[arg(long, env = "DCD_REPORT_PER_ERROR", default_value_t = 0)]
     pub per_error: usize,
     /// Thumbnail side in pixels.
     #[arg(long, env = "DCD_REPORT_THUMB", default_value_t = 128)]
     pub thumb: u32,
+    /// The local data directory, or a server (with --saved).
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// A reviewer's verdict on the command line.

@@ -38,6 +38,14 @@ pub struct ServeArgs {
     /// (keep it on loopback, or behind a TLS proxy).
     #[arg(long, env = "DCD_HTTP_ADDR")]
     pub http_addr: Option<std::net::SocketAddr>,
+    /// The demo's data (scripts/fetch_demo.sh unpacks it into target/demo): the page of an
+    /// empty data directory offers to build the demo from it. Must be below an --allow-root.
+    #[arg(long, env = "DCD_DEMO_DATA")]
+    pub demo_data: Option<PathBuf>,
+    /// Build the demo (a small textile pool, ten failures, their debug-train set) in the
+    /// background now, unless it is there already.
+    #[arg(long, env = "DCD_DEMO", requires = "demo_data")]
+    pub demo: bool,
     /// Requests served at once; beyond it, RESOURCE_EXHAUSTED.
     #[arg(long, env = "DCD_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,

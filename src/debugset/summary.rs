@@ -1,7 +1,7 @@
 //! Distance summaries of a debug-train set.
 
 /// Quantiles of a set of distances (nearest-rank).
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quantiles {
     /// Smallest.
     pub min: f32,

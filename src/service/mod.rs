@@ -4,6 +4,7 @@
 //! them off its async threads.
 
 mod debug_set;
+pub mod demo;
 mod error;
 mod ingest;
 mod models;

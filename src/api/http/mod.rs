@@ -4,6 +4,7 @@
 //! the API wants it as `authorization: Bearer <key>` or as the cookie `POST /api/session`
 //! sets (so the page's thumbnails load too); the page asks for it when a call says 401.
 
+pub mod demo;
 mod routes;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -30,6 +31,7 @@ const KEY_COOKIE: &str = "dcd_key";
 pub(super) struct Page {
     pub(super) api: DcdApi,
     auth: BearerAuth,
+    pub(super) demo: demo::Demo,
 }
 
 /// An API failure: its HTTP status, the gRPC code's name and the sentence that says what to
@@ -71,15 +73,16 @@ impl IntoResponse for HttpError {
 }
 
 /// Serves the page and its API on `listener` until `shutdown`; request bodies (uploads) up to
-/// `max_body_bytes`.
+/// `max_body_bytes`; the demo from `demo`.
 pub async fn serve(
     listener: TcpListener,
     api: DcdApi,
     auth: BearerAuth,
     max_body_bytes: usize,
+    demo: demo::Demo,
     shutdown: Shutdown,
 ) {
-    let page = Page { api, auth };
+    let page = Page { api, auth, demo };
     let app = router(page, max_body_bytes);
     let mut stop = shutdown;
     let served = axum::serve(listener, app)

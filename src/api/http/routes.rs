@@ -37,6 +37,21 @@ pub(super) fn api() -> Router<Page> {
         .route("/diff", get(diff))
         .route("/build", post(build))
         .route("/thumb/{pool}/{row}", get(thumb))
+        .route("/demo", get(demo_state).post(start_demo))
+}
+
+async fn demo_state(State(page): State<Page>) -> Answer {
+    to_json(page.demo.state(&page.api.service))
+}
+
+/// Starts building the demo (it takes about a minute); the page polls `GET /demo`.
+async fn start_demo(State(page): State<Page>) -> Answer {
+    if !page.demo.start(page.api.service.clone()) {
+        return Err(HttpError::bad_request(
+            "this server has no demo data: start it with --demo-data DIR (scripts/serve.sh fetches it into target/demo)",
+        ));
+    }
+    to_json(page.demo.state(&page.api.service))
 }
 
 fn to_json(v: impl serde::Serialize) -> Answer {

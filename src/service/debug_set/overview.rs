@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::debugset::Quantiles;
 use crate::service::{Result, Service};
@@ -17,7 +17,7 @@ use crate::types::RowId;
 pub const MAX_RANDOM: usize = 2000;
 
 /// A pool item of the random sample.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SampledItem {
     /// Its row.
     pub row: RowId,
@@ -30,7 +30,7 @@ pub struct SampledItem {
 }
 
 /// A saved set against chance, and where both lie.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SetOverview {
     /// Map positions of the usable error samples, in request order.
     pub errors: Vec<[f32; 2]>,

