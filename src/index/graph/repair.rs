@@ -2,7 +2,8 @@
 //! point that no search reaches (hnsw_rs issue #32 reports this for parallel builds). After
 //! each `extend`, every new row is searched for itself (a narrow beam first, the check beam
 //! only for those it misses), and every node without a layer-0 in-link is found by a scan of
-//! the link array; each lost row gets links from its nearest neighbours and is checked again.
+//! the link array; each lost row gets links from its nearest neighbours and is checked again,
+//! with the neighbours those links displaced.
 
 use std::sync::atomic::Ordering;
 
@@ -19,7 +20,7 @@ const QUICK_EF: usize = 16;
 /// Nearest neighbours that receive a link to a lost row.
 const LINKS_PER_REPAIR: usize = 2;
 /// Check-and-link rounds before giving up (a round rarely leaves anything behind).
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 6;
 
 impl HnswGraph {
     /// True when a search for row `r` returns it (or an identical row) at rank 1.
@@ -73,9 +74,15 @@ impl HnswGraph {
                 break;
             }
             tracing::debug!(rows = lost.len(), "linking in rows a search does not reach");
+            // A full list that takes a lost row gives up a neighbour, which may then be lost
+            // in turn: those are checked again with the rows just linked.
+            let mut displaced = Vec::new();
             for &r in &lost {
-                self.link_in(vectors, r, ef, &mut deg);
+                self.link_in(vectors, r, ef, &mut deg, &mut displaced);
             }
+            lost.extend(displaced);
+            lost.sort_unstable();
+            lost.dedup();
             lost = lost
                 .into_par_iter()
                 .filter(|&r| !self.finds_itself(vectors, r, ef))
@@ -91,7 +98,15 @@ impl HnswGraph {
     /// Every node in a final beam was expanded, so the same search then meets `r`. A full list
     /// gives up its farthest neighbour among those with another in-link, so no node is
     /// orphaned; a list whose every neighbour hangs on it alone is skipped for the next hit.
-    fn link_in(&self, vectors: VectorView<'_>, r: u32, ef: usize, deg: &mut [u32]) {
+    /// The neighbours given up are added to `displaced`.
+    fn link_in(
+        &self,
+        vectors: VectorView<'_>,
+        r: u32,
+        ef: usize,
+        deg: &mut [u32],
+        displaced: &mut Vec<u32>,
+    ) {
         let q = vectors.row_f32(r as usize);
         let hits = self.knn(vectors, &q, 2 * LINKS_PER_REPAIR + 1, ef, None);
         let cap = self.m0();
@@ -129,6 +144,7 @@ impl HnswGraph {
                     .map(|(i, _)| i)
             });
             if let Some(i) = farthest {
+                displaced.push(ids[i]);
                 deg[ids[i] as usize] -= 1;
                 deg[r as usize] += 1;
                 slot[i + 1].store(r, Ordering::Relaxed);
