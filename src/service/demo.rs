@@ -104,7 +104,7 @@ impl DemoData {
 impl Service {
     /// Whether the demo's pool and set are in this data directory.
     pub fn demo_built(&self) -> bool {
-        self.pool_record(DEMO_POOL).is_ok() && self.saved_debug_set(DEMO_SET).is_ok()
+        self.pool_record(DEMO_POOL).is_ok() && self.store().saved_set(DEMO_SET).is_ok()
     }
 
     /// Builds the demo (pool, ingestion, failures, saved set); a demo already built is left

@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::debugset::Quantiles;
+use crate::index::distance::l2_squared;
 use crate::service::{Result, Service};
 use crate::types::RowId;
 
@@ -79,7 +80,7 @@ impl Service {
             .map(|v| {
                 errors
                     .iter()
-                    .map(|e| squared_l2(v, e))
+                    .map(|e| l2_squared(v, e))
                     .fold(f32::INFINITY, f32::min)
             })
             .collect();
@@ -128,10 +129,6 @@ fn seed_of(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
-}
-
-fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
 /// The points on their first two principal components (power iteration on the centred

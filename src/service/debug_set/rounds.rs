@@ -13,7 +13,7 @@ use super::manifest::{inputs_of, CarriedItem, ReviewCarry, SetManifest};
 use super::{DebugSetRequest, ErrorSample};
 use crate::debugset::ErrorLabel;
 use crate::service::{QueryInput, Result, Service, ServiceError};
-use crate::store::{latest_reviews, Verdict};
+use crate::store::Verdict;
 use crate::types::RowId;
 
 /// How a round used its parent's reviews.
@@ -65,17 +65,16 @@ impl Service {
         }
         let items: HashMap<&str, &crate::store::SavedItem> =
             saved.items.iter().map(|i| (i.key.as_str(), i)).collect();
-        let reviews = latest_reviews(self.store().set_review_history(parent)?);
         let mut carry = saved.manifest.carry.clone();
         let reviewed: std::collections::HashSet<&str> =
-            reviews.iter().map(|r| r.key.as_str()).collect();
+            saved.reviews.iter().map(|r| r.key.as_str()).collect();
         carry
             .accepted
             .retain(|c| !reviewed.contains(c.key.as_str()));
         carry
             .rejected
             .retain(|c| !reviewed.contains(c.key.as_str()));
-        for r in &reviews {
+        for r in &saved.reviews {
             let Some(item) = items.get(r.key.as_str()) else {
                 continue;
             };
