@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the search engines on a clustered 20k x 128 set:
-//! exact single-query scan, exact batched GEMM path, native HNSW and hnsw_rs at ef = 64.
+//! exact single-query scan, exact batched GEMM path, native HNSW and (with `--features hnsw-rs`)
+//! hnsw_rs at ef = 64.
 //! Peers (faiss, hnswlib) are measured by `scripts/bench_peers.py` on the same machine.
 
 // criterion_main! defines an undocumented `main`.
@@ -8,7 +9,6 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dcd::index::exact::ExactIndex;
 use dcd::index::graph::{HnswGraph, HnswParams};
-use dcd::index::hnsw::HnswRsIndex;
 use dcd::index::{AnnIndex, SearchParams};
 use dcd::synth::ClusterSpec;
 use dcd::types::VectorView;
@@ -24,7 +24,6 @@ fn engines(c: &mut Criterion) {
     let view = VectorView::f32(&base.data, base.dim);
     let exact = ExactIndex::build(view);
     let native = HnswGraph::build(view, HnswParams::default()).expect("build");
-    let hnsw_rs = HnswRsIndex::build(view, HnswParams::default()).expect("build");
     let params = SearchParams {
         k: 10,
         ef: Some(64),
@@ -44,11 +43,18 @@ fn engines(c: &mut Criterion) {
             }
         })
     });
-    for (name, index) in [
-        ("native_hnsw", &native as &dyn AnnIndex),
-        ("hnsw_rs", &hnsw_rs as &dyn AnnIndex),
-    ] {
-        g.bench_with_input(BenchmarkId::new(name, "ef64"), &index, |b, index| {
+    let graphs: [(&str, Box<dyn AnnIndex>); _] = [
+        ("native_hnsw", Box::new(native)),
+        #[cfg(feature = "hnsw-rs")]
+        (
+            "hnsw_rs",
+            Box::new(
+                dcd::index::hnsw::HnswRsIndex::build(view, HnswParams::default()).expect("build"),
+            ),
+        ),
+    ];
+    for (name, index) in &graphs {
+        g.bench_with_input(BenchmarkId::new(*name, "ef64"), index, |b, index| {
             b.iter(|| {
                 for q in queries.iter_rows() {
                     index.search(view, q, &params).unwrap();

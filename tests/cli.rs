@@ -338,34 +338,44 @@ fn benchmark_commands_print_the_documented_json() {
         ],
     );
     let p = |f: &str| out.join(f).to_str().unwrap().to_string();
-    for engine in ["native", "hnsw-rs"] {
-        let r: Value = serde_json::from_str(&ok(
-            &data,
-            &[
-                "--threads",
-                "2",
-                "bench",
-                "ann",
-                "--base",
-                &p("base.fvecs"),
-                "--queries",
-                &p("queries.fvecs"),
-                "--gt",
-                &p("gt.ivecs"),
-                "--k",
-                "10",
-                "--m",
-                "8",
-                "--ef-construction",
-                "64",
-                "--ef",
-                "10,80",
-                "--engine",
-                engine,
-                "--json",
-            ],
-        ))
-        .unwrap();
+    let ann = |engine: &str| {
+        [
+            "--threads".to_string(),
+            "2".into(),
+            "bench".into(),
+            "ann".into(),
+            "--base".into(),
+            p("base.fvecs"),
+            "--queries".into(),
+            p("queries.fvecs"),
+            "--gt".into(),
+            p("gt.ivecs"),
+            "--k".into(),
+            "10".into(),
+            "--m".into(),
+            "8".into(),
+            "--ef-construction".into(),
+            "64".into(),
+            "--ef".into(),
+            "10,80".into(),
+            "--engine".into(),
+            engine.into(),
+            "--json".into(),
+        ]
+    };
+    let engines: &[&str] = if cfg!(feature = "hnsw-rs") {
+        &["native", "hnsw-rs"]
+    } else {
+        let args = ann("hnsw-rs");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = user_error(&data, &args);
+        assert!(e.contains("--features hnsw-rs"), "{e}");
+        &["native"]
+    };
+    for engine in engines {
+        let args = ann(engine);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r: Value = serde_json::from_str(&ok(&data, &args)).unwrap();
         assert_eq!(r["n"], 2000);
         assert_eq!(r["threads"], 2);
         assert!(r["build_seconds"].as_f64().unwrap() > 0.0);

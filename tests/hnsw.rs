@@ -3,7 +3,6 @@
 
 use dcd::index::exact::ExactIndex;
 use dcd::index::graph::{HnswGraph, HnswParams};
-use dcd::index::hnsw::HnswRsIndex;
 use dcd::index::manager::{self, Engine};
 use dcd::index::{AnnIndex, IndexError, RowFilter, SearchParams};
 use dcd::store::{NewItem, PoolSpec, Store};
@@ -175,8 +174,10 @@ fn f16_vectors_index_too() {
     assert!(recall(&graph, view, &queries, &SearchParams::k(K)) >= 0.95);
 }
 
+#[cfg(feature = "hnsw-rs")]
 #[test]
 fn hnsw_rs_engine_answers_through_the_same_trait() {
+    use dcd::index::hnsw::HnswRsIndex;
     let (base, queries) = data(8_000, 100, 32);
     let view = VectorView::f32(&base.data, 32);
     let index = HnswRsIndex::build(view, HnswParams::default()).unwrap();
@@ -372,7 +373,12 @@ fn the_manager_catches_up_and_rebuilds_missing_or_damaged_indexes() {
         2_000
     );
 
-    for engine in [Engine::Exact, Engine::HnswRs] {
+    let engines = [
+        Engine::Exact,
+        #[cfg(feature = "hnsw-rs")]
+        Engine::HnswRs,
+    ];
+    for engine in engines {
         assert_eq!(
             manager::open(&pool, engine, HnswParams::default())
                 .unwrap()

@@ -71,11 +71,10 @@ mod tests {
     fn jpeg(w: u32, h: u32, progressive_like_exif: bool) -> Vec<u8> {
         let img =
             image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 90]));
-        let mut out = std::io::Cursor::new(Vec::new());
-        image::DynamicImage::ImageRgb8(img)
-            .write_to(&mut out, image::ImageFormat::Jpeg)
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut bytes)
+            .encode_image(&img)
             .unwrap();
-        let mut bytes = out.into_inner();
         if progressive_like_exif {
             // An APP1 segment holding a complete small JPEG (an EXIF thumbnail's shape).
             let thumb = jpeg(8, 8, false);

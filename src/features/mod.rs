@@ -13,6 +13,7 @@ pub mod preprocess;
 pub mod pth;
 pub mod random;
 pub mod registry;
+pub mod thumbnail;
 pub mod weights;
 
 pub use backbone::{Backbone, FeatureExtractor, LoadOptions};

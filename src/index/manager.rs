@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::exact::ExactIndex;
 use super::graph::{persist, HnswGraph, HnswParams};
+#[cfg(feature = "hnsw-rs")]
 use super::hnsw::HnswRsIndex;
 use super::{AnnIndex, IndexError};
 use crate::store::Pool;
@@ -22,7 +23,8 @@ pub const GRAPH_FILE: &str = "hnsw.graph";
 pub enum Engine {
     /// dcd's compact HNSW (default; saved in the pool folder).
     Native,
-    /// The hnsw_rs crate (rebuilt on open).
+    /// The hnsw_rs crate (rebuilt on open; cargo feature `hnsw-rs`).
+    #[cfg(feature = "hnsw-rs")]
     HnswRs,
     /// Brute force, exact.
     Exact,
@@ -32,6 +34,7 @@ impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Engine::Native => "native",
+            #[cfg(feature = "hnsw-rs")]
             Engine::HnswRs => "hnsw-rs",
             Engine::Exact => "exact",
         })
@@ -43,7 +46,14 @@ impl FromStr for Engine {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "native" | "native-hnsw" => Ok(Engine::Native),
+            #[cfg(feature = "hnsw-rs")]
             "hnsw-rs" | "hnsw_rs" => Ok(Engine::HnswRs),
+            #[cfg(not(feature = "hnsw-rs"))]
+            "hnsw-rs" | "hnsw_rs" => Err(
+                "this dcd was built without the hnsw-rs engine, which is kept only to compare \
+                 against: build with `cargo build --release --features hnsw-rs`"
+                    .into(),
+            ),
             "exact" => Ok(Engine::Exact),
             other => Err(format!(
                 "unknown engine {other:?}: use native, hnsw-rs or exact"
@@ -60,6 +70,7 @@ pub fn build(
 ) -> Result<Box<dyn AnnIndex>, IndexError> {
     Ok(match engine {
         Engine::Native => Box::new(HnswGraph::build(vectors, params)?),
+        #[cfg(feature = "hnsw-rs")]
         Engine::HnswRs => Box::new(HnswRsIndex::build(vectors, params)?),
         Engine::Exact => Box::new(ExactIndex::build(vectors)),
     })
@@ -177,6 +188,7 @@ pub fn open_with(
     let vectors = pool.vectors();
     match engine {
         Engine::Exact => Ok(Box::new(ExactIndex::build(vectors))),
+        #[cfg(feature = "hnsw-rs")]
         Engine::HnswRs => {
             let t = Instant::now();
             let idx = HnswRsIndex::build(vectors, params)?;

@@ -2,7 +2,8 @@
 //!
 //! - [`exact`]: brute force (tiled GEMM + exact re-rank), the recall oracle and the exact path.
 //! - [`graph`]: dcd's own compact HNSW, the default approximate engine.
-//! - [`hnsw`]: the hnsw_rs crate behind the same trait, kept selectable for comparison.
+//! - `hnsw`: the hnsw_rs crate behind the same trait, kept selectable for comparison (cargo
+//!   feature `hnsw-rs`).
 //! - [`manager`]: opens a pool's index from disk, catches it up with the store, rebuilds it
 //!   when it is missing or damaged.
 //!
@@ -13,6 +14,7 @@ pub mod distance;
 pub mod error;
 pub mod exact;
 pub mod graph;
+#[cfg(feature = "hnsw-rs")]
 pub mod hnsw;
 pub mod manager;
 pub mod progress;

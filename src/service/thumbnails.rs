@@ -56,20 +56,11 @@ impl Service {
             .map_err(|e| unusable(e.to_string()))?;
         let image = crate::features::preprocess::decode_within(&bytes, limits)
             .map_err(|e| unusable(e.to_string()))?;
-        let (w, h) = fit(image.width, image.height);
-        let full =
-            image::RgbImage::from_raw(image.width, image.height, image.data).ok_or_else(|| {
-                ServiceError::Internal {
-                    what: "a decoded image of the wrong size".into(),
-                }
-            })?;
-        let small = image::imageops::thumbnail(&full, w, h);
-        let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 82)
-            .encode_image(&small)
-            .map_err(|e| ServiceError::Internal {
-                what: format!("encoding a thumbnail: {e}"),
-            })?;
+        let jpeg = crate::features::thumbnail::thumbnail_jpeg(image, THUMB_SIDE).map_err(|e| {
+            ServiceError::Internal {
+                what: format!("a thumbnail of {}: {e}", real.display()),
+            }
+        })?;
         // A cache that cannot be written only costs a decode next time.
         if let Err(e) = write_atomically(&cached, &jpeg) {
             tracing::debug!(path = %cached.display(), error = %e, "thumbnail not cached");
@@ -96,19 +87,6 @@ impl Service {
     }
 }
 
-/// The thumbnail's size: the longer side `THUMB_SIDE` (never enlarged), the ratio kept.
-fn fit(w: u32, h: u32) -> (u32, u32) {
-    let long = w.max(h).max(1);
-    if long <= THUMB_SIDE {
-        return (w.max(1), h.max(1));
-    }
-    let scale = THUMB_SIDE as f64 / long as f64;
-    (
-        ((w as f64 * scale).round() as u32).max(1),
-        ((h as f64 * scale).round() as u32).max(1),
-    )
-}
-
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -126,16 +104,4 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     let p = dir.join(format!(".tmp-{}-{n}", std::process::id()));
     let f = std::fs::File::create(&p)?;
     Ok((p, f))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fit;
-
-    #[test]
-    fn thumbnails_keep_the_ratio_and_never_grow() {
-        assert_eq!(fit(640, 480), (160, 120));
-        assert_eq!(fit(100, 1000), (16, 160));
-        assert_eq!(fit(50, 20), (50, 20));
-    }
 }

@@ -1,7 +1,6 @@
 //! `dcd bench embed`: images/s of a backbone, decode+preprocess and forward pass measured
 //! apart, so each can be compared with its peers (PIL/torchvision, PyTorch, onnxruntime).
 
-use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -57,11 +56,11 @@ fn sample_jpeg() -> Vec<u8> {
             c(128 + ((x as f32 / 23.0).sin() * 90.0) as i32),
         ])
     });
-    let mut out = Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Jpeg)
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut out)
+        .encode_image(&img)
         .expect("encoding a generated image cannot fail");
-    out.into_inner()
+    out
 }
 
 /// User + system CPU seconds of this process (Linux; `None` elsewhere).

@@ -54,22 +54,10 @@ impl Thumbs {
 fn thumbnail(path: &Path, side: u32) -> Option<String> {
     let bytes = crate::features::preprocess::read_image_file(path, &Default::default()).ok()?;
     let img = crate::features::preprocess::decode(&bytes).ok()?;
-    let long = img.width.max(img.height).max(1);
-    let (w, h) = if long <= side {
-        (img.width.max(1), img.height.max(1))
-    } else {
-        (
-            (img.width * side / long).max(1),
-            (img.height * side / long).max(1),
-        )
-    };
-    let buf = image::RgbImage::from_raw(img.width, img.height, img.data)?;
-    let small = image::imageops::thumbnail(&buf, w, h);
-    let mut out = std::io::Cursor::new(Vec::new());
-    small.write_to(&mut out, image::ImageFormat::Jpeg).ok()?;
+    let jpeg = crate::features::thumbnail::thumbnail_jpeg(img, side).ok()?;
     Some(format!(
         "data:image/jpeg;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+        base64::engine::general_purpose::STANDARD.encode(jpeg)
     ))
 }
 
