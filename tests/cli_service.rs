@@ -252,6 +252,27 @@ fn local_ingest_debug_set_export_and_report() {
         assert_eq!(section.matches("<figure").count(), shown + 1, "{section}");
     }
     assert!(page.contains("<h2>Overview</h2>") && page.contains("Failure modes"));
+    // The map and the strip, from the overview `dcd debug-set` kept in the summary.
+    let items = std::fs::read_to_string(&set).unwrap().lines().count();
+    assert!(
+        page.contains("<h2>Map</h2>") && page.contains("<svg"),
+        "no map"
+    );
+    assert_eq!(
+        page.matches("<circle").count(),
+        2 * items,
+        "set + random sample"
+    );
+    assert!(page.contains("A random sample of the pool"));
+    let strip = page
+        .split("A random sample of the pool")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .unwrap();
+    assert!(
+        strip.contains("data:image/jpeg;base64,"),
+        "the sample's images shown"
+    );
 
     // Bad input.
     let out = dcd(&data)
@@ -556,6 +577,16 @@ fn cli_against_a_server_and_graceful_shutdown() {
     );
     let p = precision(&set, &f.stripes);
     assert!(p >= 0.9, "precision {p}");
+    // The server sends the overview the report draws.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.root.join("remote.summary.json")).unwrap())
+            .unwrap();
+    let items = std::fs::read_to_string(&set).unwrap().lines().count();
+    assert_eq!(
+        summary["overview"]["items"].as_array().unwrap().len(),
+        items
+    );
+    assert_eq!(summary["overview"]["errors"].as_array().unwrap().len(), 3);
     let page = http_get(&metrics_addr);
     assert!(
         page.contains("dcd_requests_total{method=\"StreamDebugSet\",code=\"Ok\"} 1"),

@@ -390,6 +390,13 @@ impl RemoteService {
             request.merge.max_distance = applied.max_distance;
         }
         let saved_as = summary.saved_as.clone();
+        let overview = match summary.overview_json.as_str() {
+            "" => None,
+            json => Some(serde_json::from_str(json).map_err(|e| Error::Remote {
+                kind: ErrorKind::Internal,
+                message: format!("the server sent an unreadable overview: {e}"),
+            })?),
+        };
         Ok((
             DebugSetResult {
                 items: items
@@ -505,6 +512,7 @@ impl RemoteService {
                     first_accepted_error: r.first_accepted_error as usize,
                     inherited_inputs: r.inherited_inputs,
                 }),
+                overview,
             },
             saved_as,
         ))

@@ -246,6 +246,7 @@ pub fn debug_set_request(r: &pb::BuildDebugSetRequest) -> Result<DebugSetRequest
         label_targets: counts_of(&r.label_targets),
         from_set: Some(r.from_set.clone()).filter(|s| !s.is_empty()),
         accepted_weight: r.accepted_weight,
+        overview: r.overview,
     })
 }
 
@@ -289,6 +290,7 @@ pub fn wire_debug_set_request(req: &DebugSetRequest) -> pb::BuildDebugSetRequest
         label_targets: wire_counts(&req.label_targets),
         from_set: req.from_set.clone().unwrap_or_default(),
         accepted_weight: req.accepted_weight,
+        overview: req.overview,
     }
 }
 
@@ -558,5 +560,10 @@ pub fn debug_set_summary(
             .iter()
             .map(|(l, &n)| (l.clone(), n as u32))
             .collect(),
+        overview_json: r
+            .overview
+            .as_ref()
+            .map(|o| serde_json::to_string(o).expect("an overview is plain data"))
+            .unwrap_or_default(),
     }
 }

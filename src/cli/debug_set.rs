@@ -143,6 +143,8 @@ pub(super) fn request_of(
         label_targets: args.label_targets.iter().cloned().collect(),
         from_set: None,
         accepted_weight: None,
+        // The summary file keeps the map and the random sample for `dcd report`.
+        overview: true,
     };
     Ok((req, names))
 }
@@ -212,6 +214,7 @@ pub(super) fn run(data_dir: &Path, build: BuildSetArgs) -> Result<()> {
         "pool_items": result.pool_items,
         "excluded": result.excluded,
         "saved_as": saved_as,
+        "overview": result.overview,
     });
     let summary_file = summary_path(&args.out);
     std::fs::write(

@@ -1,9 +1,9 @@
 //! `dcd report`: one self-contained HTML page of a debug-train set — its overview (size,
 //! labels handed to training, distances, failure modes, the why-not funnel) and, for each
-//! error sample, every pool image it found in the set. From a set file (`--set`, written by
-//! `dcd debug-set`) or a saved set (`--saved`, local or `--server`), which adds its reviews,
-//! a map of the error samples, the set and a random sample of the pool of the same size, and
-//! a strip of the set beside that sample.
+//! error sample, every pool image it found in the set, beside a map of the error samples, the
+//! set and a random sample of the pool of the same size, and a strip of the set beside that
+//! sample. From a set file (`--set`, written by `dcd debug-set` with the overview in its
+//! summary) or a saved set (`--saved`, local or `--server`), which adds its reviews.
 
 mod html;
 
@@ -129,7 +129,8 @@ fn from_file(file: &Path) -> Result<Report> {
         .collect();
     Ok(Report {
         title: format!("Debug-train set {}", file.display()),
-        chance: None,
+        // Summaries written before `dcd debug-set` kept the overview have none: no map.
+        chance: serde_json::from_value(summary["overview"].clone()).ok(),
         ..common(&summary, items, errors)
     })
 }

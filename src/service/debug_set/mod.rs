@@ -56,7 +56,10 @@ impl Service {
             return self.build_set(req);
         };
         let (base, carry, inherited) = self.round_of(req, parent)?;
-        let mut result = self.build_set(&self.with_carry(&base, &carry)?)?;
+        let mut round = self.with_carry(&base, &carry)?;
+        // Inherited inputs come with the parent's request, which never asks for a map.
+        round.overview = req.overview;
+        let mut result = self.build_set(&round)?;
         result.request.from_set = Some(parent.clone());
         result.round = Some(rounds::round_report(parent, &base, &carry, inherited));
         Ok(result)
@@ -365,6 +368,16 @@ impl Service {
                 funnel: c.funnel,
             })
             .collect();
+        let overview = match req.overview {
+            true => {
+                let errors: Vec<&[f32]> = vectors_of_errors.iter().flatten().copied().collect();
+                let rows: Vec<RowId> = out.iter().map(|i| i.row).collect();
+                let seed = overview::seed_of_set(&req.pool, &rows);
+                Some(overview::overview_of(pool, &errors, &rows, seed)?)
+            }
+            false => None,
+        };
+        clock.lap("overview");
         let mut request = req.clone();
         request.label_policy = Some(policy);
         request.merge = merge;
@@ -397,6 +410,7 @@ impl Service {
             pool_items: pool.len() as u64,
             excluded,
             round: None,
+            overview,
         })
     }
 }

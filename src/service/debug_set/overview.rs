@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::debugset::Quantiles;
 use crate::index::distance::l2_squared;
+use crate::service::storage::PoolRows;
 use crate::service::{Result, Service};
 use crate::types::RowId;
 
@@ -56,73 +57,95 @@ impl Service {
         let saved = self.saved_debug_set(name)?;
         let handle = self.pool(&saved.record.pool)?;
         let rows = handle.rows()?;
-        let dim = rows.dim();
-        let errors: Vec<&Vec<f32>> = saved
+        let errors: Vec<&[f32]> = saved
             .manifest
             .errors
             .iter()
-            .filter_map(|e| e.vector.as_ref())
-            .filter(|v| v.len() == dim)
+            .filter_map(|e| e.vector.as_deref())
             .collect();
         let item_rows: Vec<RowId> = saved.items.iter().map(|i| i.row).collect();
-        let items = rows.vectors(&item_rows)?;
-        let n = saved.items.len().clamp(1, MAX_RANDOM).min(rows.len());
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed_of(name));
-        let mut sample: Vec<RowId> = rand::seq::index::sample(&mut rng, rows.len(), n)
-            .into_iter()
-            .map(|r| r as RowId)
-            .collect();
-        sample.sort_unstable();
-        let random = rows.vectors(&sample)?;
-        let sampled = rows.items(&sample)?;
-        let distances: Vec<f32> = random
-            .iter_rows()
-            .map(|v| {
-                errors
-                    .iter()
-                    .map(|e| l2_squared(v, e))
-                    .fold(f32::INFINITY, f32::min)
-            })
-            .collect();
-        let mut random_labels = BTreeMap::new();
-        for it in &sampled {
-            *random_labels
-                .entry(it.label.clone().unwrap_or_default())
-                .or_insert(0) += 1;
-        }
-        let all: Vec<&[f32]> = errors
-            .iter()
-            .map(|e| e.as_slice())
-            .chain(items.iter_rows())
-            .chain(random.iter_rows())
-            .collect();
-        let (points, explained) = project_2d(&all, dim);
-        let (e, rest) = points.split_at(errors.len());
-        let (i, r) = rest.split_at(items.rows);
-        let finite: Vec<f32> = distances
-            .iter()
-            .copied()
-            .filter(|d| d.is_finite())
-            .collect();
-        Ok(SetOverview {
-            errors: e.to_vec(),
-            items: i.to_vec(),
-            random: r.to_vec(),
-            explained,
-            random_items: sampled
-                .into_iter()
-                .zip(&distances)
-                .map(|(it, &d)| SampledItem {
-                    row: it.row,
-                    key: it.key,
-                    label: it.label,
-                    distance: d,
-                })
-                .collect(),
-            random_labels,
-            random_distances: crate::debugset::quantiles(&finite),
-        })
+        overview_of(rows.as_ref(), &errors, &item_rows, seed_of(name))
     }
+}
+
+/// Where `errors` and the set of `item_rows` lie on one map with a random sample of `pool`
+/// of the set's size (up to `MAX_RANDOM`), drawn with `seed`. Error vectors of another
+/// dimension than the pool's are left off.
+pub(super) fn overview_of(
+    pool: &dyn PoolRows,
+    errors: &[&[f32]],
+    item_rows: &[RowId],
+    seed: u64,
+) -> Result<SetOverview> {
+    let dim = pool.dim();
+    let errors: Vec<&[f32]> = errors.iter().copied().filter(|v| v.len() == dim).collect();
+    let items = pool.vectors(item_rows)?;
+    let n = item_rows.len().clamp(1, MAX_RANDOM).min(pool.len());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut sample: Vec<RowId> = rand::seq::index::sample(&mut rng, pool.len(), n)
+        .into_iter()
+        .map(|r| r as RowId)
+        .collect();
+    sample.sort_unstable();
+    let random = pool.vectors(&sample)?;
+    let sampled = pool.items(&sample)?;
+    let distances: Vec<f32> = random
+        .iter_rows()
+        .map(|v| {
+            errors
+                .iter()
+                .map(|e| l2_squared(v, e))
+                .fold(f32::INFINITY, f32::min)
+        })
+        .collect();
+    let mut random_labels = BTreeMap::new();
+    for it in &sampled {
+        *random_labels
+            .entry(it.label.clone().unwrap_or_default())
+            .or_insert(0) += 1;
+    }
+    let all: Vec<&[f32]> = errors
+        .iter()
+        .copied()
+        .chain(items.iter_rows())
+        .chain(random.iter_rows())
+        .collect();
+    let (points, explained) = project_2d(&all, dim);
+    let (e, rest) = points.split_at(errors.len());
+    let (i, r) = rest.split_at(items.rows);
+    let finite: Vec<f32> = distances
+        .iter()
+        .copied()
+        .filter(|d| d.is_finite())
+        .collect();
+    Ok(SetOverview {
+        errors: e.to_vec(),
+        items: i.to_vec(),
+        random: r.to_vec(),
+        explained,
+        random_items: sampled
+            .into_iter()
+            .zip(&distances)
+            .map(|(it, &d)| SampledItem {
+                row: it.row,
+                key: it.key,
+                label: it.label,
+                distance: d,
+            })
+            .collect(),
+        random_labels,
+        random_distances: crate::debugset::quantiles(&finite),
+    })
+}
+
+/// The seed of an unsaved set's random sample: its pool and rows, so the same set gets the
+/// same sample.
+pub(super) fn seed_of_set(pool: &str, rows: &[RowId]) -> u64 {
+    rows.iter()
+        .flat_map(|r| r.to_le_bytes())
+        .fold(seed_of(pool), |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        })
 }
 
 fn seed_of(name: &str) -> u64 {

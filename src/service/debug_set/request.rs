@@ -103,6 +103,11 @@ pub struct DebugSetRequest {
     /// Weight of an accepted item as an error sample (None: 1).
     #[serde(default)]
     pub accepted_weight: Option<f32>,
+    /// Also the map and a random sample of the pool of the set's size
+    /// ([`DebugSetResult::overview`]). How the set is shown, not how it is built: never in a
+    /// manifest.
+    #[serde(skip)]
+    pub overview: bool,
 }
 
 impl DebugSetRequest {
@@ -144,6 +149,7 @@ impl DebugSetRequest {
             label_targets: BTreeMap::new(),
             from_set: None,
             accepted_weight: None,
+            overview: false,
         }
     }
 }
@@ -326,4 +332,7 @@ pub struct DebugSetResult {
     pub excluded: usize,
     /// How the reviews of the set it follows were used (with `from_set`).
     pub round: Option<super::RoundReport>,
+    /// Where the set lies against a random sample of the pool (with `overview`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overview: Option<super::SetOverview>,
 }
