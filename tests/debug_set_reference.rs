@@ -50,6 +50,7 @@ fn ingest_item(i: usize, pool: &str, key: String, label: &str, values: Vec<f32>)
         label: label.into(),
         metadata_json: String::new(),
         content: Some(pb::ingest_item::Content::Vector(pb::Vector { values })),
+        ..Default::default()
     }
 }
 

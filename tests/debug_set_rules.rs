@@ -63,6 +63,7 @@ fn fixture(seed: u64) -> Fixture {
             label: CLASSES[weak].into(),
             metadata_json: String::new(),
             content: Some(pb::ingest_item::Content::Vector(pb::Vector { values })),
+            ..Default::default()
         });
     }
     Fixture {

@@ -219,6 +219,7 @@ fn duplicates_name_an_original_that_is_stored() {
         label: None,
         metadata: None,
         content: ItemContent::Image(bytes.to_vec()),
+        content_sha256: None,
     };
     let mut first = StreamIngest::start(service.clone(), "p").unwrap();
     first.push(item("a", &image)).unwrap();

@@ -54,6 +54,7 @@ fn vector_pool(seed: u64) -> (Vec<pb::IngestItem>, Vec<f32>) {
             label: labels[rng.gen_range(0..4)].into(),
             metadata_json: format!("{{\"i\": {i}}}"),
             content: Some(pb::ingest_item::Content::Vector(vector(values))),
+            ..Default::default()
         });
     }
     (items, group)
@@ -1134,6 +1135,7 @@ fn deleting_right_after_an_ingest_waits_for_the_index_refresh() {
                     content: dcd::service::ItemContent::Vector(
                         (0..DIM).map(|_| rng.gen::<f32>()).collect(),
                     ),
+                    content_sha256: None,
                 })
                 .unwrap();
         }

@@ -264,6 +264,7 @@ async fn ensure_pool(
         content: Some(pb::ingest_item::Content::Vector(pb::Vector {
             values: base.row(i).to_vec(),
         })),
+        ..Default::default()
     });
     let summary = client
         .ingest(tokio_stream::iter(items))

@@ -181,6 +181,8 @@ impl RemoteService {
                         pb::ingest_item::Content::Vector(pb::Vector { values })
                     }
                 }),
+                content_sha256: item.content_sha256.unwrap_or_default(),
+                itemize: false,
             })
             .collect();
         let r = self.request(tokio_stream::iter(messages));

@@ -10,7 +10,7 @@ use crate::service::{
     DebugItem, DebugSetRequest, DebugSetResult, ErrorSample, EstimateReport, Hit, IngestItem,
     ItemContent, PoolDetails, QueryInput, ReferenceReport, StreamSummary,
 };
-use crate::store::{JobRecord, JobState, PoolRecord};
+use crate::store::{EntryOutcome, JobRecord, JobState, PoolRecord};
 use crate::types::Dtype;
 
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
@@ -122,6 +122,7 @@ pub fn ingest_item(item: pb::IngestItem) -> Result<IngestItem, Status> {
         label: Some(item.label).filter(|l| !l.is_empty()),
         metadata: Some(item.metadata_json).filter(|m| !m.is_empty()),
         content,
+        content_sha256: Some(item.content_sha256).filter(|h| !h.is_empty()),
     })
 }
 
@@ -138,6 +139,23 @@ pub fn ingest_summary(s: StreamSummary) -> pb::IngestSummary {
             .collect(),
         pool_items: s.pool_items,
         present: s.present,
+        outcomes: s
+            .outcomes
+            .into_iter()
+            .map(|(key, outcome)| {
+                let (outcome, reason) = match outcome {
+                    EntryOutcome::Stored => (pb::IngestOutcome::Stored, String::new()),
+                    EntryOutcome::Present => (pb::IngestOutcome::Present, String::new()),
+                    EntryOutcome::Duplicate(of) => (pb::IngestOutcome::Duplicate, of),
+                    EntryOutcome::Failed(reason) => (pb::IngestOutcome::Failed, reason),
+                };
+                pb::ItemOutcome {
+                    key,
+                    outcome: outcome as i32,
+                    reason,
+                }
+            })
+            .collect(),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::index::graph::HnswParams;
 use crate::index::manager::IndexStatus;
 use crate::service::{Hit, PoolDetails, QueryInput, SavedDebugSet, SetDiff, StreamSummary};
-use crate::store::{PoolRecord, Review, SavedItem, SavedSet, Verdict};
+use crate::store::{EntryOutcome, PoolRecord, Review, SavedItem, SavedSet, Verdict};
 use crate::types::{Metric, RowId};
 
 use super::status::remote_error;
@@ -91,6 +91,21 @@ pub fn ingest_summary(s: pb::IngestSummary) -> StreamSummary {
         failed: s.failed,
         errors: s.errors.into_iter().map(|e| (e.key, e.reason)).collect(),
         pool_items: s.pool_items,
+        outcomes: s
+            .outcomes
+            .into_iter()
+            .map(|o| {
+                let outcome = match o.outcome() {
+                    pb::IngestOutcome::Stored => EntryOutcome::Stored,
+                    pb::IngestOutcome::Present => EntryOutcome::Present,
+                    pb::IngestOutcome::Duplicate => EntryOutcome::Duplicate(o.reason),
+                    pb::IngestOutcome::Failed | pb::IngestOutcome::Unspecified => {
+                        EntryOutcome::Failed(o.reason)
+                    }
+                };
+                (o.key, outcome)
+            })
+            .collect(),
     }
 }
 

@@ -80,6 +80,8 @@ pub fn seed_requests() -> Vec<(&'static str, Vec<u8>)> {
                 content: Some(pb::ingest_item::Content::Vector(pb::Vector {
                     values: vec![1.0, 2.0, 3.0, 4.0],
                 })),
+                content_sha256: "ab".repeat(32),
+                itemize: true,
             }
             .encode_to_vec(),
         ),

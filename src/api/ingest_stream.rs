@@ -65,8 +65,12 @@ impl DcdApi {
         // batch is committed; a feed short of budget asks for a commit, which frees it.
         let (tx, mut rx) = mpsc::channel::<Feed>(1024);
         let pool = first.pool.clone();
+        let itemize = first.itemize;
         let worker = self.run_blocking("Ingest", pool.clone(), Admission::Stream, move |s| {
             let mut ingest = StreamIngest::start(s.clone(), &pool)?;
+            if itemize {
+                ingest.itemize();
+            }
             let mut held: Vec<[OwnedSemaphorePermit; 2]> = Vec::new();
             while let Some(feed) = rx.blocking_recv() {
                 let (item, permits) = match feed {

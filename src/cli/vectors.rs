@@ -90,6 +90,7 @@ fn import(data_dir: &Path, args: ImportArgs) -> Result<()> {
                     .map(|l| l[i].clone())
                     .filter(|l| !l.is_empty()),
                 metadata: None,
+                content_sha256: None,
                 content: ItemContent::Vector(row.to_vec()),
             })
             .collect();

@@ -26,9 +26,13 @@ pub(super) struct Candidate {
     pub metadata: Option<String>,
     /// What it carries, or why that could not be read.
     pub content: std::result::Result<ItemContent, String>,
-    /// Hex SHA-256 of the content; empty for a keyed vector (vectors are not de-duplicated
-    /// by content, and hashing is a fifth of a vector batch's cost).
+    /// Hex SHA-256 of the content (of the image a vector was made from, where the sender
+    /// names it); empty for a keyed vector without one (hashing is a fifth of a vector
+    /// batch's cost).
     pub hash: String,
+    /// De-duplicated by `hash` against the pool's images: images, and vectors sent with the
+    /// hash of their image.
+    pub by_content: bool,
 }
 
 /// A candidate that passed the checks made before the model sees it.
@@ -38,6 +42,7 @@ struct Admissible {
     metadata: Option<String>,
     content: ItemContent,
     hash: String,
+    by_content: bool,
 }
 
 /// Where a batch goes: a pool, and the job it belongs to (whose entry records commit with
@@ -56,7 +61,7 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let image_hashes: Vec<&str> = batch
             .iter()
-            .filter(|c| matches!(c.content, Ok(ItemContent::Image(_))))
+            .filter(|c| c.by_content && c.content.is_ok())
             .map(|c| c.hash.as_str())
             .collect();
         let rows = target.pool.rows()?;
@@ -76,6 +81,12 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
     let inflight: Vec<String> = kept
         .iter()
         .filter(|(_, a)| matches!(a.content, ItemContent::Image(_)))
+        .map(|(_, a)| a.key.clone())
+        .collect();
+    // The originals of this batch's duplicates: its images and its vectors of named images.
+    let firsts: Vec<String> = kept
+        .iter()
+        .filter(|(_, a)| a.by_content)
         .map(|(_, a)| a.key.clone())
         .collect();
     if let Some(job) = target.job {
@@ -102,9 +113,9 @@ pub(super) fn admit(target: &Target<'_>, batch: Vec<Candidate>) -> Result<Vec<En
             Err(reason) => EntryOutcome::Failed(reason),
         });
     }
-    // The images this batch brought first (the embedded ones): a duplicate of any other
-    // image has its original in the pool already.
-    let originals: HashSet<&str> = inflight.iter().map(String::as_str).collect();
+    // The contents this batch brought first: a duplicate of any other has its original in
+    // the pool already.
+    let originals: HashSet<&str> = firsts.iter().map(String::as_str).collect();
     let stored_keys: HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
     let outcomes: Vec<EntryOutcome> = outcomes
         .into_iter()
@@ -178,7 +189,7 @@ fn screen(
     {
         return Err(EntryOutcome::Failed(reason));
     }
-    if matches!(content, ItemContent::Image(_)) {
+    if c.by_content {
         if let Some(of) = by_hash.get(&c.hash) {
             return Err(EntryOutcome::Duplicate(of.clone()));
         }
@@ -190,6 +201,7 @@ fn screen(
         metadata: c.metadata,
         content,
         hash: c.hash,
+        by_content: c.by_content,
     })
 }
 

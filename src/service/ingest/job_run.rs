@@ -172,6 +172,7 @@ fn run_inner(
                     metadata: e.metadata.clone(),
                     content: read.map(ItemContent::Image),
                     hash,
+                    by_content: true,
                 }
             })
             .collect();

@@ -20,6 +20,8 @@ const IMAGE_BATCH: usize = 64;
 const BATCH_BYTES: usize = 64 << 20;
 /// Item errors kept for the summary.
 const MAX_REPORTED_ERRORS: usize = 100;
+/// Most items of a stream that reports each item's outcome (the answer holds them all).
+pub const MAX_ITEMIZED: u64 = 100_000;
 
 /// What an item carries.
 #[derive(Clone, Debug)]
@@ -41,6 +43,9 @@ pub struct IngestItem {
     pub metadata: Option<String>,
     /// Image or vector.
     pub content: ItemContent,
+    /// Hex SHA-256 of the image a vector was made from: the vector is then de-duplicated by
+    /// content like an image (for an image, checked against its bytes).
+    pub content_sha256: Option<String>,
 }
 
 /// The outcome of a stream.
@@ -60,6 +65,9 @@ pub struct StreamSummary {
     pub errors: Vec<(String, String)>,
     /// Items in the pool afterwards.
     pub pool_items: u64,
+    /// Every item's outcome, in the order received (when asked: [`StreamIngest::itemize`]).
+    #[serde(skip)]
+    pub outcomes: Vec<(String, EntryOutcome)>,
 }
 
 /// A stream in progress.
@@ -71,6 +79,7 @@ pub struct StreamIngest {
     pending_images: usize,
     pending_bytes: usize,
     summary: StreamSummary,
+    itemize: bool,
 }
 
 impl StreamIngest {
@@ -86,7 +95,14 @@ impl StreamIngest {
             pending_images: 0,
             pending_bytes: 0,
             summary: StreamSummary::default(),
+            itemize: false,
         })
+    }
+
+    /// Reports each item's outcome in the summary (for streams of up to [`MAX_ITEMIZED`]
+    /// items: a worker's batch, not a whole pool).
+    pub fn itemize(&mut self) {
+        self.itemize = true;
     }
 
     /// The pool's name.
@@ -97,6 +113,16 @@ impl StreamIngest {
     /// Takes one item; commits a batch when enough are pending. A vector of the wrong
     /// dimension or with NaN stops the stream (batches before it stay stored).
     pub fn push(&mut self, item: IngestItem) -> Result<()> {
+        if self.itemize && self.summary.received >= MAX_ITEMIZED {
+            self.flush()?;
+            return Err(ServiceError::InvalidArgument {
+                field: "itemize",
+                reason: format!(
+                    "a stream that reports each item's outcome holds at most {MAX_ITEMIZED} items; the {} before this one are stored: send the rest in another stream",
+                    self.summary.received
+                ),
+            });
+        }
         let position = self.summary.received as usize;
         self.summary.received += 1;
         match &item.content {
@@ -175,12 +201,20 @@ impl StreamIngest {
         let candidates: Vec<Candidate> = batch
             .into_iter()
             .map(|item| {
-                let needs_hash =
-                    item.key.is_empty() || matches!(item.content, ItemContent::Image(_));
-                let hash = if needs_hash {
-                    content_hash(&item.content)
-                } else {
-                    String::new()
+                let image = matches!(item.content, ItemContent::Image(_));
+                let named = item.content_sha256.as_deref().map(image_hash);
+                let hash = match &named {
+                    _ if image => content_hash(&item.content),
+                    Some(Ok(h)) => h.clone(),
+                    _ if item.key.is_empty() => content_hash(&item.content),
+                    _ => String::new(),
+                };
+                let content = match named {
+                    Some(Err(reason)) => Err(reason),
+                    Some(Ok(h)) if image && h != hash => Err(format!(
+                        "content_sha256 {h} is not the SHA-256 of the image's bytes ({hash})"
+                    )),
+                    _ => Ok(item.content),
                 };
                 Candidate {
                     key: if item.key.is_empty() {
@@ -190,7 +224,9 @@ impl StreamIngest {
                     },
                     label: item.label,
                     metadata: item.metadata,
-                    content: Ok(item.content),
+                    content,
+                    by_content: image || item.content_sha256.is_some(),
+                    // (a malformed content_sha256 has failed the item above)
                     hash,
                 }
             })
@@ -203,6 +239,9 @@ impl StreamIngest {
         };
         for (key, outcome) in keys.into_iter().zip(admit(&target, candidates)?) {
             let s = &mut self.summary;
+            if self.itemize {
+                s.outcomes.push((key.clone(), outcome.clone()));
+            }
             let reported = match outcome {
                 EntryOutcome::Stored => {
                     s.stored += 1;
@@ -229,5 +268,17 @@ impl StreamIngest {
             }
         }
         Ok(())
+    }
+}
+
+/// A sender's hex SHA-256 of an image, lower-cased, or why it is not one.
+fn image_hash(h: &str) -> std::result::Result<String, String> {
+    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "content_sha256 {:?} is not a SHA-256 in hex (64 hex digits)",
+            crate::types::clip_for_message(h, 80)
+        ))
     }
 }
