@@ -1,0 +1,352 @@
+"""Embed a pool on a Ray cluster.
+
+Ray Data reads the source; workers embed the images with dcd itself (each runs one local
+`dcd serve`, which loads the pool's backbone once, and asks it for vectors through the Embed
+RPC); each batch is appended to the pool through the dcd server's Ingest RPC, keyed by the
+source entry, so a task Ray retries after a worker or node died finds its items present and
+stores nothing twice.
+
+    from dcd_client.ray import ingest
+    summary = ingest("/data/photos", pool="photos", server="10.0.0.5:50051")
+
+Needs `ray[data]` (not a dependency of dcd-client) and a `dcd` binary on every worker node
+(`dcd_bin`, default: `dcd` on the PATH, or $DCD_BIN).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import grpc
+import numpy as np
+
+from ._pb import dcd_pb2 as pb
+from ._pb import dcd_pb2_grpc as rpc
+
+# The file names an ImageFolder listing takes, as `dcd ingest` (by extension, any case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# The local pool a worker embeds with.
+_WORKER_POOL = "embed"
+_OUTCOMES = {
+    pb.INGEST_OUTCOME_STORED: "stored",
+    pb.INGEST_OUTCOME_DUPLICATE: "duplicate",
+    pb.INGEST_OUTCOME_PRESENT: "present",
+    pb.INGEST_OUTCOME_FAILED: "failed",
+}
+
+
+@dataclass
+class Entry:
+    """One source entry: its key in the pool, where its image is, its weak label."""
+
+    key: str
+    path: str = ""
+    label: str = ""
+    metadata: str = ""
+
+
+@dataclass
+class RayIngestSummary:
+    """What a Ray ingestion did, one outcome per source entry."""
+
+    entries: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    present: int = 0
+    failed: int = 0
+    errors: List[Tuple[str, str]] = field(default_factory=list)  # (key, reason), the first ones
+    pool_items: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+
+def list_folder(root: Union[str, os.PathLike]) -> List[Entry]:
+    """The entries of an ImageFolder tree as `dcd ingest` lists them: every image below
+    `root` (sorted), keyed by its absolute path, labelled by its first subfolder."""
+    root = pathlib.Path(os.path.realpath(root))
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder; give an ImageFolder tree or a manifest")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            path = pathlib.Path(dirpath) / name
+            rel = path.relative_to(root).parts
+            out.append(Entry(key=str(path), path=str(path), label=rel[0] if len(rel) > 1 else ""))
+    out.sort(key=lambda e: e.key)
+    return out
+
+
+def list_manifest(file: Union[str, os.PathLike]) -> List[Entry]:
+    """The entries of a `.jsonl` (objects with `path`, optional `label` and `metadata`) or
+    `.csv` manifest (a header naming `path`, optionally `label` and `metadata`)."""
+    import csv
+
+    file = pathlib.Path(file)
+    base = file.resolve().parent
+    rows = []
+    if file.suffix in (".jsonl", ".ndjson"):
+        for n, line in enumerate(file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            if "path" not in obj:
+                raise ValueError(f"{file}:{n}: no \"path\"")
+            meta = obj.get("metadata")
+            rows.append((obj["path"], obj.get("label") or "", json.dumps(meta) if meta else ""))
+    elif file.suffix == ".csv":
+        with file.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if "path" not in (reader.fieldnames or []):
+                raise ValueError(f"{file}: the header must name a \"path\" column")
+            for r in reader:
+                rows.append((r["path"], r.get("label") or "", r.get("metadata") or ""))
+    else:
+        raise ValueError(f"{file}: a manifest is .jsonl or .csv")
+    out = []
+    for path, label, meta in rows:
+        p = pathlib.Path(path)
+        p = p if p.is_absolute() else base / p
+        out.append(Entry(key=str(p), path=str(p), label=label, metadata=meta))
+    return out
+
+
+def _die_with_parent() -> None:
+    # The worker's dcd must not outlive its Ray worker, even one killed by SIGKILL.
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class DcdEmbedder:
+    """A Ray Data worker: one local `dcd serve` holding the pool's backbone, and a connection
+    to the dcd server that keeps the pool. Called on batches of entries; returns each
+    entry's outcome."""
+
+    def __init__(self, server: str, pool: str, dcd_bin: str = "", api_key: str = "",
+                 device: str = "cpu", startup_seconds: float = 120.0):
+        self._pool = pool
+        self._metadata = [("authorization", f"Bearer {api_key}")] if api_key else []
+        self._server = rpc.DcdStub(grpc.insecure_channel(
+            server, options=[("grpc.max_send_message_length", 256 << 20)]))
+        record = self._server.GetPool(pb.GetPoolRequest(name=pool), metadata=self._metadata).pool
+        if not record.backbone:
+            raise ValueError(f"pool {pool!r} holds raw vectors: it has no backbone to embed with")
+        binary = dcd_bin or os.environ.get("DCD_BIN") or shutil.which("dcd")
+        if not binary:
+            raise FileNotFoundError("no dcd binary on this worker: install one or pass dcd_bin")
+        self._dir = tempfile.mkdtemp(prefix="dcd-ray-worker-")
+        args = [binary, "--data-dir", os.path.join(self._dir, "data"), "--log", "warn", "serve",
+                "--addr", "127.0.0.1:0", "--device", device]
+        if os.path.isabs(record.weights):
+            # The weights are a file on this node: the local server may read that folder.
+            args += ["--allow-root", os.path.dirname(record.weights)]
+        out = os.path.join(self._dir, "serve.log")
+        with open(out, "wb") as log:
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                          preexec_fn=_die_with_parent)
+        address = None
+        deadline = time.monotonic() + startup_seconds
+        while address is None and time.monotonic() < deadline and self._proc.poll() is None:
+            for line in pathlib.Path(out).read_text(errors="replace").splitlines():
+                if line.startswith("dcd listening on "):
+                    address = line.split()[-1]
+            time.sleep(0.05)
+        if address is None:
+            self._proc.kill()
+            raise RuntimeError(f"the worker's dcd did not start in {startup_seconds} s: "
+                               + self._log_tail())
+        channel = grpc.insecure_channel(address,
+                                        options=[("grpc.max_receive_message_length", 256 << 20)])
+        self._local = rpc.DcdStub(channel)
+        try:
+            self._local.CreatePool(pb.CreatePoolRequest(
+                name=_WORKER_POOL, backbone=record.backbone, dtype=record.dtype,
+                weights=record.weights, pooling=record.pooling))
+        except grpc.RpcError as e:
+            self._proc.kill()
+            raise RuntimeError(
+                f"this worker cannot load the backbone of pool {pool!r} ({record.backbone}, "
+                f"weights {record.weights or 'default'}): {e.details()}") from None
+        self._dim = record.dim
+
+    def _log_tail(self) -> str:
+        try:
+            return pathlib.Path(self._dir, "serve.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no log)"
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        keys = [str(k) for k in batch["key"]]
+        paths = [str(p) for p in batch["path"]]
+        labels = [str(l) for l in batch["label"]]
+        metadata = [str(m) for m in batch["metadata"]]
+        outcome = ["failed"] * len(keys)
+        reason = [""] * len(keys)
+        images, readable = [], []
+        for i, path in enumerate(paths):
+            try:
+                images.append(pathlib.Path(path).read_bytes())
+                readable.append(i)
+            except OSError as e:
+                reason[i] = f"cannot read {path}: {e.strerror or e}"
+        vectors: Dict[int, Sequence[float]] = {}
+        if images:
+            r = self._local.Embed(pb.EmbedRequest(pool=_WORKER_POOL, images=images))
+            for i, res in zip(readable, r.results):
+                if res.WhichOneof("outcome") == "vector":
+                    vectors[i] = res.vector.values
+                else:
+                    reason[i] = res.error
+        hashes = {i: hashlib.sha256(img).hexdigest() for i, img in zip(readable, images)}
+        sent = sorted(vectors)
+
+        def messages():
+            for n, i in enumerate(sent):
+                yield pb.IngestItem(
+                    pool=self._pool if n == 0 else "", itemize=n == 0, key=keys[i],
+                    label=labels[i], metadata_json=metadata[i],
+                    vector=pb.Vector(values=vectors[i]), content_sha256=hashes[i])
+
+        if sent:
+            # An error here (the server gone, a deadline) fails the task: Ray runs it again,
+            # and what this attempt committed is then present.
+            s = self._server.Ingest(messages(), metadata=self._metadata)
+            by_key = {o.key: o for o in s.outcomes}
+            for i in sent:
+                o = by_key.get(keys[i])
+                if o is None:
+                    reason[i] = "the server reported no outcome for it"
+                    continue
+                outcome[i] = _OUTCOMES.get(o.outcome, "failed")
+                reason[i] = o.reason
+        return {"key": np.array(keys, dtype=object), "outcome": np.array(outcome, dtype=object),
+                "reason": np.array(reason, dtype=object)}
+
+    def __del__(self):
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
+
+
+def ingest(source, pool: str, server: str, *, dcd_bin: str = "", api_key: str = "",
+           batch_size: int = 32, workers: Optional[int] = None, gpus_per_worker: float = 0,
+           cpus_per_worker: float = 1, device: str = "cpu", max_errors: int = 100,
+           ray_address: Optional[str] = None) -> RayIngestSummary:
+    """Embeds `source` into `pool` (which must exist on `server`, with a backbone) on a Ray
+    cluster and returns the outcome of every entry.
+
+    `source`: an ImageFolder tree (subfolder = weak label), a `.jsonl` / `.csv` manifest, a
+    list of `Entry`, or a Ray Dataset with `path` (and optionally `key`, `label`, `metadata`)
+    columns. `workers`: embedding workers (default: one per GPU with `gpus_per_worker`, else
+    one per `cpus_per_worker` CPUs of the cluster)."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address)
+    started = time.monotonic()
+    if isinstance(source, ray.data.Dataset):
+        if "path" not in source.columns():
+            raise ValueError("a Ray Dataset source needs a \"path\" column (and may have key, label, metadata)")
+
+        def fill(b):
+            n = len(b["path"])
+            if "key" not in b:
+                b["key"] = np.array([os.path.realpath(str(p)) for p in b["path"]], dtype=object)
+            for col in ("label", "metadata"):
+                if col not in b:
+                    b[col] = np.array([""] * n, dtype=object)
+            return b
+
+        ds = source.map_batches(fill, batch_format="numpy")
+        total = ds.count()
+    else:
+        if isinstance(source, (str, os.PathLike)):
+            p = pathlib.Path(source)
+            entries = list_manifest(p) if p.is_file() else list_folder(p)
+        else:
+            entries = list(source)
+        total = len(entries)
+        ds = ray.data.from_items([e.__dict__ for e in entries])
+    if workers is None:
+        resources = ray.cluster_resources()
+        workers = (int(resources.get("GPU", 0) // gpus_per_worker) if gpus_per_worker
+                   else int(resources.get("CPU", 1) // max(cpus_per_worker, 1e-9)))
+        workers = max(workers, 1)
+    out = ds.map_batches(
+        DcdEmbedder,
+        fn_constructor_kwargs=dict(server=server, pool=pool, dcd_bin=dcd_bin, api_key=api_key,
+                                   device=device),
+        batch_size=batch_size, batch_format="numpy", concurrency=workers,
+        num_gpus=gpus_per_worker or None, num_cpus=cpus_per_worker)
+    summary = RayIngestSummary(entries=total)
+    for b in out.iter_batches(batch_format="numpy", batch_size=None):
+        for key, outcome, reason in zip(b["key"], b["outcome"], b["reason"]):
+            if outcome == "stored":
+                summary.stored += 1
+            elif outcome == "present":
+                summary.present += 1
+            elif outcome == "duplicate":
+                summary.duplicates += 1
+            else:
+                summary.failed += 1
+            if outcome in ("duplicate", "failed") and len(summary.errors) < max_errors:
+                summary.errors.append((str(key), str(reason)))
+    summary.seconds = time.monotonic() - started
+    channel = grpc.insecure_channel(server)
+    meta = [("authorization", f"Bearer {api_key}")] if api_key else []
+    summary.pool_items = rpc.DcdStub(channel).GetPool(pb.GetPoolRequest(name=pool), metadata=meta).pool.items
+    channel.close()
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m dcd_client.ray SOURCE --pool P --server HOST:PORT`: the Ray ingestion from a
+    shell; prints the summary as JSON and exits 1 when an entry failed."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dcd_client.ray", description=main.__doc__)
+    ap.add_argument("source", help="an ImageFolder tree or a .jsonl/.csv manifest")
+    ap.add_argument("--pool", required=True, help="the pool (it must exist, with a backbone)")
+    ap.add_argument("--server", default=os.environ.get("DCD_SERVER", "127.0.0.1:50051"))
+    ap.add_argument("--api-key", default=os.environ.get("DCD_API_KEY", ""))
+    ap.add_argument("--dcd-bin", default="", help="the dcd binary on the workers (default: $DCD_BIN or PATH)")
+    ap.add_argument("--ray-address", default=None, help="the cluster (default: RAY_ADDRESS or a local one)")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--gpus-per-worker", type=float, default=0)
+    ap.add_argument("--cpus-per-worker", type=float, default=1)
+    ap.add_argument("--device", default="cpu", help="the workers' device: cpu, cuda, cuda:N")
+    a = ap.parse_args(argv)
+    s = ingest(a.source, a.pool, a.server, dcd_bin=a.dcd_bin, api_key=a.api_key,
+               batch_size=a.batch_size, workers=a.workers, gpus_per_worker=a.gpus_per_worker,
+               cpus_per_worker=a.cpus_per_worker, device=a.device, ray_address=a.ray_address)
+    print(json.dumps({**s.__dict__, "images_per_second": s.images_per_second}, indent=2))
+    return 1 if s.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
