@@ -57,9 +57,12 @@ def main():
     started = time.monotonic()
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
+    # The driver joins before the worker nodes exist, so it attaches to the head's raylet:
+    # every node has the address 127.0.0.1, and a driver attached to the node killed below
+    # would go with it.
+    ray.init(address=cluster.address)
     nodes = [cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1") for _ in range(2)]
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address)
     cluster_seconds = time.monotonic() - started
     server = subprocess.Popen(
         [dcd, "--data-dir", data, "--log", "warn", "serve", "--addr", "127.0.0.1:0",
