@@ -32,6 +32,7 @@ import grpc
 import numpy as np
 
 from ._pb import dcd_pb2 as pb
+from .client import Client
 from ._pb import dcd_pb2_grpc as rpc
 
 # The file names an ImageFolder listing takes, as `dcd ingest` (by extension, any case).
@@ -316,10 +317,8 @@ def ingest(source, pool: str, server: str, *, dcd_bin: str = "", api_key: str = 
             if outcome in ("duplicate", "failed") and len(summary.errors) < max_errors:
                 summary.errors.append((str(key), str(reason)))
     summary.seconds = time.monotonic() - started
-    channel = grpc.insecure_channel(server)
-    meta = [("authorization", f"Bearer {api_key}")] if api_key else []
-    summary.pool_items = rpc.DcdStub(channel).GetPool(pb.GetPoolRequest(name=pool), metadata=meta).pool.items
-    channel.close()
+    with Client(server, api_key=api_key or None) as c:
+        summary.pool_items = c.get_pool(pool).items
     return summary
 
 
