@@ -28,6 +28,12 @@ _JOB_STATES = {
     pb.JOB_STATE_FAILED: "failed",
     pb.JOB_STATE_CANCELLED: "cancelled",
 }
+_OUTCOMES = {
+    pb.INGEST_OUTCOME_STORED: "stored",
+    pb.INGEST_OUTCOME_DUPLICATE: "duplicate",
+    pb.INGEST_OUTCOME_PRESENT: "present",
+    pb.INGEST_OUTCOME_FAILED: "failed",
+}
 
 
 class DcdError(Exception):
@@ -71,13 +77,18 @@ def image_folder(root: Union[str, os.PathLike]) -> List[Labelled]:
 
 @dataclass
 class Item:
-    """One item to ingest: an image (bytes or a local path) or a vector."""
+    """One item to ingest: an image (bytes or a local path) or a vector.
+
+    `metadata` is a dict, or a string that already holds JSON (sent as is). With a vector,
+    `content_sha256` (hex) names the image it came from, so that the same image stored under
+    another key is reported a duplicate, as when the server embeds it."""
 
     key: str = ""
     label: str = ""
-    metadata: Optional[dict] = None
+    metadata: Union[dict, str, None] = None
     image: Union[bytes, str, os.PathLike, None] = None
     vector: Optional[np.ndarray] = None
+    content_sha256: str = ""
 
 
 @dataclass
@@ -88,6 +99,18 @@ class Pool:
     backbone: str
     items: int
     label_counts: Dict[str, int] = field(default_factory=dict)
+    weights: str = ""  # the checkpoint the backbone loads (a path on the server), if not built in
+    pooling: str = ""
+
+
+@dataclass
+class ItemOutcome:
+    """What became of one streamed item: stored, duplicate (reason: the key that holds the
+    same content), present (the key was stored already) or failed (reason: why)."""
+
+    key: str
+    outcome: str
+    reason: str = ""
 
 
 @dataclass
@@ -99,6 +122,7 @@ class IngestSummary:
     failed: int
     errors: List[tuple]
     pool_items: int
+    outcomes: List[ItemOutcome] = field(default_factory=list)  # with ingest(itemize=True)
 
 
 @dataclass
@@ -393,16 +417,21 @@ class Client:
     @staticmethod
     def _pool(p: pb.Pool) -> Pool:
         dtype = "f16" if p.dtype == pb.DTYPE_F16 else "f32"
-        return Pool(name=p.name, dim=p.dim, dtype=dtype, backbone=p.backbone, items=p.items)
+        return Pool(name=p.name, dim=p.dim, dtype=dtype, backbone=p.backbone, items=p.items,
+                    weights=p.weights, pooling=p.pooling)
 
     # Ingestion.
-    def ingest(self, pool: str, items: Iterable[Item]) -> IngestSummary:
-        """Streams items (images or vectors) into `pool`; committed in batches as they arrive."""
+    def ingest(self, pool: str, items: Iterable[Item], itemize: bool = False) -> IngestSummary:
+        """Streams items (images or vectors) into `pool`; committed in batches as they arrive.
+        With `itemize`, the summary lists every item's outcome, in the order sent."""
 
         def messages() -> Iterator[pb.IngestItem]:
             for i, it in enumerate(items):
-                msg = pb.IngestItem(pool=pool if i == 0 else "", key=it.key, label=it.label,
-                                    metadata_json=json.dumps(it.metadata) if it.metadata else "")
+                meta = it.metadata if isinstance(it.metadata, str) else (
+                    json.dumps(it.metadata) if it.metadata else "")
+                msg = pb.IngestItem(pool=pool if i == 0 else "", itemize=itemize and i == 0,
+                                    key=it.key, label=it.label, metadata_json=meta,
+                                    content_sha256=it.content_sha256)
                 if it.vector is not None:
                     msg.vector.values.extend(np.asarray(it.vector, dtype=np.float32).ravel().tolist())
                 elif isinstance(it.image, bytes):
@@ -419,7 +448,9 @@ class Client:
             raise _wrap(e) from None
         return IngestSummary(received=s.received, stored=s.stored, duplicates=s.duplicates,
                              present=s.present, failed=s.failed,
-                             errors=[(e.key, e.reason) for e in s.errors], pool_items=s.pool_items)
+                             errors=[(e.key, e.reason) for e in s.errors], pool_items=s.pool_items,
+                             outcomes=[ItemOutcome(o.key, _OUTCOMES.get(o.outcome, "failed"), o.reason)
+                                       for o in s.outcomes])
 
     def ingest_vectors(self, pool: str, vectors: np.ndarray, keys: Sequence[str],
                        labels: Optional[Sequence[str]] = None) -> IngestSummary:
