@@ -52,6 +52,11 @@ echo "== the cuda build: clippy, and its tests without a GPU (nvcc from PyPI)"
 scripts/check_cuda.sh
 
 echo "== Python client (scripts/python): pytest against a real dcd serve"
+# test_ray_faults.py serves gRPC over TLS with a certificate made by openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq openssl
+fi
 # The review page's tests drive Debian's headless chromium through chromedriver.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "== installing chromium and chromium-driver (for the review page's browser tests)"
