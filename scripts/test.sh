@@ -37,13 +37,14 @@ export DCD_MOBILENET_WEIGHTS="$PWD/$mobilenet"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-# The hnsw-rs feature adds the comparison engine (and its tests); the default build is linted too.
-echo "== cargo clippy --all-targets --features hnsw-rs -D warnings"
-cargo clippy --all-targets --features hnsw-rs --locked -- -D warnings
+# The hnsw-rs feature adds the comparison engine, qdrant the Qdrant backend (and their tests);
+# the default build is linted too.
+echo "== cargo clippy --all-targets --features hnsw-rs,qdrant -D warnings"
+cargo clippy --all-targets --features hnsw-rs,qdrant --locked -- -D warnings
 echo "== cargo clippy (default features) -D warnings"
 cargo clippy --lib --bins --locked -- -D warnings
-echo "== cargo test --features hnsw-rs"
-cargo test --features hnsw-rs --locked
+echo "== cargo test --features hnsw-rs,qdrant"
+cargo test --features hnsw-rs,qdrant --locked
 
 echo "== coverage-guided fuzzing of image and request decoding (bounded)"
 scripts/fuzz.sh "${DCD_FUZZ_SECONDS:-60}"
@@ -65,7 +66,7 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-cargo build --features hnsw-rs --locked --bin dcd
+cargo build --features hnsw-rs,qdrant --locked --bin dcd
 py=target/py-venv
 if [ ! -x "$py/bin/python" ]; then
   python3 -m venv "$py"

@@ -13,6 +13,8 @@
 //! with dcd's own indexes (HNSW graph, exact CPU scan, an optional GPU copy).
 
 pub mod local;
+#[cfg(feature = "qdrant")]
+pub mod qdrant;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
