@@ -443,7 +443,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     shell; prints the summary as JSON and exits 1 when an entry failed."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m dcd_client.ray", description=main.__doc__)
+    # `dcd-ray-ingest` (the package's script) or `python -m dcd_client.ray`.
+    prog = ("python -m dcd_client.ray" if sys.argv[0].endswith("ray.py")
+            else os.path.basename(sys.argv[0]))
+    ap = argparse.ArgumentParser(prog=prog, description=main.__doc__)
     ap.add_argument("source", help="an ImageFolder tree or a .jsonl/.csv manifest")
     ap.add_argument("--pool", required=True, help="the pool (it must exist, with a backbone)")
     ap.add_argument("--server", default=os.environ.get("DCD_SERVER", "127.0.0.1:50051"))

@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -146,6 +147,15 @@ def test_workers_that_cannot_load_the_weights_stop_the_job_once(local_ray, serve
     message = str(e.value)
     assert "cannot load the backbone of pool 'gone'" in message and str(weights) in message, message
     assert c.get_pool("gone").items == 0
+    # The command says it once, on one line, and exits 2 (a request that cannot be done as is).
+    run = subprocess.run(
+        [sys.executable, "-m", "dcd_client.ray", str(server.root / "imgs"), "--pool", "gone",
+         "--server", server.url, "--dcd-bin", _binary(), "--workers", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    said = [l for l in run.stderr.splitlines() if l.startswith("error: ")]
+    assert run.returncode == 2 and len(said) == 1, run.stderr[-3000:]
+    assert "cannot load the backbone of pool 'gone'" in said[0], said
     with pytest.raises(ValueError, match="raw vectors"):
         c.create_pool("raw", dim=8)
         ingest(str(server.root / "imgs"), "raw", server.url, dcd_bin=_binary())
