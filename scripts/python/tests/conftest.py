@@ -11,6 +11,20 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
 
+def worker_dcds() -> list:
+    """Pids of the Ray embedding workers' own dcd processes (dcd_client.ray names their data
+    directories dcd-ray-worker-*)."""
+    pids = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if b"dcd-ray-worker-" in open(f"/proc/{p}/cmdline", "rb").read():
+                    pids.append(int(p))
+            except OSError:
+                pass
+    return pids
+
+
 def _binary() -> str:
     path = os.environ.get("DCD_BIN") or str(REPO / "target" / "debug" / "dcd")
     if not pathlib.Path(path).exists():

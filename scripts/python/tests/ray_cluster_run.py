@@ -21,6 +21,7 @@ import grpc  # noqa: E402
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from conftest import worker_dcds  # noqa: E402
 from dcd_client import Client  # noqa: E402
 from dcd_client.ray import ingest, list_folder  # noqa: E402
 
@@ -35,19 +36,6 @@ def ancestors(pid):
         pid = parent_of(pid)
         out.append(pid)
     return out
-
-
-def worker_dcds():
-    """Pids of the embedding workers' own dcd processes."""
-    pids = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                if b"dcd-ray-worker-" in open(f"/proc/{p}/cmdline", "rb").read():
-                    pids.append(int(p))
-            except OSError:
-                pass
-    return pids
 
 
 def main():

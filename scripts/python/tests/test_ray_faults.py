@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, Server, _binary
+from conftest import Server, _binary, worker_dcds
 
 ray = pytest.importorskip("ray", reason="ray[data] is not installed (pip install \"./scripts/python[ray]\")")
 
@@ -52,18 +52,6 @@ def tls_server(tmp_path):
 def _png(path: pathlib.Path, rng, side: int = 40) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8)).save(path)
-
-
-def _worker_dcds():
-    pids = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                if b"dcd-ray-worker-" in open(f"/proc/{p}/cmdline", "rb").read():
-                    pids.append(int(p))
-            except OSError:
-                pass
-    return pids
 
 
 def test_bad_entries_fail_alone_and_a_killed_worker_dcd_loses_nothing(local_ray, tls_server, tiny_dino):
@@ -107,7 +95,7 @@ def test_bad_entries_fail_alone_and_a_killed_worker_dcd_loses_nothing(local_ray,
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             if c.get_pool("ray").items >= 1:
-                pids = _worker_dcds()
+                pids = worker_dcds()
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)
                     killed["at_items"] = c.get_pool("ray").items
