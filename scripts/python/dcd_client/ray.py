@@ -177,7 +177,7 @@ class DcdEmbedder:
         self._startup_seconds = startup_seconds
         self._dir = tempfile.mkdtemp(prefix="dcd-ray-worker-")
         self._proc: Optional[subprocess.Popen] = None
-        self.restarts = 0
+        self._channel: Optional[grpc.Channel] = None
         self._start_local()
 
     def _start_local(self) -> None:
@@ -210,10 +210,12 @@ class DcdEmbedder:
             raise WorkerSetupError(
                 f"this worker's dcd ({self._binary}) did not start in {self._startup_seconds:.0f} s: "
                 + self._log_tail())
-        channel = grpc.insecure_channel(address, options=[
+        if self._channel is not None:
+            self._channel.close()  # the dcd it spoke to is gone
+        self._channel = grpc.insecure_channel(address, options=[
             ("grpc.max_receive_message_length", _LOCAL_MESSAGE_MIB << 20),
             ("grpc.max_send_message_length", _LOCAL_MESSAGE_MIB << 20)])
-        self._local = rpc.DcdStub(channel)
+        self._local = rpc.DcdStub(self._channel)
         try:
             self._local.CreatePool(pb.CreatePoolRequest(
                 name=_WORKER_POOL, backbone=record.backbone, dtype=_DTYPES[record.dtype],
@@ -257,7 +259,6 @@ class DcdEmbedder:
             except grpc.RpcError as e:
                 if not self._local_died():
                     raise  # the local dcd is alive: a fault of this worker, Ray retries
-                self.restarts += 1
                 self._start_local()
                 for image in chunk:
                     try:
@@ -265,7 +266,6 @@ class DcdEmbedder:
                     except grpc.RpcError as again:
                         if not self._local_died():
                             raise
-                        self.restarts += 1
                         self._start_local()
                         out.append((None, "this image stopped the worker's dcd twice "
                                           f"({e.code().name}, then {again.code().name})"))
