@@ -4,7 +4,11 @@ same thread count, same batch, random weights, in one run; prints images/s and r
 
   python3 -m venv .venv-torch && .venv-torch/bin/pip install -r scripts/requirements-torch.txt
   cargo build --release
-  .venv-torch/bin/python scripts/bench_embed_peers.py --threads 2 --batch 8 [--json out.json]
+  .venv-torch/bin/python scripts/bench_embed_peers.py --threads 2 --batch 1,8,32 [--json out.json]
+
+dcd is timed in every precision of --precisions (f32, and bf16 where the CPU has AVX512-BF16;
+a precision dcd refuses here is reported as refused); the peers run f32. Ratios are against the
+peers' f32 rate. The CPU model and dcd's cores_busy are printed with the rows.
 
 Models: ResNet-50 (torchvision), DINO ViT-S/16 (transformers ViTModel, facebook/dino-vits16
 config), DINOv2-S/14 (transformers Dinov2Model, facebook/dinov2-small config, 224 input).
@@ -85,51 +89,83 @@ def preprocess_row(args, tmp):
     return dict(model="decode+preprocess 500x375 JPEG", threads=1, dcd=dcd, pil_torchvision=pil, dcd_over_pil=dcd / pil)
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(l.split(":", 1) for l in f.read().split("\n\n")[0].splitlines() if ":" in l)
+        return " ".join(f"{k.strip()} {fields[k].strip()}" if k.strip() != "model name" else fields[k].strip()
+                        for k in fields if k.strip() in ("model name", "cpu family", "model"))
+    except OSError:
+        return "unknown CPU"
+
+
+def dcd_rate(args, name, batch, precision):
+    """images/s and cores_busy of dcd's forward pass, or the reason dcd refused."""
+    run = subprocess.run([args.dcd, "--threads", str(args.threads), "bench", "embed", "--backbone", name,
+                          "--random-weights", "--precision", precision, "--batch", str(batch),
+                          "--seconds", str(args.seconds), "--images", "50", "--json"],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        return None, None, run.stderr.strip().splitlines()[-1] if run.stderr.strip() else "failed"
+    fwd = json.loads(run.stdout)["forward"][0]
+    return fwd["images_per_s"], fwd.get("cores_busy"), None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", default="8", help="comma-separated batch sizes, all timed in one run")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--models", default="resnet50,dino-vits16,dinov2-vits14")
+    ap.add_argument("--precisions", default="f32,bf16", help="dcd precisions to time")
     ap.add_argument("--dcd", default=os.path.join(ROOT, "target", "release", "dcd"))
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import onnxruntime as ort
+    batches = [int(b) for b in args.batch.split(",")]
+    print(f"CPU: {cpu_model()}; {args.threads} threads; onnxruntime {ort.__version__}, torch {torch.__version__}",
+          flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(preprocess_row(args, tmp))
     for name in args.models.split(","):
         model = build(name).eval()
-        x = torch.randn(args.batch, 3, 224, 224)
-        with torch.inference_mode():
-            calls, wall = timed(lambda: model(x), args.seconds)
-        torch_ips = args.batch * calls / wall
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "m.onnx")
             with torch.no_grad():
-                torch.onnx.export(model, (x,), path, opset_version=17, dynamo=False,
-                                  input_names=["x"], output_names=["y"])
+                torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), path, opset_version=17, dynamo=False,
+                                  input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
             so = ort.SessionOptions()
             so.intra_op_num_threads = args.threads
             so.inter_op_num_threads = 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            xn = x.numpy()
-            calls, wall = timed(lambda: sess.run(None, {"x": xn}), args.seconds)
-            ort_ips = args.batch * calls / wall
-        out = subprocess.run([args.dcd, "--threads", str(args.threads), "bench", "embed", "--backbone", name,
-                              "--random-weights", "--batch", str(args.batch), "--seconds", str(args.seconds),
-                              "--images", "50", "--json"], check=True, capture_output=True, text=True).stdout
-        dcd_ips = json.loads(out)["forward"][0]["images_per_s"]
-        row = dict(model=name, batch=args.batch, threads=args.threads, dcd=dcd_ips, torch=torch_ips,
-                   onnxruntime=ort_ips, dcd_over_ort=dcd_ips / ort_ips, dcd_over_torch=dcd_ips / torch_ips)
-        rows.append(row)
-        print(f"{name:14s} dcd {dcd_ips:6.2f}  torch {torch_ips:6.2f}  onnxruntime {ort_ips:6.2f} images/s"
-              f"  dcd/ort {row['dcd_over_ort']:.2f}  dcd/torch {row['dcd_over_torch']:.2f}", flush=True)
+            for batch in batches:
+                x = torch.randn(batch, 3, 224, 224)
+                with torch.inference_mode():
+                    calls, wall = timed(lambda: model(x), args.seconds)
+                torch_ips = batch * calls / wall
+                xn = x.numpy()
+                calls, wall = timed(lambda: sess.run(None, {"x": xn}), args.seconds)
+                ort_ips = batch * calls / wall
+                for precision in args.precisions.split(","):
+                    dcd_ips, busy, refused = dcd_rate(args, name, batch, precision)
+                    row = dict(model=name, batch=batch, threads=args.threads, precision=precision, dcd=dcd_ips,
+                               cores_busy=busy, torch=torch_ips, onnxruntime=ort_ips)
+                    if refused:
+                        row["refused"] = refused
+                        print(f"{name:14s} b{batch:<3d} dcd {precision}: refused ({refused})", flush=True)
+                    else:
+                        row.update(dcd_over_ort=dcd_ips / ort_ips, dcd_over_torch=dcd_ips / torch_ips)
+                        print(f"{name:14s} b{batch:<3d} dcd {precision:4s} {dcd_ips:6.2f} (cores {busy:.2f})"
+                              f"  torch {torch_ips:6.2f}  onnxruntime {ort_ips:6.2f} images/s"
+                              f"  dcd/ort {row['dcd_over_ort']:.2f}  dcd/torch {row['dcd_over_torch']:.2f}",
+                              flush=True)
+                    rows.append(row)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(dict(cpu=cpu_model(), threads=args.threads, rows=rows), f, indent=1)
 
 
 if __name__ == "__main__":

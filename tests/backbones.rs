@@ -195,10 +195,7 @@ fn mobilenetv2_real_weights_know_the_chelsea_cat() {
 }
 
 fn cpu_f32() -> Placement {
-    Placement {
-        device: Device::Cpu,
-        dtype: DType::F32,
-    }
+    Placement::cpu_f32()
 }
 
 fn tiny_resnet_weights() -> Vec<(String, Tensor)> {
@@ -377,11 +374,9 @@ fn random_weights_build_every_sized_backbone_small_enough_to_run_here() {
     }
 }
 
-/// f16 and bf16 (the CUDA precisions) through candle's generic ops: the same model code the GPU
-/// runs, checked here on CPU against the f32 reference with half-precision tolerances.
-#[test]
-fn half_precision_models_track_the_reference() {
-    let cases = [
+/// The fixtures every half-precision check runs on.
+fn half_precision_cases() -> Vec<(&'static str, PathBuf, &'static str, Pooling)> {
+    vec![
         (
             "dino-vit",
             fixtures().join("dino-tiny"),
@@ -395,50 +390,148 @@ fn half_precision_models_track_the_reference() {
             Pooling::ClsMeanPatch,
         ),
         (
+            "dinov2-vit",
+            fixtures().join("dinov2-swiglu/model.safetensors"),
+            "dinov2-swiglu",
+            Pooling::Cls,
+        ),
+        (
             "resnet",
             fixtures().join("resnet-tiny.pth"),
             "resnet-tiny",
             Pooling::Cls,
         ),
-    ];
-    for (dtype, min_cos) in [(DType::F16, 0.9999), (DType::BF16, 0.998)] {
-        for (backbone, weights, reference_name, pooling) in cases.iter().cloned() {
-            if dtype == DType::BF16 && backbone == "resnet" {
-                // candle has no CPU bf16 matmul: refused up front, with the way out.
+        (
+            "resnet",
+            fixtures().join("resnet-basic-robust.pth"),
+            "resnet-basic-robust",
+            Pooling::Cls,
+        ),
+    ]
+}
+
+/// Cosine of each fixture row of `model` against the reference.
+fn reference_cosines(model: &Backbone, reference_name: &str) -> Vec<f64> {
+    let got = model
+        .embed_pixels(fixture_input(model.input_side()), 2)
+        .unwrap();
+    let want = reference(reference_name);
+    (0..2)
+        .map(|r| {
+            cosine(
+                &got.data[r * got.dim..][..got.dim],
+                &want.data[r * want.dim..][..want.dim],
+            )
+        })
+        .collect()
+}
+
+/// f16 (a CUDA precision) through candle's generic ops: the same model code the GPU runs,
+/// checked here on CPU against the f32 reference.
+#[test]
+fn f16_models_track_the_reference() {
+    for (backbone, weights, reference_name, pooling) in half_precision_cases() {
+        let opts = LoadOptions {
+            dtype: DType::F16,
+            pooling,
+            ..LoadOptions::default()
+        };
+        let model = Backbone::load(backbone, Some(weights.to_str().unwrap()), &opts).unwrap();
+        for (r, cos) in reference_cosines(&model, reference_name)
+            .into_iter()
+            .enumerate()
+        {
+            println!("{reference_name} f16 row {r}: cosine {cos:.6}");
+            assert!(cos >= 0.9999, "{reference_name} in f16: cosine {cos}");
+        }
+    }
+}
+
+/// bf16 on CPU is dcd's packed AVX512-BF16 kernels (f32 tensors, bf16 products) where the CPU
+/// has them — within cosine 0.999 of the reference — and refused with the reason elsewhere.
+#[test]
+fn bf16_on_cpu_runs_the_bf16_kernels_or_is_refused() {
+    use dcd::features::cpu::packed::Kernel;
+    for (backbone, weights, reference_name, pooling) in half_precision_cases() {
+        let opts = LoadOptions {
+            dtype: DType::BF16,
+            pooling,
+            ..LoadOptions::default()
+        };
+        let loaded = Backbone::load(backbone, Some(weights.to_str().unwrap()), &opts);
+        if let Some(why) = Kernel::Bf16.unavailable_reason() {
+            let err = loaded
+                .err()
+                .expect("bf16 without AVX512-BF16 must be refused");
+            let text = err.to_string();
+            assert!(
+                text.contains("AVX512-BF16") && text.contains("--precision f32"),
+                "{text}"
+            );
+            println!("{reference_name}: refused here ({why})");
+            continue;
+        }
+        let model = loaded.unwrap();
+        let side = model.input_side();
+        let batch =
+            Tensor::from_vec(fixture_input(side), (2, 3, side, side), &Device::Cpu).unwrap();
+        // dcd's kernels keep f32 tensors; candle's generic bf16 ops would answer in bf16.
+        assert_eq!(
+            model.embed(&batch).unwrap().dtype(),
+            DType::F32,
+            "{reference_name}"
+        );
+        for (r, cos) in reference_cosines(&model, reference_name)
+            .into_iter()
+            .enumerate()
+        {
+            println!("{reference_name} bf16 kernels row {r}: cosine {cos:.6}");
+            assert!(
+                cos >= 0.999,
+                "{reference_name} with bf16 products: cosine {cos} < 0.999"
+            );
+        }
+    }
+}
+
+#[test]
+fn mobilenet_in_bf16_on_cpu_is_refused_with_the_way_out() {
+    let opts = LoadOptions {
+        dtype: DType::BF16,
+        ..LoadOptions::default()
+    };
+    let err = Backbone::random("mobilenetv2", 0, &opts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("--precision f32"), "{err}");
+}
+
+/// Full-depth backbones (random weights, the fixture images): bf16 products stay within cosine
+/// 0.999 of dcd's f32 features through all 50 layers of a ResNet-50 and 12 blocks of a ViT.
+#[test]
+fn bf16_products_stay_close_to_f32_at_full_depth() {
+    use dcd::features::cpu::packed::Kernel;
+    if Kernel::Bf16.available() {
+        for name in ["resnet50", "dino-vits16", "dinov2-vits14"] {
+            let load = |dtype| {
                 let opts = LoadOptions {
                     dtype,
                     ..LoadOptions::default()
                 };
-                let err = Backbone::load(backbone, Some(weights.to_str().unwrap()), &opts)
-                    .err()
-                    .unwrap();
-                assert!(
-                    err.to_string()
-                        .contains("bf16 convolutions do not run on CPU"),
-                    "{err}"
-                );
-                continue;
-            }
-            let opts = LoadOptions {
-                dtype,
-                pooling,
-                ..LoadOptions::default()
+                Backbone::random(name, 3, &opts).unwrap()
             };
-            let model = Backbone::load(backbone, Some(weights.to_str().unwrap()), &opts).unwrap();
-            let got = model
-                .embed_pixels(fixture_input(model.input_side()), 2)
-                .unwrap();
-            let want = reference(reference_name);
+            let (f32_model, bf16_model) = (load(DType::F32), load(DType::BF16));
+            let side = f32_model.input_side();
+            let want = f32_model.embed_pixels(fixture_input(side), 2).unwrap();
+            let got = bf16_model.embed_pixels(fixture_input(side), 2).unwrap();
             for r in 0..2 {
                 let cos = cosine(
                     &got.data[r * got.dim..][..got.dim],
                     &want.data[r * want.dim..][..want.dim],
                 );
-                println!("{reference_name} {dtype:?} row {r}: cosine {cos:.6}");
-                assert!(
-                    cos >= min_cos,
-                    "{reference_name} in {dtype:?}: cosine {cos} < {min_cos}"
-                );
+                println!("{name} bf16 vs f32 row {r}: cosine {cos:.6}");
+                assert!(cos >= 0.999, "{name}: cosine {cos} < 0.999");
             }
         }
     }

@@ -25,7 +25,8 @@ pub struct BackboneArgs {
     /// Where the model runs: cpu, or cuda / cuda:N (needs a dcd built with --features cuda).
     #[arg(long, env = "DCD_DEVICE", default_value = "cpu")]
     pub device: Device,
-    /// Model precision: f32, or f16/bf16 (for CUDA; on CPU they are slow).
+    /// Model precision: f32; bf16 (CUDA, or CPUs with AVX512-BF16: bf16 products, f32
+    /// accumulation; refused on other CPUs); f16 (for CUDA).
     #[arg(long, env = "DCD_PRECISION", default_value = "f32")]
     pub precision: Precision,
 }

@@ -126,7 +126,8 @@ pub struct ModelRuntimeArgs {
         default_value = "builtin"
     )]
     pub exact_plans: PlanMode,
-    /// Model precision: f32, or f16/bf16 (for CUDA).
+    /// Model precision: f32; bf16 (CUDA, or CPUs with AVX512-BF16: bf16 products, f32
+    /// accumulation; refused on other CPUs); f16 (for CUDA).
     #[arg(long, env = "DCD_PRECISION", default_value = "f32")]
     pub precision: Precision,
     /// Most images per forward pass.

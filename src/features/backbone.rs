@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use super::cpu::packed::Kernel;
 use super::error::{FeatureError, FeatureResult};
 use super::hub;
 use super::models::mobilenet::MobileNetV2;
@@ -51,8 +52,9 @@ pub trait FeatureExtractor: Send + Sync {
 pub struct LoadOptions {
     /// Where the model runs.
     pub device: Device,
-    /// Precision: f32 (dcd's CPU kernels on CPU), or f16/bf16 (meant for CUDA; on CPU they
-    /// run candle's generic ops, slowly).
+    /// Precision: f32 (dcd's CPU kernels on CPU); bf16 on CPU runs those kernels with bf16
+    /// products where the CPU has AVX512-BF16 (refused elsewhere); f16, and bf16 on CUDA,
+    /// run candle's ops in that dtype (on CPU f16 is slow: a check of the GPU's model code).
     pub dtype: DType,
     /// For ViTs: CLS alone, or CLS and the mean patch token.
     pub pooling: Pooling,
@@ -69,11 +71,25 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    fn placement(&self) -> Placement {
-        Placement {
+    /// Where the tensors go; bf16 on CPU becomes f32 tensors with bf16 products, refused
+    /// where the CPU has no bf16 dot products (emulating them would be slower than f32).
+    fn placement(&self) -> FeatureResult<Placement> {
+        if self.device.is_cpu() && self.dtype == DType::BF16 {
+            if let Some(why) = Kernel::Bf16.unavailable_reason() {
+                return Err(FeatureError::Config(format!(
+                    "--precision bf16 on CPU needs bf16 dot products, and {why}; use --precision f32 on this CPU (dcd's f32 kernels), or bf16 on CUDA"
+                )));
+            }
+            return Ok(Placement {
+                bf16_products: true,
+                ..Placement::cpu_f32()
+            });
+        }
+        Ok(Placement {
             device: self.device.clone(),
             dtype: self.dtype,
-        }
+            bf16_products: false,
+        })
     }
 }
 
@@ -96,6 +112,7 @@ impl Backbone {
     /// without `weights`, from the entry's hub id in the local Hugging Face cache.
     pub fn load(name: &str, weights: Option<&str>, opts: &LoadOptions) -> FeatureResult<Backbone> {
         let spec = registry::lookup(name)?;
+        let placement = opts.placement()?;
         let what = match (weights, spec.hub_id) {
             (Some(w), _) => w,
             (None, Some(id)) => id,
@@ -123,7 +140,7 @@ impl Backbone {
             }
             None => None,
         };
-        let mut w = Weights::read(&ckpt.weights, &opts.placement())?;
+        let mut w = Weights::read(&ckpt.weights, &placement)?;
         Backbone::from_weights(spec, &mut w, config.as_ref(), opts)
     }
 
@@ -134,7 +151,7 @@ impl Backbone {
         let mut w = Weights::from_tensors(
             tensors,
             format!("random weights for {name}"),
-            &opts.placement(),
+            &opts.placement()?,
         );
         Backbone::from_weights(spec, &mut w, None, opts)
     }
@@ -146,10 +163,9 @@ impl Backbone {
         config: Option<&serde_json::Value>,
         opts: &LoadOptions,
     ) -> FeatureResult<Backbone> {
-        let convnet = !matches!(spec.arch, Arch::Vit { .. });
-        if convnet && opts.device.is_cpu() && opts.dtype == DType::BF16 {
+        if matches!(spec.arch, Arch::MobileNetV2) && w.placement().bf16_products {
             return Err(FeatureError::Config(format!(
-                "{}: bf16 convolutions do not run on CPU (candle has no CPU bf16 matmul); use f32 on CPU, or bf16 on CUDA",
+                "{}: bf16 on CPU runs the ResNets and ViTs; MobileNetV2's depthwise convolutions have no bf16 kernel: use --precision f32",
                 spec.name
             )));
         }

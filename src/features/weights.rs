@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+use super::cpu::packed::Kernel;
 use super::error::{FeatureError, FeatureResult};
 use super::pth;
 
@@ -20,19 +21,39 @@ const KNOWN_PREFIXES: [&str; 6] = [
     "encoder.",
 ];
 
-/// Where and in which precision a model's tensors live.
+/// Where and in which precision a model's tensors live and are multiplied.
 #[derive(Clone, Debug)]
 pub struct Placement {
     /// The device.
     pub device: Device,
     /// Storage and compute type: f32, or f16/bf16 (meant for CUDA).
     pub dtype: DType,
+    /// On CPU with f32 tensors: the convolutions' and linear layers' products in bf16
+    /// (weights packed in bf16 at load, activations rounded per product, f32 accumulation;
+    /// AVX512-BF16). Everything else stays f32.
+    pub bf16_products: bool,
 }
 
 impl Placement {
-    /// True when dcd's own CPU kernels run the model (f32 on CPU); otherwise candle's ops do.
+    /// f32 on CPU: dcd's kernels.
+    pub fn cpu_f32() -> Placement {
+        Placement {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            bf16_products: false,
+        }
+    }
+
+    /// True when dcd's own CPU kernels run the model (f32 tensors on CPU); otherwise candle's
+    /// ops do.
     pub fn fast_cpu(&self) -> bool {
         self.device.is_cpu() && self.dtype == DType::F32
+    }
+
+    /// The packed kernel the model's GEMMs with weights use: bf16 when asked (the placement
+    /// was only made where the CPU runs it); None for f32, whose generic GEMM is as fast.
+    pub fn packed_kernel(&self) -> Option<Kernel> {
+        (self.fast_cpu() && self.bf16_products).then_some(Kernel::Bf16)
     }
 
     /// `t` converted to the model's dtype on its device.

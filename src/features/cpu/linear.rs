@@ -7,12 +7,13 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::epilogue_rows;
-use super::{contiguous_f32, gemm, Epilogue};
+use super::packed::Kernel;
+use super::{contiguous_f32, Epilogue, Weight};
 
-/// A linear layer's weights laid out for the kernel: `w_t` is in × out, row-major.
+/// A linear layer's weights laid out for the kernel: `w_t` is in × out.
 #[derive(Clone, Debug)]
 pub struct LinearOp {
-    w_t: Arc<Vec<f32>>,
+    w_t: Weight,
     bias: Arc<Vec<f32>>,
     scale: Option<Arc<Vec<f32>>>,
     in_dim: usize,
@@ -21,12 +22,19 @@ pub struct LinearOp {
 }
 
 impl LinearOp {
-    /// From the transposed weight (in × out, row-major) and the bias (out).
-    pub fn new(w_t: Vec<f32>, bias: Vec<f32>, in_dim: usize, epilogue: Epilogue) -> LinearOp {
+    /// From the transposed weight (in × out, row-major) and the bias (out); the products run
+    /// in `kernel` (packed at load) or, with None, in the generic f32 GEMM.
+    pub fn new(
+        w_t: Vec<f32>,
+        bias: Vec<f32>,
+        in_dim: usize,
+        epilogue: Epilogue,
+        kernel: Option<Kernel>,
+    ) -> LinearOp {
         let out_dim = bias.len();
         assert_eq!(w_t.len(), in_dim * out_dim, "linear weight size");
         LinearOp {
-            w_t: Arc::new(w_t),
+            w_t: Weight::new(w_t, in_dim, out_dim, kernel),
             bias: Arc::new(bias),
             scale: None,
             in_dim,
@@ -64,18 +72,18 @@ impl LinearOp {
         }
         let mut y = vec![0f32; rows * n];
         let threads = rayon::current_num_threads();
-        if threads > 1 && rows >= MIN_ROWS_PER_TASK * threads {
+        if threads > 1 && rows >= self.w_t.min_rows_per_task() * threads {
             let per_task = rows.div_ceil(threads);
             y.par_chunks_mut(per_task * n)
                 .zip(x.par_chunks(per_task * k))
                 .enumerate()
                 .for_each(|(t, (yb, xb))| {
                     let m = xb.len() / k;
-                    gemm(m, n, k, xb, k, &self.w_t, n, yb, n, 1);
+                    self.w_t.multiply(m, xb, k, yb, n, 1);
                     self.finish(yb, residual.map(|r| &r[t * per_task * n..][..m * n]));
                 });
         } else {
-            gemm(rows, n, k, x, k, &self.w_t, n, &mut y, n, threads);
+            self.w_t.multiply(rows, x, k, &mut y, n, threads);
             self.finish(&mut y, residual);
         }
         let mut out_dims = dims.to_vec();
@@ -88,9 +96,6 @@ impl LinearOp {
         epilogue_rows(y, self.out_dim, &self.bias, residual, scale, self.epilogue);
     }
 }
-
-/// Fewest rows per task: each task packs the whole weight once, so tasks must be tall.
-const MIN_ROWS_PER_TASK: usize = 128;
 
 impl CustomOp1 for LinearOp {
     fn name(&self) -> &'static str {

@@ -9,8 +9,87 @@ pub mod depthwise;
 pub mod linear;
 pub mod math;
 pub mod nhwc;
+pub mod packed;
+
+use std::sync::Arc;
 
 use candle_core::{CpuStorage, Layout};
+
+use packed::{Kernel, PackedRhs};
+
+/// A layer's weights as the right-hand side (k × n) of its GEMMs: plain row-major f32 for the
+/// generic GEMM, or packed once for one of dcd's kernels.
+#[derive(Clone, Debug)]
+pub enum Weight {
+    /// Row-major k × n.
+    F32 {
+        /// The values.
+        data: Arc<Vec<f32>>,
+        /// Rows.
+        k: usize,
+        /// Columns.
+        n: usize,
+    },
+    /// Packed for a kernel.
+    Packed(Arc<PackedRhs>),
+}
+
+impl Weight {
+    /// Row-major `data` (k × n), packed for `kernel` when one is given and the CPU runs it.
+    pub fn new(data: Vec<f32>, k: usize, n: usize, kernel: Option<Kernel>) -> Weight {
+        assert_eq!(data.len(), k * n, "weight size");
+        match kernel.and_then(|kernel| PackedRhs::new(kernel, &data, k, n)) {
+            Some(p) => Weight::Packed(Arc::new(p)),
+            None => Weight::F32 {
+                data: Arc::new(data),
+                k,
+                n,
+            },
+        }
+    }
+
+    /// Columns (the layer's outputs).
+    pub fn n(&self) -> usize {
+        match self {
+            Weight::F32 { n, .. } => *n,
+            Weight::Packed(p) => p.n(),
+        }
+    }
+
+    /// Rows (the layer's inputs).
+    pub fn k(&self) -> usize {
+        match self {
+            Weight::F32 { k, .. } => *k,
+            Weight::Packed(p) => p.k(),
+        }
+    }
+
+    /// `c (m × n) = a (m × k) · W` with row strides `lda` and `ldc`, over `threads` rayon
+    /// tasks.
+    pub fn multiply(
+        &self,
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        c: &mut [f32],
+        ldc: usize,
+        threads: usize,
+    ) {
+        match self {
+            Weight::F32 { data, k, n } => gemm(m, *n, *k, a, lda, data, *n, c, ldc, threads),
+            Weight::Packed(p) => packed::matmul_threads(m, a, lda, p, c, ldc, threads),
+        }
+    }
+
+    /// Fewest rows a task should get when a caller splits the rows over tasks: the generic
+    /// GEMM packs the whole weight in every task, so its tasks must be tall.
+    pub fn min_rows_per_task(&self) -> usize {
+        match self {
+            Weight::F32 { .. } => 128,
+            Weight::Packed(_) => 48,
+        }
+    }
+}
 
 /// Elementwise tail applied to a GEMM's output together with the bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::epilogue_rows;
-use super::{contiguous_f32, gemm, Epilogue, Window};
+use super::packed::Kernel;
+use super::{contiguous_f32, Epilogue, Weight, Window};
 
 /// Largest gathered patch buffer per task, in floats (4 MiB).
 const PATCH_BUDGET: usize = 1 << 20;
@@ -25,7 +26,7 @@ thread_local! {
 #[derive(Clone, Debug)]
 pub struct ConvNhwc {
     /// (k·k·C_in) × C_out, rows ordered (ky, kx, c).
-    weight: Arc<Vec<f32>>,
+    weight: Weight,
     bias: Arc<Vec<f32>>,
     in_ch: usize,
     out_ch: usize,
@@ -35,13 +36,15 @@ pub struct ConvNhwc {
 }
 
 impl ConvNhwc {
-    /// From an OIHW weight (row-major, as PyTorch stores it) and the bias.
+    /// From an OIHW weight (row-major, as PyTorch stores it) and the bias; the products run
+    /// in `kernel` (packed at load) or, with None, in the generic f32 GEMM.
     pub fn from_oihw(
         oihw: &[f32],
         bias: Vec<f32>,
         in_ch: usize,
         window: Window,
         epilogue: Epilogue,
+        kernel: Option<Kernel>,
     ) -> ConvNhwc {
         let out_ch = bias.len();
         let kk = window.kernel * window.kernel;
@@ -55,7 +58,7 @@ impl ConvNhwc {
             }
         }
         ConvNhwc {
-            weight: Arc::new(weight),
+            weight: Weight::new(weight, kk * in_ch, out_ch, kernel),
             bias: Arc::new(bias),
             in_ch,
             out_ch,
@@ -139,7 +142,7 @@ impl ConvNhwc {
                 let r0 = t * per_task;
                 let m = yt.len() / o;
                 if direct {
-                    gemm(m, o, k, &x[r0 * k..][..m * k], k, &self.weight, o, yt, o, 1);
+                    self.weight.multiply(m, &x[r0 * k..][..m * k], k, yt, o, 1);
                 } else {
                     PATCHES.with(|buf| {
                         let mut buf = buf.borrow_mut();
@@ -147,7 +150,7 @@ impl ConvNhwc {
                         for (i, dst) in buf.chunks_exact_mut(k).enumerate() {
                             self.gather(x, h, w, oh, ow, r0 + i, dst);
                         }
-                        gemm(m, o, k, &buf, k, &self.weight, o, yt, o, 1);
+                        self.weight.multiply(m, &buf, k, yt, o, 1);
                     });
                 }
                 let res = residual.map(|r| &r[r0 * o..][..m * o]);

@@ -138,6 +138,7 @@ impl ConvBn {
                     in_per_group,
                     window,
                     epilogue(act),
+                    placement.packed_kernel(),
                 )),
             }
         };
@@ -243,6 +244,7 @@ impl Linear {
                 bias.to_vec1()?,
                 in_dim,
                 Epilogue::Bias,
+                placement.packed_kernel(),
             ))
         } else {
             None

@@ -1,0 +1,138 @@
+//! The AVX-512 micro-kernels. A tile of up to 12 × 32 outputs lives in 24 zmm
+//! accumulators while the K steps stream past: each step loads the right-hand micro-panel's
+//! two vectors (128 bytes, packed at load) and broadcasts one value per left-hand row, read
+//! in place from row-major rows. f32 steps are FMAs; bf16 steps are pair dot products
+//! (AVX512-BF16: `acc += a₀b₀ + a₁b₁` per lane, f32 accumulation), twice the multiply-adds
+//! per instruction.
+
+use std::arch::x86_64::*;
+
+use super::COLS;
+
+/// Where a tile reads and writes. `a` is the first row at the block's first K step, rows
+/// `a_stride` elements apart; `b` the micro-panel at the same step (128 bytes a step, 64-byte
+/// aligned); `c` the tile's top-left output, rows `ldc` apart, `cols` ≤ 32 of them valid.
+#[derive(Clone, Copy)]
+pub struct Tile<A, B> {
+    pub a: *const A,
+    pub a_stride: usize,
+    pub b: *const B,
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub cols: usize,
+    /// Add to the outputs (a later K block) instead of overwriting them.
+    pub accumulate: bool,
+}
+
+impl<A, B> Tile<A, B> {
+    /// The same tile with its operands read as other element types.
+    pub fn cast<A2, B2>(self) -> Tile<A2, B2> {
+        Tile {
+            a: self.a.cast(),
+            a_stride: self.a_stride,
+            b: self.b.cast(),
+            c: self.c,
+            ldc: self.ldc,
+            cols: self.cols,
+            accumulate: self.accumulate,
+        }
+    }
+}
+
+/// Writes (or adds) `acc` to the tile's outputs, masking the columns past `cols`.
+#[inline(always)]
+unsafe fn store<const R: usize>(
+    acc: &[[__m512; 2]; R],
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    let mask = |from: usize| -> __mmask16 {
+        let valid = cols.saturating_sub(from).min(16);
+        ((1u32 << valid) - 1) as __mmask16
+    };
+    let (m0, m1) = (mask(0), mask(16));
+    for (r, row) in acc.iter().enumerate() {
+        let p = c.add(r * ldc);
+        let (mut v0, mut v1) = (row[0], row[1]);
+        if accumulate {
+            // Masked-off lanes are not read, so a row's end may be the slice's end.
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, p));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, p.add(16)));
+        }
+        _mm512_mask_storeu_ps(p, m0, v0);
+        _mm512_mask_storeu_ps(p.add(16), m1, v1);
+    }
+}
+
+/// An f32 tile of `R` rows over `steps` K steps.
+///
+/// # Safety
+/// The CPU has AVX-512F; `t.a` is readable for `R` rows × `steps`, `t.b` for `steps` × 32
+/// f32 and 64-byte aligned, `t.c` writable for `R` rows × `t.cols`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn tile_f32<const R: usize>(steps: usize, t: Tile<f32, f32>) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for s in 0..steps {
+        let b0 = _mm512_load_ps(t.b.add(s * COLS));
+        let b1 = _mm512_load_ps(t.b.add(s * COLS + 16));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let a = _mm512_set1_ps(*t.a.add(r * t.a_stride + s));
+            row[0] = _mm512_fmadd_ps(a, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(a, b1, row[1]);
+        }
+    }
+    store::<R>(&acc, t.c, t.ldc, t.cols, t.accumulate);
+}
+
+/// A bf16 tile of `R` rows over `steps` K steps of two values each: `t.a` holds bf16 pairs
+/// (one u32 a step), `t.b` 32 columns × a pair a step.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX512-BF16; `t.a` is readable for `R` rows × `steps` pairs,
+/// `t.b` for `steps` × 64 bf16 and 64-byte aligned, `t.c` writable for `R` rows × `t.cols`.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn tile_bf16<const R: usize>(steps: usize, t: Tile<u32, u16>) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for s in 0..steps {
+        let b0: __m512bh = std::mem::transmute(_mm512_load_si512(t.b.add(s * 64).cast()));
+        let b1: __m512bh = std::mem::transmute(_mm512_load_si512(t.b.add(s * 64 + 32).cast()));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let pair = *t.a.add(r * t.a_stride + s);
+            let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
+            row[0] = _mm512_dpbf16_ps(row[0], a, b0);
+            row[1] = _mm512_dpbf16_ps(row[1], a, b1);
+        }
+    }
+    store::<R>(&acc, t.c, t.ldc, t.cols, t.accumulate);
+}
+
+/// `src` rounded to bf16 (to nearest, ties to even) and laid out as pairs in `dst`; a
+/// missing last value of an odd-length `src`, and every pair past it, is zero.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX512-BF16.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn to_bf16_pairs(src: &[f32], dst: &mut [u32]) {
+    let mut i = 0;
+    for out in dst.chunks_mut(16) {
+        let left = src.len().saturating_sub(i);
+        let (lo, hi) = (left.min(16), left.saturating_sub(16).min(16));
+        let lo = _mm512_maskz_loadu_ps(
+            ((1u32 << lo) - 1) as __mmask16,
+            src.as_ptr().add(i.min(src.len())),
+        );
+        let hi = _mm512_maskz_loadu_ps(
+            ((1u32 << hi) - 1) as __mmask16,
+            src.as_ptr().add((i + 16).min(src.len())),
+        );
+        let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_mask_storeu_epi32(
+            out.as_mut_ptr().cast(),
+            ((1u32 << out.len()) - 1) as __mmask16,
+            packed,
+        );
+        i += 32;
+    }
+}
