@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
 use super::math::epilogue_rows;
-use super::packed::Kernel;
+use super::packed::{matmul_pairs, to_bf16_pairs, Kernel};
 use super::{contiguous_f32, Epilogue, Weight, Window};
 
 /// Largest gathered patch buffer per task, in floats (4 MiB).
@@ -20,6 +20,8 @@ const PATCH_BUDGET: usize = 1 << 20;
 
 thread_local! {
     static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Patches rounded to bf16 pairs as they are gathered (bf16 products, even channels).
+    static PATCH_PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A channels-last convolution with its weights packed for the GEMM.
@@ -103,6 +105,43 @@ impl ConvNhwc {
         }
     }
 
+    /// Like [`ConvNhwc::gather`], rounding to bf16 pairs on the way (`c` even): `dst` holds
+    /// k·k·C/2 pairs.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn gather_pairs(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        oh: usize,
+        ow: usize,
+        row: usize,
+        dst: &mut [u32],
+    ) {
+        let c = self.in_ch;
+        let (n, rem) = (row / (oh * ow), row % (oh * ow));
+        let (oy, ox) = (rem / ow, rem % ow);
+        let image = &x[n * h * w * c..][..h * w * c];
+        let Window {
+            kernel: k,
+            stride,
+            padding,
+        } = self.window;
+        for ky in 0..k {
+            let iy = (oy * stride + ky) as isize - padding as isize;
+            for kx in 0..k {
+                let ix = (ox * stride + kx) as isize - padding as isize;
+                let d = &mut dst[(ky * k + kx) * c / 2..][..c / 2];
+                if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
+                    d.fill(0);
+                } else {
+                    to_bf16_pairs(&image[(iy as usize * w + ix as usize) * c..][..c], d);
+                }
+            }
+        }
+    }
+
     fn run(
         &self,
         x: &[f32],
@@ -128,6 +167,12 @@ impl ConvNhwc {
         }
         let k = self.window.kernel * self.window.kernel * c;
         let direct = self.window.is_pointwise();
+        // bf16 products with an even channel count: patches are rounded as they are gathered,
+        // half the bytes of f32 patches and no second pass over them.
+        let pairs_rhs = match &self.weight {
+            Weight::Packed(p) if p.kernel() == Kernel::Bf16 && c % 2 == 0 => Some(&**p),
+            _ => None,
+        };
         let threads = rayon::current_num_threads().max(1);
         let cap = if direct {
             usize::MAX
@@ -143,6 +188,15 @@ impl ConvNhwc {
                 let m = yt.len() / o;
                 if direct {
                     self.weight.multiply(m, &x[r0 * k..][..m * k], k, yt, o, 1);
+                } else if let Some(rhs) = pairs_rhs {
+                    PATCH_PAIRS.with(|buf| {
+                        let mut buf = buf.borrow_mut();
+                        buf.resize(m * k / 2, 0);
+                        for (i, dst) in buf.chunks_exact_mut(k / 2).enumerate() {
+                            self.gather_pairs(x, h, w, oh, ow, r0 + i, dst);
+                        }
+                        matmul_pairs(m, &buf, k / 2, rhs, yt, o);
+                    });
                 } else {
                     PATCHES.with(|buf| {
                         let mut buf = buf.borrow_mut();

@@ -184,13 +184,53 @@ pub fn matmul(m: usize, a: &[f32], lda: usize, rhs: &PackedRhs, c: &mut [f32], l
     unsafe {
         run(
             m,
-            a.as_ptr(),
-            lda,
+            Lhs::F32 { a: a.as_ptr(), lda },
             rhs,
             0..rhs.panels(),
             c.as_mut_ptr(),
             ldc,
         )
+    }
+}
+
+/// [`matmul`] for a bf16-packed operand whose left-hand rows are already bf16 pairs (as
+/// [`to_bf16_pairs`] writes them; ⌈k/2⌉ pairs a row, `lda` pairs apart), on the calling
+/// thread: callers that build their rows (a convolution's patches) round them as they go.
+pub fn matmul_pairs(m: usize, a: &[u32], lda: usize, rhs: &PackedRhs, c: &mut [f32], ldc: usize) {
+    assert_eq!(
+        rhs.kernel,
+        Kernel::Bf16,
+        "bf16 pairs need a bf16-packed operand"
+    );
+    let (pairs, n) = (rhs.steps, rhs.n);
+    assert!(lda >= pairs && ldc >= n, "packed gemm strides");
+    if m == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + pairs, "packed gemm lhs length");
+    assert!(c.len() >= (m - 1) * ldc + n, "packed gemm dst length");
+    // SAFETY: bounded above; the bf16 kernel is available (the operand was packed for it).
+    unsafe {
+        run(
+            m,
+            Lhs::Pairs { a: a.as_ptr(), lda },
+            rhs,
+            0..rhs.panels(),
+            c.as_mut_ptr(),
+            ldc,
+        )
+    }
+}
+
+/// `src` rounded to bf16 (to nearest, ties to even) as pairs in `dst`, the first value of
+/// each pair in the low half; a missing last value and every pair past `src` are zero.
+/// Panics where the CPU has no AVX512-BF16 (no bf16-packed operand exists there).
+pub fn to_bf16_pairs(src: &[f32], dst: &mut [u32]) {
+    assert!(Kernel::Bf16.available(), "bf16 pairs without AVX512-BF16");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU runs AVX512-BF16 (asserted).
+    unsafe {
+        avx512::to_bf16_pairs(src, dst)
     }
 }
 
@@ -224,7 +264,7 @@ pub fn matmul_threads(
         let span = panels * t / tasks..panels * (t + 1) / tasks;
         let out = &out;
         // SAFETY: `check` bounded the rows; each task writes only its own column panels.
-        unsafe { run(m, a.as_ptr(), lda, rhs, span, out.0, ldc) }
+        unsafe { run(m, Lhs::F32 { a: a.as_ptr(), lda }, rhs, span, out.0, ldc) }
     });
 }
 
@@ -241,21 +281,21 @@ fn check(m: usize, a: &[f32], lda: usize, rhs: &PackedRhs, c: &[f32], ldc: usize
     }
 }
 
-/// The blocked loops over `panels` of every row: K blocks, then blocks of rows (converted to
-/// bf16 pairs first for that kernel), then panels, then tiles of rows.
+/// A left-hand operand: row-major f32, or rows already rounded to bf16 pairs.
+#[derive(Clone, Copy)]
+enum Lhs {
+    F32 { a: *const f32, lda: usize },
+    Pairs { a: *const u32, lda: usize },
+}
+
+/// The blocked loops over `panels` of every row: K blocks, then blocks of rows (f32 rows
+/// converted to bf16 pairs first for that kernel), then panels, then tiles of rows.
 ///
 /// # Safety
-/// `a` readable for m rows of k at `lda`; `c` writable for m rows of n at `ldc`; the kernel
-/// is available (a PackedRhs exists only then).
-unsafe fn run(
-    m: usize,
-    a: *const f32,
-    lda: usize,
-    rhs: &PackedRhs,
-    panels: Range<usize>,
-    c: *mut f32,
-    ldc: usize,
-) {
+/// `a` readable for m rows of k values (⌈k/2⌉ pairs) at its stride; `c` writable for m rows
+/// of n at `ldc`; the kernel is available (a PackedRhs exists only then); pairs only for
+/// the bf16 kernel.
+unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f32, ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         let blocking = Caches::here().blocking(ROWS);
@@ -283,9 +323,14 @@ unsafe fn run(
                         }
                     }
                 };
-                match rhs.kernel {
-                    Kernel::F32 => tiles(&|r0| (a.add((i0 + r0) * lda + s0).cast(), lda)),
-                    Kernel::Bf16 => PAIRS.with(|buf| {
+                match (rhs.kernel, a) {
+                    (Kernel::F32, Lhs::F32 { a, lda }) => {
+                        tiles(&|r0| (a.add((i0 + r0) * lda + s0).cast(), lda))
+                    }
+                    (Kernel::Bf16, Lhs::Pairs { a, lda }) => {
+                        tiles(&|r0| (a.add((i0 + r0) * lda + s0), lda))
+                    }
+                    (Kernel::Bf16, Lhs::F32 { a, lda }) => PAIRS.with(|buf| {
                         let mut buf = buf.borrow_mut();
                         buf.resize(rows * ks, 0);
                         let (k0, k1) = (2 * s0, (2 * (s0 + ks)).min(k));
@@ -297,13 +342,16 @@ unsafe fn run(
                         let base = buf.as_ptr();
                         tiles(&|r0| (base.add(r0 * ks), ks));
                     }),
+                    (Kernel::F32, Lhs::Pairs { .. }) => {
+                        unreachable!("bf16 pairs for the f32 kernel")
+                    }
                 }
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, a, lda, rhs, panels, c, ldc);
+        let _ = (m, a, rhs, panels, c, ldc);
         unreachable!("packed kernels are x86-64 only");
     }
 }
