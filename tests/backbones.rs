@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use dcd::features::registry;
@@ -13,41 +13,9 @@ use dcd::features::weights::{Placement, Weights};
 use dcd::features::{Backbone, FeatureError, FeatureExtractor, LoadOptions};
 use dcd::settings::Pooling;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbones")
-}
-
-/// The script's `fixture_input`: image 0 per-pixel noise, image 1 constant 32×32 blocks.
-fn fixture_input(side: usize) -> Vec<f32> {
-    let h = |j: usize| {
-        let v = (j as u64 * 2654435761 + 12345) % (1u64 << 32);
-        (v as f64 / 4294967296.0 * 4.0 - 2.0) as f32
-    };
-    let nb = side / 32 + 1;
-    let mut out = Vec::with_capacity(2 * 3 * side * side);
-    for c in 0..3 {
-        for y in 0..side {
-            out.extend((0..side).map(|x| h((c * side + y) * side + x)));
-        }
-    }
-    for c in 0..3 {
-        for y in 0..side {
-            out.extend((0..side).map(|x| h((c * nb + y / 32) * nb + x / 32)));
-        }
-    }
-    out
-}
-
-fn reference(name: &str) -> dcd::types::Matrix {
-    dcd::formats::read_vectors(&fixtures().join(format!("{name}.features.npy"))).unwrap()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
+use common::backbone_fixtures::{
+    cosine, fixture_input, fixtures, half_precision_cases, reference, reference_cosines,
+};
 
 /// Loads `backbone` from `weights`, embeds the fixture batch and compares with the reference.
 fn check_parity(backbone: &str, weights: &Path, reference_name: &str, pooling: Pooling) {
@@ -372,58 +340,6 @@ fn random_weights_build_every_sized_backbone_small_enough_to_run_here() {
         assert!(out.data.iter().all(|v| v.is_finite()), "{name}");
         println!("{name}: dim {}", m.dim());
     }
-}
-
-/// The fixtures every half-precision check runs on.
-fn half_precision_cases() -> Vec<(&'static str, PathBuf, &'static str, Pooling)> {
-    vec![
-        (
-            "dino-vit",
-            fixtures().join("dino-tiny"),
-            "dino-tiny",
-            Pooling::Cls,
-        ),
-        (
-            "dinov2-vit",
-            fixtures().join("dinov2-tiny"),
-            "dinov2-tiny",
-            Pooling::ClsMeanPatch,
-        ),
-        (
-            "dinov2-vit",
-            fixtures().join("dinov2-swiglu/model.safetensors"),
-            "dinov2-swiglu",
-            Pooling::Cls,
-        ),
-        (
-            "resnet",
-            fixtures().join("resnet-tiny.pth"),
-            "resnet-tiny",
-            Pooling::Cls,
-        ),
-        (
-            "resnet",
-            fixtures().join("resnet-basic-robust.pth"),
-            "resnet-basic-robust",
-            Pooling::Cls,
-        ),
-    ]
-}
-
-/// Cosine of each fixture row of `model` against the reference.
-fn reference_cosines(model: &Backbone, reference_name: &str) -> Vec<f64> {
-    let got = model
-        .embed_pixels(fixture_input(model.input_side()), 2)
-        .unwrap();
-    let want = reference(reference_name);
-    (0..2)
-        .map(|r| {
-            cosine(
-                &got.data[r * got.dim..][..got.dim],
-                &want.data[r * want.dim..][..want.dim],
-            )
-        })
-        .collect()
 }
 
 /// f16 (a CUDA precision) through candle's generic ops: the same model code the GPU runs,

@@ -2,6 +2,8 @@
 //! dir, generated image pools, and a client.
 #![allow(dead_code)]
 
+pub mod backbone_fixtures;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -80,18 +80,70 @@ fn max_lanes(row: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
-/// True when the CPU runs AVX-512 F/DQ/VL (checked once; std caches the answer).
+/// The instruction sets dcd's CPU kernels are compiled for, highest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// x86-64 baseline (SSE2).
+    Baseline = 0,
+    /// AVX2 + FMA.
+    Avx2 = 1,
+    /// AVX-512 (F/DQ/VL; the packed kernels also want BF16 for bf16).
+    Avx512 = 2,
+}
+
+/// The highest level the kernels may pick (u8::MAX: no cap).
+static SIMD_CAP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+
+/// Caps the kernels this process picks at `level` (None lifts the cap), so that a test can
+/// run every variant the CPU supports — a kernel only one machine takes is still checked on
+/// a machine that takes a higher one. The cap is process-wide: set it before running models.
+pub fn cap_simd(level: Option<SimdLevel>) {
+    let v = level.map_or(u8::MAX, |l| l as u8);
+    SIMD_CAP.store(v, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn allowed(level: SimdLevel) -> bool {
+    level as u8 <= SIMD_CAP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The levels this CPU runs, highest first (ignoring any cap).
+pub fn supported_levels() -> Vec<SimdLevel> {
+    let mut levels = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if detected_avx512() {
+            levels.push(SimdLevel::Avx512);
+        }
+        if detected_avx2() {
+            levels.push(SimdLevel::Avx2);
+        }
+    }
+    levels.push(SimdLevel::Baseline);
+    levels
+}
+
 #[cfg(target_arch = "x86_64")]
-pub fn has_avx512() -> bool {
+fn detected_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512dq")
         && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
-/// True when the CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+fn detected_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// True when the CPU runs AVX-512 F/DQ/VL and no cap forbids it (std caches the detection).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    allowed(SimdLevel::Avx512) && detected_avx512()
+}
+
+/// True when the CPU runs AVX2 and FMA and no cap forbids it.
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    allowed(SimdLevel::Avx2) && detected_avx2()
 }
 
 /// Defines `fn name(args)` whose body is compiled three times (AVX-512, AVX2+FMA, baseline)

@@ -27,11 +27,11 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// True when this CPU runs the kernel.
+    /// True when this CPU runs the kernel (and [`super::math::cap_simd`] allows AVX-512).
     pub fn available(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            let f = std::arch::is_x86_feature_detected!("avx512f");
+            let f = super::math::has_avx512();
             match self {
                 Kernel::F32 => f,
                 Kernel::Bf16 => f && std::arch::is_x86_feature_detected!("avx512bf16"),
@@ -47,6 +47,11 @@ impl Kernel {
     pub fn unavailable_reason(self) -> Option<String> {
         if self.available() {
             return None;
+        }
+        if super::math::supported_levels()[0] == super::math::SimdLevel::Avx512
+            && !super::math::has_avx512()
+        {
+            return Some("AVX-512 kernels are capped off in this process".into());
         }
         Some(match self {
             Kernel::F32 => "this CPU has no AVX-512F".into(),
