@@ -11,7 +11,7 @@ use dcd::features::cpu::gemm;
 use dcd::features::cpu::packed::{matmul_threads, Kernel, PackedRhs};
 
 /// (name, m, k, n): an NHWC conv's patches × weights, or a token matrix × a linear weight.
-const SHAPES: [(&str, usize, usize, usize); 7] = [
+const SHAPES: [(&str, usize, usize, usize); 9] = [
     ("r50_l1_3x3", 8 * 56 * 56, 576, 64),
     ("r50_l1_1x1_expand", 8 * 56 * 56, 64, 256),
     ("r50_l3_3x3", 8 * 14 * 14, 2304, 256),
@@ -19,6 +19,8 @@ const SHAPES: [(&str, usize, usize, usize); 7] = [
     ("vits_qkv", 8 * 197, 384, 1152),
     ("vits_fc1", 8 * 197, 384, 1536),
     ("vits_fc2", 8 * 197, 1536, 384),
+    ("vits_fc1_b32", 32 * 197, 384, 1536),
+    ("vits_fc2_b32", 32 * 197, 1536, 384),
 ];
 
 fn values(len: usize, seed: u32) -> Vec<f32> {

@@ -51,9 +51,16 @@ impl Placement {
     }
 
     /// The packed kernel the model's GEMMs with weights use: bf16 when asked (the placement
-    /// was only made where the CPU runs it); None for f32, whose generic GEMM is as fast.
+    /// was only made where the CPU runs it), f32 where the CPU has AVX-512; None elsewhere
+    /// (the generic `gemm` crate, AVX2 or baseline).
     pub fn packed_kernel(&self) -> Option<Kernel> {
-        (self.fast_cpu() && self.bf16_products).then_some(Kernel::Bf16)
+        if !self.fast_cpu() {
+            return None;
+        }
+        if self.bf16_products {
+            return Some(Kernel::Bf16);
+        }
+        Kernel::F32.available().then_some(Kernel::F32)
     }
 
     /// `t` converted to the model's dtype on its device.

@@ -1,7 +1,6 @@
 //! Cache-derived blocking for the packed GEMM, read from the machine at run time: the
-//! kernel's right-hand micro-panel (K steps × 128 bytes) is sized to stay in half the L1
-//! data cache while left-hand rows stream past it, and a block of left-hand rows to stay in
-//! half of the L2. Sizes come from Linux's sysfs cache description; where it cannot be read
+//! kernel's right-hand micro-panel (K steps × 128 bytes) is sized to a quarter of the L2,
+//! and a block of left-hand rows to half of it. Sizes come from Linux's sysfs cache description; where it cannot be read
 //! (another OS, a sandbox hiding /sys), Zen 4 / Skylake-era sizes are assumed.
 
 use std::sync::OnceLock;
@@ -30,11 +29,11 @@ pub enum CacheSource {
     Assumed,
 }
 
-/// K steps per block and rows per block for a GEMM whose left-hand rows take `row_step_bytes`
-/// per K step (4: f32 or one bf16 pair).
+/// K steps per block and left-hand rows per block (4 bytes per row and K step: an f32 or a
+/// bf16 pair).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Blocking {
-    /// K steps per block (a multiple of 8).
+    /// K steps per block.
     pub k_steps: usize,
     /// Left-hand rows per block (a multiple of the kernel's row count).
     pub rows: usize,
@@ -55,11 +54,15 @@ impl Caches {
         })
     }
 
-    /// The blocking for a kernel of `kernel_rows` rows.
-    pub fn blocking(&self, kernel_rows: usize) -> Blocking {
-        // Half the L1 for the right-hand micro-panel: the rest holds the left-hand rows being
-        // broadcast and the output tile.
-        let k_steps = ((self.l1d / 2) / STEP_BYTES).clamp(64, 512) / 8 * 8;
+    /// The blocking for a kernel of `kernel_rows` rows over `steps` K steps.
+    pub fn blocking(&self, kernel_rows: usize, steps: usize) -> Blocking {
+        // K blocks as long as a quarter of the L2 holds the micro-panel: the panel streams
+        // from L2 at 128 bytes per 24 multiply-add instructions, far below its bandwidth,
+        // while every K block past the first costs a pass over the outputs. Measured on Zen 4
+        // (benches/cpu_gemm.rs, one thread): 128-step blocks (half the L1) ran the models'
+        // shapes at 28-50 (f32) and 33-92 (bf16) G multiply-adds/s, whole-K blocks at 38-55
+        // and 54-105.
+        let k_steps = ((self.l2 / 4) / STEP_BYTES).max(64).min(steps.max(1));
         // Half the L2 for the block of left-hand rows (4 bytes per row and K step).
         let rows = ((self.l2 / 2) / (k_steps * 4)).clamp(kernel_rows, 4096);
         Blocking {
@@ -137,14 +140,23 @@ mod tests {
             l2: 2 << 20,
             source: CacheSource::Assumed,
         };
-        let (a, b) = (zen4.blocking(12), sapphire_rapids.blocking(12));
-        assert_eq!(a.k_steps, 128);
-        assert_eq!(b.k_steps, 192);
-        assert!(a.rows % 12 == 0 && b.rows % 12 == 0);
-        assert!(b.rows > a.rows, "{a:?} {b:?}");
-        // A panel of k_steps fits half the L1, a row block half the L2.
-        assert!(a.k_steps * STEP_BYTES <= zen4.l1d / 2);
+        let (a, b) = (
+            zen4.blocking(12, 100_000),
+            sapphire_rapids.blocking(12, 100_000),
+        );
+        assert_eq!(a.k_steps, 2048);
+        assert_eq!(b.k_steps, 4096);
+        assert!(a.rows % 12 == 0 && b.rows % 12 == 0 && a.rows >= 12);
+        // A panel fits a quarter of the L2, a row block half of it.
+        assert!(a.k_steps * STEP_BYTES <= zen4.l2 / 4);
         assert!(a.rows * a.k_steps * 4 <= zen4.l2 / 2);
+        // A short K is one block, and the row block grows to fill the L2.
+        let short = zen4.blocking(12, 192);
+        assert_eq!(short.k_steps, 192);
+        assert!(
+            short.rows > a.rows && short.rows * 192 * 4 <= zen4.l2 / 2,
+            "{short:?}"
+        );
     }
 
     #[test]

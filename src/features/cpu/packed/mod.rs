@@ -303,7 +303,7 @@ enum Lhs {
 unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f32, ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        let blocking = Caches::here().blocking(ROWS);
+        let blocking = Caches::here().blocking(ROWS, rhs.steps);
         let (k, n, steps) = (rhs.k, rhs.n, rhs.steps);
         for s0 in (0..steps).step_by(blocking.k_steps) {
             let ks = blocking.k_steps.min(steps - s0);
