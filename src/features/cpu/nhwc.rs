@@ -69,10 +69,11 @@ impl ConvNhwc {
         }
     }
 
-    /// Writes the patch of output pixel `row` (flat over N·OH·OW) into `dst` (k·k·C).
-    #[inline]
+    /// Visits the k·k taps of output pixel `row` (flat over N·OH·OW) in patch order: the
+    /// tap's index and its C input values, or None where the window hangs over the padding.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn gather(
+    fn taps(
         &self,
         x: &[f32],
         h: usize,
@@ -80,7 +81,7 @@ impl ConvNhwc {
         oh: usize,
         ow: usize,
         row: usize,
-        dst: &mut [f32],
+        mut visit: impl FnMut(usize, Option<&[f32]>),
     ) {
         let c = self.in_ch;
         let (n, rem) = (row / (oh * ow), row % (oh * ow));
@@ -95,14 +96,34 @@ impl ConvNhwc {
             let iy = (oy * stride + ky) as isize - padding as isize;
             for kx in 0..k {
                 let ix = (ox * stride + kx) as isize - padding as isize;
-                let d = &mut dst[(ky * k + kx) * c..][..c];
-                if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
-                    d.fill(0.0);
-                } else {
-                    d.copy_from_slice(&image[(iy as usize * w + ix as usize) * c..][..c]);
-                }
+                let inside = iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize;
+                let src = inside.then(|| &image[(iy as usize * w + ix as usize) * c..][..c]);
+                visit(ky * k + kx, src);
             }
         }
+    }
+
+    /// Writes the patch of output pixel `row` into `dst` (k·k·C).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        oh: usize,
+        ow: usize,
+        row: usize,
+        dst: &mut [f32],
+    ) {
+        let c = self.in_ch;
+        self.taps(x, h, w, oh, ow, row, |tap, src| {
+            let d = &mut dst[tap * c..][..c];
+            match src {
+                Some(src) => d.copy_from_slice(src),
+                None => d.fill(0.0),
+            }
+        });
     }
 
     /// Like [`ConvNhwc::gather`], rounding to bf16 pairs on the way (`c` even): `dst` holds
@@ -119,27 +140,14 @@ impl ConvNhwc {
         row: usize,
         dst: &mut [u32],
     ) {
-        let c = self.in_ch;
-        let (n, rem) = (row / (oh * ow), row % (oh * ow));
-        let (oy, ox) = (rem / ow, rem % ow);
-        let image = &x[n * h * w * c..][..h * w * c];
-        let Window {
-            kernel: k,
-            stride,
-            padding,
-        } = self.window;
-        for ky in 0..k {
-            let iy = (oy * stride + ky) as isize - padding as isize;
-            for kx in 0..k {
-                let ix = (ox * stride + kx) as isize - padding as isize;
-                let d = &mut dst[(ky * k + kx) * c / 2..][..c / 2];
-                if iy < 0 || iy >= h as isize || ix < 0 || ix >= w as isize {
-                    d.fill(0);
-                } else {
-                    to_bf16_pairs(&image[(iy as usize * w + ix as usize) * c..][..c], d);
-                }
+        let half = self.in_ch / 2;
+        self.taps(x, h, w, oh, ow, row, |tap, src| {
+            let d = &mut dst[tap * half..][..half];
+            match src {
+                Some(src) => to_bf16_pairs(src, d),
+                None => d.fill(0),
             }
-        }
+        });
     }
 
     fn run(

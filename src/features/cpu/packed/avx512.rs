@@ -40,6 +40,10 @@ impl<A, B> Tile<A, B> {
 }
 
 /// Writes (or adds) `acc` to the tile's outputs, masking the columns past `cols`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `c` is writable (and readable when accumulating) for `R` rows of
+/// `cols` at `ldc`.
 #[inline(always)]
 unsafe fn store<const R: usize>(
     acc: &[[__m512; 2]; R],

@@ -362,6 +362,10 @@ unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f
 }
 
 /// One tile of `rows` ≤ 12 rows with the kernel's monomorphisation for that count.
+///
+/// # Safety
+/// As the kernel's tile function: the kernel is available, and `t` is readable and writable
+/// for `rows` rows, `steps` K steps and `t.cols` columns.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn tile(kernel: Kernel, rows: usize, steps: usize, t: avx512::Tile<u32, u32>) {
