@@ -11,12 +11,18 @@ cd "$(dirname "$0")/.."
 export DCD_DATA_DIR="${DCD_DATA_DIR:-./dcd-data}"
 export DCD_HTTP_ADDR="${DCD_HTTP_ADDR:-127.0.0.1:8080}"
 demo=()
+fetch=
 if [[ " $* " == *" --demo "* ]] || [ ! -f "$DCD_DATA_DIR/catalog.sqlite" ]; then
-  if scripts/fetch_demo.sh target/demo; then
+  # Fetched while dcd compiles: a newcomer waits for the longer of the two, not their sum.
+  scripts/fetch_demo.sh target/demo &
+  fetch=$!
+fi
+cargo build --release --locked
+if [ -n "$fetch" ]; then
+  if wait "$fetch"; then
     demo=(--demo-data "$PWD/target/demo")
   else
     echo "(the demo's data could not be fetched: serving without the demo)" >&2
   fi
 fi
-cargo build --release --locked
 exec target/release/dcd serve --allow-root "${DCD_ALLOW_ROOT:-$PWD}" "${demo[@]}" "$@"
