@@ -14,7 +14,8 @@ use dcd::features::{Backbone, FeatureError, FeatureExtractor, LoadOptions};
 use dcd::settings::Pooling;
 
 use common::backbone_fixtures::{
-    cosine, fixture_input, fixtures, half_precision_cases, reference, reference_cosines,
+    cosine, cpu_kernel_cases, fixture_input, fixtures, half_precision_cases, reference,
+    reference_cosines,
 };
 
 /// Loads `backbone` from `weights`, embeds the fixture batch and compares with the reference.
@@ -368,7 +369,7 @@ fn f16_models_track_the_reference() {
 #[test]
 fn bf16_on_cpu_runs_the_bf16_kernels_or_is_refused() {
     use dcd::features::cpu::packed::Kernel;
-    for (backbone, weights, reference_name, pooling) in half_precision_cases() {
+    for (backbone, weights, reference_name, pooling) in cpu_kernel_cases() {
         let opts = LoadOptions {
             dtype: DType::BF16,
             pooling,
@@ -410,26 +411,14 @@ fn bf16_on_cpu_runs_the_bf16_kernels_or_is_refused() {
     }
 }
 
-#[test]
-fn mobilenet_in_bf16_on_cpu_is_refused_with_the_way_out() {
-    let opts = LoadOptions {
-        dtype: DType::BF16,
-        ..LoadOptions::default()
-    };
-    let err = Backbone::random("mobilenetv2", 0, &opts)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("--precision f32"), "{err}");
-}
-
 /// Full-depth backbones (random weights, the fixture images): bf16 products stay within cosine
-/// 0.999 of dcd's f32 features through all 50 layers of a ResNet-50 and 12 blocks of a ViT.
+/// 0.999 of dcd's f32 features through all 50 layers of a ResNet-50, 12 blocks of a ViT and
+/// the 52 convs of a MobileNetV2.
 #[test]
 fn bf16_products_stay_close_to_f32_at_full_depth() {
     use dcd::features::cpu::packed::Kernel;
     if Kernel::Bf16.available() {
-        for name in ["resnet50", "dino-vits16", "dinov2-vits14"] {
+        for name in ["resnet50", "dino-vits16", "dinov2-vits14", "mobilenetv2"] {
             let load = |dtype| {
                 let opts = LoadOptions {
                     dtype,

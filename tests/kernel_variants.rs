@@ -1,4 +1,5 @@
-//! Every CPU kernel variant this machine runs, on the backbone fixtures: the process caps the
+//! Every CPU kernel variant this machine runs, on the backbone fixtures (and the real
+//! MobileNetV2 where scripts/test.sh fetched it): the process caps the
 //! kernels at each instruction-set level the CPU supports in turn (AVX-512, AVX2, baseline),
 //! checks the f32 models against the PyTorch references, and bf16 where AVX512-BF16 is
 //! allowed — refused with the reason where it is not, as on a CPU without it. So a kernel that
@@ -9,7 +10,7 @@
 mod common;
 
 use candle_core::DType;
-use common::backbone_fixtures::{half_precision_cases, reference_cosines};
+use common::backbone_fixtures::{cpu_kernel_cases, reference_cosines};
 use dcd::features::cpu::math::{cap_simd, has_avx2, has_avx512, supported_levels, SimdLevel};
 use dcd::features::cpu::packed::Kernel;
 use dcd::features::{Backbone, LoadOptions};
@@ -23,7 +24,7 @@ fn every_kernel_variant_this_cpu_runs_matches_the_references() {
         assert_eq!(has_avx512(), level == SimdLevel::Avx512, "cap {level:?}");
         assert_eq!(has_avx2(), level >= SimdLevel::Avx2, "cap {level:?}");
         for dtype in [DType::F32, DType::BF16] {
-            for (backbone, weights, reference_name, pooling) in half_precision_cases() {
+            for (backbone, weights, reference_name, pooling) in cpu_kernel_cases() {
                 let opts = LoadOptions {
                     dtype,
                     pooling,

@@ -163,12 +163,6 @@ impl Backbone {
         config: Option<&serde_json::Value>,
         opts: &LoadOptions,
     ) -> FeatureResult<Backbone> {
-        if matches!(spec.arch, Arch::MobileNetV2) && w.placement().bf16_products {
-            return Err(FeatureError::Config(format!(
-                "{}: bf16 on CPU runs the ResNets and ViTs; MobileNetV2's depthwise convolutions have no bf16 kernel: use --precision f32",
-                spec.name
-            )));
-        }
         let model = match spec.arch {
             Arch::Vit {
                 family,

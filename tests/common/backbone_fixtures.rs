@@ -82,6 +82,16 @@ pub fn half_precision_cases() -> Vec<(&'static str, PathBuf, &'static str, Pooli
     ]
 }
 
+/// [`half_precision_cases`] and, where scripts/test.sh fetched its weights, the real
+/// MobileNetV2 (depthwise and pointwise kernels): what the CPU kernel checks run on.
+pub fn cpu_kernel_cases() -> Vec<(&'static str, PathBuf, &'static str, Pooling)> {
+    let mut cases = half_precision_cases();
+    if let Some(w) = super::mobilenet_weights() {
+        cases.push(("mobilenetv2", w, "mobilenetv2", Pooling::Cls));
+    }
+    cases
+}
+
 /// Cosine of each fixture row of `model` against the reference.
 pub fn reference_cosines(model: &Backbone, reference_name: &str) -> Vec<f64> {
     let got = model

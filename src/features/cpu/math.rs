@@ -252,23 +252,6 @@ wide_simd_fn! {
     }
 }
 
-wide_simd_fn! {
-    /// The epilogue of a channels-first conv: row `o` (one output channel) gets `act(y + bias[o])`.
-    pub fn epilogue_channels(y: &mut [f32], plane: usize, bias: &[f32], epilogue: Epilogue) {
-        for (row, &b) in y.chunks_exact_mut(plane).zip(bias) {
-            match epilogue {
-                Epilogue::Bias => row.iter_mut().for_each(|v| *v += b),
-                Epilogue::BiasRelu => row.iter_mut().for_each(|v| {
-                    let x = *v + b;
-                    *v = if x > 0.0 { x } else { 0.0 };
-                }),
-                Epilogue::BiasRelu6 => row.iter_mut().for_each(|v| *v = (*v + b).clamp(0.0, 6.0)),
-                Epilogue::BiasGelu => row.iter_mut().for_each(|v| *v = gelu(*v + b)),
-            }
-        }
-    }
-}
-
 /// `c = a · b` for strided operands (element (i, j) of x at `x[i·rs + j·cs]`).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_strided(

@@ -7,7 +7,6 @@
 //! it is in cache.
 
 pub mod attention;
-pub mod conv;
 pub mod depthwise;
 pub mod linear;
 pub mod math;

@@ -3,8 +3,7 @@
 
 use candle_core::{Tensor, D};
 
-use crate::features::cpu::conv::ConvOp;
-use crate::features::cpu::depthwise::DepthwiseOp;
+use crate::features::cpu::depthwise::DepthwiseNhwc;
 use crate::features::cpu::linear::LinearOp;
 use crate::features::cpu::nhwc::ConvNhwc;
 use crate::features::cpu::{Epilogue, Window};
@@ -35,21 +34,32 @@ pub struct ConvGeometry {
     pub groups: usize,
 }
 
-/// Memory order of the activations a CPU conv consumes and produces. Other devices always
-/// run candle's NCHW ops.
+/// Memory order of a model's activations: channels-last where dcd's CPU kernels run it,
+/// PyTorch's channels-first for candle's ops (other devices, other precisions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelOrder {
-    /// (N, C, H, W), PyTorch's.
+    /// (N, C, H, W): candle's ops.
     First,
-    /// (N, H, W, C): one GEMM per conv over the whole batch (the ResNets').
+    /// (N, H, W, C): dcd's kernels, one GEMM per conv over the whole batch.
     Last,
 }
 
+impl ChannelOrder {
+    /// Channels-last where dcd's CPU kernels run the model, else channels-first.
+    pub fn for_placement(placement: &Placement) -> ChannelOrder {
+        if placement.fast_cpu() {
+            ChannelOrder::Last
+        } else {
+            ChannelOrder::First
+        }
+    }
+}
+
 enum CpuConv {
+    /// candle's conv2d (channels-first).
     None,
-    First(ConvOp),
-    Depthwise(DepthwiseOp),
-    Last(ConvNhwc),
+    Depthwise(DepthwiseNhwc),
+    Dense(ConvNhwc),
 }
 
 /// A convolution whose following BatchNorm has been folded into its weight and bias:
@@ -74,8 +84,8 @@ impl ConvBn {
     /// Loads `conv` (`{conv}.weight`, optional `{conv}.bias`) and `bn`
     /// (`{bn}.weight/bias/running_mean/running_var`) and folds them. Channel counts are read
     /// off the conv weight; the geometry comes from the architecture. `act` is applied last
-    /// (after the residual in [`ConvBn::forward_residual`]). On CPU, ungrouped convs run
-    /// dcd's kernels in `order`.
+    /// (after the residual in [`ConvBn::forward_residual`]). Channels-last convs (ungrouped
+    /// or depthwise) run dcd's CPU kernels; channels-first ones candle's conv2d.
     pub fn load(
         w: &Weights,
         conv: &str,
@@ -112,34 +122,27 @@ impl ConvBn {
         };
         let depthwise = geometry.groups == out_ch && in_per_group == 1 && geometry.groups > 1;
         let placement = w.placement();
-        let cpu = if placement.fast_cpu() && depthwise && order == ChannelOrder::First {
-            CpuConv::Depthwise(DepthwiseOp::new(
-                weight.flatten_all()?.to_vec1()?,
-                bias.to_vec1()?,
-                window,
-                epilogue(act),
-            ))
-        } else if !placement.fast_cpu() || geometry.groups != 1 {
-            if order == ChannelOrder::Last {
+        let cpu = match order {
+            ChannelOrder::First => CpuConv::None,
+            ChannelOrder::Last if !placement.fast_cpu() || !(depthwise || geometry.groups == 1) => {
                 return Err(FeatureError::Config(format!(
-                    "{conv}: channels-last needs an ungrouped f32 conv on CPU"
+                    "{conv}: channels-last needs an f32 conv on CPU, ungrouped or depthwise"
                 )));
             }
-            CpuConv::None
-        } else {
-            let (wv, bv) = (weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
-            match order {
-                ChannelOrder::First => {
-                    CpuConv::First(ConvOp::new(wv, bv, in_per_group, window, epilogue(act)))
+            ChannelOrder::Last => {
+                let (wv, bv) = (weight.flatten_all()?.to_vec1()?, bias.to_vec1()?);
+                if depthwise {
+                    CpuConv::Depthwise(DepthwiseNhwc::new(&wv, bv, window, epilogue(act)))
+                } else {
+                    CpuConv::Dense(ConvNhwc::from_oihw(
+                        &wv,
+                        bv,
+                        in_per_group,
+                        window,
+                        epilogue(act),
+                        placement.packed_kernel(),
+                    ))
                 }
-                ChannelOrder::Last => CpuConv::Last(ConvNhwc::from_oihw(
-                    &wv,
-                    bv,
-                    in_per_group,
-                    window,
-                    epilogue(act),
-                    placement.packed_kernel(),
-                )),
             }
         };
         Ok(ConvBn {
@@ -159,30 +162,27 @@ impl ConvBn {
     /// Applies conv + folded BN + activation.
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
         match &self.cpu {
-            CpuConv::First(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
             CpuConv::Depthwise(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
-            CpuConv::Last(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
+            CpuConv::Dense(op) => Ok(x.contiguous()?.apply_op1_no_bwd(op)?),
             CpuConv::None => self.activate(self.conv_bias(x)?),
         }
     }
 
     /// `act(conv(x) + bias + residual)`, the end of a residual block.
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> FeatureResult<Tensor> {
-        match &self.cpu {
-            CpuConv::Last(op) => Ok(x
-                .contiguous()?
-                .apply_op2_no_bwd(&residual.contiguous()?, op)?),
-            _ => {
-                let y = match &self.cpu {
-                    CpuConv::First(op) => {
-                        let linear = op.clone().with_epilogue(Epilogue::Bias);
-                        x.contiguous()?.apply_op1_no_bwd(&linear)?
-                    }
-                    _ => self.conv_bias(x)?,
-                };
-                self.activate((y + residual)?)
+        let y = match &self.cpu {
+            CpuConv::Dense(op) => {
+                return Ok(x
+                    .contiguous()?
+                    .apply_op2_no_bwd(&residual.contiguous()?, op)?)
             }
-        }
+            CpuConv::Depthwise(op) => {
+                let linear = op.clone().with_epilogue(Epilogue::Bias);
+                x.contiguous()?.apply_op1_no_bwd(&linear)?
+            }
+            CpuConv::None => self.conv_bias(x)?,
+        };
+        self.activate((y + residual)?)
     }
 
     fn conv_bias(&self, x: &Tensor) -> FeatureResult<Tensor> {
@@ -335,7 +335,10 @@ impl LayerNorm {
     }
 }
 
-/// Mean over the spatial dimensions of an NCHW tensor: (N, C).
-pub fn global_avg_pool(x: &Tensor) -> FeatureResult<Tensor> {
-    Ok(x.flatten_from(2)?.mean(D::Minus1)?)
+/// Mean over the spatial dimensions of an NCHW or NHWC tensor: (N, C).
+pub fn global_avg_pool(x: &Tensor, order: ChannelOrder) -> FeatureResult<Tensor> {
+    Ok(match order {
+        ChannelOrder::First => x.flatten_from(2)?.mean(D::Minus1)?,
+        ChannelOrder::Last => x.flatten(1, 2)?.mean(1)?,
+    })
 }

@@ -1,6 +1,8 @@
 //! MobileNetV2 (Sandler et al.) in torchvision's layout (`features.0.0`, `features.N.conv.…`,
 //! `classifier.1`). The feature is the global average pool of `features.18` (1280-d); the
-//! classifier is kept when present so ImageNet predictions can be checked.
+//! classifier is kept when present so ImageNet predictions can be checked. On CPU it runs
+//! channels-last: the 1×1 and stem convs as GEMMs with packed weights (f32 or bf16
+//! products), the depthwise convs in f32.
 
 use candle_core::Tensor;
 
@@ -24,6 +26,7 @@ struct InvertedResidual {
 
 /// MobileNetV2 trunk, optionally with its classifier.
 pub struct MobileNetV2 {
+    order: ChannelOrder,
     stem: ConvBn,
     blocks: Vec<InvertedResidual>,
     head: ConvBn,
@@ -43,13 +46,14 @@ impl MobileNetV2 {
     /// Loads the network; channel widths come from the checkpoint (any width multiplier).
     pub fn load(w: &mut Weights) -> FeatureResult<MobileNetV2> {
         w.expect_layout(LAYOUT, "features.0.0.weight");
+        let order = ChannelOrder::for_placement(w.placement());
         let stem = ConvBn::load(
             w,
             "features.0.0",
             "features.0.1",
             conv(3, 2, 1),
             Act::Relu6,
-            ChannelOrder::First,
+            order,
         )?;
         let mut blocks = Vec::with_capacity(BLOCK_STRIDES.len());
         let mut in_ch = stem.out_channels();
@@ -68,7 +72,7 @@ impl MobileNetV2 {
                     &format!("{p}.{e}.1"),
                     conv(1, 1, 1),
                     Act::Relu6,
-                    ChannelOrder::First,
+                    order,
                 )?),
                 None => None,
             };
@@ -79,7 +83,7 @@ impl MobileNetV2 {
                 &format!("{p}.{dw}.1"),
                 conv(3, stride, hidden),
                 Act::Relu6,
-                ChannelOrder::First,
+                order,
             )?;
             let project = ConvBn::load(
                 w,
@@ -87,7 +91,7 @@ impl MobileNetV2 {
                 &format!("{p}.{pw_bn}"),
                 conv(1, 1, 1),
                 Act::Linear,
-                ChannelOrder::First,
+                order,
             )?;
             let out_ch = project.out_channels();
             blocks.push(InvertedResidual {
@@ -104,7 +108,7 @@ impl MobileNetV2 {
             "features.18.1",
             conv(1, 1, 1),
             Act::Relu6,
-            ChannelOrder::First,
+            order,
         )?;
         let classifier = match w.shape("classifier.1.weight") {
             Some(s) if s.len() == 2 => Some(Linear::load(w, "classifier.1", s[1], s[0])?),
@@ -117,6 +121,7 @@ impl MobileNetV2 {
             None => None,
         };
         Ok(MobileNetV2 {
+            order,
             stem,
             blocks,
             head,
@@ -131,16 +136,24 @@ impl MobileNetV2 {
 
     /// Pooled features of an NCHW batch: (N, dim).
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
-        let mut x = self.stem.forward(x)?;
+        let x = match self.order {
+            ChannelOrder::Last => x.permute((0, 2, 3, 1))?.contiguous()?,
+            ChannelOrder::First => x.clone(),
+        };
+        let mut x = self.stem.forward(&x)?;
         for b in &self.blocks {
-            let mut y = match &b.expand {
+            let y = match &b.expand {
                 Some(e) => e.forward(&x)?,
                 None => x.clone(),
             };
-            y = b.project.forward(&b.depthwise.forward(&y)?)?;
-            x = if b.residual { (y + x)? } else { y };
+            let y = b.depthwise.forward(&y)?;
+            x = if b.residual {
+                b.project.forward_residual(&y, &x)?
+            } else {
+                b.project.forward(&y)?
+            };
         }
-        global_avg_pool(&self.head.forward(&x)?)
+        global_avg_pool(&self.head.forward(&x)?, self.order)
     }
 
     /// Class logits from pooled features, when the checkpoint has the classifier.

@@ -51,11 +51,7 @@ impl ResNet {
     /// for ResNet-50) is checked against the checkpoint when given.
     pub fn load(w: &mut Weights, expected: Option<([usize; 4], bool)>) -> FeatureResult<ResNet> {
         w.expect_layout(LAYOUT, "conv1.weight");
-        let order = if w.placement().fast_cpu() {
-            ChannelOrder::Last
-        } else {
-            ChannelOrder::First
-        };
+        let order = ChannelOrder::for_placement(w.placement());
         let stem = ConvBn::load(w, "conv1", "bn1", geom(7, 2), Act::Relu, order)?;
         let mut depths = Vec::new();
         let mut blocks = Vec::new();
@@ -214,11 +210,6 @@ impl ResNet {
                 }
             };
         }
-        if last {
-            let (n, h, w, c) = x.dims4()?;
-            Ok(x.reshape((n, h * w, c))?.mean(1)?)
-        } else {
-            global_avg_pool(&x)
-        }
+        global_avg_pool(&x, self.order)
     }
 }
