@@ -44,6 +44,7 @@ impl<A, B> Tile<A, B> {
 /// # Safety
 /// The CPU has AVX-512F; `c` is writable (and readable when accumulating) for `R` rows of
 /// `cols` at `ldc`.
+// SAFETY: a contract for callers, stated in `# Safety` above; the tiles below call it.
 #[inline(always)]
 unsafe fn store<const R: usize>(
     acc: &[[__m512; 2]; R],
@@ -75,6 +76,7 @@ unsafe fn store<const R: usize>(
 /// # Safety
 /// The CPU has AVX-512F; `t.a` is readable for `R` rows × `steps`, `t.b` for `steps` × 32
 /// f32 and 64-byte aligned, `t.c` writable for `R` rows × `t.cols`.
+// SAFETY: a contract for callers, stated in `# Safety` above; `packed::tile` calls it.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn tile_f32<const R: usize>(steps: usize, t: Tile<f32, f32>) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
@@ -96,6 +98,7 @@ pub unsafe fn tile_f32<const R: usize>(steps: usize, t: Tile<f32, f32>) {
 /// # Safety
 /// The CPU has AVX-512F and AVX512-BF16; `t.a` is readable for `R` rows × `steps` pairs,
 /// `t.b` for `steps` × 64 bf16 and 64-byte aligned, `t.c` writable for `R` rows × `t.cols`.
+// SAFETY: a contract for callers, stated in `# Safety` above; `packed::tile` calls it.
 #[target_feature(enable = "avx512f,avx512bf16")]
 pub unsafe fn tile_bf16<const R: usize>(steps: usize, t: Tile<u32, u16>) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
@@ -117,6 +120,7 @@ pub unsafe fn tile_bf16<const R: usize>(steps: usize, t: Tile<u32, u16>) {
 ///
 /// # Safety
 /// The CPU has AVX-512F and AVX512-BF16.
+// SAFETY: a contract for callers, stated in `# Safety` above; `packed::to_bf16_pairs` checks it.
 #[target_feature(enable = "avx512f,avx512bf16")]
 pub unsafe fn to_bf16_pairs(src: &[f32], dst: &mut [u32]) {
     let mut i = 0;

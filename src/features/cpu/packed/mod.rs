@@ -300,6 +300,7 @@ enum Lhs {
 /// `a` readable for m rows of k values (⌈k/2⌉ pairs) at its stride; `c` writable for m rows
 /// of n at `ldc`; the kernel is available (a PackedRhs exists only then); pairs only for
 /// the bf16 kernel.
+// SAFETY: a contract for callers, stated in `# Safety` above; each call site says why it holds.
 unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f32, ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -366,6 +367,7 @@ unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f
 /// # Safety
 /// As the kernel's tile function: the kernel is available, and `t` is readable and writable
 /// for `rows` rows, `steps` K steps and `t.cols` columns.
+// SAFETY: a contract for callers, stated in `# Safety` above; `run` is the one caller.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn tile(kernel: Kernel, rows: usize, steps: usize, t: avx512::Tile<u32, u32>) {
