@@ -55,7 +55,7 @@ fn gemms(c: &mut Criterion) {
                 let id = BenchmarkId::new(format!("packed_{kernel:?}").to_lowercase(), name);
                 g.bench_function(id, |bch| {
                     pool.install(|| {
-                        bch.iter(|| matmul_threads(m, &a, k, &rhs, &mut out, n, threads))
+                        bch.iter(|| matmul_threads(m, &a, k, &rhs, &mut out, n, threads, None))
                     })
                 });
             }

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
-use super::math::epilogue_rows;
 use super::packed::Kernel;
-use super::{contiguous_f32, Epilogue, Weight};
+use super::{contiguous_f32, output_buffer, written_buffer, Epilogue, Finish, Weight};
 
 /// A linear layer's weights laid out for the kernel: `w_t` is in × out.
 #[derive(Clone, Debug)]
@@ -70,7 +69,7 @@ impl LinearOp {
                 candle_core::bail!("residual has {} values, the output {}", r.len(), rows * n);
             }
         }
-        let mut y = vec![0f32; rows * n];
+        let mut y = output_buffer(rows * n);
         let threads = rayon::current_num_threads();
         if threads > 1 && rows >= self.w_t.min_rows_per_task() * threads {
             let per_task = rows.div_ceil(threads);
@@ -79,21 +78,28 @@ impl LinearOp {
                 .enumerate()
                 .for_each(|(t, (yb, xb))| {
                     let m = xb.len() / k;
-                    self.w_t.multiply(m, xb, k, yb, n, 1);
-                    self.finish(yb, residual.map(|r| &r[t * per_task * n..][..m * n]));
+                    let residual = residual.map(|r| &r[t * per_task * n..][..m * n]);
+                    self.w_t.multiply(m, xb, k, yb, 1, &self.finish(residual));
                 });
         } else {
-            self.w_t.multiply(rows, x, k, &mut y, n, threads);
-            self.finish(&mut y, residual);
+            self.w_t
+                .multiply(rows, x, k, &mut y, threads, &self.finish(residual));
         }
+        // SAFETY: the tasks' products wrote every row of `y`.
+        let y = unsafe { written_buffer(y) };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().unwrap() = n;
         Ok((CpuStorage::F32(y), Shape::from(out_dims)))
     }
 
-    fn finish(&self, y: &mut [f32], residual: Option<&[f32]>) {
-        let scale = self.scale.as_deref().map(Vec::as_slice);
-        epilogue_rows(y, self.out_dim, &self.bias, residual, scale, self.epilogue);
+    /// The layer's end for these rows (the residual, when there is one, laid out as them).
+    fn finish<'a>(&'a self, residual: Option<&'a [f32]>) -> Finish<'a> {
+        Finish {
+            bias: &self.bias,
+            residual,
+            scale: self.scale.as_deref().map(Vec::as_slice),
+            epilogue: self.epilogue,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod math;
 pub mod nhwc;
 pub mod packed;
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, Layout};
@@ -66,20 +67,37 @@ impl Weight {
         }
     }
 
-    /// `c (m × n) = a (m × k) · W` with row strides `lda` and `ldc`, over `threads` rayon
-    /// tasks.
-    pub fn multiply(
+    /// `c (m × n) = finish(a (m × k) · W)` into the first m·n values of `c` (not yet
+    /// written, n wide), `a`'s rows `lda` apart, over `threads` rayon tasks; returns them.
+    /// The packed kernels apply the finish as they store the outputs where they can;
+    /// otherwise it is one more pass while they are in cache.
+    pub fn multiply<'c>(
         &self,
         m: usize,
         a: &[f32],
         lda: usize,
-        c: &mut [f32],
-        ldc: usize,
+        c: &'c mut [MaybeUninit<f32>],
         threads: usize,
-    ) {
-        match self {
-            Weight::F32 { data, k, n } => gemm(m, *n, *k, a, lda, data, *n, c, ldc, threads),
-            Weight::Packed(p) => packed::matmul_threads(m, a, lda, p, c, ldc, threads),
+        finish: &Finish,
+    ) -> &'c mut [f32] {
+        let n = self.n();
+        let c = &mut c[..m * n];
+        match (self, finish.tail()) {
+            (Weight::Packed(p), tail) => {
+                packed::matmul_threads(m, a, lda, p, c, n, threads, tail.as_ref());
+                // SAFETY: the packed product wrote every one of the m × n outputs (ldc = n).
+                let c = unsafe { written(c) };
+                if tail.is_none() {
+                    finish.apply(c, n);
+                }
+                c
+            }
+            (Weight::F32 { data, k, .. }, _) => {
+                let c = zeroed(c);
+                gemm(m, n, *k, a, lda, data, n, c, n, threads);
+                finish.apply(c, n);
+                c
+            }
         }
     }
 
@@ -90,6 +108,53 @@ impl Weight {
             Weight::F32 { .. } => 128,
             Weight::Packed(_) => 48,
         }
+    }
+}
+
+/// What follows a layer's product on each output: `act(y + bias)`; with a residual
+/// `act(y + bias + r)` (a ResNet block's end); with a residual and a scale
+/// `r + γ ⊙ act(y + bias)` (a DINOv2 sub-block's end).
+#[derive(Clone, Copy, Debug)]
+pub struct Finish<'a> {
+    /// One value per output column.
+    pub bias: &'a [f32],
+    /// Laid out as the outputs.
+    pub residual: Option<&'a [f32]>,
+    /// γ, one value per column (with a residual only).
+    pub scale: Option<&'a [f32]>,
+    /// The activation.
+    pub epilogue: Epilogue,
+}
+
+impl<'a> Finish<'a> {
+    /// The form the packed kernels apply as they store (None for GELU and the scaled form).
+    pub fn tail(&self) -> Option<packed::Tail<'a>> {
+        let act = match self.epilogue {
+            Epilogue::Bias => packed::Act::Identity,
+            Epilogue::BiasRelu => packed::Act::Relu,
+            Epilogue::BiasRelu6 => packed::Act::Relu6,
+            Epilogue::BiasGelu => return None,
+        };
+        if self.scale.is_some() {
+            return None;
+        }
+        Some(packed::Tail {
+            bias: self.bias,
+            residual: self.residual,
+            act,
+        })
+    }
+
+    /// Applies it in a pass over `y`'s `width`-wide rows.
+    pub fn apply(&self, y: &mut [f32], width: usize) {
+        math::epilogue_rows(
+            y,
+            width,
+            self.bias,
+            self.residual,
+            self.scale,
+            self.epilogue,
+        );
     }
 }
 
@@ -132,6 +197,37 @@ impl Window {
     pub fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.padding == 0
     }
+}
+
+/// An output buffer of `len` values for the kernels to fill, not zeroed: zeroing a 25 MB
+/// activation is a pass over memory on one core that the kernels' stores make redundant.
+pub fn output_buffer(len: usize) -> Box<[MaybeUninit<f32>]> {
+    Box::new_uninit_slice(len)
+}
+
+/// An output buffer's values once every one of them has been written.
+///
+/// # Safety
+/// Every value of `buf` has been written.
+// SAFETY: a contract for callers, stated in `# Safety` above; each call site says why it holds.
+pub unsafe fn written_buffer(buf: Box<[MaybeUninit<f32>]>) -> Vec<f32> {
+    buf.assume_init().into_vec()
+}
+
+/// Part of an output buffer as f32 once every value in it has been written.
+///
+/// # Safety
+/// Every value of `c` has been written.
+// SAFETY: a contract for callers, stated in `# Safety` above; each call site says why it holds.
+pub unsafe fn written(c: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    std::slice::from_raw_parts_mut(c.as_mut_ptr().cast(), c.len())
+}
+
+/// Part of an output buffer zeroed, for code that may read outputs before writing them.
+pub fn zeroed(c: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    c.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was just written.
+    unsafe { written(c) }
 }
 
 /// The f32 values of a contiguous CPU tensor.

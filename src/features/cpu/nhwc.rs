@@ -1,22 +1,33 @@
-//! Convolutions and max pooling on channels-last (N, H, W, C) CPU tensors, for the ResNets.
-//! Channels-last turns every conv into one GEMM over all the batch's output pixels:
-//! `out (N·OH·OW × O) = patches (N·OH·OW × k·k·C) · W (k·k·C × O)`, where a 1×1 stride-1
-//! conv's patches are the input itself. The rows are split into tasks; each task gathers
-//! its own patches into a thread-local buffer (no batch-sized im2col), runs its GEMM and
-//! applies bias, the residual and the activation while the rows are in cache.
+//! Convolutions, pooling and layout changes on channels-last (N, H, W, C) CPU tensors, for
+//! the ResNets and MobileNetV2. Channels-last turns every conv into a GEMM over the batch's
+//! output pixels: `out (N·OH·OW × O) = patches (N·OH·OW × k·k·C) · W (k·k·C × O)`. A 1×1
+//! stride-1 conv's patches are its input. Where the output rows are wide and the packed
+//! kernels run, a patch row is read in place from a zero-padded copy of the input (one
+//! contiguous run of k·C values per kernel row, [`Rows`]): nothing is gathered. Elsewhere
+//! (narrow late layers, the generic GEMM) each task gathers its patches into a thread-local
+//! buffer. Bias, the residual and the activation are applied as the kernels store the
+//! outputs, into buffers that are never zeroed first.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape};
 use rayon::prelude::*;
 
-use super::math::epilogue_rows;
-use super::packed::{matmul_pairs, to_bf16_pairs, Kernel};
-use super::{contiguous_f32, Epilogue, Weight, Window};
+use super::packed::{
+    matmul, matmul_pairs, matmul_pairs_threads, to_bf16_pairs, Kernel, PackedRhs, Rows, Tail,
+};
+use super::{
+    contiguous_f32, output_buffer, written, written_buffer, Epilogue, Finish, Weight, Window,
+};
 
 /// Largest gathered patch buffer per task, in floats (4 MiB).
 const PATCH_BUDGET: usize = 1 << 20;
+
+/// Narrowest output read in place by [`ConvNhwc::direct`]: its GEMMs are one output row
+/// tall, and narrower rows leave the kernel's 12-row tiles part empty.
+const DIRECT_MIN_WIDTH: usize = 24;
 
 thread_local! {
     static PATCHES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -173,8 +184,150 @@ impl ConvNhwc {
                 );
             }
         }
+        let mut y = output_buffer(rows * o);
+        let geometry = Geometry { n, h, w, c, oh, ow };
+        match &self.weight {
+            _ if self.window.is_pointwise() => self.pointwise(x, residual, &mut y),
+            Weight::Packed(rhs) if ow >= DIRECT_MIN_WIDTH => {
+                self.direct(x, geometry, rhs, residual, &mut y)
+            }
+            _ => self.gathered(x, geometry, residual, &mut y),
+        }
+        // SAFETY: each path wrote every output row.
+        let y = unsafe { written_buffer(y) };
+        Ok((CpuStorage::F32(y), Shape::from((n, oh, ow, o))))
+    }
+
+    /// The layer's end for the `len` outputs from output row `r0` on.
+    fn finish<'a>(&'a self, residual: Option<&'a [f32]>, r0: usize, len: usize) -> Finish<'a> {
+        Finish {
+            bias: &self.bias,
+            residual: residual.map(|r| &r[r0 * self.out_ch..][..len]),
+            scale: None,
+            epilogue: self.epilogue,
+        }
+    }
+
+    /// A 1×1 stride-1 conv: the input rows are the patches.
+    fn pointwise(&self, x: &[f32], residual: Option<&[f32]>, y: &mut [MaybeUninit<f32>]) {
+        let (k, o) = (self.in_ch, self.out_ch);
+        let rows = y.len() / o;
+        let threads = rayon::current_num_threads().max(1);
+        if rows < threads * 4 * 48 {
+            // Few rows (a late layer of a small batch): one product, split by columns.
+            let finish = self.finish(residual, 0, y.len());
+            self.weight.multiply(rows, x, k, y, threads, &finish);
+            return;
+        }
+        // Four tasks a thread (whole tiles, at least four) balance cores that run unevenly.
+        let per_task = rows.div_ceil(threads * 4).next_multiple_of(12).max(48);
+        y.par_chunks_mut(per_task * o)
+            .enumerate()
+            .for_each(|(t, yt)| {
+                let (r0, m) = (t * per_task, yt.len() / o);
+                let finish = self.finish(residual, r0, yt.len());
+                self.weight
+                    .multiply(m, &x[r0 * k..][..m * k], k, yt, 1, &finish);
+            });
+    }
+
+    /// Reads each output row's patches in place from a zero-padded copy of the input (in
+    /// bf16 pairs for bf16 products over an even channel count): a patch row is one
+    /// contiguous segment of k·C values per kernel row, so nothing is gathered.
+    fn direct(
+        &self,
+        x: &[f32],
+        g: Geometry,
+        rhs: &PackedRhs,
+        residual: Option<&[f32]>,
+        y: &mut [MaybeUninit<f32>],
+    ) {
+        let Window {
+            kernel: k,
+            stride,
+            padding,
+        } = self.window;
+        let pairs = rhs.kernel() == Kernel::Bf16;
+        if pairs && g.c % 2 == 1 {
+            return self.gathered(x, g, residual, y);
+        }
+        let (hp, wp) = (g.h + 2 * padding, g.w + 2 * padding);
+        // Values (f32 or pairs) per padded pixel.
+        let px = if pairs { g.c / 2 } else { g.c };
+        let rows = Rows {
+            stride: stride * px,
+            seg_len: k * px,
+            seg_stride: wp * px,
+        };
+        let o = self.out_ch;
+        // Where output row `row` (flat over N·OH) reads: the top padded row its windows cover.
+        let start = |row: usize| {
+            let (image, oy) = (row / g.oh, row % g.oh);
+            (image * hp + oy * stride) * wp * px
+        };
+        if pairs {
+            let padded = pad_input(x, g, padding, px, to_bf16_pairs);
+            self.each_output_row(g, residual, y, |row, yr, tail| {
+                matmul_pairs(g.ow, &padded[start(row)..], rows, rhs, yr, o, tail)
+            });
+        } else if padding == 0 {
+            // A strided 1×1 conv (a downsample) reads its input as it is.
+            self.each_output_row(g, residual, y, |row, yr, tail| {
+                matmul(g.ow, &x[start(row)..], rows, rhs, yr, o, tail)
+            });
+        } else {
+            let padded = pad_input(x, g, padding, px, |src, dst: &mut [f32]| {
+                dst.copy_from_slice(src)
+            });
+            self.each_output_row(g, residual, y, |row, yr, tail| {
+                matmul(g.ow, &padded[start(row)..], rows, rhs, yr, o, tail)
+            });
+        }
+    }
+
+    /// Runs `product(row, outputs, tail)` for every output row (OW pixels; rows spread over
+    /// four tasks a thread), then the finish where the kernels could not apply it.
+    fn each_output_row(
+        &self,
+        g: Geometry,
+        residual: Option<&[f32]>,
+        y: &mut [MaybeUninit<f32>],
+        product: impl Fn(usize, &mut [MaybeUninit<f32>], Option<&Tail>) + Sync,
+    ) {
+        let width = g.ow * self.out_ch;
+        let per_task = (g.n * g.oh)
+            .div_ceil(rayon::current_num_threads().max(1) * 4)
+            .max(1);
+        y.par_chunks_mut(per_task * width)
+            .enumerate()
+            .for_each(|(t, yt)| {
+                for (i, yr) in yt.chunks_mut(width).enumerate() {
+                    let row = t * per_task + i;
+                    let finish = self.finish(residual, row * g.ow, yr.len());
+                    let tail = finish.tail();
+                    product(row, yr, tail.as_ref());
+                    if tail.is_none() {
+                        // SAFETY: the product wrote the whole row (OW pixels, ldc = O).
+                        finish.apply(unsafe { written(yr) }, self.out_ch);
+                    }
+                }
+            });
+    }
+
+    /// Gathers each task's patches into a thread-local buffer, then multiplies.
+    fn gathered(
+        &self,
+        x: &[f32],
+        g: Geometry,
+        residual: Option<&[f32]>,
+        y: &mut [MaybeUninit<f32>],
+    ) {
+        let Geometry {
+            h, w, c, oh, ow, ..
+        } = g;
+        let o = self.out_ch;
+        let rows = y.len() / o;
         let k = self.window.kernel * self.window.kernel * c;
-        let direct = self.window.is_pointwise();
         // bf16 products with an even channel count: patches are rounded as they are gathered,
         // half the bytes of f32 patches and no second pass over them.
         let pairs_rhs = match &self.weight {
@@ -182,28 +335,29 @@ impl ConvNhwc {
             _ => None,
         };
         let threads = rayon::current_num_threads().max(1);
-        let cap = if direct {
-            usize::MAX
-        } else {
-            (PATCH_BUDGET / k).max(16)
-        };
-        let per_task = rows.div_ceil(threads).clamp(1, cap);
-        let mut y = vec![0f32; rows * o];
+        if rows < threads * 48 {
+            return self.gathered_few(x, g, residual, y, pairs_rhs);
+        }
+        let per_task = rows.div_ceil(threads).clamp(1, (PATCH_BUDGET / k).max(16));
         y.par_chunks_mut(per_task * o)
             .enumerate()
             .for_each(|(t, yt)| {
                 let r0 = t * per_task;
                 let m = yt.len() / o;
-                if direct {
-                    self.weight.multiply(m, &x[r0 * k..][..m * k], k, yt, o, 1);
-                } else if let Some(rhs) = pairs_rhs {
+                let finish = self.finish(residual, r0, yt.len());
+                if let Some(rhs) = pairs_rhs {
                     PATCH_PAIRS.with(|buf| {
                         let mut buf = buf.borrow_mut();
                         buf.resize(m * k / 2, 0);
                         for (i, dst) in buf.chunks_exact_mut(k / 2).enumerate() {
                             self.gather_pairs(x, h, w, oh, ow, r0 + i, dst);
                         }
-                        matmul_pairs(m, &buf, k / 2, rhs, yt, o);
+                        let tail = finish.tail();
+                        matmul_pairs(m, &buf, Rows::plain(k / 2), rhs, yt, o, tail.as_ref());
+                        if tail.is_none() {
+                            // SAFETY: the product wrote all m rows (ldc = o).
+                            finish.apply(unsafe { written(yt) }, o);
+                        }
                     });
                 } else {
                     PATCHES.with(|buf| {
@@ -212,14 +366,87 @@ impl ConvNhwc {
                         for (i, dst) in buf.chunks_exact_mut(k).enumerate() {
                             self.gather(x, h, w, oh, ow, r0 + i, dst);
                         }
-                        self.weight.multiply(m, &buf, k, yt, o, 1);
+                        self.weight.multiply(m, &buf, k, yt, 1, &finish);
                     });
                 }
-                let res = residual.map(|r| &r[r0 * o..][..m * o]);
-                epilogue_rows(yt, o, &self.bias, res, None, self.epilogue);
             });
-        Ok((CpuStorage::F32(y), Shape::from((n, oh, ow, o))))
     }
+}
+
+impl ConvNhwc {
+    /// [`ConvNhwc::gathered`] for too few rows to split: every patch gathered (in parallel)
+    /// into one buffer, then one product whose tasks split the columns.
+    fn gathered_few(
+        &self,
+        x: &[f32],
+        g: Geometry,
+        residual: Option<&[f32]>,
+        y: &mut [MaybeUninit<f32>],
+        pairs_rhs: Option<&PackedRhs>,
+    ) {
+        let Geometry {
+            h, w, c, oh, ow, ..
+        } = g;
+        let (o, k) = (self.out_ch, self.window.kernel * self.window.kernel * c);
+        let rows = y.len() / o;
+        let threads = rayon::current_num_threads().max(1);
+        let finish = self.finish(residual, 0, y.len());
+        if let Some(rhs) = pairs_rhs {
+            let mut patches = vec![0u32; rows * k / 2];
+            patches
+                .par_chunks_mut(k / 2)
+                .enumerate()
+                .for_each(|(r, dst)| self.gather_pairs(x, h, w, oh, ow, r, dst));
+            let tail = finish.tail();
+            matmul_pairs_threads(rows, &patches, k / 2, rhs, y, o, threads, tail.as_ref());
+            if tail.is_none() {
+                // SAFETY: the product wrote all rows (ldc = o).
+                finish.apply(unsafe { written(y) }, o);
+            }
+        } else {
+            let mut patches = vec![0f32; rows * k];
+            patches
+                .par_chunks_mut(k)
+                .enumerate()
+                .for_each(|(r, dst)| self.gather(x, h, w, oh, ow, r, dst));
+            self.weight.multiply(rows, &patches, k, y, threads, &finish);
+        }
+    }
+}
+
+/// A conv's input and output sizes.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    oh: usize,
+    ow: usize,
+}
+
+/// `x` (N, H, W, C) with `pad` zero pixels around each image, converted per row of C·W
+/// values by `convert` into `px` values a pixel.
+fn pad_input<T: Copy + Default + Send + Sync>(
+    x: &[f32],
+    g: Geometry,
+    pad: usize,
+    px: usize,
+    convert: impl Fn(&[f32], &mut [T]) + Sync,
+) -> Vec<T> {
+    let (hp, wp) = (g.h + 2 * pad, g.w + 2 * pad);
+    let mut out = vec![T::default(); g.n * hp * wp * px];
+    out.par_chunks_mut(wp * px)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (image, py) = (row / hp, row % hp);
+            let Some(iy) = py.checked_sub(pad).filter(|&iy| iy < g.h) else {
+                return;
+            };
+            let src = &x[((image * g.h + iy) * g.w) * g.c..][..g.w * g.c];
+            convert(src, &mut dst[pad * px..][..g.w * px]);
+        });
+    out
 }
 
 impl CustomOp1 for ConvNhwc {
@@ -298,5 +525,223 @@ impl CustomOp1 for MaxPool3x3s2 {
             }
         });
         Ok((CpuStorage::F32(y), Shape::from((n, oh, ow, c))))
+    }
+}
+
+/// (N, C, H, W) to (N, H, W, C): a batch's images into the kernels' order, in parallel over
+/// rows of pixels (candle's strided copy runs on one core, 13 ms a batch of eight 224² RGB
+/// images here).
+#[derive(Clone, Copy, Debug)]
+pub struct ToChannelsLast;
+
+impl CustomOp1 for ToChannelsLast {
+    fn name(&self) -> &'static str {
+        "dcd-to-channels-last"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout)?;
+        let &[n, c, h, w] = layout.dims() else {
+            candle_core::bail!("expected (N, C, H, W), got {:?}", layout.dims());
+        };
+        let mut y = vec![0f32; n * h * w * c];
+        y.par_chunks_mut((w * c).max(1))
+            .enumerate()
+            .for_each(|(row, out)| {
+                let (image, iy) = (row / h, row % h);
+                for ch in 0..c {
+                    let src = &x[((image * c + ch) * h + iy) * w..][..w];
+                    for (px, v) in src.iter().enumerate() {
+                        out[px * c + ch] = *v;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from((n, h, w, c))))
+    }
+}
+
+/// The mean over each image's pixels of (N, H, W, C): (N, C), in parallel over images.
+#[derive(Clone, Copy, Debug)]
+pub struct MeanPool;
+
+impl CustomOp1 for MeanPool {
+    fn name(&self) -> &'static str {
+        "dcd-mean-pool-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout)?;
+        let &[n, h, w, c] = layout.dims() else {
+            candle_core::bail!("mean pool expects (N, H, W, C), got {:?}", layout.dims());
+        };
+        let mut y = vec![0f32; n * c];
+        let inv = 1.0 / (h * w).max(1) as f32;
+        y.par_chunks_mut(c.max(1))
+            .enumerate()
+            .for_each(|(image, out)| {
+                for px in x[image * h * w * c..][..h * w * c].chunks_exact(c) {
+                    for (o, v) in out.iter_mut().zip(px) {
+                        *o += v;
+                    }
+                }
+                out.iter_mut().for_each(|o| *o *= inv);
+            });
+        Ok((CpuStorage::F32(y), Shape::from((n, c))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// The definition on channels-last data, in f64: act(bias + Σ w·x (+ r)), and the sum of
+    /// the products' magnitudes for the tolerance.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        x: &[f32],
+        (n, h, w, c): (usize, usize, usize, usize),
+        oihw: &[f32],
+        bias: &[f32],
+        window: Window,
+        residual: Option<&[f32]>,
+        relu: bool,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (k, s, p) = (window.kernel, window.stride, window.padding);
+        let (oh, ow) = window.output(h, w).unwrap();
+        let o = bias.len();
+        let (mut out, mut mag) = (Vec::new(), Vec::new());
+        for img in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for oc in 0..o {
+                        let at = ((img * oh + oy) * ow + ox) * o + oc;
+                        let mut sum = bias[oc] as f64 + residual.map_or(0.0, |r| r[at] as f64);
+                        let mut m = sum.abs();
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * s + ky) as isize - p as isize;
+                                let ix = (ox * s + kx) as isize - p as isize;
+                                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                    continue;
+                                }
+                                for ch in 0..c {
+                                    let v = x[((img * h + iy as usize) * w + ix as usize) * c + ch]
+                                        as f64
+                                        * oihw[((oc * c + ch) * k + ky) * k + kx] as f64;
+                                    sum += v;
+                                    m += v.abs();
+                                }
+                            }
+                        }
+                        out.push(if relu { sum.max(0.0) } else { sum });
+                        mag.push(m);
+                    }
+                }
+            }
+        }
+        (out, mag)
+    }
+
+    /// Every way a dense conv runs — read in place from a padded copy (f32 and bf16 pairs),
+    /// strided 1×1 read as it is, patches gathered per task or all at once, pointwise rows
+    /// split over tasks or columns, the generic GEMM — against the definition, with and
+    /// without a residual, on 1 and 3 threads.
+    #[test]
+    fn every_conv_path_matches_the_definition() {
+        // (n, h, w, c, out, kernel, stride, padding)
+        let cases = [
+            (1, 50, 52, 3, 40, 7, 2, 3), // the stem, read in place (wide output rows)
+            (2, 26, 27, 6, 33, 3, 1, 1), // 3×3, read in place, from f32 or pairs
+            (1, 50, 49, 8, 20, 3, 2, 1), // strided 3×3, read in place
+            (1, 50, 50, 16, 40, 1, 2, 0), // a downsample: strided 1×1, no copy
+            (2, 9, 9, 16, 70, 3, 1, 1),  // gathered per task
+            (1, 5, 5, 16, 70, 3, 1, 1),  // too few rows: gathered at once, split by columns
+            (3, 20, 20, 24, 50, 1, 1, 0), // pointwise, rows over tasks
+            (1, 5, 5, 24, 50, 1, 1, 0),  // pointwise, columns over tasks
+        ];
+        let kernels = [None, Some(Kernel::F32), Some(Kernel::Bf16)];
+        for &(n, h, w, c, o, k, stride, padding) in &cases {
+            let window = Window {
+                kernel: k,
+                stride,
+                padding,
+            };
+            let (oh, ow) = window.output(h, w).unwrap();
+            let value =
+                |i: usize, seed: usize| (((i * 7919 + seed * 104729) % 2000) as f32 / 1000.0) - 1.0;
+            let x: Vec<f32> = (0..n * h * w * c).map(|i| value(i, 1)).collect();
+            let oihw: Vec<f32> = (0..o * c * k * k).map(|i| value(i, 2) / 4.0).collect();
+            let bias: Vec<f32> = (0..o).map(|i| value(i, 3)).collect();
+            let residual: Vec<f32> = (0..n * oh * ow * o).map(|i| value(i, 4)).collect();
+            let input = Tensor::from_vec(x.clone(), (n, h, w, c), &Device::Cpu).unwrap();
+            let res = Tensor::from_vec(residual.clone(), (n, oh, ow, o), &Device::Cpu).unwrap();
+            for kernel in kernels {
+                if kernel.is_some_and(|k| !k.available()) {
+                    continue;
+                }
+                let conv =
+                    ConvNhwc::from_oihw(&oihw, bias.clone(), c, window, Epilogue::BiasRelu, kernel);
+                // bf16 rounds inputs and weights: 2⁻⁸ of each product's size.
+                let rel = if kernel == Some(Kernel::Bf16) {
+                    1e-2
+                } else {
+                    1e-5
+                };
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    for with_residual in [false, true] {
+                        let got = pool.install(|| match with_residual {
+                            false => input.apply_op1_no_bwd(&conv),
+                            true => input.apply_op2_no_bwd(&res, &conv),
+                        });
+                        let got: Vec<f32> = got.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                        let r = with_residual.then_some(&residual[..]);
+                        let (want, mag) =
+                            reference(&x, (n, h, w, c), &oihw, &bias, window, r, true);
+                        assert_eq!(got.len(), want.len());
+                        for (i, (g, (wv, m))) in got.iter().zip(want.iter().zip(&mag)).enumerate() {
+                            assert!(
+                                (*g as f64 - wv).abs() <= rel * m + 1e-6,
+                                "{kernel:?} case {:?} threads {threads} residual {with_residual}: \
+                                 output {i} = {g}, want {wv}",
+                                (n, h, w, c, o, k, stride, padding)
+                            );
+                        }
+                        assert!(want.contains(&0.0) && want.iter().any(|&v| v > 0.0));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layout_changes_and_pooling_match_candle() {
+        let (n, c, h, w) = (2, 5, 7, 9);
+        let x: Vec<f32> = (0..n * c * h * w).map(|i| (i % 17) as f32 - 8.0).collect();
+        let nchw = Tensor::from_vec(x, (n, c, h, w), &Device::Cpu).unwrap();
+        let nhwc = nchw.apply_op1_no_bwd(&ToChannelsLast).unwrap();
+        let want = nchw.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap();
+        assert_eq!(nhwc.dims(), want.dims());
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&nhwc), flat(&want));
+        let pooled = flat(&nhwc.apply_op1_no_bwd(&MeanPool).unwrap());
+        let want = flat(&nchw.flatten_from(2).unwrap().mean(2).unwrap());
+        assert_eq!(pooled.len(), n * c);
+        for (a, b) in pooled.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
     }
 }

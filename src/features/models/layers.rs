@@ -5,7 +5,7 @@ use candle_core::{Tensor, D};
 
 use crate::features::cpu::depthwise::DepthwiseNhwc;
 use crate::features::cpu::linear::LinearOp;
-use crate::features::cpu::nhwc::ConvNhwc;
+use crate::features::cpu::nhwc::{ConvNhwc, MeanPool, ToChannelsLast};
 use crate::features::cpu::{Epilogue, Window};
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::{Placement, Weights};
@@ -45,6 +45,14 @@ pub enum ChannelOrder {
 }
 
 impl ChannelOrder {
+    /// An NCHW batch in this order.
+    pub fn arrange(self, x: &Tensor) -> FeatureResult<Tensor> {
+        Ok(match self {
+            ChannelOrder::First => x.clone(),
+            ChannelOrder::Last => x.contiguous()?.apply_op1_no_bwd(&ToChannelsLast)?,
+        })
+    }
+
     /// Channels-last where dcd's CPU kernels run the model, else channels-first.
     pub fn for_placement(placement: &Placement) -> ChannelOrder {
         if placement.fast_cpu() {
@@ -339,6 +347,6 @@ impl LayerNorm {
 pub fn global_avg_pool(x: &Tensor, order: ChannelOrder) -> FeatureResult<Tensor> {
     Ok(match order {
         ChannelOrder::First => x.flatten_from(2)?.mean(D::Minus1)?,
-        ChannelOrder::Last => x.flatten(1, 2)?.mean(1)?,
+        ChannelOrder::Last => x.contiguous()?.apply_op1_no_bwd(&MeanPool)?,
     })
 }

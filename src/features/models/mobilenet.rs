@@ -136,10 +136,7 @@ impl MobileNetV2 {
 
     /// Pooled features of an NCHW batch: (N, dim).
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
-        let x = match self.order {
-            ChannelOrder::Last => x.permute((0, 2, 3, 1))?.contiguous()?,
-            ChannelOrder::First => x.clone(),
-        };
+        let x = self.order.arrange(x)?;
         let mut x = self.stem.forward(&x)?;
         for b in &self.blocks {
             let y = match &b.expand {

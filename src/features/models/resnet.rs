@@ -169,11 +169,7 @@ impl ResNet {
     /// Pooled features of an NCHW batch: (N, dim).
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
         let last = self.order == ChannelOrder::Last;
-        let x = if last {
-            x.permute((0, 2, 3, 1))?.contiguous()?
-        } else {
-            x.clone()
-        };
+        let x = self.order.arrange(x)?;
         let x = self.stem.forward(&x)?;
         let mut x = if last {
             x.apply_op1_no_bwd(&MaxPool3x3s2)?

@@ -1,16 +1,26 @@
 //! The AVX-512 micro-kernels. A tile of up to 12 × 32 outputs lives in 24 zmm
 //! accumulators while the K steps stream past: each step loads the right-hand micro-panel's
 //! two vectors (128 bytes, packed at load) and broadcasts one value per left-hand row, read
-//! in place from row-major rows. f32 steps are FMAs; bf16 steps are pair dot products
+//! in place from the rows. f32 steps are FMAs; bf16 steps are pair dot products
 //! (AVX512-BF16: `acc += a₀b₀ + a₁b₁` per lane, f32 accumulation), twice the multiply-adds
-//! per instruction.
+//! per instruction. The store of the last K block applies the layer's tail (bias, residual,
+//! activation) while the tile is still in registers.
 
 use std::arch::x86_64::*;
 
-use super::COLS;
+use super::{Act, Run, COLS};
 
-/// Where a tile reads and writes. `a` is the first row at the block's first K step, rows
-/// `a_stride` elements apart; `b` the micro-panel at the same step (128 bytes a step, 64-byte
+/// What the last K block's store applies: `act(sum + bias (+ residual))`. `bias` points at
+/// the tile's first column, `residual` (null for none) at its top-left, rows `ldc` apart.
+#[derive(Clone, Copy)]
+pub struct TileTail {
+    pub bias: *const f32,
+    pub residual: *const f32,
+    pub act: Act,
+}
+
+/// Where a tile reads and writes. `a` is the first row's start, rows `a_stride` elements
+/// apart; `b` the micro-panel at the block's first K step (128 bytes a step, 64-byte
 /// aligned); `c` the tile's top-left output, rows `ldc` apart, `cols` ≤ 32 of them valid.
 #[derive(Clone, Copy)]
 pub struct Tile<A, B> {
@@ -22,6 +32,8 @@ pub struct Tile<A, B> {
     pub cols: usize,
     /// Add to the outputs (a later K block) instead of overwriting them.
     pub accumulate: bool,
+    /// Applied as the outputs are stored (the last K block only).
+    pub tail: Option<TileTail>,
 }
 
 impl<A, B> Tile<A, B> {
@@ -35,84 +47,122 @@ impl<A, B> Tile<A, B> {
             ldc: self.ldc,
             cols: self.cols,
             accumulate: self.accumulate,
+            tail: self.tail,
         }
     }
 }
 
-/// Writes (or adds) `acc` to the tile's outputs, masking the columns past `cols`.
+/// Writes (or adds) `acc` to the tile's outputs, masking the columns past `cols`, with the
+/// tail applied when there is one.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `c` is writable (and readable when accumulating) for `R` rows of
-/// `cols` at `ldc`.
+/// The CPU has AVX-512F; `t.c` is writable (and readable when accumulating) for `R` rows of
+/// `t.cols` at `t.ldc`; a tail's bias is readable for `t.cols` values and its residual, when
+/// not null, for `R` rows of `t.cols` at `t.ldc`.
 // SAFETY: a contract for callers, stated in `# Safety` above; the tiles below call it.
 #[inline(always)]
-unsafe fn store<const R: usize>(
-    acc: &[[__m512; 2]; R],
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    accumulate: bool,
-) {
+unsafe fn store<const R: usize, A, B>(acc: [[__m512; 2]; R], t: &Tile<A, B>) {
     let mask = |from: usize| -> __mmask16 {
-        let valid = cols.saturating_sub(from).min(16);
+        let valid = t.cols.saturating_sub(from).min(16);
         ((1u32 << valid) - 1) as __mmask16
     };
     let (m0, m1) = (mask(0), mask(16));
+    // Masked-off lanes are not read, so a row's end may be the slice's end.
+    let bias = t.tail.map(|tail| {
+        (
+            _mm512_maskz_loadu_ps(m0, tail.bias),
+            _mm512_maskz_loadu_ps(m1, tail.bias.add(16)),
+        )
+    });
     for (r, row) in acc.iter().enumerate() {
-        let p = c.add(r * ldc);
+        let p = t.c.add(r * t.ldc);
         let (mut v0, mut v1) = (row[0], row[1]);
-        if accumulate {
-            // Masked-off lanes are not read, so a row's end may be the slice's end.
+        if t.accumulate {
             v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, p));
             v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, p.add(16)));
+        }
+        if let (Some(tail), Some((b0, b1))) = (t.tail, bias) {
+            v0 = _mm512_add_ps(v0, b0);
+            v1 = _mm512_add_ps(v1, b1);
+            if !tail.residual.is_null() {
+                let res = tail.residual.add(r * t.ldc);
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16)));
+            }
+            (v0, v1) = match tail.act {
+                Act::Identity => (v0, v1),
+                Act::Relu => {
+                    let zero = _mm512_setzero_ps();
+                    (_mm512_max_ps(v0, zero), _mm512_max_ps(v1, zero))
+                }
+                Act::Relu6 => {
+                    let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+                    (
+                        _mm512_min_ps(_mm512_max_ps(v0, zero), six),
+                        _mm512_min_ps(_mm512_max_ps(v1, zero), six),
+                    )
+                }
+            };
         }
         _mm512_mask_storeu_ps(p, m0, v0);
         _mm512_mask_storeu_ps(p.add(16), m1, v1);
     }
 }
 
-/// An f32 tile of `R` rows over `steps` K steps.
+/// An f32 tile of `R` rows over the K steps of `runs`.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `t.a` is readable for `R` rows × `steps`, `t.b` for `steps` × 32
-/// f32 and 64-byte aligned, `t.c` writable for `R` rows × `t.cols`.
+/// The CPU has AVX-512F; each run is readable in `R` rows of `t.a` at `t.a_stride`, `t.b`
+/// for the runs' total steps × 32 f32 and 64-byte aligned, and `t.c` (and the tail) as
+/// [`store`] needs.
 // SAFETY: a contract for callers, stated in `# Safety` above; `packed::tile` calls it.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_f32<const R: usize>(steps: usize, t: Tile<f32, f32>) {
+pub unsafe fn tile_f32<const R: usize>(runs: &[Run], t: Tile<f32, f32>) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    for s in 0..steps {
-        let b0 = _mm512_load_ps(t.b.add(s * COLS));
-        let b1 = _mm512_load_ps(t.b.add(s * COLS + 16));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let a = _mm512_set1_ps(*t.a.add(r * t.a_stride + s));
-            row[0] = _mm512_fmadd_ps(a, b0, row[0]);
-            row[1] = _mm512_fmadd_ps(a, b1, row[1]);
+    let mut b = t.b;
+    for run in runs {
+        let a = t.a.add(run.a_off);
+        for s in 0..run.steps {
+            let b0 = _mm512_load_ps(b.add(s * COLS));
+            let b1 = _mm512_load_ps(b.add(s * COLS + 16));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*a.add(r * t.a_stride + s));
+                row[0] = _mm512_fmadd_ps(a, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(a, b1, row[1]);
+            }
         }
+        b = b.add(run.steps * COLS);
     }
-    store::<R>(&acc, t.c, t.ldc, t.cols, t.accumulate);
+    store::<R, _, _>(acc, &t);
 }
 
-/// A bf16 tile of `R` rows over `steps` K steps of two values each: `t.a` holds bf16 pairs
-/// (one u32 a step), `t.b` 32 columns × a pair a step.
+/// A bf16 tile of `R` rows over the K steps of `runs`, two values a step: `t.a` holds bf16
+/// pairs (one u32 a step), `t.b` 32 columns × a pair a step.
 ///
 /// # Safety
-/// The CPU has AVX-512F and AVX512-BF16; `t.a` is readable for `R` rows × `steps` pairs,
-/// `t.b` for `steps` × 64 bf16 and 64-byte aligned, `t.c` writable for `R` rows × `t.cols`.
+/// The CPU has AVX-512F and AVX512-BF16; each run is readable in `R` rows of `t.a` at
+/// `t.a_stride` (pairs), `t.b` for the runs' total steps × 64 bf16 and 64-byte aligned, and
+/// `t.c` (and the tail) as [`store`] needs.
 // SAFETY: a contract for callers, stated in `# Safety` above; `packed::tile` calls it.
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub unsafe fn tile_bf16<const R: usize>(steps: usize, t: Tile<u32, u16>) {
+pub unsafe fn tile_bf16<const R: usize>(runs: &[Run], t: Tile<u32, u16>) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    for s in 0..steps {
-        let b0: __m512bh = std::mem::transmute(_mm512_load_si512(t.b.add(s * 64).cast()));
-        let b1: __m512bh = std::mem::transmute(_mm512_load_si512(t.b.add(s * 64 + 32).cast()));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let pair = *t.a.add(r * t.a_stride + s);
-            let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
-            row[0] = _mm512_dpbf16_ps(row[0], a, b0);
-            row[1] = _mm512_dpbf16_ps(row[1], a, b1);
+    let mut b = t.b;
+    for run in runs {
+        let a = t.a.add(run.a_off);
+        for s in 0..run.steps {
+            let b0: __m512bh = std::mem::transmute(_mm512_load_si512(b.add(s * 64).cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_load_si512(b.add(s * 64 + 32).cast()));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let pair = *a.add(r * t.a_stride + s);
+                let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
+                row[0] = _mm512_dpbf16_ps(row[0], a, b0);
+                row[1] = _mm512_dpbf16_ps(row[1], a, b1);
+            }
         }
+        b = b.add(run.steps * 64);
     }
-    store::<R>(&acc, t.c, t.ldc, t.cols, t.accumulate);
+    store::<R, _, _>(acc, &t);
 }
 
 /// `src` rounded to bf16 (to nearest, ties to even) and laid out as pairs in `dst`; a

@@ -11,6 +11,7 @@ pub mod blocking;
 mod avx512;
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -181,48 +182,176 @@ thread_local! {
     static PAIRS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `c = a · B` for the m rows of `a` (row stride `lda` ≥ k) into `c` (row stride `ldc` ≥
-/// n), on the calling thread.
-pub fn matmul(m: usize, a: &[f32], lda: usize, rhs: &PackedRhs, c: &mut [f32], ldc: usize) {
-    check(m, a, lda, rhs, c, ldc);
-    // SAFETY: `check` bounds every row the kernels read and write; `c` is exclusively borrowed.
+/// The activation a [`Tail`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// None.
+    Identity,
+    /// max(0, x).
+    Relu,
+    /// min(max(0, x), 6).
+    Relu6,
+}
+
+/// A layer's end, applied to each output as the kernels store it (no second pass over the
+/// outputs): `c[i][j] = act(Σ + bias[j] + residual[i·ldc + j])`.
+#[derive(Clone, Copy, Debug)]
+pub struct Tail<'a> {
+    /// One value per column.
+    pub bias: &'a [f32],
+    /// Laid out as the outputs (row stride `ldc`).
+    pub residual: Option<&'a [f32]>,
+    /// Applied last.
+    pub act: Act,
+}
+
+/// Where the kernels read left-hand row `i`'s K step `s`, in place: at
+/// `i·stride + (s / seg_len)·seg_stride + s % seg_len`. Row-major rows are one segment; the
+/// patch rows of a convolution over a zero-padded channels-last input are one segment per
+/// kernel row (that row's k·C values lie side by side), so no patch is ever gathered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rows {
+    /// Elements from one row's start to the next.
+    pub stride: usize,
+    /// K steps in one contiguous segment.
+    pub seg_len: usize,
+    /// Elements from one segment's start to the next.
+    pub seg_stride: usize,
+}
+
+impl Rows {
+    /// Row-major rows `stride` apart.
+    pub fn plain(stride: usize) -> Rows {
+        Rows {
+            stride,
+            seg_len: usize::MAX,
+            seg_stride: 0,
+        }
+    }
+
+    /// One past the last element read for `m` rows of `steps` K steps.
+    fn extent(&self, m: usize, steps: usize) -> usize {
+        if m == 0 || steps == 0 {
+            return 0;
+        }
+        let last = steps - 1;
+        (m - 1) * self.stride + (last / self.seg_len) * self.seg_stride + last % self.seg_len + 1
+    }
+
+    /// The contiguous runs of K steps `s0 .. s0 + steps` into `out`.
+    fn runs(&self, s0: usize, steps: usize, out: &mut Vec<Run>) {
+        out.clear();
+        let (mut s, end) = (s0, s0 + steps);
+        while s < end {
+            let (seg, within) = (s / self.seg_len, s % self.seg_len);
+            let len = (self.seg_len - within).min(end - s);
+            out.push(Run {
+                a_off: seg * self.seg_stride + within,
+                steps: len,
+            });
+            s += len;
+        }
+    }
+}
+
+/// What the kernels write their outputs into: f32 values, or values not written yet
+/// ([`MaybeUninit`]) — the first K block's stores write every output of the product before
+/// anything reads it, so fresh outputs need no zeroing pass.
+pub trait Out: sealed::Sealed + Send + Sync {}
+impl Out for f32 {}
+impl Out for MaybeUninit<f32> {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for std::mem::MaybeUninit<f32> {}
+}
+
+/// K steps whose left-hand values lie contiguous in each row, `a_off` elements past the
+/// row's start: a plain row is one run, a convolution's patch row one run per kernel row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    a_off: usize,
+    steps: usize,
+}
+
+/// `c = a · B` for the m rows of `a`, read as `rows` describes, into `c` (row stride `ldc`
+/// ≥ n), with the tail applied as the outputs are stored, on the calling thread. An f32
+/// operand for a bf16-packed `B` is rounded block by block; its rows must be plain.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul<T: Out>(
+    m: usize,
+    a: &[f32],
+    rows: Rows,
+    rhs: &PackedRhs,
+    c: &mut [T],
+    ldc: usize,
+    tail: Option<&Tail>,
+) {
+    assert!(
+        rhs.kernel == Kernel::F32 || rows.seg_len >= rhs.k,
+        "bf16 products of f32 rows need plain rows"
+    );
+    check(m, a.len(), rows.extent(m, rhs.k), rhs, c.len(), ldc, tail);
+    // SAFETY: `check` bounds every row the kernels read and write; `c` is exclusively borrowed
+    // and holds f32 (or not yet written f32, which the first K block writes before reading).
     unsafe {
         run(
             m,
-            Lhs::F32 { a: a.as_ptr(), lda },
+            Lhs::F32 {
+                a: a.as_ptr(),
+                rows,
+            },
             rhs,
             0..rhs.panels(),
-            c.as_mut_ptr(),
+            c.as_mut_ptr().cast(),
             ldc,
+            tail,
         )
     }
 }
 
 /// [`matmul`] for a bf16-packed operand whose left-hand rows are already bf16 pairs (as
-/// [`to_bf16_pairs`] writes them; ⌈k/2⌉ pairs a row, `lda` pairs apart), on the calling
-/// thread: callers that build their rows (a convolution's patches) round them as they go.
-pub fn matmul_pairs(m: usize, a: &[u32], lda: usize, rhs: &PackedRhs, c: &mut [f32], ldc: usize) {
+/// [`to_bf16_pairs`] writes them; `rows` counts pairs), on the calling thread: callers that
+/// build or convert their rows (a convolution's input) round them once.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_pairs<T: Out>(
+    m: usize,
+    a: &[u32],
+    rows: Rows,
+    rhs: &PackedRhs,
+    c: &mut [T],
+    ldc: usize,
+    tail: Option<&Tail>,
+) {
     assert_eq!(
         rhs.kernel,
         Kernel::Bf16,
         "bf16 pairs need a bf16-packed operand"
     );
-    let (pairs, n) = (rhs.steps, rhs.n);
-    assert!(lda >= pairs && ldc >= n, "packed gemm strides");
-    if m == 0 {
-        return;
-    }
-    assert!(a.len() >= (m - 1) * lda + pairs, "packed gemm lhs length");
-    assert!(c.len() >= (m - 1) * ldc + n, "packed gemm dst length");
-    // SAFETY: bounded above; the bf16 kernel is available (the operand was packed for it).
+    check(
+        m,
+        a.len(),
+        rows.extent(m, rhs.steps),
+        rhs,
+        c.len(),
+        ldc,
+        tail,
+    );
+    // SAFETY: bounded by `check`; the bf16 kernel is available (the operand was packed for it);
+    // `c` holds f32 or not yet written f32, as for `matmul`.
     unsafe {
         run(
             m,
-            Lhs::Pairs { a: a.as_ptr(), lda },
+            Lhs::Pairs {
+                a: a.as_ptr(),
+                rows,
+            },
             rhs,
             0..rhs.panels(),
-            c.as_mut_ptr(),
+            c.as_mut_ptr().cast(),
             ldc,
+            tail,
         )
     }
 }
@@ -239,114 +368,266 @@ pub fn to_bf16_pairs(src: &[f32], dst: &mut [u32]) {
     }
 }
 
-/// [`matmul`] split over `threads` rayon tasks: by rows when there are enough of them to keep
-/// every task's tiles full, otherwise by column panels.
-pub fn matmul_threads(
+/// [`matmul`] of row-major rows (`lda` apart) split over `threads` rayon tasks: by rows when
+/// there are enough of them to keep every task's tiles full, otherwise by column panels.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_threads<T: Out>(
     m: usize,
     a: &[f32],
     lda: usize,
     rhs: &PackedRhs,
-    c: &mut [f32],
+    c: &mut [T],
     ldc: usize,
     threads: usize,
+    tail: Option<&Tail>,
 ) {
-    check(m, a, lda, rhs, c, ldc);
+    assert!(lda >= rhs.k, "packed gemm strides");
+    let rows = Rows::plain(lda);
+    assert!(
+        rhs.kernel == Kernel::F32 || rows.seg_len >= rhs.k,
+        "bf16 products of f32 rows need plain rows"
+    );
+    check(m, a.len(), rows.extent(m, rhs.k), rhs, c.len(), ldc, tail);
+    let a = Lhs::F32 {
+        a: a.as_ptr(),
+        rows,
+    };
+    // SAFETY: bounded by `check`; `c` is exclusively borrowed (see `matmul`).
+    unsafe { run_threads(m, a, rhs, c.as_mut_ptr().cast(), ldc, threads, tail) }
+}
+
+/// [`matmul_pairs`] of row-major rows (`lda` pairs apart), split over `threads` rayon tasks
+/// as [`matmul_threads`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_pairs_threads<T: Out>(
+    m: usize,
+    a: &[u32],
+    lda: usize,
+    rhs: &PackedRhs,
+    c: &mut [T],
+    ldc: usize,
+    threads: usize,
+    tail: Option<&Tail>,
+) {
+    assert_eq!(
+        rhs.kernel,
+        Kernel::Bf16,
+        "bf16 pairs need a bf16-packed operand"
+    );
+    assert!(lda >= rhs.steps, "packed gemm strides");
+    let rows = Rows::plain(lda);
+    check(
+        m,
+        a.len(),
+        rows.extent(m, rhs.steps),
+        rhs,
+        c.len(),
+        ldc,
+        tail,
+    );
+    let a = Lhs::Pairs {
+        a: a.as_ptr(),
+        rows,
+    };
+    // SAFETY: bounded by `check`; `c` is exclusively borrowed (see `matmul_pairs`).
+    unsafe { run_threads(m, a, rhs, c.as_mut_ptr().cast(), ldc, threads, tail) }
+}
+
+/// [`run`] over all panels split into rayon tasks: by rows when there are enough to keep
+/// every task's tiles full, otherwise by column panels.
+///
+/// # Safety
+/// As [`run`].
+// SAFETY: a contract for callers, stated in `# Safety` above; the two callers above check it.
+unsafe fn run_threads(
+    m: usize,
+    a: Lhs,
+    rhs: &PackedRhs,
+    c: *mut f32,
+    ldc: usize,
+    threads: usize,
+    tail: Option<&Tail>,
+) {
     let panels = rhs.panels();
     if threads <= 1 || m == 0 {
-        return matmul(m, a, lda, rhs, c, ldc);
+        return run(m, a, rhs, 0..panels, c, ldc, tail);
     }
+    let shared = Shared { a, c };
     if m >= threads * 4 * ROWS || panels < 2 {
         let per = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
-        c.par_chunks_mut(per * ldc).enumerate().for_each(|(t, ct)| {
-            let rows = (m - t * per).min(per);
-            matmul(rows, &a[t * per * lda..], lda, rhs, ct, ldc);
+        (0..m.div_ceil(per)).into_par_iter().for_each(|t| {
+            let (r0, shared) = (t * per, &shared);
+            let tail = tail.map(|tail| Tail {
+                residual: tail.residual.map(|r| &r[r0 * ldc..]),
+                ..*tail
+            });
+            // SAFETY: rows r0.. of the caller's bounds; each task writes only its own rows.
+            unsafe {
+                run(
+                    per.min(m - r0),
+                    shared.a.skip_rows(r0),
+                    rhs,
+                    0..panels,
+                    shared.c.add(r0 * ldc),
+                    ldc,
+                    tail.as_ref(),
+                )
+            }
         });
         return;
     }
     let tasks = threads.min(panels);
-    let out = SendPtr(c.as_mut_ptr());
     (0..tasks).into_par_iter().for_each(|t| {
         let span = panels * t / tasks..panels * (t + 1) / tasks;
-        let out = &out;
-        // SAFETY: `check` bounded the rows; each task writes only its own column panels.
-        unsafe { run(m, Lhs::F32 { a: a.as_ptr(), lda }, rhs, span, out.0, ldc) }
+        let shared = &shared;
+        // SAFETY: the caller's bounds; each task writes only its own column panels.
+        unsafe { run(m, shared.a, rhs, span, shared.c, ldc, tail) }
     });
 }
 
-struct SendPtr(*mut f32);
-// SAFETY: the tasks sharing it write disjoint columns.
-unsafe impl Sync for SendPtr {}
+/// The operands the tasks of [`run_threads`] share.
+struct Shared {
+    a: Lhs,
+    c: *mut f32,
+}
+// SAFETY: the tasks only read `a` and write disjoint rows or columns of `c`.
+unsafe impl Sync for Shared {}
 
-fn check(m: usize, a: &[f32], lda: usize, rhs: &PackedRhs, c: &[f32], ldc: usize) {
-    let (k, n) = (rhs.k, rhs.n);
-    assert!(lda >= k && ldc >= n, "packed gemm strides");
+/// Bounds every read and write of a product: `a_extent` elements of the left-hand operand
+/// are read, m rows of n outputs written at `ldc`, and a tail's bias and residual read.
+fn check(
+    m: usize,
+    a_len: usize,
+    a_extent: usize,
+    rhs: &PackedRhs,
+    c_len: usize,
+    ldc: usize,
+    tail: Option<&Tail>,
+) {
+    let n = rhs.n;
+    assert!(ldc >= n, "packed gemm strides");
+    assert!(a_len >= a_extent, "packed gemm lhs length");
     if m > 0 {
-        assert!(a.len() >= (m - 1) * lda + k, "packed gemm lhs length");
-        assert!(c.len() >= (m - 1) * ldc + n, "packed gemm dst length");
+        assert!(c_len >= (m - 1) * ldc + n, "packed gemm dst length");
+    }
+    if let Some(tail) = tail {
+        assert!(tail.bias.len() >= n, "tail bias length");
+        if let (Some(r), true) = (tail.residual, m > 0) {
+            assert!(r.len() >= (m - 1) * ldc + n, "tail residual length");
+        }
     }
 }
 
-/// A left-hand operand: row-major f32, or rows already rounded to bf16 pairs.
+/// A left-hand operand: f32, or values already rounded to bf16 pairs; read as `rows` says.
 #[derive(Clone, Copy)]
 enum Lhs {
-    F32 { a: *const f32, lda: usize },
-    Pairs { a: *const u32, lda: usize },
+    F32 { a: *const f32, rows: Rows },
+    Pairs { a: *const u32, rows: Rows },
+}
+
+impl Lhs {
+    /// The operand from row `r` on.
+    ///
+    /// # Safety
+    /// Row `r` lies within the operand.
+    // SAFETY: a contract for callers, stated in `# Safety` above; `run_threads` calls it.
+    unsafe fn skip_rows(self, r: usize) -> Lhs {
+        match self {
+            Lhs::F32 { a, rows } => Lhs::F32 {
+                a: a.add(r * rows.stride),
+                rows,
+            },
+            Lhs::Pairs { a, rows } => Lhs::Pairs {
+                a: a.add(r * rows.stride),
+                rows,
+            },
+        }
+    }
 }
 
 /// The blocked loops over `panels` of every row: K blocks, then blocks of rows (f32 rows
-/// converted to bf16 pairs first for that kernel), then panels, then tiles of rows.
+/// converted to bf16 pairs first for that kernel), then panels, then tiles of rows. The
+/// tail goes with the last K block's stores.
 ///
 /// # Safety
-/// `a` readable for m rows of k values (⌈k/2⌉ pairs) at its stride; `c` writable for m rows
-/// of n at `ldc`; the kernel is available (a PackedRhs exists only then); pairs only for
-/// the bf16 kernel.
+/// `a` readable for m rows of k values (⌈k/2⌉ pairs) as its `rows` say, and plain rows for
+/// f32 values with the bf16 kernel; `c` writable for m rows of n at `ldc`; a tail's bias
+/// readable for n values and its residual for m rows of n at `ldc`; the kernel is available
+/// (a PackedRhs exists only then); pairs only for the bf16 kernel. `c`'s values need not
+/// be initialised: the first K block writes each one before a later block reads it.
 // SAFETY: a contract for callers, stated in `# Safety` above; each call site says why it holds.
-unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f32, ldc: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn run(
+    m: usize,
+    a: Lhs,
+    rhs: &PackedRhs,
+    panels: Range<usize>,
+    c: *mut f32,
+    ldc: usize,
+    tail: Option<&Tail>,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         let blocking = Caches::here().blocking(ROWS, rhs.steps);
         let (k, n, steps) = (rhs.k, rhs.n, rhs.steps);
+        let mut runs = Vec::with_capacity(8);
         for s0 in (0..steps).step_by(blocking.k_steps) {
             let ks = blocking.k_steps.min(steps - s0);
+            let last = s0 + ks == steps;
             for i0 in (0..m).step_by(blocking.rows) {
                 let rows = blocking.rows.min(m - i0);
-                let tiles = |a_at: &dyn Fn(usize) -> (*const u32, usize)| {
-                    for p in panels.clone() {
-                        let b = rhs.panel_at(p, s0);
-                        let cols = (n - p * COLS).min(COLS);
-                        for r0 in (0..rows).step_by(ROWS) {
-                            let (ap, a_stride) = a_at(r0);
+                // The block's tiles, rows `a_stride` apart from `a_block`.
+                let tiles = |a_block: *const u32, a_stride: usize, runs: &[Run]| {
+                    for r0 in (0..rows).step_by(ROWS) {
+                        for p in panels.clone() {
+                            let b = rhs.panel_at(p, s0);
+                            let cols = (n - p * COLS).min(COLS);
+                            let at = (i0 + r0) * ldc + p * COLS;
                             let t = avx512::Tile {
-                                a: ap,
+                                a: a_block.add(r0 * a_stride),
                                 a_stride,
                                 b,
-                                c: c.add((i0 + r0) * ldc + p * COLS),
+                                c: c.add(at),
                                 ldc,
                                 cols,
                                 accumulate: s0 > 0,
+                                tail: tail.filter(|_| last).map(|tail| avx512::TileTail {
+                                    bias: tail.bias.as_ptr().add(p * COLS),
+                                    residual: tail
+                                        .residual
+                                        .map_or(std::ptr::null(), |r| r.as_ptr().add(at)),
+                                    act: tail.act,
+                                }),
                             };
-                            tile(rhs.kernel, (rows - r0).min(ROWS), ks, t);
+                            tile(rhs.kernel, (rows - r0).min(ROWS), runs, t);
                         }
                     }
                 };
                 match (rhs.kernel, a) {
-                    (Kernel::F32, Lhs::F32 { a, lda }) => {
-                        tiles(&|r0| (a.add((i0 + r0) * lda + s0).cast(), lda))
+                    (Kernel::F32, Lhs::F32 { a, rows: layout }) => {
+                        layout.runs(s0, ks, &mut runs);
+                        tiles(a.add(i0 * layout.stride).cast(), layout.stride, &runs)
                     }
-                    (Kernel::Bf16, Lhs::Pairs { a, lda }) => {
-                        tiles(&|r0| (a.add((i0 + r0) * lda + s0), lda))
+                    (Kernel::Bf16, Lhs::Pairs { a, rows: layout }) => {
+                        layout.runs(s0, ks, &mut runs);
+                        tiles(a.add(i0 * layout.stride), layout.stride, &runs)
                     }
-                    (Kernel::Bf16, Lhs::F32 { a, lda }) => PAIRS.with(|buf| {
+                    (Kernel::Bf16, Lhs::F32 { a, rows: layout }) => PAIRS.with(|buf| {
                         let mut buf = buf.borrow_mut();
                         buf.resize(rows * ks, 0);
                         let (k0, k1) = (2 * s0, (2 * (s0 + ks)).min(k));
                         for (r, dst) in buf.chunks_exact_mut(ks).enumerate() {
-                            let src =
-                                std::slice::from_raw_parts(a.add((i0 + r) * lda + k0), k1 - k0);
+                            let src = std::slice::from_raw_parts(
+                                a.add((i0 + r) * layout.stride + k0),
+                                k1 - k0,
+                            );
                             avx512::to_bf16_pairs(src, dst);
                         }
-                        let base = buf.as_ptr();
-                        tiles(&|r0| (base.add(r0 * ks), ks));
+                        let whole = [Run {
+                            a_off: 0,
+                            steps: ks,
+                        }];
+                        tiles(buf.as_ptr(), ks, &whole);
                     }),
                     (Kernel::F32, Lhs::Pairs { .. }) => {
                         unreachable!("bf16 pairs for the f32 kernel")
@@ -357,7 +638,7 @@ unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, a, rhs, panels, c, ldc);
+        let _ = (m, a, rhs, panels, c, ldc, tail);
         unreachable!("packed kernels are x86-64 only");
     }
 }
@@ -366,26 +647,26 @@ unsafe fn run(m: usize, a: Lhs, rhs: &PackedRhs, panels: Range<usize>, c: *mut f
 ///
 /// # Safety
 /// As the kernel's tile function: the kernel is available, and `t` is readable and writable
-/// for `rows` rows, `steps` K steps and `t.cols` columns.
+/// for `rows` rows, the K steps of `runs` and `t.cols` columns.
 // SAFETY: a contract for callers, stated in `# Safety` above; `run` is the one caller.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn tile(kernel: Kernel, rows: usize, steps: usize, t: avx512::Tile<u32, u32>) {
+unsafe fn tile(kernel: Kernel, rows: usize, runs: &[Run], t: avx512::Tile<u32, u32>) {
     macro_rules! by_rows {
         ($f:ident, $t:expr) => {
             match rows {
-                12 => avx512::$f::<12>(steps, $t),
-                11 => avx512::$f::<11>(steps, $t),
-                10 => avx512::$f::<10>(steps, $t),
-                9 => avx512::$f::<9>(steps, $t),
-                8 => avx512::$f::<8>(steps, $t),
-                7 => avx512::$f::<7>(steps, $t),
-                6 => avx512::$f::<6>(steps, $t),
-                5 => avx512::$f::<5>(steps, $t),
-                4 => avx512::$f::<4>(steps, $t),
-                3 => avx512::$f::<3>(steps, $t),
-                2 => avx512::$f::<2>(steps, $t),
-                1 => avx512::$f::<1>(steps, $t),
+                12 => avx512::$f::<12>(runs, $t),
+                11 => avx512::$f::<11>(runs, $t),
+                10 => avx512::$f::<10>(runs, $t),
+                9 => avx512::$f::<9>(runs, $t),
+                8 => avx512::$f::<8>(runs, $t),
+                7 => avx512::$f::<7>(runs, $t),
+                6 => avx512::$f::<6>(runs, $t),
+                5 => avx512::$f::<5>(runs, $t),
+                4 => avx512::$f::<4>(runs, $t),
+                3 => avx512::$f::<3>(runs, $t),
+                2 => avx512::$f::<2>(runs, $t),
+                1 => avx512::$f::<1>(runs, $t),
                 _ => unreachable!("tile of {rows} rows"),
             }
         };

@@ -58,7 +58,7 @@ fn check(kernel: Kernel, m: usize, k: usize, n: usize, threads: usize) {
     for row in c.chunks_mut(ldc) {
         row[n..].fill(7.0);
     }
-    matmul_threads(m, &a, lda, &rhs, &mut c, ldc, threads);
+    matmul_threads(m, &a, lda, &rhs, &mut c, ldc, threads, None);
     let (want, mag) = reference(kernel, m, k, n, &a, lda, &b);
     for i in 0..m {
         for j in 0..n {
@@ -148,5 +148,127 @@ fn an_unavailable_kernel_packs_nothing() {
             PackedRhs::new(kernel, &[1.0; 4], 2, 2).is_some(),
             kernel.available()
         );
+    }
+}
+
+/// `act(v)` as the tails apply it.
+fn activate(act: Act, v: f64) -> f64 {
+    match act {
+        Act::Identity => v,
+        Act::Relu => v.max(0.0),
+        Act::Relu6 => v.clamp(0.0, 6.0),
+    }
+}
+
+#[test]
+fn segmented_rows_and_fused_tails_match_the_reference() {
+    // A convolution's patch rows read in place: 3 segments (kernel rows) of 40 values, rows
+    // 6 apart (a stride-2 window over 3 channels), segments 200 apart (a padded image row).
+    let (m, segs, seg_len, stride, seg_stride, n) = (29, 3, 40, 6, 200, 45);
+    let k = segs * seg_len;
+    let src = lcg(9, (m - 1) * stride + (segs - 1) * seg_stride + seg_len);
+    let at = |i: usize, s: usize| i * stride + (s / seg_len) * seg_stride + s % seg_len;
+    let plain: Vec<f32> = (0..m)
+        .flat_map(|i| (0..k).map(move |s| (i, s)))
+        .map(|(i, s)| src[at(i, s)])
+        .collect();
+    let b = lcg(3, k * n);
+    // Large enough that outputs fall below 0 and past 6.
+    let bias: Vec<f32> = lcg(4, n).iter().map(|v| v * 8.0).collect();
+    let residual = lcg(5, m * n);
+    for kernel in kernels() {
+        let rhs = PackedRhs::new(kernel, &b, k, n).unwrap();
+        let (want, mag) = reference(kernel, m, k, n, &plain, k, &b);
+        let pairs: Vec<u32> = src
+            .chunks(2)
+            .map(|p| {
+                let h = |v: f32| half::bf16::from_f32(v).to_bits() as u32;
+                h(p[0]) | (h(p.get(1).copied().unwrap_or(0.0)) << 16)
+            })
+            .collect();
+        for act in [Act::Identity, Act::Relu, Act::Relu6] {
+            for with_residual in [false, true] {
+                let tail = Tail {
+                    bias: &bias,
+                    residual: with_residual.then_some(&residual[..]),
+                    act,
+                };
+                // Fresh outputs are never zeroed: the first K block writes every one.
+                let mut c = vec![std::mem::MaybeUninit::<f32>::uninit(); m * n];
+                match kernel {
+                    Kernel::F32 => {
+                        let rows = Rows {
+                            stride,
+                            seg_len,
+                            seg_stride,
+                        };
+                        matmul(m, &src, rows, &rhs, &mut c, n, Some(&tail));
+                    }
+                    Kernel::Bf16 => {
+                        let rows = Rows {
+                            stride: stride / 2,
+                            seg_len: seg_len / 2,
+                            seg_stride: seg_stride / 2,
+                        };
+                        matmul_pairs(m, &pairs, rows, &rhs, &mut c, n, Some(&tail));
+                    }
+                }
+                for i in 0..m {
+                    for j in 0..n {
+                        // SAFETY: the product wrote every output.
+                        let got = unsafe { c[i * n + j].assume_init() } as f64;
+                        let r = if with_residual {
+                            residual[i * n + j] as f64
+                        } else {
+                            0.0
+                        };
+                        let exact = activate(act, want[i * n + j] + bias[j] as f64 + r);
+                        let tol = 4e-6 * (k as f64).sqrt() * (mag[i * n + j] + 20.0);
+                        assert!(
+                            (got - exact).abs() <= tol,
+                            "{kernel:?} {act:?} residual {with_residual}: c[{i}][{j}] = {got}, want {exact}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn threaded_products_of_pairs_and_of_f32_agree_with_one_thread() {
+    if !Kernel::Bf16.available() {
+        println!("no AVX512-BF16 here");
+        return;
+    }
+    for &(m, k, n) in &[(7, 300, 70), (150, 64, 96), (400, 130, 40)] {
+        let (a, b) = (lcg(m as u64, m * k), lcg(k as u64, k * n));
+        let bias = lcg(2, n);
+        let rhs = PackedRhs::new(Kernel::Bf16, &b, k, n).unwrap();
+        let mut pairs = vec![0u32; m * k.div_ceil(2)];
+        for (row, dst) in a.chunks(k).zip(pairs.chunks_mut(k.div_ceil(2))) {
+            to_bf16_pairs(row, dst);
+        }
+        let tail = Tail {
+            bias: &bias,
+            residual: None,
+            act: Act::Relu,
+        };
+        let mut one = vec![0f32; m * n];
+        matmul_threads(m, &a, k, &rhs, &mut one, n, 1, Some(&tail));
+        for threads in [2, 3] {
+            let mut c = vec![0f32; m * n];
+            matmul_pairs_threads(
+                m,
+                &pairs,
+                k.div_ceil(2),
+                &rhs,
+                &mut c,
+                n,
+                threads,
+                Some(&tail),
+            );
+            assert_eq!(c, one, "{m}x{k}x{n}, {threads} threads");
+        }
     }
 }
