@@ -288,27 +288,11 @@ pub fn matmul<T: Out>(
     ldc: usize,
     tail: Option<&Tail>,
 ) {
-    assert!(
-        rhs.kernel == Kernel::F32 || rows.seg_len >= rhs.k,
-        "bf16 products of f32 rows need plain rows"
-    );
-    check(m, a.len(), rows.extent(m, rhs.k), rhs, c.len(), ldc, tail);
-    // SAFETY: `check` bounds every row the kernels read and write; `c` is exclusively borrowed
-    // and holds f32 (or not yet written f32, which the first K block writes before reading).
-    unsafe {
-        run(
-            m,
-            Lhs::F32 {
-                a: a.as_ptr(),
-                rows,
-            },
-            rhs,
-            0..rhs.panels(),
-            c.as_mut_ptr().cast(),
-            ldc,
-            tail,
-        )
-    }
+    let lhs = Lhs::F32 {
+        a: a.as_ptr(),
+        rows,
+    };
+    checked(m, lhs, a.len(), rhs, c, ldc, 1, tail)
 }
 
 /// [`matmul`] for a bf16-packed operand whose left-hand rows are already bf16 pairs (as
@@ -324,36 +308,11 @@ pub fn matmul_pairs<T: Out>(
     ldc: usize,
     tail: Option<&Tail>,
 ) {
-    assert_eq!(
-        rhs.kernel,
-        Kernel::Bf16,
-        "bf16 pairs need a bf16-packed operand"
-    );
-    check(
-        m,
-        a.len(),
-        rows.extent(m, rhs.steps),
-        rhs,
-        c.len(),
-        ldc,
-        tail,
-    );
-    // SAFETY: bounded by `check`; the bf16 kernel is available (the operand was packed for it);
-    // `c` holds f32 or not yet written f32, as for `matmul`.
-    unsafe {
-        run(
-            m,
-            Lhs::Pairs {
-                a: a.as_ptr(),
-                rows,
-            },
-            rhs,
-            0..rhs.panels(),
-            c.as_mut_ptr().cast(),
-            ldc,
-            tail,
-        )
-    }
+    let lhs = Lhs::Pairs {
+        a: a.as_ptr(),
+        rows,
+    };
+    checked(m, lhs, a.len(), rhs, c, ldc, 1, tail)
 }
 
 /// `src` rounded to bf16 (to nearest, ties to even) as pairs in `dst`, the first value of
@@ -382,18 +341,11 @@ pub fn matmul_threads<T: Out>(
     tail: Option<&Tail>,
 ) {
     assert!(lda >= rhs.k, "packed gemm strides");
-    let rows = Rows::plain(lda);
-    assert!(
-        rhs.kernel == Kernel::F32 || rows.seg_len >= rhs.k,
-        "bf16 products of f32 rows need plain rows"
-    );
-    check(m, a.len(), rows.extent(m, rhs.k), rhs, c.len(), ldc, tail);
-    let a = Lhs::F32 {
+    let lhs = Lhs::F32 {
         a: a.as_ptr(),
-        rows,
+        rows: Rows::plain(lda),
     };
-    // SAFETY: bounded by `check`; `c` is exclusively borrowed (see `matmul`).
-    unsafe { run_threads(m, a, rhs, c.as_mut_ptr().cast(), ldc, threads, tail) }
+    checked(m, lhs, a.len(), rhs, c, ldc, threads, tail)
 }
 
 /// [`matmul_pairs`] of row-major rows (`lda` pairs apart), split over `threads` rayon tasks
@@ -409,28 +361,50 @@ pub fn matmul_pairs_threads<T: Out>(
     threads: usize,
     tail: Option<&Tail>,
 ) {
-    assert_eq!(
-        rhs.kernel,
-        Kernel::Bf16,
-        "bf16 pairs need a bf16-packed operand"
-    );
     assert!(lda >= rhs.steps, "packed gemm strides");
-    let rows = Rows::plain(lda);
-    check(
-        m,
-        a.len(),
-        rows.extent(m, rhs.steps),
-        rhs,
-        c.len(),
-        ldc,
-        tail,
-    );
-    let a = Lhs::Pairs {
+    let lhs = Lhs::Pairs {
         a: a.as_ptr(),
-        rows,
+        rows: Rows::plain(lda),
     };
-    // SAFETY: bounded by `check`; `c` is exclusively borrowed (see `matmul_pairs`).
-    unsafe { run_threads(m, a, rhs, c.as_mut_ptr().cast(), ldc, threads, tail) }
+    checked(m, lhs, a.len(), rhs, c, ldc, threads, tail)
+}
+
+/// Runs a product whose left-hand operand `lhs` points into a slice of `a_len` values,
+/// after checking that every read and write stays in bounds and the operand suits the
+/// kernel.
+#[allow(clippy::too_many_arguments)]
+fn checked<T: Out>(
+    m: usize,
+    lhs: Lhs,
+    a_len: usize,
+    rhs: &PackedRhs,
+    c: &mut [T],
+    ldc: usize,
+    threads: usize,
+    tail: Option<&Tail>,
+) {
+    let extent = match lhs {
+        Lhs::F32 { rows, .. } => {
+            assert!(
+                rhs.kernel == Kernel::F32 || rows.seg_len >= rhs.k,
+                "bf16 products of f32 rows need plain rows"
+            );
+            rows.extent(m, rhs.k)
+        }
+        Lhs::Pairs { rows, .. } => {
+            assert_eq!(
+                rhs.kernel,
+                Kernel::Bf16,
+                "bf16 pairs need a bf16-packed operand"
+            );
+            rows.extent(m, rhs.steps)
+        }
+    };
+    check(m, a_len, extent, rhs, c.len(), ldc, tail);
+    // SAFETY: `check` bounds every value the kernels read and write, the operand suits the
+    // kernel (asserted), and `c` is exclusively borrowed and holds f32 or not yet written
+    // f32, which the first K block writes before any later one reads it.
+    unsafe { run_threads(m, lhs, rhs, c.as_mut_ptr().cast(), ldc, threads, tail) }
 }
 
 /// [`run`] over all panels split into rayon tasks: by rows when there are enough to keep
@@ -438,7 +412,7 @@ pub fn matmul_pairs_threads<T: Out>(
 ///
 /// # Safety
 /// As [`run`].
-// SAFETY: a contract for callers, stated in `# Safety` above; the two callers above check it.
+// SAFETY: a contract for callers, stated in `# Safety` above; `checked` is the caller.
 unsafe fn run_threads(
     m: usize,
     a: Lhs,
