@@ -11,6 +11,7 @@ pub mod depthwise;
 pub mod linear;
 pub mod math;
 pub mod nhwc;
+pub mod norm;
 pub mod packed;
 
 use std::mem::MaybeUninit;

@@ -6,6 +6,7 @@ use candle_core::{Tensor, D};
 use crate::features::cpu::depthwise::DepthwiseNhwc;
 use crate::features::cpu::linear::LinearOp;
 use crate::features::cpu::nhwc::{ConvNhwc, MeanPool, ToChannelsLast};
+use crate::features::cpu::norm::LayerNormOp;
 use crate::features::cpu::{Epilogue, Window};
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::{Placement, Weights};
@@ -314,26 +315,43 @@ impl Linear {
     }
 }
 
-/// LayerNorm over the last dimension.
+/// LayerNorm over the last dimension: dcd's CPU op where its kernels run the model, candle's
+/// elsewhere.
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f32,
+    cpu: Option<LayerNormOp>,
 }
 
 impl LayerNorm {
     /// Loads `{name}.weight` and `{name}.bias` of width `dim`.
     pub fn load(w: &Weights, name: &str, dim: usize, eps: f64) -> FeatureResult<LayerNorm> {
         let p = w.placement();
+        let weight = w.get(&format!("{name}.weight"), &[dim])?;
+        let bias = w.get(&format!("{name}.bias"), &[dim])?;
+        let cpu = if p.fast_cpu() {
+            Some(LayerNormOp::new(
+                weight.to_vec1()?,
+                bias.to_vec1()?,
+                eps as f32,
+            ))
+        } else {
+            None
+        };
         Ok(LayerNorm {
-            weight: p.place(&w.get(&format!("{name}.weight"), &[dim])?)?,
-            bias: p.place(&w.get(&format!("{name}.bias"), &[dim])?)?,
+            weight: p.place(&weight)?,
+            bias: p.place(&bias)?,
             eps: eps as f32,
+            cpu,
         })
     }
 
     /// Applies the norm.
     pub fn forward(&self, x: &Tensor) -> FeatureResult<Tensor> {
+        if let Some(op) = &self.cpu {
+            return Ok(x.contiguous()?.apply_op1_no_bwd(op)?);
+        }
         Ok(candle_nn::ops::layer_norm(
             x,
             &self.weight,

@@ -79,8 +79,8 @@ pub struct Vit {
     patch: usize,
     width: usize,
     heads: usize,
-    patch_weight_t: Tensor,
-    patch_bias: Tensor,
+    /// The patch embedding (a stride-p conv) as a linear layer over flattened patches.
+    patch_proj: Linear,
     cls_plus_pos: Tensor,
     patch_pos: Tensor,
     blocks: Vec<Block>,
@@ -112,11 +112,13 @@ impl Vit {
             )));
         }
         let patch_weight = w.get("embeddings.patch_embeddings.projection.weight", &proj_shape)?;
-        let patch_weight_t = patch_weight
-            .reshape((width, 3 * patch * patch))?
-            .t()?
-            .contiguous()?;
         let patch_bias = w.get("embeddings.patch_embeddings.projection.bias", &[width])?;
+        // The stride-p conv as a linear layer over flattened (c, kh, kw) patches.
+        let patch_proj = Linear::new(
+            patch_weight.reshape((width, 3 * patch * patch))?,
+            patch_bias,
+            w.placement(),
+        )?;
         let cls = w.get("embeddings.cls_token", &[1, 1, width])?;
         let pos = w.get_any("embeddings.position_embeddings")?;
         let side = config.image_size / patch;
@@ -216,8 +218,7 @@ impl Vit {
             patch,
             width,
             heads: config.heads,
-            patch_weight_t: p.place(&patch_weight_t)?,
-            patch_bias: p.place(&patch_bias)?,
+            patch_proj,
             cls_plus_pos: p.place(&cls_plus_pos)?,
             patch_pos: p.place(&patch_pos)?,
             blocks,
@@ -267,9 +268,9 @@ impl Vit {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b * gh * gw, c * p * p))?;
-        let tokens = patches
-            .matmul(&self.patch_weight_t)?
-            .broadcast_add(&self.patch_bias)?
+        let tokens = self
+            .patch_proj
+            .forward(&patches)?
             .reshape((b, gh * gw, self.width))?
             .broadcast_add(&self.patch_pos)?;
         let cls = self.cls_plus_pos.broadcast_as((b, 1, self.width))?;
