@@ -1,9 +1,10 @@
 //! CPU kernels for the backbones' heavy ops, run as candle custom ops on CPU tensors (other
 //! devices keep candle's own ops). Products with a layer's weights run in dcd's packed
 //! kernels ([`packed`]: weights packed once at load, f32 or bf16, AVX-512) where the CPU has
-//! them, and in `gemm` 0.19 (`x86-v3`/`x86-v4`, picked at run time) elsewhere and for the
-//! attention's products; candle 0.11's own CPU matmul uses `gemm` 0.17, whose AVX-512 kernels
-//! need a nightly compiler. Bias and activation are fused into one pass over the output while
+//! them (the attention's products too, packed per head), and in `gemm` 0.19
+//! (`x86-v3`/`x86-v4`, picked at run time) elsewhere; candle 0.11's own CPU matmul uses `gemm`
+//! 0.17, whose AVX-512 kernels need a nightly compiler. Bias, residual and activation are
+//! applied as the packed kernels store each output tile, or in one pass over the output while
 //! it is in cache.
 
 pub mod attention;

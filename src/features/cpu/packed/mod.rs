@@ -103,35 +103,56 @@ impl PackedRhs {
     /// Packs row-major `b` (k × n) for `kernel`; None when this CPU cannot run it.
     pub fn new(kernel: Kernel, b: &[f32], k: usize, n: usize) -> Option<PackedRhs> {
         assert_eq!(b.len(), k * n, "packed rhs size");
+        PackedRhs::strided(kernel, b, (n, 1), k, n)
+    }
+
+    /// Packs the k × n operand whose element (r, j) is `b[r·rs + j·cs]` — a row-major block
+    /// inside wider rows, or a transposed one (`rs` = 1) — for `kernel`; None when this CPU
+    /// cannot run it. Attention packs its keys and values this way for every head, so the
+    /// f32 loop reads each 32-column panel's values in order of their rows.
+    pub fn strided(
+        kernel: Kernel,
+        b: &[f32],
+        (rs, cs): (usize, usize),
+        k: usize,
+        n: usize,
+    ) -> Option<PackedRhs> {
         if !kernel.available() || k == 0 || n == 0 {
             return None;
         }
+        assert!(
+            (k - 1) * rs + (n - 1) * cs < b.len(),
+            "packed rhs out of bounds"
+        );
         let steps = k.div_ceil(kernel.step());
         let panels = n.div_ceil(COLS);
         // Two lines a step.
         let mut data = vec![Line::default(); panels * steps * 2];
         let words: &mut [u32] = bytemuck_lines(&mut data);
         for p in 0..panels {
+            let cols = (n - p * COLS).min(COLS);
             for s in 0..steps {
-                let out = &mut words[(p * steps + s) * 32..][..32];
-                for (col, word) in out.iter_mut().enumerate() {
-                    let j = p * COLS + col;
-                    if j >= n {
-                        continue;
+                let out = &mut words[(p * steps + s) * 32..][..cols];
+                match kernel {
+                    Kernel::F32 => {
+                        let row = &b[s * rs + p * COLS * cs..];
+                        for (col, word) in out.iter_mut().enumerate() {
+                            *word = row[col * cs].to_bits();
+                        }
                     }
-                    *word = match kernel {
-                        Kernel::F32 => b[s * n + j].to_bits(),
-                        Kernel::Bf16 => {
-                            let at = |kk: usize| {
-                                if kk < k {
-                                    half::bf16::from_f32(b[kk * n + j]).to_bits() as u32
+                    Kernel::Bf16 => {
+                        for (col, word) in out.iter_mut().enumerate() {
+                            let j = p * COLS + col;
+                            let at = |r: usize| {
+                                if r < k {
+                                    half::bf16::from_f32(b[r * rs + j * cs]).to_bits() as u32
                                 } else {
                                     0
                                 }
                             };
-                            at(2 * s) | (at(2 * s + 1) << 16)
+                            *word = at(2 * s) | (at(2 * s + 1) << 16);
                         }
-                    };
+                    }
                 }
             }
         }

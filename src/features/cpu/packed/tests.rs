@@ -272,3 +272,25 @@ fn threaded_products_of_pairs_and_of_f32_agree_with_one_thread() {
         }
     }
 }
+
+#[test]
+fn strided_operands_pack_as_their_row_major_copies() {
+    // A block inside wider rows, and a transposed one (keys for attention), in each kernel.
+    let (k, n, wide) = (37, 45, 100);
+    let src = lcg(9, k * wide + n * wide);
+    for kernel in [Kernel::F32, Kernel::Bf16] {
+        if !kernel.available() {
+            continue;
+        }
+        for (rs, cs) in [(wide, 1), (1, wide)] {
+            let dense: Vec<f32> = (0..k * n)
+                .map(|i| src[(i / n) * rs + (i % n) * cs])
+                .collect();
+            let want = PackedRhs::new(kernel, &dense, k, n).unwrap();
+            let got = PackedRhs::strided(kernel, &src, (rs, cs), k, n).unwrap();
+            let words =
+                |p: &PackedRhs| -> Vec<u32> { p.data.iter().flat_map(|line| line.0).collect() };
+            assert_eq!(words(&got), words(&want), "{kernel:?} strides ({rs}, {cs})");
+        }
+    }
+}
