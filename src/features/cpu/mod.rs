@@ -129,13 +129,13 @@ pub struct Finish<'a> {
 }
 
 impl<'a> Finish<'a> {
-    /// The form the packed kernels apply as they store (None for GELU and the scaled form).
+    /// The form the packed kernels apply as they store (None for the scaled form).
     pub fn tail(&self) -> Option<packed::Tail<'a>> {
         let act = match self.epilogue {
             Epilogue::Bias => packed::Act::Identity,
             Epilogue::BiasRelu => packed::Act::Relu,
             Epilogue::BiasRelu6 => packed::Act::Relu6,
-            Epilogue::BiasGelu => return None,
+            Epilogue::BiasGelu => packed::Act::Gelu,
         };
         if self.scale.is_some() {
             return None;

@@ -8,6 +8,7 @@
 
 use std::arch::x86_64::*;
 
+use super::super::math;
 use super::{Act, Run, COLS};
 
 /// What the last K block's store applies: `act(sum + bias (+ residual))`. `bias` points at
@@ -102,11 +103,37 @@ unsafe fn store<const R: usize, A, B>(acc: [[__m512; 2]; R], t: &Tile<A, B>) {
                         _mm512_min_ps(_mm512_max_ps(v1, zero), six),
                     )
                 }
+                Act::Gelu => (gelu(v0), gelu(v1)),
             };
         }
         _mm512_mask_storeu_ps(p, m0, v0);
         _mm512_mask_storeu_ps(p.add(16), m1, v1);
     }
+}
+
+/// The exact GELU of 16 values: [`math::gelu`]'s operations in its order, unfused (Rust
+/// never contracts a multiply and an add), so the tail and the separate pass agree to the bit.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+// SAFETY: a contract for callers, stated in `# Safety` above; `store` calls it.
+#[inline(always)]
+unsafe fn gelu(x: __m512) -> __m512 {
+    let z = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let z = _mm512_min_ps(_mm512_max_ps(z, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
+    let z2 = _mm512_mul_ps(z, z);
+    let poly = |coefficients: &[f32]| {
+        let mut acc = _mm512_set1_ps(coefficients[0]);
+        for &c in &coefficients[1..] {
+            acc = _mm512_add_ps(_mm512_mul_ps(acc, z2), _mm512_set1_ps(c));
+        }
+        acc
+    };
+    let erf = _mm512_div_ps(_mm512_mul_ps(z, poly(&math::ERF_P)), poly(&math::ERF_Q));
+    _mm512_mul_ps(
+        _mm512_mul_ps(_mm512_set1_ps(0.5), x),
+        _mm512_add_ps(_mm512_set1_ps(1.0), erf),
+    )
 }
 
 /// An f32 tile of `R` rows over the K steps of `runs`.

@@ -212,6 +212,8 @@ pub enum Act {
     Relu,
     /// min(max(0, x), 6).
     Relu6,
+    /// The exact (erf) GELU, x·Φ(x), as [`super::math::gelu`] computes it.
+    Gelu,
 }
 
 /// A layer's end, applied to each output as the kernels store it (no second pass over the

@@ -157,6 +157,7 @@ fn activate(act: Act, v: f64) -> f64 {
         Act::Identity => v,
         Act::Relu => v.max(0.0),
         Act::Relu6 => v.clamp(0.0, 6.0),
+        Act::Gelu => super::super::math::gelu(v as f32) as f64,
     }
 }
 
@@ -186,7 +187,10 @@ fn segmented_rows_and_fused_tails_match_the_reference() {
                 h(p[0]) | (h(p.get(1).copied().unwrap_or(0.0)) << 16)
             })
             .collect();
-        for act in [Act::Identity, Act::Relu, Act::Relu6] {
+        // The identity tail's outputs, per residual choice: the fused GELU must equal the
+        // separate pass over them to the bit.
+        let mut plain_outputs: [Vec<f32>; 2] = Default::default();
+        for act in [Act::Identity, Act::Relu, Act::Relu6, Act::Gelu] {
             for with_residual in [false, true] {
                 let tail = Tail {
                     bias: &bias,
@@ -213,10 +217,27 @@ fn segmented_rows_and_fused_tails_match_the_reference() {
                         matmul_pairs(m, &pairs, rows, &rhs, &mut c, n, Some(&tail));
                     }
                 }
+                // SAFETY: the product wrote every output.
+                let c: Vec<f32> = c.iter().map(|v| unsafe { v.assume_init() }).collect();
+                match act {
+                    Act::Identity => plain_outputs[with_residual as usize] = c.clone(),
+                    Act::Gelu => {
+                        let separate: Vec<f32> = plain_outputs[with_residual as usize]
+                            .iter()
+                            .map(|&v| super::super::math::gelu(v))
+                            .collect();
+                        assert!(
+                            c.iter()
+                                .zip(&separate)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{kernel:?}: the fused GELU differs from the separate pass"
+                        );
+                    }
+                    _ => {}
+                }
                 for i in 0..m {
                     for j in 0..n {
-                        // SAFETY: the product wrote every output.
-                        let got = unsafe { c[i * n + j].assume_init() } as f64;
+                        let got = c[i * n + j] as f64;
                         let r = if with_residual {
                             residual[i * n + j] as f64
                         } else {
