@@ -4,7 +4,7 @@ same thread count, same batch, random weights, in one run; prints images/s and r
 
   python3 -m venv .venv-torch && .venv-torch/bin/pip install -r scripts/requirements-torch.txt
   cargo build --release
-  .venv-torch/bin/python scripts/bench_embed_peers.py --threads 2 --batch 1,8,32 [--json out.json]
+  .venv-torch/bin/python scripts/bench_embed_peers.py --threads 2 --batch 1,8,32 [--rounds 3] [--json out.json]
 
 dcd is timed in every precision of --precisions (f32, and bf16 where the CPU has AVX512-BF16;
 a precision dcd refuses here is reported as refused); the peers run f32. Ratios are against the
@@ -19,6 +19,7 @@ PIL + torchvision's transforms vs dcd.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,7 +116,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", default="8", help="comma-separated batch sizes, all timed in one run")
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--seconds", type=float, default=8.0, help="seconds each engine is timed per round")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="times each engine is timed, alternating; medians are reported (3 on a shared machine)")
     ap.add_argument("--models", default="resnet50,dino-vits16,dinov2-vits14")
     ap.add_argument("--precisions", default="f32,bf16", help="dcd precisions to time")
     ap.add_argument("--dcd", default=os.path.join(ROOT, "target", "release", "dcd"))
@@ -143,25 +146,45 @@ def main():
             sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
             for batch in batches:
                 x = torch.randn(batch, 3, 224, 224)
-                with torch.inference_mode():
-                    calls, wall = timed(lambda: model(x), args.seconds)
-                torch_ips = batch * calls / wall
                 xn = x.numpy()
-                calls, wall = timed(lambda: sess.run(None, {"x": xn}), args.seconds)
-                ort_ips = batch * calls / wall
-                for precision in args.precisions.split(","):
-                    dcd_ips, busy, refused = dcd_rate(args, name, batch, precision)
-                    row = dict(model=name, batch=batch, threads=args.threads, precision=precision, dcd=dcd_ips,
-                               cores_busy=busy, torch=torch_ips, onnxruntime=ort_ips)
+                # Rounds alternate the engines, so a slow spell of a shared machine falls on all
+                # of them; each engine's median is reported, with its range.
+                rates = {"torch": [], "onnxruntime": []}
+                dcd_runs = {p: [] for p in args.precisions.split(",")}
+                for _ in range(args.rounds):
+                    with torch.inference_mode():
+                        calls, wall = timed(lambda: model(x), args.seconds)
+                    rates["torch"].append(batch * calls / wall)
+                    calls, wall = timed(lambda: sess.run(None, {"x": xn}), args.seconds)
+                    rates["onnxruntime"].append(batch * calls / wall)
+                    for precision in dcd_runs:
+                        dcd_runs[precision].append(dcd_rate(args, name, batch, precision))
+                torch_ips = statistics.median(rates["torch"])
+                ort_ips = statistics.median(rates["onnxruntime"])
+                for precision, runs in dcd_runs.items():
+                    row = dict(model=name, batch=batch, threads=args.threads, precision=precision,
+                               rounds=args.rounds, torch=torch_ips, onnxruntime=ort_ips,
+                               torch_range=[min(rates["torch"]), max(rates["torch"])],
+                               onnxruntime_range=[min(rates["onnxruntime"]), max(rates["onnxruntime"])])
+                    refused = next((r for _, _, r in runs if r), None)
                     if refused:
-                        row["refused"] = refused
+                        row.update(dcd=None, refused=refused)
                         print(f"{name:14s} b{batch:<3d} dcd {precision}: refused ({refused})", flush=True)
-                    else:
-                        row.update(dcd_over_ort=dcd_ips / ort_ips, dcd_over_torch=dcd_ips / torch_ips)
-                        print(f"{name:14s} b{batch:<3d} dcd {precision:4s} {dcd_ips:6.2f} (cores {busy:.2f})"
-                              f"  torch {torch_ips:6.2f}  onnxruntime {ort_ips:6.2f} images/s"
-                              f"  dcd/ort {row['dcd_over_ort']:.2f}  dcd/torch {row['dcd_over_torch']:.2f}",
-                              flush=True)
+                        rows.append(row)
+                        continue
+                    dcd_all = [ips for ips, _, _ in runs]
+                    dcd_ips = statistics.median(dcd_all)
+                    busy = statistics.median(b for _, b, _ in runs)
+                    row.update(dcd=dcd_ips, dcd_range=[min(dcd_all), max(dcd_all)], cores_busy=busy,
+                               dcd_over_ort=dcd_ips / ort_ips, dcd_over_torch=dcd_ips / torch_ips)
+                    spread = "" if args.rounds == 1 else (
+                        f"  [ranges dcd {min(dcd_all):.1f}-{max(dcd_all):.1f}"
+                        f" torch {row['torch_range'][0]:.1f}-{row['torch_range'][1]:.1f}"
+                        f" ort {row['onnxruntime_range'][0]:.1f}-{row['onnxruntime_range'][1]:.1f}]")
+                    print(f"{name:14s} b{batch:<3d} dcd {precision:4s} {dcd_ips:6.2f} (cores {busy:.2f})"
+                          f"  torch {torch_ips:6.2f}  onnxruntime {ort_ips:6.2f} images/s"
+                          f"  dcd/ort {row['dcd_over_ort']:.2f}  dcd/torch {row['dcd_over_torch']:.2f}{spread}",
+                          flush=True)
                     rows.append(row)
     if args.json:
         with open(args.json, "w") as f:
