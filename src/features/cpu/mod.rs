@@ -84,17 +84,13 @@ impl Weight {
     ) -> &'c mut [f32] {
         let n = self.n();
         let c = &mut c[..m * n];
-        match (self, finish.tail()) {
-            (Weight::Packed(p), tail) => {
-                packed::matmul_threads(m, a, lda, p, c, n, threads, tail.as_ref());
+        match self {
+            Weight::Packed(p) => {
+                packed::matmul_threads(m, a, lda, p, c, n, threads, Some(&finish.tail()));
                 // SAFETY: the packed product wrote every one of the m × n outputs (ldc = n).
-                let c = unsafe { written(c) };
-                if tail.is_none() {
-                    finish.apply(c, n);
-                }
-                c
+                unsafe { written(c) }
             }
-            (Weight::F32 { data, k, .. }, _) => {
+            Weight::F32 { data, k, .. } => {
                 let c = zeroed(c);
                 gemm(m, n, *k, a, lda, data, n, c, n, threads);
                 finish.apply(c, n);
@@ -129,22 +125,20 @@ pub struct Finish<'a> {
 }
 
 impl<'a> Finish<'a> {
-    /// The form the packed kernels apply as they store (None for the scaled form).
-    pub fn tail(&self) -> Option<packed::Tail<'a>> {
+    /// The form the packed kernels apply as they store.
+    pub fn tail(&self) -> packed::Tail<'a> {
         let act = match self.epilogue {
             Epilogue::Bias => packed::Act::Identity,
             Epilogue::BiasRelu => packed::Act::Relu,
             Epilogue::BiasRelu6 => packed::Act::Relu6,
             Epilogue::BiasGelu => packed::Act::Gelu,
         };
-        if self.scale.is_some() {
-            return None;
-        }
-        Some(packed::Tail {
+        packed::Tail {
             bias: self.bias,
             residual: self.residual,
+            scale: self.scale.filter(|_| self.residual.is_some()),
             act,
-        })
+        }
     }
 
     /// Applies it in a pass over `y`'s `width`-wide rows.

@@ -18,9 +18,7 @@ use rayon::prelude::*;
 use super::packed::{
     matmul, matmul_pairs, matmul_pairs_threads, to_bf16_pairs, Kernel, PackedRhs, Rows, Tail,
 };
-use super::{
-    contiguous_f32, output_buffer, written, written_buffer, Epilogue, Finish, Weight, Window,
-};
+use super::{contiguous_f32, output_buffer, written_buffer, Epilogue, Finish, Weight, Window};
 
 /// Largest gathered patch buffer per task, in floats (4 MiB).
 const PATCH_BUDGET: usize = 1 << 20;
@@ -297,7 +295,7 @@ impl ConvNhwc {
     }
 
     /// Runs `product(row, outputs, tail)` for every output row (OW pixels; rows spread over
-    /// four tasks a thread), then the finish where the kernels could not apply it.
+    /// four tasks a thread), the kernels applying the layer's end as they store.
     fn each_output_row(
         &self,
         g: Geometry,
@@ -314,12 +312,7 @@ impl ConvNhwc {
                 for (i, yr) in yt.chunks_mut(width).enumerate() {
                     let row = t * per_task + i;
                     let finish = self.finish(residual, row * g.ow, yr.len());
-                    let tail = finish.tail();
-                    product(row, yr, tail.as_ref());
-                    if tail.is_none() {
-                        // SAFETY: the product wrote the whole row (OW pixels, ldc = O).
-                        finish.apply(unsafe { written(yr) }, self.out_ch);
-                    }
+                    product(row, yr, Some(&finish.tail()));
                 }
             });
     }
@@ -363,11 +356,7 @@ impl ConvNhwc {
                             self.gather_pairs(x, h, w, oh, ow, r0 + i, dst);
                         }
                         let tail = finish.tail();
-                        matmul_pairs(m, &buf, Rows::plain(k / 2), rhs, yt, o, tail.as_ref());
-                        if tail.is_none() {
-                            // SAFETY: the product wrote all m rows (ldc = o).
-                            finish.apply(unsafe { written(yt) }, o);
-                        }
+                        matmul_pairs(m, &buf, Rows::plain(k / 2), rhs, yt, o, Some(&tail));
                     });
                 } else {
                     PATCHES.with(|buf| {
@@ -408,11 +397,7 @@ impl ConvNhwc {
                 .enumerate()
                 .for_each(|(r, dst)| self.gather_pairs(x, h, w, oh, ow, r, dst));
             let tail = finish.tail();
-            matmul_pairs_threads(rows, &patches, k / 2, rhs, y, o, threads, tail.as_ref());
-            if tail.is_none() {
-                // SAFETY: the product wrote all rows (ldc = o).
-                finish.apply(unsafe { written(y) }, o);
-            }
+            matmul_pairs_threads(rows, &patches, k / 2, rhs, y, o, threads, Some(&tail));
         } else {
             let mut patches = vec![0f32; rows * k];
             patches

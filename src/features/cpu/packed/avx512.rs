@@ -11,12 +11,15 @@ use std::arch::x86_64::*;
 use super::super::math;
 use super::{Act, Run, COLS};
 
-/// What the last K block's store applies: `act(sum + bias (+ residual))`. `bias` points at
-/// the tile's first column, `residual` (null for none) at its top-left, rows `ldc` apart.
+/// What the last K block's store applies: `act(sum + bias (+ residual))`, or with a scale
+/// `residual + scale ⊙ act(sum + bias)`. `bias` and `scale` (null for none; only with a
+/// residual) point at the tile's first column, `residual` (null for none) at its top-left,
+/// rows `ldc` apart.
 #[derive(Clone, Copy)]
 pub struct TileTail {
     pub bias: *const f32,
     pub residual: *const f32,
+    pub scale: *const f32,
     pub act: Act,
 }
 
@@ -69,12 +72,17 @@ unsafe fn store<const R: usize, A, B>(acc: [[__m512; 2]; R], t: &Tile<A, B>) {
     };
     let (m0, m1) = (mask(0), mask(16));
     // Masked-off lanes are not read, so a row's end may be the slice's end.
-    let bias = t.tail.map(|tail| {
+    let columns = |values: *const f32| {
         (
-            _mm512_maskz_loadu_ps(m0, tail.bias),
-            _mm512_maskz_loadu_ps(m1, tail.bias.add(16)),
+            _mm512_maskz_loadu_ps(m0, values),
+            _mm512_maskz_loadu_ps(m1, values.add(16)),
         )
-    });
+    };
+    let bias = t.tail.map(|tail| columns(tail.bias));
+    let scale = t
+        .tail
+        .filter(|tail| !tail.scale.is_null())
+        .map(|tail| columns(tail.scale));
     for (r, row) in acc.iter().enumerate() {
         let p = t.c.add(r * t.ldc);
         let (mut v0, mut v1) = (row[0], row[1]);
@@ -85,10 +93,11 @@ unsafe fn store<const R: usize, A, B>(acc: [[__m512; 2]; R], t: &Tile<A, B>) {
         if let (Some(tail), Some((b0, b1))) = (t.tail, bias) {
             v0 = _mm512_add_ps(v0, b0);
             v1 = _mm512_add_ps(v1, b1);
-            if !tail.residual.is_null() {
-                let res = tail.residual.add(r * t.ldc);
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res.add(16)));
+            let residual =
+                (!tail.residual.is_null()).then(|| columns(tail.residual.add(r * t.ldc)));
+            if let (Some((r0, r1)), None) = (residual, scale) {
+                v0 = _mm512_add_ps(v0, r0);
+                v1 = _mm512_add_ps(v1, r1);
             }
             (v0, v1) = match tail.act {
                 Act::Identity => (v0, v1),
@@ -105,6 +114,11 @@ unsafe fn store<const R: usize, A, B>(acc: [[__m512; 2]; R], t: &Tile<A, B>) {
                 }
                 Act::Gelu => (gelu(v0), gelu(v1)),
             };
+            // The separate pass's `r + γ · v`: a multiply, then an add.
+            if let (Some((r0, r1)), Some((g0, g1))) = (residual, scale) {
+                v0 = _mm512_add_ps(r0, _mm512_mul_ps(g0, v0));
+                v1 = _mm512_add_ps(r1, _mm512_mul_ps(g1, v1));
+            }
         }
         _mm512_mask_storeu_ps(p, m0, v0);
         _mm512_mask_storeu_ps(p.add(16), m1, v1);

@@ -217,14 +217,18 @@ pub enum Act {
 }
 
 /// A layer's end, applied to each output as the kernels store it (no second pass over the
-/// outputs): `c[i][j] = act(Σ + bias[j] + residual[i·ldc + j])`.
+/// outputs): `c[i][j] = act(Σ + bias[j] + residual[i·ldc + j])`, or with a scale
+/// `residual[i·ldc + j] + scale[j] · act(Σ + bias[j])` (a DINOv2 sub-block's layer scale γ).
 #[derive(Clone, Copy, Debug)]
 pub struct Tail<'a> {
     /// One value per column.
     pub bias: &'a [f32],
     /// Laid out as the outputs (row stride `ldc`).
     pub residual: Option<&'a [f32]>,
-    /// Applied last.
+    /// One value per column, multiplying the activated sum before the residual is added
+    /// (with a residual only).
+    pub scale: Option<&'a [f32]>,
+    /// Applied to the sum (before the residual, when scaled; after it otherwise).
     pub act: Act,
 }
 
@@ -509,6 +513,9 @@ fn check(
     }
     if let Some(tail) = tail {
         assert!(tail.bias.len() >= n, "tail bias length");
+        if let Some(g) = tail.scale {
+            assert!(g.len() >= n, "tail scale length");
+        }
         if let (Some(r), true) = (tail.residual, m > 0) {
             assert!(r.len() >= (m - 1) * ldc + n, "tail residual length");
         }
@@ -593,6 +600,10 @@ unsafe fn run(
                                     residual: tail
                                         .residual
                                         .map_or(std::ptr::null(), |r| r.as_ptr().add(at)),
+                                    scale: match (tail.scale, tail.residual) {
+                                        (Some(g), Some(_)) => g.as_ptr().add(p * COLS),
+                                        _ => std::ptr::null(),
+                                    },
                                     act: tail.act,
                                 }),
                             };

@@ -151,6 +151,16 @@ fn an_unavailable_kernel_packs_nothing() {
     }
 }
 
+/// `act(v)` as the separate pass computes it in f32.
+fn activate_f32(act: Act, v: f32) -> f32 {
+    match act {
+        Act::Identity => v,
+        Act::Relu => v.max(0.0),
+        Act::Relu6 => v.clamp(0.0, 6.0),
+        Act::Gelu => super::super::math::gelu(v),
+    }
+}
+
 /// `act(v)` as the tails apply it.
 fn activate(act: Act, v: f64) -> f64 {
     match act {
@@ -177,6 +187,7 @@ fn segmented_rows_and_fused_tails_match_the_reference() {
     // Large enough that outputs fall below 0 and past 6.
     let bias: Vec<f32> = lcg(4, n).iter().map(|v| v * 8.0).collect();
     let residual = lcg(5, m * n);
+    let gamma = lcg(6, n);
     for kernel in kernels() {
         let rhs = PackedRhs::new(kernel, &b, k, n).unwrap();
         let (want, mag) = reference(kernel, m, k, n, &plain, k, &b);
@@ -187,14 +198,16 @@ fn segmented_rows_and_fused_tails_match_the_reference() {
                 h(p[0]) | (h(p.get(1).copied().unwrap_or(0.0)) << 16)
             })
             .collect();
-        // The identity tail's outputs, per residual choice: the fused GELU must equal the
-        // separate pass over them to the bit.
-        let mut plain_outputs: [Vec<f32>; 2] = Default::default();
+        // The identity tail's outputs without a residual (the sums plus the bias): every
+        // other tail must equal the separate pass's arithmetic on them.
+        let mut sums = Vec::new();
         for act in [Act::Identity, Act::Relu, Act::Relu6, Act::Gelu] {
-            for with_residual in [false, true] {
+            // Plain, with a residual, and scaled (DINOv2's `r + γ · act(·)`).
+            for (with_residual, scaled) in [(false, false), (true, false), (true, true)] {
                 let tail = Tail {
                     bias: &bias,
                     residual: with_residual.then_some(&residual[..]),
+                    scale: scaled.then_some(&gamma[..]),
                     act,
                 };
                 // Fresh outputs are never zeroed: the first K block writes every one.
@@ -219,35 +232,32 @@ fn segmented_rows_and_fused_tails_match_the_reference() {
                 }
                 // SAFETY: the product wrote every output.
                 let c: Vec<f32> = c.iter().map(|v| unsafe { v.assume_init() }).collect();
-                match act {
-                    Act::Identity => plain_outputs[with_residual as usize] = c.clone(),
-                    Act::Gelu => {
-                        let separate: Vec<f32> = plain_outputs[with_residual as usize]
-                            .iter()
-                            .map(|&v| super::super::math::gelu(v))
-                            .collect();
-                        assert!(
-                            c.iter()
-                                .zip(&separate)
-                                .all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{kernel:?}: the fused GELU differs from the separate pass"
-                        );
-                    }
-                    _ => {}
+                if act == Act::Identity && !with_residual {
+                    sums = c.clone();
                 }
                 for i in 0..m {
                     for j in 0..n {
-                        let got = c[i * n + j] as f64;
-                        let r = if with_residual {
-                            residual[i * n + j] as f64
+                        let (at, got) = (i * n + j, c[i * n + j]);
+                        let r = if with_residual { residual[at] } else { 0.0 };
+                        let separate = if scaled {
+                            r + gamma[j] * activate_f32(act, sums[at])
                         } else {
-                            0.0
+                            activate_f32(act, sums[at] + r)
                         };
-                        let exact = activate(act, want[i * n + j] + bias[j] as f64 + r);
-                        let tol = 4e-6 * (k as f64).sqrt() * (mag[i * n + j] + 20.0);
+                        assert_eq!(
+                            got, separate,
+                            "{kernel:?} {act:?} residual {with_residual} scaled {scaled}: c[{i}][{j}] differs from the separate pass"
+                        );
+                        let sum = want[at] + bias[j] as f64;
+                        let exact = if scaled {
+                            r as f64 + gamma[j] as f64 * activate(act, sum)
+                        } else {
+                            activate(act, sum + r as f64)
+                        };
+                        let tol = 4e-6 * (k as f64).sqrt() * (mag[at] + 20.0);
                         assert!(
-                            (got - exact).abs() <= tol,
-                            "{kernel:?} {act:?} residual {with_residual}: c[{i}][{j}] = {got}, want {exact}"
+                            (got as f64 - exact).abs() <= tol,
+                            "{kernel:?} {act:?} residual {with_residual} scaled {scaled}: c[{i}][{j}] = {got}, want {exact}"
                         );
                     }
                 }
@@ -273,6 +283,7 @@ fn threaded_products_of_pairs_and_of_f32_agree_with_one_thread() {
         let tail = Tail {
             bias: &bias,
             residual: None,
+            scale: None,
             act: Act::Relu,
         };
         let mut one = vec![0f32; m * n];
