@@ -129,19 +129,39 @@ impl PackedRhs {
         // Two lines a step.
         let mut data = vec![Line::default(); panels * steps * 2];
         let words: &mut [u32] = bytemuck_lines(&mut data);
-        for p in 0..panels {
+        for (p, panel) in words.chunks_exact_mut(steps * 32).enumerate() {
             let cols = (n - p * COLS).min(COLS);
-            for s in 0..steps {
-                let out = &mut words[(p * steps + s) * 32..][..cols];
-                match kernel {
-                    Kernel::F32 => {
-                        let row = &b[s * rs + p * COLS * cs..];
-                        for (col, word) in out.iter_mut().enumerate() {
-                            *word = row[col * cs].to_bits();
+            let first = p * COLS * cs;
+            match kernel {
+                // Rows of the panel contiguous (weights, attention's values): copied as runs.
+                Kernel::F32 if cs == 1 => {
+                    for (s, out) in panel.chunks_exact_mut(32).enumerate() {
+                        let row = &b[first + s * rs..][..cols];
+                        for (word, v) in out.iter_mut().zip(row) {
+                            *word = v.to_bits();
                         }
                     }
-                    Kernel::Bf16 => {
-                        for (col, word) in out.iter_mut().enumerate() {
+                }
+                // Columns contiguous (attention's keys, transposed): each read as a run and
+                // spread over the panel's steps, which stay in L1.
+                Kernel::F32 if rs == 1 => {
+                    for col in 0..cols {
+                        let column = &b[first + col * cs..][..k];
+                        for (out, v) in panel.chunks_exact_mut(32).zip(column) {
+                            out[col] = v.to_bits();
+                        }
+                    }
+                }
+                Kernel::F32 => {
+                    for (s, out) in panel.chunks_exact_mut(32).enumerate() {
+                        for (col, word) in out[..cols].iter_mut().enumerate() {
+                            *word = b[first + s * rs + col * cs].to_bits();
+                        }
+                    }
+                }
+                Kernel::Bf16 => {
+                    for (s, out) in panel.chunks_exact_mut(32).enumerate() {
+                        for (col, word) in out[..cols].iter_mut().enumerate() {
                             let j = p * COLS + col;
                             let at = |r: usize| {
                                 if r < k {

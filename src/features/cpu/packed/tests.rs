@@ -307,14 +307,15 @@ fn threaded_products_of_pairs_and_of_f32_agree_with_one_thread() {
 
 #[test]
 fn strided_operands_pack_as_their_row_major_copies() {
-    // A block inside wider rows, and a transposed one (keys for attention), in each kernel.
+    // A block inside wider rows, a transposed one (keys for attention) and one strided both
+    // ways, in each kernel.
     let (k, n, wide) = (37, 45, 100);
     let src = lcg(9, k * wide + n * wide);
     for kernel in [Kernel::F32, Kernel::Bf16] {
         if !kernel.available() {
             continue;
         }
-        for (rs, cs) in [(wide, 1), (1, wide)] {
+        for (rs, cs) in [(wide, 1), (1, wide), (wide, 2)] {
             let dense: Vec<f32> = (0..k * n)
                 .map(|i| src[(i / n) * rs + (i % n) * cs])
                 .collect();
