@@ -71,8 +71,8 @@ impl Weight {
 
     /// `c (m × n) = finish(a (m × k) · W)` into the first m·n values of `c` (not yet
     /// written, n wide), `a`'s rows `lda` apart, over `threads` rayon tasks; returns them.
-    /// The packed kernels apply the finish as they store the outputs where they can;
-    /// otherwise it is one more pass while they are in cache.
+    /// The packed kernels apply the finish as they store the outputs; after the generic GEMM
+    /// it is one more pass while they are in cache.
     pub fn multiply<'c>(
         &self,
         m: usize,
