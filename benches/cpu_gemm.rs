@@ -106,7 +106,7 @@ fn cold_block_ends(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("packed_f32", name), |bch| {
             bch.iter_batched(
                 // Read, not written: dirty lines would be written back during the product.
-                || evict.iter().step_by(64).fold(0u8, |x, &b| x ^ b),
+                || std::hint::black_box(evict.iter().step_by(64).fold(0u8, |x, &b| x ^ b)),
                 |_| {
                     pool.install(|| {
                         matmul_threads(m, &a, k, &rhs, &mut out, n, threads, Some(&tail))

@@ -39,7 +39,7 @@ pub struct Tile<A, B> {
     /// Applied as the outputs are stored (the last K block only).
     pub tail: Option<TileTail>,
     /// The next strip of left-hand rows (`a_stride` apart, the same runs), fetched into L2
-    /// during this tile; null for none.
+    /// during this tile; null for none. f32 tiles only (`packed::run` sets it for no other).
     pub next_a: *const A,
 }
 
@@ -177,7 +177,7 @@ unsafe fn prefetch_outputs<const R: usize, A, B>(t: &Tile<A, B>) {
     }
 }
 
-/// At every 16th K step (a row's cache line: 16 f32 values or bf16 pairs), fetches that
+/// At every 16th K step (a row's cache line of 16 f32 values), fetches that
 /// step's line of each row of the next strip into L2, `next` pointing at the run's start
 /// in it. The lines arrive spread over the tile instead of in one burst, and into L2, not
 /// L1, where the strip now running stays.
@@ -186,7 +186,7 @@ unsafe fn prefetch_outputs<const R: usize, A, B>(t: &Tile<A, B>) {
 /// None beyond x86-64's SSE: a prefetch never faults, whatever the address.
 // SAFETY: a contract for callers, stated in `# Safety` above; the tiles below call it.
 #[inline(always)]
-unsafe fn prefetch_next_strip<A>(next: Option<*const A>, a_stride: usize, s: usize) {
+unsafe fn prefetch_next_strip(next: Option<*const f32>, a_stride: usize, s: usize) {
     if let (true, Some(next)) = (s.is_multiple_of(16), next) {
         for r in 0..ROWS {
             _mm_prefetch::<_MM_HINT_T1>(next.wrapping_add(r * a_stride + s).cast());
@@ -239,9 +239,7 @@ pub unsafe fn tile_bf16<const R: usize>(runs: &[Run], t: Tile<u32, u16>) {
     let mut b = t.b;
     for run in runs {
         let a = t.a.add(run.a_off);
-        let next = (!t.next_a.is_null()).then(|| t.next_a.wrapping_add(run.a_off));
         for s in 0..run.steps {
-            prefetch_next_strip(next, t.a_stride, s);
             let b0: __m512bh = std::mem::transmute(_mm512_load_si512(b.add(s * 64).cast()));
             let b1: __m512bh = std::mem::transmute(_mm512_load_si512(b.add(s * 64 + 32).cast()));
             for (r, row) in acc.iter_mut().enumerate() {
