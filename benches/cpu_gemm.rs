@@ -1,4 +1,4 @@
-//! Criterion benchmark of the backbones' GEMM shapes (ResNet-50 and ViT-S at batch 8) on one
+//! Criterion benchmark of the backbones' GEMM shapes (ResNet-50 and ViT-S, batch 8 unless named) on one
 //! thread and on every core: the generic `gemm` crate (weights repacked every call) against
 //! dcd's packed kernels in f32 and bf16, where this CPU runs them; and ResNet-50's block
 //! ends (1×1 conv + bias + residual + ReLU, batch 8) with cold caches, as a network runs
@@ -13,11 +13,14 @@ use dcd::features::cpu::gemm;
 use dcd::features::cpu::packed::{matmul_threads, Act, Kernel, PackedRhs, Tail};
 
 /// (name, m, k, n): an NHWC conv's patches × weights, or a token matrix × a linear weight.
-const SHAPES: [(&str, usize, usize, usize); 9] = [
+/// The 1×1 reductions' rows are 4 and 8 KiB apart (one L1 set); `_b1` is batch 1.
+const SHAPES: [(&str, usize, usize, usize); 11] = [
     ("r50_l1_3x3", 8 * 56 * 56, 576, 64),
     ("r50_l1_1x1_expand", 8 * 56 * 56, 64, 256),
     ("r50_l3_3x3", 8 * 14 * 14, 2304, 256),
+    ("r50_l3_1x1_reduce", 8 * 14 * 14, 1024, 256),
     ("r50_l4_1x1_expand", 8 * 7 * 7, 512, 2048),
+    ("r50_l4_1x1_reduce_b1", 7 * 7, 2048, 512),
     ("vits_qkv", 8 * 197, 384, 1152),
     ("vits_fc1", 8 * 197, 384, 1536),
     ("vits_fc2", 8 * 197, 1536, 384),

@@ -327,3 +327,94 @@ fn strided_operands_pack_as_their_row_major_copies() {
         }
     }
 }
+
+#[test]
+fn rows_whose_stride_aliases_in_l1_give_the_same_products() {
+    // Rows 1024, 2048 or 5120 values apart (4, 8 and 20 KiB: one L1 set) are copied a block
+    // at a time to a stride that does not alias, and bf16 pairs converted from 2048 values
+    // get one too; the products must not change by a bit. The last shape has several K
+    // blocks.
+    for kernel in kernels() {
+        for &(m, k, n, wide) in &[
+            (30, 1000, 70, 1024),
+            (13, 2048, 40, 2048),
+            (25, 4500, 33, 5120),
+        ] {
+            assert!(aliases(wide) && !aliases(k + 3));
+            let a = lcg((m + k) as u64, m * wide);
+            let narrow: Vec<f32> = a
+                .chunks(wide)
+                .flat_map(|r| r[..k].iter().copied().chain([0.0; 3]))
+                .collect();
+            let b = lcg(k as u64, k * n);
+            let rhs = PackedRhs::new(kernel, &b, k, n).unwrap();
+            for threads in [1, 2] {
+                let (mut got, mut want) = (vec![0f32; m * n], vec![0f32; m * n]);
+                matmul_threads(m, &a, wide, &rhs, &mut got, n, threads, None);
+                matmul_threads(m, &narrow, k + 3, &rhs, &mut want, n, threads, None);
+                assert_eq!(got, want, "{kernel:?} {m}x{k}x{n} rows {wide} apart");
+                if kernel == Kernel::Bf16 {
+                    // The same rows already in pairs, a multiple of 1024 pairs (4 KiB) apart.
+                    let steps = k.div_ceil(2);
+                    let stride = steps.next_multiple_of(1024);
+                    let mut pairs = vec![0u32; m * stride];
+                    for (row, dst) in a.chunks(wide).zip(pairs.chunks_mut(stride)) {
+                        to_bf16_pairs(&row[..k], &mut dst[..steps]);
+                    }
+                    assert!(aliases(stride));
+                    let mut from_pairs = vec![0f32; m * n];
+                    matmul_pairs_threads(
+                        m,
+                        &pairs,
+                        stride,
+                        &rhs,
+                        &mut from_pairs,
+                        n,
+                        threads,
+                        None,
+                    );
+                    assert_eq!(from_pairs, want, "{m}x{k}x{n} pairs {stride} apart");
+                }
+            }
+        }
+    }
+    // A convolution's patch rows read in place over 1024 channels: three segments a row.
+    let (m, seg_len, seg_stride, n) = (15, 100, 3000, 40);
+    let k = 3 * seg_len;
+    let src = lcg(11, (m - 1) * 1024 + 2 * seg_stride + seg_len);
+    let rows = Rows {
+        stride: 1024,
+        seg_len,
+        seg_stride,
+    };
+    let plain: Vec<f32> = (0..m)
+        .flat_map(|i| (0..k).map(move |s| (i, s)))
+        .map(|(i, s)| src[i * 1024 + (s / seg_len) * seg_stride + s % seg_len])
+        .collect();
+    let b = lcg(12, k * n);
+    let rhs = PackedRhs::new(Kernel::F32, &b, k, n);
+    let Some(rhs) = rhs else { return };
+    let (mut got, mut want) = (vec![0f32; m * n], vec![0f32; m * n]);
+    matmul(m, &src, rows, &rhs, &mut got, n, None);
+    matmul(m, &plain, Rows::plain(k), &rhs, &mut want, n, None);
+    assert_eq!(got, want, "segmented rows 1024 apart");
+}
+
+#[test]
+fn panel_by_panel_order_matches_the_reference() {
+    // Few rows over 4 MiB of weights (ResNet-50's 7×7 2048 → 512 at batch 1): past half of
+    // any x86 L2 today, so the panels go outermost.
+    let (m, k, n) = (49usize, 2048usize, 512usize);
+    for kernel in kernels() {
+        let caches = Caches::here();
+        let steps = k.div_ceil(kernel.step());
+        let block = caches.blocking(ROWS, steps);
+        let ks = block.k_steps.min(steps);
+        assert!(
+            panels_outermost(&caches, block, m, n.div_ceil(COLS), ks),
+            "{caches:?}"
+        );
+        check(kernel, m, k, n, 1);
+        check(kernel, m, k, n, 2);
+    }
+}
