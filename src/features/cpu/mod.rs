@@ -8,6 +8,7 @@
 //! it is in cache.
 
 pub mod attention;
+pub mod channels_last;
 pub mod depthwise;
 pub mod linear;
 pub mod math;

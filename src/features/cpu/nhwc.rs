@@ -1,5 +1,5 @@
-//! Convolutions, pooling and layout changes on channels-last (N, H, W, C) CPU tensors, for
-//! the ResNets and MobileNetV2. Channels-last turns every conv into a GEMM over the batch's
+//! Convolutions on channels-last (N, H, W, C) CPU tensors, for the ResNets and MobileNetV2
+//! (their layout change and pooling: [`super::channels_last`]). Channels-last turns every conv into a GEMM over the batch's
 //! output pixels: `out (N·OH·OW × O) = patches (N·OH·OW × k·k·C) · W (k·k·C × O)`. A 1×1
 //! stride-1 conv's patches are its input. Where the packed kernels run and there are output
 //! rows enough to share out, a patch row is read in place from a zero-padded copy of the
@@ -493,120 +493,6 @@ impl CustomOp2 for ConvNhwc {
     }
 }
 
-/// 3×3 stride-2 max pooling with padding 1 on (N, H, W, C), as ResNet's stem.
-#[derive(Clone, Copy, Debug)]
-pub struct MaxPool3x3s2;
-
-impl CustomOp1 for MaxPool3x3s2 {
-    fn name(&self) -> &'static str {
-        "dcd-maxpool-nhwc"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout)?;
-        let &[n, h, w, c] = layout.dims() else {
-            candle_core::bail!("max pool expects (N, H, W, C), got {:?}", layout.dims());
-        };
-        let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
-        let mut y = vec![f32::NEG_INFINITY; n * oh * ow * c];
-        y.par_chunks_mut(ow * c).enumerate().for_each(|(r, row)| {
-            let (img, oy) = (r / oh, r % oh);
-            let image = &x[img * h * w * c..][..h * w * c];
-            for ky in 0..3 {
-                let Some(iy) = (oy * 2 + ky).checked_sub(1).filter(|&iy| iy < h) else {
-                    continue;
-                };
-                for (ox, out) in row.chunks_exact_mut(c).enumerate() {
-                    for kx in 0..3 {
-                        let Some(ix) = (ox * 2 + kx).checked_sub(1).filter(|&ix| ix < w) else {
-                            continue;
-                        };
-                        let src = &image[(iy * w + ix) * c..][..c];
-                        for (o, s) in out.iter_mut().zip(src) {
-                            *o = o.max(*s);
-                        }
-                    }
-                }
-            }
-        });
-        Ok((CpuStorage::F32(y), Shape::from((n, oh, ow, c))))
-    }
-}
-
-/// (N, C, H, W) to (N, H, W, C): a batch's images into the kernels' order, in parallel over
-/// rows of pixels (candle's strided copy runs on one core, 13 ms a batch of eight 224² RGB
-/// images here).
-#[derive(Clone, Copy, Debug)]
-pub struct ToChannelsLast;
-
-impl CustomOp1 for ToChannelsLast {
-    fn name(&self) -> &'static str {
-        "dcd-to-channels-last"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout)?;
-        let &[n, c, h, w] = layout.dims() else {
-            candle_core::bail!("expected (N, C, H, W), got {:?}", layout.dims());
-        };
-        let mut y = vec![0f32; n * h * w * c];
-        y.par_chunks_mut((w * c).max(1))
-            .enumerate()
-            .for_each(|(row, out)| {
-                let (image, iy) = (row / h, row % h);
-                for ch in 0..c {
-                    let src = &x[((image * c + ch) * h + iy) * w..][..w];
-                    for (px, v) in src.iter().enumerate() {
-                        out[px * c + ch] = *v;
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(y), Shape::from((n, h, w, c))))
-    }
-}
-
-/// The mean over each image's pixels of (N, H, W, C): (N, C), in parallel over images.
-#[derive(Clone, Copy, Debug)]
-pub struct MeanPool;
-
-impl CustomOp1 for MeanPool {
-    fn name(&self) -> &'static str {
-        "dcd-mean-pool-nhwc"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(storage, layout)?;
-        let &[n, h, w, c] = layout.dims() else {
-            candle_core::bail!("mean pool expects (N, H, W, C), got {:?}", layout.dims());
-        };
-        let mut y = vec![0f32; n * c];
-        let inv = 1.0 / (h * w).max(1) as f32;
-        y.par_chunks_mut(c.max(1))
-            .enumerate()
-            .for_each(|(image, out)| {
-                for px in x[image * h * w * c..][..h * w * c].chunks_exact(c) {
-                    for (o, v) in out.iter_mut().zip(px) {
-                        *o += v;
-                    }
-                }
-                out.iter_mut().for_each(|o| *o *= inv);
-            });
-        Ok((CpuStorage::F32(y), Shape::from((n, c))))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::{Device, Tensor};
@@ -791,24 +677,6 @@ mod tests {
                 assert_eq!(k16, Kernel::Bf16, "even channels run bf16");
                 assert_ne!(y16, y32);
             }
-        }
-    }
-
-    #[test]
-    fn layout_changes_and_pooling_match_candle() {
-        let (n, c, h, w) = (2, 5, 7, 9);
-        let x: Vec<f32> = (0..n * c * h * w).map(|i| (i % 17) as f32 - 8.0).collect();
-        let nchw = Tensor::from_vec(x, (n, c, h, w), &Device::Cpu).unwrap();
-        let nhwc = nchw.apply_op1_no_bwd(&ToChannelsLast).unwrap();
-        let want = nchw.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap();
-        assert_eq!(nhwc.dims(), want.dims());
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(flat(&nhwc), flat(&want));
-        let pooled = flat(&nhwc.apply_op1_no_bwd(&MeanPool).unwrap());
-        let want = flat(&nchw.flatten_from(2).unwrap().mean(2).unwrap());
-        assert_eq!(pooled.len(), n * c);
-        for (a, b) in pooled.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
     }
 }

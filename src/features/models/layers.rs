@@ -3,9 +3,10 @@
 
 use candle_core::{Tensor, D};
 
+use crate::features::cpu::channels_last::{MeanPool, ToChannelsLast};
 use crate::features::cpu::depthwise::DepthwiseNhwc;
 use crate::features::cpu::linear::LinearOp;
-use crate::features::cpu::nhwc::{ConvNhwc, MeanPool, ToChannelsLast};
+use crate::features::cpu::nhwc::ConvNhwc;
 use crate::features::cpu::norm::LayerNormOp;
 use crate::features::cpu::{Epilogue, Window};
 use crate::features::error::{FeatureError, FeatureResult};

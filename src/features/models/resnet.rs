@@ -7,7 +7,7 @@
 use candle_core::Tensor;
 
 use super::layers::{global_avg_pool, Act, ChannelOrder, ConvBn, ConvGeometry};
-use crate::features::cpu::nhwc::MaxPool3x3s2;
+use crate::features::cpu::channels_last::MaxPool3x3s2;
 use crate::features::error::{FeatureError, FeatureResult};
 use crate::features::weights::Weights;
 

@@ -2,6 +2,8 @@
 //! partial tiles of rows and columns, odd k for the pairs, several K and row blocks, strided
 //! operands, and both ways of splitting over threads.
 
+use super::blocked::{aliases, panels_outermost};
+use super::blocking::Caches;
 use super::*;
 
 fn lcg(seed: u64, len: usize) -> Vec<f32> {
