@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::{contiguous_f32, output_buffer, written, written_buffer};
 
 /// 3×3 stride-2 max pooling with padding 1 on (N, H, W, C), as ResNet's stem.
 #[derive(Clone, Copy, Debug)]
@@ -25,27 +25,33 @@ impl CustomOp1 for MaxPool3x3s2 {
             candle_core::bail!("max pool expects (N, H, W, C), got {:?}", layout.dims());
         };
         let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
-        let mut y = vec![f32::NEG_INFINITY; n * oh * ow * c];
+        let mut y = output_buffer(n * oh * ow * c);
         y.par_chunks_mut(ow * c).enumerate().for_each(|(r, row)| {
             let (img, oy) = (r / oh, r % oh);
             let image = &x[img * h * w * c..][..h * w * c];
-            for ky in 0..3 {
-                let Some(iy) = (oy * 2 + ky).checked_sub(1).filter(|&iy| iy < h) else {
-                    continue;
-                };
-                for (ox, out) in row.chunks_exact_mut(c).enumerate() {
-                    for kx in 0..3 {
-                        let Some(ix) = (ox * 2 + kx).checked_sub(1).filter(|&ix| ix < w) else {
-                            continue;
-                        };
-                        let src = &image[(iy * w + ix) * c..][..c];
-                        for (o, s) in out.iter_mut().zip(src) {
-                            *o = o.max(*s);
-                        }
+            // The window's rows or columns inside the image (at least one); the padding
+            // never wins a max.
+            let span = |o: usize, side: usize| (2 * o).saturating_sub(1)..(2 * o + 2).min(side);
+            for (ox, out) in row.chunks_exact_mut(c).enumerate() {
+                let mut taps = span(oy, h)
+                    .flat_map(|iy| span(ox, w).map(move |ix| &image[(iy * w + ix) * c..][..c]));
+                let first = taps.next().expect("a window has a tap");
+                for (o, &s) in out.iter_mut().zip(first) {
+                    o.write(s);
+                }
+                // SAFETY: every value was just written.
+                let out = unsafe { written(out) };
+                for tap in taps {
+                    // A compare and select, not `f32::max`: its NaN rule kept the loop from
+                    // vectorising.
+                    for (o, &s) in out.iter_mut().zip(tap) {
+                        *o = if s > *o { s } else { *o };
                     }
                 }
             }
         });
+        // SAFETY: each output pixel's values were written from its first tap.
+        let y = unsafe { written_buffer(y) };
         Ok((CpuStorage::F32(y), Shape::from((n, oh, ow, c))))
     }
 }
